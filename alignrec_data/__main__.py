@@ -1,0 +1,3 @@
+from alignrec_data.cli import main
+
+main()

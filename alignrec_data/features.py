@@ -1,0 +1,124 @@
+"""Item feature files: ``<data-dir>/<dataset>/features/<variant>.parquet``.
+
+One row per item, sorted by ``item_id`` (0..N-1, row i = item i, as MMRec's ``.npy`` files):
+``item_id`` (int64), ``item_key`` (string, the raw asin / parent_asin), ``embedding``
+(fixed-size list of float32, length d) and ``missing`` (bool: the item lacked the input this
+feature needs, e.g. an image; its embedding is then written explicitly, see the producer).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from alignrec_data.atomic import write_parquet
+from alignrec_data.errors import DataFormatError, UsageError
+
+
+def feature_schema(dim: int) -> pa.Schema:
+    """The Arrow schema of a feature file with embeddings of length ``dim``."""
+    return pa.schema(
+        [
+            ("item_id", pa.int64()),
+            ("item_key", pa.string()),
+            ("embedding", pa.list_(pa.float32(), dim)),
+            ("missing", pa.bool_()),
+        ]
+    )
+
+
+def features_table(
+    item_keys: list[str] | np.ndarray, matrix: np.ndarray, missing: np.ndarray | None = None
+) -> pa.Table:
+    """Build a feature table; row i of ``matrix`` is item i.
+
+    Args:
+        item_keys: Raw keys, one per item, in item_id order.
+        matrix: (N, d) array, converted to float32.
+        missing: Optional (N,) bool array; defaults to all False.
+
+    Returns:
+        A table with the :func:`feature_schema` schema.
+    """
+    matrix = np.ascontiguousarray(matrix, dtype=np.float32)
+    if matrix.ndim != 2 or matrix.shape[0] != len(item_keys):
+        msg = f"feature matrix has shape {matrix.shape}, expected ({len(item_keys)}, d)"
+        raise ValueError(msg)
+    n, d = matrix.shape
+    if not np.isfinite(matrix).all():
+        msg = "feature matrix contains NaN or infinite values"
+        raise ValueError(msg)
+    missing_arr = np.zeros(n, dtype=bool) if missing is None else np.asarray(missing, dtype=bool)
+    emb = pa.FixedSizeListArray.from_arrays(pa.array(matrix.reshape(-1), pa.float32()), d)
+    return pa.table(
+        {
+            "item_id": pa.array(np.arange(n, dtype=np.int64)),
+            "item_key": pa.array([str(k) for k in item_keys], pa.string()),
+            "embedding": emb,
+            "missing": pa.array(missing_arr),
+        },
+        schema=feature_schema(d),
+    )
+
+
+def write_features(
+    path: str | Path,
+    item_keys: list[str] | np.ndarray,
+    matrix: np.ndarray,
+    missing: np.ndarray | None = None,
+) -> None:
+    """Atomically write a feature file (see module docstring)."""
+    write_parquet(path, features_table(item_keys, matrix, missing))
+
+
+def read_features(path: str | Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Read a feature file.
+
+    Args:
+        path: A ``<variant>.parquet`` file.
+
+    Returns:
+        ``(item_keys, matrix, missing)``: object array of keys, (N, d) float32, (N,) bool;
+        row i is item i.
+
+    Raises:
+        UsageError: The file does not exist.
+        DataFormatError: The file is not a feature file or ids are not 0..N-1 in order.
+    """
+    path = Path(path)
+    if not path.is_file():
+        msg = f"feature file {path} does not exist; run `alignrec-data extract` first"
+        raise UsageError(msg)
+    try:
+        table = pq.read_table(path)
+    except (pa.ArrowInvalid, OSError) as err:
+        msg = f"feature file {path} is not a readable parquet file: {err}"
+        raise DataFormatError(msg) from err
+    for col in ("item_id", "embedding"):
+        if col not in table.column_names:
+            msg = f"feature file {path} has no column {col!r} (found {table.column_names})"
+            raise DataFormatError(msg)
+    ids = table.column("item_id").to_numpy()
+    if not np.array_equal(ids, np.arange(len(ids))):
+        msg = f"feature file {path}: item_id must be 0..N-1 in order"
+        raise DataFormatError(msg)
+    emb = table.column("embedding").combine_chunks()
+    if not pa.types.is_fixed_size_list(emb.type):
+        msg = f"feature file {path}: embedding must be a fixed-size list, found {emb.type}"
+        raise DataFormatError(msg)
+    d = emb.type.list_size
+    matrix = emb.flatten().to_numpy(zero_copy_only=False).astype(np.float32).reshape(-1, d)
+    keys = (
+        np.asarray(table.column("item_key").to_pylist(), dtype=object)
+        if "item_key" in table.column_names
+        else np.asarray([str(i) for i in ids], dtype=object)
+    )
+    missing = (
+        table.column("missing").to_numpy(zero_copy_only=False).astype(bool)
+        if "missing" in table.column_names
+        else np.zeros(len(ids), dtype=bool)
+    )
+    return keys, matrix, missing

@@ -1,0 +1,1 @@
+"""alignrec_model: the MMEnc encoder, the AlignRec recommender and their evaluations."""

@@ -1,0 +1,50 @@
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from alignrec_data.atomic import atomic_path, write_json
+from alignrec_data.errors import DataFormatError, UsageError
+from alignrec_data.features import read_features, write_features
+
+
+def test_atomic_path_leaves_nothing_on_failure(tmp_path):
+    target = tmp_path / "out.json"
+    with pytest.raises(RuntimeError), atomic_path(target) as tmp:
+        tmp.write_text("half")
+        raise RuntimeError("boom")
+    assert not target.exists()
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_write_json_replaces_atomically(tmp_path):
+    target = tmp_path / "m.json"
+    write_json(target, {"b": 1, "a": 2})
+    write_json(target, {"a": 3})
+    assert target.read_text() == '{\n  "a": 3\n}\n'
+    assert [p.name for p in tmp_path.iterdir()] == ["m.json"]
+
+
+def test_features_round_trip(tmp_path):
+    rng = np.random.default_rng(0)
+    m = rng.normal(size=(5, 7)).astype(np.float32)
+    missing = np.array([False, True, False, False, True])
+    write_features(tmp_path / "f.parquet", [f"k{i}" for i in range(5)], m, missing)
+    keys, got, got_missing = read_features(tmp_path / "f.parquet")
+    assert list(keys) == ["k0", "k1", "k2", "k3", "k4"]
+    np.testing.assert_array_equal(got, m)
+    np.testing.assert_array_equal(got_missing, missing)
+    schema = pq.read_schema(tmp_path / "f.parquet")
+    emb_type = schema.field("embedding").type
+    assert pa.types.is_fixed_size_list(emb_type)
+    assert emb_type.list_size == 7 and emb_type.value_type == pa.float32()
+
+
+def test_features_reject_nan_and_bad_files(tmp_path):
+    with pytest.raises(ValueError, match="NaN"):
+        write_features(tmp_path / "f.parquet", ["a"], np.array([[np.nan]], dtype=np.float32))
+    with pytest.raises(UsageError, match="run `alignrec-data extract` first"):
+        read_features(tmp_path / "absent.parquet")
+    (tmp_path / "junk.parquet").write_bytes(b"not parquet")
+    with pytest.raises(DataFormatError, match="junk.parquet is not a readable parquet"):
+        read_features(tmp_path / "junk.parquet")
