@@ -48,3 +48,14 @@ def test_features_reject_nan_and_bad_files(tmp_path):
     (tmp_path / "junk.parquet").write_bytes(b"not parquet")
     with pytest.raises(DataFormatError, match="junk.parquet is not a readable parquet"):
         read_features(tmp_path / "junk.parquet")
+
+
+def test_atomic_write_has_the_default_file_mode(tmp_path):
+    import os
+
+    mask = os.umask(0o022)
+    try:
+        write_json(tmp_path / "m.json", {})
+    finally:
+        os.umask(mask)
+    assert (tmp_path / "m.json").stat().st_mode & 0o777 == 0o644
