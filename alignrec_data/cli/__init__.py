@@ -1,0 +1,76 @@
+"""The ``alignrec-data`` command line: one click group, one module per command.
+
+Each command module defines ``command`` (a click command) as a thin wrapper over a library
+function. Results go to stdout (``--format text|json``), logs and progress bars to stderr.
+Errors the user can fix are :class:`alignrec_data.errors.AlignrecError`; the group turns them
+into ``Error: ...`` plus a hint on stderr and the error's exit code (2 for bad usage).
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+
+import click
+
+from alignrec_data.errors import AlignrecError
+
+# Registered commands, in --help order. A command is listed only once it is built.
+COMMAND_MODULES = (
+    "datasets",
+    "download",
+)
+
+
+class CliError(click.ClickException):
+    """A library error shown as ``Error: <message>`` with an optional hint."""
+
+    def __init__(self, err: AlignrecError) -> None:
+        super().__init__(str(err))
+        self.exit_code = err.exit_code
+        self.hint = err.hint
+
+    def format_message(self) -> str:  # noqa: D102
+        return self.message + (f"\nHint: {self.hint}" if self.hint else "")
+
+
+class AlignrecGroup(click.Group):
+    """A group whose subcommands report :class:`AlignrecError` as clean CLI errors."""
+
+    def invoke(self, ctx: click.Context):  # noqa: D102
+        try:
+            return super().invoke(ctx)
+        except AlignrecError as err:
+            raise CliError(err) from err
+
+
+@click.group(cls=AlignrecGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("-v", "--verbose", count=True, help="More log output on stderr (-vv for debug).")
+@click.option("-q", "--quiet", is_flag=True, help="Only warnings and errors on stderr.")
+@click.version_option(package_name="alignrec", prog_name="alignrec-data")
+def cli(verbose: int, quiet: bool) -> None:
+    r"""Raw Amazon image+text data to released multimodal item features (AlignRec).
+
+    \b
+    Every dataset lives under DATA_DIR/<dataset>/{raw,prepared,images,features,models,
+    metrics,release}; DATA_DIR is --data-dir, $ALIGNREC_DATA_DIR or ./data. Parameters come
+    from --params, else ./params.yaml when present, else the packaged defaults.
+
+    \b
+    Examples:
+      alignrec-data datasets
+      alignrec-data download amazon-mini
+      alignrec-data download amazon-baby --mirror https://my.mirror/amazon/
+    """
+    level = logging.WARNING if quiet else (logging.DEBUG if verbose > 1 else logging.INFO)
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s", force=True)
+
+
+for _name in COMMAND_MODULES:
+    _mod = importlib.import_module(f"alignrec_data.cli.{_name}")
+    cli.add_command(_mod.command)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    cli(prog_name="alignrec-data")
