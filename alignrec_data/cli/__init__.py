@@ -19,6 +19,9 @@ from alignrec_data.errors import AlignrecError
 COMMAND_MODULES = (
     "datasets",
     "download",
+    "prepare",
+    "import_",
+    "export",
 )
 
 

@@ -1,0 +1,170 @@
+"""Train / valid / test splits, written as the ``split`` column of ``interactions.parquet``.
+
+Three methods (``prepare.split``):
+
+- ``random``: MMRec's per-user rule. A user with n interactions gets
+  ``valid = floor(0.2 n) // 2`` and ``test = floor(0.2 n) - valid`` when n >= 10, else
+  ``n - 2 / 1 / 1`` (train / valid / test). Which interactions go where is random and seeded:
+  one ``numpy.random.default_rng(seed)`` draws one uniform number per interaction, in the
+  order of the interactions table (sorted by user_id, timestamp, item_id); each user's
+  interactions are ordered by their numbers (a uniformly random per-user permutation, users in
+  user_id order), the first ``n_train`` are train, the next ``n_valid`` valid, the rest test.
+- ``leave-one-out``: per user by time: the last interaction is test, the second last valid,
+  the rest train; ties in time are broken by item_id (larger item_id = later).
+- ``temporal``: global cut-offs ``valid_start <= test_start`` (Unix seconds): earlier -> train,
+  ``[valid_start, test_start)`` -> valid, ``>= test_start`` -> test. Unless given, the cut-offs
+  are the timestamps at positions ``floor(q * n)`` of the sorted timestamps for the two
+  quantiles ``q`` (default 0.8 and 0.9), so ties at a cut-off all go to the later split.
+
+Users with fewer than 3 interactions (only without k-core filtering) get, under ``random``
+and ``leave-one-out``: n = 1 -> train; n = 2 -> 1 train, 1 test (the later one for
+leave-one-out). ``leave-one-out`` and ``temporal`` do not use the seed.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from alignrec_data.errors import UsageError
+from alignrec_data.schema import SPLIT_CODES, SPLITS
+
+SPLIT_METHODS = ("random", "leave-one-out", "temporal")
+TRAIN, VALID, TEST = (SPLIT_CODES[s] for s in SPLITS)
+
+
+def _positions(users: np.ndarray, order: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """Rank (0-based) of each row within its user when rows are taken in ``order``."""
+    starts = np.cumsum(counts) - counts
+    pos = np.empty(len(users), dtype=np.int64)
+    pos[order] = np.arange(len(users), dtype=np.int64) - starts[users[order]]
+    return pos
+
+
+def _label(pos: np.ndarray, n_train: np.ndarray, n_valid: np.ndarray) -> np.ndarray:
+    codes = np.full(len(pos), TEST, dtype=np.int8)
+    codes[pos < n_valid + n_train] = VALID
+    codes[pos < n_train] = TRAIN
+    return codes
+
+
+def mmrec_sizes(counts: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """MMRec's per-user ``(n_train, n_valid, n_test)`` for interaction counts ``counts``."""
+    counts = np.asarray(counts, dtype=np.int64)
+    tot = (counts * 2) // 10  # floor(0.2 n), exact in integers
+    n_valid = np.where(counts >= 10, tot // 2, 1)
+    n_test = np.where(counts >= 10, tot - tot // 2, 1)
+    n_valid = np.where(counts < 3, 0, n_valid)
+    n_test = np.where(counts < 3, np.clip(counts - 1, 0, 1), n_test)
+    return counts - n_valid - n_test, n_valid, n_test
+
+
+def split_random(users: np.ndarray, n_users: int, seed: int) -> np.ndarray:
+    """MMRec's seeded random per-user split (see the module docstring).
+
+    Args:
+        users: (n,) user ids of the interactions, in table order.
+        n_users: Number of users (ids are < n_users).
+        seed: Seed of the generator.
+
+    Returns:
+        (n,) int8 split codes (0 train, 1 valid, 2 test).
+    """
+    users = np.asarray(users, dtype=np.int64)
+    rng = np.random.default_rng(seed)
+    keys = rng.random(len(users))
+    order = np.lexsort((keys, users))
+    counts = np.bincount(users, minlength=n_users)
+    n_train, n_valid, _ = mmrec_sizes(counts)
+    pos = _positions(users, order, counts)
+    return _label(pos, n_train[users], n_valid[users])
+
+
+def split_leave_one_out(
+    users: np.ndarray, items: np.ndarray, timestamps: np.ndarray, n_users: int
+) -> np.ndarray:
+    """Per user: last by time -> test, second last -> valid, rest train (ties by item_id)."""
+    users = np.asarray(users, dtype=np.int64)
+    order = np.lexsort((items, timestamps, users))
+    counts = np.bincount(users, minlength=n_users)
+    n_valid = np.where(counts >= 3, 1, 0)
+    n_test = np.where(counts >= 2, 1, 0)
+    pos = _positions(users, order, counts)
+    return _label(pos, (counts - n_valid - n_test)[users], n_valid[users])
+
+
+def temporal_cutoffs(timestamps: np.ndarray, quantiles: tuple[float, float]) -> tuple[int, int]:
+    """The timestamps at positions ``floor(q * n)`` of the sorted timestamps."""
+    ts = np.sort(np.asarray(timestamps, dtype=np.int64))
+    if len(ts) == 0:
+        return 0, 0
+    pos = [min(int(np.floor(q * len(ts))), len(ts) - 1) for q in quantiles]
+    return int(ts[pos[0]]), int(ts[pos[1]])
+
+
+def split_temporal(timestamps: np.ndarray, valid_start: int, test_start: int) -> np.ndarray:
+    """Global cut-offs: ``< valid_start`` train, ``< test_start`` valid, else test."""
+    ts = np.asarray(timestamps, dtype=np.int64)
+    codes = np.full(len(ts), TEST, dtype=np.int8)
+    codes[ts < test_start] = VALID
+    codes[ts < valid_start] = TRAIN
+    return codes
+
+
+def assign_splits(
+    method: str,
+    users: np.ndarray,
+    items: np.ndarray,
+    timestamps: np.ndarray,
+    n_users: int,
+    *,
+    seed: int,
+    valid_start: int | None = None,
+    test_start: int | None = None,
+    quantiles: tuple[float, float] = (0.8, 0.9),
+) -> tuple[np.ndarray, dict]:
+    """Split codes for every interaction by ``method``, and what was used (for ``stats.json``).
+
+    Args:
+        method: ``random``, ``leave-one-out`` or ``temporal``.
+        users: (n,) user ids.
+        items: (n,) item ids.
+        timestamps: (n,) Unix seconds.
+        n_users: Number of users.
+        seed: Seed (``random`` only).
+        valid_start: Temporal cut-off of valid, or None for the quantile.
+        test_start: Temporal cut-off of test, or None for the quantile.
+        quantiles: Quantiles for cut-offs that are not given.
+
+    Returns:
+        ``(codes, info)``: (n,) int8 codes and a dict describing the split.
+
+    Raises:
+        UsageError: Unknown method or inconsistent temporal parameters.
+    """
+    info: dict = {"method": method}
+    if method == "random":
+        info["seed"] = seed
+        return split_random(users, n_users, seed), info
+    if method == "leave-one-out":
+        return split_leave_one_out(users, items, timestamps, n_users), info
+    if method == "temporal":
+        q0, q1 = quantiles
+        if not 0.0 < q0 <= q1 < 1.0:
+            msg = (
+                "prepare.temporal_quantiles must be two numbers 0 < q1 <= q2 < 1, found "
+                f"{list(quantiles)}"
+            )
+            raise UsageError(msg)
+        auto_v, auto_t = temporal_cutoffs(timestamps, quantiles)
+        v = auto_v if valid_start is None else int(valid_start)
+        t = auto_t if test_start is None else int(test_start)
+        if v > t:
+            msg = (
+                f"prepare: temporal valid cut-off {v} is after the test cut-off {t}; give "
+                "valid_start <= test_start"
+            )
+            raise UsageError(msg)
+        info.update(valid_start=v, test_start=t, quantiles=[q0, q1])
+        return split_temporal(timestamps, v, t), info
+    msg = f"prepare.split must be one of {', '.join(SPLIT_METHODS)}, found {method!r}"
+    raise UsageError(msg)

@@ -1,0 +1,247 @@
+"""MMRec / LATTICE import and MMRec export, on the real Baby and MovieLens-100K folders."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pytest
+from click.testing import CliRunner
+
+from alignrec_data.atomic import write_parquet
+from alignrec_data.clean import k_core
+from alignrec_data.cli import cli
+from alignrec_data.errors import DataFormatError, UsageError
+from alignrec_data.interop import import_lattice, import_mmrec
+from alignrec_data.prepare import interactions_table, read_prepared
+from alignrec_data.splits import assign_splits
+from alignrec_data.text import assemble_text
+from tests.conftest import shared_data
+
+
+def _json_pairs(folder: Path, name: str) -> int:
+    return sum(len(v) for v in json.loads((folder / name).read_text()).values())
+
+
+@pytest.mark.shared_data
+def test_baby_lattice_import_export_roundtrip(data_dir: Path, tmp_path: Path) -> None:
+    src = shared_data("amazon-baby")
+    runner = CliRunner()
+    res = runner.invoke(
+        cli,
+        [
+            "import",
+            "lattice",
+            str(src),
+            "--name",
+            "baby",
+            "--data-dir",
+            str(data_dir),
+            "--format",
+            "json",
+        ],
+    )
+    assert res.exit_code == 0, res.output
+    stats = json.loads(res.stdout)
+    assert (stats["users"], stats["items"], stats["interactions"]) == (19445, 7050, 160792)
+    assert (
+        stats["splits"]
+        == {
+            "train": _json_pairs(src, "train.json"),
+            "valid": _json_pairs(src, "val.json"),
+            "test": _json_pairs(src, "test.json"),
+        }
+        == {"train": 119674, "valid": 20559, "test": 20559}
+    )
+    inter, items, users = read_prepared(data_dir / "baby" / "prepared")
+    # Raw keys come from the id maps; the item numbering is MMRec's i_id_mapping.csv.
+    mmrec_map = pd.read_csv(src / "i_id_mapping.csv", sep="\t", dtype={"asin": str})
+    assert items.column("item_key").to_pylist() == mmrec_map.sort_values("itemID").asin.tolist()
+    user2id = json.loads((src / "user2id.json").read_text())
+    assert users.column("user_key").to_pylist() == sorted(user2id, key=user2id.get)
+    assert inter.column("rating").null_count == inter.num_rows  # LATTICE has no ratings
+    # The MMRec Baby set is 5-core: filtering it again is a fixed point.
+    keep, rounds = k_core(
+        inter.column("user_id").to_numpy(), inter.column("item_id").to_numpy(), 5, 5
+    )
+    assert len(keep) == inter.num_rows and rounds == 1
+
+    out = tmp_path / "mmrec" / "baby"
+    res = runner.invoke(
+        cli, ["export", "mmrec", "baby", "--out", str(out), "--data-dir", str(data_dir)]
+    )
+    assert res.exit_code == 0, res.output
+    assert sorted(p.name for p in out.iterdir()) == [
+        "baby.inter",
+        "i_id_mapping.csv",
+        "u_id_mapping.csv",
+    ]
+    header = (out / "baby.inter").read_text().splitlines()[0]
+    assert header.split("\t") == ["userID", "itemID", "rating", "timestamp", "x_label"]
+    exported = pd.read_csv(out / "baby.inter", sep="\t")
+    assert exported.x_label.value_counts().sort_index().tolist() == [119674, 20559, 20559]
+    assert (out / "i_id_mapping.csv").read_text() == (src / "i_id_mapping.csv").read_text()
+    res = runner.invoke(
+        cli, ["import", "mmrec", str(out), "--name", "baby2", "--data-dir", str(data_dir)]
+    )
+    assert res.exit_code == 0, res.output
+    for a, b in zip(
+        read_prepared(data_dir / "baby" / "prepared"),
+        read_prepared(data_dir / "baby2" / "prepared"),
+        strict=True,
+    ):
+        assert a.equals(b)
+
+
+def _resplit(inter: pa.Table, method: str, seed: int, path: Path) -> tuple[dict, str, pa.Table]:
+    u = inter.column("user_id").to_numpy()
+    i = inter.column("item_id").to_numpy()
+    t = inter.column("timestamp").to_numpy()
+    n_users = int(u.max()) + 1
+    codes, info = assign_splits(method, u, i, t, n_users, seed=seed)
+    keys = pa.table({"k": inter.column("user_key"), "id": inter.column("user_id")})
+    ukeys = dict(zip(keys.column("id").to_pylist(), keys.column("k").to_pylist(), strict=True))
+    ikeys = dict(zip(i.tolist(), inter.column("item_key").to_pylist(), strict=True))
+    table = interactions_table(
+        u,
+        i,
+        [ukeys[k] for k in range(n_users)],
+        [ikeys[k] for k in range(int(i.max()) + 1)],
+        inter.column("rating"),
+        inter.column("timestamp"),
+        codes,
+    )
+    write_parquet(path, table)
+    return info, hashlib.sha256(path.read_bytes()).hexdigest(), table
+
+
+@pytest.mark.shared_data
+def test_ml100k_real_timestamps_splits(data_dir: Path, tmp_path: Path) -> None:
+    src = shared_data("ml100k-imdb")
+    stats = import_mmrec(src, "ml100k", data_dir)
+    assert (stats["users"], stats["items"], stats["interactions"]) == (943, 1682, 100000)
+    assert stats["has_timestamps"] and stats["has_ratings"]
+    inter, items, _ = read_prepared(data_dir / "ml100k" / "prepared")
+    assert items.column("item_key").to_pylist()[0] == "0_Toy Story"
+    df = inter.to_pandas()
+
+    _, h1, loo = _resplit(inter, "leave-one-out", 1, tmp_path / "loo1.parquet")
+    _, h2, _ = _resplit(inter, "leave-one-out", 1, tmp_path / "loo2.parquet")
+    _, h3, _ = _resplit(inter, "leave-one-out", 2, tmp_path / "loo3.parquet")
+    assert h1 == h2 == h3  # leave-one-out is deterministic: the seed is not used
+    counts = loo.to_pandas().split.value_counts()
+    assert counts["test"] == counts["valid"] == df.user_id.nunique()
+    ldf = loo.to_pandas()
+    latest = ldf.groupby("user_id").timestamp.transform("max")
+    assert (ldf[ldf.split == "test"].timestamp == latest[ldf.split == "test"]).all()
+
+    info, t1, tmp = _resplit(inter, "temporal", 1, tmp_path / "t1.parquet")
+    _, t2, _ = _resplit(inter, "temporal", 1, tmp_path / "t2.parquet")
+    assert t1 == t2
+    ts = np.sort(df.timestamp.to_numpy())
+    assert (info["valid_start"], info["test_start"]) == (ts[80000], ts[90000])
+    tcounts = tmp.to_pandas().split.value_counts()
+    assert tcounts["train"] == (ts < ts[80000]).sum() and tcounts["test"] == (ts >= ts[90000]).sum()
+    assert abs(tcounts["train"] - 80000) < 200 and tcounts.sum() == 100000
+
+    _, r1, _ = _resplit(inter, "random", 1, tmp_path / "r1.parquet")
+    _, r2, _ = _resplit(inter, "random", 1, tmp_path / "r2.parquet")
+    _, r3, _ = _resplit(inter, "random", 2, tmp_path / "r3.parquet")
+    assert r1 == r2 != r3
+
+
+@pytest.mark.shared_data
+def test_ml100k_item_text_from_items_csv() -> None:
+    src = shared_data("ml100k-imdb")
+    movies = pd.read_csv(src / "items.csv")
+    genres = [
+        "Action",
+        "Adventure",
+        "Animation",
+        "Children's",
+        "Comedy",
+        "Crime",
+        "Documentary",
+        "Drama",
+        "Fantasy",
+        "Film-Noir",
+        "Horror",
+        "Musical",
+        "Mystery",
+        "Romance",
+        "Sci-Fi",
+        "Thriller",
+        "War",
+        "Western",
+    ]
+    template = "{title}. Directed by {brand}. Genres: {categories}. {description}"
+    texts = []
+    for _, m in movies.iterrows():
+        texts.append(
+            assemble_text(
+                template,
+                title=m["movie title"],
+                brand=m["Director"] if isinstance(m["Director"], str) else "",
+                categories=[g for g in genres if m[g] == 1],
+                description=m["Summary"] if isinstance(m["Summary"], str) else "",
+                category_separator=", ",
+            )
+        )
+    assert len(texts) == 1682
+    toy = texts[0]
+    assert (
+        toy.startswith("Toy Story (1995). Directed by ")
+        and "Genres: Animation, Children's, Comedy." in toy
+    )
+    assert movies["Summary"].iloc[0].split()[0] in toy
+    assert all("  " not in t and "\n" not in t for t in texts)
+    missing = movies["Summary"].isna()
+    assert missing.sum() == 198
+    no_summary = np.array(texts)[missing.to_numpy()]
+    assert all(t.endswith(".") and "nan" not in t.split() for t in no_summary)
+
+
+def test_import_errors(tmp_path: Path, data_dir: Path) -> None:
+    folder = tmp_path / "lat"
+    folder.mkdir()
+    with pytest.raises(
+        UsageError,
+        match="train.json does not exist; a LATTICE folder holds train.json, val.json, test.json",
+    ):
+        import_lattice(folder, "x", data_dir)
+    (folder / "train.json").write_text('{"0": [0, 1], "1": [1]}')
+    (folder / "val.json").write_text('{"0": [3]}')
+    (folder / "test.json").write_text('{"1": ["a"]}')
+    with pytest.raises(
+        DataFormatError, match=r"test.json: user '1': expected a list of integer item ids"
+    ):
+        import_lattice(folder, "x", data_dir)
+    (folder / "test.json").write_text('{"1": [0]}')
+    with pytest.raises(DataFormatError, match=r"item ids must be contiguous from 0; id 2 of 0..3"):
+        import_lattice(folder, "x", data_dir)
+    with pytest.raises(UsageError, match="dataset name '../x' is not valid"):
+        import_lattice(folder, "../x", data_dir)
+    mm = tmp_path / "mm"
+    mm.mkdir()
+    (mm / "mm.inter").write_text("userID\titemID\tx_label\n0\t0\t0\n0\t1\t5\n")
+    with pytest.raises(
+        DataFormatError, match="x_label must be 0 .train., 1 .valid. or 2 .test., found 5"
+    ):
+        import_mmrec(mm, "y", data_dir)
+    (mm / "mm.inter").write_text("user\titem\n0\t0\n")
+    with pytest.raises(
+        DataFormatError, match=r"missing column\(s\) \['userID', 'itemID', 'x_label'\]"
+    ):
+        import_mmrec(mm, "y", data_dir)
+    (mm / "mm.inter").write_text("userID\titemID\tx_label\n0\t0\t0\n1\t1\t2\n")
+    stats = import_mmrec(mm, "y", data_dir)
+    assert stats["has_ratings"] is False and stats["splits"] == {"train": 1, "valid": 0, "test": 1}
+    res = CliRunner().invoke(
+        cli,
+        ["export", "mmrec", "nothing", "--out", str(tmp_path / "o"), "--data-dir", str(data_dir)],
+    )
+    assert res.exit_code == 2 and "alignrec-data prepare nothing" in res.output

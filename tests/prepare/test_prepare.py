@@ -1,0 +1,179 @@
+"""``prepare`` end to end on the embedded amazon-mini raw files, through the CLI."""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+from click.testing import CliRunner
+
+from alignrec_data.cli import cli
+from alignrec_data.mini import MINI_DIR, REVIEWS_FILE, generate_amazon_mini, kcore
+
+FILES = ("interactions.parquet", "items.parquet", "users.parquet", "stats.json")
+
+
+@pytest.fixture(scope="module")
+def mini_raw(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """amazon-mini's raw files, fetched by `download` from the package (or generated)."""
+    raw = tmp_path_factory.mktemp("mini") / "raw"
+    if (MINI_DIR / REVIEWS_FILE).is_file():
+        from alignrec_data.download import download_dataset, raise_for_failures
+
+        raise_for_failures(download_dataset("amazon-mini", raw, progress=False))
+    else:  # the package copy is not built yet in this checkout: generate the same files
+        generate_amazon_mini(raw, seed=0)
+    return raw
+
+
+def _run(data_dir: Path, raw: Path, params: Path, *args: str) -> dict:
+    target = data_dir / "amazon-mini" / "raw"
+    if not target.exists():
+        shutil.copytree(raw, target)
+    res = CliRunner().invoke(
+        cli,
+        [
+            "prepare",
+            "amazon-mini",
+            "--data-dir",
+            str(data_dir),
+            "--params",
+            str(params),
+            "--format",
+            "json",
+            *args,
+        ],
+    )
+    assert res.exit_code == 0, res.output
+    return json.loads(res.stdout)
+
+
+def _hashes(folder: Path) -> dict[str, str]:
+    return {f: hashlib.sha256((folder / f).read_bytes()).hexdigest() for f in FILES}
+
+
+def _params(tmp_path: Path, name: str, **prepare: object) -> Path:
+    p = tmp_path / name
+    p.write_text("prepare:\n" + "".join(f"  {k}: {json.dumps(v)}\n" for k, v in prepare.items()))
+    return p
+
+
+def test_prepare_amazon_mini_end_to_end(tmp_path: Path, mini_raw: Path) -> None:
+    params = _params(tmp_path, "p.yaml", seed=11)
+    stats = _run(tmp_path / "a", mini_raw, params)
+    # Independent count: plain json + the generator's own dedupe/k-core helper.
+    first: dict[tuple[str, str], int] = {}
+    with gzip.open(mini_raw / REVIEWS_FILE, "rt") as f:
+        rows = [json.loads(line) for line in f]
+    for r in rows:
+        key = (r["reviewerID"], r["asin"])
+        first[key] = min(first.get(key, r["unixReviewTime"]), r["unixReviewTime"])
+    core = kcore(first, 5)
+    assert stats["steps"][0]["interactions"] == len(rows)
+    assert stats["steps"][1]["interactions"] == len(first)
+    assert stats["interactions"] == len(core)
+    assert stats["users"] == len({u for u, _ in core}) and stats["items"] == len(
+        {i for _, i in core}
+    )
+    assert stats["bad_lines"]["reviews"]["bad_lines"] == 0
+    prepared = tmp_path / "a" / "amazon-mini" / "prepared"
+    inter = pq.read_table(prepared / "interactions.parquet").to_pandas()
+    assert set(zip(inter.user_key, inter.item_key, strict=True)) == set(core)
+    assert (
+        inter.timestamp
+        == [first[(u, i)] for u, i in zip(inter.user_key, inter.item_key, strict=True)]
+    ).all()
+    # Every user's split sizes follow the MMRec rule.
+    for n, g in inter.groupby("user_id").split:
+        tot = (2 * len(g)) // 10
+        want = (len(g) - 2, 1, 1) if len(g) < 10 else (len(g) - tot, tot // 2, tot - tot // 2)
+        assert tuple((g == s).sum() for s in ("train", "valid", "test")) == want, n
+    items = pq.read_table(prepared / "items.parquet").to_pandas()
+    assert items.item_id.tolist() == list(range(stats["items"]))
+    assert items.item_key.tolist() == sorted(items.item_key)
+    assert not items.text.str.contains("<|&amp;", regex=True).any()
+    assert (items.text.str.len() > 20).all()
+    assert 0 < stats["missing_image_url_rate"] < 0.2
+    users = pq.read_table(prepared / "users.parquet").to_pandas()
+    assert users.n_interactions.sum() == stats["interactions"] and users.n_interactions.min() >= 5
+
+    # Same params: byte-identical files. Another seed: same rows, other split.
+    again = tmp_path / "b"
+    _run(again, mini_raw, params)
+    assert _hashes(prepared) == _hashes(again / "amazon-mini" / "prepared")
+    other = _run(tmp_path / "c", mini_raw, _params(tmp_path, "q.yaml", seed=12))
+    assert other["splits"] == stats["splits"]
+    inter_c = pq.read_table(
+        tmp_path / "c" / "amazon-mini" / "prepared" / "interactions.parquet"
+    ).to_pandas()
+    assert inter_c.drop(columns="split").equals(inter.drop(columns="split"))
+    assert not inter_c.split.equals(inter.split)
+
+
+def test_prepare_leave_one_out_and_temporal(tmp_path: Path, mini_raw: Path) -> None:
+    loo = _run(tmp_path / "l", mini_raw, _params(tmp_path, "l.yaml", split="leave-one-out"))
+    assert loo["splits"]["test"] == loo["users"] == loo["splits"]["valid"]
+    inter = pq.read_table(
+        tmp_path / "l" / "amazon-mini" / "prepared" / "interactions.parquet"
+    ).to_pandas()
+    last = inter.sort_values(["user_id", "timestamp", "item_id"]).groupby("user_id").tail(1)
+    assert (last.split == "test").all()
+    tmp = _run(tmp_path / "t", mini_raw, _params(tmp_path, "t.yaml", split="temporal"))
+    inter = pq.read_table(
+        tmp_path / "t" / "amazon-mini" / "prepared" / "interactions.parquet"
+    ).to_pandas()
+    v, t = tmp["split"]["valid_start"], tmp["split"]["test_start"]
+    assert (
+        inter[inter.split == "train"].timestamp.max()
+        < v
+        <= inter[inter.split == "valid"].timestamp.min()
+    )
+    assert inter[inter.split == "test"].timestamp.min() >= t
+    assert np.isclose(tmp["splits"]["train"] / tmp["interactions"], 0.8, atol=0.01)
+
+
+def test_prepare_errors_name_the_fix(tmp_path: Path) -> None:
+    runner = CliRunner()
+    res = runner.invoke(cli, ["prepare", "amazon-mini", "--data-dir", str(tmp_path)])
+    assert res.exit_code == 2
+    assert "reviews_Mini_5.json.gz of amazon-mini does not exist" in res.output
+    assert "alignrec-data download amazon-mini" in res.output
+    res = runner.invoke(cli, ["prepare", "no-such-set", "--data-dir", str(tmp_path)])
+    assert res.exit_code == 2 and "unknown dataset id 'no-such-set'" in res.output
+    bad = _params(tmp_path, "bad.yaml", text_template="{title} {price}")
+    res = runner.invoke(
+        cli, ["prepare", "amazon-mini", "--data-dir", str(tmp_path), "--params", str(bad)]
+    )
+    assert res.exit_code == 2 and "field {price} is not allowed" in res.output
+
+
+def test_pipeline_stage_writes_stats_metric(tmp_path: Path, mini_raw: Path) -> None:
+    from pipelines.prepare import main
+
+    shutil.copytree(mini_raw, tmp_path / "d" / "amazon-mini" / "raw")
+    params = _params(tmp_path, "p.yaml", min_user_interactions=5)
+    metric = tmp_path / "metrics" / "prepare.json"
+    assert (
+        main(
+            [
+                "--data-dir",
+                str(tmp_path / "d"),
+                "--dataset",
+                "amazon-mini",
+                "--params",
+                str(params),
+                "--metrics",
+                str(metric),
+            ]
+        )
+        == 0
+    )
+    assert json.loads(metric.read_text()) == json.loads(
+        (tmp_path / "d" / "amazon-mini" / "prepared" / "stats.json").read_text()
+    )
