@@ -20,6 +20,7 @@ COMMAND_MODULES = (
     "datasets",
     "download",
     "prepare",
+    "images",
     "import_",
     "export",
 )

@@ -1,0 +1,282 @@
+"""Fetching image bytes over ``http(s)://`` and ``file://``, politely and with hard limits.
+
+- Per-host rate limit (:class:`HostRateLimiter`): request starts to one host are spaced at
+  least ``1 / per_host_rate`` seconds apart, across all worker threads (retries included).
+- Retries with exponential back-off on 429, 5xx, 408, time-outs and connection errors:
+  ``backoff * 2**attempt`` seconds, or the server's ``Retry-After`` (seconds or HTTP date),
+  capped at ``max_retry_after``.
+- Bounded memory: a response is read in chunks and abandoned as soon as it exceeds
+  ``max_bytes`` (also when ``Content-Length`` announces more); the body must arrive within
+  ``total_timeout`` seconds (``timeout`` bounds connecting and each read).
+
+A failed fetch is a :class:`FetchResult` with a short ``reason`` (``"http-404"``,
+``"timeout"``, ``"too-large"``, ``"connection-error"``, ``"file-not-found"``...), never an
+exception: image servers are untrusted and many URLs are dead.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import logging
+import threading
+import time
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+import requests
+from requests.adapters import HTTPAdapter
+
+from alignrec_data.images.urls import file_url_path
+
+log = logging.getLogger(__name__)
+
+CHUNK_SIZE = 64 * 1024
+# Statuses worth retrying: the server may answer later.
+RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
+# Reasons a later run may cure (the stage retries items that failed only with these).
+TRANSIENT_REASONS = frozenset({"timeout", "connection-error", "http-408", "http-429"})
+
+
+def is_transient(reason: str | None) -> bool:
+    """True for failures a later run may cure: time-outs, connection errors, 408, 429, 5xx."""
+    if reason is None:
+        return False
+    return reason in TRANSIENT_REASONS or (reason.startswith("http-5") and len(reason) == 8)
+
+
+@dataclass(frozen=True)
+class FetchSettings:
+    """Network limits of a fetch (a subset of the ``images`` params).
+
+    Attributes:
+        max_bytes: Largest response body accepted, in bytes.
+        timeout: Seconds to connect and for each read.
+        total_timeout: Seconds for a whole response body.
+        retries: Extra attempts after the first on a retryable failure.
+        backoff: Seconds before the first retry; doubles each retry.
+        max_retry_after: Cap on any wait, Retry-After included, in seconds.
+        per_host_rate: Requests per second per host (0 = unlimited).
+        user_agent: The User-Agent header.
+        pool_size: HTTP connections kept per host (the worker count).
+    """
+
+    max_bytes: int = 16_000_000
+    timeout: float = 20.0
+    total_timeout: float = 60.0
+    retries: int = 3
+    backoff: float = 1.0
+    max_retry_after: float = 60.0
+    per_host_rate: float = 10.0
+    user_agent: str = "alignrec-data/0.1"
+    pool_size: int = 16
+
+
+@dataclass(frozen=True)
+class FetchResult:
+    """What one URL gave.
+
+    Attributes:
+        url: The URL fetched.
+        body: The response body (None on failure).
+        status: The final HTTP status, or None (``file://`` URLs, no response).
+        reason: None on success, else a short failure reason.
+        requests: How many requests were made (retries included; 0 for ``file://``).
+    """
+
+    url: str
+    body: bytes | None
+    status: int | None
+    reason: str | None
+    requests: int
+
+    @property
+    def ok(self) -> bool:
+        """True when a body was received."""
+        return self.reason is None
+
+
+class HostRateLimiter:
+    """Space the starts of requests to one host at least ``1 / rate`` seconds apart.
+
+    Thread-safe: each caller reserves the next free slot of its host under a lock, then
+    sleeps outside the lock until that slot.
+
+    Args:
+        rate: Requests per second per host; 0 or less means no limit.
+    """
+
+    def __init__(self, rate: float) -> None:
+        self.interval = 1.0 / rate if rate > 0 else 0.0
+        self._next: dict[str, float] = {}
+        self._lock = threading.Lock()
+
+    def wait(self, host: str) -> None:
+        """Block until a request to ``host`` may start."""
+        if self.interval <= 0:
+            return
+        with self._lock:
+            now = time.monotonic()
+            slot = max(now, self._next.get(host, now))
+            self._next[host] = slot + self.interval
+        if slot > now:
+            time.sleep(slot - now)
+
+
+def retry_after_seconds(value: str | None, now: float | None = None) -> float | None:
+    """Parse a ``Retry-After`` header (delta seconds or HTTP date) into seconds (>= 0)."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when is None:
+        return None
+    return max(0.0, when.timestamp() - (time.time() if now is None else now))
+
+
+class _TooLarge(Exception):
+    pass
+
+
+class _Deadline(Exception):
+    pass
+
+
+class Fetcher:
+    """Fetch URLs with retries, a per-host rate limit and a size cap; safe to share by threads.
+
+    Each thread gets its own :class:`requests.Session` (connection reuse per thread).
+
+    Args:
+        settings: The limits.
+    """
+
+    def __init__(self, settings: FetchSettings) -> None:
+        self.settings = settings
+        self.limiter = HostRateLimiter(settings.per_host_rate)
+        self._local = threading.local()
+        self._sessions: list[requests.Session] = []
+        self._lock = threading.Lock()
+
+    def _session(self) -> requests.Session:
+        session = getattr(self._local, "session", None)
+        if session is None:
+            session = requests.Session()
+            session.max_redirects = 5
+            adapter = HTTPAdapter(pool_connections=4, pool_maxsize=self.settings.pool_size)
+            session.mount("http://", adapter)
+            session.mount("https://", adapter)
+            session.headers.update(
+                {
+                    "User-Agent": self.settings.user_agent,
+                    "Accept": "image/*",
+                    # Images are compressed already; identity also avoids gzip bombs.
+                    "Accept-Encoding": "identity",
+                }
+            )
+            self._local.session = session
+            with self._lock:
+                self._sessions.append(session)
+        return session
+
+    def close(self) -> None:
+        """Close every thread's session."""
+        with self._lock:
+            for s in self._sessions:
+                s.close()
+            self._sessions.clear()
+
+    def __enter__(self) -> Fetcher:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def fetch(self, url: str) -> FetchResult:
+        """Fetch one ``http(s)://`` or ``file://`` URL.
+
+        Returns:
+            The result; failures are results with a ``reason``, never exceptions.
+        """
+        scheme = urlsplit(url).scheme.lower()
+        if scheme == "file":
+            return self._fetch_file(url)
+        if scheme in ("http", "https"):
+            return self._fetch_http(url)
+        return FetchResult(url, None, None, "unsupported-url", 0)
+
+    def _fetch_file(self, url: str) -> FetchResult:
+        path = file_url_path(url)
+        try:
+            size = path.stat().st_size
+            if not path.is_file():
+                return FetchResult(url, None, None, "file-not-found", 0)
+            if size > self.settings.max_bytes:
+                return FetchResult(url, None, None, "too-large", 0)
+            with path.open("rb") as fh:
+                body = fh.read(self.settings.max_bytes + 1)
+        except FileNotFoundError:
+            return FetchResult(url, None, None, "file-not-found", 0)
+        except OSError as err:
+            log.debug("reading %s failed: %s", url, err)
+            return FetchResult(url, None, None, "file-error", 0)
+        if len(body) > self.settings.max_bytes:
+            return FetchResult(url, None, None, "too-large", 0)
+        return FetchResult(url, body, None, None, 0)
+
+    def _fetch_http(self, url: str) -> FetchResult:
+        s = self.settings
+        host = urlsplit(url).netloc.lower()
+        status: int | None = None
+        reason = "connection-error"
+        n = 0
+        for attempt in range(s.retries + 1):
+            self.limiter.wait(host)
+            n += 1
+            wait: float | None = None
+            try:
+                with self._session().get(
+                    url, stream=True, timeout=(s.timeout, s.timeout), allow_redirects=True
+                ) as resp:
+                    status = resp.status_code
+                    if status == 200:
+                        body = self._read_capped(resp)
+                        return FetchResult(url, body, status, None, n)
+                    reason = f"http-{status}"
+                    if status not in RETRY_STATUSES:
+                        return FetchResult(url, None, status, reason, n)
+                    wait = retry_after_seconds(resp.headers.get("Retry-After"))
+            except _TooLarge:
+                return FetchResult(url, None, status, "too-large", n)
+            except (_Deadline, requests.Timeout):
+                reason = "timeout"
+            except requests.RequestException as err:
+                # Connection refused/reset, bad chunked encoding, invalid redirect, ...
+                log.debug("GET %s failed: %s", url, err)
+                reason = "connection-error"
+            if attempt < s.retries:
+                delay = s.backoff * (2**attempt) if wait is None else wait
+                delay = min(delay, s.max_retry_after)
+                log.debug("GET %s: %s, retry %d in %.2f s", url, reason, attempt + 1, delay)
+                time.sleep(delay)
+        return FetchResult(url, None, status, reason, n)
+
+    def _read_capped(self, resp: requests.Response) -> bytes:
+        """Read a streamed body, stopping at ``max_bytes`` or the total time-out."""
+        s = self.settings
+        length = resp.headers.get("Content-Length", "")
+        if length.isdigit() and int(length) > s.max_bytes:
+            raise _TooLarge
+        deadline = time.monotonic() + s.total_timeout
+        buf = bytearray()
+        for chunk in resp.iter_content(CHUNK_SIZE):
+            buf += chunk
+            if len(buf) > s.max_bytes:
+                raise _TooLarge
+            if time.monotonic() > deadline:
+                raise _Deadline
+        return bytes(buf)
