@@ -23,6 +23,8 @@ COMMAND_MODULES = (
     "images",
     "import_",
     "export",
+    "release",
+    "publish",
 )
 
 

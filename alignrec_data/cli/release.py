@@ -1,0 +1,84 @@
+"""``alignrec-data release DATASET``: build the Hugging Face dataset folder of a dataset."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import click
+
+from alignrec_data.cli._common import common_options, emit
+from alignrec_data.export_features import parse_feature_specs
+from alignrec_data.release import build_release, load_config
+
+
+@click.command("release")
+@click.argument("dataset")
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Release folder, replaced as a whole [default: DATA_DIR/DATASET/release].",
+)
+@click.option(
+    "--features",
+    default=None,
+    help="Comma-separated feature variants to release [default: release.features, else all].",
+)
+@click.option(
+    "--images/--no-images",
+    default=None,
+    help="Add the (large) `images` config of packed image bytes [default: release.images].",
+)
+@click.option(
+    "--shard-size-mb",
+    type=float,
+    default=None,
+    help="Largest shard [default: release.shard_size_mb].",
+)
+@click.option("--repo-id", default=None, help="Repo id shown in the card's load_dataset lines.")
+@common_options
+def command(
+    dataset: str,
+    out: Path | None,
+    features: str | None,
+    images: bool | None,
+    shard_size_mb: float | None,
+    repo_id: str | None,
+    data_dir: Path,
+    params: Path | None,
+    fmt: str,
+) -> None:
+    """Build a Hugging Face dataset repository folder (no loading script) for DATASET.
+
+    Configs `items`, `interactions` (train / validation / test) and one `features-<variant>`
+    per feature file (and `images` with --images), as parquet shards
+    `<config>/<split>-0000i-of-0000n.parquet`, plus the dataset card README.md and the
+    manifest alignrec_release.json. Options override the `release:` params.
+
+    \b
+    Examples:
+      alignrec-data release amazon-mini
+      alignrec-data release amazon-baby --out release/baby --repo-id my-org/alignrec-baby
+      alignrec-data release amazon-baby --features alignrec,minilm-text --images
+    """  # noqa: D301 (click needs a real \b)
+    config = load_config(params)
+    changes: dict = {}
+    if features is not None:
+        changes["features"] = tuple(parse_feature_specs(features))
+    if images is not None:
+        changes["images"] = images
+    if shard_size_mb is not None:
+        changes["shard_size_mb"] = shard_size_mb
+    if repo_id is not None:
+        changes["repo_id"] = repo_id
+    config = dataclasses.replace(config, **changes)
+    result = build_release(data_dir, dataset, out, config, params_path=params)
+    lines = [
+        f"release of {dataset} -> {result.out} ({result.files} files, {result.total_bytes:,} bytes)"
+    ]
+    for name, splits in result.configs.items():
+        parts = ", ".join(f"{sp} {n:,}" for sp, n in splits.items())
+        lines.append(f"  {name:<24} {parts}")
+    lines += [f"  note: {n}" for n in result.notes]
+    emit(fmt, result.to_dict(), lines)

@@ -1,0 +1,327 @@
+"""The feature files of the MMRec / AlignRec layouts (``export mmrec --features``).
+
+MMRec reads ``image_feat.npy`` (N_items x d_img) and ``text_feat.npy`` (N_items x d_txt),
+float32, row i = itemID i (the order of ``i_id_mapping.csv``). The official AlignRec code
+(a fork of MMRec) puts its single fused feature in ``image_feat.npy`` and ships no text file.
+:mod:`alignrec_data.interop` writes the ``.inter`` file and the id maps; this module writes
+the features next to them:
+
+- ``layout="mmrec"``: at most one image and one text feature set, e.g.
+  ``effnet-image,minilm-text``. The fused ``alignrec`` feature has no place in this layout.
+- ``layout="alignrec"``: exactly one feature set (default ``alignrec``) written as
+  ``image_feat.npy``; a stale ``text_feat.npy`` in the folder is removed so that the
+  AlignRec code cannot pick it up.
+
+A feature spec is a variant name (``<data-dir>/<dataset>/features/<variant>.parquet``; its
+``item_key`` order must equal the prepared items') or ``MODALITY=PATH.npy`` for a matrix from
+elsewhere (``image=``, ``text=`` or ``fused=``; row i must be item i). ``.npy`` files are read
+with ``allow_pickle=False``: a pickled file is refused, never unpickled (unpickling runs code).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow.parquet as pq
+
+from alignrec_data.atomic import atomic_path
+from alignrec_data.errors import DataFormatError, UsageError
+from alignrec_data.paths import DatasetPaths
+
+log = logging.getLogger(__name__)
+
+LAYOUTS = ("mmrec", "alignrec")
+MODALITIES = ("image", "text", "fused")
+FEATURE_FILES = {"image": "image_feat.npy", "text": "text_feat.npy"}
+# Known variants and the modality their features describe; others: by name suffix.
+VARIANT_MODALITY = {
+    "alignrec": "fused",
+    "mmenc-image": "image",
+    "mmenc-text": "text",
+    "minilm-text": "text",
+    "effnet-image": "image",
+}
+
+
+@dataclass(frozen=True)
+class FeatureInput:
+    """One feature matrix to export.
+
+    Attributes:
+        source: The variant name or the ``.npy`` path it came from.
+        modality: ``image``, ``text`` or ``fused``.
+        matrix: (N_items, d) float32, row i = item i.
+    """
+
+    source: str
+    modality: str
+    matrix: np.ndarray
+
+
+def variant_modality(variant: str) -> str:
+    """``image``, ``text`` or ``fused`` for a variant name (suffix ``-image`` / ``-text``)."""
+    if variant in VARIANT_MODALITY:
+        return VARIANT_MODALITY[variant]
+    if variant.endswith("-image"):
+        return "image"
+    if variant.endswith("-text"):
+        return "text"
+    return "fused"
+
+
+def parse_feature_specs(value: str | Sequence[str] | None) -> list[str]:
+    """Split ``"a,b"`` (or a list of such strings) into specs, dropping blanks."""
+    if value is None:
+        return []
+    parts = [value] if isinstance(value, str) else list(value)
+    return [s.strip() for p in parts for s in str(p).split(",") if s.strip()]
+
+
+def load_npy(path: str | Path) -> np.ndarray:
+    """Read a 2-D numeric ``.npy`` matrix safely (``allow_pickle=False``), as float32.
+
+    Raises:
+        UsageError: The file does not exist.
+        DataFormatError: The file holds pickled objects, is not a ``.npy`` file, is not 2-D
+            numeric, or holds NaN / infinite values.
+    """
+    path = Path(path)
+    if not path.is_file():
+        msg = f"feature file {path} does not exist"
+        raise UsageError(msg)
+    try:
+        arr = np.load(path, allow_pickle=False)
+    except ValueError as err:
+        if "pickle" in str(err).lower():
+            msg = (
+                f"{path} holds pickled Python objects (an object array or a pickle file); "
+                "alignrec never unpickles (allow_pickle=False), because unpickling runs "
+                "arbitrary code. Save a numeric array instead: "
+                "np.save(path, np.asarray(x, dtype=np.float32))"
+            )
+            raise DataFormatError(msg) from err
+        msg = f"{path} is not a readable .npy file ({err})"
+        raise DataFormatError(msg) from err
+    except OSError as err:
+        msg = f"{path} is not a readable .npy file ({err})"
+        raise DataFormatError(msg) from err
+    if not isinstance(arr, np.ndarray) or arr.ndim != 2 or not np.issubdtype(arr.dtype, np.number):
+        shape = getattr(arr, "shape", None)
+        msg = f"{path}: expected a 2-D numeric matrix (items x dim), found shape {shape}"
+        raise DataFormatError(msg)
+    arr = np.ascontiguousarray(arr, dtype=np.float32)
+    if not np.isfinite(arr).all():
+        msg = f"{path}: the matrix holds NaN or infinite values"
+        raise DataFormatError(msg)
+    return arr
+
+
+def _read_variant(features_dir: Path, variant: str, item_keys: Sequence[str]) -> np.ndarray:
+    from alignrec_data.features import read_features
+
+    path = features_dir / f"{variant}.parquet"
+    if not path.is_file():
+        have = (
+            sorted(p.stem for p in features_dir.glob("*.parquet")) if features_dir.is_dir() else []
+        )
+        msg = (
+            f"feature variant {variant!r} has no file {path} (variants there: "
+            f"{', '.join(have) or 'none'}); run `alignrec-data extract` or pick one of those"
+        )
+        raise UsageError(msg)
+    keys, matrix, _missing = read_features(path)
+    if len(keys) != len(item_keys) or list(keys) != list(item_keys):
+        msg = (
+            f"feature file {path} ({len(keys)} items) does not list the items of "
+            f"prepared/items.parquet ({len(item_keys)} items) in the same order; the features "
+            "come from another prepare run: re-run `alignrec-data extract`"
+        )
+        raise DataFormatError(msg)
+    return matrix
+
+
+def resolve_features(
+    specs: Sequence[str], features_dir: str | Path, item_keys: Sequence[str]
+) -> list[FeatureInput]:
+    """Read every feature spec (variant name or ``MODALITY=PATH.npy``).
+
+    Args:
+        specs: The specs (see module docstring).
+        features_dir: ``<data-dir>/<dataset>/features``.
+        item_keys: Raw item keys in item_id order (row i must be item i).
+
+    Raises:
+        UsageError: Unknown variant, bad spec.
+        DataFormatError: A matrix with the wrong number of rows, pickled, non-finite.
+    """
+    out = []
+    for spec in specs:
+        if "=" in spec:
+            modality, _, path = spec.partition("=")
+            modality = modality.strip()
+            if modality not in MODALITIES:
+                msg = (
+                    f"feature spec {spec!r}: modality {modality!r} is not one of "
+                    f"{', '.join(MODALITIES)} (write e.g. image=/path/feat.npy)"
+                )
+                raise UsageError(msg)
+            matrix = load_npy(path.strip())
+            if matrix.shape[0] != len(item_keys):
+                msg = (
+                    f"{path}: {matrix.shape[0]} rows, but the dataset has {len(item_keys)} items "
+                    "(row i must be itemID i)"
+                )
+                raise DataFormatError(msg)
+            out.append(FeatureInput(path.strip(), modality, matrix))
+        else:
+            matrix = _read_variant(Path(features_dir), spec, item_keys)
+            out.append(FeatureInput(spec, variant_modality(spec), matrix))
+    return out
+
+
+def assign_files(inputs: Sequence[FeatureInput], layout: str) -> dict[str, FeatureInput]:
+    """Decide which file each feature goes to: ``{"image_feat.npy": input, ...}``.
+
+    Raises:
+        UsageError: Unknown layout or a combination that layout cannot hold.
+    """
+    if layout not in LAYOUTS:
+        msg = f"layout {layout!r} is not one of {', '.join(LAYOUTS)}"
+        raise UsageError(msg)
+    if layout == "alignrec":
+        if len(inputs) != 1:
+            found = ", ".join(i.source for i in inputs) or "none"
+            msg = (
+                "the AlignRec layout holds exactly one (fused) feature set in image_feat.npy; "
+                f"found {found}: pass --features alignrec"
+            )
+            raise UsageError(msg)
+        if inputs[0].modality != "fused":
+            log.warning(
+                "%s is a %s feature, written as image_feat.npy of the AlignRec layout",
+                inputs[0].source,
+                inputs[0].modality,
+            )
+        return {FEATURE_FILES["image"]: inputs[0]}
+    files: dict[str, FeatureInput] = {}
+    for inp in inputs:
+        if inp.modality == "fused":
+            msg = (
+                f"{inp.source} is a fused image+text feature: the MMRec layout has one image and "
+                "one text file; use --layout alignrec to write it as image_feat.npy"
+            )
+            raise UsageError(msg)
+        name = FEATURE_FILES[inp.modality]
+        if name in files:
+            msg = (
+                f"two {inp.modality} features given ({files[name].source}, {inp.source}); "
+                f"the MMRec layout has one {name}"
+            )
+            raise UsageError(msg)
+        files[name] = inp
+    return files
+
+
+def check_specs(features: str | Sequence[str] | None, layout: str = "mmrec") -> list[str]:
+    """Parse feature specs and check that ``layout`` can hold them, without reading any file.
+
+    Call it before writing anything else of the export, so a bad combination fails early.
+
+    Returns:
+        The specs (``["alignrec"]`` for the AlignRec layout when none are given).
+
+    Raises:
+        UsageError: Unknown layout, bad spec, or a combination the layout cannot hold.
+    """
+    specs = parse_feature_specs(features)
+    if layout == "alignrec" and not specs:
+        specs = ["alignrec"]
+    stubs = []
+    for spec in specs:
+        modality = spec.partition("=")[0].strip() if "=" in spec else variant_modality(spec)
+        if modality not in MODALITIES:
+            msg = (
+                f"feature spec {spec!r}: modality {modality!r} is not one of "
+                f"{', '.join(MODALITIES)} (write e.g. image=/path/feat.npy)"
+            )
+            raise UsageError(msg)
+        stubs.append(FeatureInput(spec, modality, np.empty((0, 0), np.float32)))
+    assign_files(stubs, layout)
+    return specs
+
+
+def write_npy(path: str | Path, matrix: np.ndarray) -> None:
+    """Atomically write a C-contiguous float32 ``.npy`` (never pickled)."""
+    arr = np.ascontiguousarray(matrix, dtype=np.float32)
+    with atomic_path(path, suffix=".npy") as tmp, open(tmp, "wb") as f:
+        np.save(f, arr, allow_pickle=False)
+
+
+def write_feature_files(
+    out: str | Path, inputs: Sequence[FeatureInput], layout: str = "mmrec"
+) -> dict[str, Any]:
+    """Write the feature files of ``layout`` into ``out`` (see module docstring).
+
+    Returns:
+        ``{"layout", "features": {file: {"source", "modality", "shape"}}, "removed": [...]}``.
+    """
+    out = Path(out)
+    files = assign_files(inputs, layout)
+    out.mkdir(parents=True, exist_ok=True)
+    for name, inp in files.items():
+        write_npy(out / name, inp.matrix)
+    removed = []
+    if files:  # a stale file of the other modality would be read along with the new ones
+        for name in FEATURE_FILES.values():
+            if name not in files and (out / name).exists():
+                (out / name).unlink()
+                removed.append(name)
+                log.info("removed stale %s from %s (not part of this export)", name, out)
+    return {
+        "layout": layout,
+        "features": {
+            name: {"source": i.source, "modality": i.modality, "shape": list(i.matrix.shape)}
+            for name, i in files.items()
+        },
+        "removed": removed,
+    }
+
+
+def export_features(
+    data_dir: str | Path,
+    dataset: str,
+    out: str | Path,
+    features: str | Sequence[str] | None,
+    layout: str = "mmrec",
+) -> dict[str, Any]:
+    """Write the feature files of a prepared dataset into an MMRec / AlignRec folder.
+
+    Args:
+        data_dir: The data directory.
+        dataset: The dataset (``prepared/items.parquet`` gives the item order).
+        out: The MMRec folder (next to ``<name>.inter`` and the id maps).
+        features: Feature specs, e.g. ``"effnet-image,minilm-text"``; with
+            ``layout="alignrec"`` the default is ``alignrec``.
+        layout: ``mmrec`` or ``alignrec``.
+
+    Returns:
+        What :func:`write_feature_files` returns.
+    """
+    specs = check_specs(features, layout)
+    if not specs:
+        return {"layout": layout, "features": {}, "removed": []}
+    paths = DatasetPaths.of(data_dir, dataset)
+    items_path = paths.prepared / "items.parquet"
+    if not items_path.is_file():
+        msg = (
+            f"prepared items {items_path} do not exist; run `alignrec-data prepare {dataset}` first"
+        )
+        raise UsageError(msg)
+    items = pq.read_table(items_path, columns=["item_id", "item_key"]).sort_by("item_id")
+    inputs = resolve_features(specs, paths.features, items.column("item_key").to_pylist())
+    return write_feature_files(out, inputs, layout)

@@ -1,0 +1,691 @@
+"""Load a release (a local folder or a Hub dataset repo) into numpy / torch, ids checked.
+
+- :func:`load_features`: one feature set as an (N_items, d) float32 matrix, row i = item i.
+  The first load verifies every shard against ``alignrec_release.json`` (present, same size
+  and sha256; a missing or corrupt shard is named in the error), reads the parquet shards,
+  checks that the item ids are 0..N-1 and writes the matrix to a cache as ``.npy``. Later
+  loads memory-map that file copy-on-write (``numpy.load(mmap_mode="c")`` and
+  ``torch.from_numpy``: no copy, writable), so a cached load costs about what ``numpy.load``
+  costs. The cache key covers every shard's path, size and modification time: a changed
+  shard is read and verified again. Cache folder: ``cache_dir``, else
+  ``$ALIGNREC_CACHE_DIR``, else ``$XDG_CACHE_HOME/alignrec`` (``~/.cache/alignrec``).
+- :func:`load_interactions`: columns ``user_id``, ``item_id``, ``rating``, ``timestamp`` of
+  one split (or all, with MMRec's ``x_label`` 0/1/2), as numpy, torch or pandas.
+- :func:`load_items`: the ``items`` config as a pandas DataFrame, row i = item i.
+- :func:`to_mmrec`: a release to the MMRec / AlignRec folder layout.
+
+``source`` is a local release folder or a Hub repo id ``ORG/NAME`` (with ``revision``: a
+branch, tag or commit sha; pin a commit to reproduce exactly). From the Hub the manifest and
+the needed shards are fetched with ``huggingface_hub.hf_hub_download`` into the Hub cache
+(with ``HF_HUB_OFFLINE=1`` only the cache is used). An unknown config or variant is a
+:class:`~alignrec_data.errors.UsageError` that lists what the release has.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import re
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from alignrec_data.atomic import atomic_path
+from alignrec_data.errors import DataFormatError, UsageError
+from alignrec_data.release import (
+    CARD_NAME,
+    FEATURES_PREFIX,
+    MANIFEST_NAME,
+    SPLIT_NAMES,
+    sha256_file,
+)
+
+log = logging.getLogger(__name__)
+
+CACHE_ENV = "ALIGNREC_CACHE_DIR"
+RETURN_TYPES = ("numpy", "torch")
+_REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+_SHARD = re.compile(r"^(?P<split>[a-z]+)-(?P<i>\d{5})-of-(?P<n>\d{5})\.parquet$")
+# Published split name -> MMRec x_label.
+X_LABELS = {"train": 0, "validation": 1, "test": 2}
+
+
+class ReleaseSource:
+    """A release folder on disk (local, or a Hub snapshot in the Hub cache).
+
+    Attributes:
+        folder: The folder.
+        label: How to name it in messages (the path or ``repo_id@revision``).
+        manifest: ``alignrec_release.json`` (None for a folder without one).
+        fetch: Callable fetching a relative path for Hub sources (None when local).
+    """
+
+    def __init__(self, folder: Path, label: str, manifest: dict[str, Any] | None, fetch=None):
+        self.folder = folder
+        self.label = label
+        self.manifest = manifest
+        self.fetch = fetch
+
+    # -- configs -------------------------------------------------------------------------
+
+    def configs(self) -> list[str]:
+        """Config names of the release."""
+        if self.manifest is not None:
+            return list(self.manifest.get("configs", {}))
+        return list(self._card_configs())
+
+    def _card_configs(self) -> dict[str, dict[str, list[str]]]:
+        """Configs from the card's front matter: name -> split -> globs."""
+        from alignrec_data.card import front_matter
+
+        card = self.folder / CARD_NAME
+        if not card.is_file():
+            return {}
+        out: dict[str, dict[str, list[str]]] = {}
+        for entry in front_matter(card.read_text(encoding="utf-8")).get("configs", []) or []:
+            files = entry.get("data_files", [])
+            splits: dict[str, list[str]] = {}
+            for f in files if isinstance(files, list) else []:
+                paths = f.get("path")
+                splits[f.get("split", "train")] = [paths] if isinstance(paths, str) else list(paths)
+            out[entry.get("config_name", "default")] = splits
+        return out
+
+    def require(self, config: str) -> None:
+        """Raise a UsageError listing the configs when ``config`` is not one of them."""
+        names = self.configs()
+        if config in names:
+            return
+        variants = [c[len(FEATURES_PREFIX) :] for c in names if c.startswith(FEATURES_PREFIX)]
+        if config.startswith(FEATURES_PREFIX):
+            what = f"no feature variant {config[len(FEATURES_PREFIX) :]!r}"
+        else:
+            what = f"no config {config!r}"
+        msg = (
+            f"release {self.label} has {what}; configs: {', '.join(names) or 'none'}; "
+            f"feature variants: {', '.join(variants) or 'none'}"
+        )
+        raise UsageError(msg)
+
+    def splits(self, config: str) -> list[str]:
+        """Split names of a config."""
+        self.require(config)
+        if self.manifest is not None:
+            names = list(self.manifest["configs"][config]["splits"])
+        else:
+            names = list(self._card_configs()[config])
+        order = {s: i for i, s in enumerate(X_LABELS)}  # train, validation, test first
+        return sorted(names, key=lambda s: (order.get(s, len(order)), s))
+
+    def shards(self, config: str, split: str) -> list[tuple[Path, dict[str, Any] | None]]:
+        """The shard files of one split, in order, each with its manifest entry (or None).
+
+        Raises:
+            UsageError: Unknown config or split.
+            DataFormatError: A shard is missing (named in the message).
+        """
+        self.require(config)
+        if self.manifest is not None:
+            splits = self.manifest["configs"][config]["splits"]
+            if split not in splits:
+                have = ", ".join(splits)
+                msg = f"config {config!r} of {self.label} has no split {split!r}; splits: {have}"
+                raise UsageError(msg)
+            entries = splits[split]["shards"]
+            out = []
+            for e in entries:
+                rel = _safe_rel(e["path"], self.label)
+                if self.fetch is not None:
+                    self.fetch(rel)
+                path = self.folder / rel
+                if not path.is_file():
+                    msg = (
+                        f"release {self.label}: shard {rel} is missing (listed in "
+                        f"{MANIFEST_NAME}); "
+                        "rebuild the release (`alignrec-data release`) or download it again"
+                    )
+                    raise DataFormatError(msg)
+                out.append((path, e))
+            return out
+        splits_globs = self._card_configs()[config]
+        if split not in splits_globs:
+            have = ", ".join(splits_globs)
+            msg = f"config {config!r} of {self.label} has no split {split!r}; splits: {have}"
+            raise UsageError(msg)
+        paths = sorted({p for g in splits_globs[split] for p in self.folder.glob(g)})
+        _check_shard_set(paths, self.label)
+        return [(p, None) for p in paths]
+
+
+def _safe_rel(rel: str, label: str) -> str:
+    parts = rel.split("/")
+    if not rel or rel.startswith("/") or any(p in ("", ".", "..") for p in parts):
+        msg = f"release {label}: manifest path {rel!r} is not a safe relative path"
+        raise DataFormatError(msg)
+    return rel
+
+
+def _check_shard_set(paths: Sequence[Path], label: str) -> None:
+    """For ``-0000i-of-0000n`` names: every index 0..n-1 must be present."""
+    if not paths:
+        msg = f"release {label}: no shard files match the card's data_files"
+        raise DataFormatError(msg)
+    groups: dict[tuple[Path, str, int], set[int]] = {}
+    for p in paths:
+        m = _SHARD.match(p.name)
+        if m:
+            groups.setdefault((p.parent, m["split"], int(m["n"])), set()).add(int(m["i"]))
+    for (parent, split, n), have in groups.items():
+        for i in range(n):
+            if i not in have:
+                name = f"{split}-{i:05d}-of-{n:05d}.parquet"
+                msg = (
+                    f"release {label}: shard {parent.name}/{name} is missing "
+                    f"({len(have)} of {n} shards present)"
+                )
+                raise DataFormatError(msg)
+
+
+def _verify_shard(path: Path, entry: dict[str, Any] | None, label: str, rel: str) -> None:
+    if entry is None:
+        return
+    size = path.stat().st_size
+    if entry.get("bytes") is not None and size != entry["bytes"]:
+        msg = (
+            f"release {label}: shard {rel} is corrupt or truncated ({size} bytes, "
+            f"{MANIFEST_NAME} says {entry['bytes']}); rebuild or download the release again"
+        )
+        raise DataFormatError(msg)
+    if entry.get("sha256") and sha256_file(path) != entry["sha256"]:
+        msg = (
+            f"release {label}: shard {rel} is corrupt (sha256 differs from {MANIFEST_NAME}); "
+            "rebuild or download the release again"
+        )
+        raise DataFormatError(msg)
+
+
+def _read_shard(path: Path, label: str, rel: str, columns: list[str] | None = None) -> pa.Table:
+    try:
+        return pq.read_table(path, columns=columns, memory_map=True)
+    except (pa.ArrowInvalid, OSError) as err:
+        msg = f"release {label}: shard {rel} is not a readable parquet file ({err})"
+        raise DataFormatError(msg) from err
+    except (KeyError, ValueError) as err:
+        msg = f"release {label}: shard {rel} lacks column(s) {columns} ({err})"
+        raise DataFormatError(msg) from err
+
+
+# ----------------------------------------------------------------------------- sources
+
+
+def _read_manifest(folder: Path, label: str) -> dict[str, Any] | None:
+    path = folder / MANIFEST_NAME
+    if not path.is_file():
+        return None
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+        if not isinstance(doc.get("configs"), dict):
+            raise ValueError("no configs")
+        return doc
+    except (ValueError, AttributeError) as err:
+        msg = f"release {label}: {MANIFEST_NAME} is not a valid manifest ({err})"
+        raise DataFormatError(msg) from err
+
+
+def _hub_source(
+    repo_id: str,
+    revision: str | None,
+    *,
+    endpoint: str | None,
+    token: str | bool | None,
+    cache_dir: str | Path | None,
+) -> ReleaseSource:
+    from huggingface_hub import HfApi, hf_hub_download
+    from huggingface_hub.errors import (
+        EntryNotFoundError,
+        LocalEntryNotFoundError,
+        OfflineModeIsEnabled,
+        RepositoryNotFoundError,
+        RevisionNotFoundError,
+    )
+
+    label = f"{repo_id}@{revision or 'main'}"
+    commit = revision
+    try:
+        info = HfApi(endpoint=endpoint, token=token).repo_info(
+            repo_id, repo_type="dataset", revision=revision
+        )
+        commit = info.sha or revision
+    except OfflineModeIsEnabled:
+        log.info("HF_HUB_OFFLINE is set: loading %s from the Hub cache only", label)
+    except RepositoryNotFoundError as err:
+        msg = (
+            f"Hub dataset repo {repo_id!r} was not found (or it is private and no valid token "
+            "was given); check the id, or log in with `hf auth login` / set HF_TOKEN"
+        )
+        raise UsageError(msg) from err
+    except RevisionNotFoundError as err:
+        msg = f"Hub dataset repo {repo_id!r} has no revision {revision!r}"
+        raise UsageError(msg) from err
+    except Exception as err:  # network down: fall back to the cache
+        log.warning("could not reach the Hub for %s (%s); trying the Hub cache", label, err)
+
+    def fetch(rel: str) -> Path:
+        try:
+            return Path(
+                hf_hub_download(
+                    repo_id,
+                    rel,
+                    repo_type="dataset",
+                    revision=commit,
+                    endpoint=endpoint,
+                    token=token,
+                    cache_dir=cache_dir,
+                )
+            )
+        except (EntryNotFoundError, LocalEntryNotFoundError) as err:
+            msg = (
+                f"release {label}: {rel} could not be fetched ({type(err).__name__}); "
+                "with HF_HUB_OFFLINE=1 only files already in the Hub cache can be loaded"
+            )
+            raise DataFormatError(msg) from err
+        except RepositoryNotFoundError as err:
+            msg = f"Hub dataset repo {repo_id!r} was not found (or it is private)"
+            raise UsageError(msg) from err
+
+    try:
+        manifest_path = fetch(MANIFEST_NAME)
+    except DataFormatError as err:
+        msg = (
+            f"Hub dataset repo {label} has no readable {MANIFEST_NAME}: it was not built by "
+            f"`alignrec-data release` (use datasets.load_dataset for other repos) ({err})"
+        )
+        raise DataFormatError(msg) from err
+    folder = manifest_path.parent
+    return ReleaseSource(folder, label, _read_manifest(folder, label), fetch)
+
+
+def open_release(
+    source: str | Path,
+    *,
+    revision: str | None = None,
+    endpoint: str | None = None,
+    token: str | bool | None = None,
+    cache_dir: str | Path | None = None,
+) -> ReleaseSource:
+    """Open a local release folder or a Hub dataset repo id.
+
+    Raises:
+        UsageError: ``source`` is neither an existing folder nor an ``ORG/NAME`` repo id, or
+            the repo does not exist.
+    """
+    path = Path(source)
+    if path.is_dir():
+        if not (path / MANIFEST_NAME).is_file() and not (path / CARD_NAME).is_file():
+            msg = (
+                f"{path} is not a release folder (no {MANIFEST_NAME} and no {CARD_NAME}); "
+                "build one with `alignrec-data release DATASET --out FOLDER`"
+            )
+            raise UsageError(msg)
+        label = str(path)
+        return ReleaseSource(path, label, _read_manifest(path, label))
+    if isinstance(source, str) and _REPO_ID.match(source):
+        return _hub_source(source, revision, endpoint=endpoint, token=token, cache_dir=cache_dir)
+    msg = f"release source {source!r} is neither an existing folder nor a Hub repo id ORG/NAME"
+    raise UsageError(msg)
+
+
+# ----------------------------------------------------------------------------- features
+
+
+def _cache_root(cache_dir: str | Path | None) -> Path:
+    if cache_dir is not None:
+        return Path(cache_dir)
+    if os.environ.get(CACHE_ENV):
+        return Path(os.environ[CACHE_ENV])
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "alignrec"
+
+
+def _cache_key(shards: list[tuple[Path, dict[str, Any] | None]], variant: str) -> str:
+    h = hashlib.sha256(variant.encode())
+    for path, entry in shards:
+        st = path.stat()
+        rec = [str(path.resolve()), st.st_size, st.st_mtime_ns, (entry or {}).get("sha256")]
+        h.update(json.dumps(rec).encode())
+    return h.hexdigest()[:32]
+
+
+def _read_feature_matrix(
+    src: ReleaseSource, config: str, shards: list[tuple[Path, dict[str, Any] | None]]
+) -> np.ndarray:
+    """Verify and read the shards of a feature config into one (N, d) float32 matrix."""
+    ids_parts, emb_parts, dim = [], [], None
+    for path, entry in shards:
+        rel = f"{config}/{path.name}"
+        _verify_shard(path, entry, src.label, rel)
+        table = _read_shard(path, src.label, rel, ["item_id", "embedding"])
+        emb = table.column("embedding").combine_chunks()
+        if not pa.types.is_fixed_size_list(emb.type):
+            msg = (
+                f"release {src.label}: shard {rel}: embedding is {emb.type}, not a fixed-size list"
+            )
+            raise DataFormatError(msg)
+        if dim is not None and emb.type.list_size != dim:
+            msg = (
+                f"release {src.label}: shard {rel} has dimension {emb.type.list_size}, others {dim}"
+            )
+            raise DataFormatError(msg)
+        dim = emb.type.list_size
+        values = emb.flatten().to_numpy(zero_copy_only=False)  # zero-copy for float32 w/o nulls
+        emb_parts.append(values.astype(np.float32, copy=False).reshape(-1, dim))
+        ids_parts.append(table.column("item_id").to_numpy())
+    ids = np.concatenate(ids_parts) if ids_parts else np.zeros(0, np.int64)
+    matrix = np.concatenate(emb_parts) if len(emb_parts) > 1 else emb_parts[0]
+    n = len(ids)
+    if not np.array_equal(ids, np.arange(n)):
+        order = np.argsort(ids, kind="stable")
+        if not np.array_equal(ids[order], np.arange(n)):
+            msg = f"release {src.label}: {config} item_id values are not 0..{n - 1} (each once)"
+            raise DataFormatError(msg)
+        matrix = matrix[order]
+    if not matrix.flags.writeable or not matrix.flags.c_contiguous:
+        matrix = np.array(matrix, dtype=np.float32, order="C")
+    return matrix
+
+
+def _as_type(matrix: np.ndarray, return_type: str) -> Any:
+    if return_type == "torch":
+        import torch
+
+        if not matrix.flags.writeable:  # Arrow buffers are read-only; torch wants writable
+            matrix = matrix.copy()
+        return torch.from_numpy(matrix)
+    return matrix
+
+
+def _check_return_type(return_type: str, allowed: Sequence[str] = RETURN_TYPES) -> None:
+    if return_type not in allowed:
+        msg = f"return_type {return_type!r} is not one of {', '.join(allowed)}"
+        raise UsageError(msg)
+
+
+def load_features(
+    source: str | Path,
+    variant: str = "alignrec",
+    *,
+    revision: str | None = None,
+    return_type: str = "numpy",
+    with_keys: bool = False,
+    cache: bool = True,
+    cache_dir: str | Path | None = None,
+    endpoint: str | None = None,
+    token: str | bool | None = None,
+) -> Any:
+    """Load one feature set of a release: (N_items, d) float32, row i = item_id i.
+
+    Args:
+        source: Release folder or Hub repo id ``ORG/NAME``.
+        variant: Feature variant (config ``features-<variant>``).
+        revision: Hub revision (branch, tag or commit sha); ignored for folders.
+        return_type: ``numpy`` or ``torch`` (``torch.from_numpy``: no copy).
+        with_keys: Also return the raw item keys (list of str, in item_id order).
+        cache: Use / fill the ``.npy`` cache (see module docstring).
+        cache_dir: Cache folder (default ``$ALIGNREC_CACHE_DIR`` or ``~/.cache/alignrec``).
+        endpoint: Hub endpoint (default: huggingface_hub's, i.e. ``$HF_ENDPOINT``).
+        token: Hub token (default: huggingface_hub's usual places).
+
+    Returns:
+        The matrix, or ``(matrix, item_keys)`` with ``with_keys=True``.
+
+    Raises:
+        UsageError: Unknown variant (the message lists those the release has).
+        DataFormatError: A shard is missing or corrupt (named), or ids are not 0..N-1.
+    """
+    _check_return_type(return_type)
+    src = open_release(source, revision=revision, endpoint=endpoint, token=token)
+    config = FEATURES_PREFIX + variant
+    src.require(config)
+    shards = src.shards(config, "train")
+    matrix = None
+    cache_file = None
+    if cache:
+        cache_file = _cache_root(cache_dir) / "features" / f"{_cache_key(shards, variant)}.npy"
+        if cache_file.is_file():
+            try:
+                # Copy-on-write map: no read now, writable (torch.from_numpy needs that).
+                matrix = np.load(cache_file, mmap_mode="c", allow_pickle=False).view(np.ndarray)
+                log.debug("cached load of %s from %s", config, cache_file)
+            except (ValueError, OSError) as err:
+                log.warning("ignoring unreadable cache file %s (%s)", cache_file, err)
+                matrix = None
+    if matrix is None:
+        matrix = _read_feature_matrix(src, config, shards)
+        if cache_file is not None:
+            try:
+                with atomic_path(cache_file, suffix=".npy") as tmp, open(tmp, "wb") as f:
+                    np.save(f, matrix, allow_pickle=False)
+            except OSError as err:  # a read-only cache must not break loading
+                log.warning("could not write the feature cache %s (%s)", cache_file, err)
+    expected = None
+    if src.manifest is not None:
+        entry = src.manifest["configs"][config]
+        expected = (entry["splits"]["train"]["rows"], entry.get("dim"))
+        if matrix.shape[0] != expected[0] or (expected[1] and matrix.shape[1] != expected[1]):
+            msg = (
+                f"release {src.label}: {config} has shape {matrix.shape}, {MANIFEST_NAME} says "
+                f"({expected[0]}, {expected[1]})"
+            )
+            raise DataFormatError(msg)
+    result = _as_type(matrix, return_type)
+    if not with_keys:
+        return result
+    keys: list[str] = []
+    for path, _ in shards:
+        rel = f"{config}/{path.name}"
+        keys += _read_shard(path, src.label, rel, ["item_key"]).column("item_key").to_pylist()
+    return result, keys
+
+
+# ----------------------------------------------------------------------------- tables
+
+
+def _split_name(split: str) -> str:
+    return "validation" if split == "valid" else split
+
+
+def _read_config(
+    src: ReleaseSource, config: str, split: str, columns: list[str] | None
+) -> pa.Table:
+    parts = []
+    for path, entry in src.shards(config, split):
+        rel = f"{config}/{path.name}"
+        _verify_shard(path, entry, src.label, rel)
+        parts.append(_read_shard(path, src.label, rel, columns))
+    return pa.concat_tables(parts) if len(parts) > 1 else parts[0]
+
+
+def load_interactions(
+    source: str | Path,
+    split: str | None = None,
+    *,
+    revision: str | None = None,
+    return_type: str = "numpy",
+    endpoint: str | None = None,
+    token: str | bool | None = None,
+) -> Any:
+    """Load the interactions of a release.
+
+    Args:
+        source: Release folder or Hub repo id.
+        split: ``train``, ``validation`` (or ``valid``), ``test``, or None for all splits in
+            that order with an ``x_label`` column (MMRec's 0 / 1 / 2).
+        revision: Hub revision.
+        return_type: ``numpy`` or ``torch`` (dict of arrays: ``user_id``, ``item_id``,
+            ``rating``, ``timestamp`` [, ``x_label``]), or ``pandas`` (a DataFrame that also
+            has ``user_key`` and ``item_key``).
+        endpoint: Hub endpoint.
+        token: Hub token.
+
+    Returns:
+        Rows in the release's order (per split: by user_id, timestamp, item_id).
+
+    Raises:
+        UsageError: Unknown split (the message lists them).
+    """
+    _check_return_type(return_type, (*RETURN_TYPES, "pandas"))
+    src = open_release(source, revision=revision, endpoint=endpoint, token=token)
+    names = src.splits("interactions")
+    wanted = names if split is None else [_split_name(split)]
+    for s in wanted:
+        if s not in names:
+            have = ", ".join(names)
+            msg = f"release {src.label}: interactions have no split {split!r}; splits: {have}"
+            raise UsageError(msg)
+    parts = []
+    for s in wanted:
+        t = _read_config(src, "interactions", s, None)
+        if split is None:
+            t = t.append_column(
+                "x_label", pa.array(np.full(t.num_rows, X_LABELS.get(s, -1), np.int8))
+            )
+        parts.append(t)
+    table = pa.concat_tables(parts) if len(parts) > 1 else parts[0]
+    if return_type == "pandas":
+        return table.to_pandas()
+    cols = ["user_id", "item_id", "rating", "timestamp"] + (["x_label"] if split is None else [])
+    out = {}
+    for c in cols:
+        col = table.column(c)
+        if c in ("rating",):
+            arr = col.to_numpy(zero_copy_only=False).astype(np.float32)  # nulls -> NaN
+        elif c == "timestamp" and col.null_count:
+            arr = col.fill_null(-1).to_numpy()  # unknown timestamps -> -1
+        else:
+            arr = col.to_numpy(zero_copy_only=False)
+        out[c] = _as_type(np.ascontiguousarray(arr), return_type)
+    return out
+
+
+def load_items(
+    source: str | Path,
+    *,
+    revision: str | None = None,
+    endpoint: str | None = None,
+    token: str | bool | None = None,
+) -> Any:
+    """Load the ``items`` config as a pandas DataFrame, row i = item_id i.
+
+    Raises:
+        DataFormatError: item ids are not 0..N-1.
+    """
+    src = open_release(source, revision=revision, endpoint=endpoint, token=token)
+    table = _read_config(src, "items", "train", None).sort_by("item_id")
+    ids = table.column("item_id").to_numpy()
+    if not np.array_equal(ids, np.arange(len(ids))):
+        msg = f"release {src.label}: items item_id values are not 0..{len(ids) - 1}"
+        raise DataFormatError(msg)
+    return table.to_pandas()
+
+
+def to_mmrec(
+    source: str | Path,
+    out: str | Path,
+    *,
+    features: str | Sequence[str] | None = None,
+    layout: str = "mmrec",
+    name: str | None = None,
+    revision: str | None = None,
+    endpoint: str | None = None,
+    token: str | bool | None = None,
+) -> dict[str, Any]:
+    """Write a release as an MMRec (or official AlignRec) dataset folder.
+
+    Args:
+        source: Release folder or Hub repo id.
+        out: Target folder, e.g. ``MMRec/data/baby``.
+        features: Feature variants of the release, e.g. ``"effnet-image,minilm-text"``
+            (layout ``mmrec``) or ``"alignrec"`` (layout ``alignrec``, the default there).
+        layout: ``mmrec`` or ``alignrec`` (see :mod:`alignrec_data.export_features`).
+        name: MMRec dataset name (``<name>.inter``); default: the name of ``out``.
+        revision: Hub revision.
+        endpoint: Hub endpoint.
+        token: Hub token.
+
+    Returns:
+        ``{"out", "name", "files", "interactions", "features"}``.
+    """
+    from alignrec_data.export_features import (
+        FeatureInput,
+        check_specs,
+        parse_feature_specs,
+        variant_modality,
+        write_feature_files,
+    )
+    from alignrec_data.interop import write_mmrec_interactions
+    from alignrec_data.prepare import users_table
+
+    out = Path(out)
+    name = name or out.name
+    src = open_release(source, revision=revision, endpoint=endpoint, token=token)
+    for v in parse_feature_specs(features):
+        src.require(FEATURES_PREFIX + v)
+    specs = check_specs(features, layout)  # the layout can hold them: checked before writing
+    # Interactions in the prepared layout (split column with the prepared names).
+    back = {v: k for k, v in SPLIT_NAMES.items()}
+    parts = []
+    for s in src.splits("interactions"):
+        t = _read_config(src, "interactions", s, None)
+        parts.append(t.append_column("split", pa.array([back.get(s, s)] * t.num_rows, pa.string())))
+    inter = pa.concat_tables(parts)
+    # Back to the prepared order (user_id, timestamp, item_id; unknown timestamps first).
+    ts = inter.column("timestamp").fill_null(np.iinfo(np.int64).min).to_numpy()
+    order = np.lexsort((inter.column("item_id").to_numpy(), ts, inter.column("user_id").to_numpy()))
+    inter = inter.take(pa.array(order))
+    items = _read_config(src, "items", "train", ["item_id", "item_key"]).sort_by("item_id")
+    uid = inter.column("user_id").to_numpy()
+    n_users = int(uid.max()) + 1 if len(uid) else 0
+    ukeys = [str(u) for u in range(n_users)]
+    for u, k in zip(uid.tolist(), inter.column("user_key").to_pylist(), strict=True):
+        if k is not None:
+            ukeys[u] = k
+    users = users_table(ukeys, uid)
+    files = [p.name for p in write_mmrec_interactions(inter, items, users, out, name)]
+    inputs = [
+        FeatureInput(
+            v,
+            variant_modality(v),
+            load_features(
+                src.folder if src.fetch is None else source,
+                v,
+                revision=revision,
+                endpoint=endpoint,
+                token=token,
+                cache=False,
+            ),
+        )
+        for v in specs
+    ]
+    feats = write_feature_files(out, inputs, layout) if specs else {"features": {}}
+    return {
+        "out": str(out),
+        "name": name,
+        "files": files + list(feats["features"]),
+        "interactions": inter.num_rows,
+        "features": feats["features"],
+    }
+
+
+__all__ = [
+    "load_features",
+    "load_interactions",
+    "load_items",
+    "open_release",
+    "to_mmrec",
+]

@@ -1,0 +1,249 @@
+"""Publish a release folder to the Hugging Face Hub as a dataset repository.
+
+:func:`publish_release` checks the folder (card with ``configs:``, every shard of
+``alignrec_release.json`` present with its size and sha256), then with
+``huggingface_hub.HfApi``: ``create_repo(repo_type="dataset", exist_ok=True)``, for a
+``revision`` other than ``main`` ``create_branch(exist_ok=True)``, then ``upload_folder``.
+``upload_folder`` asks the Hub which files it already has (the ``preupload`` answer carries
+each remote file's object id) and leaves unchanged files out, so publishing the same folder
+twice creates no second commit (``committed`` is then False).
+
+The token comes from the usual huggingface_hub places (``$HF_TOKEN``, the token file written
+by ``hf auth login``) unless passed explicitly. It is never logged, printed or written: Hub
+errors are turned into :class:`PublishError` messages scrubbed of it. ``dry_run=True`` only
+lists the files that would be uploaded and their sizes (no network, no token needed).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from alignrec_data.card import front_matter, scrub
+from alignrec_data.errors import AlignrecError, DataFormatError, UsageError
+from alignrec_data.release import CARD_NAME, MANIFEST_NAME, sha256_file
+
+log = logging.getLogger(__name__)
+
+_REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]{0,95}/[A-Za-z0-9][\w.-]{0,95}$")
+IGNORE_PATTERNS = [".*", "**/.*"]  # temporary and hidden files are never uploaded
+
+
+class PublishError(AlignrecError):
+    """The Hub refused or failed an upload (bad token, no rights, server error)."""
+
+
+@dataclass(frozen=True)
+class PublishResult:
+    """What :func:`publish_release` did.
+
+    Attributes:
+        repo_id: The dataset repo.
+        revision: The branch written.
+        files: ``(path in repo, bytes)`` of every file of the folder.
+        total_bytes: Their total size.
+        dry_run: Nothing was sent.
+        url: URL of the repo (None on a dry run).
+        commit: The head commit after the upload (None on a dry run).
+        committed: A new commit was made (False when nothing changed).
+    """
+
+    repo_id: str
+    revision: str
+    files: list[tuple[str, int]]
+    total_bytes: int
+    dry_run: bool
+    url: str | None = None
+    commit: str | None = None
+    committed: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form."""
+        return {
+            "repo_id": self.repo_id,
+            "revision": self.revision,
+            "files": [{"path": p, "bytes": b} for p, b in self.files],
+            "total_bytes": self.total_bytes,
+            "dry_run": self.dry_run,
+            "url": self.url,
+            "commit": self.commit,
+            "committed": self.committed,
+        }
+
+
+def release_files(folder: str | Path) -> list[tuple[str, int]]:
+    """``(relative posix path, size)`` of every non-hidden file of the folder, sorted."""
+    folder = Path(folder)
+    out = []
+    for p in sorted(folder.rglob("*")):
+        rel = p.relative_to(folder)
+        if p.is_file() and not any(part.startswith(".") for part in rel.parts):
+            out.append((rel.as_posix(), p.stat().st_size))
+    return out
+
+
+def check_release_folder(folder: str | Path) -> None:
+    """Check that ``folder`` is a complete release (card, configs, every shard intact).
+
+    Raises:
+        UsageError: Not a folder, or no card / no ``configs:`` in it.
+        DataFormatError: A shard listed in the manifest is missing or corrupt (named).
+    """
+    import json
+
+    folder = Path(folder)
+    if not folder.is_dir():
+        msg = f"release folder {folder} does not exist; build it with `alignrec-data release`"
+        raise UsageError(msg)
+    card = folder / CARD_NAME
+    if not card.is_file():
+        msg = f"{folder} has no {CARD_NAME}: not a release folder (run `alignrec-data release`)"
+        raise UsageError(msg)
+    if not front_matter(card.read_text(encoding="utf-8")).get("configs"):
+        msg = f"{card} has no `configs:` in its YAML front matter; rebuild the release"
+        raise UsageError(msg)
+    manifest = folder / MANIFEST_NAME
+    if not manifest.is_file():
+        log.warning("%s has no %s: shards are not verified before upload", folder, MANIFEST_NAME)
+        return
+    doc = json.loads(manifest.read_text(encoding="utf-8"))
+    for config in doc.get("configs", {}).values():
+        for split in config.get("splits", {}).values():
+            for shard in split.get("shards", []):
+                path = folder / shard["path"]
+                if not path.is_file():
+                    msg = f"release {folder}: shard {shard['path']} is missing; rebuild the release"
+                    raise DataFormatError(msg)
+                if path.stat().st_size != shard["bytes"] or sha256_file(path) != shard["sha256"]:
+                    msg = f"release {folder}: shard {shard['path']} is corrupt; rebuild the release"
+                    raise DataFormatError(msg)
+
+
+def _hub_error(err: Exception, repo_id: str, endpoint: str, token: str | None) -> PublishError:
+    """A clear, token-free error for a failed Hub call."""
+    from huggingface_hub.errors import HfHubHTTPError, RepositoryNotFoundError
+
+    secrets = [token] if token else []
+    status = None
+    if isinstance(err, HfHubHTTPError) and err.response is not None:
+        status = err.response.status_code
+    if status == 401 and not isinstance(err, RepositoryNotFoundError):
+        msg = (
+            f"the Hub at {endpoint} rejected the token (401 Unauthorized) while publishing "
+            f"{repo_id}; check $HF_TOKEN or run `hf auth login` with a token that has write access"
+        )
+    elif isinstance(err, RepositoryNotFoundError) or status == 404:
+        msg = (
+            f"dataset repo {repo_id} was not found at {endpoint} and could not be created; "
+            "check the id (ORG/NAME) and that the token may write to ORG"
+        )
+    elif status == 403:
+        msg = (
+            f"the token may not write to {repo_id} at {endpoint} (403 Forbidden); use a token "
+            "with write access to that organisation, or another --repo-id"
+        )
+    else:
+        msg = f"publishing {repo_id} to {endpoint} failed: {type(err).__name__}: {err}"
+    return PublishError(scrub(msg, secrets))
+
+
+def publish_release(
+    folder: str | Path,
+    repo_id: str,
+    *,
+    revision: str | None = None,
+    private: bool = False,
+    dry_run: bool = False,
+    endpoint: str | None = None,
+    token: str | None = None,
+    commit_message: str | None = None,
+) -> PublishResult:
+    """Upload a release folder to a Hub dataset repo (see module docstring).
+
+    Args:
+        folder: The release folder (``alignrec-data release`` output).
+        repo_id: ``ORG/NAME``.
+        revision: Branch to commit to (created from ``main`` if missing); default ``main``.
+        private: Create the repo private (ignored when it exists).
+        dry_run: Only list the files and their sizes.
+        endpoint: Hub URL (default: huggingface_hub's, i.e. ``$HF_ENDPOINT`` or the Hub).
+        token: Hub token (default: huggingface_hub's usual places).
+        commit_message: Commit summary.
+
+    Returns:
+        What was (or would be) uploaded.
+
+    Raises:
+        UsageError: Bad repo id, not a release folder, no token, offline mode.
+        DataFormatError: A shard is missing or corrupt.
+        PublishError: The Hub refused the upload.
+    """
+    from huggingface_hub import HfApi, constants, get_token
+    from huggingface_hub.errors import HfHubHTTPError, OfflineModeIsEnabled
+
+    if not _REPO_ID.match(repo_id or ""):
+        msg = (
+            f"--repo-id {repo_id!r} is not a Hub repo id; expected ORG/NAME (letters, digits, ._-)"
+        )
+        raise UsageError(msg)
+    folder = Path(folder)
+    check_release_folder(folder)
+    files = release_files(folder)
+    total = sum(b for _, b in files)
+    branch = revision or constants.DEFAULT_REVISION
+    if dry_run:
+        log.info("dry run: %d files, %d bytes would be uploaded to %s", len(files), total, repo_id)
+        return PublishResult(repo_id, branch, files, total, dry_run=True)
+
+    endpoint = endpoint or constants.ENDPOINT
+    token = token or get_token()
+    if not token:
+        msg = (
+            f"no Hugging Face token found to publish {repo_id}; set HF_TOKEN or run "
+            "`hf auth login` (a token with write access)"
+        )
+        raise UsageError(msg)
+    if constants.HF_HUB_OFFLINE:
+        msg = "HF_HUB_OFFLINE=1 is set: publishing needs the Hub; unset HF_HUB_OFFLINE to publish"
+        raise UsageError(msg)
+    api = HfApi(endpoint=endpoint, token=token)
+    try:
+        repo_url = api.create_repo(repo_id, repo_type="dataset", exist_ok=True, private=private)
+        if branch != constants.DEFAULT_REVISION:
+            api.create_branch(repo_id, repo_type="dataset", branch=branch, exist_ok=True)
+        before = api.repo_info(repo_id, repo_type="dataset", revision=branch).sha
+        info = api.upload_folder(
+            folder_path=folder,
+            repo_id=repo_id,
+            repo_type="dataset",
+            revision=branch,
+            commit_message=commit_message or f"Upload release of {folder.name} (alignrec)",
+            ignore_patterns=IGNORE_PATTERNS,
+        )
+    except OfflineModeIsEnabled as err:
+        msg = "HF_HUB_OFFLINE=1 is set: publishing needs the Hub; unset HF_HUB_OFFLINE to publish"
+        raise UsageError(msg) from err
+    except (HfHubHTTPError, ValueError, OSError) as err:
+        raise _hub_error(err, repo_id, endpoint, token) from None
+    commit = getattr(info, "oid", None)
+    committed = commit is not None and commit != before
+    log.info(
+        "%s %s@%s: %s",
+        "published" if committed else "unchanged",
+        repo_id,
+        branch,
+        commit,
+    )
+    return PublishResult(
+        repo_id,
+        branch,
+        files,
+        total,
+        dry_run=False,
+        url=str(repo_url),
+        commit=commit,
+        committed=committed,
+    )
