@@ -2,6 +2,10 @@
 
 Steps (each counted in ``stats.json``):
 
+0. verify: the raw reviews and metadata files are hashed and checked against the sha256 of the
+   registry or, for hashes the registry lacks, of ``raw/alignrec.lock.json`` (recorded by
+   ``alignrec-data download``), so a raw file changed after its download is an error instead of
+   a silently different dataset (:func:`alignrec_data.download.verify_dataset`).
 1. ``read``: stream the reviews file of the dataset's release into compact columns
    (:mod:`alignrec_data.readers`); bad lines are counted, the first few reported.
 2. ``dedupe``: keep the earliest interaction of each (user, item) pair.
@@ -19,6 +23,7 @@ Same inputs and params give byte-identical files.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import shutil
 import tempfile
@@ -34,12 +39,12 @@ from tqdm import tqdm
 from alignrec_data.atomic import write_json, write_parquet
 from alignrec_data.clean import dedupe_earliest, k_core, remap_by_key
 from alignrec_data.config import to_dict
-from alignrec_data.errors import DataFormatError, UsageError
+from alignrec_data.errors import DataFormatError, DownloadError, UsageError
 from alignrec_data.paths import DatasetPaths
 from alignrec_data.readers import BadLineLog, ItemMeta, reader_for
 from alignrec_data.readers.amazon2014 import DEFAULT_MAX_LITERAL_LINE_BYTES
 from alignrec_data.readers.base import DEFAULT_MAX_LINE_BYTES, read_review_columns
-from alignrec_data.registry import get_dataset, raw_path
+from alignrec_data.registry import DatasetSpec, get_dataset, raw_path
 from alignrec_data.schema import (
     INTERACTIONS_FILE,
     INTERACTIONS_SCHEMA,
@@ -70,7 +75,8 @@ class PrepareConfig:
         min_user_interactions: k-core: users with fewer interactions are dropped (0/1: off).
         min_item_interactions: k-core: items with fewer interactions are dropped (0/1: off).
         split: ``random`` (MMRec rule), ``leave-one-out`` (per user by time) or ``temporal``.
-        seed: Seed of the ``random`` split.
+        seed: Seed of the ``random`` split, and of the random tie-breaking of equal
+            timestamps in ``leave-one-out`` and ``temporal``.
         temporal_quantiles: Quantiles of the timestamps used as the valid and test cut-offs
             of the ``temporal`` split when no explicit cut-off is given.
         temporal_valid_start: Explicit valid cut-off (Unix seconds), or None for the quantile.
@@ -88,7 +94,7 @@ class PrepareConfig:
     min_user_interactions: int = 5  # MMRec / AlignRec 5-core
     min_item_interactions: int = 5
     split: str = "random"  # random | leave-one-out | temporal
-    seed: int = 2024  # random split only
+    seed: int = 2024  # random split; tie-breaking of equal timestamps in the other two
     temporal_quantiles: tuple[float, float] = (0.8, 0.9)  # valid / test cut-off quantiles
     temporal_valid_start: int | None = None  # Unix seconds; None -> quantile
     temporal_test_start: int | None = None  # Unix seconds; None -> quantile
@@ -318,8 +324,51 @@ def _step(name: str, users: np.ndarray, items: np.ndarray, **extra: Any) -> dict
     }
 
 
+def verify_raw_files(spec: DatasetSpec, raw_dir: Path) -> dict[str, dict[str, Any]]:
+    """Check the reviews and metadata files against their recorded size and sha256.
+
+    Args:
+        spec: The registry entry.
+        raw_dir: Its raw folder.
+
+    Returns:
+        Per role: file name, bytes, sha256 and where the expected hash came from (``trust``).
+
+    Raises:
+        ChecksumError: A file changed since its download (names the file, expected and found
+            sha256; the fix is to download it again, or to prepare with ``verify=False``).
+        DownloadError: A file has no recorded hash (not in the registry, no lock entry): it
+            was not fetched by ``alignrec-data download``, which records it.
+    """
+    from alignrec_data.download import verify_dataset
+
+    used = dataclasses.replace(
+        spec, files=tuple(f for f in spec.files if f.role in ("reviews", "meta"))
+    )
+    try:
+        results = verify_dataset(used, raw_dir)
+    except DownloadError as err:
+        hint = (
+            f"{err.hint}; or pass --no-verify to `alignrec-data prepare` to use the file as it is"
+            if err.hint
+            else None
+        )
+        raise type(err)(str(err), hint=hint) from err
+    for r in results:
+        logger.info("verified %s: sha256 %s (%s)", r.path.name, r.sha256, r.trust)
+    return {
+        r.role: {"file": r.path.name, "bytes": r.bytes, "sha256": r.sha256, "trust": r.trust}
+        for r in results
+    }
+
+
 def prepare_dataset(
-    dataset_id: str, data_dir: str | Path, config: PrepareConfig, *, strict: bool = False
+    dataset_id: str,
+    data_dir: str | Path,
+    config: PrepareConfig,
+    *,
+    strict: bool = False,
+    verify: bool = True,
 ) -> dict[str, Any]:
     """Turn ``<data_dir>/<dataset_id>/raw/`` into ``<data_dir>/<dataset_id>/prepared/``.
 
@@ -328,12 +377,16 @@ def prepare_dataset(
         data_dir: The data directory.
         config: The ``prepare`` params.
         strict: Stop at the first bad raw line instead of counting it.
+        verify: Check the raw files' sha256 first (:func:`verify_raw_files`); False prepares
+            files changed on purpose (or never downloaded) as they are.
 
     Returns:
         The statistics also written to ``stats.json``.
 
     Raises:
         UsageError: Unknown dataset, raw file missing, bad params.
+        ChecksumError: A raw file changed since its download (``verify``).
+        DownloadError: A raw file has no recorded sha256 (``verify``).
         DataFormatError: A bad line in strict mode, a corrupt gzip stream, or nothing left.
     """
     spec = get_dataset(dataset_id)
@@ -344,6 +397,14 @@ def prepare_dataset(
         if not path.is_file():
             msg = f"raw {role} file {path} of {dataset_id} does not exist"
             raise UsageError(msg, hint=f"run `alignrec-data download {dataset_id}` first")
+    if verify:
+        raw_files = verify_raw_files(spec, paths.raw)
+    else:
+        logger.warning("not verifying the raw files of %s (verify=False)", dataset_id)
+        raw_files = {
+            role: {"file": p.name, "bytes": p.stat().st_size, "sha256": None, "trust": None}
+            for role, p in files.items()
+        }
 
     # 1. read
     rlog = BadLineLog(files["reviews"].name, strict, config.max_reported_bad_lines)
@@ -432,6 +493,7 @@ def prepare_dataset(
         "dataset": dataset_id,
         "release": spec.release,
         "source": "raw",
+        "raw_files": raw_files,
         "params": to_dict(config),
         "steps": steps,
         "users": len(user_keys),

@@ -1,24 +1,33 @@
 """Train / valid / test splits, written as the ``split`` column of ``interactions.parquet``.
 
-Three methods (``prepare.split``):
+Three methods (``prepare.split``), all seeded by ``prepare.seed``:
 
 - ``random``: MMRec's per-user rule. A user with n interactions gets
   ``valid = floor(0.2 n) // 2`` and ``test = floor(0.2 n) - valid`` when n >= 10, else
   ``n - 2 / 1 / 1`` (train / valid / test). Which interactions go where is random and seeded:
   one ``numpy.random.default_rng(seed)`` draws one uniform number per interaction, in the
-  order of the interactions table (sorted by user_id, timestamp, item_id); each user's
-  interactions are ordered by their numbers (a uniformly random per-user permutation, users in
-  user_id order), the first ``n_train`` are train, the next ``n_valid`` valid, the rest test.
-- ``leave-one-out``: per user by time: the last interaction is test, the second last valid,
-  the rest train; ties in time are broken by item_id (larger item_id = later).
-- ``temporal``: global cut-offs ``valid_start <= test_start`` (Unix seconds): earlier -> train,
-  ``[valid_start, test_start)`` -> valid, ``>= test_start`` -> test. Unless given, the cut-offs
-  are the timestamps at positions ``floor(q * n)`` of the sorted timestamps for the two
-  quantiles ``q`` (default 0.8 and 0.9), so ties at a cut-off all go to the later split.
+  order the rows are given (for ``prepare``: the order of the kept lines of the raw reviews
+  file); each user's interactions are ordered by their numbers (a uniformly random per-user
+  permutation, users in user_id order), the first ``n_train`` are train, the next ``n_valid``
+  valid, the rest test.
+- ``leave-one-out``: per user, interactions ordered by ``(timestamp, tie key)``: the last is
+  test, the second last valid, the rest train.
+- ``temporal``: all interactions ordered by ``(timestamp, tie key)``; the first
+  ``floor(q1 * n)`` are train, up to position ``floor(q2 * n)`` valid, the rest test, for the
+  quantiles ``(q1, q2)`` (default 0.8 and 0.9), so the counts are exact even when many
+  interactions share the timestamp at a cut-off. An explicit cut-off (Unix seconds) replaces
+  its quantile: interactions before it come before the boundary, the rest after it (no ties
+  to break). The cut-off timestamps (the timestamp at the boundary position) are reported.
+
+The tie key breaks ties in time at random, reproducibly: one
+``numpy.random.default_rng(seed)`` draws one uniform number per interaction in the order of
+the interactions table (user_id, timestamp, item_id), so the same interactions and seed give
+the same split whatever the order of the input rows, and another seed breaks ties
+differently. Interactions with distinct timestamps are never reordered.
 
 Users with fewer than 3 interactions (only without k-core filtering) get, under ``random``
 and ``leave-one-out``: n = 1 -> train; n = 2 -> 1 train, 1 test (the later one for
-leave-one-out). ``leave-one-out`` and ``temporal`` do not use the seed.
+leave-one-out).
 """
 
 from __future__ import annotations
@@ -79,12 +88,44 @@ def split_random(users: np.ndarray, n_users: int, seed: int) -> np.ndarray:
     return _label(pos, n_train[users], n_valid[users])
 
 
+def tie_keys(users: np.ndarray, items: np.ndarray, timestamps: np.ndarray, seed: int) -> np.ndarray:
+    """Seeded random keys that break ties in time (see the module docstring).
+
+    Args:
+        users: (n,) user ids.
+        items: (n,) item ids.
+        timestamps: (n,) Unix seconds.
+        seed: Seed of the generator.
+
+    Returns:
+        (n,) float64 uniform numbers, drawn in (user_id, timestamp, item_id) order.
+    """
+    canonical = np.lexsort(
+        (np.asarray(items), np.asarray(timestamps), np.asarray(users, dtype=np.int64))
+    )
+    keys = np.empty(len(canonical), dtype=np.float64)
+    keys[canonical] = np.random.default_rng(seed).random(len(canonical))
+    return keys
+
+
 def split_leave_one_out(
-    users: np.ndarray, items: np.ndarray, timestamps: np.ndarray, n_users: int
+    users: np.ndarray, items: np.ndarray, timestamps: np.ndarray, n_users: int, seed: int
 ) -> np.ndarray:
-    """Per user: last by time -> test, second last -> valid, rest train (ties by item_id)."""
+    """Per user by (timestamp, tie key): last -> test, second last -> valid, rest train.
+
+    Args:
+        users: (n,) user ids.
+        items: (n,) item ids.
+        timestamps: (n,) Unix seconds.
+        n_users: Number of users (ids are < n_users).
+        seed: Seed of the tie keys (:func:`tie_keys`).
+
+    Returns:
+        (n,) int8 split codes (0 train, 1 valid, 2 test).
+    """
     users = np.asarray(users, dtype=np.int64)
-    order = np.lexsort((items, timestamps, users))
+    keys = tie_keys(users, items, timestamps, seed)
+    order = np.lexsort((keys, timestamps, users))
     counts = np.bincount(users, minlength=n_users)
     n_valid = np.where(counts >= 3, 1, 0)
     n_test = np.where(counts >= 2, 1, 0)
@@ -102,11 +143,34 @@ def temporal_cutoffs(timestamps: np.ndarray, quantiles: tuple[float, float]) -> 
 
 
 def split_temporal(timestamps: np.ndarray, valid_start: int, test_start: int) -> np.ndarray:
-    """Global cut-offs: ``< valid_start`` train, ``< test_start`` valid, else test."""
+    """Explicit global cut-offs: ``< valid_start`` train, ``< test_start`` valid, else test."""
     ts = np.asarray(timestamps, dtype=np.int64)
     codes = np.full(len(ts), TEST, dtype=np.int8)
     codes[ts < test_start] = VALID
     codes[ts < valid_start] = TRAIN
+    return codes
+
+
+def split_temporal_ranked(
+    timestamps: np.ndarray, keys: np.ndarray, n_before_valid: int, n_before_test: int
+) -> np.ndarray:
+    """Order all rows by ``(timestamp, keys)``: the first ones train, then valid, then test.
+
+    Args:
+        timestamps: (n,) Unix seconds.
+        keys: (n,) tie keys (:func:`tie_keys`).
+        n_before_valid: Number of train interactions (positions ``< n_before_valid``).
+        n_before_test: Number of train plus valid interactions; the rest are test.
+
+    Returns:
+        (n,) int8 split codes (0 train, 1 valid, 2 test).
+    """
+    order = np.lexsort((keys, np.asarray(timestamps, dtype=np.int64)))
+    rank = np.empty(len(order), dtype=np.int64)
+    rank[order] = np.arange(len(order), dtype=np.int64)
+    codes = np.full(len(order), TEST, dtype=np.int8)
+    codes[rank < n_before_test] = VALID
+    codes[rank < n_before_valid] = TRAIN
     return codes
 
 
@@ -130,7 +194,7 @@ def assign_splits(
         items: (n,) item ids.
         timestamps: (n,) Unix seconds.
         n_users: Number of users.
-        seed: Seed (``random`` only).
+        seed: Seed of the ``random`` split and of the tie keys of the other two.
         valid_start: Temporal cut-off of valid, or None for the quantile.
         test_start: Temporal cut-off of test, or None for the quantile.
         quantiles: Quantiles for cut-offs that are not given.
@@ -141,12 +205,11 @@ def assign_splits(
     Raises:
         UsageError: Unknown method or inconsistent temporal parameters.
     """
-    info: dict = {"method": method}
+    info: dict = {"method": method, "seed": seed}
     if method == "random":
-        info["seed"] = seed
         return split_random(users, n_users, seed), info
     if method == "leave-one-out":
-        return split_leave_one_out(users, items, timestamps, n_users), info
+        return split_leave_one_out(users, items, timestamps, n_users, seed), info
     if method == "temporal":
         q0, q1 = quantiles
         if not 0.0 < q0 <= q1 < 1.0:
@@ -155,7 +218,9 @@ def assign_splits(
                 f"{list(quantiles)}"
             )
             raise UsageError(msg)
-        auto_v, auto_t = temporal_cutoffs(timestamps, quantiles)
+        ts = np.asarray(timestamps, dtype=np.int64)
+        ordered = np.sort(ts)
+        auto_v, auto_t = temporal_cutoffs(ts, quantiles)
         v = auto_v if valid_start is None else int(valid_start)
         t = auto_t if test_start is None else int(test_start)
         if v > t:
@@ -164,7 +229,17 @@ def assign_splits(
                 "valid_start <= test_start"
             )
             raise UsageError(msg)
+
+        def boundary(explicit: int | None, q: float) -> int:
+            if explicit is None:
+                return int(np.floor(q * len(ts)))
+            return int(np.searchsorted(ordered, int(explicit), side="left"))
+
+        p_test = boundary(test_start, q1)
+        # An explicit test cut-off wins over a valid quantile that lands in its tie group.
+        p_valid = min(boundary(valid_start, q0), p_test)
+        keys = tie_keys(users, items, ts, seed)
         info.update(valid_start=v, test_start=t, quantiles=[q0, q1])
-        return split_temporal(timestamps, v, t), info
+        return split_temporal_ranked(ts, keys, p_valid, p_test), info
     msg = f"prepare.split must be one of {', '.join(SPLIT_METHODS)}, found {method!r}"
     raise UsageError(msg)

@@ -24,12 +24,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--params", type=Path, default=Path("params.yaml"))
     parser.add_argument("--strict", action="store_true", help="Stop at the first bad raw line.")
     parser.add_argument(
+        "--no-verify", action="store_true", help="Do not check the raw files' sha256 first."
+    )
+    parser.add_argument(
         "--metrics", type=Path, default=None, help="Also write stats.json here (a DVC metric)."
     )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     config = load_section(args.params, "prepare", PrepareConfig)
-    stats = prepare_dataset(args.dataset, args.data_dir, config, strict=args.strict)
+    stats = prepare_dataset(
+        args.dataset, args.data_dir, config, strict=args.strict, verify=not args.no_verify
+    )
     if args.metrics is not None:
         write_json(args.metrics, stats)
     return 0

@@ -3,20 +3,18 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from alignrec_data.cli._common import common_options, emit
 from alignrec_data.config import load_section
-from alignrec_data.download import (
-    DownloadConfig,
-    FileResult,
-    download_dataset,
-    raise_for_failures,
-)
 from alignrec_data.lockfile import LOCK_NAME
 from alignrec_data.paths import DatasetPaths
 from alignrec_data.registry import MIRROR_ENV, get_dataset, resolve_base_url
+
+if TYPE_CHECKING:
+    from alignrec_data.download import FileResult
 
 _VERB = {
     "fetched": "fetched",
@@ -96,6 +94,8 @@ def command(
       ALIGNREC_MIRROR=/mnt/shared/{release} alignrec-data download amazon2018-electronics
       alignrec-data download amazon-mini --format json
     """  # noqa: D301 (click needs a real \b)
+    from alignrec_data.download import DownloadConfig, download_dataset, raise_for_failures
+
     spec = get_dataset(dataset)
     config = load_section(params, "download", DownloadConfig)
     raw_dir = out if out is not None else DatasetPaths.of(data_dir, spec.id).raw

@@ -7,8 +7,10 @@ from pathlib import Path
 import click
 
 from alignrec_data.cli._common import data_dir_option, emit, format_option
-from alignrec_data.export_features import LAYOUTS, check_specs, export_features
-from alignrec_data.interop import export_mmrec
+
+# alignrec_data.export_features.LAYOUTS, repeated here so that --help imports no numpy/pyarrow
+# (tests/core/test_cli_startup.py checks that they agree).
+LAYOUTS = ("mmrec", "alignrec")
 
 
 @click.group("export")
@@ -72,6 +74,9 @@ def mmrec(
           --out MMRec/data/mini
       alignrec-data export mmrec amazon-mini --layout alignrec --out AlignRec/data/mini
     """  # noqa: D301 (click needs a real \b)
+    from alignrec_data.export_features import check_specs, export_features
+    from alignrec_data.interop import export_mmrec
+
     check_specs(features, layout)  # fail before writing anything
     result = export_mmrec(data_dir, dataset, out, name=name)
     result["features"] = export_features(data_dir, dataset, out, features, layout)

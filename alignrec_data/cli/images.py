@@ -3,12 +3,20 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from alignrec_data.cli._common import common_options, emit
 from alignrec_data.config import load_section
-from alignrec_data.images import IMAGE_MIRROR_ENV, ImagesConfig, ImagesResult, fetch_images
+
+if TYPE_CHECKING:
+    from alignrec_data.images import ImagesResult
+
+# alignrec_data.images.urls.IMAGE_MIRROR_ENV, repeated here: importing alignrec_data.images
+# loads Pillow, pandas and pyarrow, too slow for --help (tests/core/test_cli_startup.py checks
+# that they agree).
+IMAGE_MIRROR_ENV = "ALIGNREC_IMAGE_MIRROR"
 
 
 def summary_lines(result: ImagesResult) -> list[str]:
@@ -87,6 +95,8 @@ def command(
       alignrec-data images amazon-baby --mirror https://m.media-amazon.com/images/I/=/mnt/img/
       alignrec-data images amazon-baby --retry-missing
     """  # noqa: D301 (click needs a real \b)
+    from alignrec_data.images import ImagesConfig, fetch_images
+
     config = load_section(params, "images", ImagesConfig)
     result = fetch_images(
         data_dir,

@@ -7,7 +7,6 @@ from pathlib import Path
 import click
 
 from alignrec_data.cli._common import data_dir_option, emit, format_option
-from alignrec_data.interop import import_lattice, import_mmrec
 from alignrec_data.paths import DatasetPaths
 
 
@@ -51,6 +50,8 @@ def mmrec(folder: Path, name: str, data_dir: Path, fmt: str) -> None:
       alignrec-data import mmrec MMRec/data/baby --name baby
       alignrec-data import mmrec ../shared/data/ml100k-imdb --name ml100k --format json
     """  # noqa: D301 (click needs a real \b)
+    from alignrec_data.interop import import_mmrec
+
     stats = import_mmrec(folder, name, data_dir)
     emit(fmt, stats, _lines(stats, DatasetPaths.of(data_dir, name).prepared))
 
@@ -67,5 +68,7 @@ def lattice(folder: Path, name: str, data_dir: Path, fmt: str) -> None:
     Examples:
       alignrec-data import lattice ../shared/data/amazon-baby --name baby
     """  # noqa: D301 (click needs a real \b)
+    from alignrec_data.interop import import_lattice
+
     stats = import_lattice(folder, name, data_dir)
     emit(fmt, stats, _lines(stats, DatasetPaths.of(data_dir, name).prepared))

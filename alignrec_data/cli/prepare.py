@@ -9,7 +9,6 @@ import click
 from alignrec_data.cli._common import common_options, emit
 from alignrec_data.config import load_section
 from alignrec_data.paths import DatasetPaths
-from alignrec_data.prepare import PrepareConfig, prepare_dataset
 
 
 def summary_lines(stats: dict, out: Path) -> list[str]:
@@ -41,11 +40,20 @@ def summary_lines(stats: dict, out: Path) -> list[str]:
 @click.option(
     "--strict", is_flag=True, help="Stop at the first bad raw line instead of counting it."
 )
+@click.option(
+    "--no-verify",
+    is_flag=True,
+    help="Do not check the raw files' sha256 (use files changed on purpose as they are).",
+)
 @common_options
-def command(dataset: str, strict: bool, data_dir: Path, params: Path | None, fmt: str) -> None:
+def command(
+    dataset: str, strict: bool, no_verify: bool, data_dir: Path, params: Path | None, fmt: str
+) -> None:
     """Turn DATASET's downloaded raw files into DATA_DIR/DATASET/prepared/.
 
-    Streams the reviews, drops duplicate (user, item) pairs (keeping the earliest), applies the
+    First checks the raw files against the sha256 recorded by `download` (registry or
+    raw/alignrec.lock.json): a file changed since its download is an error. Streams the
+    reviews, drops duplicate (user, item) pairs (keeping the earliest), applies the
     iterative k-core filter, renumbers users and items, assembles item text from the metadata
     and writes the split column; `prepare:` in the params file sets k, the split and the text
     template. Writes interactions.parquet, items.parquet, users.parquet and stats.json.
@@ -55,7 +63,10 @@ def command(dataset: str, strict: bool, data_dir: Path, params: Path | None, fmt
       alignrec-data prepare amazon-mini
       alignrec-data prepare amazon-baby --params params.yaml --strict
       alignrec-data prepare amazon2023-baby-products --format json
+      alignrec-data prepare amazon-baby --no-verify
     """  # noqa: D301 (click needs a real \b)
+    from alignrec_data.prepare import PrepareConfig, prepare_dataset
+
     config = load_section(params, "prepare", PrepareConfig)
-    stats = prepare_dataset(dataset, data_dir, config, strict=strict)
+    stats = prepare_dataset(dataset, data_dir, config, strict=strict, verify=not no_verify)
     emit(fmt, stats, summary_lines(stats, DatasetPaths.of(data_dir, dataset).prepared))

@@ -7,7 +7,6 @@ from pathlib import Path
 import click
 
 from alignrec_data.cli._common import emit, format_option
-from alignrec_data.publish import publish_release
 
 
 @click.command("publish")
@@ -45,6 +44,8 @@ def command(
       alignrec-data publish data/amazon-baby/release --repo-id my-org/alignrec-baby
       alignrec-data publish release/baby --repo-id my-org/alignrec-baby --revision v0.1 --private
     """  # noqa: D301 (click needs a real \b)
+    from alignrec_data.publish import publish_release
+
     result = publish_release(
         folder, repo_id, revision=revision, private=private, dry_run=dry_run, endpoint=endpoint
     )

@@ -8,8 +8,6 @@ from pathlib import Path
 import click
 
 from alignrec_data.cli._common import common_options, emit
-from alignrec_data.export_features import parse_feature_specs
-from alignrec_data.release import build_release, load_config
 
 
 @click.command("release")
@@ -62,6 +60,9 @@ def command(
       alignrec-data release amazon-baby --out release/baby --repo-id my-org/alignrec-baby
       alignrec-data release amazon-baby --features alignrec,minilm-text --images
     """  # noqa: D301 (click needs a real \b)
+    from alignrec_data.export_features import parse_feature_specs
+    from alignrec_data.release import build_release, load_config
+
     config = load_config(params)
     changes: dict = {}
     if features is not None:

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 import gzip
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
+from alignrec_data.download import download_dataset, raise_for_failures
 from alignrec_data.prepare import PrepareConfig
 from alignrec_data.registry import get_dataset, raw_path
 
@@ -31,7 +33,12 @@ Place = Callable[..., str]
 
 @pytest.fixture
 def place_release(data_dir: Path) -> Place:
-    """Gzip a release's fixture files into ``<data_dir>/<registry id>/raw/``; returns the id."""
+    """Gzip a release's fixture files into ``<data_dir>/<registry id>/raw/``; returns the id.
+
+    The files are then recorded in the lock file the way a user records files copied in by
+    hand: `download` finds them present, checks them and records their sha256 (nothing is
+    fetched: these registry entries have no known hash), so `prepare` verifies them.
+    """
 
     def place(release: str, transform: Callable[[str, str], str] | None = None) -> str:
         dataset = RELEASE_DATASET[release]
@@ -43,6 +50,11 @@ def place_release(data_dir: Path) -> Place:
             if transform is not None:
                 text = transform(role, text)
             raw_path(raw, spec, role).write_bytes(gzip.compress(text.encode("utf-8"), mtime=0))
+        roles = {"reviews", "meta"}
+        recorded = dataclasses.replace(spec, files=tuple(f for f in spec.files if f.role in roles))
+        results = download_dataset(recorded, raw, progress=False)
+        raise_for_failures(results)
+        assert {r.status for r in results} == {"verified"}  # present, nothing fetched
         return dataset
 
     return place

@@ -72,13 +72,43 @@ def test_random_split_permutation_is_uniform() -> None:
     assert np.allclose(hits / 2000, 0.2, atol=0.03)
 
 
-def test_leave_one_out_by_time_with_item_id_ties() -> None:
+def test_leave_one_out_by_time_with_seeded_ties() -> None:
     users = np.array([0, 0, 0, 0, 1, 1, 2])
     items = np.array([4, 3, 9, 1, 5, 6, 7])
     ts = np.array([10, 20, 20, 5, 1, 2, 3])
-    codes = split_leave_one_out(users, items, ts, 3)
-    # user 0: time order item1(5), item4(10), item3(20), item9(20) -> 9 test, 3 valid.
-    assert codes.tolist() == [0, 1, 2, 0, 0, 2, 0]
+    # user 0: item1 (5), item4 (10), then item3 and item9 tied at 20: one test, one valid.
+    seen = set()
+    for seed in range(200):
+        codes = split_leave_one_out(users, items, ts, 3, seed)
+        assert codes[[0, 3, 4, 5, 6]].tolist() == [0, 0, 0, 2, 0]
+        assert sorted(codes[[1, 2]].tolist()) == [1, 2]
+        seen.add(tuple(codes[[1, 2]].tolist()))
+        assert np.array_equal(codes, split_leave_one_out(users, items, ts, 3, seed))
+    assert seen == {(1, 2), (2, 1)}  # both orders of the tie occur
+
+
+def test_tie_breaking_is_uniform_and_independent_of_row_order() -> None:
+    # One user, 4 interactions all at the same time: each is test about 1/4 of the time.
+    users, items, ts = np.zeros(4, np.int64), np.arange(4), np.full(4, 7)
+    hits = np.zeros(4)
+    for seed in range(2000):
+        hits += split_leave_one_out(users, items, ts, 1, seed) == 2
+    assert np.allclose(hits / 2000, 0.25, atol=0.04)
+    # Shuffled input rows: every (user, item) gets the same split for the same seed.
+    rng = np.random.default_rng(0)
+    u = rng.integers(0, 30, 600)
+    i = rng.integers(0, 1000, 600)
+    t = rng.integers(0, 5, 600)  # many ties
+    keep = dedupe_earliest(u, i, t)
+    u, i, t = u[keep], i[keep], t[keep]
+    perm = rng.permutation(len(u))
+    for method in ("leave-one-out", "temporal"):
+        a, _ = assign_splits(method, u, i, t, 30, seed=3)
+        b, _ = assign_splits(method, u[perm], i[perm], t[perm], 30, seed=3)
+        assert np.array_equal(a[perm], b), method
+        c, _ = assign_splits(method, u, i, t, 30, seed=4)
+        assert not np.array_equal(a, c), method
+        assert np.array_equal(np.bincount(a, minlength=3), np.bincount(c, minlength=3))
 
 
 def test_temporal_quantile_and_explicit_cutoffs() -> None:
@@ -86,7 +116,28 @@ def test_temporal_quantile_and_explicit_cutoffs() -> None:
     codes, info = assign_splits("temporal", np.zeros(100, np.int64), np.arange(100), ts, 1, seed=0)
     assert (info["valid_start"], info["test_start"]) == (80, 90)
     assert np.bincount(codes).tolist() == [80, 10, 10]
+    assert (codes == np.repeat([0, 1, 2], [80, 10, 10])).all()
     assert split_temporal(np.array([1, 5, 9]), 5, 9).tolist() == [0, 1, 2]
+    # Ties at a quantile cut-off are split by the seeded key: exact counts, earlier times first.
+    tied = np.repeat(np.arange(10), 10)  # 10 interactions at each of 10 times
+    users = np.arange(100) % 7
+    for seed in (0, 1):
+        codes, info = assign_splits(
+            "temporal", users, np.arange(100), tied, 7, seed=seed, quantiles=(0.75, 0.85)
+        )
+        assert np.bincount(codes).tolist() == [75, 10, 15]
+        assert (info["valid_start"], info["test_start"]) == (7, 8)
+        assert (codes[tied < 7] == 0).all() and (codes[tied > 8] == 2).all()
+    a = assign_splits("temporal", users, np.arange(100), tied, 7, seed=0, quantiles=(0.75, 0.85))
+    b = assign_splits("temporal", users, np.arange(100), tied, 7, seed=1, quantiles=(0.75, 0.85))
+    assert not np.array_equal(a[0], b[0])
+    # Explicit cut-offs compare timestamps: no tie is broken, the seed has no effect.
+    for seed in (0, 1):
+        codes, info = assign_splits(
+            "temporal", users, np.arange(100), tied, 7, seed=seed, valid_start=7, test_start=9
+        )
+        assert np.array_equal(codes, split_temporal(tied, 7, 9))
+        assert (info["valid_start"], info["test_start"]) == (7, 9)
     with pytest.raises(UsageError, match="valid cut-off 9 is after the test cut-off 5"):
         assign_splits(
             "temporal",

@@ -129,24 +129,47 @@ def test_ml100k_real_timestamps_splits(data_dir: Path, tmp_path: Path) -> None:
     assert items.column("item_key").to_pylist()[0] == "0_Toy Story"
     df = inter.to_pandas()
 
+    # Users rate many movies in the same second: ties at each user's latest time are common.
+    last = df[df.timestamp == df.groupby("user_id").timestamp.transform("max")]
+    assert (last.groupby("user_id").size() > 1).sum() > 100
+
     _, h1, loo = _resplit(inter, "leave-one-out", 1, tmp_path / "loo1.parquet")
     _, h2, _ = _resplit(inter, "leave-one-out", 1, tmp_path / "loo2.parquet")
-    _, h3, _ = _resplit(inter, "leave-one-out", 2, tmp_path / "loo3.parquet")
-    assert h1 == h2 == h3  # leave-one-out is deterministic: the seed is not used
-    counts = loo.to_pandas().split.value_counts()
-    assert counts["test"] == counts["valid"] == df.user_id.nunique()
-    ldf = loo.to_pandas()
-    latest = ldf.groupby("user_id").timestamp.transform("max")
-    assert (ldf[ldf.split == "test"].timestamp == latest[ldf.split == "test"]).all()
+    _, h3, loo3 = _resplit(inter, "leave-one-out", 2, tmp_path / "loo3.parquet")
+    assert h1 == h2 != h3  # same seed: identical bytes; another seed breaks ties otherwise
+    ldf, ldf3 = loo.to_pandas(), loo3.to_pandas()
+    for frame in (ldf, ldf3):
+        counts = frame.split.value_counts()
+        assert counts["test"] == counts["valid"] == df.user_id.nunique() == 943
+        assert counts["train"] == 100000 - 2 * 943
+        latest = frame.groupby("user_id").timestamp.transform("max")
+        assert (frame[frame.split == "test"].timestamp == latest[frame.split == "test"]).all()
+    assert ldf.drop(columns="split").equals(ldf3.drop(columns="split"))
+    differ = ldf.split != ldf3.split
+    assert differ.any()
+    # Only tied interactions move: a changed row shares its time with another of its user.
+    tied = df.duplicated(["user_id", "timestamp"], keep=False).to_numpy()
+    assert tied[differ.to_numpy()].all()
 
     info, t1, tmp = _resplit(inter, "temporal", 1, tmp_path / "t1.parquet")
     _, t2, _ = _resplit(inter, "temporal", 1, tmp_path / "t2.parquet")
-    assert t1 == t2
+    _, t3, tmp3 = _resplit(inter, "temporal", 2, tmp_path / "t3.parquet")
+    assert t1 == t2 != t3
     ts = np.sort(df.timestamp.to_numpy())
     assert (info["valid_start"], info["test_start"]) == (ts[80000], ts[90000])
-    tcounts = tmp.to_pandas().split.value_counts()
-    assert tcounts["train"] == (ts < ts[80000]).sum() and tcounts["test"] == (ts >= ts[90000]).sum()
-    assert abs(tcounts["train"] - 80000) < 200 and tcounts.sum() == 100000
+    for table in (tmp, tmp3):
+        frame = table.to_pandas()
+        assert frame.split.value_counts().to_dict() == {
+            "train": 80000,
+            "valid": 10000,
+            "test": 10000,
+        }
+        assert frame[frame.split == "train"].timestamp.max() <= ts[80000]
+        assert frame[frame.split == "valid"].timestamp.min() >= ts[80000]
+        assert frame[frame.split == "test"].timestamp.min() >= ts[90000]
+    moved = tmp.to_pandas().split != tmp3.to_pandas().split
+    assert moved.any()
+    assert set(tmp.to_pandas().timestamp[moved]) <= {ts[80000], ts[90000]}  # cut-off ties only
 
     _, r1, _ = _resplit(inter, "random", 1, tmp_path / "r1.parquet")
     _, r2, _ = _resplit(inter, "random", 1, tmp_path / "r2.parquet")

@@ -8,13 +8,15 @@ import json
 import shutil
 from pathlib import Path
 
-import numpy as np
 import pyarrow.parquet as pq
 import pytest
 from click.testing import CliRunner
 
 from alignrec_data.cli import cli
+from alignrec_data.errors import ChecksumError
 from alignrec_data.mini import MINI_DIR, REVIEWS_FILE, generate_amazon_mini, kcore
+from alignrec_data.prepare import PrepareConfig, prepare_dataset
+from alignrec_data.registry import get_dataset
 
 FILES = ("interactions.parquet", "items.parquet", "users.parquet", "stats.json")
 
@@ -119,11 +121,13 @@ def test_prepare_amazon_mini_end_to_end(tmp_path: Path, mini_raw: Path) -> None:
 def test_prepare_leave_one_out_and_temporal(tmp_path: Path, mini_raw: Path) -> None:
     loo = _run(tmp_path / "l", mini_raw, _params(tmp_path, "l.yaml", split="leave-one-out"))
     assert loo["splits"]["test"] == loo["users"] == loo["splits"]["valid"]
+    assert loo["split"] == {"method": "leave-one-out", "seed": 2024}
     inter = pq.read_table(
         tmp_path / "l" / "amazon-mini" / "prepared" / "interactions.parquet"
     ).to_pandas()
-    last = inter.sort_values(["user_id", "timestamp", "item_id"]).groupby("user_id").tail(1)
-    assert (last.split == "test").all()
+    latest = inter.groupby("user_id").timestamp.transform("max")
+    assert (inter[inter.split == "test"].timestamp == latest[inter.split == "test"]).all()
+    assert (inter[inter.split == "train"].timestamp <= latest[inter.split == "train"]).all()
     tmp = _run(tmp_path / "t", mini_raw, _params(tmp_path, "t.yaml", split="temporal"))
     inter = pq.read_table(
         tmp_path / "t" / "amazon-mini" / "prepared" / "interactions.parquet"
@@ -131,11 +135,88 @@ def test_prepare_leave_one_out_and_temporal(tmp_path: Path, mini_raw: Path) -> N
     v, t = tmp["split"]["valid_start"], tmp["split"]["test_start"]
     assert (
         inter[inter.split == "train"].timestamp.max()
-        < v
+        <= v
         <= inter[inter.split == "valid"].timestamp.min()
     )
     assert inter[inter.split == "test"].timestamp.min() >= t
-    assert np.isclose(tmp["splits"]["train"] / tmp["interactions"], 0.8, atol=0.01)
+    n = tmp["interactions"]
+    assert tmp["splits"] == {
+        "train": n * 8 // 10,
+        "valid": n * 9 // 10 - n * 8 // 10,
+        "test": n - n * 9 // 10,
+    }
+
+
+def _invoke(*args: str):
+    return CliRunner().invoke(cli, ["prepare", *args])
+
+
+def test_prepare_rejects_a_raw_file_changed_after_download(tmp_path: Path, mini_raw: Path) -> None:
+    data = tmp_path / "d"
+    raw = data / "amazon-mini" / "raw"
+    shutil.copytree(mini_raw, raw)  # downloaded files with their lock file
+    reviews = raw / REVIEWS_FILE
+    # Change the content but keep a valid gzip stream: drop the last review line.
+    lines = gzip.decompress(reviews.read_bytes()).splitlines(keepends=True)
+    reviews.write_bytes(gzip.compress(b"".join(lines[:-1]), mtime=0))
+    found = hashlib.sha256(reviews.read_bytes()).hexdigest()
+    expected = get_dataset("amazon-mini").file("reviews").sha256
+    assert found != expected
+
+    res = _invoke("amazon-mini", "--data-dir", str(data))
+    assert res.exit_code == 1, res.output
+    assert f"{reviews} changed: expected sha256 {expected}" in res.output
+    assert f"found {found}" in res.output
+    assert "run `alignrec-data download amazon-mini` to fetch it again" in res.output
+    assert "--no-verify" in res.output
+    assert not (data / "amazon-mini" / "prepared").exists()
+    assert [p.name for p in (data / "amazon-mini").iterdir()] == ["raw"]  # no temporary folder
+
+    # The library raises the same error.
+    with pytest.raises(ChecksumError, match=rf"{REVIEWS_FILE} changed: expected sha256 {expected}"):
+        prepare_dataset("amazon-mini", data, PrepareConfig())
+
+    # --no-verify prepares the changed file as it is, and says so in stats.json.
+    res = _invoke("amazon-mini", "--data-dir", str(data), "--no-verify", "--format", "json")
+    assert res.exit_code == 0, res.output
+    stats = json.loads(res.stdout)
+    assert stats["steps"][0]["interactions"] == len(lines) - 1
+    assert stats["raw_files"]["reviews"]["sha256"] is None
+
+    # The fix the message names: download again (the changed file is moved aside).
+    from alignrec_data.download import download_dataset, raise_for_failures
+
+    raise_for_failures(download_dataset("amazon-mini", raw, progress=False))
+    assert (raw / f"{REVIEWS_FILE}.corrupt-{found[:8]}").is_file()
+    res = _invoke("amazon-mini", "--data-dir", str(data), "--format", "json")
+    assert res.exit_code == 0, res.output
+    stats = json.loads(res.stdout)
+    assert stats["steps"][0]["interactions"] == len(lines)
+    assert stats["raw_files"]["reviews"] == {
+        "file": REVIEWS_FILE,
+        "bytes": (mini_raw / REVIEWS_FILE).stat().st_size,
+        "sha256": expected,
+        "trust": "registry",
+    }
+
+
+def test_prepare_rejects_raw_files_never_recorded(tmp_path: Path) -> None:
+    # Files copied in by hand for a registry id without known hashes, no lock entry.
+    spec = get_dataset("amazon-baby")
+    raw = tmp_path / "amazon-baby" / "raw"
+    raw.mkdir(parents=True)
+    fixtures = Path(__file__).resolve().parents[1] / "data" / "prepare"
+    for role, name in (("reviews", "reviews_2014.json"), ("meta", "meta_2014.json")):
+        data = gzip.compress((fixtures / name).read_bytes(), mtime=0)
+        (raw / spec.file(role).filename).write_bytes(data)
+    res = _invoke("amazon-baby", "--data-dir", str(tmp_path))
+    assert res.exit_code == 1
+    assert "reviews_Baby_5.json.gz has no recorded sha256" in res.output
+    assert "run `alignrec-data download amazon-baby` to record it" in res.output
+    assert not (tmp_path / "amazon-baby" / "prepared").exists()
+    config = PrepareConfig(min_user_interactions=1, min_item_interactions=1)
+    stats = prepare_dataset("amazon-baby", tmp_path, config, verify=False)
+    assert stats["interactions"] == 4
 
 
 def test_prepare_errors_name_the_fix(tmp_path: Path) -> None:
