@@ -21,6 +21,8 @@ COMMAND_MODULES = (
     "download",
     "prepare",
     "images",
+    "pretrain",
+    "extract",
     "import_",
     "export",
     "release",

@@ -1,0 +1,457 @@
+"""MMEnc: a BEiT-3 style multiway transformer over [image CLS + patches | text tokens].
+
+Every layer runs self-attention over the whole sequence and routes each token through the
+experts of its modality (the torchscale ``BEiT3`` layout: the q/k/v/out projections, the
+LayerNorms and the FFN are modality specific, the attention itself is joint):
+
+    x = [x_v; x_t]                                   # (B, 1 + N_p + T, D), split at s = 1 + N_p
+    pre-LN (BEiT-3):  h = x + Out_m(Attn(QKV_m(LN1_m(x))))
+                      y = h + FFN_m(LN2_m(h))
+    post-LN (BERT):   h = LN1_m(x + Out_m(Attn(QKV_m(x))))
+                      y = LN2_m(h + FFN_m(h))
+    Attn(q, k, v) = softmax(q k^T / sqrt(d_h) + pad_mask) v   over all B x (s + T) tokens
+
+where ``_m`` means "the vision expert for positions < s, the language expert for the rest".
+With ``subln`` (Magneto, as in BEiT-3) a LayerNorm also sits inside the attention (before the
+output projection) and inside the FFN (after the activation). The top ``vl_layers`` layers
+optionally have a third, vision-language FFN expert (the BEiT-3 paper's VL-FFN) used by every
+token of a joint input. The model runs image-only (``s = L``), text-only (``s = 0``) or joint.
+
+The image stem is either a convolutional patch embedding on pixels (``image_stem="patch"``,
+BEiT-3 faithful) or the feature map of EfficientNet-Lite0 projected to the hidden size
+(``image_stem="efficientnet"``, the offline hybrid, :mod:`alignrec_model.hybrid`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from alignrec_data.errors import UsageError
+
+# Sizes: (hidden, layers, heads, ffn) plus the settings that differ between them.
+_SIZES: dict[str, dict[str, Any]] = {
+    # For tests: 2 x 32, a 32 px image in 8 px patches (16 patches).
+    "tiny": dict(hidden=32, layers=2, heads=2, ffn=64, image_size=32, patch_size=8,
+                 text_positions=66, max_text_len=64),
+    # A 6 x 384 BEiT-3 layout model (from scratch).
+    "small": dict(hidden=384, layers=6, heads=6, ffn=1536),
+    # The BEiT-3 base shape: 12 x 768, 12 heads, FFN 3072, 224 px / 16 px patches,
+    # 64,010 SentencePiece tokens, 1,024 text positions (torchscale's default).
+    "base": dict(hidden=768, layers=12, heads=12, ffn=3072, vocab_size=64010),
+    # The offline hybrid: MiniLM-L6's shape and BERT layout (post-LN, embedding LayerNorm,
+    # positions from 0, eps 1e-12) with EfficientNet-Lite0 feature-map image tokens.
+    "hybrid-minilm": dict(hidden=384, layers=6, heads=12, ffn=1536, vocab_size=30522,
+                          text_positions=512, position_offset=0, normalize_before=False,
+                          subln=False, layernorm_embedding=True, normalize_output=False,
+                          layernorm_eps=1e-12, image_stem="efficientnet", image_size=128),
+}  # fmt: skip
+SIZES = tuple(_SIZES)
+
+EFFICIENTNET_CHANNELS = 1280  # channels of EfficientNet-Lite0's last feature map
+EFFICIENTNET_STRIDE = 32  # its total stride ("same" padding: ceil(size / 32) cells a side)
+
+
+@dataclass(frozen=True)
+class MMEncConfig:
+    """Shape and layout of the multiway encoder (stored in every checkpoint).
+
+    Build one with :meth:`from_size`; the defaults below are the BEiT-3 (torchscale) layout.
+    """
+
+    size: str = "base"  # name of the preset this config came from (informative)
+    hidden: int = 768  # model width D
+    layers: int = 12  # number of multiway layers
+    heads: int = 12  # attention heads (D must divide by it)
+    ffn: int = 3072  # FFN inner width
+    vocab_size: int = 30522  # text vocabulary (64,010 in official BEiT-3 checkpoints)
+    text_positions: int = 1024  # rows of the text position table (incl. the offset)
+    position_offset: int = 2  # first position id (2: fairseq/torchscale, 0: BERT)
+    max_text_len: int = 128  # tokens per text after tokenisation (spec: 128)
+    image_stem: str = "patch"  # "patch" (conv on pixels) or "efficientnet" (hybrid)
+    image_size: int = 224  # input side in pixels
+    patch_size: int = 16  # patch side in pixels (image_stem="patch" only)
+    normalize_before: bool = True  # pre-LN (BEiT-3) or post-LN (BERT)
+    subln: bool = True  # Magneto sub-LayerNorms inside attention and FFN (BEiT-3)
+    layernorm_embedding: bool = False  # LayerNorm after the embeddings (BERT)
+    normalize_output: bool = True  # final LayerNorm (pre-LN only, BEiT-3)
+    layernorm_eps: float = 1e-5  # LayerNorm epsilon
+    vl_layers: int = 0  # top layers with a vision-language FFN expert for joint input
+    dropout: float = 0.0  # dropout on attention probs, residual branches and embeddings
+    tokenizer: str = "minilm"  # "minilm" (offline WordPiece) or a local tokenizer path
+
+    @classmethod
+    def from_size(cls, size: str, **overrides: Any) -> MMEncConfig:
+        """The preset ``size`` (tiny/small/base/hybrid-minilm) with ``overrides`` applied.
+
+        Raises:
+            UsageError: Unknown size or unknown override key.
+        """
+        if size not in _SIZES:
+            msg = f"unknown encoder size {size!r}; choose one of {', '.join(SIZES)}"
+            raise UsageError(msg)
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(overrides) - names)
+        if unknown:
+            msg = f"unknown encoder setting(s) {', '.join(unknown)}; known: {sorted(names)}"
+            raise UsageError(msg)
+        return cls(**{"size": size, **_SIZES[size], **overrides}).validated()
+
+    def validated(self) -> MMEncConfig:
+        """Return self after checking the values fit together (raises UsageError)."""
+        problems = []
+        if self.hidden % self.heads:
+            problems.append(f"hidden {self.hidden} is not divisible by heads {self.heads}")
+        if self.image_stem not in ("patch", "efficientnet"):
+            problems.append(f"image_stem {self.image_stem!r} is not 'patch' or 'efficientnet'")
+        if self.image_stem == "patch" and self.image_size % self.patch_size:
+            problems.append(f"image_size {self.image_size} is not a multiple of {self.patch_size}")
+        if self.max_text_len + self.position_offset > self.text_positions:
+            problems.append(
+                f"max_text_len {self.max_text_len} + offset {self.position_offset} exceeds "
+                f"text_positions {self.text_positions}"
+            )
+        if not 0 <= self.vl_layers <= self.layers:
+            problems.append(f"vl_layers {self.vl_layers} is not in 0..{self.layers}")
+        if problems:
+            raise UsageError("invalid encoder config: " + "; ".join(problems))
+        return self
+
+    @property
+    def grid(self) -> int:
+        """Patches per image side."""
+        if self.image_stem == "efficientnet":
+            return math.ceil(self.image_size / EFFICIENTNET_STRIDE)
+        return self.image_size // self.patch_size
+
+    @property
+    def num_patches(self) -> int:
+        """Image tokens without the CLS token."""
+        return self.grid * self.grid
+
+    @property
+    def vision_positions(self) -> int:
+        """Rows of the vision position table: CLS + patches + offset (torchscale layout)."""
+        return self.num_patches + 1 + self.position_offset
+
+    def to_dict(self) -> dict[str, Any]:
+        """The config as a plain dict (for checkpoints)."""
+        return dataclasses.asdict(self)
+
+
+@dataclass
+class EncoderOutput:
+    """Output of :class:`MMEnc`.
+
+    Attributes:
+        hidden: (B, L, D) last hidden states, image tokens first.
+        n_image: Image tokens at the start of the sequence (CLS + patches; 0 for text-only).
+        padding_mask: (B, L) bool, True at padded text positions.
+    """
+
+    hidden: torch.Tensor
+    n_image: int
+    padding_mask: torch.Tensor
+
+    @property
+    def cls(self) -> torch.Tensor:
+        """(B, D) the first output: the image CLS (image-only and joint) or first text token."""
+        return self.hidden[:, 0]
+
+
+class Multiway(nn.Module):
+    """Two (or three) copies of a module; tokens go to the copy of their modality.
+
+    ``forward(x, n_image)`` applies ``vision`` to ``x[:, :n_image]`` and ``language`` to the
+    rest; with ``use_vl`` (a joint input in a top layer) the ``vl`` expert takes every token.
+    """
+
+    def __init__(self, vision: nn.Module, language: nn.Module, vl: nn.Module | None = None):
+        super().__init__()
+        self.vision = vision
+        self.language = language
+        self.vl = vl
+
+    def forward(self, x: torch.Tensor, n_image: int, use_vl: bool = False) -> torch.Tensor:
+        """Route tokens to experts; ``x`` is (B, L, ...) with image tokens first."""
+        length = x.shape[1]
+        if use_vl and self.vl is not None and 0 < n_image < length:
+            return self.vl(x)
+        if n_image >= length:
+            return self.vision(x)
+        if n_image == 0:
+            return self.language(x)
+        return torch.cat([self.vision(x[:, :n_image]), self.language(x[:, n_image:])], dim=1)
+
+
+def _layernorm(cfg: MMEncConfig, dim: int | None = None) -> nn.LayerNorm:
+    return nn.LayerNorm(dim or cfg.hidden, eps=cfg.layernorm_eps)
+
+
+class FeedForward(nn.Module):
+    """FFN(x) = W2 [LN](GELU(W1 x)) (the LayerNorm only with ``subln``)."""
+
+    def __init__(self, cfg: MMEncConfig):
+        super().__init__()
+        self.fc1 = nn.Linear(cfg.hidden, cfg.ffn)
+        self.ffn_layernorm = _layernorm(cfg, cfg.ffn) if cfg.subln else None
+        self.fc2 = nn.Linear(cfg.ffn, cfg.hidden)
+        self.dropout = nn.Dropout(cfg.dropout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # noqa: D102
+        x = F.gelu(self.fc1(x))  # (B, L, F)
+        if self.ffn_layernorm is not None:
+            x = self.ffn_layernorm(x)
+        return self.dropout(self.fc2(x))  # (B, L, D)
+
+
+class MultiwayAttention(nn.Module):
+    """Joint multi-head self-attention with modality-specific q/k/v/out projections.
+
+    ``qkv`` is one fused (D -> 3D) projection per modality (torchscale's q_proj, k_proj and
+    v_proj stacked in that order).
+    """
+
+    def __init__(self, cfg: MMEncConfig):
+        super().__init__()
+        self.heads = cfg.heads
+        self.qkv = Multiway(
+            nn.Linear(cfg.hidden, 3 * cfg.hidden), nn.Linear(cfg.hidden, 3 * cfg.hidden)
+        )
+        self.inner_attn_ln = Multiway(_layernorm(cfg), _layernorm(cfg)) if cfg.subln else None
+        self.out_proj = Multiway(
+            nn.Linear(cfg.hidden, cfg.hidden), nn.Linear(cfg.hidden, cfg.hidden)
+        )
+        self.attn_dropout = cfg.dropout
+
+    def forward(
+        self, x: torch.Tensor, n_image: int, attn_mask: torch.Tensor | None
+    ) -> torch.Tensor:
+        """Attention over the whole sequence.
+
+        Args:
+            x: (B, L, D) normalised input.
+            n_image: Image tokens at the start.
+            attn_mask: (B, 1, 1, L) bool, True where a key may be attended; None = all.
+
+        Returns:
+            (B, L, D).
+        """
+        b, length, d = x.shape
+        qkv = self.qkv(x, n_image)  # (B, L, 3D)
+        qkv = qkv.view(b, length, 3, self.heads, d // self.heads).permute(2, 0, 3, 1, 4)
+        q, k, v = qkv[0], qkv[1], qkv[2]  # each (B, H, L, Dh)
+        p = self.attn_dropout if self.training else 0.0
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, dropout_p=p)
+        y = y.transpose(1, 2).reshape(b, length, d)  # (B, L, D)
+        if self.inner_attn_ln is not None:
+            y = self.inner_attn_ln(y, n_image)
+        return self.out_proj(y, n_image)
+
+
+class MultiwayLayer(nn.Module):
+    """One multiway transformer layer (pre-LN or post-LN, see the module docstring)."""
+
+    def __init__(self, cfg: MMEncConfig, vl: bool = False):
+        super().__init__()
+        self.normalize_before = cfg.normalize_before
+        self.attn_norm = Multiway(_layernorm(cfg), _layernorm(cfg))
+        self.attn = MultiwayAttention(cfg)
+        self.ffn_norm = Multiway(_layernorm(cfg), _layernorm(cfg), _layernorm(cfg) if vl else None)
+        self.ffn = Multiway(FeedForward(cfg), FeedForward(cfg), FeedForward(cfg) if vl else None)
+        self.dropout = nn.Dropout(cfg.dropout)
+
+    def forward(
+        self, x: torch.Tensor, n_image: int, attn_mask: torch.Tensor | None
+    ) -> torch.Tensor:
+        """(B, L, D) -> (B, L, D)."""
+        joint = 0 < n_image < x.shape[1]
+        if self.normalize_before:
+            x = x + self.dropout(self.attn(self.attn_norm(x, n_image), n_image, attn_mask))
+            return x + self.ffn(self.ffn_norm(x, n_image, joint), n_image, joint)
+        x = self.attn_norm(x + self.dropout(self.attn(x, n_image, attn_mask)), n_image)
+        return self.ffn_norm(x + self.ffn(x, n_image, joint), n_image, joint)
+
+
+class PatchStem(nn.Module):
+    """Pixels (B, 3, H, W) -> patch tokens (B, N, D) by a stride-p convolution (ViT/BEiT)."""
+
+    def __init__(self, cfg: MMEncConfig):
+        super().__init__()
+        self.proj = nn.Conv2d(3, cfg.hidden, kernel_size=cfg.patch_size, stride=cfg.patch_size)
+
+    def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:  # noqa: D102
+        return self.proj(pixel_values).flatten(2).transpose(1, 2)  # (B, N, D)
+
+
+class FeatureStem(nn.Module):
+    """Pixels -> EfficientNet-Lite0 map (B, 1280, g, g) -> tokens (B, g*g, D) by a linear map.
+
+    The backbone is kept in eval mode (frozen BatchNorm statistics) even while training; its
+    weights are trained only when ``requires_grad`` is set on them.
+    """
+
+    def __init__(self, cfg: MMEncConfig):
+        super().__init__()
+        from efficientnet_lite_pytorch import EfficientNet
+
+        self.backbone = EfficientNet.from_name("efficientnet-lite0", image_size=cfg.image_size)
+        del self.backbone._fc  # classifier head unused
+        self.proj = nn.Linear(EFFICIENTNET_CHANNELS, cfg.hidden)
+
+    def train(self, mode: bool = True) -> FeatureStem:  # noqa: D102
+        super().train(mode)
+        self.backbone.eval()
+        return self
+
+    def feature_map(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        """(B, 3, H, W) normalised pixels -> (B, 1280, g, g)."""
+        return self.backbone.extract_features(pixel_values)
+
+    def forward(
+        self, pixel_values: torch.Tensor | None = None, feature_map: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Tokens from pixels, or from a precomputed ``feature_map`` (B, 1280, g, g)."""
+        if feature_map is None:
+            feature_map = self.feature_map(pixel_values)
+        return self.proj(feature_map.flatten(2).transpose(1, 2))  # (B, g*g, D)
+
+
+class MMEnc(nn.Module):
+    """The multiway encoder. See the module docstring for the equations.
+
+    Index convention: the sequence is ``[image CLS, patch_1..patch_N, text_1..text_T]``; the
+    image part is absent for text-only input and the text part for image-only input.
+    """
+
+    def __init__(self, cfg: MMEncConfig):
+        super().__init__()
+        self.cfg = cfg.validated()
+        d = cfg.hidden
+        self.text_embed = nn.Embedding(cfg.vocab_size, d)
+        self.image_stem = FeatureStem(cfg) if cfg.image_stem == "efficientnet" else PatchStem(cfg)
+        self.cls_token = nn.Parameter(torch.zeros(1, 1, d))
+        self.mask_token = nn.Parameter(torch.zeros(1, 1, d))
+        self.pos_embed = Multiway(
+            nn.Embedding(cfg.vision_positions, d), nn.Embedding(cfg.text_positions, d)
+        )
+        self.embed_norm = (
+            Multiway(_layernorm(cfg), _layernorm(cfg)) if cfg.layernorm_embedding else None
+        )
+        self.embed_dropout = nn.Dropout(cfg.dropout)
+        first_vl = cfg.layers - cfg.vl_layers
+        self.layers = nn.ModuleList(MultiwayLayer(cfg, vl=i >= first_vl) for i in range(cfg.layers))
+        self.final_norm = (
+            Multiway(_layernorm(cfg), _layernorm(cfg))
+            if cfg.normalize_before and cfg.normalize_output
+            else None
+        )
+        self.apply(self._init_weights)
+
+    @staticmethod
+    def _init_weights(module: nn.Module) -> None:
+        if isinstance(module, nn.Linear | nn.Embedding):
+            nn.init.trunc_normal_(module.weight, std=0.02)
+            if isinstance(module, nn.Linear) and module.bias is not None:
+                nn.init.zeros_(module.bias)
+        elif isinstance(module, nn.LayerNorm):
+            nn.init.ones_(module.weight)
+            nn.init.zeros_(module.bias)
+
+    # ---- embeddings -------------------------------------------------------------------------
+    def embed_image(
+        self,
+        pixel_values: torch.Tensor | None,
+        image_mask: torch.Tensor | None = None,
+        feature_map: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Image tokens before positions: (B, 1 + N, D), masked patches = the mask token.
+
+        Args:
+            pixel_values: (B, 3, H, W) normalised pixels (or None with ``feature_map``).
+            image_mask: (B, N) bool, True = masked patch (for masked image modelling).
+            feature_map: (B, 1280, g, g) precomputed backbone map (efficientnet stem only).
+        """
+        if feature_map is not None:
+            x = self.image_stem(feature_map=feature_map)  # (B, N, D)
+        else:
+            x = self.image_stem(pixel_values)  # (B, N, D)
+        if image_mask is not None:
+            w = image_mask.unsqueeze(-1).to(x.dtype)  # (B, N, 1)
+            x = x * (1 - w) + self.mask_token.to(x.dtype) * w
+        cls = self.cls_token.expand(x.shape[0], -1, -1).to(x.dtype)
+        return torch.cat([cls, x], dim=1)  # (B, 1 + N, D)
+
+    def _positions(self, n_image: int, n_text: int, device: torch.device) -> torch.Tensor:
+        off = self.cfg.position_offset
+        ids = [torch.arange(off, off + n, device=device) for n in (n_image, n_text) if n]
+        return torch.cat(ids)  # (L,) per-modality position ids
+
+    # ---- forward ----------------------------------------------------------------------------
+    def forward(
+        self,
+        pixel_values: torch.Tensor | None = None,
+        input_ids: torch.Tensor | None = None,
+        text_padding_mask: torch.Tensor | None = None,
+        image_mask: torch.Tensor | None = None,
+        feature_map: torch.Tensor | None = None,
+    ) -> EncoderOutput:
+        """Encode image-only, text-only or joint input.
+
+        Args:
+            pixel_values: (B, 3, H, W) normalised pixels, or None.
+            input_ids: (B, T) token ids (right-padded), or None.
+            text_padding_mask: (B, T) bool, True at padding; None = no padding.
+            image_mask: (B, N) bool, True = replace the patch by the mask token.
+            feature_map: (B, 1280, g, g) precomputed EfficientNet map instead of pixels.
+
+        Returns:
+            :class:`EncoderOutput` with hidden states (B, L, D).
+        """
+        has_image = pixel_values is not None or feature_map is not None
+        if not has_image and input_ids is None:
+            msg = "MMEnc.forward needs pixel_values/feature_map, input_ids or both"
+            raise ValueError(msg)
+        parts = []
+        if has_image:
+            parts.append(self.embed_image(pixel_values, image_mask, feature_map))
+        if input_ids is not None:
+            if input_ids.shape[1] + self.cfg.position_offset > self.cfg.text_positions:
+                msg = (
+                    f"text of {input_ids.shape[1]} tokens exceeds the "
+                    f"{self.cfg.text_positions - self.cfg.position_offset} text positions"
+                )
+                raise ValueError(msg)
+            parts.append(self.text_embed(input_ids))  # (B, T, D)
+        x = torch.cat(parts, dim=1) if len(parts) > 1 else parts[0]  # (B, L, D)
+        b, length, _ = x.shape
+        n_image = parts[0].shape[1] if has_image else 0
+        n_text = length - n_image
+
+        pad = torch.zeros(b, length, dtype=torch.bool, device=x.device)
+        if text_padding_mask is not None and n_text:
+            pad[:, n_image:] = text_padding_mask.to(torch.bool)
+        pos = self._positions(n_image, n_text, x.device)  # (L,)
+        x = x + self.pos_embed(pos.unsqueeze(0), n_image)  # (1, L, D) broadcast over B
+        if self.embed_norm is not None:
+            x = self.embed_norm(x, n_image)
+        x = self.embed_dropout(x)
+        x = x * (~pad).unsqueeze(-1).to(x.dtype)  # padded tokens start at zero (torchscale)
+        attn_mask = (~pad)[:, None, None, :] if bool(pad.any()) else None  # (B, 1, 1, L)
+
+        for layer in self.layers:
+            x = layer(x, n_image, attn_mask)
+        if self.final_norm is not None:
+            x = self.final_norm(x, n_image)
+        return EncoderOutput(hidden=x, n_image=n_image, padding_mask=pad)
+
+
+def count_parameters(model: nn.Module, trainable_only: bool = False) -> int:
+    """Number of (trainable) parameters."""
+    return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
