@@ -1,0 +1,301 @@
+"""Interactions for stage 2: the train matrix R, held-out items and the normalised graphs.
+
+Everything the recommenders, the trainer and the evaluator need is built once from
+``<data-dir>/<dataset>/prepared/interactions.parquet`` (or from plain arrays) into an
+:class:`InteractionData`:
+
+- ``train``: R, the binary (N_users x N_items) matrix of the TRAIN split only, scipy CSR.
+- ``valid`` / ``test``: the held-out items of each user, same shape, scipy CSR.
+- ``train_pairs``: the (M, 2) int64 array of train (user, item) pairs, sorted by user then item.
+- :meth:`InteractionData.normalized_adjacency`: A_hat = D^-1/2 A D^-1/2 of the bipartite graph
+  A = [[0, R], [R^T, 0]] without self loops, exactly PyG ``LGConv``'s ``gcn_norm``, as a torch
+  sparse CSR tensor for ``torch.sparse.mm`` (normalise once, propagate with a sparse matrix).
+- :meth:`InteractionData.normalized_user_item`: R_hat = D_u^-1/2 R D_i^-1/2.
+
+N_users and N_items count ids over all splits (the AlignRec / MMRec convention), so an item
+that appears only in valid or test still has a row in every embedding table.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+
+from alignrec_data.errors import DataFormatError, UsageError
+from alignrec_data.schema import INTERACTIONS_FILE, SPLITS
+
+__all__ = ["InteractionData", "from_arrays", "load_interactions", "symmetric_spmm"]
+
+
+class _SymmetricSpMM(torch.autograd.Function):
+    """``A @ X`` for a constant symmetric sparse ``A``: the backward is ``A @ grad``.
+
+    ``torch.sparse.mm`` transposes a CSR matrix (a sort of all its entries) at every backward;
+    for the symmetric A_hat the transpose is A_hat itself, so the backward is one more product.
+    """
+
+    @staticmethod
+    def forward(ctx, a: torch.Tensor, x: torch.Tensor) -> torch.Tensor:  # noqa: D102
+        ctx.a = a
+        return torch.sparse.mm(a, x)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> tuple[None, torch.Tensor]:  # noqa: D102
+        return None, torch.sparse.mm(ctx.a, grad)
+
+
+def symmetric_spmm(a: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """``A @ X`` with gradient to X for a constant SYMMETRIC sparse A (e.g. A_hat).
+
+    Args:
+        a: (N, N) symmetric sparse CSR (or COO) matrix, no gradient.
+        x: (N, d) dense matrix.
+
+    Returns:
+        (N, d) ``A @ X``.
+    """
+    return _SymmetricSpMM.apply(a, x)
+
+
+def _binary_csr(users: np.ndarray, items: np.ndarray, shape: tuple[int, int]) -> sp.csr_matrix:
+    """A binary float32 CSR matrix with ones at (users, items); duplicates count once."""
+    m = sp.csr_matrix(
+        (np.ones(len(users), dtype=np.float32), (users, items)), shape=shape, dtype=np.float32
+    )
+    m.sum_duplicates()
+    m.data[:] = 1.0
+    m.sort_indices()
+    return m
+
+
+def _scipy_to_torch_csr(m: sp.csr_matrix) -> torch.Tensor:
+    """A scipy CSR matrix as a torch sparse CSR float32 tensor."""
+    m = m.tocsr()
+    m.sort_indices()
+    # int32 indices when they fit: torch's CPU kernel converts int64 ones at every product
+    index_dtype = np.int32 if m.nnz < np.iinfo(np.int32).max else np.int64
+    with warnings.catch_warnings():  # "sparse CSR support is in beta": known, not actionable
+        warnings.simplefilter("ignore", UserWarning)
+        return torch.sparse_csr_tensor(
+            torch.from_numpy(m.indptr.astype(index_dtype)),
+            torch.from_numpy(m.indices.astype(index_dtype)),
+            torch.from_numpy(m.data.astype(np.float32)),
+            size=m.shape,
+            check_invariants=False,  # built from a sorted scipy CSR: valid by construction
+        )
+
+
+@dataclass
+class InteractionData:
+    """The interaction data of one dataset, as stage 2 uses it.
+
+    Attributes:
+        n_users: Number of users (ids over all splits).
+        n_items: Number of items (ids over all splits).
+        train: (n_users, n_items) binary scipy CSR of train interactions (R).
+        valid: (n_users, n_items) binary scipy CSR of validation interactions.
+        test: (n_users, n_items) binary scipy CSR of test interactions.
+        train_pairs: (M, 2) int64 array of train (user, item), sorted by user then item.
+    """
+
+    n_users: int
+    n_items: int
+    train: sp.csr_matrix
+    valid: sp.csr_matrix
+    test: sp.csr_matrix
+    train_pairs: np.ndarray
+    _adj: torch.Tensor | None = field(default=None, init=False, repr=False)
+    _r_hat: torch.Tensor | None = field(default=None, init=False, repr=False)
+
+    @property
+    def n_train(self) -> int:
+        """Number of train interactions M."""
+        return int(self.train_pairs.shape[0])
+
+    def split(self, name: str) -> sp.csr_matrix:
+        """The matrix of one split: ``"train"``, ``"valid"`` or ``"test"``."""
+        if name not in SPLITS:
+            msg = f"unknown split {name!r}; expected one of {', '.join(SPLITS)}"
+            raise UsageError(msg)
+        return getattr(self, name)
+
+    def item_popularity(self) -> np.ndarray:
+        """(n_items,) number of train interactions of each item."""
+        return np.asarray(self.train.sum(axis=0)).ravel()
+
+    def normalized_adjacency(self) -> torch.Tensor:
+        """A_hat = D^-1/2 A D^-1/2 with A = [[0, R], [R^T, 0]], computed once and cached.
+
+        Users are nodes 0..U-1 and items nodes U..U+I-1. The normalisation is PyG's
+        ``gcn_norm(..., add_self_loops=False)`` (what ``LGConv`` applies); isolated nodes get
+        degree^-1/2 = 0. The matrix is laid out so that ``torch.sparse.mm(A_hat, X)`` equals
+        one ``LGConv`` propagation of X (messages flow source -> target).
+
+        Returns:
+            (U+I, U+I) torch sparse CSR float32 tensor.
+        """
+        if self._adj is None:
+            from torch_geometric.nn.conv.gcn_conv import gcn_norm
+
+            u = torch.from_numpy(self.train_pairs[:, 0])
+            i = torch.from_numpy(self.train_pairs[:, 1]) + self.n_users
+            src = torch.cat([u, i])  # (2M,) both directions of each edge
+            dst = torch.cat([i, u])
+            n = self.n_users + self.n_items
+            edge_index, weight = gcn_norm(
+                torch.stack([src, dst]), None, num_nodes=n, add_self_loops=False
+            )
+            # LGConv: out[dst] += w * x[src]  =>  matrix entry (dst, src).
+            coo = sp.coo_matrix(
+                (weight.numpy(), (edge_index[1].numpy(), edge_index[0].numpy())), shape=(n, n)
+            )
+            self._adj = _scipy_to_torch_csr(coo.tocsr())
+        return self._adj
+
+    def normalized_user_item(self) -> torch.Tensor:
+        """R_hat = D_u^-1/2 R D_i^-1/2 with degrees of the bipartite train graph, cached.
+
+        Equal to the user-item block of :meth:`normalized_adjacency`.
+
+        Returns:
+            (n_users, n_items) torch sparse CSR float32 tensor.
+        """
+        if self._r_hat is None:
+            du = np.asarray(self.train.sum(axis=1)).ravel()
+            di = np.asarray(self.train.sum(axis=0)).ravel()
+            with np.errstate(divide="ignore"):
+                du_inv = np.where(du > 0, du**-0.5, 0.0).astype(np.float32)
+                di_inv = np.where(di > 0, di**-0.5, 0.0).astype(np.float32)
+            r_hat = sp.diags(du_inv) @ self.train @ sp.diags(di_inv)
+            self._r_hat = _scipy_to_torch_csr(sp.csr_matrix(r_hat, dtype=np.float32))
+        return self._r_hat
+
+    def summary(self) -> dict[str, int]:
+        """Counts for logs and metrics files."""
+        return {
+            "n_users": self.n_users,
+            "n_items": self.n_items,
+            "n_train": int(self.train.nnz),
+            "n_valid": int(self.valid.nnz),
+            "n_test": int(self.test.nnz),
+        }
+
+
+def from_arrays(
+    user_ids: np.ndarray,
+    item_ids: np.ndarray,
+    splits: np.ndarray,
+    n_users: int | None = None,
+    n_items: int | None = None,
+) -> InteractionData:
+    """Build :class:`InteractionData` from parallel arrays of interactions.
+
+    Args:
+        user_ids: (N,) int user ids, 0-based.
+        item_ids: (N,) int item ids, 0-based.
+        splits: (N,) split of each interaction: strings ``train``/``valid``/``test`` or MMRec's
+            x_label codes 0/1/2.
+        n_users: Number of users; default max user id + 1 (over all splits).
+        n_items: Number of items; default max item id + 1 (over all splits).
+
+    Returns:
+        The interaction data; duplicate (user, item) pairs within a split count once.
+
+    Raises:
+        DataFormatError: Arrays of different lengths, negative ids, ids beyond ``n_users`` /
+            ``n_items``, unknown split values or an empty train split.
+    """
+    users = np.asarray(user_ids, dtype=np.int64)
+    items = np.asarray(item_ids, dtype=np.int64)
+    split_arr = np.asarray(splits)
+    if not (len(users) == len(items) == len(split_arr)):
+        msg = (
+            f"interaction arrays differ in length: {len(users)} users, {len(items)} items, "
+            f"{len(split_arr)} splits"
+        )
+        raise DataFormatError(msg)
+    if split_arr.dtype.kind in "iu":
+        codes = split_arr.astype(np.int64)
+        bad = ~np.isin(codes, [0, 1, 2])
+    else:
+        split_arr = split_arr.astype(str)
+        codes = np.full(len(split_arr), -1, dtype=np.int64)
+        for code, name in enumerate(SPLITS):
+            codes[split_arr == name] = code
+        bad = codes < 0
+    if bad.any():
+        msg = (
+            f"unknown split value {split_arr[bad][0]!r}; expected train/valid/test "
+            "(or MMRec codes 0/1/2)"
+        )
+        raise DataFormatError(msg)
+    if len(users) and (users.min() < 0 or items.min() < 0):
+        msg = "user and item ids must be non-negative integers"
+        raise DataFormatError(msg)
+    n_u = int(users.max() + 1) if len(users) else 0
+    n_i = int(items.max() + 1) if len(items) else 0
+    if n_users is not None:
+        if n_users < n_u:
+            msg = f"n_users={n_users} but the interactions hold user id {n_u - 1}"
+            raise DataFormatError(msg)
+        n_u = int(n_users)
+    if n_items is not None:
+        if n_items < n_i:
+            msg = f"n_items={n_items} but the interactions hold item id {n_i - 1}"
+            raise DataFormatError(msg)
+        n_i = int(n_items)
+    shape = (n_u, n_i)
+    mats = [_binary_csr(users[codes == c], items[codes == c], shape) for c in range(3)]
+    train = mats[0]
+    if train.nnz == 0:
+        msg = "the train split is empty: nothing to train or rank against"
+        raise DataFormatError(msg)
+    coo = train.tocoo()
+    order = np.lexsort((coo.col, coo.row))
+    pairs = np.stack([coo.row[order], coo.col[order]], axis=1).astype(np.int64)
+    return InteractionData(n_u, n_i, train, mats[1], mats[2], pairs)
+
+
+def load_interactions(prepared_dir: str | Path) -> InteractionData:
+    """Load ``interactions.parquet`` of a prepared dataset.
+
+    Args:
+        prepared_dir: ``<data-dir>/<dataset>/prepared``.
+
+    Returns:
+        The interaction data. N_items is the larger of (max item id + 1) and the number of rows
+        of ``items.parquet`` when that file exists (items without interactions keep their row).
+
+    Raises:
+        UsageError: The file does not exist (run ``alignrec-data prepare`` first).
+        DataFormatError: Missing columns or bad values.
+    """
+    import pyarrow.parquet as pq
+
+    prepared_dir = Path(prepared_dir)
+    path = prepared_dir / INTERACTIONS_FILE
+    if not path.is_file():
+        msg = f"{path} does not exist"
+        raise UsageError(msg, hint=f"run `alignrec-data prepare {prepared_dir.parent.name}` first")
+    table = pq.read_table(path)
+    missing = {"user_id", "item_id", "split"} - set(table.column_names)
+    if missing:
+        msg = f"{path}: missing column(s) {', '.join(sorted(missing))} (found {table.column_names})"
+        raise DataFormatError(msg)
+    n_items = None
+    items_path = prepared_dir / "items.parquet"
+    if items_path.is_file():
+        n_rows = pq.read_metadata(items_path).num_rows
+        max_item = int(np.max(table.column("item_id").to_numpy())) + 1 if table.num_rows else 0
+        n_items = max(n_rows, max_item)
+    return from_arrays(
+        table.column("user_id").to_numpy(),
+        table.column("item_id").to_numpy(),
+        np.asarray(table.column("split").to_pylist(), dtype=object).astype(str),
+        n_items=n_items,
+    )
