@@ -27,6 +27,8 @@ COMMAND_MODULES = (
     "export",
     "release",
     "publish",
+    "train",
+    "evaluate",
 )
 
 

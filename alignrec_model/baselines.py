@@ -1,0 +1,224 @@
+r"""Baselines in the same harness and evaluator as AlignRec.
+
+- :class:`Popularity`: every user gets the items ranked by their number of train interactions.
+- :class:`ItemKNNCBF`: content-based ItemKNN on a feature set,
+  :math:`S_{ij} = f_i \cdot f_j / (\lVert f_i\rVert \lVert f_j\rVert + h)` with shrink h, the
+  top-k neighbours of each item kept (the item itself excluded), score(u, .) = R_u S_knn.
+  It is also the item-CF intermediate evaluation of :mod:`alignrec_model.feature_eval`.
+- :class:`MFBPR`: matrix factorisation, :math:`\mathrm{score}(u, i) = \langle e_u, e_i \rangle`,
+  trained with BPR + L2.
+- :class:`LightGCN`: ID-only graph model (He et al., SIGIR 2020),
+  :math:`X^l = \hat A X^{l-1}`, :math:`H = \frac{1}{L+1}\sum_{l=0}^{L} X^l`, trained with BPR +
+  L2 on the layer-0 (ego) embeddings of the batch, as MMRec's ``LightGCN`` does.
+
+Every model follows :class:`alignrec_model.base.Recommender`; the trainer samples, the evaluator
+masks train items.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+from torch import nn
+
+from alignrec_data.errors import UsageError
+from alignrec_model.base import Recommender
+from alignrec_model.data import InteractionData, symmetric_spmm
+from alignrec_model.losses import BPRLoss, EmbeddingL2
+
+__all__ = ["LightGCN", "MFBPR", "ItemKNNCBF", "Popularity", "cosine_knn_graph"]
+
+
+class Popularity(Recommender):
+    """Most-popular items: score(u, i) = number of train interactions of item i.
+
+    Args:
+        data: The interactions.
+    """
+
+    trainable = False
+
+    def __init__(self, data: InteractionData) -> None:
+        super().__init__()
+        pop = torch.from_numpy(data.item_popularity().astype(np.float32))
+        self.register_buffer("popularity", pop)  # (I,)
+
+    def scores(self, users: torch.Tensor) -> torch.Tensor:  # noqa: D102
+        return self.popularity.unsqueeze(0).expand(len(users), -1)  # (B, I)
+
+
+def cosine_knn_graph(
+    features: np.ndarray | torch.Tensor,
+    k: int = 10,
+    shrink: float = 10.0,
+    chunk_size: int = 2048,
+    include_self: bool = False,
+) -> sp.csr_matrix:
+    r"""Top-k shrunk-cosine neighbour graph of the items, computed in row blocks.
+
+    .. math:: S_{ij} = \frac{f_i \cdot f_j}{\lVert f_i\rVert \lVert f_j\rVert + h}
+
+    Args:
+        features: (N, d) item features; a zero row has similarity 0 with every item.
+        k: Neighbours kept per row (ties broken by ``torch.topk``).
+        shrink: h, the shrink term.
+        chunk_size: Rows of the dense similarity computed at once (memory ``chunk_size * N``).
+        include_self: Keep item i among its own neighbours (False: its self-similarity is -inf).
+
+    Returns:
+        (N, N) scipy CSR, row i holding the k largest S_ij of item i with their values.
+
+    Raises:
+        UsageError: ``k`` outside [1, N - 1] (or [1, N] with ``include_self``), negative shrink.
+    """
+    f = torch.as_tensor(np.asarray(features, dtype=np.float32))  # (N, d)
+    n = f.shape[0]
+    k_limit = n if include_self else n - 1
+    if not 1 <= k <= k_limit:
+        msg = f"ItemKNN k must be in [1, {k_limit}] for {n} items, found {k}"
+        raise UsageError(msg)
+    if shrink < 0:
+        msg = f"ItemKNN shrink must be >= 0, found {shrink}"
+        raise UsageError(msg)
+    norms = f.norm(dim=1)  # (N,)
+    rows_v, rows_i = [], []
+    for start in range(0, n, chunk_size):
+        stop = min(start + chunk_size, n)
+        sim = f[start:stop] @ f.T  # (C, N)
+        sim /= norms[start:stop, None] * norms[None, :] + shrink
+        if shrink == 0:
+            sim = torch.nan_to_num(sim, nan=0.0)  # 0/0 for zero rows
+        if not include_self:
+            local = torch.arange(stop - start)
+            sim[local, local + start] = -torch.inf
+        top = torch.topk(sim, k, dim=1)
+        rows_v.append(top.values)
+        rows_i.append(top.indices)
+    values = torch.cat(rows_v).numpy().ravel()  # (N * k,)
+    cols = torch.cat(rows_i).numpy().ravel()
+    indptr = np.arange(0, n * k + 1, k)
+    m = sp.csr_matrix((values.astype(np.float32), cols, indptr), shape=(n, n))
+    m.sort_indices()
+    return m
+
+
+class ItemKNNCBF(Recommender):
+    """Content-based ItemKNN: score(u, .) = R_u S_knn (see :func:`cosine_knn_graph`).
+
+    Args:
+        data: The interactions (R is the train matrix).
+        features: (N_items, d) item features.
+        k: Neighbours per item.
+        shrink: Shrink term of the cosine.
+    """
+
+    trainable = False
+
+    def __init__(
+        self, data: InteractionData, features: np.ndarray, k: int = 10, shrink: float = 10.0
+    ) -> None:
+        super().__init__()
+        if features.shape[0] != data.n_items:
+            msg = f"ItemKNN features have {features.shape[0]} rows, expected {data.n_items}"
+            raise UsageError(msg)
+        self.train_matrix = data.train
+        self.knn = cosine_knn_graph(features, k=k, shrink=shrink)  # (I, I)
+
+    def scores(self, users: torch.Tensor) -> torch.Tensor:  # noqa: D102
+        s = self.train_matrix[users.numpy()] @ self.knn  # (B, I) sparse
+        return torch.from_numpy(np.asarray(s.todense(), dtype=np.float32))
+
+
+class _EmbeddingModel(Recommender):
+    """Shared parts of MF and LightGCN: tables, BPR + L2 loss, cached final embeddings."""
+
+    def __init__(self, data: InteractionData, dim: int, reg_weight: float, seed: int) -> None:
+        super().__init__()
+        if dim < 1:
+            msg = f"embedding dimension must be >= 1, found {dim}"
+            raise UsageError(msg)
+        self.n_users, self.n_items = data.n_users, data.n_items
+        self.reg_weight = reg_weight
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            self.user_embedding = nn.Embedding(self.n_users, dim)  # (U, d)
+            self.item_embedding = nn.Embedding(self.n_items, dim)  # (I, d)
+            nn.init.xavier_uniform_(self.user_embedding.weight)
+            nn.init.xavier_uniform_(self.item_embedding.weight)
+        self.bpr = BPRLoss()
+        self.l2 = EmbeddingL2()
+        self._cache: tuple[torch.Tensor, torch.Tensor] | None = None
+
+    def propagate(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Final (U, d) user and (I, d) item embeddings."""
+        raise NotImplementedError
+
+    def loss(self, users, pos, neg):  # noqa: D102
+        self._cache = None
+        u_all, i_all = self.propagate()
+        zu, zp, zn = u_all[users], i_all[pos], i_all[neg]  # (B, d) each
+        bpr = self.bpr((zu * zp).sum(-1), (zu * zn).sum(-1))
+        l2 = self.reg_weight * self.l2(
+            self.user_embedding(users), self.item_embedding(pos), self.item_embedding(neg)
+        )
+        parts = torch.stack([bpr.detach(), l2.detach()]).tolist()
+        return bpr + l2, {"bpr": parts[0], "l2": parts[1]}
+
+    def prepare_eval(self) -> None:  # noqa: D102
+        with torch.no_grad():
+            self._cache = self.propagate()
+
+    def scores(self, users: torch.Tensor) -> torch.Tensor:  # noqa: D102
+        if self._cache is None:
+            self.prepare_eval()
+        u_all, i_all = self._cache
+        return u_all[users] @ i_all.T  # (B, I)
+
+
+class MFBPR(_EmbeddingModel):
+    """Matrix factorisation with BPR: score(u, i) = <E_u, E_i>; L2 on the batch's embeddings.
+
+    Args:
+        data: The interactions.
+        dim: Embedding width.
+        reg_weight: Weight of the L2 term (half the squared norms over the batch size).
+        seed: Seed of the initialisation.
+    """
+
+    def propagate(self) -> tuple[torch.Tensor, torch.Tensor]:  # noqa: D102
+        return self.user_embedding.weight, self.item_embedding.weight
+
+
+class LightGCN(_EmbeddingModel):
+    r"""LightGCN on the normalised user-item graph (ID only).
+
+    .. math:: X^0 = [E_u; E_i], \quad X^l = \hat A X^{l-1}, \quad
+              H = \frac{1}{L+1} \sum_{l=0}^{L} X^l
+
+    Args:
+        data: The interactions (``normalized_adjacency()`` is A_hat).
+        dim: Embedding width.
+        n_layers: L.
+        reg_weight: Weight of the L2 term on the batch's layer-0 embeddings.
+        seed: Seed of the initialisation.
+    """
+
+    def __init__(
+        self, data: InteractionData, dim: int, n_layers: int, reg_weight: float, seed: int
+    ) -> None:
+        super().__init__(data, dim, reg_weight, seed)
+        if n_layers < 0:
+            msg = f"LightGCN n_layers must be >= 0, found {n_layers}"
+            raise UsageError(msg)
+        self.n_layers = n_layers
+        self.register_buffer("adj", data.normalized_adjacency(), persistent=False)
+
+    def propagate(self) -> tuple[torch.Tensor, torch.Tensor]:  # noqa: D102
+        x = torch.cat([self.user_embedding.weight, self.item_embedding.weight])  # (U+I, d)
+        total = x
+        for _ in range(self.n_layers):
+            x = symmetric_spmm(self.adj, x)  # (U+I, d) A_hat X, A_hat symmetric
+            total = total + x
+        h = total / (self.n_layers + 1)  # (U+I, d) layer mean
+        return h[: self.n_users], h[self.n_users :]

@@ -1,0 +1,269 @@
+"""Speed and quality of the stage-2 recommenders on this machine.
+
+Modes:
+
+    # seconds per training epoch, per full evaluation and peak RSS of AlignRec and LightGCN on
+    # the real Baby split (random 768-d features) and on a synthetic Electronics-size graph
+    python benchmarks/recommender_bench.py speed [--epochs 2] [--skip-electronics]
+
+    # train to early stop on real Baby; test metrics of the best VALID epoch
+    python benchmarks/recommender_bench.py converge --model lightgcn
+    python benchmarks/recommender_bench.py converge --model alignrec --seed 999 --cl 0.01 --sim 0.1
+
+Baby is ../shared/data/amazon-baby (train/val/test.json, the LATTICE/MMRec split), imported with
+``alignrec_data.interop.import_lattice`` into a temporary data dir. Features are seeded random
+768-d Gaussian vectors (labelled "random" in the output): they measure speed and the harness,
+not feature quality. Each measurement runs in a child process so its peak RSS is its own.
+References measured with the official code on this machine class: AlignRec ~18 s/epoch,
+~3.7 s per validation evaluation, 1.05 GB peak RSS; its LightGCN ~6 s/epoch.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import logging
+import os
+import platform
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from alignrec_model.data import InteractionData, from_arrays, load_interactions  # noqa: E402
+
+BABY = Path(os.environ.get("ALIGNREC_SHARED_DATA", REPO.parent / "shared" / "data")) / "amazon-baby"
+ELECTRONICS = (192_403, 63_001, 1_689_188)
+
+
+def machine() -> dict:
+    cpu = platform.processor()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {
+        "cpus": os.cpu_count(),
+        "cpu_model": cpu,
+        "torch_threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "load_avg_1m": round(os.getloadavg()[0], 2),
+    }
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
+
+
+def load_baby(tmp: Path) -> InteractionData:
+    from alignrec_data.interop import import_lattice
+
+    import_lattice(BABY, "amazon-baby", tmp)
+    return load_interactions(tmp / "amazon-baby" / "prepared")
+
+
+def synthetic_electronics(seed: int = 0) -> InteractionData:
+    """Random graph of Electronics' size: skewed item popularity, >= 5 items per user."""
+    n_users, n_items, n_inter = ELECTRONICS
+    rng = np.random.default_rng(seed)
+    extra = rng.geometric(1 / (n_inter / n_users - 4), size=n_users) - 1  # mean ~3.8
+    deg = 5 + extra
+    scale = (n_inter * 1.05 - 5 * n_users) / extra.sum()
+    deg = 5 + np.floor(extra * scale).astype(np.int64)
+    users = np.repeat(np.arange(n_users), deg)
+    pop = 1.0 / (np.arange(n_items) + 20.0) ** 0.9
+    items = rng.choice(n_items, size=len(users), p=pop / pop.sum())
+    pairs = np.unique(users * n_items + items)
+    pairs = rng.permutation(pairs)[:n_inter]
+    users, items = pairs // n_items, pairs % n_items
+    split = rng.choice(np.array([0, 1, 2]), size=len(users), p=[0.8, 0.1, 0.1])
+    return from_arrays(users, items, split, n_users=n_users, n_items=n_items)
+
+
+def one_speed(dataset: str, model: str, epochs: int, max_batches: int | None = None) -> dict:
+    """Child process: time ``epochs`` training epochs and the evaluations of one model.
+
+    With ``max_batches``, each "epoch" runs only that many batches of a shuffled epoch and the
+    epoch time is extrapolated (n_batches / max_batches), and only valid+test is evaluated.
+    """
+    from alignrec_model.evaluate import evaluate_model
+    from alignrec_model.train import (
+        NegativeSampler,
+        TrainConfig,
+        build_model,
+        make_optimizer,
+        train_one_epoch,
+    )
+
+    t0 = time.perf_counter()
+    with tempfile.TemporaryDirectory() as tmp:
+        data = load_baby(Path(tmp)) if dataset == "baby" else synthetic_electronics()
+    t_data = time.perf_counter() - t0
+    feats = np.random.default_rng(0).standard_normal((data.n_items, 768)).astype(np.float32)
+    config = TrainConfig()
+    t0 = time.perf_counter()
+    net = build_model(model, data, config, feats if model == "alignrec" else None)
+    t_build = time.perf_counter() - t0
+    optimizer, _ = make_optimizer(net, config)
+    rng = np.random.default_rng(config.seed)
+    sampler = NegativeSampler(data, rng)
+    times, cpu_times = [], []
+    n_batches = -(-len(data.train_pairs) // config.batch_size)
+    for _ in range(epochs):
+        pairs = data.train_pairs
+        if max_batches:
+            pairs = pairs[rng.permutation(len(pairs))[: max_batches * config.batch_size]]
+        t0, c0 = time.perf_counter(), time.process_time()
+        train_one_epoch(net, optimizer, sampler, pairs, config.batch_size, rng)
+        t, c = time.perf_counter() - t0, time.process_time() - c0
+        scale = n_batches / max_batches if max_batches else 1.0
+        times.append(t * scale)
+        cpu_times.append(c * scale)
+    t_valid = None
+    if not max_batches:
+        t0 = time.perf_counter()
+        evaluate_model(net, data, ("valid",), config.topks, config.eval_batch_size)
+        t_valid = round(time.perf_counter() - t0, 2)
+    t0, c0 = time.perf_counter(), time.process_time()
+    evaluate_model(net, data, ("valid", "test"), config.topks, config.eval_batch_size)
+    t_both, c_both = time.perf_counter() - t0, time.process_time() - c0
+    return {
+        "dataset": dataset,
+        "model": model,
+        "features": "random 768-d" if model == "alignrec" else None,
+        **data.summary(),
+        "seconds_load": round(t_data, 2),
+        "seconds_build": round(t_build, 2),
+        "seconds_per_epoch": [round(t, 2) for t in times],
+        # CPU seconds (all threads) are less sensitive to other processes on a shared machine
+        "cpu_seconds_per_epoch": [round(c, 2) for c in cpu_times],
+        "epoch_extrapolated_from_batches": max_batches,
+        "seconds_eval_valid": t_valid,
+        "seconds_eval_valid_test": round(t_both, 2),
+        "cpu_seconds_eval_valid_test": round(c_both, 2),
+        "peak_rss_mb": round(peak_rss_mb()),
+        "machine": machine(),
+    }
+
+
+def converge(args: argparse.Namespace) -> dict:
+    """Train on real Baby to early stop and report the best valid epoch's test metrics."""
+    from alignrec_model.train import TrainConfig, build_model, fit
+
+    with tempfile.TemporaryDirectory() as tmp:
+        data = load_baby(Path(tmp))
+    config = TrainConfig(seed=args.seed, lr=args.lr, epochs=args.max_epochs)
+    config = dataclasses.replace(
+        config,
+        alignrec=dataclasses.replace(config.alignrec, cl_weight=args.cl, sim_weight=args.sim),
+    )
+    feats = None
+    if args.model == "alignrec":
+        feats = np.random.default_rng(args.seed).standard_normal((data.n_items, 768))
+        feats = feats.astype(np.float32)
+    net = build_model(args.model, data, config, feats)
+    result = fit(net, data, config, name=args.model, progress=False)
+    out = result.to_json()
+    return {
+        "mode": "converge",
+        "model": args.model,
+        "features": "random 768-d (seeded)" if feats is not None else None,
+        "seed": args.seed,
+        "lr": args.lr,
+        "cl": args.cl if args.model == "alignrec" else None,
+        "sim": args.sim if args.model == "alignrec" else None,
+        "best_epoch": result.best_epoch,
+        "epochs": result.epochs,
+        "test_recall@20": out["test"]["recall@20"],
+        "test_ndcg@20": out["test"]["ndcg@20"],
+        "valid_recall@20": out["valid"]["recall@20"],
+        "seconds_per_epoch": out["seconds_per_epoch"],
+        "seconds_per_evaluation": out["seconds_per_evaluation"],
+        "seconds_total": out["seconds"],
+        "peak_rss_mb": round(peak_rss_mb()),
+        "machine": machine(),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="mode", required=True)
+    sp = sub.add_parser("speed")
+    sp.add_argument("--epochs", type=int, default=2)
+    sp.add_argument("--skip-electronics", action="store_true")
+    sp.add_argument("--models", default="alignrec,lightgcn")
+    sp.add_argument(
+        "--electronics-batches",
+        type=int,
+        default=40,
+        help="Time this many batches of an Electronics epoch and extrapolate (0: full epochs).",
+    )
+    one = sub.add_parser("one")  # internal: one measurement in a child process
+    one.add_argument("dataset", choices=["baby", "electronics"])
+    one.add_argument("model")
+    one.add_argument("--epochs", type=int, default=2)
+    one.add_argument("--max-batches", type=int, default=0)
+    cv = sub.add_parser("converge")
+    cv.add_argument("--model", default="lightgcn", choices=["lightgcn", "alignrec", "mf"])
+    cv.add_argument("--seed", type=int, default=999)
+    cv.add_argument("--lr", type=float, default=1e-3)
+    cv.add_argument("--cl", type=float, default=0.01)
+    cv.add_argument("--sim", type=float, default=0.1)
+    cv.add_argument("--max-epochs", type=int, default=1000)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    if not BABY.is_dir():
+        print(f"real data {BABY} is absent; nothing to measure", file=sys.stderr)
+        return 1
+    if args.mode == "one":
+        row = one_speed(args.dataset, args.model, args.epochs, args.max_batches or None)
+        print(json.dumps(row))
+        return 0
+    if args.mode == "converge":
+        print(json.dumps(converge(args), indent=2))
+        return 0
+    print(json.dumps({"machine": machine()}))
+    datasets = ["baby"] + ([] if args.skip_electronics else ["electronics"])
+    rows = []
+    for ds in datasets:
+        for model in args.models.split(","):
+            cmd = [sys.executable, __file__, "one", ds, model, "--epochs", str(args.epochs)]
+            if ds == "electronics":
+                cmd += ["--max-batches", str(args.electronics_batches)]
+            proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+            if proc.returncode != 0:
+                print(proc.stderr[-2000:], file=sys.stderr)
+                continue
+            row = json.loads(proc.stdout.strip().splitlines()[-1])
+            rows.append(row)
+            print(json.dumps(row), flush=True)
+    print()
+    print(
+        "| data | model | s/epoch (wall) | CPU s/epoch | s/eval valid | s/eval valid+test "
+        "| CPU s/eval valid+test | peak RSS MB |"
+    )
+    print("| --- | --- | --- | --- | --- | --- | --- | --- |")
+    for r in rows:
+        print(
+            f"| {r['dataset']} | {r['model']} | {', '.join(map(str, r['seconds_per_epoch']))} "
+            f"| {', '.join(map(str, r['cpu_seconds_per_epoch']))} | {r['seconds_eval_valid']} "
+            f"| {r['seconds_eval_valid_test']} | {r['cpu_seconds_eval_valid_test']} "
+            f"| {r['peak_rss_mb']} |"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

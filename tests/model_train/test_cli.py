@@ -1,0 +1,237 @@
+"""`alignrec-data train` / `evaluate` end to end on a small prepared dataset (real files)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+import yaml
+from click.testing import CliRunner
+
+from alignrec_data.cli import cli
+from alignrec_model.train import TrainConfig, grid_configs
+from tests.model_train._helpers import cluster_features, clustered, write_prepared, write_variant
+
+
+@pytest.fixture
+def prepared(data_dir, tmp_path):
+    users, items, splits, item_cluster = clustered(n_users=120, n_items=60, per_user=8)
+    write_prepared(data_dir, "toy", users, items, splits)
+    write_variant(data_dir, "toy", "minilm-text", cluster_features(item_cluster))
+    params = tmp_path / "params.yaml"
+    params.write_text(
+        yaml.safe_dump(
+            {
+                "train": {
+                    "epochs": 3,
+                    "batch_size": 256,
+                    "lr": 0.01,
+                    "eval_batch_size": 64,
+                    "embedding_dim": 8,
+                    "grid_lr": [0.01, 0.001],
+                    "alignrec": {"embedding_dim": 8, "knn_k": 5},
+                },
+                "evaluate": {"batch_size": 64, "mask_model": "itemknn"},
+            }
+        )
+    )
+    return data_dir, params
+
+
+def run(*args):
+    result = CliRunner().invoke(cli, list(args), catch_exceptions=False)
+    return result
+
+
+@pytest.mark.parametrize("model", ["pop", "mf"])
+def test_train_json_is_printed_and_written(prepared, model):
+    data_dir, params = prepared
+    res = run(
+        "train",
+        "toy",
+        "--model",
+        model,
+        "--data-dir",
+        str(data_dir),
+        "--params",
+        str(params),
+        "--format",
+        "json",
+    )
+    assert res.exit_code == 0, res.output
+    obj = json.loads(res.stdout)
+    assert obj["model"] == model and obj["features"] is None
+    assert obj["epochs"] == (0 if model == "pop" else 3)
+    assert 0 <= obj["best_epoch"] < max(obj["epochs"], 1)
+    for split in ("valid", "test"):
+        for key in ("recall@10", "recall@20", "ndcg@10", "ndcg@20", "precision@5", "map@50"):
+            assert 0.0 <= obj[split][key] <= 1.0
+    metrics = data_dir / "toy" / "metrics"
+    assert json.loads((metrics / f"train-{model}.json").read_text()) == obj
+    history = json.loads((metrics / f"history-{model}.json").read_text())
+    assert len(history) == max(obj["epochs"], 1)
+    assert {"epoch", "valid_recall@20", "test_recall@20"} <= set(history[0])
+    ckpt = torch.load(data_dir / "toy" / "models" / f"{model}.pt", weights_only=True)
+    assert ckpt["model"] == model and ckpt["best_epoch"] == obj["best_epoch"]
+
+
+def test_train_alignrec_with_features(prepared):
+    data_dir, params = prepared
+    res = run(
+        "train",
+        "toy",
+        "--model",
+        "alignrec",
+        "--features",
+        "minilm-text",
+        "--epochs",
+        "2",
+        "--data-dir",
+        str(data_dir),
+        "--params",
+        str(params),
+        "--format",
+        "json",
+    )
+    assert res.exit_code == 0, res.output
+    obj = json.loads(res.stdout)
+    assert obj["model"] == "alignrec" and obj["features"] == "minilm-text" and obj["epochs"] == 2
+    assert (data_dir / "toy" / "models" / "alignrec-minilm-text.pt").is_file()
+    history = json.loads((data_dir / "toy/metrics/history-alignrec-minilm-text.json").read_text())
+    assert {"loss_bpr", "loss_cca_item", "loss_sim"} <= set(history[0])
+
+
+def test_train_grid_chooses_by_valid(prepared):
+    data_dir, params = prepared
+    res = run(
+        "train",
+        "toy",
+        "--model",
+        "mf",
+        "--grid",
+        "--data-dir",
+        str(data_dir),
+        "--params",
+        str(params),
+        "--format",
+        "json",
+    )
+    assert res.exit_code == 0, res.output
+    grid = json.loads((data_dir / "toy/metrics/grid-mf.json").read_text())
+    cells = grid["grid"]
+    assert [c["lr"] for c in cells] == [0.01, 0.001]
+    best = max(cells, key=lambda c: c["valid"]["recall@20"])
+    assert grid["chosen"]["lr"] == best["lr"] == json.loads(res.stdout)["lr"]
+    assert len(grid_configs(TrainConfig(), "alignrec")) == 7 * 5 * 5
+
+
+@pytest.mark.parametrize("protocol", ["zero-shot", "item-cf", "mask-modality"])
+def test_evaluate_json_is_printed_and_written(prepared, protocol):
+    data_dir, params = prepared
+    res = run(
+        "evaluate",
+        "toy",
+        "--features",
+        "minilm-text",
+        "--protocol",
+        protocol,
+        "--modality",
+        "text",
+        "--data-dir",
+        str(data_dir),
+        "--params",
+        str(params),
+        "--format",
+        "json",
+    )
+    assert res.exit_code == 0, res.output
+    obj = json.loads(res.stdout)
+    assert obj["protocol"] == protocol and obj["features"] == "minilm-text"
+    assert obj["test"]["recall@20"] > 0.1  # informative cluster features
+    path = data_dir / "toy" / "metrics" / f"eval-{protocol}-minilm-text.json"
+    assert json.loads(path.read_text()) == obj
+    if protocol == "mask-modality":
+        assert obj["drop"]["test"]["recall@20"] > 0 and obj["n_masked"] == 30
+
+
+def test_text_output_and_errors(prepared):
+    data_dir, params = prepared
+    res = run(
+        "train", "toy", "--model", "pop", "--data-dir", str(data_dir), "--params", str(params)
+    )
+    assert res.exit_code == 0 and "trained pop on toy: best epoch 0 of 0" in res.stdout
+    assert "recall@20=" in res.stdout
+    res = CliRunner().invoke(
+        cli,
+        [
+            "evaluate",
+            "toy",
+            "--features",
+            "nope",
+            "--protocol",
+            "zero-shot",
+            "--data-dir",
+            str(data_dir),
+        ],
+    )
+    assert res.exit_code == 2
+    assert "feature file" in res.output and "nope.parquet does not exist" in res.output
+    res = CliRunner().invoke(
+        cli, ["train", "missing", "--model", "pop", "--data-dir", str(data_dir)]
+    )
+    assert res.exit_code == 2 and "alignrec-data prepare missing" in res.output
+    res = CliRunner().invoke(
+        cli,
+        [
+            "evaluate",
+            "toy",
+            "--features",
+            "minilm-text",
+            "--protocol",
+            "mask-modality",
+            "--modality",
+            "image",
+            "--data-dir",
+            str(data_dir),
+            "--params",
+            str(params),
+        ],
+    )
+    assert res.exit_code == 2 and "masking its image changes nothing" in res.output
+
+
+def test_pipeline_stages_write_their_declared_outputs(prepared):
+    from pipelines import evaluate as evaluate_stage
+    from pipelines import train as train_stage
+
+    data_dir, params = prepared
+    common = ["--data-dir", str(data_dir), "--dataset", "toy", "--params", str(params)]
+    assert train_stage.main([*common, "--model", "itemknn", "--features", "minilm-text"]) == 0
+    assert evaluate_stage.main([*common, "--features", "minilm-text", "--protocol", "item-cf"]) == 0
+    out = data_dir / "toy"
+    produced = sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file())
+    assert produced == [
+        "features/minilm-text.parquet",
+        "metrics/eval-item-cf-minilm-text.json",
+        "metrics/history-itemknn-minilm-text.json",
+        "metrics/train-itemknn-minilm-text.json",
+        "models/itemknn-minilm-text.pt",
+        "prepared/interactions.parquet",
+    ]
+    # itemknn trained by the harness == the item-cf evaluation of the same features
+    trained = json.loads((out / "metrics/train-itemknn-minilm-text.json").read_text())
+    evaluated = json.loads((out / "metrics/eval-item-cf-minilm-text.json").read_text())
+    assert trained["test"] == evaluated["test"]
+
+
+def test_repository_params_sections_load():
+    from pathlib import Path
+
+    from alignrec_data.config import load_section
+    from alignrec_model.feature_eval import EvaluateConfig
+
+    params = Path(__file__).resolve().parents[2] / "params.yaml"
+    train = load_section(params, "train", TrainConfig)  # unknown keys would raise
+    load_section(params, "evaluate", EvaluateConfig)
+    assert train.valid_metric == "recall@20" and train.alignrec.embedding_dim > 0
