@@ -1,5 +1,5 @@
 # One command to set up and run the default pipeline, one to set up and run the tests.
-#   make run    # venv + install + `dvc repro` on the embedded default dataset
+#   make run    # venv + install + `dvc repro` on the embedded default dataset + summary
 #   make test   # venv + install + the test suite
 PY ?= python3
 VENV ?= .venv
@@ -23,7 +23,8 @@ $(BIN)/alignrec-data: pyproject.toml constraints.txt
 setup: $(BIN)/alignrec-data
 
 run: setup
-	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/python -m alignrec_data.quickstart
+	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/dvc repro
+	$(BIN)/python pipelines/summary.py --data-dir data --params params.yaml
 
 test: setup
 	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/python -m pytest -q

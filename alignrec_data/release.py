@@ -16,7 +16,7 @@
   every config and its shards, so ``datasets.load_dataset(folder_or_repo, "<config>")`` works.
 - ``alignrec_release.json``: the manifest (rows, bytes and sha256 of every shard, feature
   dimensions), which :mod:`alignrec_data.loaders` uses to detect missing or corrupt shards.
-- ``figures/``: the PNGs the pipeline report references, when ``metrics/report.md`` exists.
+- ``figures/``: the PNGs the pipeline report references, when ``report/report.md`` exists.
 
 Shards hold at most ``shard_size_mb`` MB of (uncompressed) Arrow data and are named
 ``<config>/<split>-<i:05d>-of-<n:05d>.parquet``. The output is deterministic: rebuilding
@@ -532,19 +532,19 @@ def _metrics(metrics_dir: Path) -> dict[str, Any]:
 _FIGURE = re.compile(r"!\[(?P<alt>[^\]]*)\]\((?P<src>[^)\s]+)\)")
 
 
-def _report(metrics_dir: Path, out: Path) -> str | None:
+def _report(report_dir: Path, out: Path) -> str | None:
     """The pipeline report with its local figures copied to ``out/figures`` (links rewritten)."""
-    path = metrics_dir / "report.md"
+    path = report_dir / "report.md"
     if not path.is_file():
         return None
     text = path.read_text(encoding="utf-8")
-    root = metrics_dir.resolve()
+    root = report_dir.resolve()
 
     def copy(m: re.Match[str]) -> str:
         src = m.group("src")
         if re.match(r"^[a-z]+://", src) or src.startswith("/"):
             return m.group(0)
-        fig = (metrics_dir / src).resolve()
+        fig = (report_dir / src).resolve()
         inside = root in fig.parents
         if not inside or fig.suffix.lower() not in (".png", ".jpg", ".jpeg", ".svg"):
             log.warning("report figure %s is outside %s or not an image: not copied", src, root)
@@ -758,7 +758,7 @@ def build_release(
             stats=stats if isinstance(stats, dict) else None,
             raw_files=_read_lock(paths.raw),
             metrics=_metrics(paths.metrics),
-            report=_report(paths.metrics, staging),
+            report=_report(paths.root / "report", staging),
             params_sections=sections,
             params_hash=params_hash(sections),
             release_config=to_dict(config),

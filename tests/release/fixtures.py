@@ -209,9 +209,10 @@ def make_dataset(
         }
         for stem, doc in metrics.items():
             (mdir / f"{stem}.json").write_text(json.dumps(doc))
-        (mdir / "figs").mkdir(exist_ok=True)
-        (mdir / "figs" / "recall.png").write_bytes(_png(1))
-        (mdir / "report.md").write_text(
+        rdir = root / "report"  # the pipeline's `report` stage output
+        (rdir / "figs").mkdir(parents=True, exist_ok=True)
+        (rdir / "figs" / "recall.png").write_bytes(_png(1))
+        (rdir / "report.md").write_text(
             "# Pipeline report\n\nRecall improves with AlignRec features.\n\n"
             "![recall](figs/recall.png)\n"
             "\n![outside](../../../../etc/passwd.png)\n",

@@ -1,0 +1,242 @@
+"""The pipeline report: a Markdown page with PNG figures, built from metrics and features.
+
+Inputs (all under ``<data-dir>/<dataset>/``): ``metrics/train-*.json`` (one recommender run
+each), ``metrics/history-*.json`` (per-epoch rows), ``metrics/eval-*.json`` (intermediate
+feature evaluations), ``metrics/pretrain_history.csv`` (pretraining losses, optional),
+``features/*.parquet`` and ``prepared/items.parquet`` (for the 2-D feature maps).
+
+Output: ``<out>/report.md`` and ``<out>/figures/*.png``. The dataset card embeds the page.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from alignrec_data.atomic import atomic_path, write_text
+from alignrec_data.features import read_features
+
+logger = logging.getLogger(__name__)
+
+HEADLINE = ("recall@10", "recall@20", "ndcg@10", "ndcg@20")
+
+
+def _read_json(path: Path) -> Any:
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def _fmt(v: Any) -> str:
+    if isinstance(v, float):
+        return "nan" if math.isnan(v) else f"{v:.4f}"
+    return "" if v is None else str(v)
+
+
+def _table(header: list[str], rows: list[list[Any]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(_fmt(c) for c in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def _save(fig: Any, path: Path) -> None:
+    import matplotlib.pyplot as plt
+
+    with atomic_path(path, suffix=".png") as tmp:
+        fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight", metadata={"Software": None})
+    plt.close(fig)
+
+
+def pca_2d(matrix: np.ndarray) -> np.ndarray:
+    """Project rows of ``matrix`` on their first two principal components (sign-fixed).
+
+    Args:
+        matrix: (N, d) features.
+
+    Returns:
+        (N, 2) coordinates; deterministic (each component's largest loading is positive).
+    """
+    x = matrix.astype(np.float64)
+    norms = np.linalg.norm(x, axis=1, keepdims=True)
+    x = x / np.where(norms > 0, norms, 1.0)
+    x = x - x.mean(axis=0, keepdims=True)
+    _, _, vt = np.linalg.svd(x, full_matrices=False)
+    comps = vt[:2]
+    signs = np.sign(comps[np.arange(len(comps)), np.abs(comps).argmax(axis=1)])
+    comps = comps * signs[:, None]
+    out = x @ comps.T
+    if out.shape[1] < 2:
+        out = np.pad(out, ((0, 0), (0, 2 - out.shape[1])))
+    return out
+
+
+def item_categories(items_path: Path) -> np.ndarray:
+    """The most specific category of each item (last element of ``categories``), by item_id."""
+    import pyarrow.parquet as pq
+
+    table = pq.read_table(items_path, columns=["item_id", "categories"])
+    ids = table.column("item_id").to_numpy()
+    cats = table.column("categories").to_pylist()
+    out = np.empty(len(ids), dtype=object)
+    for i, c in zip(ids, cats, strict=True):
+        out[i] = c[-1] if c else "(none)"
+    return out
+
+
+def build_report(dataset_root: Path, out_dir: Path, *, title: str | None = None) -> Path:
+    """Write ``report.md`` and its figures for one dataset.
+
+    Args:
+        dataset_root: ``<data-dir>/<dataset>``.
+        out_dir: Folder for ``report.md`` and ``figures/``.
+        title: Page title (default: the dataset id).
+
+    Returns:
+        The path of ``report.md``.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    metrics_dir = dataset_root / "metrics"
+    fig_dir = out_dir / "figures"
+    fig_dir.mkdir(parents=True, exist_ok=True)
+    sections = [f"# Report: {title or dataset_root.name}", ""]
+
+    # 1. Recommender metrics (best epoch chosen by validation Recall@20).
+    runs = []
+    for path in sorted(metrics_dir.glob("train-*.json")):
+        runs.append((path.stem.removeprefix("train-"), _read_json(path)))
+    if runs:
+        rows = []
+        for name, r in runs:
+            test = r.get("test", {})
+            rows.append(
+                [name, r.get("best_epoch"), r.get("valid", {}).get("recall@20")]
+                + [test.get(k) for k in HEADLINE]
+            )
+        sections += [
+            "## Recommendation (full ranking, test split; best epoch by valid Recall@20)",
+            "",
+            _table(["run", "best epoch", "valid R@20", *[f"test {k}" for k in HEADLINE]], rows),
+            "",
+        ]
+        ks = sorted(
+            {
+                int(k.split("@")[1])
+                for _, r in runs
+                for k in r.get("test", {})
+                if k.startswith("recall@")
+            }
+        )
+        if ks:
+            fig, ax = plt.subplots(figsize=(7, 3.5))
+            width = 0.8 / len(runs)
+            for j, (name, r) in enumerate(runs):
+                vals = [r.get("test", {}).get(f"recall@{k}", 0.0) for k in ks]
+                ax.bar(np.arange(len(ks)) + j * width, vals, width, label=name)
+            ax.set_xticks(np.arange(len(ks)) + 0.4 - width / 2, [f"R@{k}" for k in ks])
+            ax.set_ylabel("test recall")
+            ax.legend(fontsize=7)
+            _save(fig, fig_dir / "recall_at_k.png")
+            sections += ["![Recall@K per model](figures/recall_at_k.png)", ""]
+
+    # 2. Training curves.
+    histories = sorted(metrics_dir.glob("history-*.json"))
+    if histories:
+        fig, ax = plt.subplots(figsize=(7, 3.5))
+        for path in histories:
+            rows = _read_json(path)
+            if isinstance(rows, dict):
+                rows = rows.get("history", [])
+            key = next(
+                (k for k in ("valid_recall@20", "valid/recall@20") if rows and k in rows[0]), None
+            )
+            if key is None:
+                continue
+            ax.plot([r["epoch"] for r in rows], [r[key] for r in rows], label=path.stem[8:])
+        ax.set_xlabel("epoch")
+        ax.set_ylabel("valid Recall@20")
+        ax.legend(fontsize=7)
+        _save(fig, fig_dir / "valid_curves.png")
+        sections += ["## Training curves", "", "![validation curves](figures/valid_curves.png)", ""]
+
+    # 3. Pretraining losses (metrics/pretrain_history.csv: step, ..., mlm_loss, mim_loss).
+    pre = metrics_dir / "pretrain_history.csv"
+    if pre.is_file():
+        import csv
+
+        with pre.open(encoding="utf-8", newline="") as fh:
+            rows = list(csv.DictReader(fh))
+        loss_keys = [k for k in ("mlm_loss", "mim_loss") if rows and k in rows[0]]
+        if loss_keys:
+            fig, ax = plt.subplots(figsize=(7, 3.5))
+            for k in loss_keys:
+                pts = [(int(r["step"]), float(r[k])) for r in rows if r.get(k) not in ("", None)]
+                if pts:
+                    ax.plot(*zip(*pts, strict=True), label=k)
+            ax.set_xlabel("step")
+            ax.legend(fontsize=7)
+            _save(fig, fig_dir / "pretrain_losses.png")
+            sections += [
+                "## Pretraining",
+                "",
+                "![pretraining losses](figures/pretrain_losses.png)",
+                "",
+            ]
+
+    # 4. Intermediate evaluations of features.
+    evals = sorted(metrics_dir.glob("eval-*.json"))
+    if evals:
+        rows = []
+        for path in evals:
+            r = _read_json(path)
+            test = r.get("test", r)
+            rows.append(
+                [r.get("protocol", path.stem), r.get("features", "")]
+                + [
+                    test.get(k) if isinstance(test, dict) else None
+                    for k in ("recall@20", "ndcg@20")
+                ]
+                + [r.get("drop", {}).get("recall@20") if isinstance(r.get("drop"), dict) else None]
+            )
+        sections += [
+            "## Intermediate evaluations of features",
+            "",
+            _table(["protocol", "features", "test R@20", "test N@20", "drop R@20"], rows),
+            "",
+        ]
+
+    # 5. 2-D maps of item features, coloured by category.
+    items_path = dataset_root / "prepared" / "items.parquet"
+    feats = sorted((dataset_root / "features").glob("*.parquet"))
+    if feats and items_path.is_file():
+        cats = item_categories(items_path)
+        names = sorted(set(cats))
+        cmap = plt.get_cmap("tab20", max(len(names), 1))
+        color = np.array([names.index(c) for c in cats])
+        sections += ["## Item features (PCA, coloured by category)", ""]
+        for path in feats:
+            _, matrix, _ = read_features(path)
+            if len(matrix) != len(cats):
+                logger.warning("skipping %s: %d rows for %d items", path, len(matrix), len(cats))
+                continue
+            xy = pca_2d(matrix)
+            fig, ax = plt.subplots(figsize=(5, 4))
+            ax.scatter(
+                xy[:, 0], xy[:, 1], c=color, cmap=cmap, s=6, vmin=0, vmax=max(len(names) - 1, 1)
+            )
+            ax.set_title(path.stem)
+            ax.set_xticks([])
+            ax.set_yticks([])
+            png = f"features_{path.stem}.png"
+            _save(fig, fig_dir / png)
+            sections += [f"![{path.stem}](figures/{png})", ""]
+
+    report = out_dir / "report.md"
+    write_text(report, "\n".join(sections).rstrip() + "\n")
+    return report

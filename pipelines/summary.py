@@ -1,0 +1,51 @@
+"""Print where each dataset's release is and its headline metrics (run after `dvc repro`).
+
+Not a DVC stage: `make run` calls it so that the main command ends with the numbers a user
+looks for first. Reads ``datasets`` from the params file and each dataset's metrics JSONs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import yaml
+
+HEADLINE = ("recall@20", "ndcg@20")
+
+
+def summarize(data_dir: Path, datasets: list[str]) -> list[str]:
+    """Lines describing each dataset's release and test metrics of every trained run."""
+    lines: list[str] = []
+    for ds in datasets:
+        root = data_dir / ds
+        release = root / "release"
+        lines.append(f"{ds}: release folder {release.resolve()}")
+        lines.append(f'  load it: datasets.load_dataset("{release}", "features-alignrec")')
+        runs = sorted((root / "metrics").glob("train-*.json"))
+        if not runs:
+            lines.append("  no trained runs found under metrics/")
+        for path in runs:
+            r = json.loads(path.read_text(encoding="utf-8"))
+            test = r.get("test", {})
+            vals = "  ".join(f"test {k} {test[k]:.4f}" for k in HEADLINE if k in test)
+            lines.append(f"  {path.stem.removeprefix('train-'):<28} {vals}")
+        report = root / "metrics" / "report.md"
+        if report.is_file():
+            lines.append(f"  report: {report.resolve()}")
+    return lines
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data-dir", type=Path, default=Path("data"))
+    parser.add_argument("--params", type=Path, default=Path("params.yaml"))
+    args = parser.parse_args(argv)
+    params = yaml.safe_load(args.params.read_text(encoding="utf-8")) or {}
+    print("\n".join(summarize(args.data_dir, list(params.get("datasets", [])))))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
