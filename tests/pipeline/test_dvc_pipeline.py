@@ -170,8 +170,10 @@ def test_killed_repro_leaves_no_half_written_out_then_finishes(repo: Path) -> No
     assert len(values) > 50
     assert all(math.isfinite(v) for v in values)
 
-    # 5. Content helps: AlignRec on MMEnc features beats ID-only LightGCN on test Recall@20
-    # (amazon-mini is built so that it can), and both beat popularity by far.
+    # 5. Both recommenders learn far beyond popularity. The issue also asks that AlignRec beat
+    # LightGCN on amazon-mini: with these short runs it does (0.489 vs 0.463 here), but with the
+    # default params (60 epochs) LightGCN wins (0.566 vs 0.536), so that claim is not asserted
+    # until it holds for the default run (issue 7 stays open for it). Numbers printed for the log.
     metrics = data / "metrics"
     alignrec = json.loads((metrics / "train-alignrec-alignrec.json").read_text())
     lightgcn = json.loads((metrics / "train-lightgcn.json").read_text())
@@ -184,7 +186,7 @@ def test_killed_repro_leaves_no_half_written_out_then_finishes(repo: Path) -> No
         "pop",
         pop["test"]["recall@20"],
     )
-    assert alignrec["test"]["recall@20"] > lightgcn["test"]["recall@20"]
+    assert alignrec["test"]["recall@20"] > 2 * pop["test"]["recall@20"]
     assert lightgcn["test"]["recall@20"] > 2 * pop["test"]["recall@20"]
 
     # 6. The release loads with datasets.load_dataset, offline.
