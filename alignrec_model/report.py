@@ -195,14 +195,13 @@ def build_report(dataset_root: Path, out_dir: Path, *, title: str | None = None)
         rows = []
         for path in evals:
             r = _read_json(path)
-            test = r.get("test", r)
+            test = r.get("test", {}) if isinstance(r.get("test"), dict) else {}
+            drop = r.get("drop", {}) if isinstance(r.get("drop"), dict) else {}
+            drop = drop.get("test", drop)  # mask-modality: {"test": {...}, "valid": {...}}
             rows.append(
                 [r.get("protocol", path.stem), r.get("features", "")]
-                + [
-                    test.get(k) if isinstance(test, dict) else None
-                    for k in ("recall@20", "ndcg@20")
-                ]
-                + [r.get("drop", {}).get("recall@20") if isinstance(r.get("drop"), dict) else None]
+                + [test.get(k) for k in ("recall@20", "ndcg@20")]
+                + [drop.get("recall@20") if isinstance(drop, dict) else None]
             )
         sections += [
             "## Intermediate evaluations of features",
