@@ -74,7 +74,11 @@ def pca_2d(matrix: np.ndarray) -> np.ndarray:
 
 
 def item_categories(items_path: Path) -> np.ndarray:
-    """The most specific category of each item (last element of ``categories``), by item_id."""
+    """The first category below the root of each item (``categories[1]``), by item_id.
+
+    Amazon category paths start with the store's root ("Baby", "Clothing, Shoes & Jewelry");
+    the level below it is the coarse product family, few enough classes to tell apart by colour.
+    """
     import pyarrow.parquet as pq
 
     table = pq.read_table(items_path, columns=["item_id", "categories"])
@@ -82,7 +86,7 @@ def item_categories(items_path: Path) -> np.ndarray:
     cats = table.column("categories").to_pylist()
     out = np.empty(len(ids), dtype=object)
     for i, c in zip(ids, cats, strict=True):
-        out[i] = c[-1] if c else "(none)"
+        out[i] = c[1] if len(c) > 1 else (c[0] if c else "(none)")
     return out
 
 
@@ -218,7 +222,7 @@ def build_report(dataset_root: Path, out_dir: Path, *, title: str | None = None)
         names = sorted(set(cats))
         cmap = plt.get_cmap("tab20", max(len(names), 1))
         color = np.array([names.index(c) for c in cats])
-        sections += ["## Item features (PCA, coloured by category)", ""]
+        sections += ["## Item features (PCA, coloured by second-level category)", ""]
         for path in feats:
             _, matrix, _ = read_features(path)
             if len(matrix) != len(cats):
