@@ -26,11 +26,6 @@ def _mini_present() -> bool:
     return all((MINI / n).is_file() for n in MINI_FILES)
 
 
-needs_mini = pytest.mark.skipif(
-    not _mini_present(), reason="alignrec_data/mini/ has not been generated yet"
-)
-
-
 @pytest.fixture(autouse=True)
 def _no_env(monkeypatch):
     monkeypatch.delenv("ALIGNREC_MIRROR", raising=False)
@@ -45,8 +40,7 @@ def runner() -> CliRunner:
 @pytest.fixture
 def mini_mirror(tmp_path: Path) -> Path:
     """A copy of the packaged amazon-mini files in a temporary folder (a local mirror)."""
-    if not _mini_present():
-        pytest.skip("alignrec_data/mini/ has not been generated yet")
+    assert _mini_present(), "the packaged amazon-mini files are missing from alignrec_data/mini/"
     mirror = tmp_path / "mirror"
     mirror.mkdir()
     for n in MINI_FILES:
@@ -78,7 +72,6 @@ def test_datasets_lists_ids_releases_and_local_state(runner, data_dir):
     assert all(s.id in res.stdout for s in list_datasets())
 
 
-@needs_mini
 def test_download_amazon_mini_then_second_run_fetches_nothing(runner, data_dir):
     args = ["download", "amazon-mini", "--data-dir", str(data_dir), "--no-progress"]
     res = runner.invoke(cli, args)

@@ -284,8 +284,7 @@ def test_amazon_mini_default_rewrite_reads_packaged_images(data_dir: Path) -> No
     spec = get_dataset("amazon-mini")
     folder = Path(resolve_base_url(spec).removeprefix("file://")) / "images"
     asins = sorted(p.stem for p in folder.glob("*.jpg"))[:3] if folder.is_dir() else []
-    if len(asins) < 3:
-        pytest.skip(f"packaged amazon-mini images are not generated yet in {folder}")
+    assert len(asins) == 3, f"the packaged amazon-mini images are missing from {folder}"
     urls = [
         [spec.image_base_url + f"{a}.jpg", spec.image_base_url + f"{a}._SS40_.jpg"] for a in asins
     ]

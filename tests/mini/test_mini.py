@@ -111,8 +111,7 @@ def test_bad_config_and_missing_ground_truth_name_the_fix(tmp_path: Path) -> Non
 
 
 def test_registry_entry_matches_shipped_files() -> None:
-    if not REGISTRY.is_file():
-        pytest.skip(f"{REGISTRY} does not exist yet")
+    assert REGISTRY.is_file(), f"the registry {REGISTRY} is missing"
     reg = json.loads(REGISTRY.read_text(encoding="utf-8"))
     entries = reg["datasets"] if isinstance(reg.get("datasets"), list) else []
     entry = next((e for e in entries if e.get("id") == "amazon-mini"), None)
