@@ -27,7 +27,6 @@ from __future__ import annotations
 import argparse
 import hashlib
 import os
-import platform
 import shutil
 import statistics
 import subprocess
@@ -39,31 +38,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from _machine import machine_line  # noqa: E402
+
 from alignrec_data.download import DownloadConfig, download_dataset  # noqa: E402
 from alignrec_data.http import make_session, open_stream  # noqa: E402
 from alignrec_data.registry import DatasetSpec, FileSpec  # noqa: E402
 from tests.download.httpserver import Fault, FaultServer  # noqa: E402
-
-
-def machine() -> str:
-    model = "unknown"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    try:
-        import torch
-
-        threads = torch.get_num_threads()
-    except ImportError:
-        threads = "n/a (torch not installed)"
-    return (
-        f"machine: {platform.platform()}, python {platform.python_version()}, "
-        f"{os.cpu_count()} cpus ({model}), torch threads {threads}"
-    )
 
 
 def make_file(path: Path, size: int) -> str:
@@ -145,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
     if shutil.which("curl") is None:
         print("curl not found on PATH; cannot compare", file=sys.stderr)
         return 1
-    print(machine())
+    print(f"machine: {machine_line()}")
     size = args.size_mb << 20
     cfg = DownloadConfig(workers=1, retries=3, backoff_base=0.01, chunk_size=args.chunk_kb << 10)
     with tempfile.TemporaryDirectory(prefix="alignrec-dlbench-") as tmp:

@@ -22,13 +22,13 @@ import argparse
 import gzip
 import json
 import os
-import platform
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
+from _machine import machine_line  # noqa: E402
 
 DATASET = "amazon2023-baby-products"  # any 2023 registry id: only its raw file names are used
 REVIEWS = "Baby_Products.jsonl.gz"
@@ -177,27 +177,6 @@ def measure(kind: str, data_dir: Path) -> dict:
     return {"kind": kind, "wall_s": wall, "peak_rss_mb": usage.ru_maxrss / 1024, **result}
 
 
-def machine() -> str:
-    model = "unknown"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    try:
-        import torch
-
-        threads = torch.get_num_threads()
-    except ImportError:
-        threads = "n/a"
-    return (
-        f"cpus={os.cpu_count()} cpu='{model}' torch_threads={threads} "
-        f"python={platform.python_version()}"
-    )
-
-
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--n", type=int, default=5_000_000, help="reviews to generate")
@@ -223,7 +202,7 @@ def main(argv: list[str] | None = None) -> int:
             f"({(raw / REVIEWS).stat().st_size / 2**20:.0f} MiB gz reviews, "
             f"{(raw / META).stat().st_size / 2**20:.0f} MiB gz meta)"
         )
-    print(f"machine: {machine()}")
+    print(f"machine: {machine_line()}")
     runs = [measure("streaming", data_dir)]
     if not args.skip_baseline:
         runs.append(measure("baseline", data_dir))

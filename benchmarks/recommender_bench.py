@@ -33,7 +33,6 @@ import dataclasses
 import json
 import logging
 import os
-import platform
 import resource
 import subprocess
 import sys
@@ -47,30 +46,14 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from _machine import machine_info  # noqa: E402
+
 from alignrec_model.data import InteractionData, from_arrays, load_interactions  # noqa: E402
 
 SHARED = Path(os.environ.get("ALIGNREC_SHARED_DATA", REPO.parent / "shared" / "data"))
 BABY = SHARED / "amazon-baby"
 ML100K = SHARED / "ml100k-imdb"
 ELECTRONICS = (192_403, 63_001, 1_689_188)
-
-
-def machine() -> dict:
-    cpu = platform.processor()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return {
-        "cpus": os.cpu_count(),
-        "cpu_model": cpu,
-        "torch_threads": torch.get_num_threads(),
-        "torch": torch.__version__,
-        "load_avg_1m": round(os.getloadavg()[0], 2),
-    }
 
 
 def peak_rss_mb() -> float:
@@ -164,7 +147,7 @@ def one_speed(dataset: str, model: str, epochs: int, max_batches: int | None = N
         "seconds_eval_valid_test": round(t_both, 2),
         "cpu_seconds_eval_valid_test": round(c_both, 2),
         "peak_rss_mb": round(peak_rss_mb()),
-        "machine": machine(),
+        "machine": machine_info(),
     }
 
 
@@ -203,7 +186,7 @@ def converge(args: argparse.Namespace) -> dict:
         "seconds_per_evaluation": out["seconds_per_evaluation"],
         "seconds_total": out["seconds"],
         "peak_rss_mb": round(peak_rss_mb()),
-        "machine": machine(),
+        "machine": machine_info(),
     }
 
 
@@ -270,7 +253,7 @@ def ml100k(args: argparse.Namespace) -> list[dict]:
                 "items_with_text": n_text,
                 "features": list(feats.shape),
                 "seconds_features": round(t_feats, 1),
-                "machine": machine(),
+                "machine": machine_info(),
             }
         ),
         flush=True,
@@ -313,7 +296,7 @@ def ml100k(args: argparse.Namespace) -> list[dict]:
             f"| {r['test_ndcg@20']:.4f} | {r['seconds_per_epoch']} "
             f"| {r['seconds_per_evaluation']} | {r['seconds_total']:.0f} |"
         )
-    print(f"\nmachine: {json.dumps(machine())}")
+    print(f"\nmachine: {json.dumps(machine_info())}")
     return rows
 
 
@@ -374,7 +357,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.mode == "converge":
         print(json.dumps(converge(args), indent=2))
         return 0
-    print(json.dumps({"machine": machine()}))
+    print(json.dumps({"machine": machine_info()}))
     datasets = ["baby"] + ([] if args.skip_electronics else ["electronics"])
     rows = []
     for ds in datasets:
