@@ -378,7 +378,7 @@ class AlignRec(Recommender):
         if self._cache is None:
             self.prepare_eval()
         z_users, z_items = self._cache
-        return z_users[users] @ z_items.T  # (B, I)
+        return z_users[users.to(z_users.device)] @ z_items.T  # (B, I)
 
     # ----------------------------------------------------------------- optimiser
     def param_groups(self, lr: float, encoder_lr: float | None = None) -> list[dict]:

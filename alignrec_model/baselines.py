@@ -173,7 +173,7 @@ class _EmbeddingModel(Recommender):
         if self._cache is None:
             self.prepare_eval()
         u_all, i_all = self._cache
-        return u_all[users] @ i_all.T  # (B, I)
+        return u_all[users.to(u_all.device)] @ i_all.T  # (B, I)
 
 
 class MFBPR(_EmbeddingModel):

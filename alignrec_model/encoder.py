@@ -394,25 +394,20 @@ class MMEnc(nn.Module):
         return torch.cat(ids)  # (L,) per-modality position ids
 
     # ---- forward ----------------------------------------------------------------------------
-    def forward(
+    def embed(
         self,
         pixel_values: torch.Tensor | None = None,
         input_ids: torch.Tensor | None = None,
         text_padding_mask: torch.Tensor | None = None,
         image_mask: torch.Tensor | None = None,
         feature_map: torch.Tensor | None = None,
-    ) -> EncoderOutput:
-        """Encode image-only, text-only or joint input.
-
-        Args:
-            pixel_values: (B, 3, H, W) normalised pixels, or None.
-            input_ids: (B, T) token ids (right-padded), or None.
-            text_padding_mask: (B, T) bool, True at padding; None = no padding.
-            image_mask: (B, N) bool, True = replace the patch by the mask token.
-            feature_map: (B, 1280, g, g) precomputed EfficientNet map instead of pixels.
+    ) -> tuple[torch.Tensor, int, torch.Tensor]:
+        """The input of the first layer (arguments as :meth:`forward`).
 
         Returns:
-            :class:`EncoderOutput` with hidden states (B, L, D).
+            ``(x, n_image, padding_mask)``: (B, L, D) embedded tokens (positions, embedding norm
+            and dropout applied, padded tokens zeroed), the number of image tokens at the start
+            and the (B, L) bool padding mask.
         """
         has_image = pixel_values is not None or feature_map is not None
         if not has_image and input_ids is None:
@@ -443,12 +438,53 @@ class MMEnc(nn.Module):
             x = self.embed_norm(x, n_image)
         x = self.embed_dropout(x)
         x = x * (~pad).unsqueeze(-1).to(x.dtype)  # padded tokens start at zero (torchscale)
-        attn_mask = (~pad)[:, None, None, :] if bool(pad.any()) else None  # (B, 1, 1, L)
+        return x, n_image, pad
 
-        for layer in self.layers:
-            x = layer(x, n_image, attn_mask)
-        if self.final_norm is not None:
+    def run_layers(
+        self,
+        x: torch.Tensor,
+        n_image: int,
+        padding_mask: torch.Tensor,
+        start: int = 0,
+        stop: int | None = None,
+    ) -> torch.Tensor:
+        """Layers ``start .. stop-1`` over (B, L, D) states, then the final norm at the top.
+
+        ``run_layers(x, n, pad, 0, k)`` then ``run_layers(y, n, pad, k)`` equals one full pass
+        (joint fine-tuning caches the first and trains the second).
+        """
+        stop = len(self.layers) if stop is None else stop
+        attn_mask = (~padding_mask)[:, None, None, :] if bool(padding_mask.any()) else None
+        for layer in self.layers[start:stop]:
+            x = layer(x, n_image, attn_mask)  # attn_mask: (B, 1, 1, L) or None
+        if stop == len(self.layers) and self.final_norm is not None:
             x = self.final_norm(x, n_image)
+        return x
+
+    def forward(
+        self,
+        pixel_values: torch.Tensor | None = None,
+        input_ids: torch.Tensor | None = None,
+        text_padding_mask: torch.Tensor | None = None,
+        image_mask: torch.Tensor | None = None,
+        feature_map: torch.Tensor | None = None,
+    ) -> EncoderOutput:
+        """Encode image-only, text-only or joint input.
+
+        Args:
+            pixel_values: (B, 3, H, W) normalised pixels, or None.
+            input_ids: (B, T) token ids (right-padded), or None.
+            text_padding_mask: (B, T) bool, True at padding; None = no padding.
+            image_mask: (B, N) bool, True = replace the patch by the mask token.
+            feature_map: (B, 1280, g, g) precomputed EfficientNet map instead of pixels.
+
+        Returns:
+            :class:`EncoderOutput` with hidden states (B, L, D).
+        """
+        x, n_image, pad = self.embed(
+            pixel_values, input_ids, text_padding_mask, image_mask, feature_map
+        )
+        x = self.run_layers(x, n_image, pad)
         return EncoderOutput(hidden=x, n_image=n_image, padding_mask=pad)
 
 

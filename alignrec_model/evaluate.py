@@ -116,9 +116,10 @@ def _masked_topk(score_fn: ScoreFn, data: InteractionData, users: np.ndarray, k:
     if scores._base is not None or not scores.is_contiguous():
         scores = scores.clone()  # a view of the model's state (e.g. an expand): never modify it
     sub = data.train[users]
-    rows = np.repeat(np.arange(len(users)), np.diff(sub.indptr))
-    scores[torch.from_numpy(rows), torch.from_numpy(sub.indices.astype(np.int64))] = -torch.inf
-    return torch.topk(scores, k, dim=1).indices.numpy()
+    rows = torch.from_numpy(np.repeat(np.arange(len(users)), np.diff(sub.indptr)))
+    cols = torch.from_numpy(sub.indices.astype(np.int64))
+    scores[rows.to(scores.device), cols.to(scores.device)] = -torch.inf
+    return torch.topk(scores, k, dim=1).indices.cpu().numpy()
 
 
 def recommend(

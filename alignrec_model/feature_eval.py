@@ -269,6 +269,12 @@ def mask_modality(
         raise UsageError(msg)
     tcfg = train_config or TrainConfig()
     tcfg = dataclasses.replace(tcfg, topks=tuple(config.topks), eval_batch_size=config.batch_size)
+    if tcfg.alignrec.finetune_encoder_layers:
+        # The masked features are fixed vectors: there is no encoder input to fine-tune on.
+        logger.info("mask-modality trains on fixed features (finetune_encoder_layers ignored)")
+        tcfg = dataclasses.replace(
+            tcfg, alignrec=dataclasses.replace(tcfg.alignrec, finetune_encoder_layers=0)
+        )
     features_dir = Path(features_dir)
     _, full, _ = read_features(features_dir / f"{variant}.parquet")
     masked, ids = mask_modality_features(

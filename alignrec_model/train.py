@@ -50,12 +50,27 @@ logger = logging.getLogger(__name__)
 
 #: Models the trainer builds by name.
 MODELS: tuple[str, ...] = ("alignrec", "lightgcn", "mf", "itemknn", "pop")
+#: Values of ``train.device``.
+DEVICES: tuple[str, ...] = ("auto", "cpu", "cuda")
 #: Models that read a feature variant.
 FEATURE_MODELS: frozenset[str] = frozenset({"alignrec", "itemknn"})
 
 
 class TrainingError(AlignrecError):
     """Training diverged (non-finite loss) or cannot proceed."""
+
+
+def resolve_device(name: str) -> torch.device:
+    """``train.device`` -> a torch device (``auto``: CUDA when available, else CPU).
+
+    Raises:
+        UsageError: ``cuda`` is asked for and no CUDA device is available.
+    """
+    if name == "cuda" and not torch.cuda.is_available():
+        msg = "train.device is cuda but no CUDA device is available; use auto or cpu"
+        raise UsageError(msg)
+    use_cuda = name == "cuda" or (name == "auto" and torch.cuda.is_available())
+    return torch.device("cuda" if use_cuda else "cpu")
 
 
 @dataclass(frozen=True)
@@ -84,6 +99,8 @@ class TrainConfig:
     grid_lr: tuple[float, ...] = (5e-3, 3e-3, 1e-3, 7e-4, 5e-4, 3e-4, 1e-4)  # grid: lr
     grid_cl: tuple[float, ...] = (1e-4, 1e-3, 5e-3, 1e-2, 0.1)  # grid: alignrec.cl_weight
     grid_sim: tuple[float, ...] = (0.1, 0.2, 0.3, 0.4, 0.5)  # grid: alignrec.sim_weight
+    device: str = "auto"  # auto (CUDA when available) | cpu | cuda
+    num_threads: int = 0  # torch CPU threads (0: torch's default)
     alignrec: AlignRecConfig = field(default_factory=AlignRecConfig)  # AlignRec's own keys
 
     def __post_init__(self) -> None:
@@ -102,6 +119,8 @@ class TrainConfig:
             "reg_weight": self.reg_weight >= 0,
             "knn_k": self.knn_k >= 1,
             "knn_shrink": self.knn_shrink >= 0,
+            "device": self.device in DEVICES,
+            "num_threads": self.num_threads >= 0,
         }
         for name, ok in checks.items():
             if not ok:
@@ -173,6 +192,7 @@ def build_model(
     config: TrainConfig,
     features: np.ndarray | None = None,
     seed: int | None = None,
+    feature_fn: torch.nn.Module | None = None,
 ) -> Recommender:
     """Build a recommender by name.
 
@@ -182,6 +202,8 @@ def build_model(
         config: The train config (model hyper-parameters).
         features: (N_items, d) features, required by ``alignrec`` and ``itemknn``.
         seed: Initialisation seed; default ``config.seed``.
+        feature_fn: AlignRec's jointly fine-tuned encoder top
+            (:func:`alignrec_model.finetune.encoder_top_for_dataset`), or None.
 
     Returns:
         The model.
@@ -204,7 +226,7 @@ def build_model(
             )
             raise DataFormatError(msg)
     if name == "alignrec":
-        return AlignRec(data, features, config.alignrec, seed=seed)
+        return AlignRec(data, features, config.alignrec, seed=seed, feature_fn=feature_fn)
     if name == "lightgcn":
         return LightGCN(data, config.embedding_dim, config.n_layers, config.reg_weight, seed)
     if name == "mf":
@@ -314,6 +336,7 @@ def train_one_epoch(
     batch_size: int,
     rng: np.random.Generator,
     name: str = "model",
+    device: torch.device | None = None,
 ) -> dict[str, float]:
     """One pass over the shuffled train pairs, one sampled negative per pair.
 
@@ -325,6 +348,7 @@ def train_one_epoch(
         batch_size: Triples per step.
         rng: Generator of the shuffle.
         name: Model name for the error message.
+        device: Where the model is (the batch's ids are moved there); default CPU.
 
     Returns:
         The loss parts summed over the batches (divide by the number of batches for means).
@@ -341,9 +365,7 @@ def train_one_epoch(
     for b, start in enumerate(range(0, len(pairs), batch_size)):
         sl = slice(start, start + batch_size)
         loss, parts = model.loss(
-            torch.from_numpy(users_all[sl]),
-            torch.from_numpy(pos_all[sl]),
-            torch.from_numpy(neg_all[sl]),
+            *(torch.from_numpy(a[sl]).to(device) for a in (users_all, pos_all, neg_all))
         )
         if not torch.isfinite(loss):
             msg = (
@@ -415,6 +437,10 @@ def fit(
             config,
         )
 
+    device = resolve_device(config.device)
+    if config.num_threads:
+        torch.set_num_threads(config.num_threads)
+    model.to(device)
     torch.manual_seed(config.seed)
     rng = np.random.default_rng(config.seed)
     sampler = NegativeSampler(data, rng)
@@ -429,7 +455,9 @@ def fit(
     for epoch in bar:
         t = time.perf_counter()
         lr_now = optimizer.param_groups[0]["lr"]
-        sums = train_one_epoch(model, optimizer, sampler, pairs, config.batch_size, rng, name)
+        sums = train_one_epoch(
+            model, optimizer, sampler, pairs, config.batch_size, rng, name, device
+        )
         scheduler.step()
         t_train = time.perf_counter() - t
         metrics, t_eval = evaluate()
@@ -440,7 +468,7 @@ def fit(
         if improved:
             best_value, best_epoch, bad_evals = value, epoch, 0
             best_metrics = metrics
-            best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+            best_state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
         else:
             bad_evals += 1
         logger.info(
@@ -515,6 +543,31 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     return torch.load(path, map_location="cpu", weights_only=True)
 
 
+def encoder_top(
+    paths: DatasetPaths,
+    config: TrainConfig,
+    model: str,
+    variant: str | None,
+    matrix: np.ndarray | None,
+) -> torch.nn.Module | None:
+    """The jointly fine-tuned encoder top for AlignRec, or None (frozen features).
+
+    Built only for ``model == "alignrec"`` with ``train.alignrec.finetune_encoder_layers > 0``
+    (see :mod:`alignrec_model.finetune`); its states are cached on ``train.device`` (bfloat16
+    on CUDA, float32 on the CPU) and it must reproduce ``matrix`` before training.
+    """
+    n_layers = config.alignrec.finetune_encoder_layers
+    if model != "alignrec" or n_layers <= 0:
+        return None
+    from alignrec_model.finetune import encoder_top_for_dataset
+
+    device = resolve_device(config.device)
+    dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
+    return encoder_top_for_dataset(
+        paths, variant or config.features, n_layers, matrix, device, dtype
+    )
+
+
 def train_dataset(
     data_dir: str | Path,
     dataset: str,
@@ -556,7 +609,8 @@ def train_dataset(
             write_json(paths.metrics / f"history-{name}.json", history)
 
     logger.info("train %s on %s: %s", name, dataset, data.summary())
-    net = build_model(model, data, config, matrix)
+    feature_fn = encoder_top(paths, config, model, variant, matrix)
+    net = build_model(model, data, config, matrix, feature_fn=feature_fn)
     result = fit(
         net, data, config, name=model, features=variant, on_epoch=on_epoch, progress=progress
     )
@@ -617,6 +671,7 @@ def run_grid(
     *,
     progress: bool | None = None,
     on_cell: Callable[[dict[str, Any]], None] | None = None,
+    feature_fn_factory: Callable[[], torch.nn.Module] | None = None,
 ) -> GridResult:
     """Train every grid cell and choose by the VALID metric (``config.valid_metric``).
 
@@ -628,6 +683,8 @@ def run_grid(
         variant: Feature variant name for the results.
         progress: tqdm bars.
         on_cell: Called with each finished cell's record.
+        feature_fn_factory: Makes a fresh fine-tuned encoder top for each cell (joint
+            fine-tuning), or None.
 
     Returns:
         The cells and the chosen run.
@@ -636,7 +693,8 @@ def run_grid(
     best: TrainResult | None = None
     key = config.valid_metric
     for cfg in tqdm(grid_configs(config, model), desc=f"grid {model}", disable=_no_bar(progress)):
-        net = build_model(model, data, cfg, features)
+        feature_fn = feature_fn_factory() if feature_fn_factory else None
+        net = build_model(model, data, cfg, features, feature_fn=feature_fn)
         result = fit(net, data, cfg, name=model, features=variant, progress=progress)
         cell = {
             "lr": cfg.lr,
@@ -689,7 +747,25 @@ def grid_dataset(
         done.append(cell)
         write_json(paths.metrics / f"grid-{name}.json", {"grid": done})
 
-    result = run_grid(data, config, model, matrix, variant, progress=progress, on_cell=on_cell)
+    top = encoder_top(paths, config, model, variant, matrix)
+    factory = None
+    if top is not None:
+        initial = {k: v.detach().clone() for k, v in top.state_dict().items()}
+
+        def factory() -> torch.nn.Module:
+            top.load_state_dict(initial)  # every cell starts from the stage-1 encoder
+            return top
+
+    result = run_grid(
+        data,
+        config,
+        model,
+        matrix,
+        variant,
+        progress=progress,
+        on_cell=on_cell,
+        feature_fn_factory=factory,
+    )
     save_checkpoint(paths.models / f"{name}.pt", result.best, data)
     write_json(paths.metrics / f"train-{name}.json", result.best.to_json())
     write_json(paths.metrics / f"grid-{name}.json", result.to_json())

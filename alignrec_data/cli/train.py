@@ -31,6 +31,18 @@ from alignrec_data.paths import DatasetPaths
 @click.option("--seed", type=int, default=None, help="Override train.seed.")
 @click.option("--epochs", type=int, default=None, help="Override train.epochs (maximum).")
 @click.option(
+    "--device",
+    type=click.Choice(["auto", "cpu", "cuda"]),
+    default=None,
+    help="Override train.device (auto: CUDA when available).",
+)
+@click.option(
+    "--threads",
+    type=click.IntRange(min=0),
+    default=None,
+    help="Override train.num_threads (torch CPU threads; 0: torch's default).",
+)
+@click.option(
     "--grid",
     is_flag=True,
     help="Search train.grid_lr x grid_cl x grid_sim (lr only for baselines); choose by valid.",
@@ -42,6 +54,8 @@ def command(
     variant: str | None,
     seed: int | None,
     epochs: int | None,
+    device: str | None,
+    threads: int | None,
     grid: bool,
     data_dir: Path,
     params: Path | None,
@@ -63,6 +77,11 @@ def command(
       alignrec-data train amazon-baby --model alignrec --features alignrec
       alignrec-data train amazon-baby --model itemknn --features minilm-text
       alignrec-data train amazon-baby --model alignrec --grid
+      alignrec-data train amazon-baby --model lightgcn --threads 1
+
+    Joint fine-tuning of the top MMEnc layers (train.alignrec.finetune_encoder_layers > 0,
+    features alignrec or mmenc-text, models/mmenc.pt and images/ present) is meant for a GPU:
+    --device cuda.
     """  # noqa: D301 (click needs a real \b)
     import dataclasses
 
@@ -76,7 +95,8 @@ def command(
     )
 
     config = load_section(params, "train", TrainConfig)
-    overrides = {k: v for k, v in (("seed", seed), ("epochs", epochs)) if v is not None}
+    given = (("seed", seed), ("epochs", epochs), ("device", device), ("num_threads", threads))
+    overrides = {k: v for k, v in given if v is not None}
     config = dataclasses.replace(config, **overrides)
     if grid:
         result = grid_dataset(data_dir, dataset, config, model, variant).best
