@@ -10,11 +10,11 @@ multimodal encoder can learn:
   palette and a shape) and in the words of the title, features and description. Each modality
   alone is partly ambiguous by construction: categories come in *colour pairs* that share a
   palette (they differ only in shape, and a third of the items draw a generic blob instead) and
-  in *word pairs* that share a vocabulary (they differ only in a few item-specific words that
-  most items lack). The two pairings are offset, so image and text together single out the
-  category.
+  in *word pairs* that share a vocabulary (they differ only in a few category-specific words,
+  a minority of each text's words, that some items lack). The two pairings are offset, so image
+  and text together single out the category.
 * Items also have one of three styles (pastel, bold, dark): a colour tone in the image and a
-  tone word in most titles.
+  tone word in every title and often in the text, as real listings name their colourway.
 * Users prefer one to three categories and one style and draw most interactions from them,
   with a popularity skew inside each category and some uniform noise, so content that shows
   category and style carries signal that IDs must learn from interactions.
@@ -202,6 +202,11 @@ class MiniConfig:
         jpeg_quality: JPEG quality.
         generic_shape_share: Share of items drawing a generic blob instead of their shape.
         own_words_share: Share of items whose text uses their category's own words.
+        style_word_prob: Chance that a text word is the item's style tone word ("pastel",
+            "bold", "dark" or a synonym), as real listings name their colourway.
+        own_word_prob: Chance that a text word is one of the category's own words (items
+            with ``own_words`` only).
+        style_title_share: Share of titles that start with a tone word.
         image_status_shares: Share of items per non-ok image status (rest are ``ok``).
         thumb_only_share: Share of ``ok`` items listing only the thumbnail URL (``._SS40_``).
         start: First review day (ISO date); reviews span ``days`` days from it.
@@ -224,7 +229,10 @@ class MiniConfig:
     image_px: int = 96
     jpeg_quality: int = 85
     generic_shape_share: float = 0.3
-    own_words_share: float = 0.35
+    own_words_share: float = 0.9
+    style_word_prob: float = 0.3
+    own_word_prob: float = 0.25
+    style_title_share: float = 1.0
     image_status_shares: tuple[tuple[str, float], ...] = (
         (IMAGE_NO_URL, 0.05),
         (IMAGE_MISSING, 0.03),
@@ -652,17 +660,23 @@ def _weights(
 # Text
 
 
-def _word(rng: np.random.Generator, item: _Item, p_group: float = 0.5) -> str:
+def _word(
+    rng: np.random.Generator,
+    item: _Item,
+    p_group: float = 0.5,
+    p_style: float = 0.08,
+    p_own: float = 0.25,
+) -> str:
     """One content word: shared group vocabulary, own words, noise or a generic word."""
     cat = CATEGORIES[item.category]
     r = rng.random()
-    if r < 0.08:  # the style's tone word
+    if r < p_style:  # the style's tone word
         return _pick(rng, STYLES[item.style][1])
     r = rng.random()
     if r < p_group:
         return _pick(rng, WORD_GROUPS[cat.words])
     r -= p_group
-    if item.own_words and r < 0.25:
+    if item.own_words and r < p_own:
         return _pick(rng, cat.own_words)
     if r > 1.0 - p_group - 0.1:  # noise: another category's shared words
         return _pick(rng, WORD_GROUPS[int(rng.integers(0, len(WORD_GROUPS)))])
@@ -696,16 +710,21 @@ _FEATURE_TEMPLATES = (
 )
 
 
-def _text(rng: np.random.Generator, template: str, item: _Item) -> str:
-    a, b, c, d = (_word(rng, item) for _ in range(4))
+def _text(
+    rng: np.random.Generator, template: str, item: _Item, p_style: float = 0.08, p_own: float = 0.25
+) -> str:
+    a, b, c, d = (_word(rng, item, p_style=p_style, p_own=p_own) for _ in range(4))
     return template.format(a=a, b=b, c=c, d=d, A=a.capitalize())
 
 
 def _meta_record(rng: np.random.Generator, cfg: MiniConfig, item: _Item, pool: dict) -> dict:
     brand = BRANDS[(item.category * 3 + int(rng.integers(0, 7))) % len(BRANDS)]
     n_title = int(rng.integers(3, 6))
-    title_words = [_word(rng, item, p_group=0.55).capitalize() for _ in range(n_title)]
-    if rng.random() < 0.6:
+    title_words = [
+        _word(rng, item, 0.55, cfg.style_word_prob, cfg.own_word_prob).capitalize()
+        for _ in range(n_title)
+    ]
+    if rng.random() < cfg.style_title_share:
         title_words.insert(0, _pick(rng, STYLES[item.style][1]).capitalize())
     title = f"{brand} " + " ".join(title_words)
     suffix = rng.random()
@@ -714,11 +733,13 @@ def _meta_record(rng: np.random.Generator, cfg: MiniConfig, item: _Item, pool: d
     elif suffix < 0.3:
         title += " for Boys and Girls"
     features = [
-        _text(rng, _pick(rng, _FEATURE_TEMPLATES), item) for _ in range(int(rng.integers(2, 6)))
+        _text(rng, _pick(rng, _FEATURE_TEMPLATES), item, cfg.style_word_prob, cfg.own_word_prob)
+        for _ in range(int(rng.integers(2, 6)))
     ]
     description = [
         " ".join(
-            _text(rng, _pick(rng, _DESC_TEMPLATES), item) for _ in range(int(rng.integers(1, 3)))
+            _text(rng, _pick(rng, _DESC_TEMPLATES), item, cfg.style_word_prob, cfg.own_word_prob)
+            for _ in range(int(rng.integers(1, 3)))
         )
         for _ in range(int(rng.integers(1, 3)))
     ]
@@ -1099,8 +1120,8 @@ vocabulary + own words). Categories `2k, 2k+1` share a palette; categories `2k+1
 | --- | --- | --- | --- | --- | --- |
 {cats}
 
-Each item also has one of three styles (a colour tone in the image, a tone word in most
-titles): {styles}.
+Each item also has one of three styles (a colour tone in the image; a tone word in
+{cfg.style_title_share:.0%} of titles and {cfg.style_word_prob:.0%} of text words): {styles}.
 
 Users prefer 1-3 categories ({cfg.preferred_share:.0%} of their interactions, the rest any item)
 and one style ({cfg.style_share:.0%} of their preferred-category interactions), with a Zipf

@@ -112,6 +112,7 @@ class PretrainConfig:
     lr: float = 2.0e-4  # peak learning rate
     min_lr: float = 1.0e-6  # learning rate at the end of the cosine decay
     warmup_steps: int = 5  # linear warm-up steps
+    head_warmup_steps: int = 0  # first steps train only the MLM/MIM heads (encoder frozen)
     weight_decay: float = 0.05  # AdamW weight decay (not on biases, norms, embeddings' tokens)
     betas: tuple[float, float] = (0.9, 0.98)  # AdamW betas (BEiT-3)
     grad_clip: float = 3.0  # max gradient norm (0: off)
@@ -143,6 +144,8 @@ class PretrainConfig:
             problems.append(f"init {self.init} needs size tiny, small or base")
         if self.init == "beit3" and not self.beit3_checkpoint:
             problems.append("init beit3 needs beit3_checkpoint (path of the official .pth)")
+        if self.head_warmup_steps < 0:
+            problems.append(f"head_warmup_steps must be >= 0, found {self.head_warmup_steps}")
         for key in ("batch_size", "grad_accum", "epochs", "image_size", "max_text_len"):
             if getattr(self, key) < 1:
                 problems.append(f"{key} must be >= 1, found {getattr(self, key)}")
@@ -704,6 +707,7 @@ def _pretrain(paths: DatasetPaths, cfg: PretrainConfig, d: Dist) -> dict[str, An
     steps_per_epoch, total = _plan(len(sampler), cfg, d.world)
     global_batch = cfg.batch_size * d.world * cfg.grad_accum
     optimizer = make_optimizer(model, cfg)
+    encoder_params = list(model.encoder.parameters())  # frozen during head_warmup_steps
     history: list[dict[str, Any]] = []
     step = 0
     resume_path = paths.models / RESUME_FILE
@@ -786,6 +790,11 @@ def _pretrain(paths: DatasetPaths, cfg: PretrainConfig, d: Dist) -> dict[str, An
                 f"non-finite loss at step {step} (mlm {mlm}, mim {mim}); the run stops",
                 hint="lower pretrain.lr or check the inputs",
             )
+        if step < cfg.head_warmup_steps:
+            # Heads first (LP-FT): the randomly initialised heads' first gradients would
+            # distort the pretrained encoder, so its weights wait (no update, no decay).
+            for p in encoder_params:
+                p.grad = None
         if cfg.grad_clip > 0:
             torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
         optimizer.step()

@@ -179,6 +179,28 @@ def test_metrics_and_checkpoint_contents(reference) -> None:
     assert header == "step,epoch,kind,lr,loss,mlm_loss,mim_loss"
 
 
+def test_head_warmup_keeps_the_encoder_and_trains_the_heads(reference, tmp_path: Path) -> None:
+    """head_warmup_steps: the first steps update the heads only; the encoder waits."""
+    from alignrec_model.pretrain import build_encoder
+
+    ref_dir, _ = reference
+    synthetic_dataset(tmp_path / "data", n=16)
+    cfg = load_section(
+        _params(tmp_path / "p.yaml", head_warmup_steps=4), "pretrain", PretrainConfig
+    )
+    pretrain(tmp_path / "data", "synth", cfg)
+    ckpt = load_checkpoint(tmp_path / "data/synth/models" / CHECKPOINT_FILE)
+    initial = build_encoder(cfg).state_dict()
+    # All 4 steps are warm-up: the encoder is exactly its seeded initialisation ...
+    assert all(torch.equal(v, initial[k]) for k, v in ckpt["encoder"].items())
+    # ... while the run without warm-up moved the encoder, and the heads trained differently.
+    ref = load_checkpoint(ref_dir / "synth/models" / CHECKPOINT_FILE)
+    assert any(not torch.equal(v, ref["mlm_head"][k]) for k, v in ckpt["mlm_head"].items())
+    assert not all(torch.equal(v, initial[k]) for k, v in ref["encoder"].items())
+    with pytest.raises(UsageError, match="head_warmup_steps must be >= 0"):
+        PretrainConfig(head_warmup_steps=-1).validated()
+
+
 def test_non_finite_loss_stops_the_run(tmp_path: Path) -> None:
     synthetic_dataset(tmp_path / "data", n=16)
     params = _params(
