@@ -41,7 +41,7 @@ TOPKS: tuple[int, ...] = (5, 10, 20, 50)
 #: Metric names, as they appear in the keys ``"<metric>@<K>"``.
 METRICS: tuple[str, ...] = ("recall", "ndcg", "precision", "map")
 #: Default number of users scored at once.
-EVAL_BATCH_SIZE = 4096
+EVAL_BATCH_SIZE = 1024
 
 ScoreFn = Callable[[torch.Tensor], torch.Tensor]
 

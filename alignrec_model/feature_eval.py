@@ -72,7 +72,7 @@ class EvaluateConfig:
     """The ``evaluate`` section of ``params.yaml`` (the intermediate feature evaluations)."""
 
     topks: tuple[int, ...] = (5, 10, 20, 50)  # cut-offs K of the reported metrics
-    batch_size: int = 4096  # users scored at once (memory bound)
+    batch_size: int = 1024  # users scored at once (memory bound)
     knn_k: int = 10  # item-cf: neighbours per item
     knn_shrink: float = 10.0  # item-cf: cosine shrink
     mask_fraction: float = 0.5  # mask-modality: share of items whose modality is masked

@@ -90,7 +90,7 @@ class TrainConfig:
     patience: int = 30  # stop after more than this many evaluations without improvement
     valid_metric: str = "recall@20"  # selects the best epoch (on valid) and the grid cell
     topks: tuple[int, ...] = (5, 10, 20, 50)  # cut-offs K of the reported metrics
-    eval_batch_size: int = 4096  # users scored at once during evaluation (memory bound)
+    eval_batch_size: int = 1024  # users scored at once during evaluation (memory bound)
     embedding_dim: int = 64  # MF / LightGCN embedding width
     n_layers: int = 2  # LightGCN propagation layers
     reg_weight: float = 1e-4  # MF / LightGCN L2 weight on the batch's layer-0 embeddings
