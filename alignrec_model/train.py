@@ -670,8 +670,10 @@ def run_grid(
     variant: str | None = None,
     *,
     progress: bool | None = None,
-    on_cell: Callable[[dict[str, Any]], None] | None = None,
+    on_cell: Callable[[dict[str, Any], TrainResult, bool], None] | None = None,
     feature_fn_factory: Callable[[], torch.nn.Module] | None = None,
+    done: Sequence[dict[str, Any]] = (),
+    best: TrainResult | None = None,
 ) -> GridResult:
     """Train every grid cell and choose by the VALID metric (``config.valid_metric``).
 
@@ -682,40 +684,81 @@ def run_grid(
         features: Features for feature models.
         variant: Feature variant name for the results.
         progress: tqdm bars.
-        on_cell: Called with each finished cell's record.
+        on_cell: Called after each trained cell with its record, its result and whether it
+            is the best so far.
         feature_fn_factory: Makes a fresh fine-tuned encoder top for each cell (joint
             fine-tuning), or None.
+        done: Records of cells finished earlier (resume): they are kept, not retrained.
+        best: The best result among ``done`` (resume).
 
     Returns:
         The cells and the chosen run.
     """
-    cells: list[dict[str, Any]] = []
-    best: TrainResult | None = None
     key = config.valid_metric
-    for cfg in tqdm(grid_configs(config, model), desc=f"grid {model}", disable=_no_bar(progress)):
+    finished = {_cell_key(c) for c in done}
+    cells: list[dict[str, Any]] = list(done)
+    todo = [
+        cfg for cfg in grid_configs(config, model) if _cell_key(_cell(cfg, model)) not in finished
+    ]
+    if done:
+        logger.info("grid %s: %d cells done earlier, %d to train", model, len(done), len(todo))
+    for cfg in tqdm(todo, desc=f"grid {model}", disable=_no_bar(progress)):
         feature_fn = feature_fn_factory() if feature_fn_factory else None
         net = build_model(model, data, cfg, features, feature_fn=feature_fn)
         result = fit(net, data, cfg, name=model, features=variant, progress=progress)
         cell = {
-            "lr": cfg.lr,
-            "cl_weight": cfg.alignrec.cl_weight if model == "alignrec" else None,
-            "sim_weight": cfg.alignrec.sim_weight if model == "alignrec" else None,
+            **_cell(cfg, model),
             "best_epoch": result.best_epoch,
             "epochs": result.epochs,
             "valid": result.valid,
             "test": result.test,
         }
         cells.append(cell)
-        if on_cell:
-            on_cell(cell)
-        if best is None or result.valid[key] > best.valid[key]:
+        improved = best is None or result.valid[key] > best.valid[key]
+        if improved:
             best = result
-        else:
-            del result
+        if on_cell:
+            on_cell(cell, result, improved)
+        del result
     if best is None:
         msg = "the grid is empty: train.grid_lr (and grid_cl, grid_sim for alignrec) need values"
         raise UsageError(msg)
     return GridResult(cells, best)
+
+
+def _cell(cfg: TrainConfig, model: str) -> dict[str, Any]:
+    """The settings that name a grid cell."""
+    return {
+        "lr": cfg.lr,
+        "cl_weight": cfg.alignrec.cl_weight if model == "alignrec" else None,
+        "sim_weight": cfg.alignrec.sim_weight if model == "alignrec" else None,
+    }
+
+
+def _cell_key(cell: dict[str, Any]) -> tuple:
+    return (cell["lr"], cell["cl_weight"], cell["sim_weight"])
+
+
+def _grid_fingerprint(
+    config: TrainConfig, model: str, variant: str | None, data: InteractionData, paths
+) -> str:
+    """What a resumed grid must share with the interrupted one: settings, data and features."""
+    import hashlib
+    import json
+
+    settings = to_dict(config)
+    for free in ("grid_lr", "grid_cl", "grid_sim", "device", "num_threads"):
+        settings.pop(free, None)  # the grid may grow; where it runs does not change a cell
+    digest = hashlib.sha256(
+        json.dumps([settings, model, variant, data.summary()], sort_keys=True).encode()
+    )
+    for path in [paths.prepared / "interactions.parquet"] + (
+        [paths.features / f"{variant}.parquet"] if variant else []
+    ):
+        with open(path, "rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                digest.update(block)
+    return digest.hexdigest()
 
 
 def grid_dataset(
@@ -731,7 +774,12 @@ def grid_dataset(
 
     The chosen cell's checkpoint and metrics are written as :func:`train_dataset` writes them
     (``models/<run>.pt``, ``metrics/train-<run>.json``), and every cell to
-    ``metrics/grid-<run>.json`` (rewritten after each cell).
+    ``metrics/grid-<run>.json``.
+
+    Resumable: after each cell, ``metrics/grid-<run>.partial.json`` records the finished cells
+    (and ``models/<run>.grid-best.pt`` the best one's checkpoint); a later call with the same
+    settings, interactions and features trains only the missing cells. Both files are removed
+    when the grid completes; with other settings they are ignored (and replaced).
     """
     paths = DatasetPaths.of(data_dir, dataset)
     data = load_interactions(paths.prepared)
@@ -741,11 +789,20 @@ def grid_dataset(
     if not grid_configs(config, model):
         msg = "the grid is empty: train.grid_lr (and grid_cl, grid_sim for alignrec) need values"
         raise UsageError(msg)
-    done: list[dict[str, Any]] = []
+    partial = paths.metrics / f"grid-{name}.partial.json"
+    best_ckpt = paths.models / f"{name}.grid-best.pt"
+    fingerprint = _grid_fingerprint(config, model, variant, data, paths)
+    done, best = _resume_grid(partial, best_ckpt, fingerprint, config, model, variant)
+    state: dict[str, Any] = {"fingerprint": fingerprint, "cells": list(done), "best": None}
+    if best is not None:
+        state["best"] = _result_record(best)
 
-    def on_cell(cell: dict[str, Any]) -> None:
-        done.append(cell)
-        write_json(paths.metrics / f"grid-{name}.json", {"grid": done})
+    def on_cell(cell: dict[str, Any], result: TrainResult, improved: bool) -> None:
+        state["cells"].append(cell)
+        if improved:
+            save_checkpoint(best_ckpt, result, data)  # before the record that points at it
+            state["best"] = _result_record(result)
+        write_json(partial, state)
 
     top = encoder_top(paths, config, model, variant, matrix)
     factory = None
@@ -765,11 +822,82 @@ def grid_dataset(
         progress=progress,
         on_cell=on_cell,
         feature_fn_factory=factory,
+        done=done,
+        best=best,
     )
     save_checkpoint(paths.models / f"{name}.pt", result.best, data)
     write_json(paths.metrics / f"train-{name}.json", result.best.to_json())
     write_json(paths.metrics / f"grid-{name}.json", result.to_json())
+    partial.unlink(missing_ok=True)
+    best_ckpt.unlink(missing_ok=True)
     return result
+
+
+def _result_record(result: TrainResult) -> dict[str, Any]:
+    """What a resumed grid needs of the best cell's result besides its checkpoint."""
+    return {
+        **_cell(result.config, result.model),
+        "model": result.model,
+        "features": result.features,
+        "best_epoch": result.best_epoch,
+        "epochs": result.epochs,
+        "valid": result.valid,
+        "test": result.test,
+        "history": result.history,
+        "seconds": result.seconds,
+    }
+
+
+def _resume_grid(
+    partial: Path,
+    best_ckpt: Path,
+    fingerprint: str,
+    config: TrainConfig,
+    model: str,
+    variant: str | None,
+) -> tuple[list[dict[str, Any]], TrainResult | None]:
+    """Cells finished by an interrupted grid with the same fingerprint, and its best result."""
+    import json
+
+    if not partial.is_file():
+        return [], None
+    try:
+        state = json.loads(partial.read_text())
+    except (OSError, ValueError):
+        logger.warning("ignoring unreadable grid progress file %s", partial)
+        return [], None
+    if state.get("fingerprint") != fingerprint:
+        logger.info("grid progress %s is for other settings or data: starting over", partial)
+        return [], None
+    record = state.get("best")
+    if not state.get("cells") or record is None or not best_ckpt.is_file():
+        return [], None
+    cfg = next(
+        (c for c in grid_configs(config, model) if _cell(c, model) == _cell_key_dict(record)),
+        None,
+    )
+    if cfg is None:  # the best cell left the grid: its result cannot be compared fairly
+        return [], None
+    best = TrainResult(
+        record["model"],
+        record["features"],
+        record["best_epoch"],
+        record["epochs"],
+        record["valid"],
+        record["test"],
+        record["history"],
+        load_checkpoint(best_ckpt)["state_dict"],
+        record["seconds"],
+        cfg,
+    )
+    current = {_cell_key(_cell(c, model)) for c in grid_configs(config, model)}
+    cells = [c for c in state["cells"] if _cell_key(c) in current]
+    logger.info("resuming the grid from %s (%d cells done)", partial, len(cells))
+    return cells, best
+
+
+def _cell_key_dict(record: dict[str, Any]) -> dict[str, Any]:
+    return {k: record[k] for k in ("lr", "cl_weight", "sim_weight")}
 
 
 def metric_table(metrics: dict[str, dict[str, float]], topks: Sequence[int]) -> list[str]:

@@ -45,7 +45,8 @@ from alignrec_data.paths import DatasetPaths
 @click.option(
     "--grid",
     is_flag=True,
-    help="Search train.grid_lr x grid_cl x grid_sim (lr only for baselines); choose by valid.",
+    help="Search train.grid_lr x grid_cl x grid_sim (lr only for baselines); choose by valid. "
+    "Resumable: run it again after an interruption and only the missing cells train.",
 )
 @common_options
 def command(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pytest
@@ -124,6 +125,58 @@ def test_train_grid_chooses_by_valid(prepared):
     best = max(cells, key=lambda c: c["valid"]["recall@20"])
     assert grid["chosen"]["lr"] == best["lr"] == json.loads(res.stdout)["lr"]
     assert len(grid_configs(TrainConfig(), "alignrec")) == 7 * 5 * 5
+
+
+def test_interrupted_grid_resumes_with_only_the_missing_cells(prepared, monkeypatch):
+    """A grid killed after its first cell trains only the others when run again, and ends
+    with the same files as an uninterrupted grid."""
+    import alignrec_model.train as train_mod
+    from alignrec_data.config import load_section
+
+    data_dir, params = prepared
+    config = load_section(params, "train", TrainConfig)
+    config = dataclasses.replace(config, grid_lr=(0.01, 0.001, 0.003))
+    real_fit = train_mod.fit
+    calls = []
+
+    def crashing_fit(*args, **kwargs):  # stands in for a kill during the second cell
+        calls.append(args[2].lr)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real_fit(*args, **kwargs)
+
+    monkeypatch.setattr(train_mod, "fit", crashing_fit)
+    with pytest.raises(KeyboardInterrupt):
+        train_mod.grid_dataset(data_dir, "toy", config, "mf")
+    partial = data_dir / "toy/metrics/grid-mf.partial.json"
+    assert [c["lr"] for c in json.loads(partial.read_text())["cells"]] == [0.01]
+    assert (data_dir / "toy/models/mf.grid-best.pt").is_file()
+    assert not (data_dir / "toy/models/mf.pt").exists()
+
+    calls.clear()
+    monkeypatch.setattr(
+        train_mod, "fit", lambda *a, **k: calls.append(a[2].lr) or real_fit(*a, **k)
+    )
+    resumed = train_mod.grid_dataset(data_dir, "toy", config, "mf")
+    assert calls == [0.001, 0.003]  # the finished cell is not trained again
+    assert not partial.exists() and not (data_dir / "toy/models/mf.grid-best.pt").exists()
+    grid = json.loads((data_dir / "toy/metrics/grid-mf.json").read_text())
+
+    monkeypatch.setattr(train_mod, "fit", real_fit)
+    fresh = train_mod.grid_dataset(data_dir, "toy", config, "mf")  # uninterrupted, from scratch
+    assert [c["lr"] for c in grid["grid"]] == [0.01, 0.001, 0.003]
+    assert resumed.cells == fresh.cells
+    assert resumed.best.config.lr == fresh.best.config.lr == grid["chosen"]["lr"]
+    assert all(torch.equal(v, fresh.best.best_state[k]) for k, v in resumed.best.best_state.items())
+
+    # Progress written with other settings is not reused.
+    train_mod.write_json(partial, {"fingerprint": "other", "cells": grid["grid"], "best": None})
+    calls.clear()
+    monkeypatch.setattr(
+        train_mod, "fit", lambda *a, **k: calls.append(a[2].lr) or real_fit(*a, **k)
+    )
+    train_mod.grid_dataset(data_dir, "toy", config, "mf")
+    assert calls == [0.01, 0.001, 0.003]
 
 
 @pytest.mark.parametrize("protocol", ["zero-shot", "item-cf", "mask-modality"])
