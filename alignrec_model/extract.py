@@ -48,6 +48,7 @@ from alignrec_model.pretrain import (
     load_checkpoint,
     read_items,
 )
+from alignrec_model.runtime import resolve_device, torch_threads
 
 logger = logging.getLogger(__name__)
 
@@ -83,14 +84,6 @@ class ExtractConfig:
         if self.device not in ("auto", "cpu", "cuda"):
             raise UsageError(f"params.yaml:extract.device {self.device!r} is not auto, cpu or cuda")
         return self
-
-
-def _device(name: str) -> torch.device:
-    if name == "cuda" and not torch.cuda.is_available():
-        raise UsageError("extract.device is cuda but no CUDA device is available")
-    return torch.device(
-        "cuda" if name == "cuda" or (name == "auto" and torch.cuda.is_available()) else "cpu"
-    )
 
 
 @torch.no_grad()
@@ -214,14 +207,9 @@ def extract(data_dir: str | Path, dataset: str, cfg: ExtractConfig) -> dict[str,
     """
     cfg = cfg.validated()
     paths = DatasetPaths.of(data_dir, dataset)
-    device = _device(cfg.device)
-    threads = torch.get_num_threads()
-    if cfg.num_threads > 0:
-        torch.set_num_threads(cfg.num_threads)
-    try:
+    device = resolve_device(cfg.device, "extract")
+    with torch_threads(cfg.num_threads):
         return _extract(paths, cfg, device)
-    finally:
-        torch.set_num_threads(threads)
 
 
 def _extract(paths: DatasetPaths, cfg: ExtractConfig, device: torch.device) -> dict[str, Any]:

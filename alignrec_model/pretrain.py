@@ -69,6 +69,7 @@ from alignrec_model.preprocess import (
     special_ids,
     tokenize,
 )
+from alignrec_model.runtime import resolve_device, torch_threads
 
 logger = logging.getLogger(__name__)
 
@@ -191,9 +192,7 @@ def setup_distributed(device: str) -> Dist:
     world = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-    use_cuda = device == "cuda" or (device == "auto" and torch.cuda.is_available())
-    if device == "cuda" and not torch.cuda.is_available():
-        raise UsageError("pretrain.device is cuda but no CUDA device is available")
+    use_cuda = resolve_device(device, "pretrain").type == "cuda"
     dev = torch.device(f"cuda:{local_rank}" if use_cuda else "cpu")
     if use_cuda:
         torch.cuda.set_device(dev)
@@ -675,13 +674,8 @@ def pretrain(data_dir: str | Path, dataset: str, cfg: PretrainConfig) -> dict[st
     cfg = cfg.validated()
     paths = DatasetPaths.of(data_dir, dataset)
     d = setup_distributed(cfg.device)
-    threads = torch.get_num_threads()
-    if cfg.num_threads > 0:
-        torch.set_num_threads(cfg.num_threads)
-    try:
+    with torch_threads(cfg.num_threads):
         return _pretrain(paths, cfg, d)
-    finally:
-        torch.set_num_threads(threads)
 
 
 def _pretrain(paths: DatasetPaths, cfg: PretrainConfig, d: Dist) -> dict[str, Any]:

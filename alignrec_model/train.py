@@ -45,32 +45,18 @@ from alignrec_model.base import Recommender
 from alignrec_model.baselines import MFBPR, ItemKNNCBF, LightGCN, Popularity
 from alignrec_model.data import InteractionData, load_interactions
 from alignrec_model.evaluate import METRICS, evaluate_model
+from alignrec_model.runtime import DEVICES, resolve_device, torch_threads
 
 logger = logging.getLogger(__name__)
 
 #: Models the trainer builds by name.
 MODELS: tuple[str, ...] = ("alignrec", "lightgcn", "mf", "itemknn", "pop")
-#: Values of ``train.device``.
-DEVICES: tuple[str, ...] = ("auto", "cpu", "cuda")
 #: Models that read a feature variant.
 FEATURE_MODELS: frozenset[str] = frozenset({"alignrec", "itemknn"})
 
 
 class TrainingError(AlignrecError):
     """Training diverged (non-finite loss) or cannot proceed."""
-
-
-def resolve_device(name: str) -> torch.device:
-    """``train.device`` -> a torch device (``auto``: CUDA when available, else CPU).
-
-    Raises:
-        UsageError: ``cuda`` is asked for and no CUDA device is available.
-    """
-    if name == "cuda" and not torch.cuda.is_available():
-        msg = "train.device is cuda but no CUDA device is available; use auto or cpu"
-        raise UsageError(msg)
-    use_cuda = name == "cuda" or (name == "auto" and torch.cuda.is_available())
-    return torch.device("cuda" if use_cuda else "cpu")
 
 
 @dataclass(frozen=True)
@@ -408,6 +394,23 @@ def fit(
     Raises:
         TrainingError: The loss became NaN or infinite.
     """
+    with torch_threads(config.num_threads):
+        return _fit(
+            model, data, config, name=name, features=features, on_epoch=on_epoch, progress=progress
+        )
+
+
+def _fit(
+    model: Recommender,
+    data: InteractionData,
+    config: TrainConfig,
+    *,
+    name: str = "model",
+    features: str | None = None,
+    on_epoch: EpochCallback | None = None,
+    progress: bool | None = None,
+) -> TrainResult:
+    """:func:`fit` with the thread setting applied."""
     t0 = time.perf_counter()
     history: list[dict[str, float]] = []
     key = config.valid_metric
@@ -437,9 +440,7 @@ def fit(
             config,
         )
 
-    device = resolve_device(config.device)
-    if config.num_threads:
-        torch.set_num_threads(config.num_threads)
+    device = resolve_device(config.device, "train")
     model.to(device)
     torch.manual_seed(config.seed)
     rng = np.random.default_rng(config.seed)
@@ -561,7 +562,7 @@ def encoder_top(
         return None
     from alignrec_model.finetune import encoder_top_for_dataset
 
-    device = resolve_device(config.device)
+    device = resolve_device(config.device, "train")
     dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
     return encoder_top_for_dataset(
         paths, variant or config.features, n_layers, matrix, device, dtype

@@ -186,10 +186,17 @@ def test_bad_fine_tuning_settings_are_refused(dataset: Path) -> None:
 def test_cuda_without_a_gpu_is_a_usage_error() -> None:
     if torch.cuda.is_available():
         pytest.skip("a CUDA device is present: train.device cuda is valid here")
-    from alignrec_model.train import resolve_device
+    from alignrec_model.runtime import resolve_device, torch_threads
 
     with pytest.raises(UsageError, match="train.device is cuda"):
-        resolve_device("cuda")
-    assert resolve_device("auto").type == "cpu"
+        resolve_device("cuda", "train")
+    with pytest.raises(UsageError, match="extract.device = 'tpu'"):
+        resolve_device("tpu", "extract")
+    assert resolve_device("auto", "train").type == "cpu"
     with pytest.raises(UsageError, match="train.device"):
         TrainConfig(device="tpu")
+    # The thread setting holds inside the block only.
+    before = torch.get_num_threads()
+    with torch_threads(1):
+        assert torch.get_num_threads() == 1
+    assert torch.get_num_threads() == before
