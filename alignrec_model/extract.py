@@ -86,6 +86,16 @@ class ExtractConfig:
         return self
 
 
+def image_inputs(model: torch.nn.Module, px: torch.Tensor) -> dict[str, torch.Tensor]:
+    """The image keyword argument of ``MMEnc`` for normalised pixels.
+
+    The EfficientNet feature map (computed once, reusable for several inputs) or the pixels.
+    """
+    if model.cfg.image_stem == "efficientnet":
+        return {"feature_map": model.image_stem.feature_map(px)}
+    return {"pixel_values": px}
+
+
 @torch.no_grad()
 def encode_items(
     model: torch.nn.Module,
@@ -128,11 +138,7 @@ def encode_items(
             if bool(has.any()):
                 px = normalize_pixels(images[sl][has.cpu()].to(device), mean, std)
                 # The image stem runs once; its tokens serve both the image-only and joint input.
-                image_in = (
-                    {"feature_map": model.image_stem.feature_map(px)}
-                    if cfg.image_stem == "efficientnet"
-                    else {"pixel_values": px}
-                )
+                image_in = image_inputs(model, px)
                 img_cls = model(**image_in).cls.float()
                 joint_cls = model(
                     **image_in, input_ids=ids[has], text_padding_mask=pad[has]

@@ -159,6 +159,7 @@ def lower_states(
     Returns:
         The keyword arguments of :class:`EncoderTop` except ``encoder`` and ``n_layers``.
     """
+    from alignrec_model.extract import image_inputs
     from alignrec_model.preprocess import (
         load_tokenizer,
         normalize_pixels,
@@ -192,11 +193,7 @@ def lower_states(
                 "text_padding_mask": pad_all[sel].to(device),
             }
             if g == 0:
-                px = normalize_pixels(images[sel].to(device), mean, std)
-                if cfg.image_stem == "efficientnet":
-                    kwargs["feature_map"] = encoder.image_stem.feature_map(px)
-                else:
-                    kwargs["pixel_values"] = px
+                kwargs |= image_inputs(encoder, normalize_pixels(images[sel].to(device), mean, std))
             x, n_image, pad = encoder.embed(**kwargs)
             x = encoder.run_layers(x, n_image, pad, 0, stop)
             chunks.append(x.to(cache_dtype))
