@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -454,12 +455,8 @@ class MMEnc(nn.Module):
         (joint fine-tuning caches the first and trains the second).
         """
         stop = len(self.layers) if stop is None else stop
-        attn_mask = (~padding_mask)[:, None, None, :] if bool(padding_mask.any()) else None
-        for layer in self.layers[start:stop]:
-            x = layer(x, n_image, attn_mask)  # attn_mask: (B, 1, 1, L) or None
-        if stop == len(self.layers) and self.final_norm is not None:
-            x = self.final_norm(x, n_image)
-        return x
+        final_norm = self.final_norm if stop == len(self.layers) else None
+        return run_stack(self.layers[start:stop], final_norm, x, n_image, padding_mask)
 
     def forward(
         self,
@@ -486,6 +483,22 @@ class MMEnc(nn.Module):
         )
         x = self.run_layers(x, n_image, pad)
         return EncoderOutput(hidden=x, n_image=n_image, padding_mask=pad)
+
+
+def run_stack(
+    layers: Sequence[nn.Module],
+    final_norm: nn.Module | None,
+    x: torch.Tensor,
+    n_image: int,
+    padding_mask: torch.Tensor,
+) -> torch.Tensor:
+    """(B, L, D) states through ``layers`` and then ``final_norm`` (if any), padding masked."""
+    attn_mask = (~padding_mask)[:, None, None, :] if bool(padding_mask.any()) else None
+    for layer in layers:
+        x = layer(x, n_image, attn_mask)  # attn_mask: (B, 1, 1, L) or None
+    if final_norm is not None:
+        x = final_norm(x, n_image)
+    return x
 
 
 def count_parameters(model: nn.Module, trainable_only: bool = False) -> int:

@@ -31,7 +31,7 @@ from torch import nn
 
 from alignrec_data.errors import UsageError
 from alignrec_data.paths import DatasetPaths
-from alignrec_model.encoder import MMEnc
+from alignrec_model.encoder import MMEnc, run_stack
 
 logger = logging.getLogger(__name__)
 
@@ -98,12 +98,7 @@ class EncoderTop(nn.Module):
 
     def _top(self, x: torch.Tensor, padding: torch.Tensor, n_image: int) -> torch.Tensor:
         """The top layers (and final norm) over (B, L, D) states -> (B, D) first outputs."""
-        attn_mask = (~padding)[:, None, None, :] if bool(padding.any()) else None
-        for layer in self.layers:
-            x = layer(x, n_image, attn_mask)
-        if self.final_norm is not None:
-            x = self.final_norm(x, n_image)
-        return x[:, 0]
+        return run_stack(self.layers, self.final_norm, x, n_image, padding)[:, 0]
 
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
         """(n,) item ids -> (n, D) float32 features (with gradient to the top layers)."""
