@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
+import yaml
 from PIL import Image, ImageDraw
 
 from alignrec_data.images.store import write_index, write_shard
@@ -179,3 +180,26 @@ def hm_dataset(
             images.append(None)
     paths = write_dataset(data_dir, name, texts, images, keys=rows["key"].tolist())
     return paths, rows
+
+
+def tiny_params(path: Path, variants: list[str], **pretrain: object) -> Path:
+    """A params file: a tiny scratch MMEnc pretrained for one epoch, and extraction settings."""
+    settings = dict(
+        init="scratch",
+        size="tiny",
+        image_size=32,
+        max_text_len=32,
+        epochs=1,
+        batch_size=8,
+        probe_items=0,
+        num_threads=1,
+    )
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "pretrain": {**settings, **pretrain},
+                "extract": dict(variants=variants, batch_size=5, num_threads=1),
+            }
+        )
+    )
+    return path

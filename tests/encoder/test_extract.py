@@ -9,7 +9,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-import yaml
 from click.testing import CliRunner
 
 from alignrec_data.cli import cli
@@ -18,7 +17,7 @@ from alignrec_data.errors import DataFormatError, UsageError
 from alignrec_data.features import read_features
 from alignrec_model.extract import ExtractConfig, extract
 from alignrec_model.pretrain import CHECKPOINT_FILE, PretrainConfig, load_checkpoint, pretrain
-from tests.encoder._data import synthetic_dataset
+from tests.encoder._data import synthetic_dataset, tiny_params
 
 MM = ["alignrec", "mmenc-image", "mmenc-text"]
 
@@ -27,25 +26,7 @@ MM = ["alignrec", "mmenc-image", "mmenc-text"]
 def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, np.ndarray]:
     root = tmp_path_factory.mktemp("extract")
     paths, cats = synthetic_dataset(root / "data", n=16)
-    params = root / "params.yaml"
-    params.write_text(
-        yaml.safe_dump(
-            {
-                "pretrain": dict(
-                    init="scratch",
-                    size="tiny",
-                    image_size=32,
-                    max_text_len=32,
-                    epochs=1,
-                    batch_size=8,
-                    grad_accum=2,
-                    probe_items=0,
-                    num_threads=1,
-                ),
-                "extract": dict(variants=MM, batch_size=5, num_threads=1),
-            }
-        )
-    )
+    params = tiny_params(root / "params.yaml", MM, grad_accum=2)
     pretrain(root / "data", "synth", load_section(params, "pretrain", PretrainConfig))
     return root / "data", params, cats
 

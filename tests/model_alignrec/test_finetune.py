@@ -14,7 +14,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-import yaml
 
 from alignrec_data.config import load_section
 from alignrec_data.errors import UsageError
@@ -35,7 +34,7 @@ from alignrec_model.train import (
     make_optimizer,
     train_dataset,
 )
-from tests.encoder._data import synthetic_dataset
+from tests.encoder._data import synthetic_dataset, tiny_params
 from tests.model_train._helpers import write_prepared
 
 N_ITEMS = 16
@@ -45,24 +44,7 @@ N_ITEMS = 16
 def dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("finetune")
     synthetic_dataset(root / "data", n=N_ITEMS)  # items 4, 9, 14 have no image
-    params = root / "params.yaml"
-    params.write_text(
-        yaml.safe_dump(
-            {
-                "pretrain": dict(
-                    init="scratch",
-                    size="tiny",
-                    image_size=32,
-                    max_text_len=32,
-                    epochs=1,
-                    batch_size=8,
-                    probe_items=0,
-                    num_threads=1,
-                ),
-                "extract": dict(variants=["alignrec", "mmenc-text"], batch_size=5, num_threads=1),
-            }
-        )
-    )
+    params = tiny_params(root / "params.yaml", ["alignrec", "mmenc-text"])
     pretrain(root / "data", "synth", load_section(params, "pretrain", PretrainConfig))
     extract(root / "data", "synth", load_section(params, "extract", ExtractConfig))
     # 24 users, each with 4 train items of one category (item % 4), 1 valid and 1 test item.
