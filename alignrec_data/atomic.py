@@ -1,6 +1,10 @@
 """Atomic writes: write to a temporary file in the target folder, then rename into place.
 
-A crash or Ctrl-C never leaves a half-written output under its final name.
+A crash or Ctrl-C never leaves a half-written output under its final name. Every temporary
+this package makes is named ``.<target>.tmp-<pid>-<random>`` (a folder being replaced is set
+aside as ``.<target>.old-<pid>-<random>``), so the next write of the same target removes the
+leftovers of a process that is no longer alive (``kill -9``, power loss) and never touches a
+temporary of a run still going on, nor any file the tool did not name so.
 """
 
 from __future__ import annotations
@@ -9,6 +13,8 @@ import contextlib
 import functools
 import json
 import os
+import re
+import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,6 +27,57 @@ def _umask() -> int:
     mask = os.umask(0o022)
     os.umask(mask)
     return mask
+
+
+_TEMP_RE = re.compile(r"\.(?:tmp|old)-(\d+)-")
+
+
+def _pid_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError, ValueError):
+        return True  # someone else's process, or not a pid we can judge: keep it
+    return True
+
+
+def clean_stale(folder: str | Path, name: str) -> list[Path]:
+    """Remove the temporaries of ``folder/name`` left by processes that are no longer alive.
+
+    Only entries named ``.<name>.tmp-<pid>-*`` or ``.<name>.old-<pid>-*`` (what
+    :func:`atomic_path` and :func:`atomic_dir` create) are considered.
+
+    Args:
+        folder: The folder holding the target.
+        name: The target's file or folder name.
+
+    Returns:
+        The paths removed.
+    """
+    folder = Path(folder)
+    removed: list[Path] = []
+    if not folder.is_dir():
+        return removed
+    prefix = f".{name}."
+    for entry in folder.iterdir():
+        if not entry.name.startswith(prefix):
+            continue
+        m = _TEMP_RE.match(entry.name[len(prefix) - 1 :])
+        if m is None or _pid_alive(int(m.group(1))):
+            continue
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry, ignore_errors=True)
+        else:
+            entry.unlink(missing_ok=True)
+        removed.append(entry)
+    return removed
+
+
+def _temp_prefix(target: Path, kind: str = "tmp") -> str:
+    return f".{target.name}.{kind}-{os.getpid()}-"
 
 
 @contextlib.contextmanager
@@ -38,7 +95,8 @@ def atomic_path(target: str | Path, suffix: str = "") -> Iterator[Path]:
     """
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=suffix + ".tmp", dir=target.parent)
+    clean_stale(target.parent, target.name)
+    fd, tmp = tempfile.mkstemp(prefix=_temp_prefix(target), suffix=suffix, dir=target.parent)
     os.close(fd)
     tmp_path = Path(tmp)
     try:
@@ -49,6 +107,48 @@ def atomic_path(target: str | Path, suffix: str = "") -> Iterator[Path]:
         os.replace(tmp_path, target)
     except BaseException:
         tmp_path.unlink(missing_ok=True)
+        raise
+
+
+@contextlib.contextmanager
+def atomic_dir(target: str | Path) -> Iterator[Path]:
+    """Yield an empty staging folder next to ``target``; swap it in as ``target`` on success.
+
+    The staging folder gets the mode a plain ``mkdir`` would give (not ``mkdtemp``'s 0700).
+    An existing ``target`` folder is renamed aside, replaced, then removed; on an exception the
+    staging folder is removed and ``target`` is left untouched. Callers decide beforehand
+    whether ``target`` may be replaced (:func:`alignrec_data.outputs.check_output_dir`).
+
+    Args:
+        target: The final folder.
+
+    Yields:
+        The staging folder to fill.
+
+    Raises:
+        UsageError: ``target`` exists and is not a folder.
+    """
+    from alignrec_data.errors import UsageError
+
+    target = Path(target)
+    if target.exists() and not target.is_dir():
+        msg = f"{target} exists and is not a folder; remove it or choose another output folder"
+        raise UsageError(msg)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    clean_stale(target.parent, target.name)
+    staging = Path(tempfile.mkdtemp(prefix=_temp_prefix(target), dir=target.parent))
+    try:
+        os.chmod(staging, 0o777 & ~_umask())
+        yield staging
+        old = None
+        if target.exists():
+            old = Path(tempfile.mkdtemp(prefix=_temp_prefix(target, "old"), dir=target.parent))
+            os.replace(target, old)  # an empty folder is replaced by rename(2)
+        os.replace(staging, target)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
         raise
 
 

@@ -3,13 +3,18 @@
 Each command module defines ``command`` (a click command) as a thin wrapper over a library
 function. Results go to stdout (``--format text|json``), logs and progress bars to stderr.
 Errors the user can fix are :class:`alignrec_data.errors.AlignrecError`; the group turns them
-into ``Error: ...`` plus a hint on stderr and the error's exit code (2 for bad usage).
+into ``Error: ...`` plus a hint on stderr and the error's exit code (2 for bad usage). Any
+other failure (a file system refusing a write, a bug) also ends in one ``Error:`` line and exit
+code 1; ``--debug`` shows the traceback instead.
 """
 
 from __future__ import annotations
 
+import errno
 import importlib
 import logging
+import sys
+import traceback
 
 import click
 
@@ -44,21 +49,63 @@ class CliError(click.ClickException):
         return self.message + (f"\nHint: {self.hint}" if self.hint else "")
 
 
+def _os_message(err: OSError) -> str:
+    """One line for an OSError: what failed, on which file, and the fix."""
+    where = " -> ".join(str(f) for f in (err.filename, err.filename2) if f is not None)
+    what = err.strerror or str(err) or type(err).__name__
+    fixes = {
+        errno.ENOSPC: "free disk space or choose another --data-dir / --out",
+        errno.EACCES: "check the permissions or choose another --data-dir / --out",
+        errno.EPERM: "check the permissions or choose another --data-dir / --out",
+        errno.EROFS: "the file system is read-only: choose another --data-dir / --out",
+        errno.ENOTDIR: "a file stands where a folder is expected: move it or choose another path",
+        errno.EISDIR: "a folder stands where a file is expected: move it or choose another path",
+        errno.ELOOP: "a symbolic link points to itself: remove or fix it",
+        errno.ENAMETOOLONG: "choose a shorter name or path",
+    }
+    fix = fixes.get(err.errno or -1, "check the path and rerun")
+    return f"{what}{': ' + where if where else ''}; {fix}"
+
+
 class AlignrecGroup(click.Group):
-    """A group whose subcommands report :class:`AlignrecError` as clean CLI errors."""
+    """A group whose subcommands end every failure in one ``Error:`` line (no traceback).
+
+    :class:`AlignrecError` keeps its exit code (2 bad usage, 1 failure); an OSError names the
+    file and the fix (exit 1); anything else is reported as an internal error (exit 1) with
+    the hint to rerun with ``--debug``, which shows the traceback.
+    """
 
     def invoke(self, ctx: click.Context):  # noqa: D102
+        debug = bool(ctx.params.get("debug"))
         try:
             return super().invoke(ctx)
+        except (click.exceptions.ClickException, click.exceptions.Exit, click.Abort):
+            raise
         except AlignrecError as err:
+            if debug:
+                traceback.print_exc()
             raise CliError(err) from err
+        except KeyboardInterrupt:
+            click.echo("Interrupted: nothing half-written is left; rerun to continue", err=True)
+            sys.exit(130)
+        except OSError as err:
+            if debug:
+                raise
+            raise CliError(AlignrecError(_os_message(err))) from err
+        except Exception as err:
+            if debug:
+                raise
+            msg = f"internal error: {type(err).__name__}: {err}"
+            hint = "rerun with --debug for the traceback and report it"
+            raise CliError(AlignrecError(msg, hint=hint)) from err
 
 
 @click.group(cls=AlignrecGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("-v", "--verbose", count=True, help="More log output on stderr (-vv for debug).")
 @click.option("-q", "--quiet", is_flag=True, help="Only warnings and errors on stderr.")
+@click.option("--debug", is_flag=True, help="Show the traceback of a failure (for bug reports).")
 @click.version_option(package_name="alignrec", prog_name="alignrec-data")
-def cli(verbose: int, quiet: bool) -> None:
+def cli(verbose: int, quiet: bool, debug: bool) -> None:
     r"""Raw Amazon image+text data to released multimodal item features (AlignRec).
 
     \b
