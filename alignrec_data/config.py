@@ -40,7 +40,8 @@ def resolve_params_path(path: str | Path | None) -> Path | None:
     if path is not None:
         p = Path(path)
         if not p.is_file():
-            msg = f"params file {p} does not exist; pass an existing YAML file to --params"
+            what = "is not a file" if p.exists() else "does not exist"
+            msg = f"params file {p} {what}; pass an existing YAML file to --params"
             raise UsageError(msg)
         return p
     p = Path(DEFAULT_PARAMS_FILE)
@@ -62,10 +63,25 @@ def load_params(path: str | Path | None) -> dict[str, Any]:
     if path is None:
         return {}
     p = Path(path)
+    max_bytes = 16 * 1024 * 1024
     try:
+        if p.stat().st_size > max_bytes:
+            msg = f"params file {p} is over 16 MB; pass a params YAML file to --params"
+            raise UsageError(msg)
         data = yaml.safe_load(p.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as err:
+        byte = err.object[err.start]
+        msg = (
+            f"params file {p} is not UTF-8 text (byte {err.start} is {byte:#04x}); "
+            "pass a params YAML file to --params"
+        )
+        raise UsageError(msg) from err
+    except OSError as err:
+        msg = f"params file {p} cannot be read ({err.strerror}); pass a readable YAML file"
+        raise UsageError(msg) from err
     except yaml.YAMLError as err:
-        msg = f"params file {p} is not valid YAML: {err}"
+        first = " ".join(str(err).split())
+        msg = f"params file {p} is not valid YAML: {first}; fix the file or pass another --params"
         raise UsageError(msg) from err
     if data is None:
         return {}
@@ -148,7 +164,13 @@ def load_section(path: str | Path | None, section: str, cls: type[T]) -> T:
     """
     params = load_params(path)
     values = params.get(section) or {}
-    return from_dict(cls, values, f"{path or 'defaults'}:{section}")
+    try:
+        return from_dict(cls, values, f"{path or 'defaults'}:{section}")
+    except UsageError as err:
+        if path is None or str(path) in str(err):
+            raise
+        msg = f"params file {path}: {err}"  # a range check of the dataclass names no file
+        raise UsageError(msg, hint=err.hint) from err
 
 
 def to_dict(config: Any) -> dict[str, Any]:

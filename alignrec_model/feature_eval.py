@@ -43,7 +43,7 @@ import torch.nn.functional as F
 from alignrec_data.atomic import write_json
 from alignrec_data.errors import UsageError
 from alignrec_data.features import read_features
-from alignrec_data.paths import DatasetPaths
+from alignrec_data.paths import DatasetPaths, check_name
 from alignrec_model.base import Recommender
 from alignrec_model.baselines import ItemKNNCBF
 from alignrec_model.data import InteractionData, load_interactions
@@ -123,6 +123,11 @@ class ZeroShot(Recommender):
         return user_unit @ self.unit.T  # (B, I) cosines
 
 
+def _feature_path(features_dir: str | Path, variant: str) -> Path:
+    """``features_dir/<variant>.parquet``, the variant checked by :func:`check_name`."""
+    return Path(features_dir) / f"{check_name(variant, 'feature variant')}.parquet"
+
+
 def zero_shot(
     data: InteractionData,
     features: np.ndarray,
@@ -189,15 +194,15 @@ def mask_modality_features(
         msg = f"modality must be image or text, found {modality!r}"
         raise UsageError(msg)
     features_dir = Path(features_dir)
-    _, matrix, _ = read_features(features_dir / f"{variant}.parquet")
+    _, matrix, _ = read_features(_feature_path(features_dir, variant))
     ids = masked_items(matrix.shape[0], fraction, seed)
     out = matrix.copy()
     source = replacement or JOINT_REPLACEMENTS.get(variant, {}).get(modality)
     if source is not None:
-        _, other, _ = read_features(features_dir / f"{source}.parquet")
+        _, other, _ = read_features(_feature_path(features_dir, source))
         if other.shape != matrix.shape:
             msg = (
-                f"{features_dir / (source + '.parquet')} has shape {other.shape}, expected "
+                f"{_feature_path(features_dir, source)} has shape {other.shape}, expected "
                 f"{matrix.shape} like {variant}: both must come from the same encoder and items"
             )
             raise UsageError(msg)
@@ -276,7 +281,7 @@ def mask_modality(
             tcfg, alignrec=dataclasses.replace(tcfg.alignrec, finetune_encoder_layers=0)
         )
     features_dir = Path(features_dir)
-    _, full, _ = read_features(features_dir / f"{variant}.parquet")
+    _, full, _ = read_features(_feature_path(features_dir, variant))
     masked, ids = mask_modality_features(
         variant, modality, features_dir, config.mask_fraction, config.mask_seed, replacement
     )
@@ -347,6 +352,7 @@ def evaluate_features(
         msg = f"unknown protocol {protocol!r}; expected one of {', '.join(PROTOCOLS)}"
         raise UsageError(msg)
     paths = DatasetPaths.of(data_dir, dataset)
+    check_name(variant, "feature variant")  # before anything is read or written
     data = load_interactions(paths.prepared)
     if protocol == "mask-modality":
         result = mask_modality(
@@ -360,10 +366,10 @@ def evaluate_features(
             progress=progress,
         )
     else:
-        _, feats, _ = read_features(paths.features / f"{variant}.parquet")
+        _, feats, _ = read_features(paths.feature_file(variant))
         if feats.shape[0] != data.n_items:
             msg = (
-                f"{paths.features / (variant + '.parquet')} has {feats.shape[0]} rows but "
+                f"{paths.feature_file(variant)} has {feats.shape[0]} rows but "
                 f"{dataset} has {data.n_items} items; extract the features again"
             )
             raise UsageError(msg)

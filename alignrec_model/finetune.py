@@ -286,7 +286,7 @@ def encoder_top_for_dataset(
     top = EncoderTop(encoder, n_layers=n_layers, **states).to(device)
     del encoder
     if reference is not None and check_items > 0:
-        _check_reproduces(top, reference, check_items, paths.features / f"{variant}.parquet")
+        _check_reproduces(top, reference, check_items, paths.feature_file(variant))
     return top.train()
 
 

@@ -39,7 +39,7 @@ from tqdm.auto import tqdm
 from alignrec_data.atomic import atomic_path, write_json
 from alignrec_data.config import to_dict
 from alignrec_data.errors import AlignrecError, DataFormatError, UsageError
-from alignrec_data.paths import DatasetPaths
+from alignrec_data.paths import DatasetPaths, check_name
 from alignrec_model.alignrec import AlignRec, AlignRecConfig
 from alignrec_model.base import Recommender
 from alignrec_model.baselines import MFBPR, ItemKNNCBF, LightGCN, Popularity
@@ -91,27 +91,31 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         """Reject values the loop cannot run with."""
-        checks = {
-            "epochs": self.epochs >= 0,
-            "batch_size": self.batch_size >= 1,
-            "lr": self.lr > 0,
-            "lr_decay": self.lr_decay > 0,
-            "lr_decay_epochs": self.lr_decay_epochs > 0,
-            "patience": self.patience >= 0,
-            "eval_batch_size": self.eval_batch_size >= 1,
-            "topks": bool(self.topks) and min(self.topks) >= 1,
-            "embedding_dim": self.embedding_dim >= 1,
-            "n_layers": self.n_layers >= 0,
-            "reg_weight": self.reg_weight >= 0,
-            "knn_k": self.knn_k >= 1,
-            "knn_shrink": self.knn_shrink >= 0,
-            "device": self.device in DEVICES,
-            "num_threads": self.num_threads >= 0,
+        checks = {  # key: (holds, what is expected)
+            "epochs": (self.epochs >= 1, ">= 1 (a run trains at least one epoch)"),
+            "batch_size": (self.batch_size >= 1, ">= 1"),
+            "lr": (self.lr > 0, "> 0"),
+            "lr_decay": (self.lr_decay > 0, "> 0"),
+            "lr_decay_epochs": (self.lr_decay_epochs > 0, "> 0"),
+            "patience": (self.patience >= 0, ">= 0"),
+            "eval_batch_size": (self.eval_batch_size >= 1, ">= 1"),
+            "topks": (bool(self.topks) and min(self.topks) >= 1, "a non-empty list of K >= 1"),
+            "embedding_dim": (self.embedding_dim >= 1, ">= 1"),
+            "n_layers": (self.n_layers >= 0, ">= 0"),
+            "reg_weight": (self.reg_weight >= 0, ">= 0"),
+            "knn_k": (self.knn_k >= 1, ">= 1"),
+            "knn_shrink": (self.knn_shrink >= 0, ">= 0"),
+            "device": (self.device in DEVICES, f"one of {', '.join(DEVICES)}"),
+            "num_threads": (self.num_threads >= 0, ">= 0"),
         }
-        for name, ok in checks.items():
+        for name, (ok, expected) in checks.items():
             if not ok:
-                msg = f"train.{name} = {getattr(self, name)!r} is out of range"
+                msg = (
+                    f"train.{name} = {getattr(self, name)!r} is out of range: expected {expected}; "
+                    "fix params.yaml or the command-line override"
+                )
                 raise UsageError(msg)
+        check_name(self.features, "train.features")
         metric, _, k = self.valid_metric.partition("@")
         if metric not in METRICS or not k.isdigit() or int(k) not in self.topks:
             msg = (
@@ -420,7 +424,7 @@ def _fit(
         m = evaluate_model(model, data, ("valid", "test"), config.topks, config.eval_batch_size)
         return m, time.perf_counter() - t
 
-    if not model.trainable or config.epochs == 0:
+    if not model.trainable:
         metrics, t_eval = evaluate()
         rec = _history_record(0, None, {}, 0, metrics, 0.0, t_eval)
         history.append(rec)
@@ -513,7 +517,7 @@ def load_feature_matrix(paths: DatasetPaths, variant: str) -> np.ndarray:
     """Read ``features/<variant>.parquet`` as an (N_items, d) float32 matrix."""
     from alignrec_data.features import read_features
 
-    _, matrix, _ = read_features(paths.features / f"{variant}.parquet")
+    _, matrix, _ = read_features(paths.feature_file(variant))
     return matrix
 
 
@@ -596,10 +600,12 @@ def train_dataset(
         The result.
     """
     paths = DatasetPaths.of(data_dir, dataset)
-    data = load_interactions(paths.prepared)
     if features and model not in FEATURE_MODELS:
         logger.warning("model %s uses no features: --features %s is ignored", model, features)
     variant = (features or config.features) if model in FEATURE_MODELS else None
+    if variant:
+        paths.feature_file(variant)  # checks the name before anything is read
+    data = load_interactions(paths.prepared)
     matrix = load_feature_matrix(paths, variant) if variant else None
     name = run_name(model, variant)
     history: list[dict[str, float]] = []
@@ -754,7 +760,7 @@ def _grid_fingerprint(
         json.dumps([settings, model, variant, data.summary()], sort_keys=True).encode()
     )
     for path in [paths.prepared / "interactions.parquet"] + (
-        [paths.features / f"{variant}.parquet"] if variant else []
+        [paths.feature_file(variant)] if variant else []
     ):
         with open(path, "rb") as fh:
             for block in iter(lambda: fh.read(1 << 20), b""):
@@ -783,8 +789,10 @@ def grid_dataset(
     when the grid completes; with other settings they are ignored (and replaced).
     """
     paths = DatasetPaths.of(data_dir, dataset)
-    data = load_interactions(paths.prepared)
     variant = (features or config.features) if model in FEATURE_MODELS else None
+    if variant:
+        paths.feature_file(variant)  # checks the name before anything is read
+    data = load_interactions(paths.prepared)
     matrix = load_feature_matrix(paths, variant) if variant else None
     name = run_name(model, variant)
     if not grid_configs(config, model):
