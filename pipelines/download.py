@@ -15,7 +15,7 @@ from pathlib import Path
 
 from alignrec_data.config import load_section
 from alignrec_data.download import DownloadConfig, download_dataset, raise_for_failures
-from alignrec_data.errors import AlignrecError
+from alignrec_data.failures import run_stage
 from alignrec_data.paths import DatasetPaths
 from alignrec_data.registry import get_dataset
 
@@ -33,19 +33,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=None, help="Default: DATA_DIR/DATASET/raw.")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    try:
-        spec = get_dataset(args.dataset)
-        config = load_section(args.params, "download", DownloadConfig)
-        out = args.out or DatasetPaths.of(args.data_dir, spec.id).raw
-        results = download_dataset(spec, out, mirror=args.mirror, config=config)
-        for r in results:
-            logging.getLogger("download").info("%s %s (%s)", r.status, r.path, r.trust)
-        raise_for_failures(results)
-    except AlignrecError as err:
-        print(f"Error: {err}" + (f"\nHint: {err.hint}" if err.hint else ""), file=sys.stderr)
-        return err.exit_code
+    spec = get_dataset(args.dataset)
+    config = load_section(args.params, "download", DownloadConfig)
+    out = args.out or DatasetPaths.of(args.data_dir, spec.id).raw
+    results = download_dataset(spec, out, mirror=args.mirror, config=config)
+    for r in results:
+        logging.getLogger("download").info("%s %s (%s)", r.status, r.path, r.trust)
+    raise_for_failures(results)
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_stage(main))

@@ -16,6 +16,7 @@ import logging
 from pathlib import Path
 
 from alignrec_data.config import load_section
+from alignrec_data.failures import run_stage
 from alignrec_model.feature_eval import PROTOCOLS, EvaluateConfig, evaluate_features
 from alignrec_model.train import TrainConfig
 
@@ -42,4 +43,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(run_stage(main))

@@ -12,6 +12,7 @@ import logging
 from pathlib import Path
 
 from alignrec_data.config import load_section
+from alignrec_data.failures import run_stage
 from alignrec_model.extract import ExtractConfig, extract
 
 
@@ -27,4 +28,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(run_stage(main))

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from alignrec_data.atomic import write_json
 from alignrec_data.config import load_section
+from alignrec_data.failures import run_stage
 from alignrec_data.images import ImagesConfig, fetch_images
 
 
@@ -36,4 +37,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(run_stage(main))

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from alignrec_data.atomic import write_json
 from alignrec_data.config import load_section
+from alignrec_data.failures import run_stage
 from alignrec_data.prepare import PrepareConfig, prepare_dataset
 
 
@@ -41,4 +42,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(run_stage(main))

@@ -15,6 +15,7 @@ import os
 from pathlib import Path
 
 from alignrec_data.config import load_section
+from alignrec_data.failures import run_stage
 from alignrec_model.pretrain import PretrainConfig, pretrain
 
 
@@ -34,4 +35,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(run_stage(main))

@@ -13,6 +13,7 @@ import argparse
 import logging
 from pathlib import Path
 
+from alignrec_data.failures import run_stage
 from alignrec_data.release import build_release, load_config
 
 
@@ -32,4 +33,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(run_stage(main))

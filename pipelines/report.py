@@ -10,6 +10,7 @@ import argparse
 import logging
 from pathlib import Path
 
+from alignrec_data.failures import run_stage
 from alignrec_data.paths import DatasetPaths
 from alignrec_model.report import build_report
 
@@ -28,4 +29,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(run_stage(main))

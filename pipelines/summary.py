@@ -12,6 +12,8 @@ from pathlib import Path
 
 import yaml
 
+from alignrec_data.failures import run_stage
+
 HEADLINE = ("recall@20", "ndcg@20")
 
 
@@ -48,4 +50,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(run_stage(main))

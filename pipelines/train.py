@@ -17,6 +17,7 @@ import logging
 from pathlib import Path
 
 from alignrec_data.config import load_section
+from alignrec_data.failures import run_stage
 from alignrec_model.train import MODELS, TrainConfig, grid_dataset, train_dataset
 
 
@@ -39,4 +40,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(run_stage(main))

@@ -10,7 +10,6 @@ code 1; ``--debug`` shows the traceback instead.
 
 from __future__ import annotations
 
-import errno
 import importlib
 import logging
 import sys
@@ -19,6 +18,7 @@ import traceback
 import click
 
 from alignrec_data.errors import AlignrecError
+from alignrec_data.failures import as_alignrec_error
 
 # Registered commands, in --help order. A command is listed only once it is built.
 COMMAND_MODULES = (
@@ -49,24 +49,6 @@ class CliError(click.ClickException):
         return self.message + (f"\nHint: {self.hint}" if self.hint else "")
 
 
-def _os_message(err: OSError) -> str:
-    """One line for an OSError: what failed, on which file, and the fix."""
-    where = " -> ".join(str(f) for f in (err.filename, err.filename2) if f is not None)
-    what = err.strerror or str(err) or type(err).__name__
-    fixes = {
-        errno.ENOSPC: "free disk space or choose another --data-dir / --out",
-        errno.EACCES: "check the permissions or choose another --data-dir / --out",
-        errno.EPERM: "check the permissions or choose another --data-dir / --out",
-        errno.EROFS: "the file system is read-only: choose another --data-dir / --out",
-        errno.ENOTDIR: "a file stands where a folder is expected: move it or choose another path",
-        errno.EISDIR: "a folder stands where a file is expected: move it or choose another path",
-        errno.ELOOP: "a symbolic link points to itself: remove or fix it",
-        errno.ENAMETOOLONG: "choose a shorter name or path",
-    }
-    fix = fixes.get(err.errno or -1, "check the path and rerun")
-    return f"{what}{': ' + where if where else ''}; {fix}"
-
-
 class AlignrecGroup(click.Group):
     """A group whose subcommands end every failure in one ``Error:`` line (no traceback).
 
@@ -81,23 +63,15 @@ class AlignrecGroup(click.Group):
             return super().invoke(ctx)
         except (click.exceptions.ClickException, click.exceptions.Exit, click.Abort):
             raise
-        except AlignrecError as err:
-            if debug:
-                traceback.print_exc()
-            raise CliError(err) from err
         except KeyboardInterrupt:
             click.echo("Interrupted: nothing half-written is left; rerun to continue", err=True)
             sys.exit(130)
-        except OSError as err:
-            if debug:
-                raise
-            raise CliError(AlignrecError(_os_message(err))) from err
         except Exception as err:
-            if debug:
+            if debug and not isinstance(err, AlignrecError):
                 raise
-            msg = f"internal error: {type(err).__name__}: {err}"
-            hint = "rerun with --debug for the traceback and report it"
-            raise CliError(AlignrecError(msg, hint=hint)) from err
+            if debug:
+                traceback.print_exc()
+            raise CliError(as_alignrec_error(err)) from err
 
 
 @click.group(cls=AlignrecGroup, context_settings={"help_option_names": ["-h", "--help"]})

@@ -8,11 +8,20 @@ from __future__ import annotations
 
 import errno
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
-from tests.hostile.conftest import assert_clean_error, run, run_process, tree_digest
+from tests.hostile.conftest import (
+    REPO,
+    Outcome,
+    assert_clean_error,
+    run,
+    run_process,
+    tree_digest,
+)
 
 BAD_NAMES = ["../outside/x", "../../../../outside/x", "a/b", "..", ".hidden", "x\\y", ""]
 
@@ -143,12 +152,37 @@ def test_internal_error_is_one_line_and_debug_shows_the_traceback(
 
 
 def test_os_error_message_names_the_fix() -> None:
-    from alignrec_data.cli import _os_message
+    from alignrec_data.failures import os_message
 
-    msg = _os_message(OSError(errno.ENOSPC, "No space left on device", "/d/x.parquet"))
+    msg = os_message(OSError(errno.ENOSPC, "No space left on device", "/d/x.parquet"))
     assert msg == (
         "No space left on device: /d/x.parquet; free disk space or choose another "
         "--data-dir / --out"
     )
-    msg = _os_message(OSError(errno.EROFS, "Read-only file system", "/ro"))
+    msg = os_message(OSError(errno.EROFS, "Read-only file system", "/ro"))
     assert "read-only" in msg and "/ro" in msg
+
+
+@pytest.mark.parametrize(
+    ("script", "args", "pattern"),
+    [
+        ("train.py", ["--dataset", "../outside/x"], r"dataset '../outside/x' is not a valid name"),
+        ("evaluate.py", ["--dataset", "amazon-mini", "--features", "../x", "--protocol",
+                         "zero-shot"], r"feature variant '../x'"),
+        ("prepare.py", ["--dataset", "amazon-mini", "--params", "nope.yaml", "--metrics",
+                        "m.json"], r"nope.yaml"),
+    ],
+    ids=["train", "evaluate", "prepare"],
+)  # fmt: skip
+def test_pipeline_stage_failure_is_one_line(
+    sandbox: Path, script: str, args: list[str], pattern: str
+) -> None:
+    (sandbox / "params.yaml").write_text("datasets: [amazon-mini]\n")
+    before = _digests(sandbox)
+    proc = subprocess.run(
+        [sys.executable, str(REPO / "pipelines" / script), "--data-dir", "data", *args],
+        cwd=sandbox, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    out = Outcome(proc.returncode, proc.stdout, proc.stderr)
+    assert_clean_error(out, 2, pattern)
+    assert _digests(sandbox) == before
