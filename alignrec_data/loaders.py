@@ -1,5 +1,10 @@
 """Load a release (a local folder or a Hub dataset repo) into numpy / torch, ids checked.
 
+Every release must carry its manifest ``alignrec_release.json`` (rows, bytes and sha256 of
+every shard): a folder or Hub repo without it is refused (a
+:class:`~alignrec_data.errors.DataFormatError` saying to rebuild it with ``alignrec-data
+release``), since nothing else says whether its shards are the ones that were released.
+
 - :func:`load_features`: one feature set as an (N_items, d) float32 matrix, row i = item i.
   The first load verifies every shard against ``alignrec_release.json`` (present, same size
   and sha256; a missing or corrupt shard is named in the error), reads the parquet shards,
@@ -10,8 +15,10 @@
   shard is read and verified again. Cache folder: ``cache_dir``, else
   ``$ALIGNREC_CACHE_DIR``, else ``$XDG_CACHE_HOME/alignrec`` (``~/.cache/alignrec``).
 - :func:`load_interactions`: columns ``user_id``, ``item_id``, ``rating``, ``timestamp`` of
-  one split (or all, with MMRec's ``x_label`` 0/1/2), as numpy, torch or pandas.
-- :func:`load_items`: the ``items`` config as a pandas DataFrame, row i = item i.
+  one split (or all, with MMRec's ``x_label`` 0/1/2), as numpy, torch or pandas; every shard
+  read is verified against the manifest first.
+- :func:`load_items`: the ``items`` config as a pandas DataFrame, row i = item i (verified
+  likewise).
 - :func:`to_mmrec`: a release to the MMRec / AlignRec folder layout.
 
 ``source`` is a local release folder or a Hub repo id ``ORG/NAME`` (with ``revision``: a
@@ -28,7 +35,7 @@ import json
 import logging
 import os
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +50,7 @@ from alignrec_data.release import (
     FEATURES_PREFIX,
     MANIFEST_NAME,
     SPLIT_NAMES,
+    read_manifest,
     sha256_file,
 )
 
@@ -51,7 +59,6 @@ log = logging.getLogger(__name__)
 CACHE_ENV = "ALIGNREC_CACHE_DIR"
 RETURN_TYPES = ("numpy", "torch")
 _REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
-_SHARD = re.compile(r"^(?P<split>[a-z]+)-(?P<i>\d{5})-of-(?P<n>\d{5})\.parquet$")
 # Published split name -> MMRec x_label.
 X_LABELS = {"train": 0, "validation": 1, "test": 2}
 
@@ -62,11 +69,18 @@ class ReleaseSource:
     Attributes:
         folder: The folder.
         label: How to name it in messages (the path or ``repo_id@revision``).
-        manifest: ``alignrec_release.json`` (None for a folder without one).
+        manifest: ``alignrec_release.json``, checked by
+            :func:`alignrec_data.release.read_manifest` (a release without one is refused).
         fetch: Callable fetching a relative path for Hub sources (None when local).
     """
 
-    def __init__(self, folder: Path, label: str, manifest: dict[str, Any] | None, fetch=None):
+    def __init__(
+        self,
+        folder: Path,
+        label: str,
+        manifest: dict[str, Any],
+        fetch: Callable[[str], Path] | None = None,
+    ):
         self.folder = folder
         self.label = label
         self.manifest = manifest
@@ -76,26 +90,7 @@ class ReleaseSource:
 
     def configs(self) -> list[str]:
         """Config names of the release."""
-        if self.manifest is not None:
-            return list(self.manifest.get("configs", {}))
-        return list(self._card_configs())
-
-    def _card_configs(self) -> dict[str, dict[str, list[str]]]:
-        """Configs from the card's front matter: name -> split -> globs."""
-        from alignrec_data.card import front_matter
-
-        card = self.folder / CARD_NAME
-        if not card.is_file():
-            return {}
-        out: dict[str, dict[str, list[str]]] = {}
-        for entry in front_matter(card.read_text(encoding="utf-8")).get("configs", []) or []:
-            files = entry.get("data_files", [])
-            splits: dict[str, list[str]] = {}
-            for f in files if isinstance(files, list) else []:
-                paths = f.get("path")
-                splits[f.get("split", "train")] = [paths] if isinstance(paths, str) else list(paths)
-            out[entry.get("config_name", "default")] = splits
-        return out
+        return list(self.manifest["configs"])
 
     def require(self, config: str) -> None:
         """Raise a UsageError listing the configs when ``config`` is not one of them."""
@@ -116,93 +111,49 @@ class ReleaseSource:
     def splits(self, config: str) -> list[str]:
         """Split names of a config."""
         self.require(config)
-        if self.manifest is not None:
-            names = list(self.manifest["configs"][config]["splits"])
-        else:
-            names = list(self._card_configs()[config])
+        names = list(self.manifest["configs"][config]["splits"])
         order = {s: i for i, s in enumerate(X_LABELS)}  # train, validation, test first
         return sorted(names, key=lambda s: (order.get(s, len(order)), s))
 
-    def shards(self, config: str, split: str) -> list[tuple[Path, dict[str, Any] | None]]:
-        """The shard files of one split, in order, each with its manifest entry (or None).
+    def shards(self, config: str, split: str) -> list[tuple[Path, dict[str, Any]]]:
+        """The shard files of one split, in order, each with its manifest entry.
 
         Raises:
             UsageError: Unknown config or split.
             DataFormatError: A shard is missing (named in the message).
         """
         self.require(config)
-        if self.manifest is not None:
-            splits = self.manifest["configs"][config]["splits"]
-            if split not in splits:
-                have = ", ".join(splits)
-                msg = f"config {config!r} of {self.label} has no split {split!r}; splits: {have}"
-                raise UsageError(msg)
-            entries = splits[split]["shards"]
-            out = []
-            for e in entries:
-                rel = _safe_rel(e["path"], self.label)
-                if self.fetch is not None:
-                    self.fetch(rel)
-                path = self.folder / rel
-                if not path.is_file():
-                    msg = (
-                        f"release {self.label}: shard {rel} is missing (listed in "
-                        f"{MANIFEST_NAME}); "
-                        "rebuild the release (`alignrec-data release`) or download it again"
-                    )
-                    raise DataFormatError(msg)
-                out.append((path, e))
-            return out
-        splits_globs = self._card_configs()[config]
-        if split not in splits_globs:
-            have = ", ".join(splits_globs)
+        splits = self.manifest["configs"][config]["splits"]
+        if split not in splits:
+            have = ", ".join(splits)
             msg = f"config {config!r} of {self.label} has no split {split!r}; splits: {have}"
             raise UsageError(msg)
-        paths = sorted({p for g in splits_globs[split] for p in self.folder.glob(g)})
-        _check_shard_set(paths, self.label)
-        return [(p, None) for p in paths]
-
-
-def _safe_rel(rel: str, label: str) -> str:
-    parts = rel.split("/")
-    if not rel or rel.startswith("/") or any(p in ("", ".", "..") for p in parts):
-        msg = f"release {label}: manifest path {rel!r} is not a safe relative path"
-        raise DataFormatError(msg)
-    return rel
-
-
-def _check_shard_set(paths: Sequence[Path], label: str) -> None:
-    """For ``-0000i-of-0000n`` names: every index 0..n-1 must be present."""
-    if not paths:
-        msg = f"release {label}: no shard files match the card's data_files"
-        raise DataFormatError(msg)
-    groups: dict[tuple[Path, str, int], set[int]] = {}
-    for p in paths:
-        m = _SHARD.match(p.name)
-        if m:
-            groups.setdefault((p.parent, m["split"], int(m["n"])), set()).add(int(m["i"]))
-    for (parent, split, n), have in groups.items():
-        for i in range(n):
-            if i not in have:
-                name = f"{split}-{i:05d}-of-{n:05d}.parquet"
+        out = []
+        for e in splits[split]["shards"]:
+            rel = e["path"]  # a safe relative path: checked by read_manifest
+            if self.fetch is not None:
+                self.fetch(rel)
+            path = self.folder / rel
+            if not path.is_file():
                 msg = (
-                    f"release {label}: shard {parent.name}/{name} is missing "
-                    f"({len(have)} of {n} shards present)"
+                    f"release {self.label}: shard {rel} is missing (listed in {MANIFEST_NAME}); "
+                    "rebuild the release (`alignrec-data release`) or download it again"
                 )
                 raise DataFormatError(msg)
+            out.append((path, e))
+        return out
 
 
-def _verify_shard(path: Path, entry: dict[str, Any] | None, label: str, rel: str) -> None:
-    if entry is None:
-        return
+def _verify_shard(path: Path, entry: dict[str, Any], label: str, rel: str) -> None:
+    """Check a shard's size and sha256 against its manifest entry."""
     size = path.stat().st_size
-    if entry.get("bytes") is not None and size != entry["bytes"]:
+    if size != entry["bytes"]:
         msg = (
             f"release {label}: shard {rel} is corrupt or truncated ({size} bytes, "
             f"{MANIFEST_NAME} says {entry['bytes']}); rebuild or download the release again"
         )
         raise DataFormatError(msg)
-    if entry.get("sha256") and sha256_file(path) != entry["sha256"]:
+    if sha256_file(path) != entry["sha256"]:
         msg = (
             f"release {label}: shard {rel} is corrupt (sha256 differs from {MANIFEST_NAME}); "
             "rebuild or download the release again"
@@ -222,20 +173,6 @@ def _read_shard(path: Path, label: str, rel: str, columns: list[str] | None = No
 
 
 # ----------------------------------------------------------------------------- sources
-
-
-def _read_manifest(folder: Path, label: str) -> dict[str, Any] | None:
-    path = folder / MANIFEST_NAME
-    if not path.is_file():
-        return None
-    try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
-        if not isinstance(doc.get("configs"), dict):
-            raise ValueError("no configs")
-        return doc
-    except (ValueError, AttributeError) as err:
-        msg = f"release {label}: {MANIFEST_NAME} is not a valid manifest ({err})"
-        raise DataFormatError(msg) from err
 
 
 def _hub_source(
@@ -308,7 +245,7 @@ def _hub_source(
         )
         raise DataFormatError(msg) from err
     folder = manifest_path.parent
-    return ReleaseSource(folder, label, _read_manifest(folder, label), fetch)
+    return ReleaseSource(folder, label, read_manifest(folder, label), fetch)
 
 
 def open_release(
@@ -324,6 +261,7 @@ def open_release(
     Raises:
         UsageError: ``source`` is neither an existing folder nor an ``ORG/NAME`` repo id, or
             the repo does not exist.
+        DataFormatError: The release has no (valid) manifest ``alignrec_release.json``.
     """
     path = Path(source)
     if path.is_dir():
@@ -334,7 +272,7 @@ def open_release(
             )
             raise UsageError(msg)
         label = str(path)
-        return ReleaseSource(path, label, _read_manifest(path, label))
+        return ReleaseSource(path, label, read_manifest(path, label))
     if isinstance(source, str) and _REPO_ID.match(source):
         return _hub_source(source, revision, endpoint=endpoint, token=token, cache_dir=cache_dir)
     msg = f"release source {source!r} is neither an existing folder nor a Hub repo id ORG/NAME"
@@ -353,17 +291,17 @@ def _cache_root(cache_dir: str | Path | None) -> Path:
     return Path(base) / "alignrec"
 
 
-def _cache_key(shards: list[tuple[Path, dict[str, Any] | None]], variant: str) -> str:
+def _cache_key(shards: list[tuple[Path, dict[str, Any]]], variant: str) -> str:
     h = hashlib.sha256(variant.encode())
     for path, entry in shards:
         st = path.stat()
-        rec = [str(path.resolve()), st.st_size, st.st_mtime_ns, (entry or {}).get("sha256")]
+        rec = [str(path.resolve()), st.st_size, st.st_mtime_ns, entry["sha256"]]
         h.update(json.dumps(rec).encode())
     return h.hexdigest()[:32]
 
 
 def _read_feature_matrix(
-    src: ReleaseSource, config: str, shards: list[tuple[Path, dict[str, Any] | None]]
+    src: ReleaseSource, config: str, shards: list[tuple[Path, dict[str, Any]]]
 ) -> np.ndarray:
     """Verify and read the shards of a feature config into one (N, d) float32 matrix."""
     ids_parts, emb_parts, dim = [], [], None
@@ -473,16 +411,14 @@ def load_features(
                     np.save(f, matrix, allow_pickle=False)
             except OSError as err:  # a read-only cache must not break loading
                 log.warning("could not write the feature cache %s (%s)", cache_file, err)
-    expected = None
-    if src.manifest is not None:
-        entry = src.manifest["configs"][config]
-        expected = (entry["splits"]["train"]["rows"], entry.get("dim"))
-        if matrix.shape[0] != expected[0] or (expected[1] and matrix.shape[1] != expected[1]):
-            msg = (
-                f"release {src.label}: {config} has shape {matrix.shape}, {MANIFEST_NAME} says "
-                f"({expected[0]}, {expected[1]})"
-            )
-            raise DataFormatError(msg)
+    entry = src.manifest["configs"][config]
+    rows, dim = entry["splits"]["train"]["rows"], entry.get("dim")
+    if matrix.shape[0] != rows or (dim and matrix.shape[1] != dim):
+        msg = (
+            f"release {src.label}: {config} has shape {matrix.shape}, {MANIFEST_NAME} says "
+            f"({rows}, {dim}); rebuild or download the release again"
+        )
+        raise DataFormatError(msg)
     result = _as_type(matrix, return_type)
     if not with_keys:
         return result

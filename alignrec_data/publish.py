@@ -12,24 +12,44 @@ The token comes from the usual huggingface_hub places (``$HF_TOKEN``, the token 
 by ``hf auth login``) unless passed explicitly. It is never logged, printed or written: Hub
 errors are turned into :class:`PublishError` messages scrubbed of it. ``dry_run=True`` only
 lists the files that would be uploaded and their sizes (no network, no token needed).
+
+A folder without its manifest is refused (also on a dry run): nothing else says whether its
+shards are the ones that were built. A parquet file the manifest does not list is refused
+too (``datasets`` would load it with the rest).
+
+Deadlines (``timeout``, default :data:`DEFAULT_TIMEOUT` seconds): every request to the Hub
+may take at most ``timeout`` seconds to connect and ``timeout`` seconds for each wait for the
+server (an answer, or its next bytes); each Hub call as a whole (retries included) must end
+within ``timeout`` seconds, the upload within ``timeout`` plus one second per
+:data:`MIN_UPLOAD_RATE` bytes of the folder. A server that accepts the connection and never
+answers, or one that trickles bytes, ends in a :class:`PublishError` at the deadline.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import math
 import re
+import threading
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
+from urllib.parse import urlsplit
 
 from alignrec_data.card import front_matter, scrub
 from alignrec_data.errors import AlignrecError, DataFormatError, UsageError
-from alignrec_data.release import CARD_NAME, MANIFEST_NAME, sha256_file
+from alignrec_data.release import CARD_NAME, MANIFEST_NAME, read_manifest, sha256_file
 
 log = logging.getLogger(__name__)
 
 _REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]{0,95}/[A-Za-z0-9][\w.-]{0,95}$")
 IGNORE_PATTERNS = [".*", "**/.*"]  # temporary and hidden files are never uploaded
+DEFAULT_TIMEOUT = 60.0  # seconds: connect, each wait for the server, each Hub call in total
+MIN_UPLOAD_RATE = 1_000_000  # bytes/s assumed at worst when sizing the upload's total deadline
+
+T = TypeVar("T")
 
 
 class PublishError(AlignrecError):
@@ -86,13 +106,14 @@ def release_files(folder: str | Path) -> list[tuple[str, int]]:
 
 
 def check_release_folder(folder: str | Path) -> None:
-    """Check that ``folder`` is a complete release (card, configs, every shard intact).
+    """Check that ``folder`` is a complete, verified release (card, manifest, every shard).
 
     Raises:
         UsageError: Not a folder, or no card / no ``configs:`` in it.
-        DataFormatError: A shard listed in the manifest is missing or corrupt (named).
+        DataFormatError: No (valid) manifest, a shard listed in it is missing or corrupt, or a
+            parquet file is not listed in it (each named).
     """
-    import json
+    import yaml
 
     folder = Path(folder)
     if not folder.is_dir():
@@ -102,35 +123,156 @@ def check_release_folder(folder: str | Path) -> None:
     if not card.is_file():
         msg = f"{folder} has no {CARD_NAME}: not a release folder (run `alignrec-data release`)"
         raise UsageError(msg)
-    if not front_matter(card.read_text(encoding="utf-8")).get("configs"):
+    try:
+        meta = front_matter(card.read_text(encoding="utf-8", errors="replace"))
+    except yaml.YAMLError as err:
+        reason = str(err).splitlines()[0] if str(err) else type(err).__name__
+        msg = f"{card}: its YAML front matter does not parse ({reason}); rebuild the release"
+        raise UsageError(msg) from err
+    if not meta.get("configs"):
         msg = f"{card} has no `configs:` in its YAML front matter; rebuild the release"
         raise UsageError(msg)
-    manifest = folder / MANIFEST_NAME
-    if not manifest.is_file():
-        log.warning("%s has no %s: shards are not verified before upload", folder, MANIFEST_NAME)
-        return
-    doc = json.loads(manifest.read_text(encoding="utf-8"))
-    for config in doc.get("configs", {}).values():
-        for split in config.get("splits", {}).values():
-            for shard in split.get("shards", []):
+    doc = read_manifest(folder)
+    listed = set()
+    for config in doc["configs"].values():
+        for split in config["splits"].values():
+            for shard in split["shards"]:
+                listed.add(shard["path"])
                 path = folder / shard["path"]
                 if not path.is_file():
                     msg = f"release {folder}: shard {shard['path']} is missing; rebuild the release"
                     raise DataFormatError(msg)
                 if path.stat().st_size != shard["bytes"] or sha256_file(path) != shard["sha256"]:
-                    msg = f"release {folder}: shard {shard['path']} is corrupt; rebuild the release"
+                    msg = (
+                        f"release {folder}: shard {shard['path']} is corrupt (size or sha256 "
+                        f"differs from {MANIFEST_NAME}); rebuild the release"
+                    )
                     raise DataFormatError(msg)
+    for rel, _ in release_files(folder):
+        if rel.endswith(".parquet") and rel not in listed:
+            msg = (
+                f"release {folder}: {rel} is not listed in {MANIFEST_NAME} (it would be published "
+                "and loaded with the release unverified); remove it or rebuild the release"
+            )
+            raise DataFormatError(msg)
+
+
+def check_endpoint(endpoint: str, option: str = "--endpoint") -> str:
+    """Return ``endpoint`` (no trailing ``/``) if it is an ``http(s)://host[:port]`` URL.
+
+    Raises:
+        UsageError: Not an http(s) URL with a host, a bad port, or spaces / control characters.
+    """
+    value = str(endpoint).strip()
+    try:
+        parts = urlsplit(value)
+        ok = (
+            parts.scheme in ("http", "https")
+            and bool(parts.hostname)
+            and not any(c.isspace() or ord(c) < 32 for c in value)
+        )
+        parts.port  # noqa: B018 (raises ValueError for a bad port)
+    except ValueError:
+        ok = False
+    if not ok:
+        msg = (
+            f"{option} {_public_url(value)!r} is not a Hub URL; expected http(s)://HOST[:PORT], "
+            "e.g. https://huggingface.co"
+        )
+        raise UsageError(msg)
+    return value.rstrip("/")
+
+
+def _public_url(url: str) -> str:
+    """``url`` without any ``user:password@`` part (never shown)."""
+    return re.sub(r"(?<=//)[^/@]*@", "", url)
+
+
+def _check_timeout(timeout: float) -> float:
+    if not (isinstance(timeout, int | float) and math.isfinite(timeout) and timeout > 0):
+        msg = f"--timeout must be a positive number of seconds, found {timeout!r}"
+        raise UsageError(msg)
+    return float(timeout)
+
+
+@contextlib.contextmanager
+def _hub_timeouts(timeout: float) -> Iterator[None]:
+    """Make huggingface_hub's shared HTTP client use ``timeout`` (connect, read, write, pool).
+
+    huggingface_hub's client has no timeout by default; its factory is swapped for one that
+    sets it (keeping any factory the user installed) and restored afterwards.
+    """
+    import httpx2
+    from huggingface_hub.utils import _http
+
+    previous = getattr(_http, "_GLOBAL_CLIENT_FACTORY", _http.default_client_factory)
+
+    def factory() -> Any:
+        client = previous()
+        client.timeout = httpx2.Timeout(timeout)
+        return client
+
+    _http.set_client_factory(factory)
+    try:
+        yield
+    finally:
+        _http.set_client_factory(previous)  # also closes our client (a stalled call ends)
+
+
+class _Deadline(Exception):
+    """A Hub call did not end in time (raised in the caller's thread)."""
+
+
+def _with_deadline(call: Callable[[], T], seconds: float, what: str) -> T:
+    """Run ``call`` in a daemon thread; raise :class:`_Deadline` if it runs past ``seconds``.
+
+    The thread is abandoned at the deadline: the client's own timeouts end it soon after, and
+    a daemon thread never keeps the process alive.
+    """
+    box: dict[str, Any] = {}
+
+    def target() -> None:
+        try:
+            box["value"] = call()
+        except BaseException as err:  # handed to the caller's thread
+            box["error"] = err
+
+    worker = threading.Thread(target=target, name=f"alignrec-publish-{what}", daemon=True)
+    worker.start()
+    worker.join(seconds)
+    if worker.is_alive():
+        raise _Deadline(what)
+    if "error" in box:
+        raise box["error"]
+    return box["value"]
 
 
 def _hub_error(err: Exception, repo_id: str, endpoint: str, token: str | None) -> PublishError:
     """A clear, token-free error for a failed Hub call."""
+    import httpx2
     from huggingface_hub.errors import HfHubHTTPError, RepositoryNotFoundError
 
     secrets = [token] if token else []
+    endpoint = _public_url(endpoint)
     status = None
     if isinstance(err, HfHubHTTPError) and err.response is not None:
         status = err.response.status_code
-    if status == 401 and not isinstance(err, RepositoryNotFoundError):
+    if isinstance(err, httpx2.TimeoutException):
+        msg = (
+            f"the Hub at {endpoint} did not answer in time ({type(err).__name__}) while "
+            f"publishing {repo_id}; check --endpoint and the network, or raise --timeout"
+        )
+    elif isinstance(err, httpx2.ConnectError):
+        msg = (
+            f"cannot connect to the Hub at {endpoint} ({_reason(err)}) to publish {repo_id}; "
+            "check --endpoint / $HF_ENDPOINT and the network"
+        )
+    elif isinstance(err, httpx2.TransportError):
+        msg = (
+            f"the server at {endpoint} did not answer as a Hub does ({type(err).__name__}: "
+            f"{_reason(err)}) while publishing {repo_id}; check --endpoint / $HF_ENDPOINT"
+        )
+    elif status == 401 and not isinstance(err, RepositoryNotFoundError):
         msg = (
             f"the Hub at {endpoint} rejected the token (401 Unauthorized) while publishing "
             f"{repo_id}; check $HF_TOKEN or run `hf auth login` with a token that has write access"
@@ -146,8 +288,14 @@ def _hub_error(err: Exception, repo_id: str, endpoint: str, token: str | None) -
             "with write access to that organisation, or another --repo-id"
         )
     else:
-        msg = f"publishing {repo_id} to {endpoint} failed: {type(err).__name__}: {err}"
+        msg = f"publishing {repo_id} to {endpoint} failed: {type(err).__name__}: {_reason(err)}"
     return PublishError(scrub(msg, secrets))
+
+
+def _reason(err: BaseException) -> str:
+    """The first line of an exception's message (one-line errors), at most 200 characters."""
+    text = str(err).strip().splitlines()
+    return (text[0] if text else type(err).__name__)[:200]
 
 
 def publish_release(
@@ -160,6 +308,7 @@ def publish_release(
     endpoint: str | None = None,
     token: str | None = None,
     commit_message: str | None = None,
+    timeout: float = DEFAULT_TIMEOUT,
 ) -> PublishResult:
     """Upload a release folder to a Hub dataset repo (see module docstring).
 
@@ -172,15 +321,21 @@ def publish_release(
         endpoint: Hub URL (default: huggingface_hub's, i.e. ``$HF_ENDPOINT`` or the Hub).
         token: Hub token (default: huggingface_hub's usual places).
         commit_message: Commit summary.
+        timeout: Seconds: the connect and read deadline of every request, and the total
+            deadline of each Hub call (the upload gets one more second per
+            :data:`MIN_UPLOAD_RATE` bytes; see module docstring).
 
     Returns:
         What was (or would be) uploaded.
 
     Raises:
-        UsageError: Bad repo id, not a release folder, no token, offline mode.
-        DataFormatError: A shard is missing or corrupt.
-        PublishError: The Hub refused the upload.
+        UsageError: Bad repo id, endpoint or timeout, not a release folder, no token, offline
+            mode.
+        DataFormatError: No manifest, or a shard is missing, corrupt or not in the manifest.
+        PublishError: The Hub refused the upload, could not be reached, did not answer as a
+            Hub, or not before the deadline.
     """
+    import httpx2
     from huggingface_hub import HfApi, constants, get_token
     from huggingface_hub.errors import HfHubHTTPError, OfflineModeIsEnabled
 
@@ -189,6 +344,9 @@ def publish_release(
             f"--repo-id {repo_id!r} is not a Hub repo id; expected ORG/NAME (letters, digits, ._-)"
         )
         raise UsageError(msg)
+    timeout = _check_timeout(timeout)
+    if endpoint is not None:
+        endpoint = check_endpoint(endpoint)
     folder = Path(folder)
     check_release_folder(folder)
     files = release_files(folder)
@@ -198,7 +356,7 @@ def publish_release(
         log.info("dry run: %d files, %d bytes would be uploaded to %s", len(files), total, repo_id)
         return PublishResult(repo_id, branch, files, total, dry_run=True)
 
-    endpoint = endpoint or constants.ENDPOINT
+    endpoint = endpoint or check_endpoint(constants.ENDPOINT, "$HF_ENDPOINT")
     token = token or get_token()
     if not token:
         msg = (
@@ -210,12 +368,10 @@ def publish_release(
         msg = "HF_HUB_OFFLINE=1 is set: publishing needs the Hub; unset HF_HUB_OFFLINE to publish"
         raise UsageError(msg)
     api = HfApi(endpoint=endpoint, token=token)
-    try:
-        repo_url = api.create_repo(repo_id, repo_type="dataset", exist_ok=True, private=private)
-        if branch != constants.DEFAULT_REVISION:
-            api.create_branch(repo_id, repo_type="dataset", branch=branch, exist_ok=True)
-        before = api.repo_info(repo_id, repo_type="dataset", revision=branch).sha
-        info = api.upload_folder(
+    upload_deadline = timeout + total / MIN_UPLOAD_RATE
+
+    def upload() -> Any:
+        return api.upload_folder(
             folder_path=folder,
             repo_id=repo_id,
             repo_type="dataset",
@@ -223,10 +379,45 @@ def publish_release(
             commit_message=commit_message or f"Upload release of {folder.name} (alignrec)",
             ignore_patterns=IGNORE_PATTERNS,
         )
+
+    step = "create_repo"
+    try:
+        with _hub_timeouts(timeout):
+            repo_url = _with_deadline(
+                lambda: api.create_repo(
+                    repo_id, repo_type="dataset", exist_ok=True, private=private
+                ),
+                timeout,
+                step,
+            )
+            if branch != constants.DEFAULT_REVISION:
+                step = "create_branch"
+                _with_deadline(
+                    lambda: api.create_branch(
+                        repo_id, repo_type="dataset", branch=branch, exist_ok=True
+                    ),
+                    timeout,
+                    step,
+                )
+            step = "repo_info"
+            before = _with_deadline(
+                lambda: api.repo_info(repo_id, repo_type="dataset", revision=branch).sha,
+                timeout,
+                step,
+            )
+            step = "upload_folder"
+            info = _with_deadline(upload, upload_deadline, step)
+    except _Deadline:
+        limit = upload_deadline if step == "upload_folder" else timeout
+        msg = (
+            f"the Hub at {_public_url(endpoint)} did not finish {step} for {repo_id} within "
+            f"{limit:.0f} s (the deadline); check --endpoint and the network, or raise --timeout"
+        )
+        raise PublishError(scrub(msg, [token])) from None
     except OfflineModeIsEnabled as err:
         msg = "HF_HUB_OFFLINE=1 is set: publishing needs the Hub; unset HF_HUB_OFFLINE to publish"
         raise UsageError(msg) from err
-    except (HfHubHTTPError, ValueError, OSError) as err:
+    except (HfHubHTTPError, httpx2.HTTPError, httpx2.InvalidURL, ValueError, OSError) as err:
         raise _hub_error(err, repo_id, endpoint, token) from None
     commit = getattr(info, "oid", None)
     committed = commit is not None and commit != before

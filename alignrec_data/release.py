@@ -15,14 +15,23 @@
 - ``README.md``: the dataset card (:mod:`alignrec_data.card`) whose YAML front matter lists
   every config and its shards, so ``datasets.load_dataset(folder_or_repo, "<config>")`` works.
 - ``alignrec_release.json``: the manifest (rows, bytes and sha256 of every shard, feature
-  dimensions), which :mod:`alignrec_data.loaders` uses to detect missing or corrupt shards.
+  dimensions), which :mod:`alignrec_data.loaders` and :mod:`alignrec_data.publish` use to
+  detect missing or corrupt shards. It is also the release's marker: a folder without it is
+  not a release (the loaders and ``publish`` refuse it, ``release --out`` will not replace it
+  without ``overwrite``).
 - ``figures/``: the PNGs the pipeline report references, when ``report/report.md`` exists.
 
 Shards hold at most ``shard_size_mb`` MB of (uncompressed) Arrow data and are named
 ``<config>/<split>-<i:05d>-of-<n:05d>.parquet``. The output is deterministic: rebuilding
-from the same inputs gives byte-identical files, so a second ``publish`` commits nothing. The
-folder is built next to ``out`` and swapped in at the end, so a failed build leaves the old
-release untouched.
+from the same inputs gives byte-identical files, so a second ``publish`` commits nothing.
+
+Safety: ``out`` is checked first (:func:`alignrec_data.outputs.check_output_dir`): never the
+data dir, a dataset's folder or a stage folder; a non-empty folder without the manifest only
+with ``overwrite``. Every input (prepared tables, feature files: ids, keys, finite values) is
+read and checked before the first byte is written. The folder is then built next to ``out``
+(``.<out>.tmp-<pid>-*``, :func:`alignrec_data.atomic.atomic_dir`) and swapped in at the end,
+so a failed build leaves the old release untouched, and a build killed mid-way leaves a
+temporary that the next build removes.
 """
 
 from __future__ import annotations
@@ -35,7 +44,6 @@ import os
 import re
 import shutil
 import subprocess
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -44,8 +52,10 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from alignrec_data.atomic import atomic_dir
 from alignrec_data.config import load_params, load_section, to_dict
 from alignrec_data.errors import DataFormatError, UsageError
+from alignrec_data.outputs import check_output_dir, protected_folders
 from alignrec_data.paths import DatasetPaths
 from alignrec_data.schema import INTERACTIONS_FILE, ITEMS_FILE, STATS_FILE
 
@@ -208,6 +218,71 @@ def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
         while block := f.read(chunk):
             h.update(block)
     return h.hexdigest()
+
+
+def read_manifest(folder: str | Path, label: str | None = None) -> dict[str, Any]:
+    """Read and check the manifest ``alignrec_release.json`` of a release folder.
+
+    The manifest is what makes a release verifiable (every shard's rows, bytes and sha256):
+    a folder without it is refused, since its shards could have been changed unseen.
+
+    Args:
+        folder: The release folder.
+        label: How to name the release in messages (default: the folder).
+
+    Returns:
+        The manifest, with every config's splits and shards checked for shape.
+
+    Raises:
+        DataFormatError: The manifest is missing, not JSON, or not in the documented layout.
+    """
+    folder = Path(folder)
+    label = label or str(folder)
+    path = folder / MANIFEST_NAME
+    if not path.is_file():
+        msg = (
+            f"release {label} has no {MANIFEST_NAME} (the manifest listing every shard's size "
+            "and sha256), so its files cannot be verified; rebuild it with "
+            "`alignrec-data release DATASET --out FOLDER` (add --overwrite to rebuild it in place)"
+        )
+        raise DataFormatError(msg)
+    fix = "rebuild the release with `alignrec-data release`"
+    try:
+        doc = json.loads(path.read_bytes().decode("utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        msg = f"release {label}: {MANIFEST_NAME} is not readable JSON ({err}); {fix}"
+        raise DataFormatError(msg) from err
+
+    def bad(what: str) -> DataFormatError:
+        return DataFormatError(f"release {label}: {MANIFEST_NAME} {what}; {fix}")
+
+    if not isinstance(doc, dict) or not isinstance(doc.get("configs"), dict):
+        raise bad("has no `configs` mapping")
+    for name, config in doc["configs"].items():
+        splits = config.get("splits") if isinstance(config, dict) else None
+        if not isinstance(splits, dict) or not splits:
+            raise bad(f"config {name!r} has no `splits` mapping")
+        for split, entry in splits.items():
+            shards = entry.get("shards") if isinstance(entry, dict) else None
+            if not isinstance(shards, list) or not shards or not isinstance(entry.get("rows"), int):
+                raise bad(f"config {name!r} split {split!r} has no `rows` and `shards` list")
+            for shard in shards:
+                ok = (
+                    isinstance(shard, dict)
+                    and isinstance(shard.get("path"), str)
+                    and isinstance(shard.get("bytes"), int)
+                    and isinstance(shard.get("sha256"), str)
+                    and re.fullmatch(r"[0-9a-f]{64}", shard["sha256"]) is not None
+                )
+                if not ok:
+                    raise bad(
+                        f"config {name!r} split {split!r} lists a shard without path, bytes "
+                        f"and sha256: {str(shard)[:80]}"
+                    )
+                parts = shard["path"].split("/")
+                if shard["path"].startswith("/") or any(p in ("", ".", "..") for p in parts):
+                    raise bad(f"lists shard path {shard['path']!r}, not a safe relative path")
+    return doc
 
 
 def params_hash(sections: dict[str, Any]) -> str:
@@ -456,6 +531,23 @@ def _features_table(path: Path, variant: str, item_keys: list[str]) -> tuple[pa.
             f"{emb.type}; re-run `alignrec-data extract` (features.write_features writes it)"
         )
         raise DataFormatError(msg)
+    if emb.null_count or emb.values.null_count:
+        msg = (
+            f"feature file {path} of variant {variant!r}: {emb.null_count + emb.values.null_count} "
+            "null embedding value(s); re-run `alignrec-data extract`"
+        )
+        raise DataFormatError(msg)
+    values = emb.flatten().to_numpy(zero_copy_only=False).reshape(-1, emb.type.list_size)
+    bad_rows = ~np.isfinite(values).all(axis=1)
+    if bad_rows.any():
+        n_bad = int(np.count_nonzero(~np.isfinite(values)))
+        msg = (
+            f"feature file {path} of variant {variant!r}: {n_bad} non-finite (NaN or infinite) "
+            f"value(s) in {int(bad_rows.sum())} of {len(values)} items (first: item "
+            f"{int(np.argmax(bad_rows))}); nothing was written. Re-run `alignrec-data extract`, "
+            "or leave the variant out with --features"
+        )
+        raise DataFormatError(msg)
     ids = table.column("item_id").to_numpy()
     if not np.array_equal(ids, np.arange(len(item_keys))):
         msg = (
@@ -575,20 +667,6 @@ def _folder_stats(folder: Path) -> tuple[int, int]:
     return len(files), sum(p.stat().st_size for p in files)
 
 
-def _swap_into_place(staging: Path, out: Path) -> None:
-    """Replace ``out`` by ``staging`` (old folder renamed aside first, then removed)."""
-    old = None
-    if out.exists():
-        if not out.is_dir():
-            msg = f"release output {out} exists and is not a folder; choose another --out"
-            raise UsageError(msg)
-        old = out.with_name(f".{out.name}.old-{os.getpid()}")
-        os.replace(out, old)
-    os.replace(staging, out)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
-
-
 # ----------------------------------------------------------------------------- build
 
 
@@ -599,30 +677,41 @@ def build_release(
     config: ReleaseConfig | None = None,
     *,
     params_path: str | Path | None = None,
+    overwrite: bool = False,
 ) -> ReleaseResult:
     """Build the Hugging Face dataset folder of one dataset (see module docstring).
 
     Args:
         data_dir: The data directory (``<data-dir>/<dataset>/...``).
         dataset: Dataset id (the folder name; need not be in the registry).
-        out: The release folder; default ``<data-dir>/<dataset>/release``. Replaced as a whole.
+        out: The release folder; default ``<data-dir>/<dataset>/release``. Replaced as a whole
+            when it is a previous release (holds :data:`MANIFEST_NAME`) or empty.
         config: The ``release:`` params; default :class:`ReleaseConfig()`.
         params_path: The params file, read for the card's provenance (model config, seeds,
             params hash of the sections in :data:`PROVENANCE_SECTIONS`).
+        overwrite: Replace ``out`` even when it is a non-empty folder that is not a release.
+            The data dir, dataset folders and their stage folders are refused regardless.
 
     Returns:
         What was written.
 
     Raises:
-        UsageError: Prepared tables or requested feature variants are missing.
-        DataFormatError: An input does not have the documented layout, or feature rows do not
-            match the prepared items.
+        UsageError: ``out`` may not be written (see above), prepared tables or requested
+            feature variants are missing.
+        DataFormatError: An input does not have the documented layout, feature rows do not
+            match the prepared items, or an embedding holds NaN / infinite values.
     """
     from alignrec_data import card
 
     config = config or ReleaseConfig()
     paths = DatasetPaths.of(data_dir, dataset)
-    out = Path(out) if out is not None else paths.release
+    out = check_output_dir(
+        out if out is not None else paths.release,
+        marker=MANIFEST_NAME,
+        what="release folder",
+        overwrite=overwrite,
+        protected=protected_folders(data_dir, allow=[paths.release]),
+    )
     fix = f"run `alignrec-data prepare {dataset}` (or `alignrec-data import`) first"
     inter_path = paths.prepared / INTERACTIONS_FILE
     items_path = paths.prepared / ITEMS_FILE
@@ -661,12 +750,41 @@ def build_release(
         )
         raise UsageError(msg)
 
+    # Every feature file is read and checked (ids, keys, finite values) before writing begins.
+    feature_tables = {
+        v: _features_table(paths.features / f"{v}.parquet", v, item_keys) for v in variants
+    }
+
+    # The published interactions (casts and split names checked before writing).
+    cols = ["user_id", "item_id", "user_key", "item_key", "rating", "timestamp"]
+    n = inter.num_rows
+    pub = pa.table(
+        {
+            "user_id": inter.column("user_id").cast(pa.int64()),
+            "item_id": inter.column("item_id").cast(pa.int64()),
+            "user_key": inter.column("user_key").cast(pa.string())
+            if "user_key" in inter.column_names
+            else pa.nulls(n, pa.string()),
+            "item_key": inter.column("item_key").cast(pa.string())
+            if "item_key" in inter.column_names
+            else pa.array([item_keys[i] for i in item_ids], pa.string()),
+            "rating": inter.column("rating").cast(pa.float32())
+            if "rating" in inter.column_names
+            else pa.nulls(n, pa.float32()),
+            "timestamp": inter.column("timestamp").cast(pa.int64())
+            if "timestamp" in inter.column_names
+            else pa.nulls(n, pa.int64()),
+        }
+    )
+    split_col = inter.column("split").to_numpy(zero_copy_only=False)
+    unknown = sorted(set(split_col) - set(SPLIT_NAMES))
+    if unknown:
+        msg = f"{inter_path}: unknown split value(s) {unknown}; expected train, valid, test"
+        raise DataFormatError(msg)
+
     max_bytes = max(1, int(config.shard_size_mb * 1024 * 1024))
-    out.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
-    staging.chmod(0o755)  # mkdtemp makes it owner-only; a release folder is meant to be shared
     notes: list[str] = []
-    try:
+    with atomic_dir(out) as staging:
         configs: list[ConfigInfo] = []
         fetched = _fetched_images(paths.images)
         items_pub = _items_table(items, fetched)
@@ -683,31 +801,6 @@ def build_release(
             )
         )
 
-        cols = ["user_id", "item_id", "user_key", "item_key", "rating", "timestamp"]
-        n = inter.num_rows
-        pub = pa.table(
-            {
-                "user_id": inter.column("user_id").cast(pa.int64()),
-                "item_id": inter.column("item_id").cast(pa.int64()),
-                "user_key": inter.column("user_key").cast(pa.string())
-                if "user_key" in inter.column_names
-                else pa.nulls(n, pa.string()),
-                "item_key": inter.column("item_key").cast(pa.string())
-                if "item_key" in inter.column_names
-                else pa.array([item_keys[i] for i in item_ids], pa.string()),
-                "rating": inter.column("rating").cast(pa.float32())
-                if "rating" in inter.column_names
-                else pa.nulls(n, pa.float32()),
-                "timestamp": inter.column("timestamp").cast(pa.int64())
-                if "timestamp" in inter.column_names
-                else pa.nulls(n, pa.int64()),
-            }
-        )
-        split_col = inter.column("split").to_numpy(zero_copy_only=False)
-        unknown = sorted(set(split_col) - set(SPLIT_NAMES))
-        if unknown:
-            msg = f"{inter_path}: unknown split value(s) {unknown}; expected train, valid, test"
-            raise DataFormatError(msg)
         splits = {}
         for src, dst in SPLIT_NAMES.items():
             part = pub.filter(pa.array(split_col == src))
@@ -720,7 +813,7 @@ def build_release(
         ckpt_sha = sha256_file(ckpt) if ckpt.is_file() else None
         for v in variants:
             path = paths.features / f"{v}.parquet"
-            table, dim = _features_table(path, v, item_keys)
+            table, dim = feature_tables.pop(v)
             name = FEATURES_PREFIX + v
             missing = int(np.count_nonzero(table.column("missing").to_numpy(zero_copy_only=False)))
             extra = {
@@ -775,13 +868,10 @@ def build_release(
             "params_hash": context.params_hash,
             "configs": {c.name: c.to_manifest() for c in configs},
         }
+        # The manifest is written last: a folder holding it is a complete release.
         (staging / MANIFEST_NAME).write_text(
             json.dumps(manifest, indent=2, sort_keys=True) + "\n", encoding="utf-8"
         )
-        _swap_into_place(staging, out)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
     n_files, total = _folder_stats(out)
     for note in notes:
         log.warning("%s", note)

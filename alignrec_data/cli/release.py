@@ -14,9 +14,16 @@ from alignrec_data.cli._common import common_options, emit
 @click.argument("dataset")
 @click.option(
     "--out",
-    type=click.Path(file_okay=False, path_type=Path),
+    type=click.Path(path_type=Path),
     default=None,
-    help="Release folder, replaced as a whole [default: DATA_DIR/DATASET/release].",
+    help="Release folder, replaced as a whole when it is a previous release or empty "
+    "[default: DATA_DIR/DATASET/release].",
+)
+@click.option(
+    "--overwrite",
+    is_flag=True,
+    help="Replace --out even if it is a non-empty folder that is not a release (its files are "
+    "deleted). The data dir and dataset folders are never replaced.",
 )
 @click.option(
     "--features",
@@ -39,6 +46,7 @@ from alignrec_data.cli._common import common_options, emit
 def command(
     dataset: str,
     out: Path | None,
+    overwrite: bool,
     features: str | None,
     images: bool | None,
     shard_size_mb: float | None,
@@ -54,11 +62,17 @@ def command(
     `<config>/<split>-0000i-of-0000n.parquet`, plus the dataset card README.md and the
     manifest alignrec_release.json. Options override the `release:` params.
 
+    Every input is checked before anything is written (NaN / infinite embeddings are
+    refused); the folder is built beside --out and swapped in at the end. An existing --out
+    is replaced only if it holds alignrec_release.json (a previous release) or is empty,
+    unless --overwrite.
+
     \b
     Examples:
       alignrec-data release amazon-mini
       alignrec-data release amazon-baby --out release/baby --repo-id my-org/alignrec-baby
       alignrec-data release amazon-baby --features alignrec,minilm-text --images
+      alignrec-data release amazon-mini --out old-notes-folder --overwrite
     """  # noqa: D301 (click needs a real \b)
     from alignrec_data.export_features import parse_feature_specs
     from alignrec_data.release import build_release, load_config
@@ -74,7 +88,7 @@ def command(
     if repo_id is not None:
         changes["repo_id"] = repo_id
     config = dataclasses.replace(config, **changes)
-    result = build_release(data_dir, dataset, out, config, params_path=params)
+    result = build_release(data_dir, dataset, out, config, params_path=params, overwrite=overwrite)
     lines = [
         f"release of {dataset} -> {result.out} ({result.files} files, {result.total_bytes:,} bytes)"
     ]

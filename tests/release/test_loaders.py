@@ -95,20 +95,24 @@ def test_missing_or_corrupt_shard_is_named(rel, tmp_path: Path) -> None:
     shard.unlink()
     with pytest.raises(DataFormatError, match=rf"shard features-alignrec/{shard.name} is missing"):
         loaders.load_features(broken, "alignrec", cache_dir=tmp_path / "c")
-    # Without the manifest, the -of-0000n names still reveal the gap.
+    # Without the manifest nothing can be verified: every loader refuses the folder.
     (broken / "alignrec_release.json").unlink()
-    with pytest.raises(
-        DataFormatError, match=rf"shard features-alignrec/{shard.name} is missing \(\d of \d shards"
-    ):
-        loaders.load_features(broken, "alignrec", cache_dir=tmp_path / "c")
-    # A corrupt shard the manifest does not cover is named by the parquet reader's failure.
-    other = sorted((broken / "features-effnet-image").glob("*.parquet"))[0]
-    other.write_bytes(b"PAR1 not really parquet")
-    with pytest.raises(
-        DataFormatError,
-        match=rf"shard features-effnet-image/{other.name} is not a readable parquet",
-    ):
+    no_manifest = r"has no alignrec_release.json .* rebuild it with `alignrec-data release"
+    with pytest.raises(DataFormatError, match=no_manifest):
         loaders.load_features(broken, "effnet-image", cache_dir=tmp_path / "c")
+    with pytest.raises(DataFormatError, match=no_manifest):
+        loaders.load_interactions(broken, "train")
+    with pytest.raises(DataFormatError, match=no_manifest):
+        loaders.load_items(broken)
+    with pytest.raises(DataFormatError, match=no_manifest):
+        loaders.open_release(broken)
+    # A manifest that is not one is named, not a KeyError.
+    (broken / "alignrec_release.json").write_text('{"configs": {"items": {"splits": 3}}}')
+    with pytest.raises(DataFormatError, match=r"config 'items' has no `splits` mapping"):
+        loaders.load_items(broken)
+    (broken / "alignrec_release.json").write_bytes(b"\xff\x00 not json")
+    with pytest.raises(DataFormatError, match=r"alignrec_release.json is not readable JSON"):
+        loaders.load_items(broken)
 
 
 def test_load_interactions_and_items(rel) -> None:
