@@ -30,6 +30,11 @@ def _umask() -> int:
 
 
 _TEMP_RE = re.compile(r"\.(?:tmp|old)-(\d+)-")
+# Names earlier versions gave their temporaries (no pid): tempfile's 8 random characters in
+# ``.<name>.XXXXXXXX.tmp`` / ``.<name>.XXXXXXXX.parquet.tmp`` / ``.<name>.XXXXXXXX.pt.tmp``
+# (files) and ``.<name>.tmp-XXXXXXXX`` (release staging). No live process of this version
+# makes them, so they are leftovers of a killed run.
+_LEGACY_RE = re.compile(r"\.(?:[a-z0-9_]{8}(?:\.[a-z]+)?\.tmp|tmp-[a-z0-9_]{8})")
 
 
 def _pid_alive(pid: int) -> bool:
@@ -65,8 +70,12 @@ def clean_stale(folder: str | Path, name: str) -> list[Path]:
     for entry in folder.iterdir():
         if not entry.name.startswith(prefix):
             continue
-        m = _TEMP_RE.match(entry.name[len(prefix) - 1 :])
-        if m is None or _pid_alive(int(m.group(1))):
+        rest = entry.name[len(prefix) - 1 :]
+        m = _TEMP_RE.match(rest)
+        if m is None:
+            if not _LEGACY_RE.fullmatch(rest):
+                continue
+        elif _pid_alive(int(m.group(1))):
             continue
         if entry.is_dir() and not entry.is_symlink():
             shutil.rmtree(entry, ignore_errors=True)

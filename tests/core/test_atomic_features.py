@@ -59,3 +59,33 @@ def test_atomic_write_has_the_default_file_mode(tmp_path):
     finally:
         os.umask(mask)
     assert (tmp_path / "m.json").stat().st_mode & 0o777 == 0o644
+
+
+def test_next_write_removes_leftovers_of_dead_processes_only(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    from alignrec_data.atomic import atomic_dir, write_text
+
+    # A pid that is certainly dead: a child that has exited and been reaped.
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True).stdout.strip()  # fmt: skip
+    (tmp_path / f".x.json.tmp-{dead}-abcd").write_text("partial")
+    (tmp_path / f".x.json.tmp-{os.getpid()}-live").write_text("this process's own")
+    (tmp_path / ".x.json.k3j_x9a2.tmp").write_text("an earlier version's leftover")
+    (tmp_path / ".x.json.notes").write_text("not ours")
+    (tmp_path / "y.json").write_text("another file")
+    write_text(tmp_path / "x.json", "{}")
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        [f".x.json.tmp-{os.getpid()}-live", ".x.json.notes", "y.json", "x.json"]
+    )
+    (tmp_path / f".out.old-{dead}-zz").mkdir()
+    (tmp_path / ".out.tmp-q1w2e3r4").mkdir()  # an earlier version's release staging folder
+    with atomic_dir(tmp_path / "out") as staging:
+        (staging / "a.txt").write_text("a")
+    assert (tmp_path / "out" / "a.txt").read_text() == "a"
+    assert not list(tmp_path.glob(".out.*"))
+    mode = (tmp_path / "out").stat().st_mode & 0o777
+    (tmp_path / "plain").mkdir()
+    assert mode == (tmp_path / "plain").stat().st_mode & 0o777
