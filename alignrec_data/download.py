@@ -40,6 +40,7 @@ import requests
 import urllib3.exceptions
 from tqdm.auto import tqdm
 
+from alignrec_data.atomic import clean_stale
 from alignrec_data.errors import AlignrecError, ChecksumError, DownloadError, UsageError
 from alignrec_data.http import RangeNotSatisfiable, make_session, moved_hint, open_stream
 from alignrec_data.integrity import StreamVerifier, check_gzip_file, sha256_file
@@ -48,6 +49,7 @@ from alignrec_data.registry import (
     PACKAGE_SCHEME,
     DatasetSpec,
     FileSpec,
+    check_links,
     file_url,
     get_dataset,
     raw_path,
@@ -545,7 +547,8 @@ def download_dataset(
         their error; use :func:`raise_for_failures` to raise it.
 
     Raises:
-        UsageError: Unknown dataset id, unsafe file name, bad mirror or config.
+        UsageError: Unknown dataset id, unsafe file name, bad mirror or config, or a target
+            that is a broken symbolic link (a loop, or a link to nothing).
     """
     spec = _spec(spec_or_id)
     config = config or DownloadConfig()
@@ -557,7 +560,10 @@ def download_dataset(
     base = resolve_base_url(spec, mirror)
     # Validate every name before touching the disk: an unsafe name fails the whole call.
     named = [(f, file_url(base, f), raw_path(raw_dir, spec, f.role)) for f in spec.files]
+    check_links([*(p for _, _, p in named), raw_dir / LOCK_NAME])
     raw_dir.mkdir(parents=True, exist_ok=True)
+    # Temporaries of the lock file left by a killed run (the .part files stay: they resume).
+    clean_stale(raw_dir, LOCK_NAME)
     lock = LockFile(raw_dir, spec.id)
     targets = [(f, u, p, _expected(f, lock.get(p.name), p.name)) for f, u, p in named]
     cancel = threading.Event()
@@ -622,11 +628,13 @@ def verify_dataset(spec_or_id: DatasetSpec | str, raw_dir: str | Path) -> list[F
         One ``verified`` result per file.
 
     Raises:
+        UsageError: A file is a broken symbolic link (a loop, or a link to nothing).
         DownloadError: A file is missing (run ``alignrec-data download``).
         ChecksumError: A file does not match its recorded size or sha256.
     """
     spec = _spec(spec_or_id)
     raw_dir = Path(raw_dir)
+    check_links([*(raw_path(raw_dir, spec, f.role) for f in spec.files), raw_dir / LOCK_NAME])
     lock = LockFile(raw_dir, spec.id)
     results = []
     for f in spec.files:

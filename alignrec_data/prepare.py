@@ -16,8 +16,11 @@ Steps (each counted in ``stats.json``):
 6. ``split``: ``random`` (MMRec, seeded), ``leave-one-out`` or ``temporal``
    (:mod:`alignrec_data.splits`).
 
-The tables of :mod:`alignrec_data.schema` are written into a temporary folder next to
-``prepared/`` which then replaces it, so ``prepared/`` is always complete or absent.
+A reviews file with no readable review at all (empty, not JSON lines, or JSON objects without
+the release's review fields) is an error that names the file, the lines read, the bad lines and
+the first bad one, before the k-core step. The tables of :mod:`alignrec_data.schema` are written
+into a staging folder next to ``prepared/`` which then replaces it, so ``prepared/`` is always
+complete or absent (and has the mode of a plain ``mkdir``).
 Same inputs and params give byte-identical files.
 """
 
@@ -25,8 +28,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -36,7 +37,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from tqdm import tqdm
 
-from alignrec_data.atomic import write_json, write_parquet
+from alignrec_data.atomic import atomic_dir, write_json, write_parquet
 from alignrec_data.clean import dedupe_earliest, k_core, remap_by_key
 from alignrec_data.config import to_dict
 from alignrec_data.errors import DataFormatError, DownloadError, UsageError
@@ -44,7 +45,7 @@ from alignrec_data.paths import DatasetPaths
 from alignrec_data.readers import BadLineLog, ItemMeta, reader_for
 from alignrec_data.readers.amazon2014 import DEFAULT_MAX_LITERAL_LINE_BYTES
 from alignrec_data.readers.base import DEFAULT_MAX_LINE_BYTES, read_review_columns
-from alignrec_data.registry import DatasetSpec, get_dataset, raw_path
+from alignrec_data.registry import DatasetSpec, check_links, get_dataset, raw_path
 from alignrec_data.schema import (
     INTERACTIONS_FILE,
     INTERACTIONS_SCHEMA,
@@ -253,29 +254,22 @@ def write_prepared(
     users: pa.Table,
     stats: dict[str, Any],
 ) -> Path:
-    """Write the four prepared files into a temporary folder, then swap it in as ``folder``.
+    """Write the four prepared files into a staging folder, then swap it in as ``folder``.
+
+    The staging folder is ``.prepared.tmp-<pid>-*`` next to ``folder``
+    (:func:`alignrec_data.atomic.atomic_dir`): it gets the mode a plain ``mkdir`` gives, and
+    the leftovers of a run killed mid-write are removed by the next write.
 
     Returns:
         ``folder``.
     """
     folder = Path(folder)
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", suffix=".tmp", dir=folder.parent))
-    try:
+    check_links([folder], "prepared folder")
+    with atomic_dir(folder) as tmp:
         write_parquet(tmp / INTERACTIONS_FILE, interactions)
         write_parquet(tmp / ITEMS_FILE, items)
         write_parquet(tmp / USERS_FILE, users)
         write_json(tmp / STATS_FILE, stats)
-        old = None
-        if folder.exists():
-            old = folder.parent / f"{tmp.name}.old"
-            folder.rename(old)
-        tmp.rename(folder)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return folder
 
 
@@ -362,6 +356,26 @@ def verify_raw_files(spec: DatasetSpec, raw_dir: Path) -> dict[str, dict[str, An
     }
 
 
+def _no_review_error(
+    path: Path, rlog: BadLineLog, fields: tuple[str, ...], spec: DatasetSpec
+) -> DataFormatError:
+    """The error for a reviews file from which not one review could be read."""
+    if rlog.lines == 0:
+        found = "it is empty (0 lines)"
+    else:
+        found = f"{rlog.lines:,} lines read, {rlog.count:,} bad"
+        if rlog.examples:
+            first = rlog.examples[0]
+            found += f"; first bad line {first.line}: {first.reason}"
+    msg = (
+        f"raw reviews file {path} holds no readable review ({found}); expected one JSON "
+        f"object per line with the fields {', '.join(fields)} (Amazon {spec.release} "
+        f"reviews); replace it with the reviews file of {spec.id}: delete it and run "
+        f"`alignrec-data download {spec.id}`"
+    )
+    return DataFormatError(msg)
+
+
 def prepare_dataset(
     dataset_id: str,
     data_dir: str | Path,
@@ -384,15 +398,17 @@ def prepare_dataset(
         The statistics also written to ``stats.json``.
 
     Raises:
-        UsageError: Unknown dataset, raw file missing, bad params.
+        UsageError: Unknown dataset, raw file missing or a broken symbolic link, bad params.
         ChecksumError: A raw file changed since its download (``verify``).
         DownloadError: A raw file has no recorded sha256 (``verify``).
-        DataFormatError: A bad line in strict mode, a corrupt gzip stream, or nothing left.
+        DataFormatError: A bad line in strict mode, a corrupt gzip stream, a reviews file
+            without one readable review, or nothing left after the k-core filter.
     """
     spec = get_dataset(dataset_id)
     reader = reader_for(spec.release)
     paths = DatasetPaths.of(data_dir, dataset_id)
     files = {role: raw_path(paths.raw, spec, role) for role in ("reviews", "meta")}
+    check_links(files.values())
     for role, path in files.items():
         if not path.is_file():
             msg = f"raw {role} file {path} of {dataset_id} does not exist"
@@ -419,6 +435,8 @@ def prepare_dataset(
             bar,
         )
     u, i, r, t = cols.arrays()
+    if len(u) == 0:
+        raise _no_review_error(files["reviews"], rlog, reader.REVIEW_FIELDS, spec)
     steps = [_step("read", u, i)]
 
     # 2. dedupe

@@ -144,6 +144,10 @@ def validate_name(name: str, where: str = "file name") -> PurePosixPath:
 def raw_path(raw_dir: Path, spec: DatasetSpec, role: str) -> Path:
     """Return ``<raw_dir>/<file name>`` of the file with ``role``, validated to stay in raw_dir.
 
+    The name is one safe path component (:func:`validate_name`), so the path is always
+    directly inside ``raw_dir``. Nothing on disk is touched: the file may be absent, or a
+    symbolic link (to a shared disk, say; :func:`check_links` reports a broken one).
+
     Args:
         raw_dir: The dataset's raw folder (``DatasetPaths.raw``).
         spec: The dataset.
@@ -154,13 +158,62 @@ def raw_path(raw_dir: Path, spec: DatasetSpec, role: str) -> Path:
     """
     f = spec.file(role)
     name = validate_name(f.name, f"{spec.id} {role} file name").name
-    raw_dir = Path(raw_dir)
-    path = raw_dir / name
-    # Belt and braces: the validated name is a single safe component, so this always holds.
-    if path.resolve().parent != raw_dir.resolve():
-        msg = f"{spec.id} {role} file name {f.name!r} resolves outside {raw_dir}"
-        raise UsageError(msg)
-    return path
+    return Path(raw_dir) / name
+
+
+def broken_link(path: str | Path) -> Path | None:
+    """The first of ``path``'s folders, or ``path`` itself, that is a broken symbolic link.
+
+    Broken: a link to itself or into a cycle of links (a loop), or to nothing. Such a path
+    makes ``is_file()`` quietly false and ``resolve()`` raise; callers report it instead.
+
+    Args:
+        path: The path to check (need not exist).
+
+    Returns:
+        The broken link, or None.
+    """
+    path = Path(path)
+    for p in (*reversed(path.parents), path):
+        if p.is_symlink() and not p.exists():
+            return p
+    return None
+
+
+def link_problem(link: Path) -> str:
+    """What is wrong with a broken symbolic link, in words (for messages)."""
+    try:
+        target = os.readlink(link)
+    except OSError:
+        target = "?"
+    try:
+        link.resolve(strict=True)
+    except FileNotFoundError:
+        return f"is a symbolic link to {target}, which does not exist"
+    except (OSError, RuntimeError):  # RuntimeError: Python < 3.13 reports a loop so
+        pass
+    return f"is a symbolic link that loops (to {target})"
+
+
+def check_links(paths: Any, what: str = "raw file") -> None:
+    """Raise a one-line error when any of ``paths`` goes through a broken symbolic link.
+
+    Args:
+        paths: The paths to check.
+        what: What they are, for the message.
+
+    Raises:
+        UsageError: Names the broken link and the fix (remove or repair the link).
+    """
+    for path in paths:
+        link = broken_link(path)
+        if link is not None:
+            where = f"{what} {path}" if link == Path(path) else f"{what} {path}: {link}"
+            msg = (
+                f"{where} {link_problem(link)}; remove the link (or point it at the real "
+                "file or folder) and rerun"
+            )
+            raise UsageError(msg)
 
 
 def _package_folder_url(folder: str) -> str:

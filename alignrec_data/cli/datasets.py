@@ -9,7 +9,7 @@ import click
 
 from alignrec_data.cli._common import common_options, emit
 from alignrec_data.paths import DatasetPaths
-from alignrec_data.registry import DatasetSpec, list_datasets, raw_path
+from alignrec_data.registry import DatasetSpec, broken_link, list_datasets, raw_path
 
 
 def _human(n: int | None) -> str:
@@ -24,9 +24,16 @@ def _human(n: int | None) -> str:
 
 
 def local_state(spec: DatasetSpec, data_dir: Path) -> str:
-    """``"complete"``, ``"partial"`` or ``"absent"``: which raw files exist under data_dir."""
+    """Which raw files exist under data_dir: ``"complete"``, ``"partial"`` or ``"absent"``.
+
+    ``"broken"`` when a raw file (or a folder on its way) is a symbolic link that loops or
+    points to nothing; `download` and `prepare` then name the link to remove.
+    """
     raw = DatasetPaths.of(data_dir, spec.id).raw
-    present = [raw_path(raw, spec, f.role).is_file() for f in spec.files]
+    paths = [raw_path(raw, spec, f.role) for f in spec.files]
+    if any(broken_link(p) is not None for p in paths):
+        return "broken"
+    present = [p.is_file() for p in paths]
     return "complete" if all(present) else ("partial" if any(present) else "absent")
 
 
@@ -58,7 +65,8 @@ def command(data_dir: Path, params: Path | None, fmt: str) -> None:
 
     Sizes are those in the registry ("size unknown" until a release publishes them; the
     first download records them in raw/alignrec.lock.json). LOCAL is "complete" when every
-    raw file exists, "partial" or "absent"; `download` verifies them.
+    raw file exists, "partial" or "absent"; "broken" when a raw file is a symbolic link that
+    loops or points to nothing (`download` names it). `download` verifies the files.
 
     \b
     Examples:

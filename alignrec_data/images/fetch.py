@@ -6,8 +6,11 @@
   ``backoff * 2**attempt`` seconds, or the server's ``Retry-After`` (seconds or HTTP date),
   capped at ``max_retry_after``.
 - Bounded memory: a response is read in chunks and abandoned as soon as it exceeds
-  ``max_bytes`` (also when ``Content-Length`` announces more); the body must arrive within
-  ``total_timeout`` seconds (``timeout`` bounds connecting and each read).
+  ``max_bytes`` (also when ``Content-Length`` announces more).
+- Bounded time: ``timeout`` bounds connecting and each socket read; ``total_timeout`` bounds
+  one whole request, headers and body, even from a server that trickles one byte at a time:
+  a watchdog (:class:`_Watchdog`) shuts the request's socket down at the deadline, which ends
+  any read blocked on it, and the attempt fails as ``"timeout"``.
 
 A failed fetch is a :class:`FetchResult` with a short ``reason`` (``"http-404"``,
 ``"timeout"``, ``"too-large"``, ``"connection-error"``, ``"file-not-found"``...), never an
@@ -18,12 +21,16 @@ from __future__ import annotations
 
 import email.utils
 import logging
+import socket
 import threading
 import time
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import urlsplit
 
 import requests
+import urllib3.connection
+import urllib3.connectionpool
 from requests.adapters import HTTPAdapter
 
 from alignrec_data.images.urls import file_url_path
@@ -51,7 +58,7 @@ class FetchSettings:
     Attributes:
         max_bytes: Largest response body accepted, in bytes.
         timeout: Seconds to connect and for each read.
-        total_timeout: Seconds for a whole response body.
+        total_timeout: Seconds for one whole request (headers and body), per attempt.
         retries: Extra attempts after the first on a retryable failure.
         backoff: Seconds before the first retry; doubles each retry.
         max_retry_after: Cap on any wait, Retry-After included, in seconds.
@@ -146,6 +153,109 @@ class _Deadline(Exception):
     pass
 
 
+# The watchdog of the request the current thread is making (set by Fetcher._fetch_http).
+_ACTIVE = threading.local()
+
+
+class _Watchdog:
+    """Shut the socket of one request down when its total deadline passes.
+
+    A per-read socket time-out does not bound a response that trickles (every byte restarts
+    it), and a time check between chunks is never reached while one read waits for a full
+    chunk. The watchdog's timer fires at the deadline and calls ``shutdown`` on the socket
+    the request uses, so any ``recv`` blocked on it returns at once; the fetch then sees
+    :attr:`expired` and reports ``"timeout"``. The socket is handed over by the connection
+    classes below just before the response headers are read.
+
+    Args:
+        seconds: Time from now to the deadline.
+    """
+
+    def __init__(self, seconds: float) -> None:
+        self.deadline = time.monotonic() + seconds
+        self.expired = False
+        self._sock: socket.socket | None = None
+        self._lock = threading.Lock()
+        self._timer = threading.Timer(seconds, self._fire)
+        self._timer.daemon = True
+
+    def __enter__(self) -> _Watchdog:
+        self._timer.start()
+        _ACTIVE.dog = self
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        _ACTIVE.dog = None
+        self._timer.cancel()
+        with self._lock:
+            self._sock = None
+
+    def attach(self, sock: socket.socket | None) -> None:
+        """Watch ``sock`` (shut down at once when the deadline has already passed)."""
+        with self._lock:
+            self._sock = sock
+            if self.expired:
+                _shutdown(sock)
+
+    def _fire(self) -> None:
+        with self._lock:
+            self.expired = True
+            _shutdown(self._sock)
+
+
+def _shutdown(sock: socket.socket | None) -> None:
+    if sock is None:
+        return
+    try:
+        sock.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass  # already closed
+
+
+class _WatchedMixin:
+    """Hand the connection's socket to the current thread's :class:`_Watchdog`."""
+
+    sock: Any
+
+    def getresponse(self, *args: Any, **kwargs: Any) -> Any:  # noqa: D102
+        dog = getattr(_ACTIVE, "dog", None)
+        if dog is not None:
+            dog.attach(self.sock)
+        return super().getresponse(*args, **kwargs)  # type: ignore[misc]
+
+
+class _WatchedHTTPConnection(_WatchedMixin, urllib3.connection.HTTPConnection):
+    pass
+
+
+class _WatchedHTTPSConnection(_WatchedMixin, urllib3.connection.HTTPSConnection):
+    pass
+
+
+class _WatchedHTTPPool(urllib3.connectionpool.HTTPConnectionPool):
+    ConnectionCls = _WatchedHTTPConnection
+
+
+class _WatchedHTTPSPool(urllib3.connectionpool.HTTPSConnectionPool):
+    ConnectionCls = _WatchedHTTPSConnection
+
+
+class _WatchedAdapter(HTTPAdapter):
+    """A requests adapter whose connections report their socket to :class:`_Watchdog`."""
+
+    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:  # noqa: D102
+        super().init_poolmanager(*args, **kwargs)
+        self.poolmanager.pool_classes_by_scheme = {
+            "http": _WatchedHTTPPool,
+            "https": _WatchedHTTPSPool,
+        }
+
+    def proxy_manager_for(self, *args: Any, **kwargs: Any) -> Any:  # noqa: D102
+        manager = super().proxy_manager_for(*args, **kwargs)
+        manager.pool_classes_by_scheme = {"http": _WatchedHTTPPool, "https": _WatchedHTTPSPool}
+        return manager
+
+
 class Fetcher:
     """Fetch URLs with retries, a per-host rate limit and a size cap; safe to share by threads.
 
@@ -167,7 +277,7 @@ class Fetcher:
         if session is None:
             session = requests.Session()
             session.max_redirects = 5
-            adapter = HTTPAdapter(pool_connections=4, pool_maxsize=self.settings.pool_size)
+            adapter = _WatchedAdapter(pool_connections=4, pool_maxsize=self.settings.pool_size)
             session.mount("http://", adapter)
             session.mount("https://", adapter)
             session.headers.update(
@@ -238,26 +348,29 @@ class Fetcher:
             self.limiter.wait(host)
             n += 1
             wait: float | None = None
-            try:
-                with self._session().get(
-                    url, stream=True, timeout=(s.timeout, s.timeout), allow_redirects=True
-                ) as resp:
-                    status = resp.status_code
-                    if status == 200:
-                        body = self._read_capped(resp)
-                        return FetchResult(url, body, status, None, n)
-                    reason = f"http-{status}"
-                    if status not in RETRY_STATUSES:
-                        return FetchResult(url, None, status, reason, n)
-                    wait = retry_after_seconds(resp.headers.get("Retry-After"))
-            except _TooLarge:
-                return FetchResult(url, None, status, "too-large", n)
-            except (_Deadline, requests.Timeout):
-                reason = "timeout"
-            except requests.RequestException as err:
-                # Connection refused/reset, bad chunked encoding, invalid redirect, ...
-                log.debug("GET %s failed: %s", url, err)
-                reason = "connection-error"
+            read_timeout = min(s.timeout, s.total_timeout)
+            with _Watchdog(s.total_timeout) as dog:
+                try:
+                    with self._session().get(
+                        url, stream=True, timeout=(s.timeout, read_timeout), allow_redirects=True
+                    ) as resp:
+                        status = resp.status_code
+                        if status == 200:
+                            body = self._read_capped(resp, dog)
+                            return FetchResult(url, body, status, None, n)
+                        reason = f"http-{status}"
+                        if status not in RETRY_STATUSES:
+                            return FetchResult(url, None, status, reason, n)
+                        wait = retry_after_seconds(resp.headers.get("Retry-After"))
+                except _TooLarge:
+                    return FetchResult(url, None, status, "too-large", n)
+                except (_Deadline, requests.Timeout):
+                    reason = "timeout"
+                except requests.RequestException as err:
+                    # Connection refused/reset, bad chunked encoding, invalid redirect, or the
+                    # watchdog cut a response that went on past total_timeout.
+                    log.debug("GET %s failed: %s", url, err)
+                    reason = "timeout" if dog.expired else "connection-error"
             if attempt < s.retries:
                 delay = s.backoff * (2**attempt) if wait is None else wait
                 delay = min(delay, s.max_retry_after)
@@ -265,18 +378,23 @@ class Fetcher:
                 time.sleep(delay)
         return FetchResult(url, None, status, reason, n)
 
-    def _read_capped(self, resp: requests.Response) -> bytes:
-        """Read a streamed body, stopping at ``max_bytes`` or the total time-out."""
+    def _read_capped(self, resp: requests.Response, dog: _Watchdog) -> bytes:
+        """Read a streamed body, stopping at ``max_bytes`` or the request's deadline.
+
+        The deadline is checked after every chunk and enforced inside a blocked read by the
+        watchdog (which ends the read early: a body cut that way is never returned).
+        """
         s = self.settings
         length = resp.headers.get("Content-Length", "")
         if length.isdigit() and int(length) > s.max_bytes:
             raise _TooLarge
-        deadline = time.monotonic() + s.total_timeout
         buf = bytearray()
         for chunk in resp.iter_content(CHUNK_SIZE):
             buf += chunk
             if len(buf) > s.max_bytes:
                 raise _TooLarge
-            if time.monotonic() > deadline:
+            if dog.expired or time.monotonic() > dog.deadline:
                 raise _Deadline
+        if dog.expired:
+            raise _Deadline
         return bytes(buf)

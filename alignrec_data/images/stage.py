@@ -35,6 +35,7 @@ from alignrec_data.images.fetch import Fetcher, FetchSettings, is_transient
 from alignrec_data.images.urls import Candidate, MirrorRules, image_candidates, mirror_rules
 from alignrec_data.images.validate import ImageRejected, ImageSettings, process_image
 from alignrec_data.paths import DatasetPaths
+from alignrec_data.registry import check_links
 from alignrec_data.schema import ITEMS_FILE
 
 log = logging.getLogger(__name__)
@@ -71,7 +72,8 @@ class ImagesConfig:
         backoff: Seconds before the first retry, doubling each retry (unless Retry-After).
         max_retry_after: Cap on any retry wait, Retry-After included, in seconds.
         timeout: Seconds to connect and for each read.
-        total_timeout: Seconds for one whole response body.
+        total_timeout: Seconds for one whole request (headers and body) per attempt, also
+            while bytes trickle (a watchdog cuts the connection at the deadline).
         shard_size_mb: Start a new shard after this many MB of stored JPEG bytes.
         user_agent: User-Agent header sent to image servers.
     """
@@ -396,11 +398,14 @@ def fetch_images(
     start = time.monotonic()
     paths = DatasetPaths.of(data_dir, dataset)
     images_dir = paths.images
+    check_links([images_dir, paths.prepared / ITEMS_FILE], "images input or output")
     items = _read_items(paths.prepared / ITEMS_FILE, dataset)
     rules: MirrorRules = mirror_rules(dataset, mirrors)
     log.info("images %s: %d items, mirror rules %s", dataset, len(items), rules.rules)
     settings = config.recorded_settings()
     img_settings = config.image_settings()
+    for path in store.clean_stale_temporaries(images_dir):
+        log.info("removed %s, left by an interrupted run", path.name)
 
     catalog_rows: dict[str, dict[str, Any]] = {}
     old_index: dict[str, dict[str, Any]] = {}

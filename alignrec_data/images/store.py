@@ -22,6 +22,13 @@ Layout of ``<data-dir>/<dataset>/images/`` (never one loose file per image):
   elsewhere (or nowhere) is not read. Its schema metadata also records the mirror rules.
 - ``stats.json``: counts, the missing rate, the reasons histogram, settings.
 
+Every file is written atomically (:mod:`alignrec_data.atomic`): a shard is written as
+``.shard-00003.parquet.tmp-<pid>-<random>.parquet`` and renamed into place. A run killed with
+``kill -9`` can leave such a temporary behind; the next run removes those of processes no
+longer alive (:func:`clean_stale_temporaries`). A shard that was renamed into place before
+the kill but that no index names yet is reused by the next run (its items are not fetched
+again), or removed when no item refers to it.
+
 Readers (used by the encoder and extract stages): :func:`load_image_index`,
 :func:`iter_images` (RGB ``PIL.Image`` objects), :func:`iter_image_bytes`, :func:`load_images`.
 """
@@ -40,7 +47,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from PIL import Image
 
-from alignrec_data.atomic import write_parquet
+from alignrec_data.atomic import clean_stale, write_parquet
 from alignrec_data.errors import DataFormatError, UsageError
 
 INDEX_FILE = "index.parquet"
@@ -56,6 +63,8 @@ _NULLABLE = {
     pa.string(): pd.StringDtype(),
 }
 _SHARD_NAME = re.compile(r"^shard-(\d{5,})\.parquet$")
+# Temporaries of this folder's files (atomic.py naming: .<target>.tmp-<pid>-<random>...).
+_TEMP_NAME = re.compile(r"^\.(shard-\d{5,}\.parquet|index\.parquet|stats\.json)\.(?:tmp|old)-\d+-")
 
 SHARD_SCHEMA = pa.schema(
     [
@@ -96,6 +105,25 @@ def shard_files(images_dir: str | Path) -> list[Path]:
         return []
     found = [(int(m.group(1)), p) for p in d.iterdir() if (m := _SHARD_NAME.match(p.name))]
     return [p for _, p in sorted(found)]
+
+
+def clean_stale_temporaries(images_dir: str | Path) -> list[Path]:
+    """Remove the temporaries of shards, index and stats left by processes no longer alive.
+
+    A run killed mid-write (``kill -9``, power loss) leaves ``.<file>.tmp-<pid>-*``; those of
+    a run still going on (its pid alive) and any file the stage did not name so are kept.
+
+    Args:
+        images_dir: The images folder.
+
+    Returns:
+        The paths removed.
+    """
+    d = Path(images_dir)
+    if not d.is_dir():
+        return []
+    names = {m.group(1) for p in d.iterdir() if (m := _TEMP_NAME.match(p.name))}
+    return [path for name in sorted(names) for path in clean_stale(d, name)]
 
 
 def next_shard_number(images_dir: str | Path) -> int:

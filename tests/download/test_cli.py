@@ -14,6 +14,7 @@ import pytest
 from click.testing import CliRunner
 
 from alignrec_data.cli import cli
+from alignrec_data.failures import run_stage
 from alignrec_data.registry import get_dataset, list_datasets
 from pipelines.download import main as pipeline_main
 from tests.conftest import REPO
@@ -248,6 +249,8 @@ def test_pipeline_stage_reads_its_params_section(data_dir, mini_mirror, tmp_path
     raw = data_dir / "amazon-mini" / "raw"
     assert sorted(p.name for p in raw.iterdir()) == sorted([*MINI_FILES, "alignrec.lock.json"])
 
-    rc = pipeline_main(["--data-dir", str(data_dir), "--dataset", "nope", "--params", str(params)])
+    # The stage's __main__ runs main through run_stage, which turns the error into one line.
+    argv = ["--data-dir", str(data_dir), "--dataset", "nope", "--params", str(params)]
+    rc = run_stage(lambda: pipeline_main(argv))
     assert rc == 2
     assert "unknown dataset id 'nope'" in capsys.readouterr().err
