@@ -14,13 +14,19 @@ the features next to them:
 
 A feature spec is a variant name (``<data-dir>/<dataset>/features/<variant>.parquet``; its
 ``item_key`` order must equal the prepared items') or ``MODALITY=PATH.npy`` for a matrix from
-elsewhere (``image=``, ``text=`` or ``fused=``; row i must be item i). ``.npy`` files are read
-with ``allow_pickle=False``: a pickled file is refused, never unpickled (unpickling runs code).
+elsewhere (``image=``, ``text=`` or ``fused=``; row i must be item i). A ``.npy`` header is
+checked against the file size before any data is read (a forged header asking for terabytes
+is an error, not an allocation); files are read with ``allow_pickle=False``: a pickled file is
+refused, never unpickled (unpickling runs code). Matrices with NaN or infinite values are
+refused.
 """
 
 from __future__ import annotations
 
+import io
 import logging
+import math
+import pickletools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,7 +37,7 @@ import pyarrow.parquet as pq
 
 from alignrec_data.atomic import atomic_path
 from alignrec_data.errors import DataFormatError, UsageError
-from alignrec_data.paths import DatasetPaths
+from alignrec_data.paths import DatasetPaths, check_name
 
 log = logging.getLogger(__name__)
 
@@ -82,49 +88,153 @@ def parse_feature_specs(value: str | Sequence[str] | None) -> list[str]:
     return [s.strip() for p in parts for s in str(p).split(",") if s.strip()]
 
 
+_NPY_MAGIC = b"\x93NUMPY"
+_NPY_MAX_HEADER = 10_000  # bytes; numpy's own limit for a header it reads safely
+_SNIFF_BYTES = 64 * 1024
+
+
+def _looks_like_pickle(head: bytes) -> bool:
+    """Whether the first bytes of a file are a pickle stream (decoded, never run).
+
+    Protocols 2-5 start with PROTO (0x80) and the protocol number; older, text protocols are
+    recognised when the bytes decode as opcodes up to a STOP.
+    """
+    if len(head) >= 2 and head[0] == 0x80 and 2 <= head[1] <= 5:
+        return True
+    try:
+        for op, _arg, _pos in pickletools.genops(io.BytesIO(head)):
+            if op.name == "STOP":
+                return True
+    except Exception:  # noqa: BLE001 (any decoding failure means: not a pickle)
+        return False
+    return False
+
+
+def _pickle_error(path: Path) -> DataFormatError:
+    msg = (
+        f"{path} holds pickled Python objects (an object array or a pickle file); "
+        "alignrec never unpickles (allow_pickle=False), because unpickling runs "
+        "arbitrary code. Save a numeric array instead: "
+        "np.save(path, np.asarray(x, dtype=np.float32))"
+    )
+    return DataFormatError(msg)
+
+
+def npy_header(path: str | Path) -> tuple[tuple[int, ...], np.dtype, int]:
+    """Read and check the header of a ``.npy`` file against the file size, loading no data.
+
+    Returns:
+        ``(shape, dtype, data_offset)`` of a 2-D integer or float matrix whose data fills the
+        rest of the file exactly.
+
+    Raises:
+        DataFormatError: Not a ``.npy`` file (random bytes, a ``.npz`` archive), a pickle or an
+            object array, a malformed header, not a 2-D numeric matrix, or a header that asks
+            for more (or fewer) bytes than the file holds (truncated or forged).
+    """
+    path = Path(path)
+    size = path.stat().st_size
+    save_hint = "save it with np.save(path, np.asarray(x, dtype=np.float32))"
+    with open(path, "rb") as f:
+        head = f.read(_SNIFF_BYTES)
+        if not head.startswith(_NPY_MAGIC):
+            if head.startswith(b"PK\x03\x04"):
+                msg = f"{path} is a .npz archive, not a .npy file; {save_hint}"
+                raise DataFormatError(msg)
+            if _looks_like_pickle(head):
+                raise _pickle_error(path)
+            found = "it is empty" if not head else "it does not start with the .npy magic bytes"
+            msg = f"{path} is not a .npy file ({found}); {save_hint}"
+            raise DataFormatError(msg)
+        f.seek(0)
+        try:
+            version = np.lib.format.read_magic(f)
+            if version == (1, 0):
+                shape, fortran, dtype = np.lib.format.read_array_header_1_0(
+                    f, max_header_size=_NPY_MAX_HEADER
+                )
+            elif version == (2, 0):
+                shape, fortran, dtype = np.lib.format.read_array_header_2_0(
+                    f, max_header_size=_NPY_MAX_HEADER
+                )
+            else:
+                msg = f"unsupported .npy format version {version[0]}.{version[1]}"
+                raise ValueError(msg)
+        except (ValueError, SyntaxError, TypeError, OverflowError, EOFError) as err:
+            msg = f"{path} has a malformed .npy header ({err}); {save_hint}"
+            raise DataFormatError(msg) from err
+        offset = f.tell()
+    if dtype.hasobject:
+        raise _pickle_error(path)
+    if not (np.issubdtype(dtype, np.integer) or np.issubdtype(dtype, np.floating)):
+        msg = f"{path}: expected an integer or float matrix, found dtype {dtype}; {save_hint}"
+        raise DataFormatError(msg)
+    if len(shape) != 2:
+        msg = f"{path}: expected a 2-D numeric matrix (items x dim), found shape {shape}"
+        raise DataFormatError(msg)
+    want = math.prod(shape) * dtype.itemsize  # Python ints: a forged shape cannot overflow
+    have = size - offset
+    if want != have:
+        msg = (
+            f"{path}: its header describes a {shape[0]:,} x {shape[1]:,} {dtype} matrix "
+            f"({want:,} bytes) but the file holds {have:,} bytes of data: it is truncated or "
+            f"not a valid .npy file; {save_hint}"
+        )
+        raise DataFormatError(msg)
+    del fortran  # np.load handles either order
+    return tuple(shape), dtype, offset
+
+
 def load_npy(path: str | Path) -> np.ndarray:
-    """Read a 2-D numeric ``.npy`` matrix safely (``allow_pickle=False``), as float32.
+    """Read a 2-D numeric ``.npy`` matrix safely, as float32.
+
+    The header is checked against the file size first (:func:`npy_header`), so a forged
+    header asking for terabytes fails before anything is allocated; the data is read with
+    ``allow_pickle=False``.
 
     Raises:
         UsageError: The file does not exist.
         DataFormatError: The file holds pickled objects, is not a ``.npy`` file, is not 2-D
-            numeric, or holds NaN / infinite values.
+            numeric, does not match its header, or holds NaN / infinite values.
     """
     path = Path(path)
     if not path.is_file():
         msg = f"feature file {path} does not exist"
         raise UsageError(msg)
+    shape, _dtype, _offset = npy_header(path)
+    if shape[1] == 0:
+        msg = f"{path}: the matrix has no columns (shape {shape})"
+        raise DataFormatError(msg)
     try:
         arr = np.load(path, allow_pickle=False)
-    except ValueError as err:
-        if "pickle" in str(err).lower():
-            msg = (
-                f"{path} holds pickled Python objects (an object array or a pickle file); "
-                "alignrec never unpickles (allow_pickle=False), because unpickling runs "
-                "arbitrary code. Save a numeric array instead: "
-                "np.save(path, np.asarray(x, dtype=np.float32))"
-            )
-            raise DataFormatError(msg) from err
+    except (ValueError, OSError) as err:
         msg = f"{path} is not a readable .npy file ({err})"
         raise DataFormatError(msg) from err
-    except OSError as err:
-        msg = f"{path} is not a readable .npy file ({err})"
-        raise DataFormatError(msg) from err
-    if not isinstance(arr, np.ndarray) or arr.ndim != 2 or not np.issubdtype(arr.dtype, np.number):
-        shape = getattr(arr, "shape", None)
-        msg = f"{path}: expected a 2-D numeric matrix (items x dim), found shape {shape}"
-        raise DataFormatError(msg)
     arr = np.ascontiguousarray(arr, dtype=np.float32)
-    if not np.isfinite(arr).all():
-        msg = f"{path}: the matrix holds NaN or infinite values"
-        raise DataFormatError(msg)
+    check_finite(arr, str(path))
     return arr
+
+
+def check_finite(matrix: np.ndarray, source: str) -> None:
+    """Refuse a matrix holding NaN or infinite values (row named in the message).
+
+    Raises:
+        DataFormatError: A value is not finite.
+    """
+    finite = np.isfinite(matrix).all(axis=1) if matrix.ndim == 2 else np.isfinite(matrix)
+    if not finite.all():
+        bad = np.flatnonzero(~finite)
+        msg = (
+            f"{source}: the matrix holds NaN or infinite values ({len(bad)} row(s), first row "
+            f"{int(bad[0])}); recompute the features"
+        )
+        raise DataFormatError(msg)
 
 
 def _read_variant(features_dir: Path, variant: str, item_keys: Sequence[str]) -> np.ndarray:
     from alignrec_data.features import read_features
 
-    path = features_dir / f"{variant}.parquet"
+    path = features_dir / f"{check_name(variant, 'feature variant')}.parquet"
     if not path.is_file():
         have = (
             sorted(p.stem for p in features_dir.glob("*.parquet")) if features_dir.is_dir() else []
@@ -142,6 +252,7 @@ def _read_variant(features_dir: Path, variant: str, item_keys: Sequence[str]) ->
             "come from another prepare run: re-run `alignrec-data extract`"
         )
         raise DataFormatError(msg)
+    check_finite(matrix, f"feature file {path}")
     return matrix
 
 
@@ -170,14 +281,15 @@ def resolve_features(
                     f"{', '.join(MODALITIES)} (write e.g. image=/path/feat.npy)"
                 )
                 raise UsageError(msg)
-            matrix = load_npy(path.strip())
-            if matrix.shape[0] != len(item_keys):
+            path = path.strip()
+            rows = npy_header(path)[0][0] if Path(path).is_file() else len(item_keys)
+            if rows != len(item_keys):  # checked on the header: a wrong matrix is not read
                 msg = (
-                    f"{path}: {matrix.shape[0]} rows, but the dataset has {len(item_keys)} items "
+                    f"{path}: {rows} rows, but the dataset has {len(item_keys)} items "
                     "(row i must be itemID i)"
                 )
                 raise DataFormatError(msg)
-            out.append(FeatureInput(path.strip(), modality, matrix))
+            out.append(FeatureInput(path, modality, load_npy(path)))
         else:
             matrix = _read_variant(Path(features_dir), spec, item_keys)
             out.append(FeatureInput(spec, variant_modality(spec), matrix))
@@ -255,11 +367,17 @@ def check_specs(features: str | Sequence[str] | None, layout: str = "mmrec") -> 
     return specs
 
 
+def write_npy_to(path: str | Path, matrix: np.ndarray) -> None:
+    """Write a C-contiguous float32 ``.npy`` to ``path`` as it is (never pickled)."""
+    arr = np.ascontiguousarray(matrix, dtype=np.float32)
+    with open(path, "wb") as f:
+        np.save(f, arr, allow_pickle=False)
+
+
 def write_npy(path: str | Path, matrix: np.ndarray) -> None:
     """Atomically write a C-contiguous float32 ``.npy`` (never pickled)."""
-    arr = np.ascontiguousarray(matrix, dtype=np.float32)
-    with atomic_path(path, suffix=".npy") as tmp, open(tmp, "wb") as f:
-        np.save(f, arr, allow_pickle=False)
+    with atomic_path(path, suffix=".npy") as tmp:
+        write_npy_to(tmp, matrix)
 
 
 def write_feature_files(

@@ -28,10 +28,17 @@ def command() -> None:
 @click.option(
     "--out",
     required=True,
-    type=click.Path(file_okay=False, path_type=Path),
+    type=click.Path(path_type=Path),  # a file is refused by check_output_dir, in one line
     help=(
-        "Target folder, e.g. MMRec/data/baby (created; existing files of the same names replaced)."
+        "Target folder, e.g. MMRec/data/baby: new, empty or a previous export (it holds "
+        "alignrec_export.json); the export's files are replaced, no other file is touched."
     ),
+)
+@click.option(
+    "--overwrite",
+    is_flag=True,
+    help="Write into a non-empty --out that is not a previous export (files of the same "
+    "names are replaced; other files are kept).",
 )
 @click.option(
     "--name",
@@ -61,10 +68,14 @@ def mmrec(
     name: str | None,
     features: str | None,
     layout: str,
+    overwrite: bool,
     data_dir: Path,
     fmt: str,
 ) -> None:
     """Write <name>.inter, u_id_mapping.csv and i_id_mapping.csv (tab-separated) into --out.
+
+    Every input is checked before the first byte is written; then all files are written
+    together (none on failure) with the marker alignrec_export.json listing them.
 
     \b
     Examples:
@@ -73,12 +84,20 @@ def mmrec(
       alignrec-data export mmrec amazon-mini --features effnet-image,minilm-text \
           --out MMRec/data/mini
       alignrec-data export mmrec amazon-mini --layout alignrec --out AlignRec/data/mini
+      alignrec-data export mmrec amazon-mini --out MMRec/data/mini --overwrite
     """  # noqa: D301 (click needs a real \b)
-    from alignrec_data.export_features import check_specs, export_features
     from alignrec_data.interop import export_mmrec
 
-    check_specs(features, layout)  # fail before writing anything
-    result = export_mmrec(data_dir, dataset, out, name=name)
-    result["features"] = export_features(data_dir, dataset, out, features, layout)
-    result["files"] += list(result["features"]["features"])
-    emit(fmt, result, [f"exported {dataset} to {out}: " + ", ".join(result["files"])])
+    result = export_mmrec(
+        data_dir,
+        dataset,
+        out,
+        name=name,
+        features=features,
+        layout=layout,
+        overwrite=overwrite,
+    )
+    lines = [f"exported {dataset} to {out}: " + ", ".join(result["files"])]
+    if result["removed"]:
+        lines.append(f"  removed {', '.join(result['removed'])} (from the previous export)")
+    emit(fmt, result, lines)

@@ -12,17 +12,26 @@ from alignrec_data.paths import DatasetPaths
 
 def _lines(stats: dict, out: Path) -> list[str]:
     sp = stats["splits"]
-    return [
+    lines = [
         f"imported {stats['source']} folder as {stats['dataset']} -> {out}",
         f"  {stats['users']:,} users, {stats['items']:,} items, {stats['interactions']:,} "
         "interactions",
         f"  train {sp['train']:,} / valid {sp['valid']:,} / test {sp['test']:,}",
     ]
+    if stats.get("removed"):
+        lines.append(
+            f"  removed {', '.join(stats['removed'])} of {stats['dataset']}: built on the "
+            "replaced items"
+        )
+    return lines
 
 
 @click.group("import")
 def command() -> None:
     """Import a dataset folder of another layout into DATA_DIR/NAME/prepared/.
+
+    Every source file is checked before anything is written. An existing dataset NAME is
+    only replaced with --overwrite, which also removes what was built on its old items.
 
     \b
     Examples:
@@ -37,31 +46,43 @@ def _name_option(f):
     )(f)
 
 
+def _overwrite_option(f):
+    return click.option(
+        "--overwrite",
+        is_flag=True,
+        help="Replace the prepared/ of an existing dataset NAME, and remove its features/, "
+        "models/, metrics/, report/ and release/ (built on the old items).",
+    )(f)
+
+
 @command.command("mmrec")
-@click.argument("folder", type=click.Path(file_okay=False, path_type=Path))
+@click.argument("folder", type=click.Path(path_type=Path))
 @_name_option
+@_overwrite_option
 @data_dir_option
 @format_option
-def mmrec(folder: Path, name: str, data_dir: Path, fmt: str) -> None:
+def mmrec(folder: Path, name: str, overwrite: bool, data_dir: Path, fmt: str) -> None:
     """Import an MMRec folder: <name>.inter (+ u_id_mapping.csv, i_id_mapping.csv).
 
     \b
     Examples:
       alignrec-data import mmrec MMRec/data/baby --name baby
       alignrec-data import mmrec ../shared/data/ml100k-imdb --name ml100k --format json
+      alignrec-data import mmrec MMRec/data/baby --name baby --overwrite
     """  # noqa: D301 (click needs a real \b)
     from alignrec_data.interop import import_mmrec
 
-    stats = import_mmrec(folder, name, data_dir)
+    stats = import_mmrec(folder, name, data_dir, overwrite=overwrite)
     emit(fmt, stats, _lines(stats, DatasetPaths.of(data_dir, name).prepared))
 
 
 @command.command("lattice")
-@click.argument("folder", type=click.Path(file_okay=False, path_type=Path))
+@click.argument("folder", type=click.Path(path_type=Path))
 @_name_option
+@_overwrite_option
 @data_dir_option
 @format_option
-def lattice(folder: Path, name: str, data_dir: Path, fmt: str) -> None:
+def lattice(folder: Path, name: str, overwrite: bool, data_dir: Path, fmt: str) -> None:
     """Import a LATTICE/MMHCL folder: train/val/test.json (+ user2id.json, item2id.json).
 
     \b
@@ -70,5 +91,5 @@ def lattice(folder: Path, name: str, data_dir: Path, fmt: str) -> None:
     """  # noqa: D301 (click needs a real \b)
     from alignrec_data.interop import import_lattice
 
-    stats = import_lattice(folder, name, data_dir)
+    stats = import_lattice(folder, name, data_dir, overwrite=overwrite)
     emit(fmt, stats, _lines(stats, DatasetPaths.of(data_dir, name).prepared))

@@ -76,6 +76,7 @@ def test_baby_lattice_import_export_roundtrip(data_dir: Path, tmp_path: Path) ->
     )
     assert res.exit_code == 0, res.output
     assert sorted(p.name for p in out.iterdir()) == [
+        "alignrec_export.json",  # the marker: a later export may replace this folder's files
         "baby.inter",
         "i_id_mapping.csv",
         "u_id_mapping.csv",
@@ -244,9 +245,13 @@ def test_import_errors(tmp_path: Path, data_dir: Path) -> None:
     ):
         import_lattice(folder, "x", data_dir)
     (folder / "test.json").write_text('{"1": [0]}')
-    with pytest.raises(DataFormatError, match=r"item ids must be contiguous from 0; id 2 of 0..3"):
+    with pytest.raises(
+        DataFormatError,
+        match=r"val.json: item id 3 is out of range: ids must be contiguous from 0, and 3 "
+        r"distinct item ids used can only be 0..2; renumber",
+    ):
         import_lattice(folder, "x", data_dir)
-    with pytest.raises(UsageError, match="dataset name '../x' is not valid"):
+    with pytest.raises(UsageError, match="dataset '../x' is not a valid name"):
         import_lattice(folder, "../x", data_dir)
     mm = tmp_path / "mm"
     mm.mkdir()
@@ -268,3 +273,38 @@ def test_import_errors(tmp_path: Path, data_dir: Path) -> None:
         ["export", "mmrec", "nothing", "--out", str(tmp_path / "o"), "--data-dir", str(data_dir)],
     )
     assert res.exit_code == 2 and "alignrec-data prepare nothing" in res.output
+
+
+def test_import_over_an_existing_dataset(tmp_path: Path, data_dir: Path) -> None:
+    mm = tmp_path / "mm"
+    mm.mkdir()
+    (mm / "mm.inter").write_text("userID\titemID\tx_label\n0\t0\t0\n1\t1\t2\n1\t2\t1\n")
+    assert import_mmrec(mm, "d", data_dir)["removed"] == []
+    (data_dir / "d" / "features").mkdir()
+    (data_dir / "d" / "features" / "alignrec.parquet").write_bytes(b"old")
+    with pytest.raises(UsageError, match=r"dataset 'd' already exists .*pass --overwrite"):
+        import_mmrec(mm, "d", data_dir)
+    (mm / "mm.inter").write_text("userID\titemID\tx_label\n0\t0\t0\n0\t1\t2\n")
+    stats = import_mmrec(mm, "d", data_dir, overwrite=True)
+    assert stats["removed"] == ["features/"] and stats["items"] == 2
+    assert sorted(p.name for p in (data_dir / "d").iterdir()) == ["prepared"]
+    assert "removed" not in json.loads((data_dir / "d" / "prepared" / "stats.json").read_text())
+
+
+def test_ids_are_range_checked_before_allocation(tmp_path: Path, data_dir: Path) -> None:
+    mm = tmp_path / "mm"
+    mm.mkdir()
+    (mm / "mm.inter").write_text("userID\titemID\tx_label\n0\t0\t0\n0\t1\t2\n")
+    # A mapped id far beyond what the map and the interactions can fill.
+    (mm / "i_id_mapping.csv").write_text("asin\titemID\nA\t0\nB\t1\nC\t1000000000000000\n")
+    with pytest.raises(
+        DataFormatError,
+        match=r"i_id_mapping.csv: item id 1000000000000000 is out of range: .* 2 distinct item "
+        r"ids used and 3 mapped can only be 0..4",
+    ):
+        import_mmrec(mm, "r", data_dir)
+    # A gap the range check cannot see (it is filled by neither side) is still named.
+    (mm / "i_id_mapping.csv").write_text("asin\titemID\nA\t0\nB\t1\nC\t3\n")
+    with pytest.raises(DataFormatError, match=r"item ids must be contiguous from 0; id 2 of 0..3"):
+        import_mmrec(mm, "r", data_dir)
+    assert not (data_dir / "r").exists()

@@ -119,6 +119,10 @@ def test_pickled_npy_is_refused(ds, tmp_path: Path) -> None:
             load_npy(path)
         with pytest.raises(DataFormatError, match="never unpickles"):
             export_features(data_dir, "amazon-mini", tmp_path / "o", f"image={path}")
+    noise = tmp_path / "noise.npy"
+    noise.write_bytes(bytes(range(7, 256)) * 4)  # random-looking bytes are no pickle
+    with pytest.raises(DataFormatError, match=r"noise.npy is not a .npy file \(it does not start"):
+        load_npy(noise)
     good = tmp_path / "good.npy"
     np.save(good, np.arange(120, dtype=np.float64).reshape(40, 3))
     res = export_features(data_dir, "amazon-mini", tmp_path / "o", f"image={good}")
@@ -180,3 +184,53 @@ def test_export_mmrec_cli_with_features_and_layout(ds, tmp_path: Path) -> None:
     res = runner.invoke(cli, [*base, "--features", "alignrec", "--out", str(bad)])
     assert res.exit_code == 2 and "use --layout alignrec" in res.output
     assert not bad.exists()  # refused before anything was written
+
+
+def test_npy_header_is_checked_against_the_file_size(tmp_path: Path) -> None:
+    from alignrec_data.export_features import npy_header
+
+    path = tmp_path / "m.npy"
+    np.save(path, np.ones((5, 3), np.int16))
+    shape, dtype, offset = npy_header(path)
+    assert (shape, dtype, offset) == ((5, 3), np.dtype("<i2"), 128)
+    assert load_npy(path).dtype == np.float32
+    # The same header over too few bytes: refused from the header, nothing is allocated.
+    data = path.read_bytes()
+    forged = data.replace(b"(5, 3), }" + b" " * 9, b"(9999999999, 3), }")  # same header length
+    path.write_bytes(forged)
+    with pytest.raises(DataFormatError, match=r"9,999,999,999 x 3 int16 matrix .* holds 30 bytes"):
+        load_npy(path)
+    path.write_bytes(data + b"extra")
+    with pytest.raises(DataFormatError, match=r"holds 35 bytes of data: it is truncated or not"):
+        load_npy(path)
+
+
+def test_export_mmrec_writes_all_files_and_the_marker(ds, tmp_path: Path) -> None:
+    import json
+
+    from alignrec_data.interop import EXPORT_MARKER, export_mmrec
+
+    data_dir, b = ds
+    out = tmp_path / "nested" / "mini"
+    res = export_mmrec(data_dir, "amazon-mini", out, features="effnet-image,minilm-text")
+    assert res["files"] == [
+        "mini.inter",
+        "u_id_mapping.csv",
+        "i_id_mapping.csv",
+        "image_feat.npy",
+        "text_feat.npy",
+    ]
+    marker = json.loads((out / EXPORT_MARKER).read_text())
+    assert marker["files"] == sorted(res["files"]) and marker["layout"] == "mmrec"
+    assert sorted(p.name for p in out.iterdir()) == sorted([*res["files"], EXPORT_MARKER])
+    _check_interactions(read_mmrec(out, "mini"), b)
+    # Same folder, the AlignRec layout: our text_feat.npy from the first run is removed.
+    res = export_mmrec(data_dir, "amazon-mini", out, layout="alignrec")
+    assert res["removed"] == ["text_feat.npy"] and res["features"]["removed"] == ["text_feat.npy"]
+    got = read_mmrec(out, "mini")
+    np.testing.assert_array_equal(got["feats"]["image_feat.npy"], b.features["alignrec"])
+    # A bad spec or a missing variant fails before the folder is created.
+    for features in ("clip-image", "../../x-image"):
+        with pytest.raises(UsageError):
+            export_mmrec(data_dir, "amazon-mini", tmp_path / "new", features=features)
+        assert not (tmp_path / "new").exists()
