@@ -925,6 +925,7 @@ def export_mmrec(
         what="export folder",
         overwrite=overwrite,
         protected=protected_folders(data_dir),
+        overwrite_means="write into it (files of other names are kept)",
     )
     if out.is_dir() and not os.access(out, os.W_OK | os.X_OK):
         msg = f"--out {out} is read-only (permission denied); make it writable or choose another"

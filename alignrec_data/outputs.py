@@ -73,6 +73,7 @@ def check_output_dir(
     overwrite: bool = False,
     protected: Iterable[str | Path] = (),
     option: str = "--out",
+    overwrite_means: str = "replace what it holds",
 ) -> Path:
     """Check that a command may write the folder ``out`` as a whole, before anything is written.
 
@@ -85,6 +86,7 @@ def check_output_dir(
         protected: Folders ``out`` may neither be nor contain (see :func:`protected_folders`).
             Folders inside ``out`` that are the command's own previous output are fine.
         option: The option that named ``out``, for messages.
+        overwrite_means: What ``--overwrite`` does to such a folder, for messages.
 
     Returns:
         ``out`` as a Path.
@@ -116,7 +118,7 @@ def check_output_dir(
         if non_empty and not (out / marker).is_file() and not overwrite:
             msg = (
                 f"{option} {out} is not empty and is not a previous {what} (it has no {marker}); "
-                f"choose a new or empty folder, or pass --overwrite to replace what it holds"
+                f"choose a new or empty folder, or pass --overwrite to {overwrite_means}"
             )
             raise UsageError(msg)
     # Making out needs its nearest existing ancestor writable; replacing it renames it inside
