@@ -1,4 +1,4 @@
-"""Rebuild or check the embedded ``amazon-mini`` dataset (a thin wrapper over alignrec_data.mini).
+"""Rebuild or check the embedded ``amazon-mini`` dataset (wraps scripts/amazon_mini.py).
 
 Examples:
     python scripts/make_amazon_mini.py --out alignrec_data/mini --seed 0   # rebuild
@@ -17,7 +17,7 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:  # run from a checkout without an installed package
     sys.path.insert(0, str(REPO))
 
-from alignrec_data.mini import MINI_DIR, check_amazon_mini, generate_amazon_mini  # noqa: E402
+from scripts.amazon_mini import MINI_DIR, check_amazon_mini, generate_amazon_mini  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -24,8 +24,8 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from alignrec_data.mini import MINI_DIR
 from alignrec_data.registry import get_dataset
+from scripts.amazon_mini import MINI_DIR
 from tests.download.httpserver import FaultServer
 from tests.hostile.conftest import REPO, assert_clean_error, run, tree_digest
 from tests.images.helpers import jpeg_bytes, write_items

@@ -15,12 +15,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from alignrec_data import mini
 from alignrec_data.errors import UsageError
+from scripts import amazon_mini as mini
 
 MINI = mini.MINI_DIR
 SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "make_amazon_mini.py"
-REGISTRY = Path(mini.__file__).parent / "registry_data" / "datasets.json"
+REGISTRY = MINI.parent / "registry_data" / "datasets.json"
 SMALL = mini.MiniConfig(n_users=120, n_items=60, n_meta_only_items=3, mean_interactions=8.0)
 
 REVIEW_KEYS = {"overall", "verified", "reviewTime", "reviewerID", "asin", "reviewerName",
@@ -50,7 +50,7 @@ def latent() -> dict[str, dict]:
     return mini.load_latent_items()
 
 
-def _five_core(pairs: set[tuple[str, str]], k: int = 5) -> set[tuple[str, str]]:
+def five_core(pairs: set[tuple[str, str]], k: int = 5) -> set[tuple[str, str]]:
     """Independent iterative k-core (not mini.kcore), so the test checks the generator."""
     while True:
         users = Counter(u for u, _ in pairs)
@@ -63,7 +63,7 @@ def _five_core(pairs: set[tuple[str, str]], k: int = 5) -> set[tuple[str, str]]:
 
 @pytest.fixture(scope="module")
 def core(reviews: list[dict]) -> set[tuple[str, str]]:
-    return _five_core({(r["reviewerID"], r["asin"]) for r in reviews})
+    return five_core({(r["reviewerID"], r["asin"]) for r in reviews})
 
 
 # ------------------------------------------------------------------ reproducibility

@@ -14,9 +14,10 @@ from click.testing import CliRunner
 
 from alignrec_data.cli import cli
 from alignrec_data.errors import ChecksumError
-from alignrec_data.mini import MINI_DIR, REVIEWS_FILE, generate_amazon_mini, kcore
 from alignrec_data.prepare import PrepareConfig, prepare_dataset
 from alignrec_data.registry import get_dataset
+from scripts.amazon_mini import MINI_DIR, REVIEWS_FILE, generate_amazon_mini
+from tests.mini.test_mini import five_core
 
 FILES = ("interactions.parquet", "items.parquet", "users.parquet", "stats.json")
 
@@ -69,14 +70,14 @@ def _params(tmp_path: Path, name: str, **prepare: object) -> Path:
 def test_prepare_amazon_mini_end_to_end(tmp_path: Path, mini_raw: Path) -> None:
     params = _params(tmp_path, "p.yaml", seed=11)
     stats = _run(tmp_path / "a", mini_raw, params)
-    # Independent count: plain json + the generator's own dedupe/k-core helper.
+    # Independent count: plain json + an independent k-core (tests/mini).
     first: dict[tuple[str, str], int] = {}
     with gzip.open(mini_raw / REVIEWS_FILE, "rt") as f:
         rows = [json.loads(line) for line in f]
     for r in rows:
         key = (r["reviewerID"], r["asin"])
         first[key] = min(first.get(key, r["unixReviewTime"]), r["unixReviewTime"])
-    core = kcore(first, 5)
+    core = five_core(set(first), 5)
     assert stats["steps"][0]["interactions"] == len(rows)
     assert stats["steps"][1]["interactions"] == len(first)
     assert stats["interactions"] == len(core)
