@@ -22,7 +22,9 @@ import yaml
 
 from tests.conftest import REPO
 
-pytestmark = pytest.mark.slow
+# The chain runs for minutes on 2 idle cores and several times that beside another CPU-bound
+# job: a generous limit here only (every other test keeps pyproject's 600 s).
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(2400)]
 
 DATASET = "amazon-mini"
 
@@ -86,7 +88,7 @@ def _env() -> dict[str, str]:
     return env
 
 
-def _run(cmd: list[str], cwd: Path, timeout: float = 900) -> str:
+def _run(cmd: list[str], cwd: Path, timeout: float = 2000) -> str:
     proc = subprocess.run(cmd, cwd=cwd, env=_env(), capture_output=True, text=True, timeout=timeout)
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, f"{' '.join(cmd)} failed ({proc.returncode}):\n{out[-6000:]}"
@@ -138,7 +140,7 @@ def test_killed_repro_leaves_no_half_written_out_then_finishes(repo: Path) -> No
         start_new_session=True,
     )
     seen = []
-    deadline = time.monotonic() + 600
+    deadline = time.monotonic() + 1200
     try:
         for line in proc.stdout:
             seen.append(line)
