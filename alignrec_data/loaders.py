@@ -26,25 +26,48 @@ branch, tag or commit sha; pin a commit to reproduce exactly). From the Hub the 
 the needed shards are fetched with ``huggingface_hub.hf_hub_download`` into the Hub cache
 (with ``HF_HUB_OFFLINE=1`` only the cache is used). An unknown config or variant is a
 :class:`~alignrec_data.errors.UsageError` that lists what the release has.
+
+Deadlines (``timeout``, default :data:`~alignrec_data.hub.DEFAULT_TIMEOUT` = 60 seconds, on
+every public function): each Hub request may take at most ``timeout`` seconds to connect and
+for each wait for the server, and each Hub call as a whole (huggingface_hub's retries
+included) must end within ``timeout`` seconds; a shard's download within ``timeout`` plus
+one second per :data:`~alignrec_data.hub.MIN_TRANSFER_RATE` bytes of it (its size is in the
+manifest). The mechanism is the one ``publish`` uses (:mod:`alignrec_data.hub`). When the
+Hub cannot be reached (refused, stalled past the deadline, not answering HTTP) the loaders
+fall back to the Hub cache alone (a warning is logged); what the cache lacks is a
+:class:`~alignrec_data.errors.DownloadError` naming the repo, the endpoint, what failed and
+the fix (check the network / ``endpoint``, or raise ``timeout``).
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import inspect
 import json
 import logging
 import os
 import re
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from alignrec_data.atomic import atomic_path
-from alignrec_data.errors import DataFormatError, UsageError
+from alignrec_data.errors import DataFormatError, DownloadError, UsageError
+from alignrec_data.hub import (
+    DEFAULT_TIMEOUT,
+    MIN_TRANSFER_RATE,
+    check_endpoint,
+    check_timeout,
+    hub_timeouts,
+    network_problem,
+    public_url,
+    with_deadline,
+)
 from alignrec_data.release import (
     CARD_NAME,
     FEATURES_PREFIX,
@@ -61,6 +84,30 @@ RETURN_TYPES = ("numpy", "torch")
 _REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 # Published split name -> MMRec x_label.
 X_LABELS = {"train": 0, "validation": 1, "test": 2}
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _one_hub_session(func: F) -> F:
+    """Keep the Hub client's timeouts installed for a whole loader call on a Hub repo id.
+
+    Each Hub call also enters :func:`~alignrec_data.hub.hub_timeouts` itself; holding it for
+    the whole call lets the shard downloads share the client's connections (it is closed,
+    ending any call abandoned at its deadline, when the loader returns or raises).
+    """
+    signature = inspect.signature(func)
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        bound = signature.bind_partial(*args, **kwargs).arguments
+        source = bound.get("source")
+        if isinstance(source, str) and _REPO_ID.match(source) and not Path(source).is_dir():
+            timeout = check_timeout(bound.get("timeout", DEFAULT_TIMEOUT), "timeout")
+            with hub_timeouts(timeout):
+                return func(*args, **kwargs)
+        return func(*args, **kwargs)
+
+    return wrapper  # type: ignore[return-value]
 
 
 class ReleaseSource:
@@ -182,8 +229,9 @@ def _hub_source(
     endpoint: str | None,
     token: str | bool | None,
     cache_dir: str | Path | None,
+    timeout: float,
 ) -> ReleaseSource:
-    from huggingface_hub import HfApi, hf_hub_download
+    from huggingface_hub import HfApi, constants, hf_hub_download
     from huggingface_hub.errors import (
         EntryNotFoundError,
         LocalEntryNotFoundError,
@@ -193,11 +241,27 @@ def _hub_source(
     )
 
     label = f"{repo_id}@{revision or 'main'}"
+    if endpoint is not None:
+        endpoint = check_endpoint(endpoint, "endpoint")
+    shown = public_url(endpoint or constants.ENDPOINT)  # for messages (no user:password@)
+    doing = f"loading dataset repo {label}"
+
+    def problem(err: BaseException) -> str | None:
+        hint = f"timeout= (now {timeout:g} s)"
+        return network_problem(err, shown, doing, endpoint_hint="endpoint=", timeout_hint=hint)
+
     commit = revision
+    unreachable: str | None = None  # set: the Hub is not reachable, only its cache is used
     try:
-        info = HfApi(endpoint=endpoint, token=token).repo_info(
-            repo_id, repo_type="dataset", revision=revision
-        )
+        api = HfApi(endpoint=endpoint, token=token)
+        with hub_timeouts(timeout):
+            info = with_deadline(
+                lambda: api.repo_info(
+                    repo_id, repo_type="dataset", revision=revision, timeout=timeout
+                ),
+                timeout,
+                "repo_info",
+            )
         commit = info.sha or revision
     except OfflineModeIsEnabled:
         log.info("HF_HUB_OFFLINE is set: loading %s from the Hub cache only", label)
@@ -210,23 +274,40 @@ def _hub_source(
     except RevisionNotFoundError as err:
         msg = f"Hub dataset repo {repo_id!r} has no revision {revision!r}"
         raise UsageError(msg) from err
-    except Exception as err:  # network down: fall back to the cache
-        log.warning("could not reach the Hub for %s (%s); trying the Hub cache", label, err)
+    except Exception as err:  # any other failure: the downloads will tell
+        unreachable = problem(err)  # network down: the Hub cache only, no second wait
+        if unreachable is not None:
+            log.warning("%s; trying the Hub cache", unreachable)
+        else:
+            log.warning("repo_info of %s failed (%s); trying the downloads", label, err)
+    sizes: dict[str, int] = {}  # shard path -> bytes, from the manifest
 
     def fetch(rel: str) -> Path:
-        try:
-            return Path(
-                hf_hub_download(
-                    repo_id,
-                    rel,
-                    repo_type="dataset",
-                    revision=commit,
-                    endpoint=endpoint,
-                    token=token,
-                    cache_dir=cache_dir,
-                )
+        seconds = timeout + sizes.get(rel, 0) / MIN_TRANSFER_RATE
+
+        def download() -> str:
+            return hf_hub_download(
+                repo_id,
+                rel,
+                repo_type="dataset",
+                revision=commit,
+                endpoint=endpoint,
+                token=token,
+                cache_dir=cache_dir,
+                etag_timeout=timeout,
+                local_files_only=unreachable is not None,
             )
+
+        try:
+            with hub_timeouts(timeout):
+                return Path(with_deadline(download, seconds, f"the download of {rel}"))
         except (EntryNotFoundError, LocalEntryNotFoundError) as err:
+            if unreachable is not None:
+                msg = f"{unreachable} ({rel} is not in the Hub cache either)"
+                raise DownloadError(msg) from None
+            text = problem(err)
+            if text is not None:
+                raise DownloadError(text) from None
             msg = (
                 f"release {label}: {rel} could not be fetched ({type(err).__name__}); "
                 "with HF_HUB_OFFLINE=1 only files already in the Hub cache can be loaded"
@@ -235,6 +316,11 @@ def _hub_source(
         except RepositoryNotFoundError as err:
             msg = f"Hub dataset repo {repo_id!r} was not found (or it is private)"
             raise UsageError(msg) from err
+        except Exception as err:
+            text = problem(err)
+            if text is None:
+                raise
+            raise DownloadError(text) from None
 
     try:
         manifest_path = fetch(MANIFEST_NAME)
@@ -245,9 +331,42 @@ def _hub_source(
         )
         raise DataFormatError(msg) from err
     folder = manifest_path.parent
-    return ReleaseSource(folder, label, read_manifest(folder, label), fetch)
+    if unreachable is None and commit:
+        _remember_ref(folder, revision or "main", commit)
+    manifest = read_manifest(folder, label)
+    for config in manifest["configs"].values():
+        for split in config["splits"].values():
+            for shard in split["shards"]:
+                sizes[shard["path"]] = int(shard["bytes"])
+    return ReleaseSource(folder, label, manifest, fetch)
 
 
+def _remember_ref(snapshot: Path, ref: str, commit: str) -> None:
+    """Record ``ref -> commit`` in the Hub cache, as ``hf_hub_download`` does for a branch.
+
+    The loaders download at the commit ``repo_info`` named, so huggingface_hub records no
+    ref; without one a later load of the branch from the cache alone (``HF_HUB_OFFLINE=1``,
+    or the Hub unreachable) would not find the snapshot.
+    """
+    parts = ref.split("/")
+    if (
+        ref == commit
+        or snapshot.name != commit
+        or snapshot.parent.name != "snapshots"
+        or not all(re.fullmatch(r"[\w.-]+", p) and p not in (".", "..") for p in parts)
+    ):
+        return
+    path = snapshot.parent.parent.joinpath("refs", *parts)
+    try:
+        if path.is_file() and path.read_text() == commit:
+            return
+        with atomic_path(path) as tmp:
+            Path(tmp).write_text(commit)
+    except OSError as err:  # a read-only cache must not break loading
+        log.debug("could not record %s -> %s in the Hub cache (%s)", ref, commit, err)
+
+
+@_one_hub_session
 def open_release(
     source: str | Path,
     *,
@@ -255,14 +374,27 @@ def open_release(
     endpoint: str | None = None,
     token: str | bool | None = None,
     cache_dir: str | Path | None = None,
+    timeout: float = DEFAULT_TIMEOUT,
 ) -> ReleaseSource:
     """Open a local release folder or a Hub dataset repo id.
 
+    Args:
+        source: Release folder or Hub repo id ``ORG/NAME``.
+        revision: Hub revision (branch, tag or commit sha); ignored for folders.
+        endpoint: Hub endpoint (default: huggingface_hub's, i.e. ``$HF_ENDPOINT``).
+        token: Hub token (default: huggingface_hub's usual places).
+        cache_dir: Hub cache folder (default: huggingface_hub's).
+        timeout: Seconds: connect / read deadline of each Hub request and total deadline of
+            each Hub call (see module docstring); the later shard downloads keep it.
+
     Raises:
-        UsageError: ``source`` is neither an existing folder nor an ``ORG/NAME`` repo id, or
-            the repo does not exist.
+        UsageError: ``source`` is neither an existing folder nor an ``ORG/NAME`` repo id, the
+            repo does not exist, or a bad ``endpoint`` / ``timeout``.
         DataFormatError: The release has no (valid) manifest ``alignrec_release.json``.
+        DownloadError: The Hub could not be reached, did not answer as a Hub, or not before
+            the deadline, and the Hub cache lacks the file.
     """
+    timeout = check_timeout(timeout, "timeout")
     path = Path(source)
     if path.is_dir():
         if not (path / MANIFEST_NAME).is_file() and not (path / CARD_NAME).is_file():
@@ -274,7 +406,9 @@ def open_release(
         label = str(path)
         return ReleaseSource(path, label, read_manifest(path, label))
     if isinstance(source, str) and _REPO_ID.match(source):
-        return _hub_source(source, revision, endpoint=endpoint, token=token, cache_dir=cache_dir)
+        return _hub_source(
+            source, revision, endpoint=endpoint, token=token, cache_dir=cache_dir, timeout=timeout
+        )
     msg = f"release source {source!r} is neither an existing folder nor a Hub repo id ORG/NAME"
     raise UsageError(msg)
 
@@ -354,6 +488,7 @@ def _check_return_type(return_type: str, allowed: Sequence[str] = RETURN_TYPES) 
         raise UsageError(msg)
 
 
+@_one_hub_session
 def load_features(
     source: str | Path,
     variant: str = "alignrec",
@@ -365,6 +500,7 @@ def load_features(
     cache_dir: str | Path | None = None,
     endpoint: str | None = None,
     token: str | bool | None = None,
+    timeout: float = DEFAULT_TIMEOUT,
 ) -> Any:
     """Load one feature set of a release: (N_items, d) float32, row i = item_id i.
 
@@ -378,6 +514,8 @@ def load_features(
         cache_dir: Cache folder (default ``$ALIGNREC_CACHE_DIR`` or ``~/.cache/alignrec``).
         endpoint: Hub endpoint (default: huggingface_hub's, i.e. ``$HF_ENDPOINT``).
         token: Hub token (default: huggingface_hub's usual places).
+        timeout: Seconds (default 60): the connect / read and total deadline of each Hub call
+            (see module docstring).
 
     Returns:
         The matrix, or ``(matrix, item_keys)`` with ``with_keys=True``.
@@ -385,9 +523,11 @@ def load_features(
     Raises:
         UsageError: Unknown variant (the message lists those the release has).
         DataFormatError: A shard is missing or corrupt (named), or ids are not 0..N-1.
+        DownloadError: The Hub was unreachable, stalled past the deadline or did not answer
+            as a Hub (the message names the repo, endpoint and fix).
     """
     _check_return_type(return_type)
-    src = open_release(source, revision=revision, endpoint=endpoint, token=token)
+    src = open_release(source, revision=revision, endpoint=endpoint, token=token, timeout=timeout)
     config = FEATURES_PREFIX + variant
     src.require(config)
     shards = src.shards(config, "train")
@@ -447,6 +587,7 @@ def _read_config(
     return pa.concat_tables(parts) if len(parts) > 1 else parts[0]
 
 
+@_one_hub_session
 def load_interactions(
     source: str | Path,
     split: str | None = None,
@@ -455,6 +596,7 @@ def load_interactions(
     return_type: str = "numpy",
     endpoint: str | None = None,
     token: str | bool | None = None,
+    timeout: float = DEFAULT_TIMEOUT,
 ) -> Any:
     """Load the interactions of a release.
 
@@ -468,15 +610,18 @@ def load_interactions(
             has ``user_key`` and ``item_key``).
         endpoint: Hub endpoint.
         token: Hub token.
+        timeout: Seconds (default 60): deadlines of each Hub call (see module docstring).
 
     Returns:
         Rows in the release's order (per split: by user_id, timestamp, item_id).
 
     Raises:
         UsageError: Unknown split (the message lists them).
+        DownloadError: The Hub was unreachable, stalled past the deadline or did not answer
+            as a Hub.
     """
     _check_return_type(return_type, (*RETURN_TYPES, "pandas"))
-    src = open_release(source, revision=revision, endpoint=endpoint, token=token)
+    src = open_release(source, revision=revision, endpoint=endpoint, token=token, timeout=timeout)
     names = src.splits("interactions")
     wanted = names if split is None else [_split_name(split)]
     for s in wanted:
@@ -509,19 +654,25 @@ def load_interactions(
     return out
 
 
+@_one_hub_session
 def load_items(
     source: str | Path,
     *,
     revision: str | None = None,
     endpoint: str | None = None,
     token: str | bool | None = None,
+    timeout: float = DEFAULT_TIMEOUT,
 ) -> Any:
     """Load the ``items`` config as a pandas DataFrame, row i = item_id i.
 
+    ``timeout``: seconds (default 60), the deadlines of each Hub call (see module docstring).
+
     Raises:
         DataFormatError: item ids are not 0..N-1.
+        DownloadError: The Hub was unreachable, stalled past the deadline or did not answer
+            as a Hub.
     """
-    src = open_release(source, revision=revision, endpoint=endpoint, token=token)
+    src = open_release(source, revision=revision, endpoint=endpoint, token=token, timeout=timeout)
     table = _read_config(src, "items", "train", None).sort_by("item_id")
     ids = table.column("item_id").to_numpy()
     if not np.array_equal(ids, np.arange(len(ids))):
@@ -530,6 +681,7 @@ def load_items(
     return table.to_pandas()
 
 
+@_one_hub_session
 def to_mmrec(
     source: str | Path,
     out: str | Path,
@@ -540,6 +692,7 @@ def to_mmrec(
     revision: str | None = None,
     endpoint: str | None = None,
     token: str | bool | None = None,
+    timeout: float = DEFAULT_TIMEOUT,
 ) -> dict[str, Any]:
     """Write a release as an MMRec (or official AlignRec) dataset folder.
 
@@ -553,6 +706,7 @@ def to_mmrec(
         revision: Hub revision.
         endpoint: Hub endpoint.
         token: Hub token.
+        timeout: Seconds (default 60): deadlines of each Hub call (see module docstring).
 
     Returns:
         ``{"out", "name", "files", "interactions", "features"}``.
@@ -569,7 +723,7 @@ def to_mmrec(
 
     out = Path(out)
     name = name or out.name
-    src = open_release(source, revision=revision, endpoint=endpoint, token=token)
+    src = open_release(source, revision=revision, endpoint=endpoint, token=token, timeout=timeout)
     for v in parse_feature_specs(features):
         src.require(FEATURES_PREFIX + v)
     specs = check_specs(features, layout)  # the layout can hold them: checked before writing
@@ -604,6 +758,7 @@ def to_mmrec(
                 endpoint=endpoint,
                 token=token,
                 cache=False,
+                timeout=timeout,
             ),
         )
         for v in specs

@@ -22,34 +22,39 @@ may take at most ``timeout`` seconds to connect and ``timeout`` seconds for each
 server (an answer, or its next bytes); each Hub call as a whole (retries included) must end
 within ``timeout`` seconds, the upload within ``timeout`` plus one second per
 :data:`MIN_UPLOAD_RATE` bytes of the folder. A server that accepts the connection and never
-answers, or one that trickles bytes, ends in a :class:`PublishError` at the deadline.
+answers, or one that trickles bytes, ends in a :class:`PublishError` at the deadline. The
+mechanism (:mod:`alignrec_data.hub`) is the one the loaders use.
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import math
 import re
-import threading
-from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
-from urllib.parse import urlsplit
+from typing import Any
 
 from alignrec_data.card import front_matter, scrub
 from alignrec_data.errors import AlignrecError, DataFormatError, UsageError
+from alignrec_data.hub import (
+    DEFAULT_TIMEOUT,
+    MIN_TRANSFER_RATE,
+    Deadline,
+    check_endpoint,
+    check_timeout,
+    hub_timeouts,
+    network_problem,
+    public_url,
+    reason,
+    with_deadline,
+)
 from alignrec_data.release import CARD_NAME, MANIFEST_NAME, read_manifest, sha256_file
 
 log = logging.getLogger(__name__)
 
 _REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]{0,95}/[A-Za-z0-9][\w.-]{0,95}$")
 IGNORE_PATTERNS = [".*", "**/.*"]  # temporary and hidden files are never uploaded
-DEFAULT_TIMEOUT = 60.0  # seconds: connect, each wait for the server, each Hub call in total
-MIN_UPLOAD_RATE = 1_000_000  # bytes/s assumed at worst when sizing the upload's total deadline
-
-T = TypeVar("T")
+MIN_UPLOAD_RATE = MIN_TRANSFER_RATE  # bytes/s assumed at worst when sizing the upload deadline
 
 
 class PublishError(AlignrecError):
@@ -157,121 +162,18 @@ def check_release_folder(folder: str | Path) -> None:
             raise DataFormatError(msg)
 
 
-def check_endpoint(endpoint: str, option: str = "--endpoint") -> str:
-    """Return ``endpoint`` (no trailing ``/``) if it is an ``http(s)://host[:port]`` URL.
-
-    Raises:
-        UsageError: Not an http(s) URL with a host, a bad port, or spaces / control characters.
-    """
-    value = str(endpoint).strip()
-    try:
-        parts = urlsplit(value)
-        ok = (
-            parts.scheme in ("http", "https")
-            and bool(parts.hostname)
-            and not any(c.isspace() or ord(c) < 32 for c in value)
-        )
-        parts.port  # noqa: B018 (raises ValueError for a bad port)
-    except ValueError:
-        ok = False
-    if not ok:
-        msg = (
-            f"{option} {_public_url(value)!r} is not a Hub URL; expected http(s)://HOST[:PORT], "
-            "e.g. https://huggingface.co"
-        )
-        raise UsageError(msg)
-    return value.rstrip("/")
-
-
-def _public_url(url: str) -> str:
-    """``url`` without any ``user:password@`` part (never shown)."""
-    return re.sub(r"(?<=//)[^/@]*@", "", url)
-
-
-def _check_timeout(timeout: float) -> float:
-    if not (isinstance(timeout, int | float) and math.isfinite(timeout) and timeout > 0):
-        msg = f"--timeout must be a positive number of seconds, found {timeout!r}"
-        raise UsageError(msg)
-    return float(timeout)
-
-
-@contextlib.contextmanager
-def _hub_timeouts(timeout: float) -> Iterator[None]:
-    """Make huggingface_hub's shared HTTP client use ``timeout`` (connect, read, write, pool).
-
-    huggingface_hub's client has no timeout by default; its factory is swapped for one that
-    sets it (keeping any factory the user installed) and restored afterwards.
-    """
-    import httpx2
-    from huggingface_hub.utils import _http
-
-    previous = getattr(_http, "_GLOBAL_CLIENT_FACTORY", _http.default_client_factory)
-
-    def factory() -> Any:
-        client = previous()
-        client.timeout = httpx2.Timeout(timeout)
-        return client
-
-    _http.set_client_factory(factory)
-    try:
-        yield
-    finally:
-        _http.set_client_factory(previous)  # also closes our client (a stalled call ends)
-
-
-class _Deadline(Exception):
-    """A Hub call did not end in time (raised in the caller's thread)."""
-
-
-def _with_deadline(call: Callable[[], T], seconds: float, what: str) -> T:
-    """Run ``call`` in a daemon thread; raise :class:`_Deadline` if it runs past ``seconds``.
-
-    The thread is abandoned at the deadline: the client's own timeouts end it soon after, and
-    a daemon thread never keeps the process alive.
-    """
-    box: dict[str, Any] = {}
-
-    def target() -> None:
-        try:
-            box["value"] = call()
-        except BaseException as err:  # handed to the caller's thread
-            box["error"] = err
-
-    worker = threading.Thread(target=target, name=f"alignrec-publish-{what}", daemon=True)
-    worker.start()
-    worker.join(seconds)
-    if worker.is_alive():
-        raise _Deadline(what)
-    if "error" in box:
-        raise box["error"]
-    return box["value"]
-
-
 def _hub_error(err: Exception, repo_id: str, endpoint: str, token: str | None) -> PublishError:
     """A clear, token-free error for a failed Hub call."""
-    import httpx2
     from huggingface_hub.errors import HfHubHTTPError, RepositoryNotFoundError
 
     secrets = [token] if token else []
-    endpoint = _public_url(endpoint)
+    endpoint = public_url(endpoint)
     status = None
     if isinstance(err, HfHubHTTPError) and err.response is not None:
         status = err.response.status_code
-    if isinstance(err, httpx2.TimeoutException):
-        msg = (
-            f"the Hub at {endpoint} did not answer in time ({type(err).__name__}) while "
-            f"publishing {repo_id}; check --endpoint and the network, or raise --timeout"
-        )
-    elif isinstance(err, httpx2.ConnectError):
-        msg = (
-            f"cannot connect to the Hub at {endpoint} ({_reason(err)}) to publish {repo_id}; "
-            "check --endpoint / $HF_ENDPOINT and the network"
-        )
-    elif isinstance(err, httpx2.TransportError):
-        msg = (
-            f"the server at {endpoint} did not answer as a Hub does ({type(err).__name__}: "
-            f"{_reason(err)}) while publishing {repo_id}; check --endpoint / $HF_ENDPOINT"
-        )
+    problem = network_problem(err, endpoint, f"publishing {repo_id}")
+    if problem is not None:
+        msg = problem
     elif status == 401 and not isinstance(err, RepositoryNotFoundError):
         msg = (
             f"the Hub at {endpoint} rejected the token (401 Unauthorized) while publishing "
@@ -288,14 +190,8 @@ def _hub_error(err: Exception, repo_id: str, endpoint: str, token: str | None) -
             "with write access to that organisation, or another --repo-id"
         )
     else:
-        msg = f"publishing {repo_id} to {endpoint} failed: {type(err).__name__}: {_reason(err)}"
+        msg = f"publishing {repo_id} to {endpoint} failed: {type(err).__name__}: {reason(err)}"
     return PublishError(scrub(msg, secrets))
-
-
-def _reason(err: BaseException) -> str:
-    """The first line of an exception's message (one-line errors), at most 200 characters."""
-    text = str(err).strip().splitlines()
-    return (text[0] if text else type(err).__name__)[:200]
 
 
 def publish_release(
@@ -344,7 +240,7 @@ def publish_release(
             f"--repo-id {repo_id!r} is not a Hub repo id; expected ORG/NAME (letters, digits, ._-)"
         )
         raise UsageError(msg)
-    timeout = _check_timeout(timeout)
+    timeout = check_timeout(timeout)
     if endpoint is not None:
         endpoint = check_endpoint(endpoint)
     folder = Path(folder)
@@ -382,8 +278,8 @@ def publish_release(
 
     step = "create_repo"
     try:
-        with _hub_timeouts(timeout):
-            repo_url = _with_deadline(
+        with hub_timeouts(timeout):
+            repo_url = with_deadline(
                 lambda: api.create_repo(
                     repo_id, repo_type="dataset", exist_ok=True, private=private
                 ),
@@ -392,7 +288,7 @@ def publish_release(
             )
             if branch != constants.DEFAULT_REVISION:
                 step = "create_branch"
-                _with_deadline(
+                with_deadline(
                     lambda: api.create_branch(
                         repo_id, repo_type="dataset", branch=branch, exist_ok=True
                     ),
@@ -400,20 +296,15 @@ def publish_release(
                     step,
                 )
             step = "repo_info"
-            before = _with_deadline(
+            before = with_deadline(
                 lambda: api.repo_info(repo_id, repo_type="dataset", revision=branch).sha,
                 timeout,
                 step,
             )
             step = "upload_folder"
-            info = _with_deadline(upload, upload_deadline, step)
-    except _Deadline:
-        limit = upload_deadline if step == "upload_folder" else timeout
-        msg = (
-            f"the Hub at {_public_url(endpoint)} did not finish {step} for {repo_id} within "
-            f"{limit:.0f} s (the deadline); check --endpoint and the network, or raise --timeout"
-        )
-        raise PublishError(scrub(msg, [token])) from None
+            info = with_deadline(upload, upload_deadline, step)
+    except Deadline as err:
+        raise _hub_error(err, repo_id, endpoint, token) from None
     except OfflineModeIsEnabled as err:
         msg = "HF_HUB_OFFLINE=1 is set: publishing needs the Hub; unset HF_HUB_OFFLINE to publish"
         raise UsageError(msg) from err
