@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import warnings
 from typing import NamedTuple
 
 import numpy as np
@@ -43,7 +42,7 @@ from torch import nn
 
 from alignrec_data.errors import UsageError
 from alignrec_model.base import Recommender
-from alignrec_model.graph import build_item_graph
+from alignrec_model.graph import build_item_graph, csr_transpose, lightgcn_propagate, spmm
 from alignrec_model.losses import (
     BPRLoss,
     EmbeddingL2,
@@ -123,34 +122,6 @@ class AlignRecOutput(NamedTuple):
     mm_items: torch.Tensor  # (I, d) Hmm_i after the item-item layer(s)
 
 
-def _csr_transpose(m: torch.Tensor) -> torch.Tensor:
-    """The transpose of a sparse CSR matrix, as a sparse CSR matrix."""
-    with warnings.catch_warnings():  # "sparse CSR support is in beta": known, not actionable
-        warnings.simplefilter("ignore", UserWarning)
-        return m.t().to_sparse_coo().coalesce().to_sparse_csr()
-
-
-class _SparseMM(torch.autograd.Function):
-    """``A @ X`` for a constant sparse CSR ``A`` whose transpose is precomputed.
-
-    ``torch.sparse.mm`` would transpose ``A`` at every backward; here the backward is
-    ``A^T @ grad`` with the stored ``A^T`` (for the symmetric ``A_hat``, ``A^T`` is ``A``).
-    """
-
-    @staticmethod
-    def forward(ctx, a, a_t, x):  # noqa: D102
-        ctx.a_t = a_t
-        return torch.sparse.mm(a, x)
-
-    @staticmethod
-    def backward(ctx, grad):  # noqa: D102
-        return None, None, torch.sparse.mm(ctx.a_t, grad)
-
-
-def _spmm(a: torch.Tensor, a_t: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-    return _SparseMM.apply(a, a_t, x)
-
-
 class AlignRec(Recommender):
     """The AlignRec recommender (stage 2); see the module docstring for the equations.
 
@@ -210,9 +181,9 @@ class AlignRec(Recommender):
         item_adj = build_item_graph(f0, k=config.knn_k, chunk_size=config.knn_chunk_size)
         self.register_buffer("adj", adj, persistent=False)
         self.register_buffer("r_hat", r_hat, persistent=False)
-        self.register_buffer("r_hat_t", _csr_transpose(r_hat), persistent=False)
+        self.register_buffer("r_hat_t", csr_transpose(r_hat), persistent=False)
         self.register_buffer("item_adj", item_adj, persistent=False)
-        self.register_buffer("item_adj_t", _csr_transpose(item_adj), persistent=False)
+        self.register_buffer("item_adj_t", csr_transpose(item_adj), persistent=False)
         self.register_buffer("raw_features", f0, persistent=False)  # (I, d_f) for the sim term
 
         with torch.random.fork_rng(devices=[]):
@@ -274,11 +245,7 @@ class AlignRec(Recommender):
     def forward_id(self) -> torch.Tensor:
         """LightGCN view: H_id = mean(X0, .., XL) with X_l = A_hat X_{l-1}. Returns (U+I, d)."""
         x = torch.cat([self.user_embedding.weight, self.item_embedding.weight])  # (U+I, d)
-        total = x
-        for _ in range(self.config.n_ui_layers):
-            x = _spmm(self.adj, self.adj, x)  # A_hat is symmetric: its own transpose
-            total = total + x
-        return total / (self.config.n_ui_layers + 1)  # (U+I, d) mean of the layers
+        return lightgcn_propagate(self.adj, x, self.config.n_ui_layers)  # (U+I, d)
 
     def forward_content(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Content view: gate, item-item layer(s), user aggregation.
@@ -292,8 +259,8 @@ class AlignRec(Recommender):
         m = self.mm_proj(self.feature_norm(features))  # (I, d)
         h = self.item_embedding.weight * self.gate(m)  # (I, d) E_i gated by content
         for _ in range(self.config.n_mm_layers):
-            h = _spmm(self.item_adj, self.item_adj_t, h)  # (I, d) A_mm h
-        h_users = _spmm(self.r_hat, self.r_hat_t, h)  # (U, d) R_hat Hmm_i
+            h = spmm(self.item_adj, h, self.item_adj_t)  # (I, d) A_mm h
+        h_users = spmm(self.r_hat, h, self.r_hat_t)  # (U, d) R_hat Hmm_i
         return h_users, h
 
     def forward(self, grad_items: torch.Tensor | None = None) -> AlignRecOutput:

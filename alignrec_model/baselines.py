@@ -18,16 +18,16 @@ masks train items.
 from __future__ import annotations
 
 import numpy as np
-import scipy.sparse as sp
 import torch
 from torch import nn
 
 from alignrec_data.errors import UsageError
 from alignrec_model.base import Recommender
-from alignrec_model.data import InteractionData, symmetric_spmm
+from alignrec_model.data import InteractionData
+from alignrec_model.graph import knn_csr, knn_topk, lightgcn_propagate
 from alignrec_model.losses import BPRLoss, EmbeddingL2
 
-__all__ = ["LightGCN", "MFBPR", "ItemKNNCBF", "Popularity", "cosine_knn_graph"]
+__all__ = ["LightGCN", "MFBPR", "ItemKNNCBF", "Popularity"]
 
 
 class Popularity(Recommender):
@@ -48,69 +48,17 @@ class Popularity(Recommender):
         return self.popularity.unsqueeze(0).expand(len(users), -1)  # (B, I)
 
 
-def cosine_knn_graph(
-    features: np.ndarray | torch.Tensor,
-    k: int = 10,
-    shrink: float = 10.0,
-    chunk_size: int = 2048,
-    include_self: bool = False,
-) -> sp.csr_matrix:
-    r"""Top-k shrunk-cosine neighbour graph of the items, computed in row blocks.
-
-    .. math:: S_{ij} = \frac{f_i \cdot f_j}{\lVert f_i\rVert \lVert f_j\rVert + h}
-
-    Args:
-        features: (N, d) item features; a zero row has similarity 0 with every item.
-        k: Neighbours kept per row (ties broken by ``torch.topk``).
-        shrink: h, the shrink term.
-        chunk_size: Rows of the dense similarity computed at once (memory ``chunk_size * N``).
-        include_self: Keep item i among its own neighbours (False: its self-similarity is -inf).
-
-    Returns:
-        (N, N) scipy CSR, row i holding the k largest S_ij of item i with their values.
-
-    Raises:
-        UsageError: ``k`` outside [1, N - 1] (or [1, N] with ``include_self``), negative shrink.
-    """
-    f = torch.as_tensor(np.asarray(features, dtype=np.float32))  # (N, d)
-    n = f.shape[0]
-    k_limit = n if include_self else n - 1
-    if not 1 <= k <= k_limit:
-        msg = f"ItemKNN k must be in [1, {k_limit}] for {n} items, found {k}"
-        raise UsageError(msg)
-    if shrink < 0:
-        msg = f"ItemKNN shrink must be >= 0, found {shrink}"
-        raise UsageError(msg)
-    norms = f.norm(dim=1)  # (N,)
-    rows_v, rows_i = [], []
-    for start in range(0, n, chunk_size):
-        stop = min(start + chunk_size, n)
-        sim = f[start:stop] @ f.T  # (C, N)
-        sim /= norms[start:stop, None] * norms[None, :] + shrink
-        if shrink == 0:
-            sim = torch.nan_to_num(sim, nan=0.0)  # 0/0 for zero rows
-        if not include_self:
-            local = torch.arange(stop - start)
-            sim[local, local + start] = -torch.inf
-        top = torch.topk(sim, k, dim=1)
-        rows_v.append(top.values)
-        rows_i.append(top.indices)
-    values = torch.cat(rows_v).numpy().ravel()  # (N * k,)
-    cols = torch.cat(rows_i).numpy().ravel()
-    indptr = np.arange(0, n * k + 1, k)
-    m = sp.csr_matrix((values.astype(np.float32), cols, indptr), shape=(n, n))
-    m.sort_indices()
-    return m
-
-
 class ItemKNNCBF(Recommender):
-    """Content-based ItemKNN: score(u, .) = R_u S_knn (see :func:`cosine_knn_graph`).
+    r"""Content-based ItemKNN: score(u, .) = R_u S_knn over the top-k shrunk cosines.
+
+    .. math:: S_{ij} = \frac{f_i \cdot f_j}{\lVert f_i\rVert \lVert f_j\rVert + h}, \quad
+              j \ne i \text{ among the } k \text{ largest of row } i
 
     Args:
         data: The interactions (R is the train matrix).
-        features: (N_items, d) item features.
-        k: Neighbours per item.
-        shrink: Shrink term of the cosine.
+        features: (N_items, d) item features; a zero row has similarity 0 with every item.
+        k: Neighbours per item (the item itself left out; ties broken by ``torch.topk``).
+        shrink: h, the shrink term of the cosine (0: the plain cosine).
     """
 
     trainable = False
@@ -123,7 +71,8 @@ class ItemKNNCBF(Recommender):
             msg = f"ItemKNN features have {features.shape[0]} rows, expected {data.n_items}"
             raise UsageError(msg)
         self.train_matrix = data.train
-        self.knn = cosine_knn_graph(features, k=k, shrink=shrink)  # (I, I)
+        values, indices = knn_topk(features, k, shrink=shrink, include_self=False)  # (I, k)
+        self.knn = knn_csr(values, indices)  # (I, I) S_knn
 
     def scores(self, users: torch.Tensor) -> torch.Tensor:  # noqa: D102
         s = self.train_matrix[users.numpy()] @ self.knn  # (B, I) sparse
@@ -216,9 +165,5 @@ class LightGCN(_EmbeddingModel):
 
     def propagate(self) -> tuple[torch.Tensor, torch.Tensor]:  # noqa: D102
         x = torch.cat([self.user_embedding.weight, self.item_embedding.weight])  # (U+I, d)
-        total = x
-        for _ in range(self.n_layers):
-            x = symmetric_spmm(self.adj, x)  # (U+I, d) A_hat X, A_hat symmetric
-            total = total + x
-        h = total / (self.n_layers + 1)  # (U+I, d) layer mean
+        h = lightgcn_propagate(self.adj, x, self.n_layers)  # (U+I, d) layer mean
         return h[: self.n_users], h[self.n_users :]

@@ -8,9 +8,9 @@ Everything the recommenders, the trainer and the evaluator need is built once fr
 - ``valid`` / ``test``: the held-out items of each user, same shape, scipy CSR.
 - ``train_pairs``: the (M, 2) int64 array of train (user, item) pairs, sorted by user then item.
 - :meth:`InteractionData.normalized_adjacency`: A_hat = D^-1/2 A D^-1/2 of the bipartite graph
-  A = [[0, R], [R^T, 0]] without self loops, exactly PyG ``LGConv``'s ``gcn_norm``, as a torch
-  sparse CSR tensor for ``torch.sparse.mm`` (normalise once, propagate with a sparse matrix).
-- :meth:`InteractionData.normalized_user_item`: R_hat = D_u^-1/2 R D_i^-1/2.
+  A = [[0, R], [R^T, 0]] without self loops, exactly PyG ``LGConv``'s ``gcn_norm``, and
+  :meth:`InteractionData.normalized_user_item`: R_hat = D_u^-1/2 R D_i^-1/2, its user-item block;
+  both torch sparse CSR tensors built once by :func:`alignrec_model.graph.bipartite_graph`.
 
 N_users and N_items count ids over all splits (the AlignRec / MMRec convention), so an item
 that appears only in valid or test still has a row in every embedding table.
@@ -18,7 +18,6 @@ that appears only in valid or test still has a row in every embedding table.
 
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -28,38 +27,9 @@ import torch
 
 from alignrec_data.errors import DataFormatError, UsageError
 from alignrec_data.schema import INTERACTIONS_FILE, SPLITS
+from alignrec_model.graph import bipartite_graph
 
-__all__ = ["InteractionData", "from_arrays", "load_interactions", "symmetric_spmm"]
-
-
-class _SymmetricSpMM(torch.autograd.Function):
-    """``A @ X`` for a constant symmetric sparse ``A``: the backward is ``A @ grad``.
-
-    ``torch.sparse.mm`` transposes a CSR matrix (a sort of all its entries) at every backward;
-    for the symmetric A_hat the transpose is A_hat itself, so the backward is one more product.
-    """
-
-    @staticmethod
-    def forward(ctx, a: torch.Tensor, x: torch.Tensor) -> torch.Tensor:  # noqa: D102
-        ctx.a = a
-        return torch.sparse.mm(a, x)
-
-    @staticmethod
-    def backward(ctx, grad: torch.Tensor) -> tuple[None, torch.Tensor]:  # noqa: D102
-        return None, torch.sparse.mm(ctx.a, grad)
-
-
-def symmetric_spmm(a: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-    """``A @ X`` with gradient to X for a constant SYMMETRIC sparse A (e.g. A_hat).
-
-    Args:
-        a: (N, N) symmetric sparse CSR (or COO) matrix, no gradient.
-        x: (N, d) dense matrix.
-
-    Returns:
-        (N, d) ``A @ X``.
-    """
-    return _SymmetricSpMM.apply(a, x)
+__all__ = ["InteractionData", "from_arrays", "load_interactions"]
 
 
 def _binary_csr(users: np.ndarray, items: np.ndarray, shape: tuple[int, int]) -> sp.csr_matrix:
@@ -71,23 +41,6 @@ def _binary_csr(users: np.ndarray, items: np.ndarray, shape: tuple[int, int]) ->
     m.data[:] = 1.0
     m.sort_indices()
     return m
-
-
-def _scipy_to_torch_csr(m: sp.csr_matrix) -> torch.Tensor:
-    """A scipy CSR matrix as a torch sparse CSR float32 tensor."""
-    m = m.tocsr()
-    m.sort_indices()
-    # int32 indices when they fit: torch's CPU kernel converts int64 ones at every product
-    index_dtype = np.int32 if m.nnz < np.iinfo(np.int32).max else np.int64
-    with warnings.catch_warnings():  # "sparse CSR support is in beta": known, not actionable
-        warnings.simplefilter("ignore", UserWarning)
-        return torch.sparse_csr_tensor(
-            torch.from_numpy(m.indptr.astype(index_dtype)),
-            torch.from_numpy(m.indices.astype(index_dtype)),
-            torch.from_numpy(m.data.astype(np.float32)),
-            size=m.shape,
-            check_invariants=False,  # built from a sorted scipy CSR: valid by construction
-        )
 
 
 @dataclass
@@ -109,8 +62,9 @@ class InteractionData:
     valid: sp.csr_matrix
     test: sp.csr_matrix
     train_pairs: np.ndarray
-    _adj: torch.Tensor | None = field(default=None, init=False, repr=False)
-    _r_hat: torch.Tensor | None = field(default=None, init=False, repr=False)
+    _graphs: tuple[torch.Tensor, torch.Tensor] | None = field(
+        default=None, init=False, repr=False
+    )  # (A_hat, R_hat), built on first use
 
     @property
     def n_train(self) -> int:
@@ -128,52 +82,29 @@ class InteractionData:
         """(n_items,) number of train interactions of each item."""
         return np.asarray(self.train.sum(axis=0)).ravel()
 
-    def normalized_adjacency(self) -> torch.Tensor:
-        """A_hat = D^-1/2 A D^-1/2 with A = [[0, R], [R^T, 0]], computed once and cached.
+    def _graph(self, which: int) -> torch.Tensor:
+        if self._graphs is None:  # built once, both at a time
+            self._graphs = bipartite_graph(self.train_pairs, self.n_users, self.n_items)
+        return self._graphs[which]
 
-        Users are nodes 0..U-1 and items nodes U..U+I-1. The normalisation is PyG's
-        ``gcn_norm(..., add_self_loops=False)`` (what ``LGConv`` applies); isolated nodes get
-        degree^-1/2 = 0. The matrix is laid out so that ``torch.sparse.mm(A_hat, X)`` equals
-        one ``LGConv`` propagation of X (messages flow source -> target).
+    def normalized_adjacency(self) -> torch.Tensor:
+        """A_hat = D^-1/2 A D^-1/2 with A = [[0, R], [R^T, 0]] (:func:`graph.bipartite_graph`).
+
+        Users are nodes 0..U-1 and items nodes U..U+I-1; no self loops, isolated nodes get
+        degree^-1/2 = 0 (PyG ``gcn_norm(..., add_self_loops=False)``, what ``LGConv`` applies).
 
         Returns:
-            (U+I, U+I) torch sparse CSR float32 tensor.
+            (U+I, U+I) torch sparse CSR float32 tensor, symmetric.
         """
-        if self._adj is None:
-            from torch_geometric.nn.conv.gcn_conv import gcn_norm
-
-            u = torch.from_numpy(self.train_pairs[:, 0])
-            i = torch.from_numpy(self.train_pairs[:, 1]) + self.n_users
-            src = torch.cat([u, i])  # (2M,) both directions of each edge
-            dst = torch.cat([i, u])
-            n = self.n_users + self.n_items
-            edge_index, weight = gcn_norm(
-                torch.stack([src, dst]), None, num_nodes=n, add_self_loops=False
-            )
-            # LGConv: out[dst] += w * x[src]  =>  matrix entry (dst, src).
-            coo = sp.coo_matrix(
-                (weight.numpy(), (edge_index[1].numpy(), edge_index[0].numpy())), shape=(n, n)
-            )
-            self._adj = _scipy_to_torch_csr(coo.tocsr())
-        return self._adj
+        return self._graph(0)
 
     def normalized_user_item(self) -> torch.Tensor:
-        """R_hat = D_u^-1/2 R D_i^-1/2 with degrees of the bipartite train graph, cached.
-
-        Equal to the user-item block of :meth:`normalized_adjacency`.
+        """R_hat = D_u^-1/2 R D_i^-1/2, the user-item block of :meth:`normalized_adjacency`.
 
         Returns:
             (n_users, n_items) torch sparse CSR float32 tensor.
         """
-        if self._r_hat is None:
-            du = np.asarray(self.train.sum(axis=1)).ravel()
-            di = np.asarray(self.train.sum(axis=0)).ravel()
-            with np.errstate(divide="ignore"):
-                du_inv = np.where(du > 0, du**-0.5, 0.0).astype(np.float32)
-                di_inv = np.where(di > 0, di**-0.5, 0.0).astype(np.float32)
-            r_hat = sp.diags(du_inv) @ self.train @ sp.diags(di_inv)
-            self._r_hat = _scipy_to_torch_csr(sp.csr_matrix(r_hat, dtype=np.float32))
-        return self._r_hat
+        return self._graph(1)
 
     def summary(self) -> dict[str, int]:
         """Counts for logs and metrics files."""

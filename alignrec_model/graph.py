@@ -1,20 +1,28 @@
-r"""The item-item top-k graph of AlignRec, built once from the raw item features.
+r"""Graph maths of the recommenders: normalisation, sparse operator, propagation, kNN.
+
+AlignRec, LightGCN and ItemKNN-CBF build their graphs and propagate with these functions.
+
+Symmetric normalisation (PyG ``gcn_norm`` without self loops; isolated nodes get
+:math:`d^{-1/2} = 0`):
 
 .. math::
-    S = \cos(F, F), \qquad
-    \tilde S_{ij} = S_{ij} \text{ if } j \in \mathrm{topk}_k(S_{i\cdot}) \text{ else } 0,
+    \hat A_{ij} = d_i^{-1/2} \, A_{ij} \, d_j^{-1/2}
 
-    d_i = \sum_j \tilde S_{ij}, \qquad
-    A_{mm}[i, j] = d_i^{-1/2} \, \tilde S_{ij} \, d_j^{-1/2}
+LightGCN propagation (He et al., SIGIR 2020; PyG ``LightGCN`` with ``alpha = 1/(L+1)``):
 
-The kept weights are the cosines themselves (not binarised), each row keeps ``k`` entries
-(item ``i`` itself among them, its cosine 1 being the largest), the graph is directed (not
-symmetrised) and it is never rebuilt during training. This is the public code's
-``build_knn_normalized_graph(build_sim(F), topk=10, is_sparse=True, norm_type='sym')``, whose
-degree is the row sum of the kept entries; there, ``d_j`` is also the row sum of row ``j``.
+.. math::
+    X^0 = [E_u; E_i], \qquad X^l = \hat A X^{l-1}, \qquad H = \frac{1}{L+1} \sum_{l=0}^{L} X^l
+
+Item-item kNN (the AlignRec graph with ``shrink = 0`` and the item itself kept; ItemKNN-CBF
+with ``shrink = h`` and the item itself left out):
+
+.. math::
+    S_{ij} = \frac{f_i \cdot f_j}{\lVert f_i\rVert \lVert f_j\rVert + h}, \qquad
+    \tilde S_{ij} = S_{ij} \text{ if } j \in \mathrm{topk}_k(S_{i\cdot}) \text{ else } 0
 
 The dense ``N x N`` similarity matrix is never held in memory: the top-k is taken over blocks of
 ``chunk_size`` rows (63k items x 2048 rows x 4 bytes = 0.5 GB per block instead of 16 GB).
+Graphs are torch sparse CSR float32 tensors, constant during training (no gradient to ``A``).
 """
 
 from __future__ import annotations
@@ -23,6 +31,7 @@ import logging
 import warnings
 
 import numpy as np
+import scipy.sparse as sp
 import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
@@ -31,51 +40,232 @@ from alignrec_data.errors import UsageError
 
 logger = logging.getLogger(__name__)
 
+__all__ = [
+    "bipartite_graph",
+    "build_item_graph",
+    "csr_transpose",
+    "knn_csr",
+    "knn_topk",
+    "lightgcn_propagate",
+    "spmm",
+    "sym_norm",
+    "to_torch_csr",
+]
 
-def knn_topk(
-    features: torch.Tensor | np.ndarray, k: int = 10, chunk_size: int = 2048
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Top-k cosine neighbours of every item, computed in row blocks.
+
+# ----------------------------------------------------------------- normalisation
+def sym_norm(
+    row: torch.Tensor, col: torch.Tensor, weight: torch.Tensor, deg: torch.Tensor
+) -> torch.Tensor:
+    r"""Edge weights :math:`d_i^{-1/2} w_{ij} d_j^{-1/2}` (``gcn_norm``'s formula and order).
 
     Args:
-        features: (N, d_f) item features. A zero row has cosine 0 with every item.
-        k: Neighbours kept per item (item itself included).
-        chunk_size: Rows of the similarity matrix computed at once.
+        row: (E,) or any shape: row node ``i`` of each edge.
+        col: Same shape as ``row``: column node ``j``.
+        weight: Same shape: ``w_ij``.
+        deg: (N,) node degrees ``d``; a node of degree 0 gets ``d^-1/2 = 0``.
 
     Returns:
-        ``(values, indices)``, both (N, k): the cosines ``S_ij`` and the column ids ``j`` of each
-        row, in decreasing order of similarity (``torch.topk`` order, so equal to the top-k of the
+        The normalised weights, shaped like ``weight``.
+    """
+    d_inv_sqrt = deg.pow(-0.5)  # (N,)
+    d_inv_sqrt.masked_fill_(torch.isinf(d_inv_sqrt), 0.0)  # isolated nodes
+    return d_inv_sqrt[row] * weight * d_inv_sqrt[col]
+
+
+def bipartite_graph(
+    pairs: np.ndarray, n_users: int, n_items: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    r"""The normalised user-item graph :math:`\hat A` and its user-item block :math:`\hat R`.
+
+    .. math::
+        A = \begin{bmatrix} 0 & R \\ R^\top & 0 \end{bmatrix}, \quad
+        \hat A = D^{-1/2} A D^{-1/2}, \quad \hat R = D_u^{-1/2} R D_i^{-1/2}
+
+    Users are nodes ``0..U-1`` and items nodes ``U..U+I-1``; no self loops. The weights are
+    torch-geometric's ``gcn_norm`` (PyG's LightGCN normalisation), so ``A_hat @ X`` equals one
+    PyG ``LGConv`` propagation of ``X``; ``A_hat`` is symmetric.
+
+    Args:
+        pairs: (M, 2) distinct (user, item) train pairs.
+        n_users: U.
+        n_items: I.
+
+    Returns:
+        ``(A_hat, R_hat)``: (U+I, U+I) and (U, I) torch sparse CSR float32 tensors.
+    """
+    from torch_geometric.nn.conv.gcn_conv import gcn_norm  # PyG's LightGCN normalisation
+
+    u = torch.from_numpy(pairs[:, 0])  # (M,)
+    i = torch.from_numpy(pairs[:, 1]) + n_users  # (M,) item node ids
+    n = n_users + n_items
+    edge_index = torch.stack([torch.cat([u, i]), torch.cat([i, u])])  # (2, 2M) both directions
+    _, w2 = gcn_norm(edge_index, None, n, add_self_loops=False)  # (2M,)
+    w = w2[: len(u)].numpy()  # (M,) d_u^-1/2 d_i^-1/2 (the reverse edges hold the same values)
+    u, i = u.numpy(), i.numpy()
+    both = (np.concatenate([u, i]), np.concatenate([i, u]))  # (2M,) rows and columns
+    adj = sp.coo_matrix((np.concatenate([w, w]), both), shape=(n, n))
+    r_hat = sp.coo_matrix((w, (u, i - n_users)), shape=(n_users, n_items))
+    return to_torch_csr(adj), to_torch_csr(r_hat)
+
+
+# ----------------------------------------------------------------- sparse operator
+def _csr(crow: torch.Tensor, col: torch.Tensor, values: torch.Tensor, size) -> torch.Tensor:
+    with warnings.catch_warnings():  # "sparse CSR support is in beta": known, not actionable
+        warnings.simplefilter("ignore", UserWarning)
+        return torch.sparse_csr_tensor(crow, col, values, size=size, check_invariants=False)
+
+
+def to_torch_csr(m: sp.spmatrix) -> torch.Tensor:
+    """A scipy sparse matrix as a torch sparse CSR float32 tensor (columns sorted per row)."""
+    m = m.tocsr()
+    m.sort_indices()
+    # int32 indices when they fit: torch's CPU kernel converts int64 ones at every product
+    index_dtype = np.int32 if m.nnz < np.iinfo(np.int32).max else np.int64
+    return _csr(  # built from a sorted scipy CSR: valid by construction
+        torch.from_numpy(m.indptr.astype(index_dtype)),
+        torch.from_numpy(m.indices.astype(index_dtype)),
+        torch.from_numpy(m.data.astype(np.float32)),
+        m.shape,
+    )
+
+
+def csr_transpose(m: torch.Tensor) -> torch.Tensor:
+    """The transpose of a torch sparse CSR matrix, as a sparse CSR matrix."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        return m.t().to_sparse_coo().coalesce().to_sparse_csr()
+
+
+class _SparseMM(torch.autograd.Function):
+    """``A @ X`` for a constant sparse ``A`` whose transpose is given.
+
+    ``torch.sparse.mm`` transposes a CSR matrix (a sort of all its entries) at every backward;
+    here the backward is ``A^T @ grad`` with the stored ``A^T``.
+    """
+
+    @staticmethod
+    def forward(ctx, a, a_t, x):  # noqa: D102
+        ctx.a_t = a_t
+        return torch.sparse.mm(a, x)
+
+    @staticmethod
+    def backward(ctx, grad):  # noqa: D102
+        return None, None, torch.sparse.mm(ctx.a_t, grad)
+
+
+def spmm(a: torch.Tensor, x: torch.Tensor, a_t: torch.Tensor | None = None) -> torch.Tensor:
+    """``A @ X`` with gradient to ``X`` only (``A`` is a constant graph).
+
+    Args:
+        a: (N, M) sparse CSR matrix.
+        x: (M, d) dense matrix.
+        a_t: (M, N) ``A^T`` (see :func:`csr_transpose`); None when ``A`` is symmetric.
+
+    Returns:
+        (N, d) ``A @ X``.
+    """
+    return _SparseMM.apply(a, a if a_t is None else a_t, x)
+
+
+def lightgcn_propagate(adj: torch.Tensor, x: torch.Tensor, n_layers: int) -> torch.Tensor:
+    r"""LightGCN: the mean of :math:`X^0 .. X^L` with :math:`X^l = \hat A X^{l-1}`.
+
+    Args:
+        adj: (N, N) symmetric normalised adjacency ``A_hat`` (sparse CSR).
+        x: (N, d) layer-0 embeddings ``X^0``.
+        n_layers: L >= 0.
+
+    Returns:
+        (N, d) ``H = (X^0 + .. + X^L) / (L + 1)``.
+    """
+    total = x
+    for _ in range(n_layers):
+        x = spmm(adj, x)  # (N, d) X^l = A_hat X^{l-1}
+        total = total + x
+    return total / (n_layers + 1)  # (N, d) layer mean
+
+
+# ----------------------------------------------------------------- item-item kNN
+def knn_topk(
+    features: torch.Tensor | np.ndarray,
+    k: int = 10,
+    chunk_size: int = 2048,
+    shrink: float = 0.0,
+    include_self: bool = True,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Top-k (shrunk) cosine neighbours of every item, computed in row blocks.
+
+    Args:
+        features: (N, d_f) item features. A zero row has similarity 0 with every item.
+        k: Neighbours kept per item.
+        chunk_size: Rows of the similarity matrix computed at once.
+        shrink: h; 0 is the plain cosine (of unit rows).
+        include_self: Item i may be its own neighbour (False: ``S_ii = -inf``).
+
+    Returns:
+        ``(values, indices)``, both (N, k): the ``S_ij`` and the column ids ``j`` of each row,
+        in decreasing order of similarity (``torch.topk`` order, so equal to the top-k of the
         dense matrix).
 
     Raises:
-        UsageError: ``k`` is not in [1, N] or ``chunk_size`` is not positive.
+        UsageError: ``k`` is not in [1, N] ([1, N - 1] without self), ``chunk_size`` is not
+            positive or ``shrink`` is negative.
     """
     f = torch.as_tensor(features).detach().to(torch.float32)
     if f.ndim != 2:
         msg = f"item features must be a 2-D (N_items, d_f) matrix, found shape {tuple(f.shape)}"
         raise UsageError(msg)
     n = f.shape[0]
-    if not 1 <= k <= n:
-        msg = f"knn_k must be in [1, N_items={n}], found {k}; lower train.alignrec.knn_k"
+    bound = f"N_items={n}" if include_self else f"N_items-1={n - 1}"
+    if not 1 <= k <= (n if include_self else n - 1):
+        msg = f"knn_k must be in [1, {bound}], found {k}; lower the knn_k parameter"
         raise UsageError(msg)
-    if chunk_size <= 0:
-        msg = f"knn chunk size must be > 0, found {chunk_size}"
+    if chunk_size <= 0 or shrink < 0:
+        msg = f"knn chunk size must be > 0 and shrink >= 0, found {chunk_size} and {shrink}"
         raise UsageError(msg)
-    fn = F.normalize(f, dim=1)  # (N, d_f), unit rows (zero rows stay zero)
+    unit = F.normalize(f, dim=1) if shrink == 0 else f  # (N, d_f), zero rows stay zero
+    norms = f.norm(dim=1) if shrink else None  # (N,)
     values = torch.empty(n, k, dtype=torch.float32, device=f.device)
     indices = torch.empty(n, k, dtype=torch.long, device=f.device)
     starts = range(0, n, chunk_size)
     for start in tqdm(starts, desc="item-item top-k", unit="block", disable=None, leave=False):
         stop = min(start + chunk_size, n)
-        sim = fn[start:stop] @ fn.T  # (chunk, N) cosines
+        sim = unit[start:stop] @ unit.T  # (chunk, N)
+        if shrink:
+            sim /= norms[start:stop, None] * norms[None, :] + shrink
+        if not include_self:
+            local = torch.arange(stop - start, device=f.device)
+            sim[local, local + start] = -torch.inf
         values[start:stop], indices[start:stop] = torch.topk(sim, k, dim=1)
     return values, indices
+
+
+def knn_csr(values: torch.Tensor, indices: torch.Tensor) -> sp.csr_matrix:
+    """The (N, k) output of :func:`knn_topk` as an (N, N) scipy CSR, columns sorted per row."""
+    n, k = values.shape
+    indptr = np.arange(0, n * k + 1, k)
+    m = sp.csr_matrix(
+        (values.cpu().numpy().ravel(), indices.cpu().numpy().ravel(), indptr), shape=(n, n)
+    )
+    m.sort_indices()
+    return m
 
 
 def build_item_graph(
     features: torch.Tensor | np.ndarray, k: int = 10, chunk_size: int = 2048
 ) -> torch.Tensor:
-    """The normalised item-item graph ``A_mm`` as a sparse CSR matrix.
+    r"""AlignRec's item-item graph :math:`A_{mm}`, built once from the raw item features.
+
+    .. math::
+        d_i = \sum_j \tilde S_{ij}, \qquad A_{mm}[i, j] = d_i^{-1/2} \, \tilde S_{ij} \, d_j^{-1/2}
+
+    with :math:`\tilde S` the top-k cosines (:func:`knn_topk`, ``shrink = 0``). The kept weights
+    are the cosines themselves (not binarised), each row keeps ``k`` entries (item ``i`` itself
+    among them, its cosine 1 being the largest), the graph is directed (not symmetrised) and it is
+    never rebuilt during training. This is the public code's
+    ``build_knn_normalized_graph(build_sim(F), topk=10, is_sparse=True, norm_type='sym')``, whose
+    degree is the row sum of the kept entries; there, ``d_j`` is also the row sum of row ``j``.
 
     Args:
         features: (N, d_f) raw item features (stage-1 output).
@@ -83,15 +273,15 @@ def build_item_graph(
         chunk_size: Rows of the similarity matrix computed at once (memory bound).
 
     Returns:
-        (N, N) ``torch.sparse_csr`` float32 tensor with ``k`` stored entries per row,
-        ``A_mm[i, j] = d_i^-1/2 S_ij d_j^-1/2`` (columns sorted within each row). Rows of items
-        whose kept similarities sum to 0 (zero feature vectors) are all zero.
+        (N, N) CPU ``torch.sparse_csr`` float32 tensor with ``k`` stored entries per row (columns
+        sorted within each row). Rows of items whose kept similarities sum to 0 (zero feature
+        vectors) are all zero.
 
     Raises:
         UsageError: Bad ``k``/``chunk_size``, or an item whose kept similarities sum to a
             negative number (its normalisation would be undefined).
     """
-    values, indices = knn_topk(features, k=k, chunk_size=chunk_size)
+    values, indices = knn_topk(features, k=k, chunk_size=chunk_size)  # (N, k) each
     n = values.shape[0]
     deg = values.sum(dim=1)  # (N,) d_i over the kept row
     bad = torch.nonzero(deg < 0).flatten()
@@ -102,22 +292,10 @@ def build_item_graph(
             "d^-1/2 is undefined. Check the features (are they constant or nearly opposite?)"
         )
         raise UsageError(msg)
-    d_inv_sqrt = deg.pow(-0.5)
-    d_inv_sqrt[torch.isinf(d_inv_sqrt)] = 0.0  # isolated (zero-feature) items
-    weights = d_inv_sqrt[:, None] * values * d_inv_sqrt[indices]  # (N, k)
-    order = torch.argsort(indices, dim=1)  # CSR with sorted columns per row
-    cols = torch.gather(indices, 1, order)
-    weights = torch.gather(weights, 1, order)
-    crow = torch.arange(0, n * k + 1, k, dtype=torch.long, device=values.device)
+    rows = torch.arange(n, device=values.device)[:, None]  # (N, 1)
+    weights = sym_norm(rows, indices, values, deg)  # (N, k)
     n_zero = int((deg == 0).sum())
     if n_zero:
         logger.warning("item-item graph: %d item(s) have zero features and no edges", n_zero)
     logger.info("item-item graph: %d items, top-%d, %d edges", n, k, n * k)
-    with warnings.catch_warnings():  # "sparse CSR support is in beta": known, not actionable
-        warnings.simplefilter("ignore", UserWarning)
-        return torch.sparse_csr_tensor(
-            crow, cols.flatten(), weights.flatten(), size=(n, n), check_invariants=False
-        )  # valid by construction: k sorted columns per row
-
-
-__all__ = ["build_item_graph", "knn_topk"]
+    return to_torch_csr(knn_csr(weights, indices))

@@ -1,13 +1,21 @@
-"""The item-item top-k graph: chunked top-k, k entries per row, hand-checked normalisation."""
+"""The graph module: bipartite A_hat, the sparse operator, chunked top-k, item-item graph."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
+import scipy.sparse as sp
 import torch
 
 from alignrec_data.errors import UsageError
-from alignrec_model.graph import build_item_graph, knn_topk
+from alignrec_model.graph import (
+    bipartite_graph,
+    build_item_graph,
+    csr_transpose,
+    knn_topk,
+    spmm,
+    to_torch_csr,
+)
 
 
 def _dense_topk(features: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -95,3 +103,49 @@ def test_negative_degree_is_a_usage_error():
     feats = np.array([[1.0, 0.0], [-1.0, 0.0], [-1.0, 0.0]], dtype=np.float32)
     with pytest.raises(UsageError, match=r"sum to a negative number \(first item id 0"):
         build_item_graph(feats, k=3)
+
+
+def test_bipartite_graph_is_pyg_gcn_norm_bit_for_bit():
+    from torch_geometric.nn.conv.gcn_conv import gcn_norm
+
+    pairs = np.array([[0, 0], [0, 2], [1, 2], [2, 1], [2, 2], [2, 3]], dtype=np.int64)
+    n_users, n_items = 4, 5  # user 3 and item 4 are isolated
+    adj, r_hat = bipartite_graph(pairs, n_users, n_items)
+    u, i = torch.from_numpy(pairs[:, 0]), torch.from_numpy(pairs[:, 1]) + n_users
+    edge_index, w = gcn_norm(
+        torch.stack([torch.cat([u, i]), torch.cat([i, u])]), None, 9, add_self_loops=False
+    )
+    want = torch.zeros(9, 9)
+    want[edge_index[1], edge_index[0]] = w  # LGConv: out[dst] += w * x[src]
+    assert torch.equal(adj.to_dense(), want)
+    assert torch.equal(r_hat.to_dense(), want[:n_users, n_users:])  # exactly the block
+    assert adj.crow_indices().dtype == torch.int32
+
+
+def test_spmm_gradient_is_the_transpose_product():
+    a_sp = sp.random(7, 5, density=0.4, random_state=0, dtype=np.float32, format="csr")
+    a = to_torch_csr(a_sp)
+    x = torch.randn(5, 3, generator=torch.Generator().manual_seed(0), requires_grad=True)
+    y = spmm(a, x, csr_transpose(a))  # (7, 3)
+    (y * torch.arange(21.0).reshape(7, 3)).sum().backward()
+    dense = a.to_dense()
+    x2 = x.detach().clone().requires_grad_(True)
+    (dense @ x2 * torch.arange(21.0).reshape(7, 3)).sum().backward()
+    assert torch.allclose(y, dense @ x.detach(), atol=1e-6)
+    assert torch.allclose(x.grad, x2.grad, atol=1e-6)
+
+
+def test_shrunk_topk_without_self_equals_dense():
+    rng = np.random.default_rng(5)
+    feats = rng.standard_normal((61, 8)).astype(np.float32)
+    norms = np.linalg.norm(feats.astype(np.float64), axis=1)
+    sim = feats.astype(np.float64) @ feats.T / (np.outer(norms, norms) + 2.0)
+    np.fill_diagonal(sim, -np.inf)
+    want_idx = np.argsort(-sim, axis=1, kind="stable")[:, :4]
+    vals, idx = knn_topk(feats, k=4, chunk_size=16, shrink=2.0, include_self=False)
+    np.testing.assert_array_equal(idx.numpy(), want_idx)
+    np.testing.assert_allclose(vals.numpy(), np.take_along_axis(sim, want_idx, 1), atol=1e-6)
+    with pytest.raises(UsageError, match=r"knn_k must be in \[1, N_items-1=60\], found 61"):
+        knn_topk(feats, k=61, include_self=False)
+    with pytest.raises(UsageError, match="shrink >= 0, found 2048 and -1"):
+        knn_topk(feats, k=4, shrink=-1)

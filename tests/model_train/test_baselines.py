@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from alignrec_model.baselines import ItemKNNCBF, LightGCN, Popularity, cosine_knn_graph
+from alignrec_model.baselines import ItemKNNCBF, LightGCN, Popularity
 from alignrec_model.data import from_arrays, load_interactions
 from alignrec_model.evaluate import evaluate_model
 from alignrec_model.train import TrainConfig, build_model, fit
@@ -71,7 +71,9 @@ def test_lightgcn_gradients_match_dense_autograd(clusters):
 
 def test_itemknn_shrunk_cosine_top_k_by_hand():
     f = np.array([[1, 0], [1, 1], [0, 1], [0, 0], [2, 0]], dtype=np.float32)
-    knn = cosine_knn_graph(f, k=2, shrink=1.0).toarray()
+    data = from_arrays([0, 0], [0, 4], ["train", "test"], n_items=5)
+    model = ItemKNNCBF(data, f, k=2, shrink=1.0)
+    knn = model.knn.toarray()
     n = np.linalg.norm(f, axis=1)
     s = (f @ f.T) / (np.outer(n, n) + 1.0)
     # item 0: neighbours 4 (2/(2+1)) and 1 (1/(1.414+1)); itself excluded
@@ -80,8 +82,6 @@ def test_itemknn_shrunk_cosine_top_k_by_hand():
     assert knn[2, 1] == pytest.approx(1 / (np.sqrt(2) + 1))
     assert np.count_nonzero(knn, axis=1).max() <= 2
     # score = R_u S_knn: a user who had item 0 gets s[0, 4] on item 4
-    data = from_arrays([0, 0], [0, 4], ["train", "test"], n_items=5)
-    model = ItemKNNCBF(data, f, k=2, shrink=1.0)
     assert model.scores(torch.tensor([0]))[0].numpy() == pytest.approx(knn[0])
 
 
