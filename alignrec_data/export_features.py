@@ -3,14 +3,15 @@
 MMRec reads ``image_feat.npy`` (N_items x d_img) and ``text_feat.npy`` (N_items x d_txt),
 float32, row i = itemID i (the order of ``i_id_mapping.csv``). The official AlignRec code
 (a fork of MMRec) puts its single fused feature in ``image_feat.npy`` and ships no text file.
-:mod:`alignrec_data.interop` writes the ``.inter`` file and the id maps; this module writes
-the features next to them:
+This module reads and checks the features and decides which file each goes to;
+:func:`alignrec_data.interop.write_export` writes them next to the ``.inter`` file and the id
+maps:
 
 - ``layout="mmrec"``: at most one image and one text feature set, e.g.
   ``effnet-image,minilm-text``. The fused ``alignrec`` feature has no place in this layout.
 - ``layout="alignrec"``: exactly one feature set (default ``alignrec``) written as
-  ``image_feat.npy``; a stale ``text_feat.npy`` in the folder is removed so that the
-  AlignRec code cannot pick it up.
+  ``image_feat.npy``; a ``text_feat.npy`` a previous export wrote is removed so that the
+  AlignRec code cannot pick it up, and one no export wrote is refused.
 
 A feature spec is a variant name (``<data-dir>/<dataset>/features/<variant>.parquet``; its
 ``item_key`` order must equal the prepared items') or ``MODALITY=PATH.npy`` for a matrix from
@@ -30,14 +31,11 @@ import pickletools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
-import pyarrow.parquet as pq
 
-from alignrec_data.atomic import atomic_path
 from alignrec_data.errors import DataFormatError, UsageError
-from alignrec_data.paths import DatasetPaths, check_name
+from alignrec_data.paths import check_name
 
 log = logging.getLogger(__name__)
 
@@ -372,74 +370,3 @@ def write_npy_to(path: str | Path, matrix: np.ndarray) -> None:
     arr = np.ascontiguousarray(matrix, dtype=np.float32)
     with open(path, "wb") as f:
         np.save(f, arr, allow_pickle=False)
-
-
-def write_npy(path: str | Path, matrix: np.ndarray) -> None:
-    """Atomically write a C-contiguous float32 ``.npy`` (never pickled)."""
-    with atomic_path(path, suffix=".npy") as tmp:
-        write_npy_to(tmp, matrix)
-
-
-def write_feature_files(
-    out: str | Path, inputs: Sequence[FeatureInput], layout: str = "mmrec"
-) -> dict[str, Any]:
-    """Write the feature files of ``layout`` into ``out`` (see module docstring).
-
-    Returns:
-        ``{"layout", "features": {file: {"source", "modality", "shape"}}, "removed": [...]}``.
-    """
-    out = Path(out)
-    files = assign_files(inputs, layout)
-    out.mkdir(parents=True, exist_ok=True)
-    for name, inp in files.items():
-        write_npy(out / name, inp.matrix)
-    removed = []
-    if files:  # a stale file of the other modality would be read along with the new ones
-        for name in FEATURE_FILES.values():
-            if name not in files and (out / name).exists():
-                (out / name).unlink()
-                removed.append(name)
-                log.info("removed stale %s from %s (not part of this export)", name, out)
-    return {
-        "layout": layout,
-        "features": {
-            name: {"source": i.source, "modality": i.modality, "shape": list(i.matrix.shape)}
-            for name, i in files.items()
-        },
-        "removed": removed,
-    }
-
-
-def export_features(
-    data_dir: str | Path,
-    dataset: str,
-    out: str | Path,
-    features: str | Sequence[str] | None,
-    layout: str = "mmrec",
-) -> dict[str, Any]:
-    """Write the feature files of a prepared dataset into an MMRec / AlignRec folder.
-
-    Args:
-        data_dir: The data directory.
-        dataset: The dataset (``prepared/items.parquet`` gives the item order).
-        out: The MMRec folder (next to ``<name>.inter`` and the id maps).
-        features: Feature specs, e.g. ``"effnet-image,minilm-text"``; with
-            ``layout="alignrec"`` the default is ``alignrec``.
-        layout: ``mmrec`` or ``alignrec``.
-
-    Returns:
-        What :func:`write_feature_files` returns.
-    """
-    specs = check_specs(features, layout)
-    if not specs:
-        return {"layout": layout, "features": {}, "removed": []}
-    paths = DatasetPaths.of(data_dir, dataset)
-    items_path = paths.prepared / "items.parquet"
-    if not items_path.is_file():
-        msg = (
-            f"prepared items {items_path} do not exist; run `alignrec-data prepare {dataset}` first"
-        )
-        raise UsageError(msg)
-    items = pq.read_table(items_path, columns=["item_id", "item_key"]).sort_by("item_id")
-    inputs = resolve_features(specs, paths.features, items.column("item_key").to_pylist())
-    return write_feature_files(out, inputs, layout)

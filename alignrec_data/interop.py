@@ -6,8 +6,9 @@
 - ``import_lattice``: the LATTICE / MMHCL layout (``train.json``, ``val.json``, ``test.json``
   as ``{userID: [itemID, ...]}``; optional ``user2id.json`` and ``item2id.json``, raw key -> id).
 - ``export_mmrec``: a prepared dataset to the MMRec / AlignRec layout: the ``.inter`` file and
-  both id maps (:func:`write_mmrec_interactions`) and, with ``features``, the feature files of
-  :mod:`alignrec_data.export_features`, plus the marker :data:`EXPORT_MARKER`.
+  both id maps (:func:`mmrec_frames`) and, with ``features``, the feature files of
+  :mod:`alignrec_data.export_features`, plus the marker :data:`EXPORT_MARKER`, all written by
+  :func:`write_export`, the one writer of this layout (``to_mmrec`` of a release uses it too).
 
 Imports keep the ids of the source (they must be contiguous from 0) and write the prepared
 layout of :mod:`alignrec_data.schema` into ``<data-dir>/<name>/prepared/``. Unknown ratings
@@ -33,7 +34,7 @@ import os
 import re
 import secrets
 import shutil
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +44,14 @@ import pyarrow as pa
 
 from alignrec_data.atomic import atomic_dir, atomic_path, clean_stale, write_json, write_parquet
 from alignrec_data.errors import DataFormatError, UsageError
+from alignrec_data.export_features import (
+    FEATURE_FILES,
+    FeatureInput,
+    assign_files,
+    check_specs,
+    resolve_features,
+    write_npy_to,
+)
 from alignrec_data.outputs import check_output_dir, protected_folders
 from alignrec_data.paths import DatasetPaths, check_name
 from alignrec_data.prepare import (
@@ -819,35 +828,8 @@ def write_all(out: Path, writers: dict[str, Callable[[Path], None]]) -> list[Pat
     return [out / fname for fname in writers]
 
 
-def write_mmrec_interactions(
-    interactions: pa.Table, items: pa.Table, users: pa.Table, out: str | Path, name: str
-) -> list[Path]:
-    """Write ``<name>.inter``, ``u_id_mapping.csv`` and ``i_id_mapping.csv`` into ``out``.
-
-    The three files are written all or none (:func:`write_all`). ``.inter`` rows follow the
-    interactions table (sorted by user_id, timestamp, item_id); null ratings or timestamps are
-    written as empty cells.
-
-    Args:
-        interactions: The prepared interactions table.
-        items: The prepared items table.
-        users: The prepared users table.
-        out: Target folder (created if needed).
-        name: Dataset name in MMRec (``<name>.inter``).
-
-    Returns:
-        The written files.
-    """
-    frames = mmrec_frames(interactions, items, users, name)
-    return write_all(
-        Path(out), {f: (lambda p, fr=fr: _write_tsv(fr, p)) for f, fr in frames.items()}
-    )
-
-
 def _own_files(out: Path) -> list[str]:
     """The files a previous export listed in its marker (plain names of our kinds only)."""
-    from alignrec_data.export_features import FEATURE_FILES
-
     marker = out / EXPORT_MARKER
     if not marker.is_file():
         return []
@@ -868,6 +850,106 @@ def _own_files(out: Path) -> list[str]:
     return names
 
 
+def check_export_dir(
+    out: Path, *, overwrite: bool = False, protected: Iterable[Path] = (), option: str = "--out"
+) -> None:
+    """Check that an export may write into ``out`` (see :func:`write_export`); writes nothing.
+
+    Raises:
+        UsageError: ``out`` is a file, read-only, would replace a ``protected`` folder, or is a
+            non-empty folder without :data:`EXPORT_MARKER` and no ``overwrite``.
+    """
+    check_output_dir(
+        out,
+        marker=EXPORT_MARKER,
+        what="export folder",
+        overwrite=overwrite,
+        protected=protected,
+        option=option,
+        overwrite_means="write into it (files of other names are kept)",
+        overwrite_flag="--overwrite" if option.startswith("--") else "overwrite=True",
+    )
+    if out.is_dir() and not os.access(out, os.W_OK | os.X_OK):
+        msg = f"{option} {out} is read-only (permission denied); make it writable or choose another"
+        raise UsageError(msg)
+
+
+def write_export(
+    out: Path,
+    frames: dict[str, pd.DataFrame],
+    feature_files: dict[str, FeatureInput],
+    *,
+    layout: str,
+    meta: dict[str, Any],
+    overwrite: bool = False,
+    protected: Iterable[Path] = (),
+    option: str = "--out",
+) -> dict[str, Any]:
+    """Write an MMRec / AlignRec folder, all or nothing: the one writer of every export.
+
+    The inputs come read and checked; ``out`` is checked (:func:`check_export_dir`; callers
+    also check it before reading their inputs, so a refused folder fails fast). A feature file
+    of the other modality that no export wrote is refused in the AlignRec layout (its code would
+    read it with the new ``image_feat.npy``) and kept with a warning in the MMRec layout. Then
+    every file goes to a temporary in ``out`` and is renamed into place (:func:`write_all`),
+    files the previous export listed in its marker and this one does not write are removed,
+    and the marker :data:`EXPORT_MARKER` lists the new files. Other files are never deleted.
+
+    Args:
+        out: Target folder (created if needed).
+        frames: ``{"<name>.inter": frame, id map: frame}`` (:func:`mmrec_frames`).
+        feature_files: ``{"image_feat.npy": input, ...}``
+            (:func:`~alignrec_data.export_features.assign_files`).
+        layout: ``mmrec`` or ``alignrec``.
+        meta: What the marker says besides ``layout``, ``files`` and ``features`` (the tool,
+            the source, the name).
+        overwrite: Write into a non-empty ``out`` that is not a previous export.
+        protected: Folders ``out`` may neither be nor contain.
+        option: The option or argument that named ``out``, for messages.
+
+    Returns:
+        ``{"files": [written, in order], "removed": [stale files removed], "features":
+        {file: {"source", "modality", "shape"}}}``.
+
+    Raises:
+        UsageError: ``out`` may not be written, or holds a foreign ``text_feat.npy`` in the
+            AlignRec layout.
+    """
+    check_export_dir(out, overwrite=overwrite, protected=protected, option=option)
+    own = _own_files(out)
+    new = [*frames, *feature_files]
+    stale = [f for f in own if f not in new and (out / f).is_file()]
+    if feature_files:
+        for other in FEATURE_FILES.values():
+            if other in new or other in own or not (out / other).exists():
+                continue
+            if layout == "alignrec":
+                msg = (
+                    f"{out / other} was not written by alignrec-data export, and the AlignRec "
+                    "code would read it with the new image_feat.npy; move it away or choose "
+                    f"another {option}"
+                )
+                raise UsageError(msg)
+            logger.warning("%s (not written by this tool) is left as it is", out / other)
+
+    writers: dict[str, Callable[[Path], None]] = {
+        f: (lambda p, fr=fr: _write_tsv(fr, p)) for f, fr in frames.items()
+    }
+    for f, inp in feature_files.items():
+        writers[f] = lambda p, m=inp.matrix: write_npy_to(p, m)
+    write_all(out, writers)
+    for f in stale:
+        (out / f).unlink(missing_ok=True)
+        logger.info("removed %s from %s: written by the previous export, not by this one", f, out)
+    described = {
+        f: {"source": i.source, "modality": i.modality, "shape": list(i.matrix.shape)}
+        for f, i in feature_files.items()
+    }
+    marker = {**meta, "layout": layout, "files": sorted(new), "features": described}
+    write_json(out / EXPORT_MARKER, marker)
+    return {"files": new, "removed": stale, "features": described}
+
+
 def export_mmrec(
     data_dir: str | Path,
     dataset: str,
@@ -881,11 +963,11 @@ def export_mmrec(
     """Export a prepared dataset to the MMRec / AlignRec layout, all or nothing.
 
     Every input (dataset name, prepared tables, feature files: item order, rows, finiteness)
-    is read and checked, and ``out`` checked (:func:`check_output_dir`), before the first
-    byte is written; then all files go to temporaries in ``out`` and are renamed into place,
-    and the marker :data:`EXPORT_MARKER` lists them. A non-empty ``out`` without the marker is
-    refused unless ``overwrite``; files the export did not write are never deleted (those a
-    previous export listed in its marker and this one does not write are).
+    is read and checked, and ``out`` checked (:func:`check_export_dir`), before the first byte
+    is written; then :func:`write_export` writes the folder and its marker. A non-empty ``out``
+    without the marker is refused unless ``overwrite``; files the export did not write are
+    never deleted (those a previous export listed in its marker and this one does not write
+    are).
 
     Args:
         data_dir: The data directory.
@@ -907,84 +989,39 @@ def export_mmrec(
             features, or an ``out`` that may not be written.
         DataFormatError: A prepared or feature file that does not fit.
     """
-    from alignrec_data.export_features import (
-        FEATURE_FILES,
-        assign_files,
-        check_specs,
-        resolve_features,
-        write_npy_to,
-    )
-
     out = Path(out)
     paths = DatasetPaths.of(data_dir, dataset)
     name = check_name(name or out.name, "MMRec dataset name (--name)")
     specs = check_specs(features, layout)
-    check_output_dir(
-        out,
-        marker=EXPORT_MARKER,
-        what="export folder",
-        overwrite=overwrite,
-        protected=protected_folders(data_dir),
-        overwrite_means="write into it (files of other names are kept)",
-    )
-    if out.is_dir() and not os.access(out, os.W_OK | os.X_OK):
-        msg = f"--out {out} is read-only (permission denied); make it writable or choose another"
-        raise UsageError(msg)
+    protected = protected_folders(data_dir)
+    check_export_dir(out, overwrite=overwrite, protected=protected)
     inter, items, users = read_prepared(paths.prepared)
     frames = mmrec_frames(inter, items, users, name)
     inputs = resolve_features(specs, paths.features, items.column("item_key").to_pylist())
-    feature_files = assign_files(inputs, layout) if inputs else {}
-    own = _own_files(out)
-    new = [*frames, *feature_files]
-    stale = [f for f in own if f not in new and (out / f).is_file()]
-    if feature_files:
-        for other in FEATURE_FILES.values():
-            if other in new or other in own or not (out / other).exists():
-                continue
-            if layout == "alignrec":
-                msg = (
-                    f"{out / other} was not written by alignrec-data export, and the AlignRec "
-                    "code would read it with the new image_feat.npy; move it away or choose "
-                    "another --out"
-                )
-                raise UsageError(msg)
-            logger.warning("%s (not written by this tool) is left as it is", out / other)
-
-    writers: dict[str, Callable[[Path], None]] = {
-        f: (lambda p, fr=fr: _write_tsv(fr, p)) for f, fr in frames.items()
-    }
-    for f, inp in feature_files.items():
-        writers[f] = lambda p, m=inp.matrix: write_npy_to(p, m)
-    write_all(out, writers)
-    for f in stale:
-        (out / f).unlink(missing_ok=True)
-        logger.info("removed %s from %s: written by the previous export, not by this one", f, out)
-    described = {
-        f: {"source": i.source, "modality": i.modality, "shape": list(i.matrix.shape)}
-        for f, i in feature_files.items()
-    }
-    write_json(
-        out / EXPORT_MARKER,
-        {
-            "tool": "alignrec-data export mmrec",
-            "dataset": dataset,
-            "name": name,
-            "layout": layout,
-            "files": sorted(new),
-            "features": described,
-        },
+    written = write_export(
+        out,
+        frames,
+        assign_files(inputs, layout) if inputs else {},
+        layout=layout,
+        meta={"tool": "alignrec-data export mmrec", "dataset": dataset, "name": name},
+        overwrite=overwrite,
+        protected=protected,
     )
     logger.info("exported %s to %s", dataset, out)
-    removed_features = [f for f in stale if f in FEATURE_FILES.values()]
+    stale = written["removed"]
     return {
         "dataset": dataset,
         "out": str(out),
         "name": name,
-        "files": new,
+        "files": written["files"],
         "removed": stale,
         "users": users.num_rows,
         "items": items.num_rows,
         "interactions": inter.num_rows,
         "splits": split_counts(inter),
-        "features": {"layout": layout, "features": described, "removed": removed_features},
+        "features": {
+            "layout": layout,
+            "features": written["features"],
+            "removed": [f for f in stale if f in FEATURE_FILES.values()],
+        },
     }

@@ -689,12 +689,21 @@ def to_mmrec(
     features: str | Sequence[str] | None = None,
     layout: str = "mmrec",
     name: str | None = None,
+    overwrite: bool = False,
     revision: str | None = None,
     endpoint: str | None = None,
     token: str | bool | None = None,
     timeout: float = DEFAULT_TIMEOUT,
 ) -> dict[str, Any]:
-    """Write a release as an MMRec (or official AlignRec) dataset folder.
+    """Write a release as an MMRec (or official AlignRec) dataset folder, all or nothing.
+
+    The writer is the one of ``alignrec-data export mmrec``
+    (:func:`alignrec_data.interop.write_export`): ``out`` is checked before the release is
+    read, everything is read before the first byte is written, the files go to temporaries
+    and are renamed into place, and the marker ``alignrec_export.json`` lists them. A
+    non-empty ``out`` without the marker is refused unless ``overwrite``; files the export
+    did not write are never deleted (those a previous export listed and this one does not
+    write are).
 
     Args:
         source: Release folder or Hub repo id.
@@ -703,30 +712,38 @@ def to_mmrec(
             (layout ``mmrec``) or ``"alignrec"`` (layout ``alignrec``, the default there).
         layout: ``mmrec`` or ``alignrec`` (see :mod:`alignrec_data.export_features`).
         name: MMRec dataset name (``<name>.inter``); default: the name of ``out``.
+        overwrite: Write into a non-empty ``out`` that is not a previous export (its files of
+            other names are kept).
         revision: Hub revision.
         endpoint: Hub endpoint.
         token: Hub token.
         timeout: Seconds (default 60): deadlines of each Hub call (see module docstring).
 
     Returns:
-        ``{"out", "name", "files", "interactions", "features"}``.
+        ``{"out", "name", "files", "removed", "interactions", "features"}``.
+
+    Raises:
+        UsageError: Bad name, unknown variant, a layout that cannot hold the features, or an
+            ``out`` that may not be written.
     """
     from alignrec_data.export_features import (
         FeatureInput,
+        assign_files,
         check_specs,
         parse_feature_specs,
         variant_modality,
-        write_feature_files,
     )
-    from alignrec_data.interop import write_mmrec_interactions
+    from alignrec_data.interop import check_export_dir, mmrec_frames, write_export
+    from alignrec_data.paths import check_name
     from alignrec_data.prepare import users_table
 
     out = Path(out)
-    name = name or out.name
+    name = check_name(name or out.name, "MMRec dataset name")
+    check_export_dir(out, overwrite=overwrite, option="out")
     src = open_release(source, revision=revision, endpoint=endpoint, token=token, timeout=timeout)
     for v in parse_feature_specs(features):
         src.require(FEATURES_PREFIX + v)
-    specs = check_specs(features, layout)  # the layout can hold them: checked before writing
+    specs = check_specs(features, layout)  # the layout can hold them: checked before reading
     # Interactions in the prepared layout (split column with the prepared names).
     back = {v: k for k, v in SPLIT_NAMES.items()}
     parts = []
@@ -746,7 +763,6 @@ def to_mmrec(
         if k is not None:
             ukeys[u] = k
     users = users_table(ukeys, uid)
-    files = [p.name for p in write_mmrec_interactions(inter, items, users, out, name)]
     inputs = [
         FeatureInput(
             v,
@@ -763,13 +779,22 @@ def to_mmrec(
         )
         for v in specs
     ]
-    feats = write_feature_files(out, inputs, layout) if specs else {"features": {}}
+    written = write_export(
+        out,
+        mmrec_frames(inter, items, users, name),
+        assign_files(inputs, layout) if inputs else {},
+        layout=layout,
+        meta={"tool": "alignrec_data.to_mmrec", "source": src.label, "name": name},
+        overwrite=overwrite,
+        option="out",
+    )
     return {
         "out": str(out),
         "name": name,
-        "files": files + list(feats["features"]),
+        "files": written["files"],
+        "removed": written["removed"],
         "interactions": inter.num_rows,
-        "features": feats["features"],
+        "features": written["features"],
     }
 
 

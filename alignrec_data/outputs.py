@@ -74,6 +74,7 @@ def check_output_dir(
     protected: Iterable[str | Path] = (),
     option: str = "--out",
     overwrite_means: str = "replace what it holds",
+    overwrite_flag: str = "--overwrite",
 ) -> Path:
     """Check that a command may write the folder ``out`` as a whole, before anything is written.
 
@@ -87,6 +88,8 @@ def check_output_dir(
             Folders inside ``out`` that are the command's own previous output are fine.
         option: The option that named ``out``, for messages.
         overwrite_means: What ``--overwrite`` does to such a folder, for messages.
+        overwrite_flag: How the caller spells the overwrite switch (``overwrite=True`` for
+            library calls), for messages.
 
     Returns:
         ``out`` as a Path.
@@ -118,7 +121,7 @@ def check_output_dir(
         if non_empty and not (out / marker).is_file() and not overwrite:
             msg = (
                 f"{option} {out} is not empty and is not a previous {what} (it has no {marker}); "
-                f"choose a new or empty folder, or pass --overwrite to {overwrite_means}"
+                f"choose a new or empty folder, or pass {overwrite_flag} to {overwrite_means}"
             )
             raise UsageError(msg)
     # Making out needs its nearest existing ancestor writable; replacing it renames it inside

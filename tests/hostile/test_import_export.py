@@ -576,13 +576,13 @@ def test_export_failure_while_writing_leaves_no_partial_file(
     sandbox = exported
     good = sandbox / "good.npy"
     np.save(good, np.ones((4, 3), np.float32))
-    from alignrec_data import export_features
+    from alignrec_data import interop
 
     def fail(path, matrix):
         Path(path).write_bytes(b"half")
         raise OSError(28, "No space left on device", str(path))
 
-    monkeypatch.setattr(export_features, "write_npy_to", fail)
+    monkeypatch.setattr(interop, "write_npy_to", fail)
     target = sandbox / "out" / "mini"
     before = tree_digest(sandbox)
     out = _export(sandbox, target, "--features", f"image={good}")
@@ -634,4 +634,69 @@ def test_export_with_a_nonfinite_feature_variant_is_refused(exported: Path) -> N
     assert_clean_error(
         out, 1, r"feature file .*effnet-image\.parquet: the matrix holds NaN or infinite values"
     )
+    assert tree_digest(sandbox) == before
+
+
+# --- to_mmrec (the library export of a release): the same writer, the same rules --------------
+
+
+def _release(sandbox: Path) -> Path:
+    """``sandbox/rel``: the release of the imported dataset ``ds``."""
+    from alignrec_data.release import build_release
+
+    build_release(sandbox / "data", "ds", sandbox / "rel")
+    return sandbox / "rel"
+
+
+def test_to_mmrec_into_a_foreign_folder_needs_overwrite_and_keeps_its_files(
+    exported: Path,
+) -> None:
+    from alignrec_data.errors import UsageError
+    from alignrec_data.loaders import to_mmrec
+
+    sandbox = exported
+    rel = _release(sandbox)
+    target = sandbox / "outside"
+    before = tree_digest(sandbox)
+    with pytest.raises(
+        UsageError,
+        match=r"out .*outside is not empty and is not a previous export folder \(it has no "
+        r"alignrec_export\.json\)",
+    ):
+        to_mmrec(rel, target)
+    assert tree_digest(sandbox) == before
+
+    res = to_mmrec(rel, target, overwrite=True)
+    after = tree_digest(sandbox)
+    for path, digest in before.items():  # the user's files are kept, unchanged
+        assert after[path] == digest, path
+    written = {"outside/" + f for f in ("outside.inter", "u_id_mapping.csv", "i_id_mapping.csv")}
+    assert set(res["files"]) == {f.removeprefix("outside/") for f in written}
+    assert set(after) - set(before) == written | {"outside/alignrec_export.json"}
+
+    # Now a previous export: a rerun needs no overwrite and still keeps the user's files.
+    before = tree_digest(sandbox)
+    assert to_mmrec(rel, target)["removed"] == []
+    assert tree_digest(sandbox) == before  # same bytes, same files
+
+
+@pytest.mark.parametrize(
+    ("where", "kwargs", "pattern"),
+    [
+        ("outside/NOTES.md", {}, r"out .*NOTES\.md exists and is not a folder"),
+        ("o", {"name": "../x"}, r"MMRec dataset name '\.\./x' is not a valid name"),
+        ("o", {"features": "nope"}, r"no feature variant 'nope'"),
+    ],
+)
+def test_to_mmrec_refusals_change_nothing(
+    exported: Path, where: str, kwargs: dict, pattern: str
+) -> None:
+    from alignrec_data.errors import UsageError
+    from alignrec_data.loaders import to_mmrec
+
+    sandbox = exported
+    rel = _release(sandbox)
+    before = tree_digest(sandbox)
+    with pytest.raises(UsageError, match=pattern):
+        to_mmrec(rel, sandbox / where, overwrite=True, **kwargs)
     assert tree_digest(sandbox) == before

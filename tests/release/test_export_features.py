@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import pickle
 from pathlib import Path
 
@@ -10,7 +11,8 @@ import pandas as pd
 import pytest
 
 from alignrec_data.errors import DataFormatError, UsageError
-from alignrec_data.export_features import export_features, load_npy
+from alignrec_data.export_features import load_npy
+from alignrec_data.interop import EXPORT_MARKER, export_mmrec
 from alignrec_data.loaders import to_mmrec
 from alignrec_data.release import build_release
 from tests.release.fixtures import make_dataset
@@ -63,14 +65,12 @@ def _check_interactions(got: dict, b) -> None:
 
 
 def test_mmrec_layout_from_prepared_dataset(ds, tmp_path: Path) -> None:
-    from alignrec_data.interop import export_mmrec
-
     data_dir, b = ds
     out = tmp_path / "mini"
     export_mmrec(data_dir, "amazon-mini", out)
     (out / "text_feat.npy").write_bytes(b"stale")  # replaced, not left over
-    res = export_features(data_dir, "amazon-mini", out, "effnet-image,minilm-text")
-    assert res["features"]["image_feat.npy"]["shape"] == [40, 10]
+    res = export_mmrec(data_dir, "amazon-mini", out, features="effnet-image,minilm-text")
+    assert res["features"]["features"]["image_feat.npy"]["shape"] == [40, 10]
     got = read_mmrec(out, "mini")
     _check_interactions(got, b)
     # Row i = itemID i: the feature of the item whose asin is in row i of i_id_mapping.csv.
@@ -81,31 +81,51 @@ def test_mmrec_layout_from_prepared_dataset(ds, tmp_path: Path) -> None:
 def test_alignrec_layout_has_only_the_fused_feature(ds, tmp_path: Path) -> None:
     data_dir, b = ds
     out = tmp_path / "mini"
-    export_features(data_dir, "amazon-mini", out, "effnet-image,minilm-text")
-    res = export_features(data_dir, "amazon-mini", out, None, layout="alignrec")
-    assert res["removed"] == ["text_feat.npy"]
-    assert sorted(p.name for p in out.iterdir()) == ["image_feat.npy"]
+    export_mmrec(data_dir, "amazon-mini", out, features="effnet-image,minilm-text")
+    res = export_mmrec(data_dir, "amazon-mini", out, layout="alignrec")
+    assert res["removed"] == ["text_feat.npy"]  # ours, from the first export
+    assert sorted(p.name for p in out.iterdir()) == sorted([*res["files"], EXPORT_MARKER])
+    assert "text_feat.npy" not in res["files"]
     np.testing.assert_array_equal(np.load(out / "image_feat.npy"), b.features["alignrec"])
+
+
+def test_a_text_feature_no_export_wrote_is_kept_or_refused(ds, tmp_path: Path) -> None:
+    data_dir, _ = ds
+    out = tmp_path / "mine"
+    out.mkdir()
+    np.save(out / "text_feat.npy", np.ones((40, 2), np.float32))
+    mine = (out / "text_feat.npy").read_bytes()
+    res = export_mmrec(data_dir, "amazon-mini", out, features="effnet-image", overwrite=True)
+    assert res["removed"] == [] and (out / "text_feat.npy").read_bytes() == mine
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    with pytest.raises(UsageError, match=r"text_feat\.npy was not written by alignrec-data export"):
+        export_mmrec(data_dir, "amazon-mini", out, layout="alignrec")
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
 
 
 def test_layout_rules_and_bad_features(ds, tmp_path: Path) -> None:
     data_dir, _ = ds
     out = tmp_path / "x"
+
+    def export(features: str, layout: str = "mmrec") -> None:
+        export_mmrec(data_dir, "amazon-mini", out, features=features, layout=layout)
+
     with pytest.raises(UsageError, match="fused image\\+text feature.*use --layout alignrec"):
-        export_features(data_dir, "amazon-mini", out, "alignrec")
+        export("alignrec")
     with pytest.raises(UsageError, match="exactly one .* found effnet-image, minilm-text"):
-        export_features(data_dir, "amazon-mini", out, "effnet-image,minilm-text", layout="alignrec")
+        export("effnet-image,minilm-text", layout="alignrec")
     with pytest.raises(
         UsageError,
         match=r"'clip-image' has no file .*variants there: alignrec, effnet-image, minilm-text",
     ):
-        export_features(data_dir, "amazon-mini", out, "clip-image")
+        export("clip-image")
     with pytest.raises(UsageError, match="layout 'lattice' is not one of mmrec, alignrec"):
-        export_features(data_dir, "amazon-mini", out, "effnet-image", layout="lattice")
+        export("effnet-image", layout="lattice")
     short = tmp_path / "short.npy"
     np.save(short, np.zeros((3, 4), np.float32))
     with pytest.raises(DataFormatError, match="3 rows, but the dataset has 40 items"):
-        export_features(data_dir, "amazon-mini", out, f"image={short}")
+        export(f"image={short}")
+    assert not out.exists()  # every refusal came before the first byte
 
 
 def test_pickled_npy_is_refused(ds, tmp_path: Path) -> None:
@@ -118,15 +138,15 @@ def test_pickled_npy_is_refused(ds, tmp_path: Path) -> None:
         with pytest.raises(DataFormatError, match="pickled Python objects .*allow_pickle=False"):
             load_npy(path)
         with pytest.raises(DataFormatError, match="never unpickles"):
-            export_features(data_dir, "amazon-mini", tmp_path / "o", f"image={path}")
+            export_mmrec(data_dir, "amazon-mini", tmp_path / "o", features=f"image={path}")
     noise = tmp_path / "noise.npy"
     noise.write_bytes(bytes(range(7, 256)) * 4)  # random-looking bytes are no pickle
     with pytest.raises(DataFormatError, match=r"noise.npy is not a .npy file \(it does not start"):
         load_npy(noise)
     good = tmp_path / "good.npy"
     np.save(good, np.arange(120, dtype=np.float64).reshape(40, 3))
-    res = export_features(data_dir, "amazon-mini", tmp_path / "o", f"image={good}")
-    assert res["features"]["image_feat.npy"]["shape"] == [40, 3]
+    res = export_mmrec(data_dir, "amazon-mini", tmp_path / "o", features=f"image={good}")
+    assert res["features"]["features"]["image_feat.npy"]["shape"] == [40, 3]
     assert np.load(tmp_path / "o" / "image_feat.npy").dtype == np.float32
 
 
@@ -138,6 +158,8 @@ def test_to_mmrec_from_a_release(ds, tmp_path: Path) -> None:
     assert sorted(res["files"]) == sorted(
         ["baby.inter", "u_id_mapping.csv", "i_id_mapping.csv", "image_feat.npy", "text_feat.npy"]
     )
+    marker = json.loads((tmp_path / "baby" / EXPORT_MARKER).read_text())
+    assert marker["files"] == sorted(res["files"]) and marker["layout"] == "mmrec"
     got = read_mmrec(tmp_path / "baby", "baby")
     _check_interactions(got, b)
     np.testing.assert_array_equal(got["feats"]["text_feat.npy"], b.features["minilm-text"])
@@ -149,12 +171,32 @@ def test_to_mmrec_from_a_release(ds, tmp_path: Path) -> None:
         to_mmrec(rel, tmp_path / "z", features="nope")
     with pytest.raises(UsageError, match="use --layout alignrec"):
         to_mmrec(rel, tmp_path / "z", features="alignrec")
+    with pytest.raises(UsageError, match=r"MMRec dataset name '\.\./x' is not a valid name"):
+        to_mmrec(rel, tmp_path / "z", name="../x")
     assert not (tmp_path / "z").exists()  # nothing written before the check
 
 
-def test_export_mmrec_cli_with_features_and_layout(ds, tmp_path: Path) -> None:
-    import json
+def test_to_mmrec_removes_only_the_text_feature_it_wrote(ds, tmp_path: Path) -> None:
+    data_dir, b = ds
+    rel = tmp_path / "rel"
+    build_release(data_dir, "amazon-mini", rel)
+    out = tmp_path / "baby"
+    to_mmrec(rel, out, features="effnet-image,minilm-text")
+    res = to_mmrec(rel, out, layout="alignrec")  # a previous export: no overwrite needed
+    assert res["removed"] == ["text_feat.npy"] and not (out / "text_feat.npy").exists()
+    np.testing.assert_array_equal(np.load(out / "image_feat.npy"), b.features["alignrec"])
+    # A text_feat.npy no export wrote: kept in the MMRec layout, refused in the AlignRec one.
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "text_feat.npy").write_bytes(b"my own features")
+    res = to_mmrec(rel, mine, features="effnet-image", overwrite=True)
+    assert res["removed"] == [] and (mine / "text_feat.npy").read_bytes() == b"my own features"
+    with pytest.raises(UsageError, match=r"text_feat\.npy was not written by alignrec-data"):
+        to_mmrec(rel, mine, layout="alignrec")
+    assert (mine / "text_feat.npy").read_bytes() == b"my own features"
 
+
+def test_export_mmrec_cli_with_features_and_layout(ds, tmp_path: Path) -> None:
     from click.testing import CliRunner
 
     from alignrec_data.cli import cli
@@ -206,10 +248,6 @@ def test_npy_header_is_checked_against_the_file_size(tmp_path: Path) -> None:
 
 
 def test_export_mmrec_writes_all_files_and_the_marker(ds, tmp_path: Path) -> None:
-    import json
-
-    from alignrec_data.interop import EXPORT_MARKER, export_mmrec
-
     data_dir, b = ds
     out = tmp_path / "nested" / "mini"
     res = export_mmrec(data_dir, "amazon-mini", out, features="effnet-image,minilm-text")
