@@ -18,7 +18,11 @@ For each file of a registry entry (:mod:`alignrec_data.registry`):
 
 Retries of connection errors, 5xx and 429 (with ``Retry-After``) before the body starts are
 urllib3's ``Retry``; resuming after a cut inside the body is this module's loop, with the same
-capped exponential back-off. Files are fetched in parallel by a bounded thread pool, each with
+capped exponential back-off. Every attempt is bounded in time: ``timeout`` bounds connecting
+and each read, and a low-speed rule (``min_speed`` bytes/s over ``speed_window`` seconds, as
+curl's ``--speed-limit`` / ``--speed-time``; :class:`alignrec_data.http.Watchdog`) cuts a
+server that trickles, which a per-read time-out never does. A cut by that rule is resumed
+like a cut connection. Files are fetched in parallel by a bounded thread pool, each with
 a tqdm bar on stderr. Nothing here prints or prompts.
 """
 
@@ -42,7 +46,14 @@ from tqdm.auto import tqdm
 
 from alignrec_data.atomic import clean_stale
 from alignrec_data.errors import AlignrecError, ChecksumError, DownloadError, UsageError
-from alignrec_data.http import RangeNotSatisfiable, make_session, moved_hint, open_stream
+from alignrec_data.http import (
+    RangeNotSatisfiable,
+    TooSlow,
+    Watchdog,
+    make_session,
+    moved_hint,
+    open_stream,
+)
 from alignrec_data.integrity import StreamVerifier, check_gzip_file, sha256_file
 from alignrec_data.lockfile import LOCK_NAME, LockEntry, LockFile, utc_now
 from alignrec_data.registry import (
@@ -64,6 +75,7 @@ CORRUPT_INFIX = ".corrupt-"
 # Errors inside a body that has started (the connection was cut or stalled): resumed by the
 # loop in _FileJob.fetch. Errors before the body are urllib3 Retry's job (see alignrec_data.http).
 _BODY_ERRORS: tuple[type[BaseException], ...] = (
+    TooSlow,
     urllib3.exceptions.HTTPError,
     requests.exceptions.ChunkedEncodingError,
     ConnectionError,
@@ -87,6 +99,10 @@ class DownloadConfig:
         backoff_cap: Longest back-off in seconds.
         retry_after_max: Longest ``Retry-After`` (sent with 429/503) honoured, in seconds.
         timeout: Connect and read timeout in seconds.
+        min_speed: Low-speed rule: an attempt that receives fewer than
+            ``min_speed * speed_window`` bytes within any ``speed_window`` seconds (waiting for
+            the headers included) is cut and resumed like a cut connection; 0 turns it off.
+        speed_window: Seconds over which ``min_speed`` is measured.
         chunk_size: Bytes read and written at a time.
         verify_gzip: Decompress ``.gz`` files to the end before accepting them.
     """
@@ -97,6 +113,8 @@ class DownloadConfig:
     backoff_cap: float = 60.0  # seconds; longest back-off
     retry_after_max: float = 300.0  # seconds; longest Retry-After honoured
     timeout: float = 60.0  # seconds; connect and read timeout
+    min_speed: float = 1024.0  # bytes/s; slower for speed_window seconds: cut, resumed (0: off)
+    speed_window: float = 60.0  # seconds over which min_speed is measured
     chunk_size: int = 1 << 20  # bytes per read/write (1 MiB)
     verify_gzip: bool = True  # stream-decompress .gz files fully before accepting them
 
@@ -108,13 +126,16 @@ class DownloadConfig:
             "backoff_cap": self.backoff_cap >= 0,
             "retry_after_max": self.retry_after_max >= 0,
             "timeout": self.timeout > 0,
+            "min_speed": self.min_speed >= 0,
+            "speed_window": self.speed_window > 0,
             "chunk_size": self.chunk_size >= 1024,
         }
         for key, ok in checks.items():
             if not ok:
                 msg = (
                     f"download.{key} = {getattr(self, key)!r} is out of range "
-                    "(workers >= 1, retries/back-offs >= 0, timeout > 0, chunk_size >= 1024)"
+                    "(workers >= 1, retries/back-offs >= 0, timeout > 0, min_speed >= 0, "
+                    "speed_window > 0, chunk_size >= 1024)"
                 )
                 raise UsageError(msg)
 
@@ -306,20 +327,23 @@ class _FileJob:
                     self.part.unlink()
                     offset = 0
                 try:
-                    did_resume, complete = self._transfer(session, offset, bar)
+                    with Watchdog(min_speed=cfg.min_speed, window=cfg.speed_window) as dog:
+                        did_resume, complete = self._transfer(session, offset, bar, dog)
                     resumed = resumed or did_resume
                     if complete:
                         break
                 except _BODY_ERRORS as err:
                     failures += 1
                     if failures > cfg.retries:
+                        if isinstance(err, TooSlow):
+                            raise self._too_slow(err, failures) from err
                         msg = f"GET {self.url} failed after {failures} attempts: {err}"
                         raise DownloadError(msg, hint=moved_hint(self.final.name)) from err
                     wait = cfg.backoff(failures)
                     log.warning(
                         "%s: %s; resuming in %.2f s (attempt %d of %d)",
                         self.final.name,
-                        err.__class__.__name__,
+                        err if isinstance(err, TooSlow) else err.__class__.__name__,
                         wait,
                         failures,
                         cfg.retries,
@@ -333,10 +357,13 @@ class _FileJob:
                 self._verifier.abandon()
                 self._verifier = None
 
-    def _transfer(self, session: requests.Session, offset: int, bar: tqdm) -> tuple[bool, bool]:
+    def _transfer(
+        self, session: requests.Session, offset: int, bar: tqdm, dog: Watchdog
+    ) -> tuple[bool, bool]:
         """One GET from ``offset`` into the part file: (resumed?, complete?).
 
-        Bytes received are added to ``self.transferred`` as they arrive.
+        Bytes received are added to ``self.transferred`` as they arrive. ``dog`` is the
+        attempt's watchdog (low-speed rule); a cut inside the body raises :class:`TooSlow`.
         """
         cfg, exp = self.config, self.expected
         try:
@@ -344,6 +371,8 @@ class _FileJob:
                 self.url, offset, session=session, timeout=cfg.timeout, chunk_size=cfg.chunk_size
             )
         except requests.RequestException as err:  # urllib3 already retried it
+            if dog.cuts:  # no answer in time: the watchdog cut the wait for the headers
+                raise self._too_slow(dog.error(), dog.cuts) from err
             msg = f"GET {self.url} failed: {err}"
             raise DownloadError(msg, hint=moved_hint(self.final.name)) from err
         except RangeNotSatisfiable as err:
@@ -402,6 +431,26 @@ class _FileJob:
             raise
         finally:
             stream.close()
+
+    def _too_slow(self, err: TooSlow, cuts: int) -> DownloadError:
+        """The final error after ``cuts`` attempts cut by the low-speed rule."""
+        cfg = self.config
+        rate = err.seen / err.span if err.span > 0 else 0.0
+        kept = self.part.stat().st_size if self.part.is_file() else 0
+        state = (
+            f"the {kept:,} bytes received are kept in {self.part} and the next run resumes them"
+            if kept
+            else "no byte of the body was received"
+        )
+        msg = (
+            f"GET {self.url} is too slow: {err.seen:,} bytes in {err.span:.1f} s "
+            f"({rate:,.0f} bytes/s), below download.min_speed = {cfg.min_speed:g} bytes/s over "
+            f"download.speed_window = {cfg.speed_window:g} s; cut {cuts} "
+            f"time{'s' if cuts != 1 else ''}, {state}; use another mirror (--mirror "
+            "URL_OR_PATH or ALIGNREC_MIRROR) or lower download.min_speed in params.yaml "
+            "(0 turns the rule off)"
+        )
+        return DownloadError(msg)
 
     def _verifier_at(self, start: int) -> StreamVerifier:
         """The verifier for the bytes written from offset ``start``.

@@ -9,8 +9,9 @@
   ``max_bytes`` (also when ``Content-Length`` announces more).
 - Bounded time: ``timeout`` bounds connecting and each socket read; ``total_timeout`` bounds
   one whole request, headers and body, even from a server that trickles one byte at a time:
-  a watchdog (:class:`_Watchdog`) shuts the request's socket down at the deadline, which ends
-  any read blocked on it, and the attempt fails as ``"timeout"``.
+  a watchdog (:class:`alignrec_data.http.Watchdog`, shared with raw downloads) shuts the
+  request's socket down at the deadline, which ends any read blocked on it, and the attempt
+  fails as ``"timeout"``.
 
 A failed fetch is a :class:`FetchResult` with a short ``reason`` (``"http-404"``,
 ``"timeout"``, ``"too-large"``, ``"connection-error"``, ``"file-not-found"``...), never an
@@ -21,18 +22,14 @@ from __future__ import annotations
 
 import email.utils
 import logging
-import socket
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any
 from urllib.parse import urlsplit
 
 import requests
-import urllib3.connection
-import urllib3.connectionpool
-from requests.adapters import HTTPAdapter
 
+from alignrec_data.http import Watchdog, WatchedAdapter
 from alignrec_data.images.urls import file_url_path
 
 log = logging.getLogger(__name__)
@@ -153,109 +150,6 @@ class _Deadline(Exception):
     pass
 
 
-# The watchdog of the request the current thread is making (set by Fetcher._fetch_http).
-_ACTIVE = threading.local()
-
-
-class _Watchdog:
-    """Shut the socket of one request down when its total deadline passes.
-
-    A per-read socket time-out does not bound a response that trickles (every byte restarts
-    it), and a time check between chunks is never reached while one read waits for a full
-    chunk. The watchdog's timer fires at the deadline and calls ``shutdown`` on the socket
-    the request uses, so any ``recv`` blocked on it returns at once; the fetch then sees
-    :attr:`expired` and reports ``"timeout"``. The socket is handed over by the connection
-    classes below just before the response headers are read.
-
-    Args:
-        seconds: Time from now to the deadline.
-    """
-
-    def __init__(self, seconds: float) -> None:
-        self.deadline = time.monotonic() + seconds
-        self.expired = False
-        self._sock: socket.socket | None = None
-        self._lock = threading.Lock()
-        self._timer = threading.Timer(seconds, self._fire)
-        self._timer.daemon = True
-
-    def __enter__(self) -> _Watchdog:
-        self._timer.start()
-        _ACTIVE.dog = self
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        _ACTIVE.dog = None
-        self._timer.cancel()
-        with self._lock:
-            self._sock = None
-
-    def attach(self, sock: socket.socket | None) -> None:
-        """Watch ``sock`` (shut down at once when the deadline has already passed)."""
-        with self._lock:
-            self._sock = sock
-            if self.expired:
-                _shutdown(sock)
-
-    def _fire(self) -> None:
-        with self._lock:
-            self.expired = True
-            _shutdown(self._sock)
-
-
-def _shutdown(sock: socket.socket | None) -> None:
-    if sock is None:
-        return
-    try:
-        sock.shutdown(socket.SHUT_RDWR)
-    except OSError:
-        pass  # already closed
-
-
-class _WatchedMixin:
-    """Hand the connection's socket to the current thread's :class:`_Watchdog`."""
-
-    sock: Any
-
-    def getresponse(self, *args: Any, **kwargs: Any) -> Any:  # noqa: D102
-        dog = getattr(_ACTIVE, "dog", None)
-        if dog is not None:
-            dog.attach(self.sock)
-        return super().getresponse(*args, **kwargs)  # type: ignore[misc]
-
-
-class _WatchedHTTPConnection(_WatchedMixin, urllib3.connection.HTTPConnection):
-    pass
-
-
-class _WatchedHTTPSConnection(_WatchedMixin, urllib3.connection.HTTPSConnection):
-    pass
-
-
-class _WatchedHTTPPool(urllib3.connectionpool.HTTPConnectionPool):
-    ConnectionCls = _WatchedHTTPConnection
-
-
-class _WatchedHTTPSPool(urllib3.connectionpool.HTTPSConnectionPool):
-    ConnectionCls = _WatchedHTTPSConnection
-
-
-class _WatchedAdapter(HTTPAdapter):
-    """A requests adapter whose connections report their socket to :class:`_Watchdog`."""
-
-    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:  # noqa: D102
-        super().init_poolmanager(*args, **kwargs)
-        self.poolmanager.pool_classes_by_scheme = {
-            "http": _WatchedHTTPPool,
-            "https": _WatchedHTTPSPool,
-        }
-
-    def proxy_manager_for(self, *args: Any, **kwargs: Any) -> Any:  # noqa: D102
-        manager = super().proxy_manager_for(*args, **kwargs)
-        manager.pool_classes_by_scheme = {"http": _WatchedHTTPPool, "https": _WatchedHTTPSPool}
-        return manager
-
-
 class Fetcher:
     """Fetch URLs with retries, a per-host rate limit and a size cap; safe to share by threads.
 
@@ -277,7 +171,7 @@ class Fetcher:
         if session is None:
             session = requests.Session()
             session.max_redirects = 5
-            adapter = _WatchedAdapter(pool_connections=4, pool_maxsize=self.settings.pool_size)
+            adapter = WatchedAdapter(pool_connections=4, pool_maxsize=self.settings.pool_size)
             session.mount("http://", adapter)
             session.mount("https://", adapter)
             session.headers.update(
@@ -349,7 +243,7 @@ class Fetcher:
             n += 1
             wait: float | None = None
             read_timeout = min(s.timeout, s.total_timeout)
-            with _Watchdog(s.total_timeout) as dog:
+            with Watchdog(s.total_timeout) as dog:
                 try:
                     with self._session().get(
                         url, stream=True, timeout=(s.timeout, read_timeout), allow_redirects=True
@@ -378,7 +272,7 @@ class Fetcher:
                 time.sleep(delay)
         return FetchResult(url, None, status, reason, n)
 
-    def _read_capped(self, resp: requests.Response, dog: _Watchdog) -> bytes:
+    def _read_capped(self, resp: requests.Response, dog: Watchdog) -> bytes:
         """Read a streamed body, stopping at ``max_bytes`` or the request's deadline.
 
         The deadline is checked after every chunk and enforced inside a blocked read by the

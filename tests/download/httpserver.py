@@ -8,6 +8,8 @@ with its Range header. Faults are queued per path and consumed one request at a 
     with FaultServer(tmp_path) as srv:
         srv.add_fault("/a.gz", Fault.cut(1000))          # send 1000 bytes, then drop the socket
         srv.add_fault("/a.gz", Fault.status(429, retry_after=1))
+        srv.add_fault("/a.gz", Fault.trickle(0.1, after=500))  # 500 bytes, then 1 byte / 0.1 s
+        srv.add_fault("/a.gz", Fault.silent())           # read the request, never answer
         srv.ignore_range.add("/b.gz")                    # always answer 200 with the whole file
         url = srv.url + "a.gz"
         ...
@@ -21,8 +23,10 @@ from __future__ import annotations
 
 import os
 import re
+import select
 import socket
 import threading
+import time
 from collections import defaultdict, deque
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -46,15 +50,18 @@ class Fault:
     """One injected misbehaviour for the next request to a path.
 
     Attributes:
-        kind: ``"cut"``, ``"status"``, ``"redirect"``, ``"oversize"`` or ``"encoding"``.
-        n: Bytes sent before the cut (``cut``), status code (``status``) or extra bytes
-            (``oversize``).
+        kind: ``"cut"``, ``"status"``, ``"redirect"``, ``"oversize"``, ``"hidden_oversize"``,
+            ``"trickle"`` or ``"silent"``.
+        n: Bytes sent before the cut (``cut``) or the trickle (``trickle``), status code
+            (``status``) or extra bytes (``oversize``).
         headers: Extra headers (``Retry-After``, ``Location``).
+        interval: Seconds between bytes (``trickle``).
     """
 
     kind: str
     n: int = 0
     headers: dict[str, str] = field(default_factory=dict)
+    interval: float = 0.0
 
     @classmethod
     def cut(cls, after: int) -> Fault:
@@ -76,6 +83,19 @@ class Fault:
     def oversize(cls, extra: int) -> Fault:
         """Send the file followed by ``extra`` more bytes (Content-Length included)."""
         return cls("oversize", extra)
+
+    @classmethod
+    def trickle(cls, interval: float, after: int = 0) -> Fault:
+        """Announce the full length, send ``after`` body bytes, then one byte per ``interval``.
+
+        Ends when the client goes away, the body is sent, or after 30 s (a stuck test).
+        """
+        return cls("trickle", after, interval=interval)
+
+    @classmethod
+    def silent(cls) -> Fault:
+        """Read the request and never answer (until the client goes away, or 30 s)."""
+        return cls("silent")
 
     @classmethod
     def hidden_oversize(cls, extra: int) -> Fault:
@@ -179,6 +199,11 @@ def _make_handler(server: FaultServer) -> type[BaseHTTPRequestHandler]:
                 server._log(Request(path, rng, fault.n))
                 self._reply(fault.n, b"", fault.headers)
                 return
+            if fault is not None and fault.kind == "silent":
+                server._log(Request(path, rng, 0))
+                self.close_connection = True
+                _wait_for_close(self.connection, 30.0)
+                return
             local = (server.root / path.lstrip("/")).resolve()
             if not local.is_file() or server.root.resolve() not in local.parents:
                 server._log(Request(path, rng, 404))
@@ -209,7 +234,8 @@ def _make_handler(server: FaultServer) -> type[BaseHTTPRequestHandler]:
                 self.send_header("Content-Range", f"bytes {start}-{size - 1}/{size}")
             self.end_headers()
             self.wfile.flush()
-            send = min(count, fault.n) if fault is not None and fault.kind == "cut" else count
+            cut_short = fault is not None and fault.kind in ("cut", "trickle")
+            send = min(count, fault.n) if cut_short else count
             try:
                 with local.open("rb") as f:
                     if send:
@@ -222,6 +248,10 @@ def _make_handler(server: FaultServer) -> type[BaseHTTPRequestHandler]:
             except (BrokenPipeError, ConnectionResetError):
                 self.close_connection = True
                 return
+            if fault is not None and fault.kind == "trickle":
+                self.close_connection = True
+                _trickle(self.connection, local, start + send, size, fault.interval)
+                return
             if fault is not None and fault.kind == "cut":
                 # Drop the connection mid-body: the client sees fewer bytes than announced.
                 self.close_connection = True
@@ -231,3 +261,29 @@ def _make_handler(server: FaultServer) -> type[BaseHTTPRequestHandler]:
                     pass
 
     return Handler
+
+
+def _trickle(conn: socket.socket, local: Path, pos: int, size: int, interval: float) -> None:
+    """Send ``local`` from ``pos`` one byte per ``interval`` s until done, gone, or 30 s."""
+    deadline = time.monotonic() + 30.0
+    with local.open("rb") as f:
+        f.seek(pos)
+        while pos < size and time.monotonic() < deadline:
+            if _wait_for_close(conn, interval):
+                return
+            try:
+                conn.sendall(f.read(1))
+            except OSError:
+                return
+            pos += 1
+
+
+def _wait_for_close(conn: socket.socket, seconds: float) -> bool:
+    """Wait up to ``seconds``; True as soon as the client closed or reset the connection."""
+    ready, _, _ = select.select([conn], [], [], seconds)
+    if not ready:
+        return False
+    try:
+        return conn.recv(1, socket.MSG_PEEK) == b""
+    except OSError:
+        return True
