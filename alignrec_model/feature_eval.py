@@ -30,6 +30,7 @@ excluded, Recall/NDCG/Precision/MAP at 5/10/20/50).
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -48,6 +49,8 @@ from alignrec_model.base import Recommender
 from alignrec_model.baselines import ItemKNNCBF
 from alignrec_model.data import InteractionData, load_interactions
 from alignrec_model.evaluate import EVAL_BATCH_SIZE, TOPKS, evaluate_model
+from alignrec_model.recommenders import FEATURE_MODELS, build_model
+from alignrec_model.train import TrainConfig, fit
 
 logger = logging.getLogger(__name__)
 
@@ -263,10 +266,6 @@ def mask_modality(
         and the settings (``modality``, ``fraction``, ``seed``, ``model``, ``n_masked``,
         best epochs).
     """
-    import dataclasses
-
-    from alignrec_model.train import FEATURE_MODELS, TrainConfig, build_model, fit
-
     modality = modality or config.mask_modality
     model = model or config.mask_model
     if model not in FEATURE_MODELS:

@@ -18,7 +18,9 @@ from pathlib import Path
 
 from alignrec_data.config import load_section
 from alignrec_data.failures import run_stage
-from alignrec_model.train import MODELS, TrainConfig, grid_dataset, train_dataset
+from alignrec_model.grid import grid_dataset
+from alignrec_model.recommenders import MODELS
+from alignrec_model.train import TrainConfig, train_dataset
 
 
 def main(argv: list[str] | None = None) -> int:

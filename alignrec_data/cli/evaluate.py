@@ -9,6 +9,7 @@ import click
 from alignrec_data.cli._common import common_options, emit
 from alignrec_data.config import load_section
 from alignrec_data.paths import DatasetPaths
+from alignrec_model.recommenders import FEATURE_MODELS  # torch-free: the registry's names
 
 
 @click.command("evaluate")
@@ -35,7 +36,7 @@ from alignrec_data.paths import DatasetPaths
 )
 @click.option(
     "--model",
-    type=click.Choice(["alignrec", "itemknn"]),
+    type=click.Choice(FEATURE_MODELS),
     default=None,
     help="mask-modality: recommender to train [default: evaluate.mask_model].",
 )

@@ -9,13 +9,14 @@ import click
 from alignrec_data.cli._common import common_options, emit
 from alignrec_data.config import load_section
 from alignrec_data.paths import DatasetPaths
+from alignrec_model.recommenders import MODELS  # torch-free: the registry's names
 
 
 @click.command("train")
 @click.argument("dataset")
 @click.option(
     "--model",
-    type=click.Choice(["alignrec", "lightgcn", "mf", "itemknn", "pop"]),
+    type=click.Choice(MODELS),
     default="alignrec",
     show_default=True,
     help="Recommender: AlignRec, or a baseline in the same harness and evaluator.",
@@ -86,14 +87,9 @@ def command(
     """  # noqa: D301 (click needs a real \b)
     import dataclasses
 
-    from alignrec_model.train import (
-        FEATURE_MODELS,
-        TrainConfig,
-        grid_dataset,
-        metric_table,
-        run_name,
-        train_dataset,
-    )
+    from alignrec_model.grid import grid_dataset
+    from alignrec_model.runs import run_name
+    from alignrec_model.train import TrainConfig, metric_table, train_dataset
 
     config = load_section(params, "train", TrainConfig)
     given = (("seed", seed), ("epochs", epochs), ("device", device), ("num_threads", threads))
@@ -104,7 +100,7 @@ def command(
     else:
         result = train_dataset(data_dir, dataset, config, model, variant)
     obj = result.to_json()
-    name = run_name(model, result.features if model in FEATURE_MODELS else None)
+    name = run_name(model, result.features)  # features is None for the ID-only models
     paths = DatasetPaths.of(data_dir, dataset)
     lines = [
         f"trained {name} on {dataset}: best epoch {result.best_epoch} of {result.epochs}",

@@ -11,7 +11,8 @@ import yaml
 from click.testing import CliRunner
 
 from alignrec_data.cli import cli
-from alignrec_model.train import TrainConfig, grid_configs
+from alignrec_model.grid import grid_configs
+from alignrec_model.train import TrainConfig
 from tests.model_train._helpers import cluster_features, clustered, write_prepared, write_variant
 
 
@@ -130,13 +131,14 @@ def test_train_grid_chooses_by_valid(prepared):
 def test_interrupted_grid_resumes_with_only_the_missing_cells(prepared, monkeypatch):
     """A grid killed after its first cell trains only the others when run again, and ends
     with the same files as an uninterrupted grid."""
-    import alignrec_model.train as train_mod
+    import alignrec_model.grid as grid_mod
+    from alignrec_data.atomic import write_json
     from alignrec_data.config import load_section
 
     data_dir, params = prepared
     config = load_section(params, "train", TrainConfig)
     config = dataclasses.replace(config, grid_lr=(0.01, 0.001, 0.003))
-    real_fit = train_mod.fit
+    real_fit = grid_mod.fit
     calls = []
 
     def crashing_fit(*args, **kwargs):  # stands in for a kill during the second cell
@@ -145,37 +147,33 @@ def test_interrupted_grid_resumes_with_only_the_missing_cells(prepared, monkeypa
             raise KeyboardInterrupt
         return real_fit(*args, **kwargs)
 
-    monkeypatch.setattr(train_mod, "fit", crashing_fit)
+    monkeypatch.setattr(grid_mod, "fit", crashing_fit)
     with pytest.raises(KeyboardInterrupt):
-        train_mod.grid_dataset(data_dir, "toy", config, "mf")
+        grid_mod.grid_dataset(data_dir, "toy", config, "mf")
     partial = data_dir / "toy/metrics/grid-mf.partial.json"
     assert [c["lr"] for c in json.loads(partial.read_text())["cells"]] == [0.01]
     assert (data_dir / "toy/models/mf.grid-best.pt").is_file()
     assert not (data_dir / "toy/models/mf.pt").exists()
 
     calls.clear()
-    monkeypatch.setattr(
-        train_mod, "fit", lambda *a, **k: calls.append(a[2].lr) or real_fit(*a, **k)
-    )
-    resumed = train_mod.grid_dataset(data_dir, "toy", config, "mf")
+    monkeypatch.setattr(grid_mod, "fit", lambda *a, **k: calls.append(a[2].lr) or real_fit(*a, **k))
+    resumed = grid_mod.grid_dataset(data_dir, "toy", config, "mf")
     assert calls == [0.001, 0.003]  # the finished cell is not trained again
     assert not partial.exists() and not (data_dir / "toy/models/mf.grid-best.pt").exists()
     grid = json.loads((data_dir / "toy/metrics/grid-mf.json").read_text())
 
-    monkeypatch.setattr(train_mod, "fit", real_fit)
-    fresh = train_mod.grid_dataset(data_dir, "toy", config, "mf")  # uninterrupted, from scratch
+    monkeypatch.setattr(grid_mod, "fit", real_fit)
+    fresh = grid_mod.grid_dataset(data_dir, "toy", config, "mf")  # uninterrupted, from scratch
     assert [c["lr"] for c in grid["grid"]] == [0.01, 0.001, 0.003]
     assert resumed.cells == fresh.cells
     assert resumed.best.config.lr == fresh.best.config.lr == grid["chosen"]["lr"]
     assert all(torch.equal(v, fresh.best.best_state[k]) for k, v in resumed.best.best_state.items())
 
     # Progress written with other settings is not reused.
-    train_mod.write_json(partial, {"fingerprint": "other", "cells": grid["grid"], "best": None})
+    write_json(partial, {"fingerprint": "other", "cells": grid["grid"], "best": None})
     calls.clear()
-    monkeypatch.setattr(
-        train_mod, "fit", lambda *a, **k: calls.append(a[2].lr) or real_fit(*a, **k)
-    )
-    train_mod.grid_dataset(data_dir, "toy", config, "mf")
+    monkeypatch.setattr(grid_mod, "fit", lambda *a, **k: calls.append(a[2].lr) or real_fit(*a, **k))
+    grid_mod.grid_dataset(data_dir, "toy", config, "mf")
     assert calls == [0.01, 0.001, 0.003]
 
 

@@ -54,10 +54,21 @@ def test_lr_decays_per_epoch():
     result = fit(MFBPR(data, 8, 1e-4, 0), data, cfg, progress=False)
     lrs = [h["lr"] for h in result.history]
     assert lrs == pytest.approx([2e-3 * 0.96 ** (e / 2.0) for e in range(4)])
+    assert lrs == [2e-3 * lr_factor(e, cfg) for e in range(4)]  # the scheduler's own formula
     # the default schedule: lr * 0.96 ** (epoch / 50)
     assert lr_factor(0, TrainConfig()) == 1.0
     assert lr_factor(50, TrainConfig()) == pytest.approx(0.96)
     assert lr_factor(25, TrainConfig()) == pytest.approx(0.96**0.5)
+
+
+def test_the_scheduler_calls_lr_factor(monkeypatch):
+    import alignrec_model.train as train_mod
+
+    monkeypatch.setattr(train_mod, "lr_factor", lambda epoch, config: 1.0 / (epoch + 1))
+    data, _ = clustered_data(n_users=60, n_items=60, per_user=8)
+    cfg = dataclasses.replace(FAST, epochs=3, patience=10, lr=2e-3)
+    result = fit(MFBPR(data, 8, 1e-4, 0), data, cfg, progress=False)
+    assert [h["lr"] for h in result.history] == pytest.approx([2e-3, 1e-3, 2e-3 / 3])
 
 
 class Scripted(Recommender):

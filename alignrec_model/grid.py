@@ -1,0 +1,345 @@
+"""Grid search over the train section's ``grid_*`` lists, chosen by VALID, and its resume.
+
+A cell is one setting of ``lr`` (and, for the models whose registry entry has
+``grid_weights``, i.e. AlignRec, ``alignrec.cl_weight`` x ``alignrec.sim_weight``); every cell is
+trained by :func:`alignrec_model.train.fit` and the chosen one is the first with the highest
+VALID ``valid_metric`` (MMRec picks by test, a leak not copied).
+
+:func:`run_grid` is the pure search (no files); :func:`grid_dataset` runs it on a prepared
+dataset, writes the chosen checkpoint and ``metrics/grid-<run>.json``, and makes the search
+resumable through :class:`GridProgress`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import itertools
+import json
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from alignrec_data.atomic import write_json
+from alignrec_data.config import to_dict
+from alignrec_data.errors import UsageError
+from alignrec_data.paths import DatasetPaths
+from alignrec_model.data import InteractionData
+from alignrec_model.recommenders import build_model, get_spec
+from alignrec_model.runs import encoder_top, load_checkpoint, open_run, save_checkpoint
+from alignrec_model.train import TrainConfig, TrainResult, fit, no_bar
+
+logger = logging.getLogger(__name__)
+
+#: The settings that name a cell (cl_weight and sim_weight are None for the other models).
+SETTINGS: tuple[str, ...] = ("lr", "cl_weight", "sim_weight")
+
+EMPTY_GRID = "the grid is empty: train.grid_lr (and grid_cl, grid_sim for alignrec) need values"
+
+
+@dataclass
+class GridResult:
+    """All cells of a grid search and the chosen one.
+
+    Attributes:
+        cells: One record per cell: its settings, best epoch, valid and test metrics.
+        best: The chosen cell's :class:`TrainResult` (highest valid metric; first on ties).
+    """
+
+    cells: list[dict[str, Any]]
+    best: TrainResult
+
+    def to_json(self) -> dict[str, Any]:
+        """The chosen run's object plus ``grid`` (every cell) and ``chosen`` (its settings)."""
+        out = self.best.to_json()
+        out["grid"] = self.cells
+        out["chosen"] = {
+            "lr": self.best.config.lr,
+            "cl_weight": self.best.config.alignrec.cl_weight,
+            "sim_weight": self.best.config.alignrec.sim_weight,
+        }
+        return out
+
+
+def grid_configs(config: TrainConfig, model: str) -> list[TrainConfig]:
+    """The cells of the grid: lr x cl x sim for AlignRec, lr only for the other models."""
+    if get_spec(model).grid_weights:
+        combos = itertools.product(config.grid_lr, config.grid_cl, config.grid_sim)
+        return [
+            dataclasses.replace(
+                config,
+                lr=lr,
+                alignrec=dataclasses.replace(config.alignrec, cl_weight=cl, sim_weight=sim),
+            )
+            for lr, cl, sim in combos
+        ]
+    return [dataclasses.replace(config, lr=lr) for lr in config.grid_lr]
+
+
+def cell_settings(cfg: TrainConfig, model: str) -> dict[str, Any]:
+    """The :data:`SETTINGS` of the cell that ``cfg`` trains."""
+    weights = get_spec(model).grid_weights
+    return {
+        "lr": cfg.lr,
+        "cl_weight": cfg.alignrec.cl_weight if weights else None,
+        "sim_weight": cfg.alignrec.sim_weight if weights else None,
+    }
+
+
+def cell_key(record: dict[str, Any]) -> tuple:
+    """A cell's identity: its :data:`SETTINGS` values (from a cell or result record)."""
+    return tuple(record[k] for k in SETTINGS)
+
+
+CellCallback = Callable[[dict[str, Any], TrainResult, bool], None]
+
+
+def run_grid(
+    data: InteractionData,
+    config: TrainConfig,
+    model: str = "alignrec",
+    features: np.ndarray | None = None,
+    variant: str | None = None,
+    *,
+    progress: bool | None = None,
+    on_cell: CellCallback | None = None,
+    feature_fn_factory: Callable[[], torch.nn.Module] | None = None,
+    done: Sequence[dict[str, Any]] = (),
+    best: TrainResult | None = None,
+) -> GridResult:
+    """Train every grid cell and choose by the VALID metric (``config.valid_metric``).
+
+    Args:
+        data: The interactions.
+        config: The train section (``grid_lr``, ``grid_cl``, ``grid_sim``).
+        model: Model name.
+        features: Features for feature models.
+        variant: Feature variant name for the results.
+        progress: tqdm bars.
+        on_cell: Called after each trained cell with its record, its result and whether it
+            is the best so far.
+        feature_fn_factory: Makes a fresh fine-tuned encoder top for each cell (joint
+            fine-tuning), or None.
+        done: Records of cells finished earlier (resume): they are kept, not retrained.
+        best: The best result among ``done`` (resume).
+
+    Returns:
+        The cells and the chosen run.
+
+    Raises:
+        UsageError: The grid is empty.
+    """
+    key = config.valid_metric
+    finished = {cell_key(c) for c in done}
+    cells: list[dict[str, Any]] = list(done)
+    todo = [
+        cfg
+        for cfg in grid_configs(config, model)
+        if cell_key(cell_settings(cfg, model)) not in finished
+    ]
+    if done:
+        logger.info("grid %s: %d cells done earlier, %d to train", model, len(done), len(todo))
+    for cfg in tqdm(todo, desc=f"grid {model}", disable=no_bar(progress)):
+        feature_fn = feature_fn_factory() if feature_fn_factory else None
+        net = build_model(model, data, cfg, features, feature_fn=feature_fn)
+        result = fit(net, data, cfg, name=model, features=variant, progress=progress)
+        cell = {
+            **cell_settings(cfg, model),
+            "best_epoch": result.best_epoch,
+            "epochs": result.epochs,
+            "valid": result.valid,
+            "test": result.test,
+        }
+        cells.append(cell)
+        improved = best is None or result.valid[key] > best.valid[key]
+        if improved:
+            best = result
+        if on_cell:
+            on_cell(cell, result, improved)
+        del result
+    if best is None:
+        raise UsageError(EMPTY_GRID)
+    return GridResult(cells, best)
+
+
+# ----------------------------------------------------------------------------- resume
+
+
+class GridProgress:
+    """The progress files of one grid on disk: finished cells and the best cell's checkpoint.
+
+    After each cell, ``metrics/grid-<run>.partial.json`` holds ``{"fingerprint", "cells",
+    "best"}`` and ``models/<run>.grid-best.pt`` the best cell's checkpoint (written first, so the
+    record never points at a missing file). :meth:`load` returns them only when the fingerprint
+    (settings, interactions, features) is the same; :meth:`clear` removes both files.
+
+    Args:
+        paths: The dataset's folders.
+        name: The run name.
+        fingerprint: :func:`grid_fingerprint` of this grid.
+        data: The interactions (counts for the checkpoint).
+    """
+
+    def __init__(
+        self, paths: DatasetPaths, name: str, fingerprint: str, data: InteractionData
+    ) -> None:
+        self.partial = paths.metrics / f"grid-{name}.partial.json"
+        self.best_ckpt = paths.models / f"{name}.grid-best.pt"
+        self.data = data
+        self.state: dict[str, Any] = {"fingerprint": fingerprint, "cells": [], "best": None}
+
+    def load(
+        self, config: TrainConfig, model: str
+    ) -> tuple[list[dict[str, Any]], TrainResult | None]:
+        """Cells finished by an interrupted grid with the same fingerprint, and its best result.
+
+        Cells no longer in the grid are dropped; if the best one left the grid, or a file is
+        missing or unreadable, nothing is resumed (its result could not be compared fairly).
+        """
+        if not self.partial.is_file():
+            return [], None
+        try:
+            saved = json.loads(self.partial.read_text())
+        except (OSError, ValueError):
+            logger.warning("ignoring unreadable grid progress file %s", self.partial)
+            return [], None
+        if saved.get("fingerprint") != self.state["fingerprint"]:
+            logger.info(
+                "grid progress %s is for other settings or data: starting over", self.partial
+            )
+            return [], None
+        record = saved.get("best")
+        if not saved.get("cells") or record is None or not self.best_ckpt.is_file():
+            return [], None
+        by_key = {cell_key(cell_settings(c, model)): c for c in grid_configs(config, model)}
+        cfg = by_key.get(cell_key(record))
+        if cfg is None:
+            return [], None
+        fields = ("model", "features", "best_epoch", "epochs", "valid", "test", "history")
+        state = load_checkpoint(self.best_ckpt)["state_dict"]
+        best = TrainResult(*(record[f] for f in fields), state, record["seconds"], cfg)
+        cells = [c for c in saved["cells"] if cell_key(c) in by_key]
+        logger.info("resuming the grid from %s (%d cells done)", self.partial, len(cells))
+        self.state["cells"] = list(cells)
+        self.state["best"] = _result_record(best)
+        return cells, best
+
+    def record(self, cell: dict[str, Any], result: TrainResult, improved: bool) -> None:
+        """Add a trained cell (and the checkpoint of a new best) to the progress files."""
+        self.state["cells"].append(cell)
+        if improved:
+            save_checkpoint(self.best_ckpt, result, self.data)  # before the record pointing at it
+            self.state["best"] = _result_record(result)
+        write_json(self.partial, self.state)
+
+    def clear(self) -> None:
+        """Remove the progress files (the grid completed)."""
+        self.partial.unlink(missing_ok=True)
+        self.best_ckpt.unlink(missing_ok=True)
+
+
+def _result_record(result: TrainResult) -> dict[str, Any]:
+    """What a resumed grid needs of the best cell's result besides its checkpoint."""
+    return {
+        **cell_settings(result.config, result.model),
+        "model": result.model,
+        "features": result.features,
+        "best_epoch": result.best_epoch,
+        "epochs": result.epochs,
+        "valid": result.valid,
+        "test": result.test,
+        "history": result.history,
+        "seconds": result.seconds,
+    }
+
+
+def grid_fingerprint(
+    config: TrainConfig,
+    model: str,
+    variant: str | None,
+    data: InteractionData,
+    paths: DatasetPaths,
+) -> str:
+    """What a resumed grid must share with the interrupted one: settings, data and features."""
+    settings = to_dict(config)
+    for free in ("grid_lr", "grid_cl", "grid_sim", "device", "num_threads"):
+        settings.pop(free, None)  # the grid may grow; where it runs does not change a cell
+    digest = hashlib.sha256(
+        json.dumps([settings, model, variant, data.summary()], sort_keys=True).encode()
+    )
+    files = [paths.prepared / "interactions.parquet"]
+    files += [paths.feature_file(variant)] if variant else []
+    for path in files:
+        with open(path, "rb") as fh:
+            for block in iter(lambda fh=fh: fh.read(1 << 20), b""):
+                digest.update(block)
+    return digest.hexdigest()
+
+
+def grid_dataset(
+    data_dir: str | Path,
+    dataset: str,
+    config: TrainConfig,
+    model: str = "alignrec",
+    features: str | None = None,
+    *,
+    progress: bool | None = None,
+) -> GridResult:
+    """Run the grid on a prepared dataset; write the chosen checkpoint and ``grid-<run>.json``.
+
+    The chosen cell's checkpoint and metrics are written as
+    :func:`alignrec_model.train.train_dataset` writes them (``models/<run>.pt``,
+    ``metrics/train-<run>.json``), and every cell to ``metrics/grid-<run>.json``.
+
+    Resumable (:class:`GridProgress`): a later call with the same settings, interactions and
+    features trains only the missing cells; with other settings the progress is ignored (and
+    replaced). The progress files are removed when the grid completes.
+
+    Raises:
+        UsageError: The grid is empty, or a bad name / missing file (:func:`open_run`).
+    """
+    run = open_run(data_dir, dataset, config, model, features)
+    if not grid_configs(config, model):
+        raise UsageError(EMPTY_GRID)
+    fingerprint = grid_fingerprint(config, model, run.variant, run.data, run.paths)
+    progress_files = GridProgress(run.paths, run.name, fingerprint, run.data)
+    done, best = progress_files.load(config, model)
+    top = encoder_top(run.paths, config, model, run.variant, run.matrix)
+    result = run_grid(
+        run.data,
+        config,
+        model,
+        run.matrix,
+        run.variant,
+        progress=progress,
+        on_cell=progress_files.record,
+        feature_fn_factory=_fresh_encoder_top(top),
+        done=done,
+        best=best,
+    )
+    save_checkpoint(run.paths.models / f"{run.name}.pt", result.best, run.data)
+    write_json(run.paths.metrics / f"train-{run.name}.json", result.best.to_json())
+    write_json(run.paths.metrics / f"grid-{run.name}.json", result.to_json())
+    progress_files.clear()
+    return result
+
+
+def _fresh_encoder_top(
+    top: torch.nn.Module | None,
+) -> Callable[[], torch.nn.Module] | None:
+    """A factory that resets ``top`` to its stage-1 weights for each cell (None: no top)."""
+    if top is None:
+        return None
+    initial = {k: v.detach().clone() for k, v in top.state_dict().items()}
+
+    def factory() -> torch.nn.Module:
+        top.load_state_dict(initial)  # every cell starts from the stage-1 encoder
+        return top
+
+    return factory
