@@ -1,12 +1,14 @@
 """The dataset card (``README.md``) of a release folder.
 
-:func:`render_card` fills ``alignrec_data/templates/dataset_card.md`` (``string.Template``
-placeholders, one per section) from a :class:`CardContext` that :mod:`alignrec_data.release`
-collects. The YAML front matter holds ``configs:`` (one entry per config with its parquet
-shards), ``license``, ``pretty_name``, ``task_categories``, ``tags`` and ``size_categories``.
+:func:`render_card` renders ``alignrec_data/templates/dataset_card.md`` (a Jinja template,
+one variable per section) with :meth:`huggingface_hub.DatasetCard.from_template`, from a
+:class:`CardContext` that :mod:`alignrec_data.release` collects. The YAML front matter
+(:func:`card_metadata`) holds ``configs:`` (one entry per config with its parquet shards),
+``license``, ``pretty_name``, ``task_categories``, ``tags`` and ``size_categories``.
 The body says what the dataset is, how each feature was made (model config, encoder
-checkpoint sha256, code version, params hash, seeds), the raw files' sha256 and source URLs,
-statistics, the evaluation tables from ``metrics/*.json``, the pipeline report, how to load it
+checkpoint sha256, code version, params hash, seeds) and the raw files' sha256 and source
+URLs (:mod:`alignrec_data.card_provenance`), statistics and the evaluation tables from
+``metrics/*.json`` (:mod:`alignrec_data.card_metrics`), the pipeline report, how to load it
 and its licence and citation. The card never contains a Hub token: the rendered text is
 scrubbed of any token huggingface_hub would use, as a last line of defence.
 
@@ -20,33 +22,16 @@ import os
 import re
 from dataclasses import dataclass, field
 from importlib import resources
-from string import Template
 from typing import Any
 
 import yaml
 
+from alignrec_data.card_metrics import evaluation_section, statistics_section
+from alignrec_data.card_provenance import features_section, raw_files_section
+from alignrec_data.markdown import markdown_table
+
 TEMPLATE = ("templates", "dataset_card.md")
 PLACEHOLDER_REPO = "ORG/NAME"
-
-# What each known feature variant is (variants not listed are described by their file metadata).
-VARIANT_DESCRIPTIONS = {
-    "alignrec": (
-        "AlignRec item feature: the MMEnc (BEiT-3-style multiway Transformer, stage 1, ICA) "
-        "output at the first CLS position of the joint image+text input (title and brand "
-        "prepended to the text); with one modality missing the encoder is run on the other alone."
-    ),
-    "mmenc-image": "MMEnc run on the item image alone (CLS output).",
-    "mmenc-text": "MMEnc run on the item text alone (CLS output).",
-    "minilm-text": (
-        "all-MiniLM-L6-v2 sentence embedding (384-d, mean pooling, normalised) of the item text "
-        "(MMRec's default text feature)."
-    ),
-    "effnet-image": (
-        "EfficientNet-Lite0 (ImageNet weights) image feature: the last feature map mean-pooled "
-        "to 1280-d."
-    ),
-}
-ENCODER_VARIANTS = ("alignrec", "mmenc-")
 
 ALIGNREC_BIBTEX = """@inproceedings{liu2024alignrec,
   title     = {AlignRec: Aligning and Training in Multimodal Recommendations},
@@ -58,23 +43,6 @@ ALIGNREC_BIBTEX = """@inproceedings{liu2024alignrec,
   year      = {2024},
   note      = {arXiv:2403.12384}
 }"""
-
-HEADLINE_METRICS = ("recall", "ndcg", "precision", "map")
-EVAL_PROTOCOLS = (
-    "zero-shot",
-    "zeroshot",
-    "item-cf",
-    "itemcf",
-    "mask-modality",
-    "mask-image",
-    "mask-text",
-    "maskmodality",
-)
-
-
-def uses_encoder(variant: str) -> bool:
-    """True for variants computed with the MMEnc checkpoint (``alignrec``, ``mmenc-*``)."""
-    return variant == "alignrec" or variant.startswith("mmenc-")
 
 
 @dataclass
@@ -121,53 +89,11 @@ class CardContext:
         return self.release_config.get("repo_id") or PLACEHOLDER_REPO
 
 
-# ----------------------------------------------------------------------------- formatting
-
-
-def _fmt(v: Any) -> str:
-    if isinstance(v, bool):
-        return str(v).lower()
-    if isinstance(v, int):
-        return f"{v:,}"
-    if isinstance(v, float):
-        return f"{v:.4f}" if abs(v) < 1e4 else f"{v:,.1f}"
-    if v is None:
-        return "—"
-    return str(v).replace("|", "\\|").replace("\n", " ")
-
-
-def _table(header: list[str], rows: list[list[Any]]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(_fmt(c) for c in row) + " |" for row in rows]
-    return "\n".join(lines)
-
-
-def _flatten(doc: Any, prefix: str = "") -> dict[str, float | int]:
-    """Numeric leaves of a JSON document as ``{"a.b": value}`` (lists are skipped)."""
-    out: dict[str, float | int] = {}
-    if isinstance(doc, dict):
-        for k, v in doc.items():
-            out.update(_flatten(v, f"{prefix}{k}."))
-    elif isinstance(doc, int | float) and not isinstance(doc, bool):
-        out[prefix[:-1]] = doc
-    return out
-
-
-def _metric_order(key: str) -> tuple[int, int, str]:
-    name, _, k = key.rpartition("@")
-    base = name.rsplit(".", 1)[-1].lower()
-    rank = HEADLINE_METRICS.index(base) if base in HEADLINE_METRICS else len(HEADLINE_METRICS)
-    return (int(k) if k.isdigit() else 10**6, rank, key)
-
-
-def _yaml_block(obj: Any) -> str:
-    return "```yaml\n" + yaml.safe_dump(obj, sort_keys=True, allow_unicode=True).rstrip() + "\n```"
-
-
 # ----------------------------------------------------------------------------- sections
 
 
-def _front_matter(ctx: CardContext) -> str:
+def card_metadata(ctx: CardContext) -> dict[str, Any]:
+    """The card's YAML metadata (Hub ``DatasetCardData`` fields, in the order written)."""
     spec = ctx.spec
     if spec is not None and getattr(spec, "synthetic", False):
         licence: dict[str, Any] = {"license": "apache-2.0"}
@@ -199,7 +125,7 @@ def _front_matter(ctx: CardContext) -> str:
         "size_categories": [size],
         "configs": configs,
     }
-    return yaml.safe_dump(doc, sort_keys=False, allow_unicode=True, width=1000).rstrip()
+    return doc
 
 
 def _summary(ctx: CardContext) -> str:
@@ -274,7 +200,7 @@ def _configs_table(ctx: CardContext) -> str:
             rows.append([f"`{c.name}`", sp, sum(s.rows for s in shards), len(shards), cols])
     shard_mb = ctx.release_config.get("shard_size_mb")
     return (
-        _table(["config", "split", "rows", "shards", "columns"], rows)
+        markdown_table(["config", "split", "rows", "shards", "columns"], rows)
         + f"\n\nShards are parquet files `<config>/<split>-0000i-of-0000n.parquet` of at most "
         f"{shard_mb} MB of Arrow data each; `alignrec_release.json` lists every shard with its "
         "rows, size and sha256. Row i of every `features-*` config is `item_id` i; "
@@ -350,212 +276,6 @@ def _how_to_load(ctx: CardContext) -> str:
     return "\n".join(lines)
 
 
-def _statistics(ctx: CardContext) -> str:
-    inter = next((c for c in ctx.configs if c.kind == "interactions"), None)
-    n = inter.rows() if inter else 0
-    density = n / (ctx.n_users * ctx.n_items) if ctx.n_users and ctx.n_items else 0.0
-    rows: list[list[Any]] = [
-        ["users", ctx.n_users],
-        ["items", ctx.n_items],
-        ["interactions", n],
-    ]
-    if inter:
-        rows += [[f"interactions ({sp})", inter.rows(sp)] for sp in inter.splits]
-    rows.append(["density", f"{density:.6f}"])
-    out = _table(["", "value"], rows)
-    if ctx.stats:
-        flat = _flatten(ctx.stats)
-        if flat:
-            items = sorted(flat.items())[:60]
-            out += "\n\nFrom `prepared/stats.json` (counts before and after each step):\n\n"
-            out += _table(["key", "value"], [[f"`{k}`", v] for k, v in items])
-    return out
-
-
-def _seeds(sections: dict[str, Any]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-
-    def walk(obj: Any, prefix: str) -> None:
-        if isinstance(obj, dict):
-            for k, v in obj.items():
-                if "seed" in str(k).lower() and not isinstance(v, dict | list):
-                    out[f"{prefix}{k}"] = v
-                walk(v, f"{prefix}{k}.")
-
-    walk(sections, "")
-    return out
-
-
-def _features(ctx: CardContext) -> str:
-    feats = [c for c in ctx.configs if c.kind == "features"]
-    code = ctx.code
-    commit = code.get("git_commit") or "unknown (not built from a git checkout)"
-    lines = [
-        f"- Code: alignrec {code.get('version')}, git commit `{commit}`.",
-        f"- Params hash: `{ctx.params_hash}` (sha256 of the canonical JSON of the params "
-        f"sections {', '.join(ctx.params_sections) or '(none: packaged defaults)'}).",
-    ]
-    seeds = _seeds(ctx.params_sections)
-    lines.append(
-        "- Seeds: " + (", ".join(f"`{k}` = {v}" for k, v in sorted(seeds.items())) or "—") + "."
-    )
-    if ctx.checkpoint_sha256:
-        lines.append(f"- Encoder checkpoint `models/mmenc.pt`: sha256 `{ctx.checkpoint_sha256}`.")
-    if not feats:
-        lines += [
-            "",
-            "This release has no feature configs: no feature files existed when it was built "
-            "(run `alignrec-data extract` and rebuild the release to add them).",
-        ]
-        return "\n".join(lines)
-    model_cfg = {
-        k: ctx.params_sections[k] for k in ("pretrain", "extract") if k in ctx.params_sections
-    }
-    if model_cfg:
-        lines += [
-            "",
-            "Model and extraction configuration (params.yaml):",
-            "",
-            _yaml_block(model_cfg),
-        ]
-    for c in feats:
-        v = c.variant
-        desc = VARIANT_DESCRIPTIONS.get(v, "Feature set produced by the pipeline (see metadata).")
-        lines += [
-            "",
-            f"### `features-{v}`",
-            "",
-            desc,
-            "",
-            f"- Dimension {c.dim}, {c.rows():,} items, {c.extra.get('missing', 0):,} with "
-            "`missing = true` (input absent).",
-        ]
-        if c.extra.get("checkpoint_sha256"):
-            lines.append(f"- Encoder checkpoint sha256: `{c.extra['checkpoint_sha256']}`.")
-        elif uses_encoder(v):
-            lines.append("- Encoder checkpoint: not found when the release was built.")
-        meta = c.extra.get("file_meta")
-        if meta:
-            lines += ["- Producer metadata (from the feature file):", "", _yaml_block(meta)]
-    return "\n".join(lines)
-
-
-def _raw_files(ctx: CardContext) -> str:
-    if not ctx.raw_files:
-        return (
-            "No raw files are recorded for this dataset (no `raw/alignrec.lock.json`: the "
-            "interactions were imported, not downloaded by alignrec)."
-        )
-    rows = [
-        [f"`{name}`", e.get("role"), e.get("size"), f"`{e.get('sha256')}`", e.get("url")]
-        for name, e in ctx.raw_files.items()
-    ]
-    return (
-        _table(["file", "role", "bytes", "sha256", "source URL"], rows)
-        + "\n\nThe raw files are not redistributed here; `alignrec-data download` fetches and "
-        "verifies them against these hashes."
-    )
-
-
-def _train_tables(metrics: dict[str, Any]) -> list[str]:
-    runs = []
-    for stem, doc in sorted(metrics.items()):
-        if not stem.startswith("train-") or not isinstance(doc, dict):
-            continue
-        model = str(doc.get("model") or stem[len("train-") :].split("-")[0])
-        variant = doc.get("variant") or doc.get("features")
-        if variant is None:
-            rest = stem[len("train-") :]
-            variant = rest[len(model) + 1 :] if rest.startswith(model + "-") else "—"
-        runs.append((model, str(variant), doc))
-    if not runs:
-        return []
-    head_keys: list[tuple[str, str]] = []
-    for split in ("valid", "test"):
-        keys = {k for _, _, d in runs for k in _flatten(d.get(split, {}))}
-        at20 = sorted((k for k in keys if k.endswith("@20")), key=_metric_order)
-        head_keys += [(split, k) for k in at20]
-    rows = [
-        [model, f"`{variant}`", d.get("best_epoch")]
-        + [_flatten(d.get(sp, {})).get(k) for sp, k in head_keys]
-        for model, variant, d in runs
-    ]
-    header = ["model", "features", "best epoch"] + [f"{sp} {k}" for sp, k in head_keys]
-    out = [
-        "### Recommenders (full ranking, train items excluded; epoch chosen by valid Recall@20)",
-        "",
-        _table(header, rows),
-    ]
-    test_keys = sorted(
-        {k for _, _, d in runs for k in _flatten(d.get("test", {}))}, key=_metric_order
-    )
-    if len(test_keys) > len(head_keys) // 2:
-        rows = [
-            [model, f"`{variant}`"] + [_flatten(d.get("test", {})).get(k) for k in test_keys]
-            for model, variant, d in runs
-        ]
-        out += ["", "All test metrics:", "", _table(["model", "features", *test_keys], rows)]
-    return out
-
-
-def _eval_name(stem: str, doc: Any) -> tuple[str, str]:
-    rest = stem[len("eval-") :]
-    if isinstance(doc, dict) and isinstance(doc.get("protocol"), str):
-        proto = doc["protocol"]
-        variant = doc.get("variant") or rest[len(proto) + 1 :] or "—"
-        return proto, str(variant)
-    for proto in EVAL_PROTOCOLS:
-        if rest.startswith(proto + "-"):
-            return proto, rest[len(proto) + 1 :]
-    proto, _, variant = rest.partition("-")
-    return proto, variant or "—"
-
-
-def _eval_tables(metrics: dict[str, Any]) -> list[str]:
-    by_proto: dict[str, list[tuple[str, dict[str, float | int]]]] = {}
-    for stem, doc in sorted(metrics.items()):
-        if not stem.startswith("eval-"):
-            continue
-        proto, variant = _eval_name(stem, doc)
-        body = (
-            doc.get("test") if isinstance(doc, dict) and isinstance(doc.get("test"), dict) else doc
-        )
-        flat = _flatten(body)
-        if flat:
-            by_proto.setdefault(proto, []).append((variant, flat))
-    out = []
-    titles = {
-        "zero-shot": "Zero-shot (user = mean of its train items' features; cosine ranking)",
-        "zeroshot": "Zero-shot (user = mean of its train items' features; cosine ranking)",
-        "item-cf": "Item-CF (ItemKNN on the features, cosine with shrink 10, top-10 neighbours)",
-        "itemcf": "Item-CF (ItemKNN on the features, cosine with shrink 10, top-10 neighbours)",
-        "mask-modality": "Mask modality (50% of items lose one modality; drop vs no masking)",
-    }
-    order = {p: i for i, p in enumerate(EVAL_PROTOCOLS)}
-    for proto, runs in sorted(by_proto.items(), key=lambda kv: (order.get(kv[0], 99), kv[0])):
-        keys = sorted({k for _, f in runs for k in f}, key=_metric_order)
-        if len(keys) > 10:
-            keys = [k for k in keys if "@20" in k] or keys[:10]
-        rows = [[f"`{v}`"] + [f.get(k) for k in keys] for v, f in runs]
-        out += ["", f"### {titles.get(proto, proto)}", "", _table(["features", *keys], rows)]
-    return out
-
-
-def _evaluation(ctx: CardContext) -> str:
-    out = _train_tables(ctx.metrics) + _eval_tables(ctx.metrics)
-    pre = ctx.metrics.get("pretrain")
-    if isinstance(pre, dict):
-        flat = _flatten(pre)
-        if flat:
-            out += ["", "### Encoder pretraining (MMEnc)", ""]
-            out.append(
-                _table(["key", "value"], [[f"`{k}`", v] for k, v in sorted(flat.items())[:30]])
-            )
-    if not out:
-        return "No metrics were available when this release was built (`metrics/*.json` absent)."
-    return "\n".join(out).lstrip("\n")
-
-
 def _report(ctx: CardContext) -> str:
     if not ctx.report:
         return ""
@@ -613,23 +333,40 @@ def scrub(text: str, secrets: list[str] | None = None) -> str:
 
 
 def render_card(ctx: CardContext) -> str:
-    """Render the dataset card (front matter + body) for ``ctx``."""
-    template = Template(resources.files("alignrec_data").joinpath(*TEMPLATE).read_text("utf-8"))
-    text = template.substitute(
-        front_matter=_front_matter(ctx),
+    """Render the dataset card (front matter + body) for ``ctx``.
+
+    ``DatasetCard.from_template`` renders the Jinja template and parses the result back
+    (metadata the Hub could not read fails here). The front matter is written as dumped here
+    (one line per value): ``DatasetCard.content`` would re-dump it folded at 80 columns,
+    which changes the card of datasets with long ids.
+    """
+    from huggingface_hub import DatasetCard, DatasetCardData
+
+    metadata = card_metadata(ctx)
+    front = yaml.safe_dump(metadata, sort_keys=False, allow_unicode=True, width=1000).rstrip()
+    template = resources.files("alignrec_data").joinpath(*TEMPLATE).read_text("utf-8")
+    card = DatasetCard.from_template(
+        DatasetCardData(**metadata),
+        template_str=template,
+        front_matter=front,
         title=f"alignrec {ctx.dataset}",
         summary=_summary(ctx),
         synthetic_note=_synthetic_note(ctx),
         configs_table=_configs_table(ctx),
         how_to_load=_how_to_load(ctx),
-        statistics=_statistics(ctx),
-        features=_features(ctx),
-        raw_files=_raw_files(ctx),
-        evaluation=_evaluation(ctx),
+        statistics=statistics_section(
+            ctx.n_users,
+            ctx.n_items,
+            next((c for c in ctx.configs if c.kind == "interactions"), None),
+            ctx.stats,
+        ),
+        features=features_section(ctx),
+        raw_files=raw_files_section(ctx),
+        evaluation=evaluation_section(ctx.metrics),
         report=_report(ctx),
         licence=_licence(ctx),
     )
-    return scrub(text)
+    return scrub(f"---\n{front}\n---\n{card.text}")
 
 
 def front_matter(text: str) -> dict[str, Any]:

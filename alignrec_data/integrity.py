@@ -22,8 +22,8 @@ _GZIP_MAGIC = b"\x1f\x8b"
 _INFLATE_STEP = 1 << 22  # max decompressed bytes per zlib call (bounds memory)
 
 
-def sha256_file(path: Path) -> str:
-    """Hex sha256 of a file."""
+def sha256_file(path: str | Path) -> str:
+    """Hex sha256 of a file (read in chunks by :func:`hashlib.file_digest`)."""
     with Path(path).open("rb") as f:
         return hashlib.file_digest(f, "sha256").hexdigest()
 

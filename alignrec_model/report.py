@@ -20,6 +20,7 @@ import numpy as np
 
 from alignrec_data.atomic import atomic_path, write_text
 from alignrec_data.features import read_features
+from alignrec_data.markdown import markdown_table
 
 logger = logging.getLogger(__name__)
 
@@ -34,12 +35,6 @@ def _fmt(v: Any) -> str:
     if isinstance(v, float):
         return "nan" if math.isnan(v) else f"{v:.4f}"
     return "" if v is None else str(v)
-
-
-def _table(header: list[str], rows: list[list[Any]]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(_fmt(c) for c in row) + " |" for row in rows]
-    return "\n".join(lines)
 
 
 def _save(fig: Any, path: Path) -> None:
@@ -126,7 +121,9 @@ def build_report(dataset_root: Path, out_dir: Path, *, title: str | None = None)
         sections += [
             "## Recommendation (full ranking, test split; best epoch by valid Recall@20)",
             "",
-            _table(["run", "best epoch", "valid R@20", *[f"test {k}" for k in HEADLINE]], rows),
+            markdown_table(
+                ["run", "best epoch", "valid R@20", *[f"test {k}" for k in HEADLINE]], rows, _fmt
+            ),
             "",
         ]
         ks = sorted(
@@ -210,7 +207,9 @@ def build_report(dataset_root: Path, out_dir: Path, *, title: str | None = None)
         sections += [
             "## Intermediate evaluations of features",
             "",
-            _table(["protocol", "features", "test R@20", "test N@20", "drop R@20"], rows),
+            markdown_table(
+                ["protocol", "features", "test R@20", "test N@20", "drop R@20"], rows, _fmt
+            ),
             "",
         ]
 

@@ -281,3 +281,84 @@ def test_cli_and_pipeline(tmp_path: Path) -> None:
         "interactions",
         "items",
     ]
+
+
+def test_card_is_read_by_huggingface_hub_and_keeps_long_values_on_one_line(
+    tmp_path: Path,
+) -> None:
+    from huggingface_hub import DatasetCard
+
+    dataset = "amazon2023-clothing-shoes-and-jewelry"  # a registry id: `other` licence
+    data_dir = tmp_path / "data"
+    make_dataset(data_dir, dataset, variants={"alignrec": 4}, extras=False)
+    out = tmp_path / "rel"
+    build_release(data_dir, dataset, out)
+    text = (out / "README.md").read_text(encoding="utf-8")
+    card = DatasetCard(text)
+    pretty = f"alignrec {dataset}: items, interactions and multimodal item features"
+    assert card.data.pretty_name == pretty and card.data.license == "other"
+    assert [c["config_name"] for c in card.data.configs] == [
+        "items",
+        "interactions",
+        "features-alignrec",
+    ]
+    assert card.text.startswith(f"\n# alignrec {dataset}\n")
+    # Written as dumped (huggingface_hub's own dump would fold this line at 80 columns).
+    assert f"pretty_name: '{pretty}'" in text.splitlines()
+
+
+def test_inputs_are_checked_before_the_release_folder_is_created(tmp_path: Path) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    data_dir = tmp_path / "data"
+    b = make_dataset(data_dir, "amazon-mini", variants={"alignrec": 4}, extras=False)
+    path = b.root / "prepared" / "interactions.parquet"
+    table = pq.read_table(path)
+    split = table.column("split").to_pylist()
+    split[0] = "holdout"
+    idx = table.schema.get_field_index("split")
+    pq.write_table(table.set_column(idx, "split", pa.array(split, pa.string())), path)
+    with pytest.raises(DataFormatError, match=r"unknown split value\(s\) \['holdout'\]"):
+        build_release(data_dir, "amazon-mini", tmp_path / "rel")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["data"]  # no release, no staging
+
+
+def test_one_shard_writer_for_tables_and_streams(tmp_path: Path) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from alignrec_data.release_shards import ShardWriter
+
+    writer = ShardWriter(tmp_path, max_bytes=800, compression="none")
+    table = pa.table({"x": pa.array(range(300), pa.int64())})  # 2,400 bytes: 3 shards
+    shards = writer.write_table(table, "cfg", "train")
+    assert [s.path for s in shards] == [f"cfg/train-0000{i}-of-00003.parquet" for i in range(3)]
+    assert [s.rows for s in shards] == [100, 100, 100]
+    parts = [pq.read_table(tmp_path / s.path) for s in shards]
+    assert pa.concat_tables(parts).column("x").to_pylist() == list(range(300))
+    for s in shards:
+        data = (tmp_path / s.path).read_bytes()
+        assert hashlib.sha256(data).hexdigest() == s.sha256 and len(data) == s.bytes
+
+    schema = pa.schema([("x", pa.int64())])
+    rows = (({"x": i}, 300) for i in range(7))  # a shard is closed once it holds >= 800 bytes
+    shards = writer.write_stream(rows, schema, "stream", "train")
+    assert [s.rows for s in shards] == [3, 3, 1]
+    assert [s.path for s in shards][-1] == "stream/train-00002-of-00003.parquet"
+    empty = writer.write_stream(iter(()), schema, "empty", "test")
+    assert [(s.path, s.rows) for s in empty] == [("empty/test-00000-of-00001.parquet", 0)]
+    assert not list(tmp_path.rglob(".part-*"))
+
+
+def test_markdown_table_is_shared_by_card_and_report() -> None:
+    from alignrec_data.markdown import markdown_table
+    from alignrec_model import report
+
+    assert markdown_table(["a", "b"], [[1234, 0.5], [None, "x|y"], [True, 12345.0]]) == (
+        "| a | b |\n|---|---|\n| 1,234 | 0.5000 |\n| — | x\\|y |\n| true | 12,345.0 |"
+    )
+    # The report keeps its own cell format (blank for None, "nan") through the same helper.
+    assert markdown_table(["r"], [[None], [float("nan")]], report._fmt) == (
+        "| r |\n|---|\n|  |\n| nan |"
+    )

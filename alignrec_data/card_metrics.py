@@ -1,0 +1,182 @@
+"""The card's numeric sections: statistics and the evaluation tables from ``metrics/*.json``.
+
+``train-<model>[-<variant>].json``: best epoch and @20 metrics of valid and test, plus every
+test metric; ``eval-<protocol>-<variant>.json``: zero-shot, item-CF and mask-modality;
+``pretrain.json``: the encoder pretraining summary.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from alignrec_data.markdown import markdown_table
+
+HEADLINE_METRICS = ("recall", "ndcg", "precision", "map")
+EVAL_PROTOCOLS = (
+    "zero-shot",
+    "zeroshot",
+    "item-cf",
+    "itemcf",
+    "mask-modality",
+    "mask-image",
+    "mask-text",
+    "maskmodality",
+)
+_ZERO_SHOT = "Zero-shot (user = mean of its train items' features; cosine ranking)"
+_ITEM_CF = "Item-CF (ItemKNN on the features, cosine with shrink 10, top-10 neighbours)"
+EVAL_TITLES = {
+    "zero-shot": _ZERO_SHOT,
+    "zeroshot": _ZERO_SHOT,
+    "item-cf": _ITEM_CF,
+    "itemcf": _ITEM_CF,
+    "mask-modality": "Mask modality (50% of items lose one modality; drop vs no masking)",
+}
+
+
+def flatten(doc: Any, prefix: str = "") -> dict[str, float | int]:
+    """Numeric leaves of a JSON document as ``{"a.b": value}`` (lists are skipped)."""
+    out: dict[str, float | int] = {}
+    if isinstance(doc, dict):
+        for k, v in doc.items():
+            out.update(flatten(v, f"{prefix}{k}."))
+    elif isinstance(doc, int | float) and not isinstance(doc, bool):
+        out[prefix[:-1]] = doc
+    return out
+
+
+def _metric_order(key: str) -> tuple[int, int, str]:
+    name, _, k = key.rpartition("@")
+    base = name.rsplit(".", 1)[-1].lower()
+    rank = HEADLINE_METRICS.index(base) if base in HEADLINE_METRICS else len(HEADLINE_METRICS)
+    return (int(k) if k.isdigit() else 10**6, rank, key)
+
+
+def statistics_section(
+    n_users: int, n_items: int, interactions: Any, stats: dict[str, Any] | None
+) -> str:
+    """Counts per split, density and ``prepared/stats.json``.
+
+    Args:
+        n_users: Users.
+        n_items: Items.
+        interactions: The ``interactions`` config (``release_layout.ConfigInfo``) or None.
+        stats: ``prepared/stats.json`` or None.
+    """
+    n = interactions.rows() if interactions else 0
+    density = n / (n_users * n_items) if n_users and n_items else 0.0
+    rows: list[list[Any]] = [
+        ["users", n_users],
+        ["items", n_items],
+        ["interactions", n],
+    ]
+    if interactions:
+        rows += [[f"interactions ({sp})", interactions.rows(sp)] for sp in interactions.splits]
+    rows.append(["density", f"{density:.6f}"])
+    out = markdown_table(["", "value"], rows)
+    if stats:
+        flat = flatten(stats)
+        if flat:
+            items = sorted(flat.items())[:60]
+            out += "\n\nFrom `prepared/stats.json` (counts before and after each step):\n\n"
+            out += markdown_table(["key", "value"], [[f"`{k}`", v] for k, v in items])
+    return out
+
+
+def evaluation_section(metrics: dict[str, Any]) -> str:
+    """The recommender, feature-evaluation and pretraining tables (``metrics/*.json``)."""
+    out = _train_tables(metrics) + _eval_tables(metrics)
+    pre = metrics.get("pretrain")
+    if isinstance(pre, dict):
+        flat = flatten(pre)
+        if flat:
+            out += ["", "### Encoder pretraining (MMEnc)", ""]
+            rows = [[f"`{k}`", v] for k, v in sorted(flat.items())[:30]]
+            out.append(markdown_table(["key", "value"], rows))
+    if not out:
+        return "No metrics were available when this release was built (`metrics/*.json` absent)."
+    return "\n".join(out).lstrip("\n")
+
+
+def _train_runs(metrics: dict[str, Any]) -> list[tuple[str, str, dict[str, Any]]]:
+    """(model, variant, doc) of every ``train-*`` metrics file."""
+    runs = []
+    for stem, doc in sorted(metrics.items()):
+        if not stem.startswith("train-") or not isinstance(doc, dict):
+            continue
+        model = str(doc.get("model") or stem[len("train-") :].split("-")[0])
+        variant = doc.get("variant") or doc.get("features")
+        if variant is None:
+            rest = stem[len("train-") :]
+            variant = rest[len(model) + 1 :] if rest.startswith(model + "-") else "—"
+        runs.append((model, str(variant), doc))
+    return runs
+
+
+def _train_tables(metrics: dict[str, Any]) -> list[str]:
+    runs = _train_runs(metrics)
+    if not runs:
+        return []
+    head_keys: list[tuple[str, str]] = []
+    for split in ("valid", "test"):
+        keys = {k for _, _, d in runs for k in flatten(d.get(split, {}))}
+        at20 = sorted((k for k in keys if k.endswith("@20")), key=_metric_order)
+        head_keys += [(split, k) for k in at20]
+    rows = [
+        [model, f"`{variant}`", d.get("best_epoch")]
+        + [flatten(d.get(sp, {})).get(k) for sp, k in head_keys]
+        for model, variant, d in runs
+    ]
+    header = ["model", "features", "best epoch"] + [f"{sp} {k}" for sp, k in head_keys]
+    out = [
+        "### Recommenders (full ranking, train items excluded; epoch chosen by valid Recall@20)",
+        "",
+        markdown_table(header, rows),
+    ]
+    test_keys = sorted(
+        {k for _, _, d in runs for k in flatten(d.get("test", {}))}, key=_metric_order
+    )
+    if len(test_keys) > len(head_keys) // 2:
+        rows = [
+            [model, f"`{variant}`"] + [flatten(d.get("test", {})).get(k) for k in test_keys]
+            for model, variant, d in runs
+        ]
+        table = markdown_table(["model", "features", *test_keys], rows)
+        out += ["", "All test metrics:", "", table]
+    return out
+
+
+def _eval_name(stem: str, doc: Any) -> tuple[str, str]:
+    rest = stem[len("eval-") :]
+    if isinstance(doc, dict) and isinstance(doc.get("protocol"), str):
+        proto = doc["protocol"]
+        variant = doc.get("variant") or rest[len(proto) + 1 :] or "—"
+        return proto, str(variant)
+    for proto in EVAL_PROTOCOLS:
+        if rest.startswith(proto + "-"):
+            return proto, rest[len(proto) + 1 :]
+    proto, _, variant = rest.partition("-")
+    return proto, variant or "—"
+
+
+def _eval_tables(metrics: dict[str, Any]) -> list[str]:
+    by_proto: dict[str, list[tuple[str, dict[str, float | int]]]] = {}
+    for stem, doc in sorted(metrics.items()):
+        if not stem.startswith("eval-"):
+            continue
+        proto, variant = _eval_name(stem, doc)
+        body = (
+            doc.get("test") if isinstance(doc, dict) and isinstance(doc.get("test"), dict) else doc
+        )
+        flat = flatten(body)
+        if flat:
+            by_proto.setdefault(proto, []).append((variant, flat))
+    out = []
+    order = {p: i for i, p in enumerate(EVAL_PROTOCOLS)}
+    for proto, runs in sorted(by_proto.items(), key=lambda kv: (order.get(kv[0], 99), kv[0])):
+        keys = sorted({k for _, f in runs for k in f}, key=_metric_order)
+        if len(keys) > 10:
+            keys = [k for k in keys if "@20" in k] or keys[:10]
+        rows = [[f"`{v}`"] + [f.get(k) for k in keys] for v, f in runs]
+        title = EVAL_TITLES.get(proto, proto)
+        out += ["", f"### {title}", "", markdown_table(["features", *keys], rows)]
+    return out

@@ -1,0 +1,246 @@
+"""One writer per release config: ``items``, ``interactions``, ``features-<variant>``, ``images``.
+
+Each ``*_config`` function reads and checks its inputs and returns a writer; nothing is
+written until :func:`alignrec_data.release.build_release` calls ``writer.write(shards)`` with
+the one :class:`~alignrec_data.release_shards.ShardWriter` of the staging folder. Every writer
+returns the :class:`~alignrec_data.release_layout.ConfigInfo` that the card and the manifest
+describe.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from alignrec_data.card_provenance import uses_encoder
+from alignrec_data.errors import DataFormatError
+from alignrec_data.release_inputs import Prepared, feature_meta, read_features
+from alignrec_data.release_layout import FEATURES_PREFIX, SPLIT_NAMES, ConfigInfo
+from alignrec_data.release_shards import ShardWriter
+
+IMAGE_FEATURES = {
+    "item_id": {"dtype": "int64", "_type": "Value"},
+    "item_key": {"dtype": "string", "_type": "Value"},
+    "image": {"_type": "Image"},
+    "width": {"dtype": "int32", "_type": "Value"},
+    "height": {"dtype": "int32", "_type": "Value"},
+    "sha256": {"dtype": "string", "_type": "Value"},
+    "url": {"dtype": "string", "_type": "Value"},
+}
+# The image column is a ``datasets.Image`` struct, declared in the ``huggingface`` metadata so
+# that ``load_dataset`` decodes it.
+IMAGE_SCHEMA = pa.schema(
+    [
+        ("item_id", pa.int64()),
+        ("item_key", pa.string()),
+        ("image", pa.struct([("bytes", pa.binary()), ("path", pa.string())])),
+        ("width", pa.int32()),
+        ("height", pa.int32()),
+        ("sha256", pa.string()),
+        ("url", pa.string()),
+    ],
+    metadata={b"huggingface": json.dumps({"info": {"features": IMAGE_FEATURES}}).encode()},
+)
+
+
+class ConfigWriter(Protocol):
+    """Writes one config's shards and describes them."""
+
+    name: str
+
+    def write(self, shards: ShardWriter) -> ConfigInfo:
+        """Write the config under ``shards.root`` and return what was written."""
+        ...
+
+
+@dataclass
+class TableConfig:
+    """A config whose splits are tables already read and checked (items, interactions, features).
+
+    Attributes:
+        name: Config name.
+        kind: ``items``, ``interactions`` or ``features``.
+        splits: Published split name -> its table.
+        dim: Embedding length (features only).
+        variant: Feature variant (features only).
+        extra: Card details (features: missing count, producer metadata, checkpoint sha256).
+    """
+
+    name: str
+    kind: str
+    splits: dict[str, pa.Table]
+    dim: int | None = None
+    variant: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def write(self, shards: ShardWriter) -> ConfigInfo:
+        """Write every split's shards."""
+        written = {sp: shards.write_table(t, self.name, sp) for sp, t in self.splits.items()}
+        columns = next(iter(self.splits.values())).column_names
+        return ConfigInfo(
+            self.name, self.kind, written, columns, self.dim, self.variant, self.extra
+        )
+
+
+# ----------------------------------------------------------------------------- items
+
+
+def items_config(items: pa.Table, image_index: pa.Table | None) -> TableConfig:
+    """``items``: ids, keys, title, text, the image URL and whether an image exists.
+
+    With the images stage's index, ``image_url`` is the URL that served and ``has_image``
+    whether one was stored; without it, the first candidate URL of the metadata.
+    """
+    n = items.num_rows
+    urls = items.column("image_urls").to_pylist() if "image_urls" in items.column_names else None
+    image_url: list[str | None] = [(u[0] if u else None) for u in urls] if urls else [None] * n
+    has_image = (
+        items.column("has_image").to_pylist()
+        if "has_image" in items.column_names
+        else [u is not None for u in image_url]
+    )
+    if image_index is not None:  # the images stage ran: the URL that served, and whether one did
+        fetched = _fetched_images(image_index)
+        image_url = [fetched.get(i, image_url[i]) for i in range(n)]
+        has_image = [i in fetched for i in range(n)]
+
+    def text_col(name: str) -> pa.Array:
+        if name in items.column_names:
+            return items.column(name).combine_chunks().cast(pa.string())
+        return pa.nulls(n, pa.string())
+
+    table = pa.table(
+        {
+            "item_id": items.column("item_id").cast(pa.int64()),
+            "item_key": items.column("item_key").cast(pa.string()),
+            "title": text_col("title"),
+            "text": text_col("text"),
+            "image_url": pa.array(image_url, pa.string()),
+            "has_image": pa.array(has_image, pa.bool_()),
+        }
+    )
+    return TableConfig("items", "items", {"train": table})
+
+
+# ----------------------------------------------------------------------------- interactions
+
+
+def interactions_config(prepared: Prepared) -> TableConfig:
+    """``interactions``: one split per prepared split (``valid`` published as ``validation``).
+
+    Raises:
+        DataFormatError: The prepared ``split`` column holds another value.
+    """
+    inter, item_keys = prepared.interactions, prepared.item_keys
+    n = inter.num_rows
+
+    def column(name: str, dtype: pa.DataType) -> pa.ChunkedArray | pa.Array:
+        if name in inter.column_names:
+            return inter.column(name).cast(dtype)
+        if name == "item_key":  # from the prepared items
+            item_ids = inter.column("item_id").to_numpy()
+            return pa.array([item_keys[i] for i in item_ids], pa.string())
+        return pa.nulls(n, dtype)
+
+    dtypes = {
+        "user_id": pa.int64(),
+        "item_id": pa.int64(),
+        "user_key": pa.string(),
+        "item_key": pa.string(),
+        "rating": pa.float32(),
+        "timestamp": pa.int64(),
+    }
+    pub = pa.table({name: column(name, dtype) for name, dtype in dtypes.items()})
+    split_col = inter.column("split").to_numpy(zero_copy_only=False)
+    unknown = sorted(set(split_col) - set(SPLIT_NAMES))
+    if unknown:
+        msg = (
+            f"{prepared.interactions_path}: unknown split value(s) {unknown}; "
+            "expected train, valid, test"
+        )
+        raise DataFormatError(msg)
+    splits = {dst: pub.filter(pa.array(split_col == src)) for src, dst in SPLIT_NAMES.items()}
+    return TableConfig("interactions", "interactions", splits)
+
+
+# ----------------------------------------------------------------------------- features
+
+
+def features_config(
+    path: Path, variant: str, item_keys: list[str], checkpoint_sha256: str | None
+) -> TableConfig:
+    """``features-<variant>``: row i = item i (see :func:`~.release_inputs.read_features`).
+
+    Args:
+        path: ``features/<variant>.parquet``.
+        variant: The feature variant.
+        item_keys: The prepared item keys the rows must match.
+        checkpoint_sha256: sha256 of the encoder checkpoint, recorded for encoder variants.
+    """
+    table, dim = read_features(path, variant, item_keys)
+    extra = {
+        "missing": int(np.count_nonzero(table.column("missing").to_numpy(zero_copy_only=False))),
+        "file_meta": feature_meta(path),
+        "checkpoint_sha256": checkpoint_sha256 if uses_encoder(variant) else None,
+    }
+    return TableConfig(FEATURES_PREFIX + variant, "features", {"train": table}, dim, variant, extra)
+
+
+# ----------------------------------------------------------------------------- images
+
+
+def read_image_index(images_dir: Path) -> pa.Table | None:
+    """The images stage's ``index.parquet`` (authoritative), or None when it did not run."""
+    from alignrec_data.images.store import INDEX_FILE
+
+    path = images_dir / INDEX_FILE
+    return pq.read_table(path) if path.is_file() else None
+
+
+def _fetched_images(index: pa.Table) -> dict[int, str | None]:
+    """item_id -> URL that served, for items with a stored image."""
+    rows = index.select(["item_id", "has_image", "url"]).to_pylist()
+    return {int(r["item_id"]): r["url"] for r in rows if r["has_image"]}
+
+
+@dataclass
+class ImagesConfig:
+    """``images``: the stored image bytes, streamed in storage order (one shard in memory).
+
+    Attributes:
+        images_dir: The images stage's folder.
+        index: Its ``index.parquet``.
+    """
+
+    images_dir: Path
+    index: pa.Table
+    name: str = "images"
+
+    def write(self, shards: ShardWriter) -> ConfigInfo:
+        """Stream the stored images into ``images/train-*.parquet``."""
+        written = shards.write_stream(self._rows(), IMAGE_SCHEMA, self.name, "train")
+        return ConfigInfo(self.name, "images", {"train": written}, list(IMAGE_FEATURES))
+
+    def _rows(self) -> Iterator[tuple[dict[str, Any], int]]:
+        from alignrec_data.images.store import iter_image_bytes
+
+        meta = {int(r["item_id"]): r for r in self.index.to_pylist() if r["has_image"]}
+        for item_id, data in iter_image_bytes(self.images_dir):
+            m = meta[item_id]
+            row = {
+                "item_id": item_id,
+                "item_key": m["item_key"],
+                "image": {"bytes": data, "path": None},
+                "width": m["width"],
+                "height": m["height"],
+                "sha256": m["sha256"],
+                "url": m["url"],
+            }
+            yield row, len(data)
