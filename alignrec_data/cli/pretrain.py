@@ -7,7 +7,6 @@ from pathlib import Path
 import click
 
 from alignrec_data.cli._common import common_options, emit
-from alignrec_data.config import load_section
 
 
 def summary_lines(dataset: str, m: dict) -> list[str]:
@@ -48,8 +47,7 @@ def command(dataset: str, data_dir: Path, params: Path | None, fmt: str) -> None
       torchrun --nproc_per_node 8 -m alignrec_model.pretrain \\
           --data-dir data --dataset amazon-baby --params params.yaml
     """  # noqa: D301 (click needs a real \b)
-    from alignrec_model.pretrain import PretrainConfig, pretrain
+    from alignrec_model.pretrain.entry import run_pretrain
 
-    config = load_section(params, "pretrain", PretrainConfig)
-    metrics = pretrain(data_dir, dataset, config)
+    metrics = run_pretrain(data_dir, dataset, params)
     emit(fmt, metrics, summary_lines(dataset, metrics))

@@ -1,6 +1,7 @@
 """Pretraining: DDP through torchrun (gloo, 2 CPU processes) equals one process with the same
 global batch; a SIGKILLed run resumes to the same parameters; bad resumes and non-finite
-losses stop with clear errors. Tiny encoder, 16 synthetic items, real image store and parquet.
+losses stop with clear errors; the command-line entry reports errors in one line. Tiny encoder,
+16 synthetic items, real image store and parquet.
 """
 
 from __future__ import annotations
@@ -21,7 +22,6 @@ from alignrec_data.errors import UsageError
 from alignrec_model.pretrain import (
     CHECKPOINT_FILE,
     HISTORY_FILE,
-    KILL_ENV,
     METRICS_FILE,
     RESUME_FILE,
     NonFiniteLossError,
@@ -58,16 +58,25 @@ def _params(path: Path, **over) -> Path:
     return path
 
 
-def _env(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k != KILL_ENV}
-    env.update(OMP_NUM_THREADS="1", PYTHONPATH=str(REPO), **extra)
-    return env
+# Pretrains through the library with an on_step callback that SIGKILLs the process right after
+# optimizer step 3: a hard crash, no cleanup (argv: data dir, params file).
+_KILLED_AFTER_STEP_3 = """
+import os, signal, sys
+from alignrec_data.config import load_section
+from alignrec_model.pretrain import PretrainConfig, pretrain
+
+def on_step(record):
+    if record["step"] == 3:
+        os.kill(os.getpid(), signal.SIGKILL)
+
+cfg = load_section(sys.argv[2], "pretrain", PretrainConfig)
+pretrain(sys.argv[1], "synth", cfg, on_step=on_step)
+"""
 
 
-def _run(args: list[str], **env: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        args, cwd=REPO, env=_env(**env), capture_output=True, text=True, timeout=300
-    )
+def _run(args: list[str]) -> subprocess.CompletedProcess:
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
+    return subprocess.run(args, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
 
 
 def _encoder(data_dir: Path) -> dict[str, torch.Tensor]:
@@ -142,7 +151,8 @@ def test_killed_run_resumes_to_the_same_parameters(reference, tmp_path: Path) ->
         "--params",
         str(params),
     ]
-    killed = _run(cmd, **{KILL_ENV: "3"})  # SIGKILL after step 3; last checkpoint: step 2
+    killed = _run([sys.executable, "-c", _KILLED_AFTER_STEP_3, str(data), str(params)])
+    # SIGKILLed after step 3; the last resume checkpoint is step 2's.
     assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
     models = data / "synth" / "models"
     assert not (models / CHECKPOINT_FILE).exists()
@@ -219,3 +229,31 @@ def test_bad_params_and_missing_inputs(tmp_path: Path) -> None:
     synthetic_dataset(tmp_path / "data", n=16)
     with pytest.raises(UsageError, match="cannot fill one step of batch_size 64"):
         pretrain(tmp_path / "data", "synth", PretrainConfig(**{**TINY, "batch_size": 64}))
+
+
+def test_on_step_reports_every_step_and_the_entry_reports_errors_in_one_line(
+    reference, tmp_path: Path
+) -> None:
+    ref_dir, _ = reference
+    synthetic_dataset(tmp_path / "data", n=16)
+    params = _params(tmp_path / "p.yaml", checkpoint_every=0)
+    records: list[dict] = []
+    pretrain(
+        tmp_path / "data",
+        "synth",
+        load_section(params, "pretrain", PretrainConfig),
+        on_step=records.append,
+    )
+    assert [r["step"] for r in records] == [1, 2, 3, 4]
+    assert [r["kind"] for r in records] == ["joint", "joint", "unimodal", "joint"]
+    rows = (ref_dir / "synth/metrics" / HISTORY_FILE).read_text().splitlines()[1:]
+    assert [float(row.split(",")[4]) for row in rows] == [r["loss"] for r in records]
+
+    proc = _run(
+        [sys.executable, "-m", "alignrec_model.pretrain", "--data-dir", str(tmp_path / "data")]
+        + ["--dataset", "absent", "--params", str(params)]
+    )
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert proc.stderr.startswith("Error: items table ") and "Hint: run `alignrec-data prepare" in (
+        proc.stderr
+    )

@@ -1,0 +1,139 @@
+"""MMEnc checkpoints: what they hold, writing them atomically, loading and checking them.
+
+``models/mmenc.pt`` (the result) and ``models/mmenc.resume.pt`` (every ``checkpoint_every``
+steps) share one format: encoder config and weights, heads, params, step, history and the
+probe losses before training; the resume file also holds the optimizer. On resume the
+architecture and weights come from the checkpoint, which must have been written with the same
+params except those that do not change the result (:data:`RESUME_FREE`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+from alignrec_data.atomic import atomic_path
+from alignrec_data.config import to_dict
+from alignrec_data.errors import DataFormatError, UsageError
+from alignrec_model.encoder import MMEnc, MMEncConfig
+from alignrec_model.pretrain.config import PretrainConfig
+
+if TYPE_CHECKING:
+    from alignrec_model.pretrain.heads import PretrainModel
+
+CHECKPOINT_FORMAT = "alignrec-mmenc/1"
+CHECKPOINT_FILE = "mmenc.pt"
+RESUME_FILE = "mmenc.resume.pt"
+# Config keys that do not change the result (allowed to differ when resuming).
+RESUME_FREE = ("checkpoint_every", "resume", "num_threads", "device", "log_every")
+
+
+def checkpoint_state(
+    model: PretrainModel,
+    optimizer: torch.optim.Optimizer | None,
+    step: int,
+    history: list[dict[str, Any]],
+    probe_before: dict[str, float],
+    resume_key: dict[str, Any],
+    cfg: PretrainConfig,
+    enc_cfg: MMEncConfig,
+) -> dict[str, Any]:
+    """The checkpoint of a run after ``step`` optimizer steps (tensors on CPU)."""
+
+    def cpu(module: torch.nn.Module) -> dict[str, torch.Tensor]:
+        return {k: v.detach().cpu() for k, v in module.state_dict().items()}
+
+    state = {
+        "format": CHECKPOINT_FORMAT,
+        "encoder_config": enc_cfg.to_dict(),
+        "pretrain_config": to_dict(cfg),
+        "resume_key": resume_key,
+        "encoder": cpu(model.encoder),
+        "mlm_head": cpu(model.mlm_head),
+        "mim_head": cpu(model.mim_head),
+        "step": step,
+        "history": history,
+        "probe_before": probe_before,
+    }
+    if optimizer is not None:
+        state["optimizer"] = optimizer.state_dict()
+    return state
+
+
+def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
+    """Write ``state`` to ``path`` atomically (temporary file in the same folder, then rename)."""
+    with atomic_path(path, suffix=".pt") as tmp:
+        torch.save(state, tmp)
+
+
+def load_checkpoint(path: str | Path) -> dict[str, Any]:
+    """Load an MMEnc checkpoint written by :func:`pretrain` (``weights_only=True``).
+
+    Raises:
+        UsageError: The file is missing.
+        DataFormatError: Not an alignrec MMEnc checkpoint.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise UsageError(
+            f"checkpoint {path} does not exist", hint="run `alignrec-data pretrain` first"
+        )
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # unpickling errors come in many types
+        raise DataFormatError(f"cannot load {path} as a weights-only checkpoint: {err}") from err
+    if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
+        found = ckpt.get("format") if isinstance(ckpt, dict) else type(ckpt).__name__
+        raise DataFormatError(f"{path} is not an {CHECKPOINT_FORMAT} checkpoint (found {found!r})")
+    return ckpt
+
+
+def encoder_from_checkpoint(ckpt: dict[str, Any], source: str = "checkpoint") -> MMEnc:
+    """Rebuild the encoder from a checkpoint (architecture from the checkpoint itself).
+
+    Raises:
+        DataFormatError: Unknown config keys or weights that do not fit the config.
+    """
+    names = {f.name for f in dataclasses.fields(MMEncConfig)}
+    raw = dict(ckpt["encoder_config"])
+    unknown = sorted(set(raw) - names)
+    if unknown:
+        raise DataFormatError(f"{source}: unknown encoder config key(s) {unknown}")
+    cfg = MMEncConfig(**raw).validated()
+    model = MMEnc(cfg)
+    try:
+        model.load_state_dict(ckpt["encoder"], strict=True)
+    except RuntimeError as err:
+        raise DataFormatError(f"{source}: weights do not fit its encoder config: {err}") from err
+    return model
+
+
+def resume_key(cfg: PretrainConfig, global_batch: int) -> dict[str, Any]:
+    """The params a resume checkpoint must share with the run that continues it."""
+    key = {k: v for k, v in to_dict(cfg).items() if k not in RESUME_FREE}
+    key["global_batch"] = global_batch
+    return key
+
+
+def check_resume_config(saved: dict[str, Any], current: dict[str, Any], source: str) -> None:
+    """Refuse a resume checkpoint written with other params, naming every differing key."""
+    diff = sorted(k for k in set(saved) | set(current) if saved.get(k) != current.get(k))
+    if diff:
+        detail = ", ".join(
+            f"{k} (checkpoint {saved.get(k)!r}, params {current.get(k)!r})" for k in diff
+        )
+        raise UsageError(
+            f"{source} was written with other pretrain params: {detail}",
+            hint=f"delete {source} to start afresh, or set pretrain.resume: false",
+        )
+
+
+def restore(model: PretrainModel, optimizer: torch.optim.Optimizer, ckpt: dict[str, Any]) -> None:
+    """Load a resume checkpoint's encoder, heads and optimizer state into a fresh run."""
+    model.encoder.load_state_dict(ckpt["encoder"])
+    model.mlm_head.load_state_dict(ckpt["mlm_head"])
+    model.mim_head.load_state_dict(ckpt["mim_head"])
+    optimizer.load_state_dict(ckpt["optimizer"])

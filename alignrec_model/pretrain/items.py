@@ -1,0 +1,111 @@
+"""The items pretraining reads, held in memory: tokenised texts, decoded images, teacher maps."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import torch
+
+from alignrec_data.errors import DataFormatError, UsageError
+from alignrec_data.paths import DatasetPaths
+from alignrec_data.schema import ITEMS_FILE
+from alignrec_model.encoder import MMEnc, MMEncConfig
+from alignrec_model.preprocess import (
+    load_item_images,
+    load_tokenizer,
+    normalize_pixels,
+    pixel_stats,
+    special_ids,
+    tokenize,
+)
+
+
+@dataclass
+class ItemData:
+    """Everything pretraining reads, held in memory (N items).
+
+    Attributes:
+        item_ids: (N,) item ids.
+        input_ids: (N, T) token ids, right-padded to the longest text.
+        lengths: (N,) tokens per text (with special tokens).
+        valid: (N, T) bool, maskable text tokens (not padding or special).
+        images: (N, 3, S, S) uint8 (zeros without image), or None.
+        has_image: (N,) bool.
+        feature_maps: (N, 1280, g, g) frozen EfficientNet maps (hybrid), or None.
+    """
+
+    item_ids: np.ndarray
+    input_ids: torch.Tensor
+    lengths: torch.Tensor
+    valid: torch.Tensor
+    images: torch.Tensor
+    has_image: np.ndarray
+    feature_maps: torch.Tensor | None = None
+
+
+def read_items(paths: DatasetPaths, max_items: int = 0) -> pd.DataFrame:
+    """``prepared/items.parquet`` (item_id, item_key, text), first ``max_items`` if > 0.
+
+    Raises:
+        UsageError: The file is missing (hint: run prepare).
+        DataFormatError: Columns are missing.
+    """
+    path = paths.prepared / ITEMS_FILE
+    if not path.is_file():
+        raise UsageError(
+            f"items table {path} does not exist",
+            hint=f"run `alignrec-data prepare {paths.name}` first",
+        )
+    items = pd.read_parquet(path)
+    lacking = {"item_id", "item_key", "text"} - set(items.columns)
+    if lacking:
+        raise DataFormatError(f"{path} lacks column(s) {sorted(lacking)}")
+    items = items.sort_values("item_id").reset_index(drop=True)
+    if not np.array_equal(items["item_id"].to_numpy(), np.arange(len(items))):
+        raise DataFormatError(f"{path}: item_id must be 0..N-1")
+    return items.iloc[:max_items] if max_items > 0 else items
+
+
+def load_item_data(paths: DatasetPaths, cfg: MMEncConfig, max_items: int = 0) -> ItemData:
+    """Tokenise the texts and decode the images of the dataset's items."""
+    items = read_items(paths, max_items)
+    tok = load_tokenizer(cfg.tokenizer)
+    ids, pad = tokenize(tok, items["text"].fillna("").tolist(), cfg.max_text_len)
+    _, _, specials = special_ids(tok)
+    valid = ~pad & ~torch.isin(ids, torch.tensor(specials))
+    if int(ids.max()) >= cfg.vocab_size:
+        raise UsageError(f"tokenizer ids reach {int(ids.max())} but vocab_size is {cfg.vocab_size}")
+    images, has = load_item_images(paths.images, items["item_id"].tolist(), cfg.image_size)
+    return ItemData(
+        item_ids=items["item_id"].to_numpy(),
+        input_ids=ids,
+        lengths=(~pad).sum(1),
+        valid=valid,
+        images=images,
+        has_image=has,
+    )
+
+
+@torch.no_grad()
+def compute_feature_maps(model: MMEnc, data: ItemData, batch_size: int = 64) -> torch.Tensor:
+    """Frozen EfficientNet-Lite0 maps (N, 1280, g, g) of every item (zeros without image).
+
+    Note: the backbone runs in whatever mode ``model`` is in. Right after construction that is
+    training mode (batch-statistic BatchNorm, random drop-connect from the global RNG), which is
+    what :func:`~alignrec_model.pretrain.loop.pretrain` has always done; the maps then depend on
+    the global RNG state, which the loop fixes by seeding before this call.
+    """
+    mean, std = pixel_stats(model.cfg.image_stem)
+    backbone = model.image_stem
+    out = None
+    for start in range(0, len(data.images), batch_size):
+        x = normalize_pixels(data.images[start : start + batch_size], mean, std)
+        fm = backbone.feature_map(x.to(next(model.parameters()).device)).float().cpu()
+        if out is None:
+            out = torch.zeros(len(data.images), *fm.shape[1:])
+        out[start : start + len(fm)] = fm
+    assert out is not None
+    out[torch.from_numpy(~data.has_image)] = 0
+    return out

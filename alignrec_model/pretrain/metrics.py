@@ -1,0 +1,86 @@
+"""The run's summary (``metrics/pretrain.json``) and per-step history (``pretrain_history.csv``)."""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from torch import nn
+
+from alignrec_data.atomic import write_text
+from alignrec_model.pretrain.config import PretrainConfig
+from alignrec_model.pretrain.distributed import Dist
+
+METRICS_FILE = "pretrain.json"
+HISTORY_FILE = "pretrain_history.csv"
+HISTORY_COLUMNS = ["step", "epoch", "kind", "lr", "loss", "mlm_loss", "mim_loss"]
+
+
+def _mean_last(history: list[dict[str, Any]], key: str, n: int = 10) -> float | None:
+    vals = [h[key] for h in history if h.get(key) is not None and h["kind"] == "joint"][-n:]
+    return float(np.mean(vals)) if vals else None
+
+
+def _finite(x: dict[str, float]) -> dict[str, float | None]:
+    return {k: (v if math.isfinite(v) else None) for k, v in x.items()}
+
+
+def run_metrics(
+    history: list[dict[str, Any]],
+    before: dict[str, float],
+    after: dict[str, float],
+    steps_run: int,
+    samples: int,
+    seconds: float,
+    d: Dist,
+    cfg: PretrainConfig,
+    global_batch: int,
+    model: nn.Module,
+) -> dict[str, Any]:
+    """Probe losses before/after, first and last training losses, speed and run shape.
+
+    Args:
+        history: One record per optimizer step (resumed steps included).
+        before: Probe losses before training.
+        after: Probe losses after training.
+        steps_run: Steps run by this process (not resumed ones), for the speed.
+        samples: Samples (global) of those steps.
+        seconds: Wall time of those steps.
+        d: The process group.
+        cfg: The ``pretrain`` params.
+        global_batch: Items per optimizer step over all processes.
+        model: The model with its ``encoder`` (for the parameter count).
+    """
+    return {
+        "probe_before": _finite(before),
+        "probe_after": _finite(after),
+        "train": {
+            "steps": len(history),
+            "first_mlm_loss": history[0]["mlm_loss"] if history else None,
+            "first_mim_loss": history[0]["mim_loss"] if history else None,
+            "last_mlm_loss": _mean_last(history, "mlm_loss"),
+            "last_mim_loss": _mean_last(history, "mim_loss"),
+            "seconds": round(seconds, 3),
+            "samples_per_s": round(samples / seconds, 3) if seconds > 0 and steps_run else None,
+        },
+        "world_size": d.world,
+        "global_batch": global_batch,
+        "device": d.device.type,
+        "parameters": sum(p.numel() for p in model.encoder.parameters()),
+        "init": cfg.init,
+        "size": cfg.size,
+    }
+
+
+def write_history(path: Path, history: list[dict[str, Any]]) -> None:
+    """Per-step losses as CSV (``step,epoch,kind,lr,loss,mlm_loss,mim_loss``) for DVC plots."""
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=HISTORY_COLUMNS, lineterminator="\n")
+    w.writeheader()
+    for h in history:
+        w.writerow({c: ("" if h.get(c) is None else h[c]) for c in HISTORY_COLUMNS})
+    write_text(path, buf.getvalue())
