@@ -48,6 +48,7 @@ class RecommenderSpec:
         uses_features: Reads a feature variant (``features/<variant>.parquet``).
         finetunes_encoder: Accepts a jointly fine-tuned encoder top (``feature_fn``).
         grid_weights: ``--grid`` also searches ``grid_cl`` x ``grid_sim`` (its loss weights).
+        trains: Has parameters to train (reads the loop's keys); False: only scores.
     """
 
     name: str
@@ -57,6 +58,7 @@ class RecommenderSpec:
     uses_features: bool = False
     finetunes_encoder: bool = False
     grid_weights: bool = False
+    trains: bool = True
 
 
 def _alignrec(data, config, features, seed, feature_fn):
@@ -119,8 +121,9 @@ RECOMMENDERS: dict[str, RecommenderSpec] = {
             _itemknn,
             keys=("knn_k", "knn_shrink"),
             uses_features=True,
+            trains=False,
         ),
-        RecommenderSpec("pop", "most popular train items; nothing to train", _pop),
+        RecommenderSpec("pop", "most popular train items; nothing to train", _pop, trains=False),
     )
 }
 
@@ -128,6 +131,39 @@ RECOMMENDERS: dict[str, RecommenderSpec] = {
 MODELS: tuple[str, ...] = tuple(RECOMMENDERS)
 #: Models that read a feature variant.
 FEATURE_MODELS: tuple[str, ...] = tuple(n for n, s in RECOMMENDERS.items() if s.uses_features)
+
+
+#: ``train:`` keys every recommender's evaluation reads (best epoch, cut-offs, batch).
+EVAL_KEYS: tuple[str, ...] = ("valid_metric", "topks", "eval_batch_size")
+#: ``train:`` keys the training loop reads besides those (recommenders that train).
+LOOP_KEYS: tuple[str, ...] = (
+    "seed",
+    "epochs",
+    "batch_size",
+    "lr",
+    "lr_decay",
+    "lr_decay_epochs",
+    "patience",
+    "device",
+    "num_threads",
+)
+
+
+def param_keys(*names: str) -> list[str]:
+    """The ``train.*`` params the runs of these models read (what their DVC stages list).
+
+    Args:
+        names: Registered model names.
+
+    Returns:
+        Sorted ``train.<key>`` strings: the evaluation keys, the loop keys for models that
+        train, and each model's own keys.
+    """
+    keys = set(EVAL_KEYS)
+    for name in names:
+        spec = get_spec(name)
+        keys |= set(spec.keys) | (set(LOOP_KEYS) if spec.trains else set())
+    return sorted(f"train.{k}" for k in keys)
 
 
 def models_table() -> list[str]:

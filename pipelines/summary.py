@@ -7,14 +7,12 @@ looks for first. Reads ``datasets`` from the params file and each dataset's metr
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 import yaml
 
 from alignrec_data.failures import run_stage
-
-HEADLINE = ("recall@20", "ndcg@20")
+from alignrec_model.summary import headline_metrics
 
 
 def summarize(data_dir: Path, datasets: list[str]) -> list[str]:
@@ -25,15 +23,13 @@ def summarize(data_dir: Path, datasets: list[str]) -> list[str]:
         release = root / "release"
         lines.append(f"{ds}: release folder {release.resolve()}")
         lines.append(f'  load it: datasets.load_dataset("{release}", "features-alignrec")')
-        runs = sorted((root / "metrics").glob("train-*.json"))
+        runs = headline_metrics(root)["runs"]
         if not runs:
             lines.append("  no trained runs found under metrics/")
-        for path in runs:
-            r = json.loads(path.read_text(encoding="utf-8"))
-            test = r.get("test", {})
-            vals = "  ".join(f"test {k} {test[k]:.4f}" for k in HEADLINE if k in test)
-            lines.append(f"  {path.stem.removeprefix('train-'):<28} {vals}")
-        report = root / "metrics" / "report.md"
+        for run, m in runs.items():
+            vals = "  ".join(f"test {k} {v:.4f}" for k, v in m["test"].items())
+            lines.append(f"  {run:<28} {vals}")
+        report = root / "report" / "report.md"
         if report.is_file():
             lines.append(f"  report: {report.resolve()}")
     return lines
