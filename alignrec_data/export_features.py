@@ -78,6 +78,22 @@ def variant_modality(variant: str) -> str:
     return "fused"
 
 
+def spec_modality(spec: str) -> str:
+    """The modality of a feature spec: ``MODALITY`` of ``MODALITY=PATH``, else of the variant.
+
+    Raises:
+        UsageError: ``MODALITY`` is not one of :data:`MODALITIES`.
+    """
+    modality = spec.partition("=")[0].strip() if "=" in spec else variant_modality(spec)
+    if modality not in MODALITIES:
+        msg = (
+            f"feature spec {spec!r}: modality {modality!r} is not one of "
+            f"{', '.join(MODALITIES)} (write e.g. image=/path/feat.npy)"
+        )
+        raise UsageError(msg)
+    return modality
+
+
 def parse_feature_specs(value: str | Sequence[str] | None) -> list[str]:
     """Split ``"a,b"`` (or a list of such strings) into specs, dropping blanks."""
     if value is None:
@@ -271,15 +287,8 @@ def resolve_features(
     out = []
     for spec in specs:
         if "=" in spec:
-            modality, _, path = spec.partition("=")
-            modality = modality.strip()
-            if modality not in MODALITIES:
-                msg = (
-                    f"feature spec {spec!r}: modality {modality!r} is not one of "
-                    f"{', '.join(MODALITIES)} (write e.g. image=/path/feat.npy)"
-                )
-                raise UsageError(msg)
-            path = path.strip()
+            modality = spec_modality(spec)
+            path = spec.partition("=")[2].strip()
             rows = npy_header(path)[0][0] if Path(path).is_file() else len(item_keys)
             if rows != len(item_keys):  # checked on the header: a wrong matrix is not read
                 msg = (
@@ -351,16 +360,7 @@ def check_specs(features: str | Sequence[str] | None, layout: str = "mmrec") -> 
     specs = parse_feature_specs(features)
     if layout == "alignrec" and not specs:
         specs = ["alignrec"]
-    stubs = []
-    for spec in specs:
-        modality = spec.partition("=")[0].strip() if "=" in spec else variant_modality(spec)
-        if modality not in MODALITIES:
-            msg = (
-                f"feature spec {spec!r}: modality {modality!r} is not one of "
-                f"{', '.join(MODALITIES)} (write e.g. image=/path/feat.npy)"
-            )
-            raise UsageError(msg)
-        stubs.append(FeatureInput(spec, modality, np.empty((0, 0), np.float32)))
+    stubs = [FeatureInput(s, spec_modality(s), np.empty((0, 0), np.float32)) for s in specs]
     assign_files(stubs, layout)
     return specs
 

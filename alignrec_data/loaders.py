@@ -8,12 +8,10 @@ release``), since nothing else says whether its shards are the ones that were re
 - :func:`load_features`: one feature set as an (N_items, d) float32 matrix, row i = item i.
   The first load verifies every shard against ``alignrec_release.json`` (present, same size
   and sha256; a missing or corrupt shard is named in the error), reads the parquet shards,
-  checks that the item ids are 0..N-1 and writes the matrix to a cache as ``.npy``. Later
-  loads memory-map that file copy-on-write (``numpy.load(mmap_mode="c")`` and
-  ``torch.from_numpy``: no copy, writable), so a cached load costs about what ``numpy.load``
-  costs. The cache key covers every shard's path, size and modification time: a changed
-  shard is read and verified again. Cache folder: ``cache_dir``, else
-  ``$ALIGNREC_CACHE_DIR``, else ``$XDG_CACHE_HOME/alignrec`` (``~/.cache/alignrec``).
+  checks that the item ids are 0..N-1 and writes the matrix to a ``.npy`` cache
+  (:mod:`alignrec_data.feature_cache`: ``cache_dir``, else ``$ALIGNREC_CACHE_DIR``, else
+  ``~/.cache/alignrec``). Later loads memory-map that file copy-on-write (no copy, writable),
+  so a cached load costs about what ``numpy.load`` costs; a changed shard is read again.
 - :func:`load_interactions`: columns ``user_id``, ``item_id``, ``rating``, ``timestamp`` of
   one split (or all, with MMRec's ``x_label`` 0/1/2), as numpy, torch or pandas; every shard
   read is verified against the manifest first.
@@ -28,62 +26,48 @@ the needed shards are fetched with ``huggingface_hub.hf_hub_download`` into the 
 :class:`~alignrec_data.errors.UsageError` that lists what the release has.
 
 Deadlines (``timeout``, default :data:`~alignrec_data.hub.DEFAULT_TIMEOUT` = 60 seconds, on
-every public function): each Hub request may take at most ``timeout`` seconds to connect and
-for each wait for the server, and each Hub call as a whole (huggingface_hub's retries
-included) must end within ``timeout`` seconds; a shard's download within ``timeout`` plus
-one second per :data:`~alignrec_data.hub.MIN_TRANSFER_RATE` bytes of it (its size is in the
-manifest). The mechanism is the one ``publish`` uses (:mod:`alignrec_data.hub`). When the
-Hub cannot be reached (refused, stalled past the deadline, not answering HTTP) the loaders
-fall back to the Hub cache alone (a warning is logged); what the cache lacks is a
-:class:`~alignrec_data.errors.DownloadError` naming the repo, the endpoint, what failed and
-the fix (check the network / ``endpoint``, or raise ``timeout``).
+every public function) bound each Hub request and each Hub call as a whole, and a shard's
+download by its size (:mod:`alignrec_data.hub_source`, the mechanism ``publish`` uses). When
+the Hub cannot be reached the loaders fall back to the Hub cache alone (a warning is logged);
+what the cache lacks is a :class:`~alignrec_data.errors.DownloadError` naming the repo, the
+endpoint, what failed and the fix (check the network / ``endpoint``, or raise ``timeout``).
 """
 
 from __future__ import annotations
 
 import functools
-import hashlib
 import inspect
-import json
 import logging
-import os
-import re
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
 
-from alignrec_data.atomic import atomic_path
-from alignrec_data.errors import DataFormatError, DownloadError, UsageError
-from alignrec_data.hub import (
-    DEFAULT_TIMEOUT,
-    MIN_TRANSFER_RATE,
-    check_endpoint,
-    check_timeout,
-    hub_timeouts,
-    network_problem,
-    public_url,
-    with_deadline,
+from alignrec_data.errors import DataFormatError, UsageError
+from alignrec_data.feature_cache import (
+    CACHE_ENV,  # noqa: F401 (a public name here)
+    cache_file,
+    read_cached,
+    write_cache,
 )
-from alignrec_data.release import (
-    CARD_NAME,
-    FEATURES_PREFIX,
-    MANIFEST_NAME,
-    SPLIT_NAMES,
-    read_manifest,
-    sha256_file,
+from alignrec_data.hub import DEFAULT_TIMEOUT, check_timeout, hub_timeouts
+from alignrec_data.hub_source import HubRelease
+from alignrec_data.release import FEATURES_PREFIX, MANIFEST_NAME
+from alignrec_data.release_source import (
+    X_LABELS,
+    ReleaseSource,
+    is_repo_id,
+    local_release,
+    prepared_tables,
+    read_shard,
+    verify_shard,
 )
 
 log = logging.getLogger(__name__)
 
-CACHE_ENV = "ALIGNREC_CACHE_DIR"
 RETURN_TYPES = ("numpy", "torch")
-_REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
-# Published split name -> MMRec x_label.
-X_LABELS = {"train": 0, "validation": 1, "test": 2}
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -101,269 +85,13 @@ def _one_hub_session(func: F) -> F:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         bound = signature.bind_partial(*args, **kwargs).arguments
         source = bound.get("source")
-        if isinstance(source, str) and _REPO_ID.match(source) and not Path(source).is_dir():
+        if is_repo_id(source) and not Path(source).is_dir():
             timeout = check_timeout(bound.get("timeout", DEFAULT_TIMEOUT), "timeout")
             with hub_timeouts(timeout):
                 return func(*args, **kwargs)
         return func(*args, **kwargs)
 
     return wrapper  # type: ignore[return-value]
-
-
-class ReleaseSource:
-    """A release folder on disk (local, or a Hub snapshot in the Hub cache).
-
-    Attributes:
-        folder: The folder.
-        label: How to name it in messages (the path or ``repo_id@revision``).
-        manifest: ``alignrec_release.json``, checked by
-            :func:`alignrec_data.release.read_manifest` (a release without one is refused).
-        fetch: Callable fetching a relative path for Hub sources (None when local).
-    """
-
-    def __init__(
-        self,
-        folder: Path,
-        label: str,
-        manifest: dict[str, Any],
-        fetch: Callable[[str], Path] | None = None,
-    ):
-        self.folder = folder
-        self.label = label
-        self.manifest = manifest
-        self.fetch = fetch
-
-    # -- configs -------------------------------------------------------------------------
-
-    def configs(self) -> list[str]:
-        """Config names of the release."""
-        return list(self.manifest["configs"])
-
-    def require(self, config: str) -> None:
-        """Raise a UsageError listing the configs when ``config`` is not one of them."""
-        names = self.configs()
-        if config in names:
-            return
-        variants = [c[len(FEATURES_PREFIX) :] for c in names if c.startswith(FEATURES_PREFIX)]
-        if config.startswith(FEATURES_PREFIX):
-            what = f"no feature variant {config[len(FEATURES_PREFIX) :]!r}"
-        else:
-            what = f"no config {config!r}"
-        msg = (
-            f"release {self.label} has {what}; configs: {', '.join(names) or 'none'}; "
-            f"feature variants: {', '.join(variants) or 'none'}"
-        )
-        raise UsageError(msg)
-
-    def splits(self, config: str) -> list[str]:
-        """Split names of a config."""
-        self.require(config)
-        names = list(self.manifest["configs"][config]["splits"])
-        order = {s: i for i, s in enumerate(X_LABELS)}  # train, validation, test first
-        return sorted(names, key=lambda s: (order.get(s, len(order)), s))
-
-    def shards(self, config: str, split: str) -> list[tuple[Path, dict[str, Any]]]:
-        """The shard files of one split, in order, each with its manifest entry.
-
-        Raises:
-            UsageError: Unknown config or split.
-            DataFormatError: A shard is missing (named in the message).
-        """
-        self.require(config)
-        splits = self.manifest["configs"][config]["splits"]
-        if split not in splits:
-            have = ", ".join(splits)
-            msg = f"config {config!r} of {self.label} has no split {split!r}; splits: {have}"
-            raise UsageError(msg)
-        out = []
-        for e in splits[split]["shards"]:
-            rel = e["path"]  # a safe relative path: checked by read_manifest
-            if self.fetch is not None:
-                self.fetch(rel)
-            path = self.folder / rel
-            if not path.is_file():
-                msg = (
-                    f"release {self.label}: shard {rel} is missing (listed in {MANIFEST_NAME}); "
-                    "rebuild the release (`alignrec-data release`) or download it again"
-                )
-                raise DataFormatError(msg)
-            out.append((path, e))
-        return out
-
-
-def _verify_shard(path: Path, entry: dict[str, Any], label: str, rel: str) -> None:
-    """Check a shard's size and sha256 against its manifest entry."""
-    size = path.stat().st_size
-    if size != entry["bytes"]:
-        msg = (
-            f"release {label}: shard {rel} is corrupt or truncated ({size} bytes, "
-            f"{MANIFEST_NAME} says {entry['bytes']}); rebuild or download the release again"
-        )
-        raise DataFormatError(msg)
-    if sha256_file(path) != entry["sha256"]:
-        msg = (
-            f"release {label}: shard {rel} is corrupt (sha256 differs from {MANIFEST_NAME}); "
-            "rebuild or download the release again"
-        )
-        raise DataFormatError(msg)
-
-
-def _read_shard(path: Path, label: str, rel: str, columns: list[str] | None = None) -> pa.Table:
-    try:
-        return pq.read_table(path, columns=columns, memory_map=True)
-    except (pa.ArrowInvalid, OSError) as err:
-        msg = f"release {label}: shard {rel} is not a readable parquet file ({err})"
-        raise DataFormatError(msg) from err
-    except (KeyError, ValueError) as err:
-        msg = f"release {label}: shard {rel} lacks column(s) {columns} ({err})"
-        raise DataFormatError(msg) from err
-
-
-# ----------------------------------------------------------------------------- sources
-
-
-def _hub_source(
-    repo_id: str,
-    revision: str | None,
-    *,
-    endpoint: str | None,
-    token: str | bool | None,
-    cache_dir: str | Path | None,
-    timeout: float,
-) -> ReleaseSource:
-    from huggingface_hub import HfApi, constants, hf_hub_download
-    from huggingface_hub.errors import (
-        EntryNotFoundError,
-        LocalEntryNotFoundError,
-        OfflineModeIsEnabled,
-        RepositoryNotFoundError,
-        RevisionNotFoundError,
-    )
-
-    label = f"{repo_id}@{revision or 'main'}"
-    if endpoint is not None:
-        endpoint = check_endpoint(endpoint, "endpoint")
-    shown = public_url(endpoint or constants.ENDPOINT)  # for messages (no user:password@)
-    doing = f"loading dataset repo {label}"
-
-    def problem(err: BaseException) -> str | None:
-        hint = f"timeout= (now {timeout:g} s)"
-        return network_problem(err, shown, doing, endpoint_hint="endpoint=", timeout_hint=hint)
-
-    commit = revision
-    unreachable: str | None = None  # set: the Hub is not reachable, only its cache is used
-    try:
-        api = HfApi(endpoint=endpoint, token=token)
-        with hub_timeouts(timeout):
-            info = with_deadline(
-                lambda: api.repo_info(
-                    repo_id, repo_type="dataset", revision=revision, timeout=timeout
-                ),
-                timeout,
-                "repo_info",
-            )
-        commit = info.sha or revision
-    except OfflineModeIsEnabled:
-        log.info("HF_HUB_OFFLINE is set: loading %s from the Hub cache only", label)
-    except RepositoryNotFoundError as err:
-        msg = (
-            f"Hub dataset repo {repo_id!r} was not found (or it is private and no valid token "
-            "was given); check the id, or log in with `hf auth login` / set HF_TOKEN"
-        )
-        raise UsageError(msg) from err
-    except RevisionNotFoundError as err:
-        msg = f"Hub dataset repo {repo_id!r} has no revision {revision!r}"
-        raise UsageError(msg) from err
-    except Exception as err:  # any other failure: the downloads will tell
-        unreachable = problem(err)  # network down: the Hub cache only, no second wait
-        if unreachable is not None:
-            log.warning("%s; trying the Hub cache", unreachable)
-        else:
-            log.warning("repo_info of %s failed (%s); trying the downloads", label, err)
-    sizes: dict[str, int] = {}  # shard path -> bytes, from the manifest
-
-    def fetch(rel: str) -> Path:
-        seconds = timeout + sizes.get(rel, 0) / MIN_TRANSFER_RATE
-
-        def download() -> str:
-            return hf_hub_download(
-                repo_id,
-                rel,
-                repo_type="dataset",
-                revision=commit,
-                endpoint=endpoint,
-                token=token,
-                cache_dir=cache_dir,
-                etag_timeout=timeout,
-                local_files_only=unreachable is not None,
-            )
-
-        try:
-            with hub_timeouts(timeout):
-                return Path(with_deadline(download, seconds, f"the download of {rel}"))
-        except (EntryNotFoundError, LocalEntryNotFoundError) as err:
-            if unreachable is not None:
-                msg = f"{unreachable} ({rel} is not in the Hub cache either)"
-                raise DownloadError(msg) from None
-            text = problem(err)
-            if text is not None:
-                raise DownloadError(text) from None
-            msg = (
-                f"release {label}: {rel} could not be fetched ({type(err).__name__}); "
-                "with HF_HUB_OFFLINE=1 only files already in the Hub cache can be loaded"
-            )
-            raise DataFormatError(msg) from err
-        except RepositoryNotFoundError as err:
-            msg = f"Hub dataset repo {repo_id!r} was not found (or it is private)"
-            raise UsageError(msg) from err
-        except Exception as err:
-            text = problem(err)
-            if text is None:
-                raise
-            raise DownloadError(text) from None
-
-    try:
-        manifest_path = fetch(MANIFEST_NAME)
-    except DataFormatError as err:
-        msg = (
-            f"Hub dataset repo {label} has no readable {MANIFEST_NAME}: it was not built by "
-            f"`alignrec-data release` (use datasets.load_dataset for other repos) ({err})"
-        )
-        raise DataFormatError(msg) from err
-    folder = manifest_path.parent
-    if unreachable is None and commit:
-        _remember_ref(folder, revision or "main", commit)
-    manifest = read_manifest(folder, label)
-    for config in manifest["configs"].values():
-        for split in config["splits"].values():
-            for shard in split["shards"]:
-                sizes[shard["path"]] = int(shard["bytes"])
-    return ReleaseSource(folder, label, manifest, fetch)
-
-
-def _remember_ref(snapshot: Path, ref: str, commit: str) -> None:
-    """Record ``ref -> commit`` in the Hub cache, as ``hf_hub_download`` does for a branch.
-
-    The loaders download at the commit ``repo_info`` named, so huggingface_hub records no
-    ref; without one a later load of the branch from the cache alone (``HF_HUB_OFFLINE=1``,
-    or the Hub unreachable) would not find the snapshot.
-    """
-    parts = ref.split("/")
-    if (
-        ref == commit
-        or snapshot.name != commit
-        or snapshot.parent.name != "snapshots"
-        or not all(re.fullmatch(r"[\w.-]+", p) and p not in (".", "..") for p in parts)
-    ):
-        return
-    path = snapshot.parent.parent.joinpath("refs", *parts)
-    try:
-        if path.is_file() and path.read_text() == commit:
-            return
-        with atomic_path(path) as tmp:
-            Path(tmp).write_text(commit)
-    except OSError as err:  # a read-only cache must not break loading
-        log.debug("could not record %s -> %s in the Hub cache (%s)", ref, commit, err)
 
 
 @_one_hub_session
@@ -397,41 +125,22 @@ def open_release(
     timeout = check_timeout(timeout, "timeout")
     path = Path(source)
     if path.is_dir():
-        if not (path / MANIFEST_NAME).is_file() and not (path / CARD_NAME).is_file():
-            msg = (
-                f"{path} is not a release folder (no {MANIFEST_NAME} and no {CARD_NAME}); "
-                "build one with `alignrec-data release DATASET --out FOLDER`"
-            )
-            raise UsageError(msg)
-        label = str(path)
-        return ReleaseSource(path, label, read_manifest(path, label))
-    if isinstance(source, str) and _REPO_ID.match(source):
-        return _hub_source(
-            source, revision, endpoint=endpoint, token=token, cache_dir=cache_dir, timeout=timeout
+        return local_release(path)
+    if is_repo_id(source):
+        hub = HubRelease(
+            str(source),
+            revision,
+            endpoint=endpoint,
+            token=token,
+            cache_dir=cache_dir,
+            timeout=timeout,
         )
+        return hub.open()
     msg = f"release source {source!r} is neither an existing folder nor a Hub repo id ORG/NAME"
     raise UsageError(msg)
 
 
 # ----------------------------------------------------------------------------- features
-
-
-def _cache_root(cache_dir: str | Path | None) -> Path:
-    if cache_dir is not None:
-        return Path(cache_dir)
-    if os.environ.get(CACHE_ENV):
-        return Path(os.environ[CACHE_ENV])
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "alignrec"
-
-
-def _cache_key(shards: list[tuple[Path, dict[str, Any]]], variant: str) -> str:
-    h = hashlib.sha256(variant.encode())
-    for path, entry in shards:
-        st = path.stat()
-        rec = [str(path.resolve()), st.st_size, st.st_mtime_ns, entry["sha256"]]
-        h.update(json.dumps(rec).encode())
-    return h.hexdigest()[:32]
 
 
 def _read_feature_matrix(
@@ -441,8 +150,8 @@ def _read_feature_matrix(
     ids_parts, emb_parts, dim = [], [], None
     for path, entry in shards:
         rel = f"{config}/{path.name}"
-        _verify_shard(path, entry, src.label, rel)
-        table = _read_shard(path, src.label, rel, ["item_id", "embedding"])
+        verify_shard(path, entry, src.label, rel)
+        table = read_shard(path, src.label, rel, ["item_id", "embedding"])
         emb = table.column("embedding").combine_chunks()
         if not pa.types.is_fixed_size_list(emb.type):
             msg = (
@@ -486,6 +195,17 @@ def _check_return_type(return_type: str, allowed: Sequence[str] = RETURN_TYPES) 
     if return_type not in allowed:
         msg = f"return_type {return_type!r} is not one of {', '.join(allowed)}"
         raise UsageError(msg)
+
+
+def _check_shape(src: ReleaseSource, config: str, matrix: np.ndarray) -> None:
+    entry = src.manifest["configs"][config]
+    rows, dim = entry["splits"]["train"]["rows"], entry.get("dim")
+    if matrix.shape[0] != rows or (dim and matrix.shape[1] != dim):
+        msg = (
+            f"release {src.label}: {config} has shape {matrix.shape}, {MANIFEST_NAME} says "
+            f"({rows}, {dim}); rebuild or download the release again"
+        )
+        raise DataFormatError(msg)
 
 
 @_one_hub_session
@@ -532,40 +252,23 @@ def load_features(
     src.require(config)
     shards = src.shards(config, "train")
     matrix = None
-    cache_file = None
-    if cache:
-        cache_file = _cache_root(cache_dir) / "features" / f"{_cache_key(shards, variant)}.npy"
-        if cache_file.is_file():
-            try:
-                # Copy-on-write map: no read now, writable (torch.from_numpy needs that).
-                matrix = np.load(cache_file, mmap_mode="c", allow_pickle=False).view(np.ndarray)
-                log.debug("cached load of %s from %s", config, cache_file)
-            except (ValueError, OSError) as err:
-                log.warning("ignoring unreadable cache file %s (%s)", cache_file, err)
-                matrix = None
+    cached = cache_file(cache_dir, shards, variant) if cache else None
+    if cached is not None:
+        matrix = read_cached(cached)
+        if matrix is not None:
+            log.debug("cached load of %s from %s", config, cached)
     if matrix is None:
         matrix = _read_feature_matrix(src, config, shards)
-        if cache_file is not None:
-            try:
-                with atomic_path(cache_file, suffix=".npy") as tmp, open(tmp, "wb") as f:
-                    np.save(f, matrix, allow_pickle=False)
-            except OSError as err:  # a read-only cache must not break loading
-                log.warning("could not write the feature cache %s (%s)", cache_file, err)
-    entry = src.manifest["configs"][config]
-    rows, dim = entry["splits"]["train"]["rows"], entry.get("dim")
-    if matrix.shape[0] != rows or (dim and matrix.shape[1] != dim):
-        msg = (
-            f"release {src.label}: {config} has shape {matrix.shape}, {MANIFEST_NAME} says "
-            f"({rows}, {dim}); rebuild or download the release again"
-        )
-        raise DataFormatError(msg)
+        if cached is not None:
+            write_cache(cached, matrix)
+    _check_shape(src, config, matrix)
     result = _as_type(matrix, return_type)
     if not with_keys:
         return result
     keys: list[str] = []
     for path, _ in shards:
         rel = f"{config}/{path.name}"
-        keys += _read_shard(path, src.label, rel, ["item_key"]).column("item_key").to_pylist()
+        keys += read_shard(path, src.label, rel, ["item_key"]).column("item_key").to_pylist()
     return result, keys
 
 
@@ -576,15 +279,19 @@ def _split_name(split: str) -> str:
     return "validation" if split == "valid" else split
 
 
-def _read_config(
-    src: ReleaseSource, config: str, split: str, columns: list[str] | None
-) -> pa.Table:
-    parts = []
-    for path, entry in src.shards(config, split):
-        rel = f"{config}/{path.name}"
-        _verify_shard(path, entry, src.label, rel)
-        parts.append(_read_shard(path, src.label, rel, columns))
-    return pa.concat_tables(parts) if len(parts) > 1 else parts[0]
+def _as_arrays(table: pa.Table, columns: list[str], return_type: str) -> dict[str, Any]:
+    """Interaction columns as numpy / torch: ratings float32 (NaN unknown), timestamps -1."""
+    out = {}
+    for c in columns:
+        col = table.column(c)
+        if c in ("rating",):
+            arr = col.to_numpy(zero_copy_only=False).astype(np.float32)  # nulls -> NaN
+        elif c == "timestamp" and col.null_count:
+            arr = col.fill_null(-1).to_numpy()  # unknown timestamps -> -1
+        else:
+            arr = col.to_numpy(zero_copy_only=False)
+        out[c] = _as_type(np.ascontiguousarray(arr), return_type)
+    return out
 
 
 @_one_hub_session
@@ -631,7 +338,7 @@ def load_interactions(
             raise UsageError(msg)
     parts = []
     for s in wanted:
-        t = _read_config(src, "interactions", s, None)
+        t = src.read("interactions", s)
         if split is None:
             t = t.append_column(
                 "x_label", pa.array(np.full(t.num_rows, X_LABELS.get(s, -1), np.int8))
@@ -641,17 +348,7 @@ def load_interactions(
     if return_type == "pandas":
         return table.to_pandas()
     cols = ["user_id", "item_id", "rating", "timestamp"] + (["x_label"] if split is None else [])
-    out = {}
-    for c in cols:
-        col = table.column(c)
-        if c in ("rating",):
-            arr = col.to_numpy(zero_copy_only=False).astype(np.float32)  # nulls -> NaN
-        elif c == "timestamp" and col.null_count:
-            arr = col.fill_null(-1).to_numpy()  # unknown timestamps -> -1
-        else:
-            arr = col.to_numpy(zero_copy_only=False)
-        out[c] = _as_type(np.ascontiguousarray(arr), return_type)
-    return out
+    return _as_arrays(table, cols, return_type)
 
 
 @_one_hub_session
@@ -673,12 +370,28 @@ def load_items(
             as a Hub.
     """
     src = open_release(source, revision=revision, endpoint=endpoint, token=token, timeout=timeout)
-    table = _read_config(src, "items", "train", None).sort_by("item_id")
+    table = src.read("items", "train").sort_by("item_id")
     ids = table.column("item_id").to_numpy()
     if not np.array_equal(ids, np.arange(len(ids))):
         msg = f"release {src.label}: items item_id values are not 0..{len(ids) - 1}"
         raise DataFormatError(msg)
     return table.to_pandas()
+
+
+# ----------------------------------------------------------------------------- MMRec
+
+
+def _feature_inputs(
+    src: ReleaseSource, source: str | Path, variants: list[str], hub: dict[str, Any]
+) -> list[Any]:
+    """The feature sets ``variants`` of the release, uncached, as export inputs."""
+    from alignrec_data.export_features import FeatureInput, variant_modality
+
+    again = src.folder if src.fetch is None else source  # the features from the same place
+    return [
+        FeatureInput(v, variant_modality(v), load_features(again, v, cache=False, **hub))
+        for v in variants
+    ]
 
 
 @_one_hub_session
@@ -726,16 +439,9 @@ def to_mmrec(
         UsageError: Bad name, unknown variant, a layout that cannot hold the features, or an
             ``out`` that may not be written.
     """
-    from alignrec_data.export_features import (
-        FeatureInput,
-        assign_files,
-        check_specs,
-        parse_feature_specs,
-        variant_modality,
-    )
-    from alignrec_data.interop import check_export_dir, mmrec_frames, write_export
+    from alignrec_data.export_features import check_specs, parse_feature_specs
+    from alignrec_data.interop.export import check_export_dir, export_frames, mmrec_frames
     from alignrec_data.paths import check_name
-    from alignrec_data.prepare import users_table
 
     out = Path(out)
     name = check_name(name or out.name, "MMRec dataset name")
@@ -744,45 +450,13 @@ def to_mmrec(
     for v in parse_feature_specs(features):
         src.require(FEATURES_PREFIX + v)
     specs = check_specs(features, layout)  # the layout can hold them: checked before reading
-    # Interactions in the prepared layout (split column with the prepared names).
-    back = {v: k for k, v in SPLIT_NAMES.items()}
-    parts = []
-    for s in src.splits("interactions"):
-        t = _read_config(src, "interactions", s, None)
-        parts.append(t.append_column("split", pa.array([back.get(s, s)] * t.num_rows, pa.string())))
-    inter = pa.concat_tables(parts)
-    # Back to the prepared order (user_id, timestamp, item_id; unknown timestamps first).
-    ts = inter.column("timestamp").fill_null(np.iinfo(np.int64).min).to_numpy()
-    order = np.lexsort((inter.column("item_id").to_numpy(), ts, inter.column("user_id").to_numpy()))
-    inter = inter.take(pa.array(order))
-    items = _read_config(src, "items", "train", ["item_id", "item_key"]).sort_by("item_id")
-    uid = inter.column("user_id").to_numpy()
-    n_users = int(uid.max()) + 1 if len(uid) else 0
-    ukeys = [str(u) for u in range(n_users)]
-    for u, k in zip(uid.tolist(), inter.column("user_key").to_pylist(), strict=True):
-        if k is not None:
-            ukeys[u] = k
-    users = users_table(ukeys, uid)
-    inputs = [
-        FeatureInput(
-            v,
-            variant_modality(v),
-            load_features(
-                src.folder if src.fetch is None else source,
-                v,
-                revision=revision,
-                endpoint=endpoint,
-                token=token,
-                cache=False,
-                timeout=timeout,
-            ),
-        )
-        for v in specs
-    ]
-    written = write_export(
+    inter, items, users = prepared_tables(src)
+    hub = {"revision": revision, "endpoint": endpoint, "token": token, "timeout": timeout}
+    inputs = _feature_inputs(src, source, specs, hub)
+    written = export_frames(
         out,
         mmrec_frames(inter, items, users, name),
-        assign_files(inputs, layout) if inputs else {},
+        inputs,
         layout=layout,
         meta={"tool": "alignrec_data.to_mmrec", "source": src.label, "name": name},
         overwrite=overwrite,

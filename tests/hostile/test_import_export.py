@@ -576,13 +576,13 @@ def test_export_failure_while_writing_leaves_no_partial_file(
     sandbox = exported
     good = sandbox / "good.npy"
     np.save(good, np.ones((4, 3), np.float32))
-    from alignrec_data import interop
+    from alignrec_data.interop import export
 
     def fail(path, matrix):
         Path(path).write_bytes(b"half")
         raise OSError(28, "No space left on device", str(path))
 
-    monkeypatch.setattr(interop, "write_npy_to", fail)
+    monkeypatch.setattr(export, "write_npy_to", fail)
     target = sandbox / "out" / "mini"
     before = tree_digest(sandbox)
     out = _export(sandbox, target, "--features", f"image={good}")

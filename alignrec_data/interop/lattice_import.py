@@ -1,0 +1,146 @@
+"""Import of a LATTICE / MMHCL folder.
+
+The folder holds ``train.json``, ``val.json`` and ``test.json`` as ``{userID: [itemID, ...]}``,
+and optionally ``user2id.json`` and ``item2id.json`` (raw key -> id). The layout has neither
+ratings nor timestamps: both are stored as nulls. Without id maps a raw key is the id as a
+string.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from alignrec_data.errors import DataFormatError, UsageError
+from alignrec_data.interop.ids import keys_from_maps
+from alignrec_data.interop.prepared import ImportedTables, run_import
+from alignrec_data.interop.tables import is_id, json_type, read_json, read_json_map
+from alignrec_data.schema import SPLIT_CODES
+
+LATTICE_SPLIT_FILES = {"train": "train.json", "valid": "val.json", "test": "test.json"}
+LATTICE_USER_MAP = "user2id.json"
+LATTICE_ITEM_MAP = "item2id.json"
+
+
+def _read_split_file(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """``(users, items)`` of a LATTICE split file ``{"userID": [itemID, ...]}``.
+
+    Raises:
+        DataFormatError: Not JSON, not an object of lists, or ids that are not integers in
+            the 64-bit range.
+    """
+    expected = 'a LATTICE split file {"userID": [itemID, ...]}'
+    data = read_json(path, expected)
+    if not isinstance(data, dict):
+        msg = f"{path} is not a valid split file: expected {expected}, found {json_type(data)}"
+        raise DataFormatError(msg)
+    us, its = [], []
+    for user, lst in data.items():
+        if not isinstance(lst, list) or not all(is_id(x) for x in lst):
+            if isinstance(lst, list):
+                found = repr(next(x for x in lst if not is_id(x)))[:80]
+            else:
+                found = json_type(lst)
+            msg = (
+                f"{path}: user {user!r}: expected a list of integer item ids (0 to 2**63-1), "
+                f"found {found}"
+            )
+            raise DataFormatError(msg)
+        try:
+            uid = int(user)
+        except ValueError as err:
+            msg = f"{path}: user key {user!r} is not an integer id"
+            raise DataFormatError(msg) from err
+        if not is_id(uid):
+            msg = f"{path}: user key {user!r} is not an integer id from 0 to 2**63-1"
+            raise DataFormatError(msg)
+        us.append(np.full(len(lst), uid, dtype=np.int64))
+        its.append(np.asarray(lst, dtype=np.int64))
+    if not us:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    return np.concatenate(us), np.concatenate(its)
+
+
+def _read_splits(folder: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """``(users, items, split codes, end row of each split file)`` of the three split files.
+
+    Raises:
+        UsageError: A split file is missing.
+        DataFormatError: A split file does not parse, or none holds an interaction.
+    """
+    us, its, codes, counts = [], [], [], []
+    for split, fname in LATTICE_SPLIT_FILES.items():
+        path = folder / fname
+        if not path.is_file():
+            msg = (
+                f"{path} does not exist; a LATTICE folder holds "
+                f"{', '.join(LATTICE_SPLIT_FILES.values())}"
+            )
+            raise UsageError(msg)
+        u, i = _read_split_file(path)
+        us.append(u)
+        its.append(i)
+        codes.append(np.full(len(u), SPLIT_CODES[split], dtype=np.int8))
+        counts.append(len(u))
+    users, items, labels = np.concatenate(us), np.concatenate(its), np.concatenate(codes)
+    if len(users) == 0:
+        msg = f"{folder}: the split files hold no interaction"
+        raise DataFormatError(msg)
+    return users, items, labels, np.cumsum(counts)
+
+
+def _read_lattice(folder: Path) -> ImportedTables:
+    """Read and check the split files and the id maps of a LATTICE folder."""
+    users, items, labels, ends = _read_splits(folder)
+    split_files = list(LATTICE_SPLIT_FILES.values())
+
+    def locate(i: int | None) -> str:
+        if i is None:
+            return str(folder)
+        return str(folder / split_files[int(np.searchsorted(ends, i, side="right"))])
+
+    umap = read_json_map(folder / LATTICE_USER_MAP)
+    imap = read_json_map(folder / LATTICE_ITEM_MAP)
+    user_keys, item_keys, maps = keys_from_maps(
+        users, items, locate, (folder / LATTICE_USER_MAP, umap), (folder / LATTICE_ITEM_MAP, imap)
+    )
+    n = len(users)
+    return ImportedTables(
+        "lattice",
+        users,
+        items,
+        pa.nulls(n, pa.float32()),
+        pa.nulls(n, pa.int64()),
+        labels,
+        user_keys,
+        item_keys,
+        [*split_files, *maps],
+    )
+
+
+def import_lattice(
+    folder: str | Path, name: str, data_dir: str | Path, *, overwrite: bool = False
+) -> dict[str, Any]:
+    """Import a LATTICE / MMHCL folder (``train.json``, ``val.json``, ``test.json``).
+
+    Every file is read and checked before anything is written.
+
+    Args:
+        folder: The folder.
+        name: The dataset name to create.
+        data_dir: The data directory.
+        overwrite: Replace an existing ``prepared/`` of ``name`` and remove the folders built
+            on its old items (:data:`~alignrec_data.interop.prepared.DEPENDENT_FOLDERS`).
+
+    Returns:
+        The statistics written to ``stats.json``, plus ``removed``: the folders removed.
+
+    Raises:
+        UsageError: Bad folder or name, a split file missing, or ``name`` exists and no
+            ``overwrite``.
+        DataFormatError: A file is not ``{userID: [itemID, ...]}`` JSON.
+    """
+    return run_import(folder, name, data_dir, overwrite, _read_lattice)
