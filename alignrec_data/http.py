@@ -1,35 +1,34 @@
-"""Opening a byte stream from an http(s):// or file:// URL, from an offset.
+"""The one HTTP stack of raw downloads and image fetching: session, retry policy, streams.
 
 Who does what:
 
-* ``requests`` (one :class:`requests.Session` per file) speaks HTTP, with ``stream=True`` so the
-  body is read chunk by chunk.
-* ``urllib3.util.Retry`` (mounted through :class:`requests.adapters.HTTPAdapter`) retries
-  connection errors, read errors before the body, 5xx and 429 with capped exponential back-off
-  and honours ``Retry-After`` (urllib3 honours it for 413/429/503; :class:`CappedRetry` caps it).
+* ``requests`` (:func:`make_session`: one :class:`requests.Session` per file, or per image
+  worker thread) speaks HTTP, with ``stream=True`` so the body is read chunk by chunk.
+* :class:`RetryPolicy` says which answers are retried (:data:`RETRY_STATUSES`) and how long to
+  wait first: capped exponential back-off, or the server's ``Retry-After`` (seconds or an HTTP
+  date; :func:`retry_after_seconds`) up to its own cap. Raw downloads hand the retries before
+  the body to ``urllib3.util.Retry`` driven by the policy (:class:`PolicyRetry`, mounted
+  through the session's adapter) and resume cuts inside the body with the policy's back-off
+  (:mod:`alignrec_data.download_job`); the image fetcher (:mod:`alignrec_data.images.fetch`)
+  loops itself, since it also retries time-outs inside the body and rate-limits every try.
 * Written here because neither library does it: Range requests and the interpretation of
   ``206`` / ``200`` / ``416`` answers for resuming (:func:`open_stream`); following redirects by
   hand so that a redirect to another scheme is refused (requests follows any redirect); reading
   ``file://`` URLs (requests has no file adapter); raw body bytes without
   ``Content-Encoding`` decoding, so a ``.gz`` file served with ``Content-Encoding: gzip`` is
   stored as the server's bytes, the bytes its sha256 is about.
-* Also written here, shared with the image fetcher (:mod:`alignrec_data.images.fetch`): a
-  :class:`Watchdog` that bounds a request in time where a per-read socket time-out cannot (a
-  server that trickles a byte at a time restarts that time-out with every byte). It shuts the
-  request's socket down when a total deadline passes or when too few bytes arrived within a
-  window (curl's ``--speed-limit`` / ``--speed-time``), which ends any read blocked on it.
-  The body is read with ``read1`` (at most one ``recv`` per call) so the watchdog sees bytes
-  as they arrive, not only when a whole chunk is complete.
+* :mod:`alignrec_data.watchdog` (re-exported here): a :class:`Watchdog` that bounds a request in
+  time where a per-read socket time-out cannot (a total deadline, a low-speed rule). The body
+  is read with ``read1`` (at most one ``recv`` per call) so the watchdog sees bytes as they
+  arrive, not only when a whole chunk is complete.
 """
 
 from __future__ import annotations
 
+import email.utils
 import logging
 import re
-import socket
-import threading
 import time
-from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,295 +37,180 @@ from urllib.parse import unquote, urljoin, urlsplit
 from urllib.request import url2pathname
 
 import requests
-import urllib3.connection
-import urllib3.connectionpool
 import urllib3.exceptions
-from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
 
 from alignrec_data import __version__
 from alignrec_data.errors import DownloadError
+from alignrec_data.watchdog import TooSlow, Watchdog, WatchedAdapter, current_watchdog
+
+__all__ = [
+    "MAX_REDIRECTS",
+    "RETRY_STATUSES",
+    "USER_AGENT",
+    "PolicyRetry",
+    "RangeNotSatisfiable",
+    "RetryPolicy",
+    "Stream",
+    "TooSlow",
+    "Watchdog",
+    "WatchedAdapter",
+    "current_watchdog",
+    "make_session",
+    "moved_hint",
+    "open_stream",
+    "retry_after_seconds",
+]
 
 log = logging.getLogger(__name__)
 
 USER_AGENT = f"alignrec-data/{__version__} (+https://github.com/alignrec/alignrec)"
-RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
-MAX_REDIRECTS = 10
+# Answers worth retrying (the server may answer later), for raw files and images alike.
+RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
+MAX_REDIRECTS = 10  # redirects followed for one request
 _CONTENT_RANGE = re.compile(r"^\s*bytes\s+(\d+)-(\d+)/(\d+|\*)\s*$")
 _CONTENT_RANGE_UNSAT = re.compile(r"^\s*bytes\s+\*/(\d+)\s*$")
 
 
-class CappedRetry(Retry):
-    """urllib3's Retry with ``Retry-After`` capped at :attr:`retry_after_max` seconds.
+def retry_after_seconds(value: str | None, now: float | None = None) -> float | None:
+    """Parse a ``Retry-After`` header (delta seconds or HTTP date) into seconds (>= 0).
 
-    A server may ask to wait for hours; we honour the header up to the cap.
+    Returns None for a missing or unreadable value (the back-off applies then).
+    """
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when is None:
+        return None
+    return max(0.0, when.timestamp() - (time.time() if now is None else now))
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Which HTTP answers are retried, how often, and how long to wait before each retry.
+
+    Attributes:
+        retries: Retries after the first try.
+        backoff_base: Seconds before the first retry; doubles on each retry.
+        backoff_cap: Longest back-off in seconds.
+        retry_after_max: Longest ``Retry-After`` honoured, in seconds (a server may ask for
+            hours; it gets this many seconds).
+        statuses: HTTP statuses retried.
     """
 
+    retries: int = 0
+    backoff_base: float = 1.0
+    backoff_cap: float = 60.0
     retry_after_max: float = 300.0
+    statuses: frozenset[int] = RETRY_STATUSES
 
-    def get_retry_after(self, response: Any) -> float | None:  # noqa: D102
-        value = super().get_retry_after(response)
-        return None if value is None else min(value, self.retry_after_max)
+    def backoff(self, retry: int) -> float:
+        """Seconds before retry number ``retry`` (1-based), without ``Retry-After``.
 
-    def new(self, **kw: Any) -> CappedRetry:  # noqa: D102
+        ``backoff_base * 2**(retry - 1)``, capped at ``backoff_cap``.
+        """
+        return min(self.backoff_cap, self.backoff_base * 2 ** (retry - 1))
+
+    def delay(self, retry: int, retry_after: str | None = None) -> float:
+        """Seconds before retry number ``retry`` (1-based).
+
+        Args:
+            retry: The retry about to be made (1 for the first).
+            retry_after: The ``Retry-After`` header of the answer that failed, if any: when
+                readable it replaces the back-off, capped at ``retry_after_max``.
+        """
+        asked = retry_after_seconds(retry_after)
+        return self.backoff(retry) if asked is None else min(asked, self.retry_after_max)
+
+
+class PolicyRetry(Retry):
+    """urllib3's ``Retry`` for a :class:`RetryPolicy`: its statuses, its waits.
+
+    It retries connection errors, read errors before the body and the policy's statuses; the
+    wait before each retry is :meth:`RetryPolicy.delay` (``Retry-After`` on any retried
+    status). The current :class:`Watchdog` does not count the wait.
+    """
+
+    policy: RetryPolicy = RetryPolicy()
+
+    @classmethod
+    def of(cls, policy: RetryPolicy) -> PolicyRetry:
+        """The ``Retry`` that carries out ``policy`` for GET requests."""
+        retry = cls(
+            total=policy.retries,
+            connect=policy.retries,
+            read=policy.retries,
+            status=policy.retries,
+            other=0,
+            redirect=0,  # redirects are followed by hand in open_stream (scheme check)
+            allowed_methods=frozenset({"GET"}),
+            status_forcelist=policy.statuses,
+            # The policy's statuses only (urllib3 would also retry 413 with Retry-After);
+            # Retry-After itself is honoured by sleep() below.
+            respect_retry_after_header=False,
+            raise_on_status=False,  # the last answer comes back; open_stream reports it
+            raise_on_redirect=False,
+        )
+        retry.policy = policy
+        return retry
+
+    def new(self, **kw: Any) -> PolicyRetry:  # noqa: D102
         retry = super().new(**kw)
-        retry.retry_after_max = self.retry_after_max
+        retry.policy = self.policy
         return retry
 
     def sleep(self, response: Any = None) -> None:
-        """Wait before the next try; the current :class:`Watchdog` does not count the wait."""
+        """Wait before the next try as the policy says; the current :class:`Watchdog` pauses."""
         dog = current_watchdog()
         if dog is not None:
             dog.detach()
-        super().sleep(response)
-
-
-# The watchdog of the request the current thread is making (see Watchdog.__enter__).
-_ACTIVE = threading.local()
-
-
-def current_watchdog() -> Watchdog | None:
-    """The :class:`Watchdog` whose context the current thread is in, or None."""
-    return getattr(_ACTIVE, "dog", None)
-
-
-class TooSlow(Exception):
-    """A :class:`Watchdog` cut a response: fewer than its minimum bytes within its window.
-
-    Attributes:
-        seen: Bytes received within the window that broke the rule.
-        span: That window's length in seconds.
-    """
-
-    def __init__(self, seen: int, span: float) -> None:
-        super().__init__(f"too slow: {seen:,} bytes in {span:.1f} s")
-        self.seen, self.span = seen, span
-
-
-class Watchdog:
-    """Shut the current thread's request socket down when the request breaks a time rule.
-
-    Rules (either or both):
-
-    * ``deadline``: the whole request (headers and body, redirects included) ends within this
-      many seconds of creating the watchdog. Once passed, every later socket is shut at once.
-    * ``min_speed`` / ``window``: at least ``min_speed * window`` bytes arrive within every
-      ``window`` seconds (curl's ``--speed-limit`` / ``--speed-time``). The window restarts
-      with each request (each socket handed over); the wait for the response headers counts
-      as 0 bytes; urllib3's back-off sleeps between tries do not count (:class:`CappedRetry`),
-      nor does the time the reader spends on received bytes between :meth:`pause` and
-      :meth:`resume` (a slow disk, or hashing a resumed part file, is not the server's fault).
-
-    A per-read socket time-out bounds neither (every byte restarts it), and a check between
-    chunks is never reached while one read waits for a whole chunk. The watchdog's thread
-    checks the rules (every ``min(1, window / 4)`` seconds for the speed rule) and calls
-    ``shutdown`` on the socket, so any ``recv`` blocked on it returns at once; the reader then
-    sees :attr:`expired` and reports a time-out. Sockets reach the watchdog through
-    :class:`WatchedAdapter` just before the headers are read; readers report body bytes with
-    :meth:`saw` (:func:`open_stream` does).
-
-    Args:
-        deadline: Seconds from now to the deadline (None: no deadline).
-        min_speed: Bytes per second (0: no speed rule).
-        window: Seconds over which ``min_speed`` is measured (0: no speed rule).
-    """
-
-    def __init__(
-        self, deadline: float | None = None, *, min_speed: float = 0.0, window: float = 0.0
-    ) -> None:
-        now = time.monotonic()
-        self.deadline = now + deadline if deadline is not None else float("inf")
-        self.expired = False  # a rule cut the current request
-        self.cuts = 0  # sockets shut down so far
-        self.seen, self.span = 0, 0.0  # speed rule: bytes within the window that broke it
-        self.received = 0  # body bytes reported by saw()
-        self.min_speed, self.window = min_speed, window
-        self._min_bytes = min_speed * window if min_speed > 0 and window > 0 else 0.0
-        self._tick = min(1.0, window / 4) if self._min_bytes else None
-        self._passed = False  # the deadline has passed
-        self._paused_at: float | None = None  # when pause() was called (None: running)
-        self._paused_total = 0.0  # seconds spent paused; the speed rule's clock skips them
-        self._samples: deque[tuple[float, int]] = deque()  # (time, received) in the window
-        self._sock: socket.socket | None = None
-        self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-
-    def __enter__(self) -> Watchdog:
-        if self.deadline != float("inf") or self._tick is not None:
-            self._thread = threading.Thread(target=self._run, name="alignrec-watchdog")
-            self._thread.daemon = True
-            self._thread.start()
-        _ACTIVE.dog = self
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        _ACTIVE.dog = None
-        self._stop.set()
-        with self._lock:
-            self._sock = None
-
-    def saw(self, n: int) -> None:
-        """Count ``n`` bytes received (called by the reader as they arrive)."""
-        self.received += n
-
-    def pause(self) -> None:
-        """Stop the speed rule's clock: the reader is busy with received bytes, not waiting."""
-        with self._lock:
-            self._paused_at = time.monotonic()
-
-    def resume(self) -> None:
-        """Restart the speed rule's clock (the reader waits for the network again)."""
-        with self._lock:
-            if self._paused_at is not None:
-                self._paused_total += time.monotonic() - self._paused_at
-                self._paused_at = None
-
-    def attach(self, sock: socket.socket | None) -> None:
-        """Watch ``sock``, a new request's socket (shut at once when the deadline has passed)."""
-        with self._lock:
-            self._sock = sock
-            self.expired = self._passed
-            if self._passed:
-                _shutdown(sock)
-                return
-            self._samples.clear()
-            self._samples.append((time.monotonic() - self._paused_total, self.received))
-
-    def detach(self) -> None:
-        """Stop watching the current socket (between tries: the speed rule pauses)."""
-        with self._lock:
-            self._sock = None
-            self._samples.clear()
-
-    def error(self) -> TooSlow:
-        """The error for a request this watchdog cut by the speed rule."""
-        return TooSlow(self.seen, self.span)
-
-    def _run(self) -> None:
-        while True:
-            waits = [self._tick] if self._tick is not None else []
-            if not self._passed and self.deadline != float("inf"):
-                waits.append(self.deadline - time.monotonic())
-            if not waits or self._stop.wait(max(0.0, min(waits))):
-                return
-            self._check(time.monotonic())
-
-    def _check(self, now: float) -> None:
-        with self._lock:
-            if not self._passed and now >= self.deadline:
-                self._passed = True
-                self._cut()
-            if not self._min_bytes or self._sock is None or self._paused_at is not None:
-                return
-            now -= self._paused_total  # the speed rule's clock: time spent waiting
-            samples = self._samples
-            samples.append((now, self.received))
-            # Keep the newest sample at or before now - window: the start of the window.
-            while len(samples) > 1 and samples[1][0] <= now - self.window:
-                samples.popleft()
-            start, count = samples[0]
-            got = self.received - count
-            if now - start >= self.window and got < self._min_bytes:
-                self.seen, self.span = got, now - start
-                self._cut()
-
-    def _cut(self) -> None:
-        self.expired = True
-        if self._sock is not None:
-            self.cuts += 1
-            _shutdown(self._sock)
-            self._sock = None
-
-
-def _shutdown(sock: socket.socket | None) -> None:
-    if sock is None:
-        return
-    try:
-        sock.shutdown(socket.SHUT_RDWR)
-    except OSError:
-        pass  # already closed
-
-
-class _WatchedMixin:
-    """Hand the connection's socket to the current thread's :class:`Watchdog`."""
-
-    sock: Any
-
-    def getresponse(self, *args: Any, **kwargs: Any) -> Any:  # noqa: D102
-        dog = current_watchdog()
-        if dog is not None:
-            dog.attach(self.sock)
-        return super().getresponse(*args, **kwargs)  # type: ignore[misc]
-
-
-class _WatchedHTTPConnection(_WatchedMixin, urllib3.connection.HTTPConnection):
-    pass
-
-
-class _WatchedHTTPSConnection(_WatchedMixin, urllib3.connection.HTTPSConnection):
-    pass
-
-
-class _WatchedHTTPPool(urllib3.connectionpool.HTTPConnectionPool):
-    ConnectionCls = _WatchedHTTPConnection
-
-
-class _WatchedHTTPSPool(urllib3.connectionpool.HTTPSConnectionPool):
-    ConnectionCls = _WatchedHTTPSConnection
-
-
-_WATCHED_POOLS = {"http": _WatchedHTTPPool, "https": _WatchedHTTPSPool}
-
-
-class WatchedAdapter(HTTPAdapter):
-    """A requests adapter whose connections hand their socket to the current :class:`Watchdog`.
-
-    Outside a watchdog's context it behaves as :class:`requests.adapters.HTTPAdapter`.
-    """
-
-    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:  # noqa: D102
-        super().init_poolmanager(*args, **kwargs)
-        self.poolmanager.pool_classes_by_scheme = dict(_WATCHED_POOLS)
-
-    def proxy_manager_for(self, *args: Any, **kwargs: Any) -> Any:  # noqa: D102
-        manager = super().proxy_manager_for(*args, **kwargs)
-        manager.pool_classes_by_scheme = dict(_WATCHED_POOLS)
-        return manager
+        header = response.headers.get("Retry-After") if response is not None else None
+        time.sleep(self.policy.delay(len(self.history), header))
 
 
 def make_session(
-    retries: int, backoff_base: float, backoff_cap: float, retry_after_max: float
+    policy: RetryPolicy | int | None = None,
+    *legacy: float,
+    user_agent: str = USER_AGENT,
+    accept: str | None = None,
+    pool_size: int = 1,
+    hosts: int = 1,
+    max_redirects: int = MAX_REDIRECTS,
 ) -> requests.Session:
-    """A requests Session whose adapter retries with capped exponential back-off.
+    """A requests Session whose connections hand their sockets to the current :class:`Watchdog`.
+
+    Bodies are asked for as stored (``Accept-Encoding: identity``: the sha256 of a raw file
+    is about the server's bytes; images are compressed already, and no gzip bomb comes back).
 
     Args:
-        retries: Retries per request for connection errors, 5xx and 429.
-        backoff_base: First back-off in seconds (doubles on each retry).
-        backoff_cap: Longest back-off in seconds.
-        retry_after_max: Longest ``Retry-After`` honoured, in seconds.
+        policy: Retries made by the session itself (connection errors, read errors before
+            the body, the policy's statuses; :class:`PolicyRetry`). None: none, the caller
+            retries. A number is read as ``retries``, the first field of a policy.
+        *legacy: With a number as ``policy``: ``backoff_base, backoff_cap, retry_after_max``
+            (the older call form ``make_session(retries, base, cap, retry_after_max)``).
+        user_agent: The ``User-Agent`` header.
+        accept: The ``Accept`` header (None: requests' default).
+        pool_size: Connections kept per host (the threads sharing the session).
+        hosts: Hosts whose connection pools are kept.
+        max_redirects: Redirects requests follows when asked to (``allow_redirects=True``).
     """
-    retry = CappedRetry(
-        total=retries,
-        connect=retries,
-        read=retries,
-        status=retries,
-        other=0,
-        redirect=0,  # redirects are followed by hand in open_stream (scheme check)
-        allowed_methods=frozenset({"GET"}),
-        status_forcelist=RETRY_STATUSES,
-        backoff_factor=backoff_base,
-        backoff_max=backoff_cap,
-        respect_retry_after_header=True,
-        raise_on_status=False,  # the last answer comes back; open_stream turns it into an error
-        raise_on_redirect=False,
-    )
-    retry.retry_after_max = retry_after_max
+    if isinstance(policy, int):
+        policy = RetryPolicy(policy, *legacy)
+    retries: Any = 0 if policy is None else PolicyRetry.of(policy)
     session = requests.Session()
-    adapter = WatchedAdapter(max_retries=retry, pool_connections=1, pool_maxsize=1)
+    session.max_redirects = max_redirects
+    adapter = WatchedAdapter(max_retries=retries, pool_connections=hosts, pool_maxsize=pool_size)
     session.mount("http://", adapter)
     session.mount("https://", adapter)
-    session.headers.update({"User-Agent": USER_AGENT, "Accept-Encoding": "identity"})
+    session.headers.update({"User-Agent": user_agent, "Accept-Encoding": "identity"})
+    if accept is not None:
+        session.headers["Accept"] = accept
     return session
 
 
@@ -401,45 +285,8 @@ def open_stream(
         msg = f"cannot download {url}: unsupported URL scheme {scheme!r}"
         raise DownloadError(msg)
     headers = {"Range": f"bytes={offset}-"} if offset > 0 else {}
-    current = url
-    for _ in range(MAX_REDIRECTS + 1):
-        resp = session.get(
-            current, headers=headers, stream=True, timeout=timeout, allow_redirects=False
-        )
-        if resp.is_redirect:
-            target = urljoin(current, resp.headers.get("Location", ""))
-            resp.close()
-            old, new = urlsplit(current).scheme.lower(), urlsplit(target).scheme.lower()
-            if new != old:
-                msg = (
-                    f"GET {current} redirected to {target}: a redirect from {old}:// to "
-                    f"{new}:// is refused (a mirror or host must not change the scheme)"
-                )
-                raise DownloadError(msg, hint="use the final URL as --mirror if you trust it")
-            log.debug("redirect %s -> %s", current, target)
-            current = target
-            continue
-        break
-    else:
-        resp.close()
-        msg = f"GET {url}: more than {MAX_REDIRECTS} redirects"
-        raise DownloadError(msg)
-
-    if resp.status_code == 416 and offset > 0:
-        m = _CONTENT_RANGE_UNSAT.match(resp.headers.get("Content-Range", ""))
-        resp.close()
-        raise RangeNotSatisfiable(int(m.group(1)) if m else None)
-    if resp.status_code >= 400:
-        reason = resp.reason or ""
-        resp.close()
-        name = current.rsplit("/", 1)[-1]
-        msg = f"GET {current} failed: HTTP {resp.status_code} {reason}".rstrip()
-        raise DownloadError(msg, hint=moved_hint(name))
-    if resp.status_code not in (200, 206):
-        resp.close()
-        msg = f"GET {current}: unexpected HTTP {resp.status_code} {resp.reason}"
-        raise DownloadError(msg)
-
+    resp, current = _get_following(session, url, headers, timeout)
+    _check_answer(resp, current, offset)
     start, total = 0, None
     if resp.status_code == 206:
         m = _CONTENT_RANGE.match(resp.headers.get("Content-Range", ""))
@@ -459,6 +306,59 @@ def open_stream(
         total = int(length) if length and length.isdigit() else None
     chunks = _body(resp, chunk_size, current_watchdog())
     return Stream(url=current, start=start, total=total, chunks=chunks, _closer=resp)
+
+
+def _get_following(
+    session: requests.Session, url: str, headers: dict[str, str], timeout: float
+) -> tuple[requests.Response, str]:
+    """GET ``url``, following up to :data:`MAX_REDIRECTS` redirects that keep the scheme.
+
+    Returns:
+        The final answer (not a redirect) and the URL that gave it.
+    """
+    current = url
+    for _ in range(MAX_REDIRECTS + 1):
+        resp = session.get(
+            current, headers=headers, stream=True, timeout=timeout, allow_redirects=False
+        )
+        if not resp.is_redirect:
+            return resp, current
+        target = urljoin(current, resp.headers.get("Location", ""))
+        resp.close()
+        old, new = urlsplit(current).scheme.lower(), urlsplit(target).scheme.lower()
+        if new != old:
+            msg = (
+                f"GET {current} redirected to {target}: a redirect from {old}:// to "
+                f"{new}:// is refused (a mirror or host must not change the scheme)"
+            )
+            raise DownloadError(msg, hint="use the final URL as --mirror if you trust it")
+        log.debug("redirect %s -> %s", current, target)
+        current = target
+    msg = f"GET {url}: more than {MAX_REDIRECTS} redirects"
+    raise DownloadError(msg)
+
+
+def _check_answer(resp: requests.Response, current: str, offset: int) -> None:
+    """Raise (and close ``resp``) unless it is a 200 or 206 answer.
+
+    Raises:
+        RangeNotSatisfiable: HTTP 416 for a non-zero offset.
+        DownloadError: Any other status but 200 and 206.
+    """
+    if resp.status_code == 416 and offset > 0:
+        m = _CONTENT_RANGE_UNSAT.match(resp.headers.get("Content-Range", ""))
+        resp.close()
+        raise RangeNotSatisfiable(int(m.group(1)) if m else None)
+    if resp.status_code >= 400:
+        reason = resp.reason or ""
+        resp.close()
+        name = current.rsplit("/", 1)[-1]
+        msg = f"GET {current} failed: HTTP {resp.status_code} {reason}".rstrip()
+        raise DownloadError(msg, hint=moved_hint(name))
+    if resp.status_code not in (200, 206):
+        resp.close()
+        msg = f"GET {current}: unexpected HTTP {resp.status_code} {resp.reason}"
+        raise DownloadError(msg)
 
 
 def _body(resp: requests.Response, chunk_size: int, dog: Watchdog | None) -> Iterator[bytes]:

@@ -4,11 +4,14 @@ Modules: :mod:`~alignrec_data.images.urls` (candidate order, mirror rewrite),
 :mod:`~alignrec_data.images.fetch` (HTTP/file fetching with limits),
 :mod:`~alignrec_data.images.validate` (decode, verify, resize, re-encode),
 :mod:`~alignrec_data.images.store` (shards, index, readers),
+:mod:`~alignrec_data.images.config` (the ``images`` params),
+:mod:`~alignrec_data.images.resume` (what a rerun keeps),
 :mod:`~alignrec_data.images.stage` (the stage itself). Layout on disk: see ``store``.
 """
 
+from alignrec_data.images.config import ImagesConfig
 from alignrec_data.images.fetch import Fetcher, FetchResult, FetchSettings, HostRateLimiter
-from alignrec_data.images.stage import ImagesConfig, ImagesResult, fetch_images
+from alignrec_data.images.stage import ImagesResult, fetch_images
 from alignrec_data.images.store import (
     INDEX_FILE,
     STATS_FILE,

@@ -2,9 +2,11 @@
 
 - Per-host rate limit (:class:`HostRateLimiter`): request starts to one host are spaced at
   least ``1 / per_host_rate`` seconds apart, across all worker threads (retries included).
-- Retries with exponential back-off on 429, 5xx, 408, time-outs and connection errors:
-  ``backoff * 2**attempt`` seconds, or the server's ``Retry-After`` (seconds or HTTP date),
-  capped at ``max_retry_after``.
+- Retries on time-outs, connection errors and the statuses raw downloads retry too (408, 429,
+  500, 502, 503, 504), waiting as the shared :class:`alignrec_data.http.RetryPolicy` says:
+  ``backoff * 2**(retry - 1)`` seconds, or the server's ``Retry-After`` (seconds or HTTP
+  date), capped at ``max_retry_after``. This loop is the fetcher's own (not the session's):
+  it also retries time-outs inside the body and waits for the rate limit before every try.
 - Bounded memory: a response is read in chunks and abandoned as soon as it exceeds
   ``max_bytes`` (also when ``Content-Length`` announces more).
 - Bounded time: ``timeout`` bounds connecting and each socket read; ``total_timeout`` bounds
@@ -20,7 +22,6 @@ exception: image servers are untrusted and many URLs are dead.
 
 from __future__ import annotations
 
-import email.utils
 import logging
 import threading
 import time
@@ -29,16 +30,19 @@ from urllib.parse import urlsplit
 
 import requests
 
-from alignrec_data.http import Watchdog, WatchedAdapter
+from alignrec_data.http import RETRY_STATUSES, USER_AGENT, RetryPolicy, Watchdog, make_session
 from alignrec_data.images.urls import file_url_path
 
 log = logging.getLogger(__name__)
 
 CHUNK_SIZE = 64 * 1024
-# Statuses worth retrying: the server may answer later.
-RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
-# Reasons a later run may cure (the stage retries items that failed only with these).
-TRANSIENT_REASONS = frozenset({"timeout", "connection-error", "http-408", "http-429"})
+# Redirects followed for one image URL (requests follows them).
+IMAGE_REDIRECTS = 5
+# Reasons a later run may cure (the stage retries items that failed only with these): the
+# retried statuses, and any other 5xx (see is_transient).
+TRANSIENT_REASONS = frozenset(
+    {"timeout", "connection-error", *(f"http-{status}" for status in RETRY_STATUSES)}
+)
 
 
 def is_transient(reason: str | None) -> bool:
@@ -71,8 +75,12 @@ class FetchSettings:
     backoff: float = 1.0
     max_retry_after: float = 60.0
     per_host_rate: float = 10.0
-    user_agent: str = "alignrec-data/0.1"
+    user_agent: str = USER_AGENT
     pool_size: int = 16
+
+    def retry_policy(self) -> RetryPolicy:
+        """The retry policy: ``max_retry_after`` caps the back-off and ``Retry-After`` alike."""
+        return RetryPolicy(self.retries, self.backoff, self.max_retry_after, self.max_retry_after)
 
 
 @dataclass(frozen=True)
@@ -126,22 +134,6 @@ class HostRateLimiter:
             time.sleep(slot - now)
 
 
-def retry_after_seconds(value: str | None, now: float | None = None) -> float | None:
-    """Parse a ``Retry-After`` header (delta seconds or HTTP date) into seconds (>= 0)."""
-    if not value:
-        return None
-    value = value.strip()
-    if value.isdigit():
-        return float(value)
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError):
-        return None
-    if when is None:
-        return None
-    return max(0.0, when.timestamp() - (time.time() if now is None else now))
-
-
 class _TooLarge(Exception):
     pass
 
@@ -161,6 +153,7 @@ class Fetcher:
 
     def __init__(self, settings: FetchSettings) -> None:
         self.settings = settings
+        self.policy = settings.retry_policy()
         self.limiter = HostRateLimiter(settings.per_host_rate)
         self._local = threading.local()
         self._sessions: list[requests.Session] = []
@@ -169,18 +162,14 @@ class Fetcher:
     def _session(self) -> requests.Session:
         session = getattr(self._local, "session", None)
         if session is None:
-            session = requests.Session()
-            session.max_redirects = 5
-            adapter = WatchedAdapter(pool_connections=4, pool_maxsize=self.settings.pool_size)
-            session.mount("http://", adapter)
-            session.mount("https://", adapter)
-            session.headers.update(
-                {
-                    "User-Agent": self.settings.user_agent,
-                    "Accept": "image/*",
-                    # Images are compressed already; identity also avoids gzip bombs.
-                    "Accept-Encoding": "identity",
-                }
+            # No retries in the session: _fetch_http retries (rate limit, body time-outs).
+            session = make_session(
+                None,
+                user_agent=self.settings.user_agent,
+                accept="image/*",
+                pool_size=self.settings.pool_size,
+                hosts=4,
+                max_redirects=IMAGE_REDIRECTS,
             )
             self._local.session = session
             with self._lock:
@@ -234,14 +223,15 @@ class Fetcher:
 
     def _fetch_http(self, url: str) -> FetchResult:
         s = self.settings
+        policy = self.policy
         host = urlsplit(url).netloc.lower()
         status: int | None = None
         reason = "connection-error"
         n = 0
-        for attempt in range(s.retries + 1):
+        for attempt in range(policy.retries + 1):
             self.limiter.wait(host)
             n += 1
-            wait: float | None = None
+            retry_after: str | None = None
             read_timeout = min(s.timeout, s.total_timeout)
             with Watchdog(s.total_timeout) as dog:
                 try:
@@ -253,9 +243,9 @@ class Fetcher:
                             body = self._read_capped(resp, dog)
                             return FetchResult(url, body, status, None, n)
                         reason = f"http-{status}"
-                        if status not in RETRY_STATUSES:
+                        if status not in policy.statuses:
                             return FetchResult(url, None, status, reason, n)
-                        wait = retry_after_seconds(resp.headers.get("Retry-After"))
+                        retry_after = resp.headers.get("Retry-After")
                 except _TooLarge:
                     return FetchResult(url, None, status, "too-large", n)
                 except (_Deadline, requests.Timeout):
@@ -265,9 +255,8 @@ class Fetcher:
                     # watchdog cut a response that went on past total_timeout.
                     log.debug("GET %s failed: %s", url, err)
                     reason = "timeout" if dog.expired else "connection-error"
-            if attempt < s.retries:
-                delay = s.backoff * (2**attempt) if wait is None else wait
-                delay = min(delay, s.max_retry_after)
+            if attempt < policy.retries:
+                delay = policy.delay(attempt + 1, retry_after)
                 log.debug("GET %s: %s, retry %d in %.2f s", url, reason, attempt + 1, delay)
                 time.sleep(delay)
         return FetchResult(url, None, status, reason, n)

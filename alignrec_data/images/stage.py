@@ -10,7 +10,8 @@ mirror rewrite) are tried in order until one gives an acceptable image
 results are consumed in item order, so shards are deterministic. A rerun (resume) keeps every
 stored image and every permanent failure (``http-404``, ``not-an-image``...) whose candidate
 URLs are unchanged, and only fetches the rest: new items, items that failed with a transient
-reason (time-out, 429, 5xx, connection error), or all missing items with ``retry_missing``.
+reason (time-out, 429, 5xx, connection error), or all missing items with ``retry_missing``
+(:mod:`alignrec_data.images.resume`). The settings: :mod:`alignrec_data.images.config`.
 """
 
 from __future__ import annotations
@@ -28,11 +29,12 @@ import pyarrow.parquet as pq
 from tqdm.auto import tqdm
 
 from alignrec_data.atomic import write_json
-from alignrec_data.config import to_dict
 from alignrec_data.errors import DataFormatError, UsageError
 from alignrec_data.images import store
-from alignrec_data.images.fetch import Fetcher, FetchSettings, is_transient
-from alignrec_data.images.urls import Candidate, MirrorRules, image_candidates, mirror_rules
+from alignrec_data.images.config import ImagesConfig
+from alignrec_data.images.fetch import Fetcher
+from alignrec_data.images.resume import Item, Previous, empty_row, plan
+from alignrec_data.images.urls import Candidate, MirrorRules, mirror_rules
 from alignrec_data.images.validate import ImageRejected, ImageSettings, process_image
 from alignrec_data.paths import DatasetPaths
 from alignrec_data.registry import check_links
@@ -42,115 +44,9 @@ log = logging.getLogger(__name__)
 
 # Failures that mean "this URL has no image" (less informative than a bad image).
 NOT_FOUND_REASONS = frozenset({"http-403", "http-404", "http-410", "file-not-found"})
-# Settings that change the stored bytes: shards made with others cannot be mixed in.
-ENCODE_KEYS = ("shorter_side", "jpeg_quality", "jpeg_subsampling")
-# Settings that decide acceptance: when they change, earlier failures are retried.
-ACCEPT_KEYS = ("max_pixels", "min_side", "max_bytes")
 
 T = TypeVar("T")
 R = TypeVar("R")
-
-
-@dataclass(frozen=True)
-class ImagesConfig:
-    """The ``images`` section of ``params.yaml``.
-
-    Attributes:
-        shorter_side: Resize so the shorter side has this many pixels (never upscaled).
-        jpeg_quality: Quality of the stored JPEG (1-95).
-        jpeg_subsampling: Chroma subsampling of the stored JPEG: 0 = 4:4:4, 1 = 4:2:2,
-            2 = 4:2:0.
-        max_pixels: Largest ``width * height`` decoded; larger images are rejected from the
-            header alone as ``decompression-bomb``.
-        min_side: Smallest accepted shorter side in pixels (``too-small`` below: placeholder
-            1x1 GIFs).
-        max_bytes: Largest response body per image in bytes (``too-large`` above; never read
-            further).
-        concurrency: Worker threads fetching and processing images.
-        per_host_rate: Requests per second to one host (0 = unlimited).
-        retries: Extra attempts on 429, 5xx, 408, time-outs and connection errors.
-        backoff: Seconds before the first retry, doubling each retry (unless Retry-After).
-        max_retry_after: Cap on any retry wait, Retry-After included, in seconds.
-        timeout: Seconds to connect and for each read.
-        total_timeout: Seconds for one whole request (headers and body) per attempt, also
-            while bytes trickle (a watchdog cuts the connection at the deadline).
-        shard_size_mb: Start a new shard after this many MB of stored JPEG bytes.
-        user_agent: User-Agent header sent to image servers.
-    """
-
-    shorter_side: int = 256  # 224-px encoder crops fit; ~15-25 kB a JPEG
-    jpeg_quality: int = 90
-    jpeg_subsampling: int = 2  # 4:2:0, libjpeg's default
-    max_pixels: int = 40_000_000  # Amazon hi_res images are ~2-4 Mpx
-    min_side: int = 16
-    max_bytes: int = 16_000_000
-    concurrency: int = 16
-    per_host_rate: float = 10.0
-    retries: int = 3
-    backoff: float = 1.0
-    max_retry_after: float = 60.0
-    timeout: float = 20.0
-    total_timeout: float = 60.0
-    shard_size_mb: float = 256.0
-    user_agent: str = "alignrec-data/0.1 (+https://github.com/alignrec/alignrec)"
-
-    def __post_init__(self) -> None:
-        checks = [
-            ("shorter_side", self.shorter_side >= 1, ">= 1"),
-            ("jpeg_quality", 1 <= self.jpeg_quality <= 95, "between 1 and 95"),
-            ("jpeg_subsampling", self.jpeg_subsampling in (0, 1, 2), "0, 1 or 2"),
-            ("max_pixels", self.max_pixels >= 1, ">= 1"),
-            ("min_side", self.min_side >= 1, ">= 1"),
-            ("max_bytes", self.max_bytes >= 1, ">= 1"),
-            ("concurrency", self.concurrency >= 1, ">= 1"),
-            ("per_host_rate", self.per_host_rate >= 0, ">= 0 (0 = unlimited)"),
-            ("retries", self.retries >= 0, ">= 0"),
-            ("backoff", self.backoff >= 0, ">= 0"),
-            ("max_retry_after", self.max_retry_after >= 0, ">= 0"),
-            ("timeout", self.timeout > 0, "> 0"),
-            ("total_timeout", self.total_timeout > 0, "> 0"),
-            ("shard_size_mb", self.shard_size_mb > 0, "> 0"),
-        ]
-        for name, ok, expected in checks:
-            if not ok:
-                msg = f"params images.{name}: expected {expected}, found {getattr(self, name)!r}"
-                raise UsageError(msg)
-
-    def image_settings(self) -> ImageSettings:
-        """The validation and encoding settings."""
-        return ImageSettings(
-            shorter_side=self.shorter_side,
-            jpeg_quality=self.jpeg_quality,
-            jpeg_subsampling=self.jpeg_subsampling,
-            max_pixels=self.max_pixels,
-            min_side=self.min_side,
-        )
-
-    def fetch_settings(self) -> FetchSettings:
-        """The network settings."""
-        return FetchSettings(
-            max_bytes=self.max_bytes,
-            timeout=self.timeout,
-            total_timeout=self.total_timeout,
-            retries=self.retries,
-            backoff=self.backoff,
-            max_retry_after=self.max_retry_after,
-            per_host_rate=self.per_host_rate,
-            user_agent=self.user_agent,
-            pool_size=self.concurrency,
-        )
-
-    def recorded_settings(self) -> dict[str, Any]:
-        """Settings recorded with the shards and index (those that change the outcome)."""
-        d = to_dict(self)
-        return {k: d[k] for k in (*ENCODE_KEYS, *ACCEPT_KEYS)}
-
-
-@dataclass(frozen=True)
-class _Item:
-    item_id: int
-    item_key: str
-    candidates: tuple[Candidate, ...]
 
 
 @dataclass
@@ -238,27 +134,9 @@ def _summary_reason(attempts: Sequence[str]) -> str:
     return (informative or list(attempts))[0]
 
 
-def _empty_row(item: _Item) -> dict[str, Any]:
-    return {
-        "item_id": item.item_id,
-        "item_key": item.item_key,
-        "has_image": False,
-        "reason": None,
-        "url": None,
-        "http_status": None,
-        "sha256": None,
-        "width": None,
-        "height": None,
-        "shard": None,
-        "fetched_url": None,
-        "candidates": [c.source for c in item.candidates],
-        "attempts": [],
-    }
-
-
-def _process_item(item: _Item, fetcher: Fetcher, settings: ImageSettings) -> _Outcome:
+def _process_item(item: Item, fetcher: Fetcher, settings: ImageSettings) -> _Outcome:
     """Try an item's candidates in order; never raises for bad input."""
-    row = _empty_row(item)
+    row = empty_row(item)
     attempts: list[str] = []
     failures: list[tuple[str, Candidate, int | None]] = []
     n_requests = 0
@@ -318,22 +196,6 @@ def _ordered_map(
     finally:
         for fut in pending:
             fut.cancel()
-
-
-def _check_shard_settings(
-    by_shard: dict[str, Any], wanted: dict[str, Any], images_dir: Path, dataset: str
-) -> None:
-    for name, got in sorted(by_shard.items()):
-        got_encode = {k: (got or {}).get(k) for k in ENCODE_KEYS}
-        want_encode = {k: wanted[k] for k in ENCODE_KEYS}
-        if got_encode != want_encode:
-            msg = (
-                f"{images_dir / name} holds images made with {got_encode}, but the params say "
-                f"{want_encode}; images made with different settings cannot be mixed"
-            )
-            raise UsageError(
-                msg, hint=f"rerun with `alignrec-data images {dataset} --force` to rebuild them"
-            )
 
 
 def _stats(
@@ -403,74 +265,16 @@ def fetch_images(
     rules: MirrorRules = mirror_rules(dataset, mirrors)
     log.info("images %s: %d items, mirror rules %s", dataset, len(items), rules.rules)
     settings = config.recorded_settings()
-    img_settings = config.image_settings()
     for path in store.clean_stale_temporaries(images_dir):
         log.info("removed %s, left by an interrupted run", path.name)
-
-    catalog_rows: dict[str, dict[str, Any]] = {}
-    old_index: dict[str, dict[str, Any]] = {}
-    old_accept: dict[str, Any] | None = None
-    if not force:
-        catalog_rows, by_shard = store.read_shard_catalog(images_dir)
-        _check_shard_settings(by_shard, settings, images_dir, dataset)
-        index_path = images_dir / store.INDEX_FILE
-        if index_path.is_file():
-            old_accept = store.read_settings(index_path)
-            old_index = {r["item_key"]: r for r in store.read_index_rows(images_dir)}
     # Index metadata also records the mirror rules: other mirrors may cure earlier failures.
     index_settings = {**settings, "mirrors": [[r.prefix, r.replacement] for r in rules.rules]}
-    accept_same = old_accept is not None and all(
-        old_accept.get(k) == index_settings[k] for k in (*ACCEPT_KEYS, "mirrors")
+    prev = Previous.read(images_dir, settings, index_settings, dataset, force)
+    kept = plan(items, rules, prev, retry_missing)
+    rows, todo = kept.rows, kept.todo
+    result = ImagesResult(
+        images_dir=images_dir, stats={}, resumed_stored=kept.stored, resumed_failed=kept.failed
     )
-
-    result = ImagesResult(images_dir=images_dir, stats={})
-    rows: list[dict[str, Any]] = []
-    todo: list[_Item] = []
-    for item_id, item_key, urls in items:
-        item = _Item(item_id, item_key, tuple(rules.resolve(u) for u in image_candidates(urls)))
-        cand_urls = [c.source for c in item.candidates]
-        prev = old_index.get(item_key)
-        if item_key in catalog_rows:
-            stored = catalog_rows[item_key]
-            row = _empty_row(item)
-            row.update(
-                has_image=True,
-                url=stored["url"],
-                http_status=stored["http_status"],
-                sha256=stored["sha256"],
-                width=stored["width"],
-                height=stored["height"],
-                shard=stored["shard"],
-                fetched_url=prev.get("fetched_url")
-                if prev is not None and prev["has_image"]
-                else None,
-                attempts=list(prev["attempts"]) if prev is not None and prev["has_image"] else [],
-            )
-            rows.append(row)
-            result.resumed_stored += 1
-        elif (
-            prev is not None
-            and not prev["has_image"]
-            and not retry_missing
-            and accept_same
-            and list(prev["candidates"]) == cand_urls
-            and not any(is_transient(a) for a in prev["attempts"])
-        ):
-            row = _empty_row(item)
-            row.update(
-                reason=prev["reason"],
-                url=prev["url"],
-                fetched_url=prev.get("fetched_url"),
-                http_status=prev["http_status"],
-                attempts=list(prev["attempts"]),
-            )
-            rows.append(row)
-            result.resumed_failed += 1
-        elif not item.candidates:
-            rows.append({**_empty_row(item), "reason": "no-url"})
-        else:
-            todo.append(item)
-
     log.info(
         "images %s: %d stored, %d known failures kept, %d to fetch",
         dataset,
@@ -478,25 +282,96 @@ def fetch_images(
         result.resumed_failed,
         len(todo),
     )
-    shard_limit = int(config.shard_size_mb * 1_000_000)
-    number = store.next_shard_number(images_dir)
-    buffer: list[dict[str, Any]] = []
-    buffered_rows: list[dict[str, Any]] = []
-    buffered_bytes = 0
+    writer = _ShardWriter(images_dir, settings, int(config.shard_size_mb * 1_000_000))
+    rows += _fetch_all(todo, config, writer, result, dataset, progress)
+    result.new_shards = writer.names
 
-    def flush() -> None:
-        nonlocal number, buffered_bytes
-        if not buffer:
+    _write_outputs(result, dataset, rows, index_settings, settings)
+    result.elapsed_s = time.monotonic() - start
+    log.info(
+        "images %s: %d/%d items have an image (missing rate %.2f%%); fetched %d in %.1f s",
+        dataset,
+        result.stats["n_with_image"],
+        result.stats["n_items"],
+        100 * result.stats["missing_rate"],
+        result.fetched,
+        result.elapsed_s,
+    )
+    return result
+
+
+def _write_outputs(
+    result: ImagesResult,
+    dataset: str,
+    rows: list[dict[str, Any]],
+    index_settings: dict[str, Any],
+    settings: dict[str, Any],
+) -> None:
+    """Write the index and stats.json, and delete the shards the index no longer refers to."""
+    images_dir = result.images_dir
+    store.write_index(images_dir, rows, index_settings)
+    referenced = {r["shard"] for r in rows if r["shard"]}
+    for path in store.shard_files(images_dir):
+        if path.name not in referenced:
+            path.unlink()
+            result.removed_shards.append(path.name)
+    result.stats = _stats(dataset, rows, images_dir, settings)
+    write_json(images_dir / store.STATS_FILE, result.stats)
+
+
+class _ShardWriter:
+    """Buffer stored images and write a shard whenever ``limit`` bytes are buffered."""
+
+    def __init__(self, images_dir: Path, settings: dict[str, Any], limit: int) -> None:
+        self.images_dir, self.settings, self.limit = images_dir, settings, limit
+        self.number = store.next_shard_number(images_dir)
+        self.names: list[str] = []  # shards written
+        self._records: list[dict[str, Any]] = []
+        self._rows: list[dict[str, Any]] = []
+        self._bytes = 0
+
+    def add(self, row: dict[str, Any], image: bytes) -> None:
+        """Buffer ``image`` for the index row ``row`` (its ``shard`` is set when written)."""
+        self._records.append(
+            {
+                "item_id": row["item_id"],
+                "item_key": row["item_key"],
+                "image": image,
+                "width": row["width"],
+                "height": row["height"],
+                "sha256": row["sha256"],
+                "url": row["url"],
+                "http_status": row["http_status"],
+            }
+        )
+        self._rows.append(row)
+        self._bytes += len(image)
+        if self._bytes >= self.limit:
+            self.flush()
+
+    def flush(self) -> None:
+        """Write the buffered images as the next shard (nothing when none is buffered)."""
+        if not self._records:
             return
-        name = store.write_shard(images_dir, number, buffer, settings)
-        for r in buffered_rows:
+        name = store.write_shard(self.images_dir, self.number, self._records, self.settings)
+        for r in self._rows:
             r["shard"] = name
-        result.new_shards.append(name)
-        number += 1
-        buffer.clear()
-        buffered_rows.clear()
-        buffered_bytes = 0
+        self.names.append(name)
+        self.number += 1
+        self._records, self._rows, self._bytes = [], [], 0
 
+
+def _fetch_all(
+    todo: list[Item],
+    config: ImagesConfig,
+    writer: _ShardWriter,
+    result: ImagesResult,
+    dataset: str,
+    progress: bool | None,
+) -> list[dict[str, Any]]:
+    """Fetch and process ``todo`` on a thread pool; the index rows, in item order."""
+    img_settings = config.image_settings()
+    rows: list[dict[str, Any]] = []
     with (
         Fetcher(config.fetch_settings()) as fetcher,
         ThreadPoolExecutor(config.concurrency, thread_name_prefix="images") as pool,
@@ -515,46 +390,10 @@ def fetch_images(
             result.fetched += 1
             result.requests += outcome.requests
             bar.update(1)
-            if outcome.image is None:
-                continue
-            r = outcome.row
-            buffer.append(
-                {
-                    "item_id": r["item_id"],
-                    "item_key": r["item_key"],
-                    "image": outcome.image,
-                    "width": r["width"],
-                    "height": r["height"],
-                    "sha256": r["sha256"],
-                    "url": r["url"],
-                    "http_status": r["http_status"],
-                }
-            )
-            buffered_rows.append(r)
-            buffered_bytes += len(outcome.image)
-            if buffered_bytes >= shard_limit:
-                flush()
-        flush()
-
-    store.write_index(images_dir, rows, index_settings)
-    referenced = {r["shard"] for r in rows if r["shard"]}
-    for path in store.shard_files(images_dir):
-        if path.name not in referenced:
-            path.unlink()
-            result.removed_shards.append(path.name)
-    result.stats = _stats(dataset, rows, images_dir, settings)
-    write_json(images_dir / store.STATS_FILE, result.stats)
-    result.elapsed_s = time.monotonic() - start
-    log.info(
-        "images %s: %d/%d items have an image (missing rate %.2f%%); fetched %d in %.1f s",
-        dataset,
-        result.stats["n_with_image"],
-        result.stats["n_items"],
-        100 * result.stats["missing_rate"],
-        result.fetched,
-        result.elapsed_s,
-    )
-    return result
+            if outcome.image is not None:
+                writer.add(outcome.row, outcome.image)
+        writer.flush()
+    return rows
 
 
 def _no_bar(progress: bool | None) -> bool | None:

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from alignrec_data.images.fetch import Fetcher, FetchSettings, HostRateLimiter, retry_after_seconds
+from alignrec_data.http import retry_after_seconds
+from alignrec_data.images.fetch import Fetcher, FetchSettings, HostRateLimiter
 from tests.images.helpers import jpeg_bytes
 from tests.images.server import ImageServer, Reply
 

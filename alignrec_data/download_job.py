@@ -1,0 +1,468 @@
+"""One raw file's download: verify what is present, else fetch into ``.part``, resuming.
+
+The job behind :func:`alignrec_data.download.download_dataset` (one thread per file; the steps
+are described there): check a present file, stream the bytes into ``.<name>.part`` while
+hashing them, resume a cut body with a Range request after the retry policy's back-off
+(:class:`alignrec_data.http.RetryPolicy`), then verify size, sha256 and gzip integrity and
+rename. Bad bytes are set aside as ``<name>.corrupt-<sha8>``, never given the final name.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import os
+import shutil
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import requests
+import urllib3.exceptions
+from tqdm.auto import tqdm
+
+from alignrec_data.errors import AlignrecError, ChecksumError, DownloadError
+from alignrec_data.http import (
+    RangeNotSatisfiable,
+    TooSlow,
+    Watchdog,
+    make_session,
+    moved_hint,
+    open_stream,
+)
+from alignrec_data.integrity import StreamVerifier, check_gzip_file, sha256_file
+from alignrec_data.lockfile import LOCK_NAME, LockEntry
+from alignrec_data.registry import FileSpec
+
+if TYPE_CHECKING:
+    from alignrec_data.download import DownloadConfig
+
+# Logged as the download stage (the logger name users see on stderr).
+log = logging.getLogger("alignrec_data.download")
+
+PART_SUFFIX = ".part"
+CORRUPT_INFIX = ".corrupt-"
+
+# Errors inside a body that has started (the connection was cut or stalled): resumed by the
+# loop in FileJob.fetch. Errors before the body are retried by the session (PolicyRetry).
+_BODY_ERRORS: tuple[type[BaseException], ...] = (
+    TooSlow,
+    urllib3.exceptions.HTTPError,
+    requests.exceptions.ChunkedEncodingError,
+    ConnectionError,
+    TimeoutError,
+)
+
+
+class _Cancelled(Exception):
+    """Raised inside a transfer when its call was interrupted (the part file is kept)."""
+
+
+@dataclass(frozen=True)
+class FileResult:
+    """What happened to one file.
+
+    Attributes:
+        role: The file's role (reviews, meta, ratings).
+        path: Its final path in the raw folder.
+        url: The URL it was (or would have been) fetched from.
+        status: ``"fetched"``, ``"resumed"`` (completed from a partial file), ``"verified"``
+            (already present and verified, nothing fetched) or ``"failed"``.
+        bytes: File size (0 when failed).
+        sha256: Its sha256 (None when failed).
+        trust: Where the expected hash came from: ``"registry"``, ``"lock"`` (recorded by an
+            earlier download) or ``"first-use"`` (unknown before; recorded now).
+        transferred: Bytes received in this run.
+        error: The error message when failed.
+        exception: The error itself when failed (not serialised).
+    """
+
+    role: str
+    path: Path
+    url: str
+    status: str
+    bytes: int = 0
+    sha256: str | None = None
+    trust: str = "first-use"
+    transferred: int = 0
+    error: str | None = None
+    exception: AlignrecError | None = field(default=None, repr=False, compare=False)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict (without the exception object)."""
+        return {
+            "role": self.role,
+            "path": str(self.path),
+            "url": self.url,
+            "status": self.status,
+            "bytes": self.bytes,
+            "sha256": self.sha256,
+            "trust": self.trust,
+            "transferred": self.transferred,
+            "error": self.error,
+        }
+
+
+def set_aside(part: Path, final: Path, sha: str) -> Path:
+    """Move bad bytes to ``<final>.corrupt-<sha8>`` (never the final name) and return it."""
+    aside = final.with_name(f"{final.name}{CORRUPT_INFIX}{sha[:8]}")
+    os.replace(part, aside)
+    return aside
+
+
+def no_space(err: OSError, path: Path, size: int | None) -> DownloadError:
+    """The error for a full disk while writing ``path`` (how much it needs, how much is free)."""
+    free = shutil.disk_usage(path.parent).free if path.parent.exists() else None
+    need = f"{size:,} bytes" if size is not None else "an unknown size"
+    have = f"{free:,} bytes free" if free is not None else "free space unknown"
+    msg = f"no space left on the device writing {path} (the file needs {need}; {have})"
+    hint = (
+        "free some space and rerun the same command (the partial file is kept and resumed), "
+        "or pass --out DIR on another disk"
+    )
+    return DownloadError(msg, hint=hint)
+
+
+@dataclass
+class Expected:
+    """What a file must be: its size and sha256 (when known) and where that comes from."""
+
+    size: int | None
+    sha256: str | None
+    trust: str
+
+    @property
+    def source(self) -> str:
+        """Where the expectation comes from, for messages."""
+        return {"registry": "from the registry", "lock": f"recorded in {LOCK_NAME}"}.get(
+            self.trust, "registry size"
+        )
+
+
+def expected_for(f: FileSpec, entry: LockEntry | None, name: str) -> Expected:
+    """The expectation for file ``f``: the registry's hash, else the lock file's, else none."""
+    if f.sha256 is not None:
+        if entry is not None and entry.sha256 != f.sha256:
+            log.warning(
+                "%s: the lock file's sha256 differs from the registry; using the registry's", name
+            )
+        return Expected(f.size, f.sha256, "registry")
+    if entry is not None:
+        return Expected(entry.size, entry.sha256, "lock")
+    return Expected(f.size, None, "first-use")
+
+
+class FileJob:
+    """Fetch and verify one file (one thread)."""
+
+    def __init__(
+        self,
+        f: FileSpec,
+        url: str,
+        final: Path,
+        expected: Expected,
+        config: DownloadConfig,
+        progress: bool,
+        position: int,
+        cancel: threading.Event,
+    ) -> None:
+        self.f, self.url, self.final, self.expected = f, url, final, expected
+        self.cancel = cancel  # set when the caller is interrupted: stop at the next chunk
+        self.config, self.progress, self.position = config, progress, position
+        self.part = final.with_name(f".{final.name}{PART_SUFFIX}")
+        self.transferred = 0
+        self._verifier: StreamVerifier | None = None  # checks the bytes as they are written
+        self._gzip = config.verify_gzip and final.name.endswith(".gz")
+
+    # -- phase 1: already present? -------------------------------------------------------
+    def check_present(self) -> FileResult | None:
+        """Verify a present final file; None when it must be (re)fetched."""
+        if not self.final.is_file():
+            return None
+        exp = self.expected
+        size = self.final.stat().st_size
+        if exp.sha256 is None:
+            # Present but never recorded (e.g. copied in by hand): check it, then trust it.
+            if self._gzip:
+                try:
+                    check_gzip_file(self.final, self.url, self.config.chunk_size)
+                except DownloadError:
+                    return self._mismatch_present(size, sha256_file(self.final))
+            if exp.size is not None and size != exp.size:
+                return self._mismatch_present(size, sha256_file(self.final))
+            sha = sha256_file(self.final)
+            log.info(
+                "verify %s: no known hash; recorded %s (trust on first use)", self.final.name, sha
+            )
+            return self._ok("verified", size, sha, 0)
+        if exp.size is not None and size != exp.size:
+            return self._mismatch_present(size, sha256_file(self.final))
+        sha = sha256_file(self.final)
+        if sha != exp.sha256:
+            return self._mismatch_present(size, sha)
+        log.info("verify %s: sha256 matches (%s)", self.final.name, exp.trust)
+        return self._ok("verified", size, sha, 0)
+
+    def _mismatch_present(self, size: int, sha: str) -> None:
+        """Move a present file that no longer verifies aside; it is then fetched again."""
+        aside = set_aside(self.final, self.final, sha)
+        log.warning(
+            "%s changed on disk (size %d, sha256 %s; expected %s, %s): moved aside to %s, "
+            "downloading it again",
+            self.final.name,
+            size,
+            sha,
+            self.expected.size,
+            self.expected.sha256,
+            aside.name,
+        )
+        return None
+
+    # -- phase 2: fetch into .part, resuming -----------------------------------------------
+    def fetch(self) -> FileResult:
+        """Fetch into the part file, resuming after cuts, then verify and rename it."""
+        cfg, exp = self.config, self.expected
+        policy = cfg.retry_policy()
+        session = make_session(policy)
+        resumed = False
+        self.transferred = 0
+        failures = 0
+        bar = tqdm(
+            total=exp.size,
+            desc=self.final.name,
+            unit="B",
+            unit_scale=True,
+            unit_divisor=1024,
+            disable=not self.progress,
+            position=self.position,
+            leave=True,
+            dynamic_ncols=True,
+        )
+        try:
+            while True:
+                offset = self.part.stat().st_size if self.part.is_file() else 0
+                if exp.size is not None and offset > exp.size:
+                    log.warning("%s is larger than %d bytes; restarting", self.part, exp.size)
+                    self.part.unlink()
+                    offset = 0
+                try:
+                    with Watchdog(min_speed=cfg.min_speed, window=cfg.speed_window) as dog:
+                        did_resume, complete = self._transfer(session, offset, bar, dog)
+                    resumed = resumed or did_resume
+                    if complete:
+                        break
+                except _BODY_ERRORS as err:
+                    failures += 1
+                    if failures > cfg.retries:
+                        if isinstance(err, TooSlow):
+                            raise self._too_slow(err, failures) from err
+                        msg = f"GET {self.url} failed after {failures} attempts: {err}"
+                        raise DownloadError(msg, hint=moved_hint(self.final.name)) from err
+                    wait = policy.backoff(failures)
+                    log.warning(
+                        "%s: %s; resuming in %.2f s (attempt %d of %d)",
+                        self.final.name,
+                        err if isinstance(err, TooSlow) else err.__class__.__name__,
+                        wait,
+                        failures,
+                        cfg.retries,
+                    )
+                    time.sleep(wait)
+            return self._finish("resumed" if resumed else "fetched", self.transferred)
+        finally:
+            bar.close()
+            session.close()
+            if self._verifier is not None:
+                self._verifier.abandon()
+                self._verifier = None
+
+    def _transfer(
+        self, session: requests.Session, offset: int, bar: tqdm, dog: Watchdog
+    ) -> tuple[bool, bool]:
+        """One GET from ``offset`` into the part file: (resumed?, complete?).
+
+        Bytes received are added to ``self.transferred`` as they arrive. ``dog`` is the
+        attempt's watchdog (low-speed rule); a cut inside the body raises :class:`TooSlow`.
+        """
+        cfg, exp = self.config, self.expected
+        try:
+            stream = open_stream(
+                self.url, offset, session=session, timeout=cfg.timeout, chunk_size=cfg.chunk_size
+            )
+        except requests.RequestException as err:  # urllib3 already retried it
+            if dog.cuts:  # no answer in time: the watchdog cut the wait for the headers
+                raise self._too_slow(dog.error(), dog.cuts) from err
+            msg = f"GET {self.url} failed: {err}"
+            raise DownloadError(msg, hint=moved_hint(self.final.name)) from err
+        except RangeNotSatisfiable as err:
+            if err.total is not None and err.total == offset:
+                self._verifier_at(offset)
+                return True, True  # the part file already holds the whole file
+            log.warning("%s: server refused Range from %d; restarting", self.final.name, offset)
+            self.part.unlink(missing_ok=True)
+            return False, False
+        try:
+            if stream.start == 0 and offset > 0:
+                log.warning(
+                    "%s: server ignored the Range request; restarting from 0", self.final.name
+                )
+            limit = exp.size
+            if limit is not None and stream.total is not None and stream.total > limit:
+                msg = (
+                    f"GET {stream.url}: the server announces {stream.total:,} bytes but "
+                    f"{self.f.name} has {limit:,} bytes ({exp.source}); refused"
+                )
+                raise ChecksumError(msg, hint=moved_hint(self.final.name))
+            mode = "ab" if stream.start > 0 else "wb"
+            verifier = self._verifier_at(stream.start)
+            if bar.total is None and stream.total is not None:
+                bar.total = stream.total
+            if bar.n != stream.start:
+                bar.n = stream.start  # resumed part, or a restart from 0
+                bar.refresh()
+            written = stream.start
+            try:
+                with open(self.part, mode) as out:
+                    for chunk in stream.chunks:
+                        if self.cancel.is_set():
+                            raise _Cancelled
+                        if limit is not None and written + len(chunk) > limit:
+                            # Cut off at the registry size: never store more than that.
+                            out.write(chunk[: limit - written])
+                            msg = (
+                                f"GET {stream.url}: response is larger than the size of "
+                                f"{self.f.name} ({limit:,} bytes, {exp.source}); cut off "
+                                "and rejected"
+                            )
+                            raise ChecksumError(msg, hint=moved_hint(self.final.name))
+                        out.write(chunk)
+                        verifier.feed(chunk)
+                        written += len(chunk)
+                        self.transferred += len(chunk)
+                        bar.update(len(chunk))
+            except OSError as err:
+                if err.errno == errno.ENOSPC:
+                    raise no_space(err, self.part, exp.size) from err
+                raise
+            return stream.start > 0, True
+        except ChecksumError:
+            self.part.unlink(missing_ok=True)
+            raise
+        finally:
+            stream.close()
+
+    def _too_slow(self, err: TooSlow, cuts: int) -> DownloadError:
+        """The final error after ``cuts`` attempts cut by the low-speed rule."""
+        cfg = self.config
+        rate = err.seen / err.span if err.span > 0 else 0.0
+        kept = self.part.stat().st_size if self.part.is_file() else 0
+        state = (
+            f"the {kept:,} bytes received are kept in {self.part} and the next run resumes them"
+            if kept
+            else "no byte of the body was received"
+        )
+        msg = (
+            f"GET {self.url} is too slow: {err.seen:,} bytes in {err.span:.1f} s "
+            f"({rate:,.0f} bytes/s), below download.min_speed = {cfg.min_speed:g} bytes/s over "
+            f"download.speed_window = {cfg.speed_window:g} s; cut {cuts} "
+            f"time{'s' if cuts != 1 else ''}, {state}; use another mirror (--mirror "
+            "URL_OR_PATH or ALIGNREC_MIRROR) or lower download.min_speed in params.yaml "
+            "(0 turns the rule off)"
+        )
+        return DownloadError(msg)
+
+    def _verifier_at(self, start: int) -> StreamVerifier:
+        """The verifier for the bytes written from offset ``start``.
+
+        The current one is kept when it covers exactly the bytes before ``start`` (a resume
+        within this run); otherwise a new one first re-reads those bytes from the part file.
+        """
+        if self._verifier is not None and self._verifier.count == start:
+            return self._verifier
+        if self._verifier is not None:
+            self._verifier.abandon()
+        self._verifier = StreamVerifier(self.part if start else None, start, gzip_check=self._gzip)
+        return self._verifier
+
+    # -- phase 3: verify the part file, then rename ----------------------------------------
+    def _finish(self, status: str, transferred: int) -> FileResult:
+        exp = self.expected
+        size = self.part.stat().st_size
+        verifier, self._verifier = self._verifier, None
+        gzip_problem = None
+        if verifier is not None and verifier.count == size:
+            sha, gzip_problem = verifier.result()
+        else:  # not streamed (cannot happen in practice): check the file on disk
+            if verifier is not None:
+                verifier.abandon()
+            sha = sha256_file(self.part)
+            if self._gzip:
+                try:
+                    check_gzip_file(self.part, self.url, self.config.chunk_size)
+                except DownloadError as err:
+                    gzip_problem = str(err)
+        if (exp.size is not None and size != exp.size) or (
+            exp.sha256 is not None and sha != exp.sha256
+        ):
+            aside = set_aside(self.part, self.final, sha)
+            msg = (
+                f"checksum mismatch for {self.url}: expected sha256 {exp.sha256} "
+                f"({exp.size if exp.size is not None else 'unknown'} bytes, {exp.source}), "
+                f"found sha256 {sha} ({size} bytes); the bad bytes are kept as {aside}"
+            )
+            hint = (
+                "try another --mirror; if the file changed upstream on purpose, delete its "
+                f"entry from {self.final.parent / 'alignrec.lock.json'} and download again"
+                if exp.trust != "registry"
+                else "try another --mirror (ALIGNREC_MIRROR), or report the registry entry"
+            )
+            raise ChecksumError(msg, hint=hint)
+        if gzip_problem is not None:
+            aside = set_aside(self.part, self.final, sha)
+            msg = (
+                f"{self.url}: the downloaded file is not a complete gzip file ({gzip_problem}); "
+                f"the bad bytes are kept as {aside}"
+            )
+            raise DownloadError(msg, hint=moved_hint(self.final.name))
+        os.replace(self.part, self.final)
+        log.info("%s %s (%d bytes, sha256 %s, %s)", status, self.final.name, size, sha, exp.trust)
+        return self._ok(status, size, sha, transferred)
+
+    def _ok(self, status: str, size: int, sha: str, transferred: int) -> FileResult:
+        return FileResult(
+            role=self.f.role,
+            path=self.final,
+            url=self.url,
+            status=status,
+            bytes=size,
+            sha256=sha,
+            trust=self.expected.trust,
+            transferred=transferred,
+        )
+
+    def run(self) -> FileResult:
+        """Verify or fetch the file; errors become a ``failed`` result."""
+        try:
+            return self.check_present() or self.fetch()
+        except AlignrecError as err:
+            return self._failed(err)
+        except OSError as err:
+            return self._failed(
+                no_space(err, self.part, self.expected.size)
+                if err.errno == errno.ENOSPC
+                else DownloadError(f"{self.url}: {err}", hint=moved_hint(self.final.name))
+            )
+
+    def _failed(self, err: AlignrecError) -> FileResult:
+        log.error("%s failed: %s", self.final.name, err)
+        return FileResult(
+            role=self.f.role,
+            path=self.final,
+            url=self.url,
+            status="failed",
+            trust=self.expected.trust,
+            error=str(err),
+            exception=err,
+        )

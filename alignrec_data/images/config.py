@@ -1,0 +1,113 @@
+"""The ``images`` section of ``params.yaml`` (:class:`ImagesConfig`)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from alignrec_data.config import to_dict
+from alignrec_data.errors import UsageError
+from alignrec_data.http import USER_AGENT
+from alignrec_data.images.fetch import FetchSettings
+from alignrec_data.images.validate import ImageSettings
+
+# Settings that change the stored bytes: shards made with others cannot be mixed in.
+ENCODE_KEYS = ("shorter_side", "jpeg_quality", "jpeg_subsampling")
+# Settings that decide acceptance: when they change, earlier failures are retried.
+ACCEPT_KEYS = ("max_pixels", "min_side", "max_bytes")
+
+
+@dataclass(frozen=True)
+class ImagesConfig:
+    """The ``images`` section of ``params.yaml``.
+
+    Attributes:
+        shorter_side: Resize so the shorter side has this many pixels (never upscaled).
+        jpeg_quality: Quality of the stored JPEG (1-95).
+        jpeg_subsampling: Chroma subsampling of the stored JPEG: 0 = 4:4:4, 1 = 4:2:2,
+            2 = 4:2:0.
+        max_pixels: Largest ``width * height`` decoded; larger images are rejected from the
+            header alone as ``decompression-bomb``.
+        min_side: Smallest accepted shorter side in pixels (``too-small`` below: placeholder
+            1x1 GIFs).
+        max_bytes: Largest response body per image in bytes (``too-large`` above; never read
+            further).
+        concurrency: Worker threads fetching and processing images.
+        per_host_rate: Requests per second to one host (0 = unlimited).
+        retries: Extra attempts on time-outs, connection errors and the statuses in
+            :data:`alignrec_data.http.RETRY_STATUSES` (408, 429, 500, 502, 503, 504).
+        backoff: Seconds before the first retry, doubling each retry (unless Retry-After).
+        max_retry_after: Cap on any retry wait, Retry-After included, in seconds.
+        timeout: Seconds to connect and for each read.
+        total_timeout: Seconds for one whole request (headers and body) per attempt, also
+            while bytes trickle (a watchdog cuts the connection at the deadline).
+        shard_size_mb: Start a new shard after this many MB of stored JPEG bytes.
+        user_agent: User-Agent header sent to image servers.
+    """
+
+    shorter_side: int = 256  # 224-px encoder crops fit; ~15-25 kB a JPEG
+    jpeg_quality: int = 90
+    jpeg_subsampling: int = 2  # 4:2:0, libjpeg's default
+    max_pixels: int = 40_000_000  # Amazon hi_res images are ~2-4 Mpx
+    min_side: int = 16
+    max_bytes: int = 16_000_000
+    concurrency: int = 16
+    per_host_rate: float = 10.0
+    retries: int = 3
+    backoff: float = 1.0
+    max_retry_after: float = 60.0
+    timeout: float = 20.0
+    total_timeout: float = 60.0
+    shard_size_mb: float = 256.0
+    user_agent: str = USER_AGENT
+
+    def __post_init__(self) -> None:
+        checks = [
+            ("shorter_side", self.shorter_side >= 1, ">= 1"),
+            ("jpeg_quality", 1 <= self.jpeg_quality <= 95, "between 1 and 95"),
+            ("jpeg_subsampling", self.jpeg_subsampling in (0, 1, 2), "0, 1 or 2"),
+            ("max_pixels", self.max_pixels >= 1, ">= 1"),
+            ("min_side", self.min_side >= 1, ">= 1"),
+            ("max_bytes", self.max_bytes >= 1, ">= 1"),
+            ("concurrency", self.concurrency >= 1, ">= 1"),
+            ("per_host_rate", self.per_host_rate >= 0, ">= 0 (0 = unlimited)"),
+            ("retries", self.retries >= 0, ">= 0"),
+            ("backoff", self.backoff >= 0, ">= 0"),
+            ("max_retry_after", self.max_retry_after >= 0, ">= 0"),
+            ("timeout", self.timeout > 0, "> 0"),
+            ("total_timeout", self.total_timeout > 0, "> 0"),
+            ("shard_size_mb", self.shard_size_mb > 0, "> 0"),
+        ]
+        for name, ok, expected in checks:
+            if not ok:
+                msg = f"params images.{name}: expected {expected}, found {getattr(self, name)!r}"
+                raise UsageError(msg)
+
+    def image_settings(self) -> ImageSettings:
+        """The validation and encoding settings."""
+        return ImageSettings(
+            shorter_side=self.shorter_side,
+            jpeg_quality=self.jpeg_quality,
+            jpeg_subsampling=self.jpeg_subsampling,
+            max_pixels=self.max_pixels,
+            min_side=self.min_side,
+        )
+
+    def fetch_settings(self) -> FetchSettings:
+        """The network settings."""
+        return FetchSettings(
+            max_bytes=self.max_bytes,
+            timeout=self.timeout,
+            total_timeout=self.total_timeout,
+            retries=self.retries,
+            backoff=self.backoff,
+            max_retry_after=self.max_retry_after,
+            per_host_rate=self.per_host_rate,
+            user_agent=self.user_agent,
+            pool_size=self.concurrency,
+        )
+
+    def recorded_settings(self) -> dict[str, Any]:
+        """Settings recorded with the shards and index (those that change the outcome)."""
+        d = to_dict(self)
+        return {k: d[k] for k in (*ENCODE_KEYS, *ACCEPT_KEYS)}
