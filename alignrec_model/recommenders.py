@@ -5,9 +5,10 @@ the model reads and what it takes besides interactions (a feature variant, a fin
 top, the loss-weight axes of the grid). Derived from :data:`RECOMMENDERS`:
 
 - :data:`MODELS` and :data:`FEATURE_MODELS`, the ``--model`` choices of ``alignrec-data train``,
-  ``alignrec-data evaluate`` (mask-modality) and ``pipelines/train.py``, and the mask-modality
+  ``alignrec-data evaluate`` (mask-modality), and the mask-modality
   check of ``evaluate.mask_model``;
 - :func:`build_model` (the trainer, the grid, mask-modality);
+- :func:`param_keys`, the ``train.*`` keys each run's DVC stage lists (tests/pipeline);
 - the model table of docs/recommender.md (:func:`models_table`) and the model keys of
   ``TrainConfig`` (both checked against this table by ``tests/model_train/test_recommenders.py``).
 

@@ -9,8 +9,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-import yaml
-
+from alignrec_data.config import load_params, resolve_params_path
 from alignrec_data.failures import run_stage
 from alignrec_model.summary import headline_metrics
 
@@ -38,9 +37,9 @@ def summarize(data_dir: Path, datasets: list[str]) -> list[str]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data-dir", type=Path, default=Path("data"))
-    parser.add_argument("--params", type=Path, default=Path("params.yaml"))
+    parser.add_argument("--params", type=Path, default=None, help="Default: ./params.yaml.")
     args = parser.parse_args(argv)
-    params = yaml.safe_load(args.params.read_text(encoding="utf-8")) or {}
+    params = load_params(resolve_params_path(args.params))
     print("\n".join(summarize(args.data_dir, list(params.get("datasets", [])))))
     return 0
 

@@ -1,8 +1,8 @@
 """The one way into pretraining from outside Python: the CLI, the DVC stage and torchrun.
 
-``alignrec-data pretrain`` calls :func:`run_pretrain`; ``python -m alignrec_model.pretrain``
-(also under ``torchrun``) and ``pipelines/pretrain.py`` (the DVC stage) call :func:`main`,
-which parses the same three options and calls :func:`run_pretrain`.
+``alignrec-data pretrain`` (also what the DVC stage runs) calls :func:`run_pretrain`;
+``python -m alignrec_model.pretrain`` (also under ``torchrun``) calls :func:`main`, which parses
+the same three options and calls :func:`run_pretrain`.
 """
 
 from __future__ import annotations

@@ -14,9 +14,7 @@ import pytest
 from click.testing import CliRunner
 
 from alignrec_data.cli import cli
-from alignrec_data.failures import run_stage
 from alignrec_data.registry import get_dataset, list_datasets
-from pipelines.download import main as pipeline_main
 from tests.conftest import REPO
 
 MINI = REPO / "alignrec_data" / "mini"
@@ -228,29 +226,3 @@ def test_real_subprocess_results_on_stdout_logs_on_stderr(data_dir, mini_mirror)
     )
     assert bad.returncode == 2
     assert bad.stdout == "" and "Error: unknown dataset id" in bad.stderr
-
-
-def test_pipeline_stage_reads_its_params_section(data_dir, mini_mirror, tmp_path, capsys):
-    params = tmp_path / "params.yaml"
-    params.write_text("download:\n  workers: 1\n  verify_gzip: true\nother:\n  x: 1\n")
-    rc = pipeline_main(
-        [
-            "--data-dir",
-            str(data_dir),
-            "--dataset",
-            "amazon-mini",
-            "--params",
-            str(params),
-            "--mirror",
-            str(mini_mirror),
-        ]
-    )
-    assert rc == 0
-    raw = data_dir / "amazon-mini" / "raw"
-    assert sorted(p.name for p in raw.iterdir()) == sorted([*MINI_FILES, "alignrec.lock.json"])
-
-    # The stage's __main__ runs main through run_stage, which turns the error into one line.
-    argv = ["--data-dir", str(data_dir), "--dataset", "nope", "--params", str(params)]
-    rc = run_stage(lambda: pipeline_main(argv))
-    assert rc == 2
-    assert "unknown dataset id 'nope'" in capsys.readouterr().err

@@ -164,23 +164,23 @@ def test_os_error_message_names_the_fix() -> None:
 
 
 @pytest.mark.parametrize(
-    ("script", "args", "pattern"),
+    ("argv", "pattern"),
     [
-        ("train.py", ["--dataset", "../outside/x"], r"dataset '../outside/x' is not a valid name"),
-        ("evaluate.py", ["--dataset", "amazon-mini", "--features", "../x", "--protocol",
-                         "zero-shot"], r"feature variant '../x'"),
-        ("prepare.py", ["--dataset", "amazon-mini", "--params", "nope.yaml", "--metrics",
-                        "m.json"], r"nope.yaml"),
+        (["-m", "alignrec_model.pretrain", "--dataset", "../outside/x"],
+         r"dataset '../outside/x' is not a valid name"),
+        (["-m", "alignrec_model.pretrain", "--dataset", "amazon-mini", "--params", "nope.yaml"],
+         r"nope.yaml does not exist"),
+        ([str(REPO / "pipelines" / "summary.py"), "--params", "bin.yaml"], r"is not UTF-8 text"),
     ],
-    ids=["train", "evaluate", "prepare"],
+    ids=["torchrun-entry-name", "torchrun-entry-params", "summary"],
 )  # fmt: skip
-def test_pipeline_stage_failure_is_one_line(
-    sandbox: Path, script: str, args: list[str], pattern: str
+def test_entry_points_outside_the_cli_fail_in_one_line(
+    sandbox: Path, argv: list[str], pattern: str
 ) -> None:
-    (sandbox / "params.yaml").write_text("datasets: [amazon-mini]\n")
+    (sandbox / "bin.yaml").write_bytes(b"\xff\xfe\x00binary")
     before = _digests(sandbox)
     proc = subprocess.run(
-        [sys.executable, str(REPO / "pipelines" / script), "--data-dir", "data", *args],
+        [sys.executable, *argv, "--data-dir", "data"],
         cwd=sandbox, capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     out = Outcome(proc.returncode, proc.stdout, proc.stderr)

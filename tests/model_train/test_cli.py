@@ -252,14 +252,17 @@ def test_text_output_and_errors(prepared):
     assert res.exit_code == 2 and "masking its image changes nothing" in res.output
 
 
-def test_pipeline_stages_write_their_declared_outputs(prepared):
-    from pipelines import evaluate as evaluate_stage
-    from pipelines import train as train_stage
-
+def test_pipeline_commands_write_their_declared_outputs(prepared):
+    # The commands dvc.yaml runs (itemknn@ and item-cf@ stages), nothing else written.
     data_dir, params = prepared
-    common = ["--data-dir", str(data_dir), "--dataset", "toy", "--params", str(params)]
-    assert train_stage.main([*common, "--model", "itemknn", "--features", "minilm-text"]) == 0
-    assert evaluate_stage.main([*common, "--features", "minilm-text", "--protocol", "item-cf"]) == 0
+    common = ["toy", "--data-dir", str(data_dir), "--params", str(params)]
+    res = CliRunner().invoke(
+        cli, ["train", *common, "--model", "itemknn", "--features", "minilm-text"]
+    )
+    assert res.exit_code == 0, res.output
+    args = ["evaluate", *common, "--features", "minilm-text", "--protocol", "item-cf"]
+    res = CliRunner().invoke(cli, args)
+    assert res.exit_code == 0, res.output
     out = data_dir / "toy"
     produced = sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file())
     assert produced == [

@@ -233,29 +233,3 @@ def test_prepare_errors_name_the_fix(tmp_path: Path) -> None:
         cli, ["prepare", "amazon-mini", "--data-dir", str(tmp_path), "--params", str(bad)]
     )
     assert res.exit_code == 2 and "field {price} is not allowed" in res.output
-
-
-def test_pipeline_stage_writes_stats_metric(tmp_path: Path, mini_raw: Path) -> None:
-    from pipelines.prepare import main
-
-    shutil.copytree(mini_raw, tmp_path / "d" / "amazon-mini" / "raw")
-    params = _params(tmp_path, "p.yaml", min_user_interactions=5)
-    metric = tmp_path / "metrics" / "prepare.json"
-    assert (
-        main(
-            [
-                "--data-dir",
-                str(tmp_path / "d"),
-                "--dataset",
-                "amazon-mini",
-                "--params",
-                str(params),
-                "--metrics",
-                str(metric),
-            ]
-        )
-        == 0
-    )
-    assert json.loads(metric.read_text()) == json.loads(
-        (tmp_path / "d" / "amazon-mini" / "prepared" / "stats.json").read_text()
-    )

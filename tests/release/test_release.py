@@ -219,9 +219,8 @@ def test_token_never_reaches_the_card(tmp_path: Path, monkeypatch: pytest.Monkey
     assert "`extract.seed` = 7" in text
 
 
-def test_cli_and_pipeline(tmp_path: Path) -> None:
+def test_cli(tmp_path: Path) -> None:
     from alignrec_data.cli import cli
-    from pipelines.release import main
 
     data_dir = tmp_path / "data"
     make_dataset(data_dir, "amazon-mini", variants={"alignrec": 4, "minilm-text": 3}, extras=False)
@@ -258,22 +257,10 @@ def test_cli_and_pipeline(tmp_path: Path) -> None:
     )
     assert res.exit_code == 2 and "unknown key(s) shard_size" in res.output
 
-    out = tmp_path / "pipe"
-    assert (
-        main(
-            [
-                "--data-dir",
-                str(data_dir),
-                "--dataset",
-                "amazon-mini",
-                "--params",
-                str(params),
-                "--out",
-                str(out),
-            ]
-        )
-        == 0
-    )
+    out = tmp_path / "elsewhere"
+    args = ["release", "amazon-mini", "--data-dir", str(data_dir), "--params", str(params)]
+    res = CliRunner().invoke(cli, [*args, "--out", str(out)])
+    assert res.exit_code == 0, res.output
     assert sorted(p.name for p in out.iterdir()) == [
         "README.md",
         MANIFEST_NAME,
