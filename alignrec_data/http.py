@@ -175,8 +175,8 @@ class PolicyRetry(Retry):
 
 
 def make_session(
-    policy: RetryPolicy | int | None = None,
-    *legacy: float,
+    policy: RetryPolicy | None = None,
+    *,
     user_agent: str = USER_AGENT,
     accept: str | None = None,
     pool_size: int = 1,
@@ -191,17 +191,13 @@ def make_session(
     Args:
         policy: Retries made by the session itself (connection errors, read errors before
             the body, the policy's statuses; :class:`PolicyRetry`). None: none, the caller
-            retries. A number is read as ``retries``, the first field of a policy.
-        *legacy: With a number as ``policy``: ``backoff_base, backoff_cap, retry_after_max``
-            (the older call form ``make_session(retries, base, cap, retry_after_max)``).
+            retries.
         user_agent: The ``User-Agent`` header.
         accept: The ``Accept`` header (None: requests' default).
         pool_size: Connections kept per host (the threads sharing the session).
         hosts: Hosts whose connection pools are kept.
         max_redirects: Redirects requests follows when asked to (``allow_redirects=True``).
     """
-    if isinstance(policy, int):
-        policy = RetryPolicy(policy, *legacy)
     retries: Any = 0 if policy is None else PolicyRetry.of(policy)
     session = requests.Session()
     session.max_redirects = max_redirects

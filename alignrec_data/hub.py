@@ -1,11 +1,12 @@
 """Deadlines for calls to the Hugging Face Hub, shared by ``publish`` and the loaders.
 
-Every Hub call made by :mod:`alignrec_data.publish` and :mod:`alignrec_data.loaders` runs
-inside :func:`hub_timeouts` (huggingface_hub's shared HTTP client gets a connect / read /
-write timeout; it has none by default) and through :func:`with_deadline` (the call as a
-whole, retries included, must end within a number of seconds, else :class:`Deadline` is
-raised in the caller's thread). :func:`network_problem` turns what a dead, stalled or
-non-HTTP server makes huggingface_hub raise into one line naming the endpoint and the fix.
+Every Hub call made by :mod:`alignrec_data.publish` and the loaders
+(:mod:`alignrec_data.hub_source`) runs inside :func:`hub_timeouts` (huggingface_hub's shared
+HTTP client gets a connect / read / write timeout; it has none by default) and through
+:func:`with_deadline` (the call as a whole, retries included, must end within a number of
+seconds, else :class:`Deadline` is raised in the caller's thread). :func:`network_problem`
+turns what a dead, stalled or non-HTTP server makes huggingface_hub raise into one line naming
+the endpoint and the fix.
 """
 
 from __future__ import annotations

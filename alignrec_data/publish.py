@@ -29,7 +29,6 @@ mechanism (:mod:`alignrec_data.hub`) is the one the loaders use.
 from __future__ import annotations
 
 import logging
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -49,10 +48,10 @@ from alignrec_data.hub import (
     with_deadline,
 )
 from alignrec_data.release import CARD_NAME, MANIFEST_NAME, read_manifest, sha256_file
+from alignrec_data.release_source import is_repo_id
 
 log = logging.getLogger(__name__)
 
-_REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]{0,95}/[A-Za-z0-9][\w.-]{0,95}$")
 IGNORE_PATTERNS = [".*", "**/.*"]  # temporary and hidden files are never uploaded
 MIN_UPLOAD_RATE = MIN_TRANSFER_RATE  # bytes/s assumed at worst when sizing the upload deadline
 
@@ -235,7 +234,7 @@ def publish_release(
     from huggingface_hub import HfApi, constants, get_token
     from huggingface_hub.errors import HfHubHTTPError, OfflineModeIsEnabled
 
-    if not _REPO_ID.match(repo_id or ""):
+    if not is_repo_id(repo_id):
         msg = (
             f"--repo-id {repo_id!r} is not a Hub repo id; expected ORG/NAME (letters, digits, ._-)"
         )

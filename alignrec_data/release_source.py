@@ -29,7 +29,8 @@ from alignrec_data.release import (
     sha256_file,
 )
 
-_REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+# A Hub repo id ORG/NAME: each part starts with a letter or digit, at most 96 characters.
+_REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]{0,95}/[A-Za-z0-9][\w.-]{0,95}$")
 # Published split name -> MMRec x_label.
 X_LABELS = {"train": 0, "validation": 1, "test": 2}
 

@@ -41,7 +41,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from _machine import machine_line  # noqa: E402
 
 from alignrec_data.download import DownloadConfig, download_dataset  # noqa: E402
-from alignrec_data.http import make_session, open_stream  # noqa: E402
+from alignrec_data.http import RetryPolicy, make_session, open_stream  # noqa: E402
 from alignrec_data.registry import DatasetSpec, FileSpec  # noqa: E402
 from tests.download.httpserver import Fault, FaultServer  # noqa: E402
 
@@ -94,7 +94,7 @@ def sha256_speed(nbytes: int = 256 << 20) -> float:
 
 def time_transport(url: str, out: Path, chunk_size: int) -> float:
     """Our HTTP path alone: open_stream (requests + urllib3) to a file, no verification."""
-    session = make_session(0, 0.0, 0.0, 0.0)
+    session = make_session(RetryPolicy(0))
     t0 = time.perf_counter()
     stream = open_stream(url, 0, session=session, timeout=60, chunk_size=chunk_size)
     with out.open("wb") as f:

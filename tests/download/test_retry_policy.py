@@ -36,12 +36,12 @@ def test_both_stages_share_statuses_and_user_agent() -> None:
     assert images.backoff_cap == images.retry_after_max == ImagesConfig().max_retry_after
 
 
-def test_session_headers_and_the_older_call_form() -> None:
+def test_session_headers_and_policy() -> None:
     with make_session(RetryPolicy(2), accept="image/*", user_agent="ua/1") as s:
         assert (s.headers["User-Agent"], s.headers["Accept"]) == ("ua/1", "image/*")
         assert s.headers["Accept-Encoding"] == "identity"
         assert s.get_adapter("https://x").max_retries.policy == RetryPolicy(2)
-    with make_session(3, 0.1, 0.2, 0.3) as s:
+    with make_session(RetryPolicy(3, 0.1, 0.2, 0.3)) as s:
         assert s.headers["User-Agent"] == USER_AGENT
         assert s.get_adapter("http://x").max_retries.policy == RetryPolicy(3, 0.1, 0.2, 0.3)
     with make_session(None) as s:

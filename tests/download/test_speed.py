@@ -10,7 +10,7 @@ import pytest
 
 from alignrec_data.download import DownloadConfig, download_dataset, raise_for_failures
 from alignrec_data.errors import DownloadError, UsageError
-from alignrec_data.http import TooSlow, Watchdog, make_session, open_stream
+from alignrec_data.http import RetryPolicy, TooSlow, Watchdog, make_session, open_stream
 from tests.download.conftest import FAST, gz_bytes
 from tests.download.httpserver import Fault
 
@@ -103,7 +103,7 @@ def test_server_that_never_answers_is_cut_by_the_rule(make_spec, server, raw_dir
 def test_watchdog_cuts_open_stream_and_counts_bytes(server, server_root: Path):
     (server_root / "f.bin").write_bytes(bytes(range(256)) * 100)
     server.add_fault("/f.bin", Fault.trickle(0.05, after=300))
-    session = make_session(0, 0.0, 0.0, 0.0)
+    session = make_session(RetryPolicy(0))
     got = bytearray()
     t0 = time.monotonic()
     with pytest.raises(TooSlow) as ei, Watchdog(min_speed=1000, window=0.5) as dog:
@@ -130,7 +130,7 @@ def test_time_the_reader_spends_on_a_chunk_is_not_the_servers(server, server_roo
     # takes longer than the window to handle, yet the server is never cut.
     body = bytes(range(256)) * 48  # 3 chunks of 4,096 bytes
     (server_root / "f.bin").write_bytes(body)
-    session = make_session(0, 0.0, 0.0, 0.0)
+    session = make_session(RetryPolicy(0))
     got = bytearray()
     with Watchdog(min_speed=1000, window=0.4) as dog:
         stream = open_stream(server.url + "f.bin", 0, session=session, timeout=30, chunk_size=4096)
