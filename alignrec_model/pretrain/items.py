@@ -92,20 +92,23 @@ def load_item_data(paths: DatasetPaths, cfg: MMEncConfig, max_items: int = 0) ->
 def compute_feature_maps(model: MMEnc, data: ItemData, batch_size: int = 64) -> torch.Tensor:
     """Frozen EfficientNet-Lite0 maps (N, 1280, g, g) of every item (zeros without image).
 
-    Note: the backbone runs in whatever mode ``model`` is in. Right after construction that is
-    training mode (batch-statistic BatchNorm, random drop-connect from the global RNG), which is
-    what :func:`~alignrec_model.pretrain.loop.pretrain` has always done; the maps then depend on
-    the global RNG state, which the loop fixes by seeding before this call.
+    The backbone runs in eval mode without gradient: BatchNorm uses its stored (ImageNet)
+    statistics and leaves them unchanged, and drop-connect is off, so the maps (the masked
+    image targets) are a function of the pixels alone, and the backbone saved in
+    ``mmenc.pt`` is the one extraction runs.
     """
     mean, std = pixel_stats(model.cfg.image_stem)
     backbone = model.image_stem
+    backbone.backbone.eval()  # FeatureStem.train() keeps it so; a new module starts in training
+    device = next(model.parameters()).device
     out = None
-    for start in range(0, len(data.images), batch_size):
-        x = normalize_pixels(data.images[start : start + batch_size], mean, std)
-        fm = backbone.feature_map(x.to(next(model.parameters()).device)).float().cpu()
-        if out is None:
-            out = torch.zeros(len(data.images), *fm.shape[1:])
-        out[start : start + len(fm)] = fm
+    with torch.no_grad():
+        for start in range(0, len(data.images), batch_size):
+            x = normalize_pixels(data.images[start : start + batch_size], mean, std)
+            fm = backbone.feature_map(x.to(device)).float().cpu()
+            if out is None:
+                out = torch.zeros(len(data.images), *fm.shape[1:])
+            out[start : start + len(fm)] = fm
     assert out is not None
     out[torch.from_numpy(~data.has_image)] = 0
     return out

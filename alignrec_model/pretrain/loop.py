@@ -164,7 +164,7 @@ def _prepare(paths: DatasetPaths, cfg: PretrainConfig, d: Dist) -> _Run:
     enc_cfg = cfg.encoder_config()
     _, mask_id, _ = special_ids(load_tokenizer(enc_cfg.tokenizer))
     data = load_item_data(paths, enc_cfg, cfg.max_items)
-    model = build_model(cfg)  # leaves the global RNG seeded: the hybrid's maps depend on it
+    model = build_model(cfg)
     if enc_cfg.image_stem == "efficientnet":
         data.feature_maps = compute_feature_maps(model.encoder, data)
     model.to(d.device)

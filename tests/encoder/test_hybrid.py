@@ -114,3 +114,31 @@ def test_hm_sample_short_hybrid_pretraining(tmp_path: Path) -> None:
     for v in ("alignrec", "mmenc-image", "mmenc-text"):
         assert figures[v]["pair_auc"] > 0.55, (v, figures[v])
         assert figures[v]["nn_same_type"] > 2 * figures[v]["chance"], (v, figures[v])
+
+
+def test_teacher_maps_use_the_stored_batchnorm_statistics_and_leave_them_unchanged() -> None:
+    # The masked-image targets are EfficientNet maps of the pixels alone: computed in eval mode
+    # (no batch statistics, no drop-connect), whatever the global RNG, and the BatchNorm
+    # statistics saved with the encoder stay the pretrained ones that extraction uses.
+    from types import SimpleNamespace
+
+    from alignrec_model.hybrid import load_efficientnet
+    from alignrec_model.pretrain import compute_feature_maps
+
+    model = build_hybrid(MMEncConfig.from_size("hybrid-minilm"))  # a new module: training mode
+    stats = {k: v.clone() for k, v in model.image_stem.backbone.state_dict().items()}
+    g = torch.Generator().manual_seed(0)
+    images = torch.randint(0, 256, (5, 3, 128, 128), generator=g, dtype=torch.uint8)
+    data = SimpleNamespace(images=images, has_image=np.array([True, True, False, True, True]))
+    torch.manual_seed(1)
+    a = compute_feature_maps(model, data, batch_size=2)
+    torch.manual_seed(2)
+    b = compute_feature_maps(model, data, batch_size=2)
+    assert torch.equal(a, b)  # no randomness
+    c = compute_feature_maps(model, data, batch_size=5)
+    torch.testing.assert_close(a, c, rtol=1e-4, atol=1e-5)  # no batch statistics
+    assert torch.equal(a[2], torch.zeros_like(a[2]))
+    after = model.image_stem.backbone.state_dict()
+    assert all(torch.equal(stats[k], after[k]) for k in stats)
+    reference = load_efficientnet(128)
+    assert torch.equal(after["_bn0.running_mean"], reference.state_dict()["_bn0.running_mean"])
