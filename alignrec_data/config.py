@@ -6,6 +6,11 @@
 commented defaults; :func:`load_section` fills it from a params file and rejects unknown keys,
 so a typo in ``params.yaml`` is an error and not a silently ignored setting. Without a params
 file the dataclass defaults are the packaged defaults.
+
+Every config checks its values one way: its ``__post_init__`` calls :func:`check_ranges`, so a
+config is valid from construction, whether loaded here, built in code, or changed by a
+command-line override with :func:`dataclasses.replace`, and every message names
+``<section>.<key>``, the value found and the values expected.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ from __future__ import annotations
 import dataclasses
 import types
 import typing
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -90,6 +96,37 @@ def load_params(path: str | Path | None) -> dict[str, Any]:
         msg = f"params file {p}: expected a mapping of sections at the top level, found {found}"
         raise UsageError(msg)
     return data
+
+
+def check_ranges(config: Any, section: str, checks: Mapping[str, tuple[bool, str]]) -> None:
+    """Raise one error naming every key of ``config`` whose value is out of range.
+
+    Called from the ``__post_init__`` of each config dataclass.
+
+    Args:
+        config: The config dataclass; the found values are read from it by key.
+        section: Its place in ``params.yaml`` as written in messages, e.g. ``"train"`` or
+            ``"train.alignrec"``.
+        checks: ``{key: (holds, expected)}``: whether the value is allowed, and the allowed
+            values in words (``">= 1"``, ``"one of image, text"``).
+
+    Raises:
+        UsageError: ``<section>.<key> = <found> is out of range: expected <expected>`` for each
+            failed check (joined by ``;``), then the fix.
+    """
+    problems = [
+        f"{section}.{key} = {_shown(getattr(config, key))!r} is out of range: expected {expected}"
+        for key, (holds, expected) in checks.items()
+        if not holds
+    ]
+    if problems:
+        msg = "; ".join(problems) + "; fix params.yaml or the command-line override"
+        raise UsageError(msg)
+
+
+def _shown(value: Any) -> Any:
+    """A value as written in ``params.yaml`` (tuples as lists)."""
+    return [_shown(v) for v in value] if isinstance(value, tuple) else value
 
 
 def _coerce(value: Any, annotation: Any, where: str) -> Any:

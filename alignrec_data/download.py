@@ -40,6 +40,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from alignrec_data.atomic import clean_stale
+from alignrec_data.config import check_ranges
 from alignrec_data.download_job import (
     CORRUPT_INFIX,
     PART_SUFFIX,
@@ -106,25 +107,22 @@ class DownloadConfig:
     verify_gzip: bool = True  # stream-decompress .gz files fully before accepting them
 
     def __post_init__(self) -> None:
-        checks = {
-            "workers": self.workers >= 1,
-            "retries": self.retries >= 0,
-            "backoff_base": self.backoff_base >= 0,
-            "backoff_cap": self.backoff_cap >= 0,
-            "retry_after_max": self.retry_after_max >= 0,
-            "timeout": self.timeout > 0,
-            "min_speed": self.min_speed >= 0,
-            "speed_window": self.speed_window > 0,
-            "chunk_size": self.chunk_size >= 1024,
-        }
-        for key, ok in checks.items():
-            if not ok:
-                msg = (
-                    f"download.{key} = {getattr(self, key)!r} is out of range "
-                    "(workers >= 1, retries/back-offs >= 0, timeout > 0, min_speed >= 0, "
-                    "speed_window > 0, chunk_size >= 1024)"
-                )
-                raise UsageError(msg)
+        """Reject values the downloader cannot run with."""
+        check_ranges(
+            self,
+            "download",
+            {
+                "workers": (self.workers >= 1, ">= 1"),
+                "retries": (self.retries >= 0, ">= 0"),
+                "backoff_base": (self.backoff_base >= 0, ">= 0 seconds"),
+                "backoff_cap": (self.backoff_cap >= 0, ">= 0 seconds"),
+                "retry_after_max": (self.retry_after_max >= 0, ">= 0 seconds"),
+                "timeout": (self.timeout > 0, "> 0 seconds"),
+                "min_speed": (self.min_speed >= 0, ">= 0 bytes/s (0: off)"),
+                "speed_window": (self.speed_window > 0, "> 0 seconds"),
+                "chunk_size": (self.chunk_size >= 1024, ">= 1024 bytes"),
+            },
+        )
 
     def retry_policy(self) -> RetryPolicy:
         """The retry policy these settings ask for."""

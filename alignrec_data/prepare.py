@@ -18,9 +18,10 @@ Steps (each counted in ``stats.json``):
 
 A reviews file with no readable review at all (empty, not JSON lines, or JSON objects without
 the release's review fields) is an error that names the file, the lines read, the bad lines and
-the first bad one, before the k-core step. The tables of :mod:`alignrec_data.schema` are written
-into a staging folder next to ``prepared/`` which then replaces it, so ``prepared/`` is always
-complete or absent (and has the mode of a plain ``mkdir``).
+the first bad one, before the k-core step. The tables of :mod:`alignrec_data.schema` are built
+and written by :mod:`alignrec_data.prepared`: into a staging folder next to ``prepared/`` which
+then replaces it, so ``prepared/`` is always complete or absent (and has the mode of a plain
+``mkdir``).
 Same inputs and params give byte-identical files.
 """
 
@@ -30,40 +31,45 @@ import dataclasses
 import logging
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
 from tqdm import tqdm
 
-from alignrec_data.atomic import atomic_dir, write_json, write_parquet
 from alignrec_data.clean import dedupe_earliest, k_core, remap_by_key
-from alignrec_data.config import to_dict
+from alignrec_data.config import check_ranges, to_dict
 from alignrec_data.errors import DataFormatError, DownloadError, UsageError
 from alignrec_data.paths import DatasetPaths
-from alignrec_data.readers import BadLineLog, ItemMeta, reader_for
+from alignrec_data.prepared import (
+    interactions_table,
+    items_table,
+    read_prepared,
+    split_counts,
+    users_table,
+    write_prepared,
+)
+from alignrec_data.readers import BadLineLog, InteractionColumns, ItemMeta, reader_for
 from alignrec_data.readers.amazon2014 import DEFAULT_MAX_LITERAL_LINE_BYTES
-from alignrec_data.readers.base import DEFAULT_MAX_LINE_BYTES, read_review_columns
+from alignrec_data.readers.lines import DEFAULT_MAX_LINE_BYTES
 from alignrec_data.registry import DatasetSpec, check_links, get_dataset, raw_path
-from alignrec_data.schema import (
-    INTERACTIONS_FILE,
-    INTERACTIONS_SCHEMA,
-    ITEMS_FILE,
-    ITEMS_SCHEMA,
-    SPLITS,
-    STATS_FILE,
-    USERS_FILE,
-    USERS_SCHEMA,
-)
 from alignrec_data.splits import SPLIT_METHODS, assign_splits
-from alignrec_data.text import (
-    DEFAULT_TEMPLATE,
-    assemble_text,
-    clean_list,
-    clean_text,
-    validate_template,
-)
+from alignrec_data.text import DEFAULT_TEMPLATE, validate_template
+
+# The tables and the folder live in :mod:`alignrec_data.prepared`; importers of this module
+# (interop, release source, users of the library API) find them here too.
+__all__ = [
+    "PrepareConfig",
+    "interactions_table",
+    "items_table",
+    "prepare_dataset",
+    "read_prepared",
+    "split_counts",
+    "users_table",
+    "verify_raw_files",
+    "write_prepared",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -106,203 +112,24 @@ class PrepareConfig:
     max_reported_bad_lines: int = 5
 
     def __post_init__(self) -> None:
-        if self.split not in SPLIT_METHODS:
-            msg = f"prepare.split must be one of {', '.join(SPLIT_METHODS)}, found {self.split!r}"
-            raise UsageError(msg)
-        for name in ("min_user_interactions", "min_item_interactions", "max_reported_bad_lines"):
-            if getattr(self, name) < 0:
-                msg = f"prepare.{name} must be >= 0, found {getattr(self, name)}"
-                raise UsageError(msg)
-        for name in ("max_line_bytes", "max_literal_line_bytes"):
-            if getattr(self, name) < 1:
-                msg = (
-                    f"prepare.{name} must be a positive number of bytes, found "
-                    f"{getattr(self, name)}"
-                )
-                raise UsageError(msg)
-        if len(self.temporal_quantiles) != 2:
-            msg = (
-                "prepare.temporal_quantiles must be two numbers, found "
-                f"{list(self.temporal_quantiles)}"
-            )
-            raise UsageError(msg)
-        validate_template(self.text_template)
-
-
-# --- tables ------------------------------------------------------------------------------------
-
-
-def interactions_table(
-    user_ids: np.ndarray,
-    item_ids: np.ndarray,
-    user_keys: list[str],
-    item_keys: list[str],
-    ratings: pa.Array,
-    timestamps: pa.Array,
-    split_codes: np.ndarray,
-) -> pa.Table:
-    """Build ``interactions.parquet``, sorted by (user_id, timestamp, item_id); nulls sort first.
-
-    Args:
-        user_ids: (n,) contiguous user ids.
-        item_ids: (n,) contiguous item ids.
-        user_keys: Raw key of each user id.
-        item_keys: Raw key of each item id.
-        ratings: (n,) float32 ratings (nulls allowed).
-        timestamps: (n,) int64 Unix seconds (nulls allowed).
-        split_codes: (n,) 0/1/2 codes of :data:`alignrec_data.schema.SPLITS`.
-    """
-    user_ids = np.asarray(user_ids, dtype=np.int64)
-    item_ids = np.asarray(item_ids, dtype=np.int64)
-    ts_sort = timestamps.fill_null(np.iinfo(np.int64).min).to_numpy()
-    order = np.lexsort((item_ids, ts_sort, user_ids))
-    take = pa.array(order)
-    u = user_ids[order]
-    i = item_ids[order]
-    return pa.table(
-        {
-            "user_id": pa.array(u),
-            "item_id": pa.array(i),
-            "user_key": pa.array(user_keys, pa.string()).take(pa.array(u)),
-            "item_key": pa.array(item_keys, pa.string()).take(pa.array(i)),
-            "rating": ratings.cast(pa.float32()).take(take),
-            "timestamp": timestamps.cast(pa.int64()).take(take),
-            "split": pa.array(list(SPLITS), pa.string()).take(
-                pa.array(np.asarray(split_codes)[order])
-            ),
-        },
-        schema=INTERACTIONS_SCHEMA,
-    )
-
-
-def users_table(user_keys: list[str], user_ids: np.ndarray) -> pa.Table:
-    """Build ``users.parquet`` (``n_interactions`` counts every split)."""
-    counts = np.bincount(np.asarray(user_ids, dtype=np.int64), minlength=len(user_keys))
-    return pa.table(
-        {
-            "user_id": pa.array(np.arange(len(user_keys), dtype=np.int64)),
-            "user_key": pa.array(user_keys, pa.string()),
-            "n_interactions": pa.array(counts.astype(np.int64)),
-        },
-        schema=USERS_SCHEMA,
-    )
-
-
-def items_table(
-    item_keys: list[str],
-    metas: dict[str, ItemMeta] | None,
-    template: str = DEFAULT_TEMPLATE,
-    category_separator: str = " ",
-) -> pa.Table:
-    """Build ``items.parquet``: cleaned text fields, assembled text, image URL candidates.
-
-    Args:
-        item_keys: Raw key of each item id.
-        metas: Metadata by raw key (items without an entry get empty fields), or None.
-        template: Item text template.
-        category_separator: Joins the categories in the template.
-    """
-    cols: dict[str, list] = {
-        k: [] for k in ("title", "brand", "categories", "description", "text", "image_urls")
-    }
-    empty = ItemMeta("", "", "", [], "", [])
-    for key in item_keys:
-        m = (metas or {}).get(key, empty)
-        title, brand, desc = clean_text(m.title), clean_text(m.brand), clean_text(m.description)
-        cats = clean_list(m.categories)
-        cols["title"].append(title)
-        cols["brand"].append(brand)
-        cols["categories"].append(cats)
-        cols["description"].append(desc)
-        cols["text"].append(
-            assemble_text(
-                template,
-                title=title,
-                brand=brand,
-                categories=cats,
-                description=desc,
-                category_separator=category_separator,
-                clean=False,
-            )
-        )
-        cols["image_urls"].append(list(m.image_urls))
-    has_image = [bool(u) for u in cols["image_urls"]]
-    return pa.table(
-        {
-            "item_id": pa.array(np.arange(len(item_keys), dtype=np.int64)),
-            "item_key": pa.array(item_keys, pa.string()),
-            **{k: pa.array(v, ITEMS_SCHEMA.field(k).type) for k, v in cols.items()},
-            "has_image": pa.array(has_image, pa.bool_()),
-        },
-        schema=ITEMS_SCHEMA,
-    )
-
-
-def split_counts(table: pa.Table) -> dict[str, int]:
-    """Interactions per split of an interactions table."""
-    s = table.column("split").to_numpy(zero_copy_only=False)
-    return {name: int((s == name).sum()) for name in SPLITS}
-
-
-# --- the prepared folder -----------------------------------------------------------------------
-
-
-def write_prepared(
-    folder: str | Path,
-    interactions: pa.Table,
-    items: pa.Table,
-    users: pa.Table,
-    stats: dict[str, Any],
-) -> Path:
-    """Write the four prepared files into a staging folder, then swap it in as ``folder``.
-
-    The staging folder is ``.prepared.tmp-<pid>-*`` next to ``folder``
-    (:func:`alignrec_data.atomic.atomic_dir`): it gets the mode a plain ``mkdir`` gives, and
-    the leftovers of a run killed mid-write are removed by the next write.
-
-    Returns:
-        ``folder``.
-    """
-    folder = Path(folder)
-    check_links([folder], "prepared folder")
-    with atomic_dir(folder) as tmp:
-        write_parquet(tmp / INTERACTIONS_FILE, interactions)
-        write_parquet(tmp / ITEMS_FILE, items)
-        write_parquet(tmp / USERS_FILE, users)
-        write_json(tmp / STATS_FILE, stats)
-    return folder
-
-
-def read_prepared(folder: str | Path) -> tuple[pa.Table, pa.Table, pa.Table]:
-    """Read ``(interactions, items, users)`` of a prepared folder.
-
-    Raises:
-        UsageError: The folder or a file is missing.
-        DataFormatError: A file does not have the schema of :mod:`alignrec_data.schema`.
-    """
-    folder = Path(folder)
-    out = []
-    for name, schema in (
-        (INTERACTIONS_FILE, INTERACTIONS_SCHEMA),
-        (ITEMS_FILE, ITEMS_SCHEMA),
-        (USERS_FILE, USERS_SCHEMA),
-    ):
-        path = folder / name
-        if not path.is_file():
-            msg = f"prepared file {path} does not exist"
-            raise UsageError(
-                msg,
-                hint=(
-                    f"run `alignrec-data prepare {folder.parent.name}` (or `alignrec-data "
-                    "import`) first"
+        """Reject values preparation cannot run with."""
+        check_ranges(
+            self,
+            "prepare",
+            {
+                "min_user_interactions": (self.min_user_interactions >= 0, ">= 0 (0/1: off)"),
+                "min_item_interactions": (self.min_item_interactions >= 0, ">= 0 (0/1: off)"),
+                "split": (self.split in SPLIT_METHODS, f"one of {', '.join(SPLIT_METHODS)}"),
+                "temporal_quantiles": (
+                    len(self.temporal_quantiles) == 2,
+                    "two numbers (the valid and test cut-off quantiles)",
                 ),
-            )
-        table = pq.read_table(path)
-        if not table.schema.equals(schema, check_metadata=False):
-            msg = f"{path} has schema {table.schema}, expected {schema}; prepare the dataset again"
-            raise DataFormatError(msg)
-        out.append(table)
-    return out[0], out[1], out[2]
+                "max_line_bytes": (self.max_line_bytes >= 1, ">= 1 byte"),
+                "max_literal_line_bytes": (self.max_literal_line_bytes >= 1, ">= 1 byte"),
+                "max_reported_bad_lines": (self.max_reported_bad_lines >= 0, ">= 0"),
+            },
+        )
+        validate_template(self.text_template)
 
 
 # --- the stage ---------------------------------------------------------------------------------
@@ -376,6 +203,131 @@ def _no_review_error(
     return DataFormatError(msg)
 
 
+def _raw_files(
+    spec: DatasetSpec, paths: DatasetPaths, verify: bool
+) -> tuple[dict[str, Path], dict[str, dict[str, Any]]]:
+    """The reviews and metadata files (checked present, no broken link) and their record.
+
+    The record is what ``stats.json`` keeps of them: verified against their sha256
+    (:func:`verify_raw_files`), or only name and size when ``verify`` is False.
+    """
+    files = {role: raw_path(paths.raw, spec, role) for role in ("reviews", "meta")}
+    check_links(files.values())
+    for role, path in files.items():
+        if not path.is_file():
+            msg = f"raw {role} file {path} of {spec.id} does not exist"
+            raise UsageError(msg, hint=f"run `alignrec-data download {spec.id}` first")
+    if verify:
+        return files, verify_raw_files(spec, paths.raw)
+    logger.warning("not verifying the raw files of %s (verify=False)", spec.id)
+    return files, {
+        role: {"file": p.name, "bytes": p.stat().st_size, "sha256": None, "trust": None}
+        for role, p in files.items()
+    }
+
+
+def _read_reviews(
+    path: Path, reader: ModuleType, spec: DatasetSpec, config: PrepareConfig, strict: bool
+) -> tuple[InteractionColumns, BadLineLog]:
+    """Step 1: the reviews file into columns; an error when not one review is readable."""
+    rlog = BadLineLog(path.name, strict, config.max_reported_bad_lines)
+    logger.info("reading %s", path)
+    with tqdm(desc="reviews", unit=" lines", disable=None, mininterval=1.0) as bar:
+        cols = reader.read_columns(path, rlog, config.max_line_bytes, bar)
+    if len(cols) == 0:
+        raise _no_review_error(path, rlog, reader.REVIEW_FIELDS, spec)
+    return cols, rlog
+
+
+def _clean(
+    cols: InteractionColumns, config: PrepareConfig, dataset_id: str
+) -> tuple[tuple[np.ndarray, ...], list[dict[str, Any]]]:
+    """Steps 2 and 3: dedupe, then k-core; returns the kept ``(u, i, r, t)`` and the steps.
+
+    Raises:
+        DataFormatError: Nothing is left after the k-core filter.
+    """
+    u, i, r, t = cols.arrays()
+    steps = [_step("read", u, i)]
+    keep = dedupe_earliest(u, i, t)
+    u, i, r, t = u[keep], i[keep], r[keep], t[keep]
+    steps.append(_step("dedupe", u, i))
+    keep, rounds = k_core(u, i, config.min_user_interactions, config.min_item_interactions)
+    u, i, r, t = u[keep], i[keep], r[keep], t[keep]
+    steps.append(_step("k_core", u, i, rounds=rounds))
+    if len(u) == 0:
+        msg = (
+            f"{dataset_id}: no interaction is left after the {config.min_user_interactions}/"
+            f"{config.min_item_interactions}-core filter ({steps[0]['interactions']} read); "
+            "lower prepare.min_user_interactions / min_item_interactions"
+        )
+        raise DataFormatError(msg)
+    return (u, i, r, t), steps
+
+
+def _read_metadata(
+    path: Path,
+    reader: ModuleType,
+    spec: DatasetSpec,
+    config: PrepareConfig,
+    strict: bool,
+    item_keys: list[str],
+) -> tuple[dict[str, ItemMeta], int, BadLineLog]:
+    """Step 5: the first metadata record of each kept item; also the repeats counted."""
+    mlog = BadLineLog(path.name, strict, config.max_reported_bad_lines)
+    wanted = set(item_keys)
+    metas: dict[str, ItemMeta] = {}
+    duplicates = 0
+    cap = config.max_literal_line_bytes if spec.release == "2014" else config.max_line_bytes
+    logger.info("reading %s", path)
+    for m in tqdm(
+        reader.read_meta(path, mlog, cap),
+        desc="metadata",
+        unit=" rows",
+        disable=None,
+        mininterval=1.0,
+    ):
+        if m.key in wanted:
+            if m.key in metas:
+                duplicates += 1
+            else:
+                metas[m.key] = m
+    return metas, duplicates, mlog
+
+
+def _split(
+    config: PrepareConfig,
+    user_ids: np.ndarray,
+    item_ids: np.ndarray,
+    user_keys: list[str],
+    item_keys: list[str],
+    r: np.ndarray,
+    t: np.ndarray,
+) -> tuple[pa.Table, dict[str, Any]]:
+    """Step 6: assign the splits; returns the interactions table and the split's statistics."""
+    codes, split_info = assign_splits(
+        config.split,
+        user_ids,
+        item_ids,
+        t,
+        len(user_keys),
+        seed=config.seed,
+        valid_start=config.temporal_valid_start,
+        test_start=config.temporal_test_start,
+        quantiles=config.temporal_quantiles,
+    )
+    inter = interactions_table(
+        user_ids,
+        item_ids,
+        user_keys,
+        item_keys,
+        pa.array(r, pa.float32()),
+        pa.array(t, pa.int64()),
+        codes,
+    )
+    return inter, split_info
+
+
 def prepare_dataset(
     dataset_id: str,
     data_dir: str | Path,
@@ -407,102 +359,15 @@ def prepare_dataset(
     spec = get_dataset(dataset_id)
     reader = reader_for(spec.release)
     paths = DatasetPaths.of(data_dir, dataset_id)
-    files = {role: raw_path(paths.raw, spec, role) for role in ("reviews", "meta")}
-    check_links(files.values())
-    for role, path in files.items():
-        if not path.is_file():
-            msg = f"raw {role} file {path} of {dataset_id} does not exist"
-            raise UsageError(msg, hint=f"run `alignrec-data download {dataset_id}` first")
-    if verify:
-        raw_files = verify_raw_files(spec, paths.raw)
-    else:
-        logger.warning("not verifying the raw files of %s (verify=False)", dataset_id)
-        raw_files = {
-            role: {"file": p.name, "bytes": p.stat().st_size, "sha256": None, "trust": None}
-            for role, p in files.items()
-        }
-
-    # 1. read
-    rlog = BadLineLog(files["reviews"].name, strict, config.max_reported_bad_lines)
-    logger.info("reading %s", files["reviews"])
-    with tqdm(desc="reviews", unit=" lines", disable=None, mininterval=1.0) as bar:
-        cols = read_review_columns(
-            files["reviews"],
-            rlog,
-            config.max_line_bytes,
-            reader.REVIEW_FIELDS,
-            reader.TIMESTAMP_DIVISOR,
-            bar,
-        )
-    u, i, r, t = cols.arrays()
-    if len(u) == 0:
-        raise _no_review_error(files["reviews"], rlog, reader.REVIEW_FIELDS, spec)
-    steps = [_step("read", u, i)]
-
-    # 2. dedupe
-    keep = dedupe_earliest(u, i, t)
-    u, i, r, t = u[keep], i[keep], r[keep], t[keep]
-    steps.append(_step("dedupe", u, i))
-
-    # 3. k-core
-    keep, rounds = k_core(u, i, config.min_user_interactions, config.min_item_interactions)
-    u, i, r, t = u[keep], i[keep], r[keep], t[keep]
-    steps.append(_step("k_core", u, i, rounds=rounds))
-    if len(u) == 0:
-        msg = (
-            f"{dataset_id}: no interaction is left after the {config.min_user_interactions}/"
-            f"{config.min_item_interactions}-core filter ({steps[0]['interactions']} read); "
-            "lower prepare.min_user_interactions / min_item_interactions"
-        )
-        raise DataFormatError(msg)
-
-    # 4. ids
-    user_ids, user_keys = remap_by_key(u, cols.user_keys)
+    files, raw_files = _raw_files(spec, paths, verify)
+    cols, rlog = _read_reviews(files["reviews"], reader, spec, config, strict)
+    (u, i, r, t), steps = _clean(cols, config, dataset_id)
+    user_ids, user_keys = remap_by_key(u, cols.user_keys)  # 4. ids
     item_ids, item_keys = remap_by_key(i, cols.item_keys)
     del cols
-
-    # 5. metadata of the kept items
-    mlog = BadLineLog(files["meta"].name, strict, config.max_reported_bad_lines)
-    wanted = set(item_keys)
-    metas: dict[str, ItemMeta] = {}
-    duplicates = 0
-    cap = config.max_literal_line_bytes if spec.release == "2014" else config.max_line_bytes
-    logger.info("reading %s", files["meta"])
-    for m in tqdm(
-        reader.read_meta(files["meta"], mlog, cap),
-        desc="metadata",
-        unit=" rows",
-        disable=None,
-        mininterval=1.0,
-    ):
-        if m.key in wanted:
-            if m.key in metas:
-                duplicates += 1
-            else:
-                metas[m.key] = m
+    metas, duplicates, mlog = _read_metadata(files["meta"], reader, spec, config, strict, item_keys)
     items = items_table(item_keys, metas, config.text_template, config.category_separator)
-
-    # 6. split
-    codes, split_info = assign_splits(
-        config.split,
-        user_ids,
-        item_ids,
-        t,
-        len(user_keys),
-        seed=config.seed,
-        valid_start=config.temporal_valid_start,
-        test_start=config.temporal_test_start,
-        quantiles=config.temporal_quantiles,
-    )
-    inter = interactions_table(
-        user_ids,
-        item_ids,
-        user_keys,
-        item_keys,
-        pa.array(r, pa.float32()),
-        pa.array(t, pa.int64()),
-        codes,
-    )
+    inter, split_info = _split(config, user_ids, item_ids, user_keys, item_keys, r, t)
     users = users_table(user_keys, user_ids)
 
     n_items = len(item_keys)

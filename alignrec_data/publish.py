@@ -47,13 +47,14 @@ from alignrec_data.hub import (
     reason,
     with_deadline,
 )
-from alignrec_data.release import CARD_NAME, MANIFEST_NAME, read_manifest, sha256_file
-from alignrec_data.release_source import is_repo_id
+from alignrec_data.release_layout import CARD_NAME, MANIFEST_NAME, read_manifest
+from alignrec_data.release_source import ReleaseSource, is_repo_id, verify_shard
 
 log = logging.getLogger(__name__)
 
 IGNORE_PATTERNS = [".*", "**/.*"]  # temporary and hidden files are never uploaded
 MIN_UPLOAD_RATE = MIN_TRANSFER_RATE  # bytes/s assumed at worst when sizing the upload deadline
+_OFFLINE = "HF_HUB_OFFLINE=1 is set: publishing needs the Hub; unset HF_HUB_OFFLINE to publish"
 
 
 class PublishError(AlignrecError):
@@ -112,46 +113,26 @@ def release_files(folder: str | Path) -> list[tuple[str, int]]:
 def check_release_folder(folder: str | Path) -> None:
     """Check that ``folder`` is a complete, verified release (card, manifest, every shard).
 
+    The shards are checked as the loaders check them (:meth:`ReleaseSource.shards` and
+    :func:`~alignrec_data.release_source.verify_shard`).
+
     Raises:
         UsageError: Not a folder, or no card / no ``configs:`` in it.
         DataFormatError: No (valid) manifest, a shard listed in it is missing or corrupt, or a
             parquet file is not listed in it (each named).
     """
-    import yaml
-
     folder = Path(folder)
     if not folder.is_dir():
         msg = f"release folder {folder} does not exist; build it with `alignrec-data release`"
         raise UsageError(msg)
-    card = folder / CARD_NAME
-    if not card.is_file():
-        msg = f"{folder} has no {CARD_NAME}: not a release folder (run `alignrec-data release`)"
-        raise UsageError(msg)
-    try:
-        meta = front_matter(card.read_text(encoding="utf-8", errors="replace"))
-    except yaml.YAMLError as err:
-        reason = str(err).splitlines()[0] if str(err) else type(err).__name__
-        msg = f"{card}: its YAML front matter does not parse ({reason}); rebuild the release"
-        raise UsageError(msg) from err
-    if not meta.get("configs"):
-        msg = f"{card} has no `configs:` in its YAML front matter; rebuild the release"
-        raise UsageError(msg)
-    doc = read_manifest(folder)
+    _check_card(folder)
+    src = ReleaseSource(folder, str(folder), read_manifest(folder))
     listed = set()
-    for config in doc["configs"].values():
-        for split in config["splits"].values():
-            for shard in split["shards"]:
+    for config, entry in src.manifest["configs"].items():
+        for split in entry["splits"]:
+            for path, shard in src.shards(config, split):
+                verify_shard(path, shard, src.label, shard["path"])
                 listed.add(shard["path"])
-                path = folder / shard["path"]
-                if not path.is_file():
-                    msg = f"release {folder}: shard {shard['path']} is missing; rebuild the release"
-                    raise DataFormatError(msg)
-                if path.stat().st_size != shard["bytes"] or sha256_file(path) != shard["sha256"]:
-                    msg = (
-                        f"release {folder}: shard {shard['path']} is corrupt (size or sha256 "
-                        f"differs from {MANIFEST_NAME}); rebuild the release"
-                    )
-                    raise DataFormatError(msg)
     for rel, _ in release_files(folder):
         if rel.endswith(".parquet") and rel not in listed:
             msg = (
@@ -159,6 +140,25 @@ def check_release_folder(folder: str | Path) -> None:
                 "and loaded with the release unverified); remove it or rebuild the release"
             )
             raise DataFormatError(msg)
+
+
+def _check_card(folder: Path) -> None:
+    """The card exists and its YAML front matter parses and has ``configs:`` (else UsageError)."""
+    import yaml
+
+    card = folder / CARD_NAME
+    if not card.is_file():
+        msg = f"{folder} has no {CARD_NAME}: not a release folder (run `alignrec-data release`)"
+        raise UsageError(msg)
+    try:
+        meta = front_matter(card.read_text(encoding="utf-8", errors="replace"))
+    except yaml.YAMLError as err:
+        why = str(err).splitlines()[0] if str(err) else type(err).__name__
+        msg = f"{card}: its YAML front matter does not parse ({why}); rebuild the release"
+        raise UsageError(msg) from err
+    if not meta.get("configs"):
+        msg = f"{card} has no `configs:` in its YAML front matter; rebuild the release"
+        raise UsageError(msg)
 
 
 def _hub_error(err: Exception, repo_id: str, endpoint: str, token: str | None) -> PublishError:
@@ -230,9 +230,7 @@ def publish_release(
         PublishError: The Hub refused the upload, could not be reached, did not answer as a
             Hub, or not before the deadline.
     """
-    import httpx2
-    from huggingface_hub import HfApi, constants, get_token
-    from huggingface_hub.errors import HfHubHTTPError, OfflineModeIsEnabled
+    from huggingface_hub import constants
 
     if not is_repo_id(repo_id):
         msg = (
@@ -251,73 +249,14 @@ def publish_release(
         log.info("dry run: %d files, %d bytes would be uploaded to %s", len(files), total, repo_id)
         return PublishResult(repo_id, branch, files, total, dry_run=True)
 
-    endpoint = endpoint or check_endpoint(constants.ENDPOINT, "$HF_ENDPOINT")
-    token = token or get_token()
-    if not token:
-        msg = (
-            f"no Hugging Face token found to publish {repo_id}; set HF_TOKEN or run "
-            "`hf auth login` (a token with write access)"
-        )
-        raise UsageError(msg)
-    if constants.HF_HUB_OFFLINE:
-        msg = "HF_HUB_OFFLINE=1 is set: publishing needs the Hub; unset HF_HUB_OFFLINE to publish"
-        raise UsageError(msg)
-    api = HfApi(endpoint=endpoint, token=token)
-    upload_deadline = timeout + total / MIN_UPLOAD_RATE
-
-    def upload() -> Any:
-        return api.upload_folder(
-            folder_path=folder,
-            repo_id=repo_id,
-            repo_type="dataset",
-            revision=branch,
-            commit_message=commit_message or f"Upload release of {folder.name} (alignrec)",
-            ignore_patterns=IGNORE_PATTERNS,
-        )
-
-    step = "create_repo"
-    try:
-        with hub_timeouts(timeout):
-            repo_url = with_deadline(
-                lambda: api.create_repo(
-                    repo_id, repo_type="dataset", exist_ok=True, private=private
-                ),
-                timeout,
-                step,
-            )
-            if branch != constants.DEFAULT_REVISION:
-                step = "create_branch"
-                with_deadline(
-                    lambda: api.create_branch(
-                        repo_id, repo_type="dataset", branch=branch, exist_ok=True
-                    ),
-                    timeout,
-                    step,
-                )
-            step = "repo_info"
-            before = with_deadline(
-                lambda: api.repo_info(repo_id, repo_type="dataset", revision=branch).sha,
-                timeout,
-                step,
-            )
-            step = "upload_folder"
-            info = with_deadline(upload, upload_deadline, step)
-    except Deadline as err:
-        raise _hub_error(err, repo_id, endpoint, token) from None
-    except OfflineModeIsEnabled as err:
-        msg = "HF_HUB_OFFLINE=1 is set: publishing needs the Hub; unset HF_HUB_OFFLINE to publish"
-        raise UsageError(msg) from err
-    except (HfHubHTTPError, httpx2.HTTPError, httpx2.InvalidURL, ValueError, OSError) as err:
-        raise _hub_error(err, repo_id, endpoint, token) from None
+    endpoint, token = _credentials(repo_id, endpoint, token)
+    target = _Target(folder, repo_id, branch, endpoint, token)
+    message = commit_message or f"Upload release of {folder.name} (alignrec)"
+    repo_url, before, info = _upload(target, private, message, timeout, total)
     commit = getattr(info, "oid", None)
     committed = commit is not None and commit != before
-    log.info(
-        "%s %s@%s: %s",
-        "published" if committed else "unchanged",
-        repo_id,
-        branch,
-        commit,
-    )
+    state = "published" if committed else "unchanged"
+    log.info("%s %s@%s: %s", state, repo_id, branch, commit)
     return PublishResult(
         repo_id,
         branch,
@@ -328,3 +267,96 @@ def publish_release(
         commit=commit,
         committed=committed,
     )
+
+
+def _credentials(repo_id: str, endpoint: str | None, token: str | None) -> tuple[str, str]:
+    """The endpoint (default ``$HF_ENDPOINT`` or the Hub) and token to publish with.
+
+    Raises:
+        UsageError: No token anywhere, or offline mode.
+    """
+    from huggingface_hub import constants, get_token
+
+    endpoint = endpoint or check_endpoint(constants.ENDPOINT, "$HF_ENDPOINT")
+    token = token or get_token()
+    if not token:
+        msg = (
+            f"no Hugging Face token found to publish {repo_id}; set HF_TOKEN or run "
+            "`hf auth login` (a token with write access)"
+        )
+        raise UsageError(msg)
+    if constants.HF_HUB_OFFLINE:
+        raise UsageError(_OFFLINE)
+    return endpoint, token
+
+
+@dataclass(frozen=True)
+class _Target:
+    """Where :func:`_upload` writes: the folder, the repo and branch, the Hub and token."""
+
+    folder: Path
+    repo_id: str
+    branch: str
+    endpoint: str
+    token: str
+
+
+def _upload(
+    target: _Target, private: bool, message: str, timeout: float, total: int
+) -> tuple[Any, str | None, Any]:
+    """Create the repo (and branch), then upload the folder, each Hub call under its deadline.
+
+    Returns:
+        ``(repo URL, head commit before the upload, upload_folder's CommitInfo)``.
+
+    Raises:
+        UsageError: Offline mode.
+        PublishError: A Hub call failed or ran past its deadline (token scrubbed).
+    """
+    import httpx2
+    from huggingface_hub import HfApi, constants
+    from huggingface_hub.errors import HfHubHTTPError, OfflineModeIsEnabled
+
+    api = HfApi(endpoint=target.endpoint, token=target.token)
+    repo_id, branch = target.repo_id, target.branch
+    try:
+        with hub_timeouts(timeout):
+            repo_url = with_deadline(
+                lambda: api.create_repo(
+                    repo_id, repo_type="dataset", exist_ok=True, private=private
+                ),
+                timeout,
+                "create_repo",
+            )
+            if branch != constants.DEFAULT_REVISION:
+                with_deadline(
+                    lambda: api.create_branch(
+                        repo_id, repo_type="dataset", branch=branch, exist_ok=True
+                    ),
+                    timeout,
+                    "create_branch",
+                )
+            before = with_deadline(
+                lambda: api.repo_info(repo_id, repo_type="dataset", revision=branch).sha,
+                timeout,
+                "repo_info",
+            )
+            info = with_deadline(
+                lambda: api.upload_folder(
+                    folder_path=target.folder,
+                    repo_id=repo_id,
+                    repo_type="dataset",
+                    revision=branch,
+                    commit_message=message,
+                    ignore_patterns=IGNORE_PATTERNS,
+                ),
+                timeout + total / MIN_UPLOAD_RATE,
+                "upload_folder",
+            )
+    except Deadline as err:
+        raise _hub_error(err, repo_id, target.endpoint, target.token) from None
+    except OfflineModeIsEnabled as err:
+        raise UsageError(_OFFLINE) from err
+    except (HfHubHTTPError, httpx2.HTTPError, httpx2.InvalidURL, ValueError, OSError) as err:
+        raise _hub_error(err, repo_id, target.endpoint, target.token) from None
+    return repo_url, before, info

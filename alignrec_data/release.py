@@ -49,8 +49,7 @@ from typing import Any
 
 from alignrec_data import card
 from alignrec_data.atomic import atomic_dir
-from alignrec_data.config import load_params, load_section, to_dict
-from alignrec_data.errors import UsageError
+from alignrec_data.config import check_ranges, load_params, load_section, to_dict
 from alignrec_data.integrity import sha256_file
 from alignrec_data.outputs import check_output_dir, protected_folders
 from alignrec_data.paths import DatasetPaths
@@ -115,6 +114,8 @@ CHECKPOINT_NAME = "mmenc.pt"
 PROVENANCE_SECTIONS = ("download", "prepare", "images", "pretrain", "extract", "train", "evaluate")
 
 _VARIANT = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
+# Parquet codecs of the shards.
+COMPRESSIONS = ("zstd", "snappy", "gzip", "none")
 
 
 @dataclass(frozen=True)
@@ -137,19 +138,24 @@ class ReleaseConfig:
     repo_id: str = ""  # repo id in the card's load_dataset lines ("" = ORG/NAME)
 
     def __post_init__(self) -> None:
-        if not self.shard_size_mb > 0:
-            msg = f"release.shard_size_mb must be positive, found {self.shard_size_mb}"
-            raise UsageError(msg)
-        if self.compression not in ("zstd", "snappy", "gzip", "none"):
-            msg = (
-                f"release.compression must be one of zstd, snappy, gzip, none; "
-                f"found {self.compression!r}"
-            )
-            raise UsageError(msg)
-        for v in self.features:
-            if not _VARIANT.match(v):
-                msg = f"release.features: {v!r} is not a valid variant name (a-z, 0-9, ._-)"
-                raise UsageError(msg)
+        """Reject values the release writer cannot run with."""
+        bad = [v for v in self.features if not _VARIANT.match(v)]
+        check_ranges(
+            self,
+            "release",
+            {
+                "shard_size_mb": (self.shard_size_mb > 0, "> 0"),
+                "compression": (
+                    self.compression in COMPRESSIONS,
+                    f"one of {', '.join(COMPRESSIONS)}",
+                ),
+                "features": (
+                    not bad,
+                    "variant names of a-z, 0-9, '.', '_' and '-', starting with a letter or digit"
+                    + (f" (not valid: {', '.join(map(repr, bad))})" if bad else ""),
+                ),
+            },
+        )
 
 
 def load_config(params_path: str | Path | None) -> ReleaseConfig:

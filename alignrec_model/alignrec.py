@@ -40,6 +40,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from alignrec_data.config import check_ranges
 from alignrec_data.errors import UsageError
 from alignrec_model.base import Recommender
 from alignrec_model.graph import build_item_graph, csr_transpose, lightgcn_propagate, spmm
@@ -87,28 +88,25 @@ class AlignRecConfig:
 
     def __post_init__(self) -> None:
         """Reject values the model cannot run with."""
-        checks = {
-            "embedding_dim": self.embedding_dim > 0,
-            "n_ui_layers": self.n_ui_layers >= 0,
-            "n_mm_layers": self.n_mm_layers >= 0,
-            "knn_k": self.knn_k >= 1,
-            "knn_chunk_size": self.knn_chunk_size >= 1,
-            "l2_divisor": self.l2_divisor >= 0,
-            "temperature": self.temperature > 0,
-            "finetune_encoder_layers": self.finetune_encoder_layers >= 0,
-            "encoder_lr": self.encoder_lr > 0,
-            **{
-                name: getattr(self, name) >= 0
-                for name in ("uia_weight", "reg_weight", "cl_weight", "sim_weight")
+        check_ranges(
+            self,
+            "train.alignrec",
+            {
+                "embedding_dim": (self.embedding_dim > 0, ">= 1"),
+                "n_ui_layers": (self.n_ui_layers >= 0, ">= 0"),
+                "n_mm_layers": (self.n_mm_layers >= 0, ">= 0"),
+                "knn_k": (self.knn_k >= 1, ">= 1"),
+                "knn_chunk_size": (self.knn_chunk_size >= 1, ">= 1"),
+                "l2_divisor": (self.l2_divisor >= 0, ">= 0 (0: the batch's size)"),
+                "temperature": (self.temperature > 0, "> 0"),
+                "finetune_encoder_layers": (self.finetune_encoder_layers >= 0, ">= 0"),
+                "encoder_lr": (self.encoder_lr > 0, "> 0"),
+                **{
+                    name: (getattr(self, name) >= 0, ">= 0")
+                    for name in ("uia_weight", "reg_weight", "cl_weight", "sim_weight")
+                },
             },
-        }
-        for name, ok in checks.items():
-            if not ok:
-                msg = (
-                    f"train.alignrec.{name} = {getattr(self, name)!r} is out of range; "
-                    "see docs/alignrec.md for the allowed values"
-                )
-                raise UsageError(msg)
+        )
 
 
 class AlignRecOutput(NamedTuple):

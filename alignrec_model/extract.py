@@ -30,7 +30,7 @@ import torch
 from tqdm import tqdm
 
 from alignrec_data.atomic import write_json
-from alignrec_data.errors import UsageError
+from alignrec_data.config import check_ranges
 from alignrec_data.features import write_features
 from alignrec_data.paths import DatasetPaths
 from alignrec_model.preprocess import (
@@ -48,7 +48,7 @@ from alignrec_model.pretrain import (
     load_checkpoint,
     read_items,
 )
-from alignrec_model.runtime import resolve_device, torch_threads
+from alignrec_model.runtime import DEVICES, resolve_device, torch_threads
 
 logger = logging.getLogger(__name__)
 
@@ -68,22 +68,24 @@ class ExtractConfig:
     bf16: bool = False  # bf16 autocast on CUDA (features are stored as float32 anyway)
     num_threads: int = 0  # torch CPU threads (0: torch default)
 
-    def validated(self) -> ExtractConfig:
-        """Check values (raises UsageError naming the key)."""
+    def __post_init__(self) -> None:
+        """Reject values extraction cannot run with."""
         unknown = sorted(set(self.variants) - set(VARIANTS))
-        if unknown or not self.variants:
-            msg = (
-                f"params.yaml:extract.variants: unknown {unknown or 'empty list'}; "
-                f"choose from {', '.join(VARIANTS)}"
-            )
-            raise UsageError(msg)
-        if self.batch_size < 1 or self.minilm_batch_size < 1 or self.effnet_image_size < 32:
-            raise UsageError(
-                "params.yaml:extract: batch sizes must be >= 1 and effnet_image_size >= 32"
-            )
-        if self.device not in ("auto", "cpu", "cuda"):
-            raise UsageError(f"params.yaml:extract.device {self.device!r} is not auto, cpu or cuda")
-        return self
+        check_ranges(
+            self,
+            "extract",
+            {
+                "variants": (
+                    bool(self.variants) and not unknown,
+                    f"a non-empty list of {', '.join(VARIANTS)}"
+                    + (f" (unknown: {', '.join(unknown)})" if unknown else ""),
+                ),
+                "batch_size": (self.batch_size >= 1, ">= 1"),
+                "effnet_image_size": (self.effnet_image_size >= 32, ">= 32 pixels"),
+                "minilm_batch_size": (self.minilm_batch_size >= 1, ">= 1"),
+                "device": (self.device in DEVICES, f"one of {', '.join(DEVICES)}"),
+            },
+        )
 
 
 def image_inputs(model: torch.nn.Module, px: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -211,7 +213,6 @@ def extract(data_dir: str | Path, dataset: str, cfg: ExtractConfig) -> dict[str,
     Raises:
         UsageError: Missing items table, image index or checkpoint (for the mmenc variants).
     """
-    cfg = cfg.validated()
     paths = DatasetPaths.of(data_dir, dataset)
     device = resolve_device(cfg.device, "extract")
     with torch_threads(cfg.num_threads):

@@ -42,6 +42,7 @@ import torch
 import torch.nn.functional as F
 
 from alignrec_data.atomic import write_json
+from alignrec_data.config import check_ranges
 from alignrec_data.errors import UsageError
 from alignrec_data.features import read_features
 from alignrec_data.paths import DatasetPaths, check_name
@@ -85,18 +86,28 @@ class EvaluateConfig:
 
     def __post_init__(self) -> None:
         """Reject values the evaluations cannot run with."""
-        if not self.topks or min(self.topks) < 1:
-            msg = f"evaluate.topks must be positive integers, found {list(self.topks)}"
-            raise UsageError(msg)
-        if not 0.0 <= self.mask_fraction <= 1.0:
-            msg = f"evaluate.mask_fraction must be in [0, 1], found {self.mask_fraction}"
-            raise UsageError(msg)
-        if self.mask_modality not in MODALITIES:
-            msg = f"evaluate.mask_modality must be image or text, found {self.mask_modality!r}"
-            raise UsageError(msg)
-        if self.batch_size < 1 or self.knn_k < 1 or self.knn_shrink < 0:
-            msg = "evaluate.batch_size and evaluate.knn_k must be >= 1, knn_shrink >= 0"
-            raise UsageError(msg)
+        check_ranges(
+            self,
+            "evaluate",
+            {
+                "topks": (
+                    bool(self.topks) and min(self.topks) >= 1,
+                    "a non-empty list of K >= 1",
+                ),
+                "batch_size": (self.batch_size >= 1, ">= 1"),
+                "knn_k": (self.knn_k >= 1, ">= 1"),
+                "knn_shrink": (self.knn_shrink >= 0, ">= 0"),
+                "mask_fraction": (0.0 <= self.mask_fraction <= 1.0, "between 0 and 1"),
+                "mask_modality": (
+                    self.mask_modality in MODALITIES,
+                    f"one of {', '.join(MODALITIES)}",
+                ),
+                "mask_model": (
+                    self.mask_model in FEATURE_MODELS,
+                    f"one of {', '.join(FEATURE_MODELS)} (a recommender that reads features)",
+                ),
+            },
+        )
 
 
 class ZeroShot(Recommender):

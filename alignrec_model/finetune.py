@@ -70,12 +70,7 @@ class EncoderTop(nn.Module):
     ) -> None:
         super().__init__()
         total = len(encoder.layers)
-        if not 1 <= n_layers <= total:
-            msg = (
-                f"train.alignrec.finetune_encoder_layers = {n_layers}: the encoder has {total} "
-                f"layers; choose 1 .. {total} (0 trains on frozen features)"
-            )
-            raise UsageError(msg)
+        _check_top_layers(n_layers, total, "the encoder")
         self.layers = nn.ModuleList(encoder.layers[total - n_layers :])
         self.final_norm = encoder.final_norm
         for p in self.parameters():
@@ -124,6 +119,16 @@ class EncoderTop(nn.Module):
 
 def _or(t: torch.Tensor | None, default: torch.Tensor) -> torch.Tensor:
     return default if t is None else t
+
+
+def _check_top_layers(n_layers: int, total: int, owner: str) -> None:
+    """Raise a UsageError naming the key unless ``1 <= n_layers <= total`` (``owner`` has them)."""
+    if not 1 <= n_layers <= total:
+        msg = (
+            f"train.alignrec.finetune_encoder_layers = {n_layers}: {owner} has {total} "
+            f"layers; choose 1 .. {total} (0 trains on frozen features)"
+        )
+        raise UsageError(msg)
 
 
 @torch.no_grad()
@@ -232,13 +237,7 @@ def encoder_top_for_dataset(
         UsageError: Unknown variant, bad ``n_layers``, missing checkpoint/images, or features
             that the checkpoint does not reproduce (re-run extract after pretrain).
     """
-    from alignrec_model.preprocess import load_item_images
-    from alignrec_model.pretrain import (
-        CHECKPOINT_FILE,
-        encoder_from_checkpoint,
-        load_checkpoint,
-        read_items,
-    )
+    from alignrec_model.pretrain import CHECKPOINT_FILE, encoder_from_checkpoint, load_checkpoint
 
     if variant not in FINETUNE_VARIANTS:
         msg = (
@@ -250,22 +249,10 @@ def encoder_top_for_dataset(
     device = device or torch.device("cpu")
     ckpt_path = paths.models / CHECKPOINT_FILE
     encoder = encoder_from_checkpoint(load_checkpoint(ckpt_path), str(ckpt_path)).to(device)
-    items = read_items(paths)
-    texts = items["text"].fillna("").astype(str).tolist()
     text_only = variant == "mmenc-text"
-    if text_only:
-        images, has_image = None, np.zeros(len(texts), dtype=bool)
-    else:
-        images, has_image = load_item_images(
-            paths.images, items["item_id"].tolist(), encoder.cfg.image_size
-        )
+    texts, images, has_image = _item_inputs(paths, encoder, text_only)
     total = len(encoder.layers)
-    if not 1 <= n_layers <= total:
-        msg = (
-            f"train.alignrec.finetune_encoder_layers = {n_layers}: {ckpt_path} has {total} "
-            f"layers; choose 1 .. {total} (0 trains on frozen features)"
-        )
-        raise UsageError(msg)
+    _check_top_layers(n_layers, total, str(ckpt_path))
     logger.info(
         "caching the states of %d items below the top %d of %d encoder layers",
         len(texts),
@@ -288,6 +275,23 @@ def encoder_top_for_dataset(
     if reference is not None and check_items > 0:
         _check_reproduces(top, reference, check_items, paths.feature_file(variant))
     return top.train()
+
+
+def _item_inputs(
+    paths: DatasetPaths, encoder: MMEnc, text_only: bool
+) -> tuple[list[str], torch.Tensor | None, np.ndarray]:
+    """``(texts, images, has_image)`` of every item, by item id (no images when text only)."""
+    from alignrec_model.preprocess import load_item_images
+    from alignrec_model.pretrain import read_items
+
+    items = read_items(paths)
+    texts = items["text"].fillna("").astype(str).tolist()
+    if text_only:
+        return texts, None, np.zeros(len(texts), dtype=bool)
+    images, has_image = load_item_images(
+        paths.images, items["item_id"].tolist(), encoder.cfg.image_size
+    )
+    return texts, images, has_image
 
 
 @torch.no_grad()

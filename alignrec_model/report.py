@@ -98,147 +98,172 @@ def build_report(dataset_root: Path, out_dir: Path, *, title: str | None = None)
     """
     import matplotlib
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    matplotlib.use("Agg")  # before any pyplot import in the sections below
 
     metrics_dir = dataset_root / "metrics"
     fig_dir = out_dir / "figures"
     fig_dir.mkdir(parents=True, exist_ok=True)
     sections = [f"# Report: {title or dataset_root.name}", ""]
-
-    # 1. Recommender metrics (best epoch chosen by validation Recall@20).
-    runs = []
-    for path in sorted(metrics_dir.glob("train-*.json")):
-        runs.append((path.stem.removeprefix("train-"), _read_json(path)))
-    if runs:
-        rows = []
-        for name, r in runs:
-            test = r.get("test", {})
-            rows.append(
-                [name, r.get("best_epoch"), r.get("valid", {}).get("recall@20")]
-                + [test.get(k) for k in HEADLINE]
-            )
-        sections += [
-            "## Recommendation (full ranking, test split; best epoch by valid Recall@20)",
-            "",
-            markdown_table(
-                ["run", "best epoch", "valid R@20", *[f"test {k}" for k in HEADLINE]], rows, _fmt
-            ),
-            "",
-        ]
-        ks = sorted(
-            {
-                int(k.split("@")[1])
-                for _, r in runs
-                for k in r.get("test", {})
-                if k.startswith("recall@")
-            }
-        )
-        if ks:
-            fig, ax = plt.subplots(figsize=(7, 3.5))
-            width = 0.8 / len(runs)
-            for j, (name, r) in enumerate(runs):
-                vals = [r.get("test", {}).get(f"recall@{k}", 0.0) for k in ks]
-                ax.bar(np.arange(len(ks)) + j * width, vals, width, label=name)
-            ax.set_xticks(np.arange(len(ks)) + 0.4 - width / 2, [f"R@{k}" for k in ks])
-            ax.set_ylabel("test recall")
-            ax.legend(fontsize=7)
-            _save(fig, fig_dir / "recall_at_k.png")
-            sections += ["![Recall@K per model](figures/recall_at_k.png)", ""]
-
-    # 2. Training curves.
-    histories = sorted(metrics_dir.glob("history-*.json"))
-    if histories:
-        fig, ax = plt.subplots(figsize=(7, 3.5))
-        for path in histories:
-            rows = _read_json(path)
-            if isinstance(rows, dict):
-                rows = rows.get("history", [])
-            key = next(
-                (k for k in ("valid_recall@20", "valid/recall@20") if rows and k in rows[0]), None
-            )
-            if key is None:
-                continue
-            ax.plot([r["epoch"] for r in rows], [r[key] for r in rows], label=path.stem[8:])
-        ax.set_xlabel("epoch")
-        ax.set_ylabel("valid Recall@20")
-        ax.legend(fontsize=7)
-        _save(fig, fig_dir / "valid_curves.png")
-        sections += ["## Training curves", "", "![validation curves](figures/valid_curves.png)", ""]
-
-    # 3. Pretraining losses (metrics/pretrain_history.csv: step, ..., mlm_loss, mim_loss).
-    pre = metrics_dir / "pretrain_history.csv"
-    if pre.is_file():
-        import csv
-
-        with pre.open(encoding="utf-8", newline="") as fh:
-            rows = list(csv.DictReader(fh))
-        loss_keys = [k for k in ("mlm_loss", "mim_loss") if rows and k in rows[0]]
-        if loss_keys:
-            fig, ax = plt.subplots(figsize=(7, 3.5))
-            for k in loss_keys:
-                pts = [(int(r["step"]), float(r[k])) for r in rows if r.get(k) not in ("", None)]
-                if pts:
-                    ax.plot(*zip(*pts, strict=True), label=k)
-            ax.set_xlabel("step")
-            ax.legend(fontsize=7)
-            _save(fig, fig_dir / "pretrain_losses.png")
-            sections += [
-                "## Pretraining",
-                "",
-                "![pretraining losses](figures/pretrain_losses.png)",
-                "",
-            ]
-
-    # 4. Intermediate evaluations of features.
-    evals = sorted(metrics_dir.glob("eval-*.json"))
-    if evals:
-        rows = []
-        for path in evals:
-            r = _read_json(path)
-            test = r.get("test", {}) if isinstance(r.get("test"), dict) else {}
-            drop = r.get("drop", {}) if isinstance(r.get("drop"), dict) else {}
-            drop = drop.get("test", drop)  # mask-modality: {"test": {...}, "valid": {...}}
-            rows.append(
-                [r.get("protocol", path.stem), r.get("features", "")]
-                + [test.get(k) for k in ("recall@20", "ndcg@20")]
-                + [drop.get("recall@20") if isinstance(drop, dict) else None]
-            )
-        sections += [
-            "## Intermediate evaluations of features",
-            "",
-            markdown_table(
-                ["protocol", "features", "test R@20", "test N@20", "drop R@20"], rows, _fmt
-            ),
-            "",
-        ]
-
-    # 5. 2-D maps of item features, coloured by category.
-    items_path = dataset_root / "prepared" / "items.parquet"
-    feats = sorted((dataset_root / "features").glob("*.parquet"))
-    if feats and items_path.is_file():
-        cats = item_categories(items_path)
-        names = sorted(set(cats))
-        cmap = plt.get_cmap("tab20", max(len(names), 1))
-        color = np.array([names.index(c) for c in cats])
-        sections += ["## Item features (PCA, coloured by second-level category)", ""]
-        for path in feats:
-            _, matrix, _ = read_features(path)
-            if len(matrix) != len(cats):
-                logger.warning("skipping %s: %d rows for %d items", path, len(matrix), len(cats))
-                continue
-            xy = pca_2d(matrix)
-            fig, ax = plt.subplots(figsize=(5, 4))
-            ax.scatter(
-                xy[:, 0], xy[:, 1], c=color, cmap=cmap, s=6, vmin=0, vmax=max(len(names) - 1, 1)
-            )
-            ax.set_title(path.stem)
-            ax.set_xticks([])
-            ax.set_yticks([])
-            png = f"features_{path.stem}.png"
-            _save(fig, fig_dir / png)
-            sections += [f"![{path.stem}](figures/{png})", ""]
-
+    sections += _recommendation_section(metrics_dir, fig_dir)
+    sections += _curves_section(metrics_dir, fig_dir)
+    sections += _pretraining_section(metrics_dir, fig_dir)
+    sections += _evaluations_section(metrics_dir)
+    sections += _feature_maps_section(dataset_root, fig_dir)
     report = out_dir / "report.md"
     write_text(report, "\n".join(sections).rstrip() + "\n")
     return report
+
+
+def _recommendation_section(metrics_dir: Path, fig_dir: Path) -> list[str]:
+    """1. Recommender metrics (best epoch chosen by validation Recall@20) and Recall@K bars."""
+    runs = []
+    for path in sorted(metrics_dir.glob("train-*.json")):
+        runs.append((path.stem.removeprefix("train-"), _read_json(path)))
+    if not runs:
+        return []
+    rows = []
+    for name, r in runs:
+        test = r.get("test", {})
+        rows.append(
+            [name, r.get("best_epoch"), r.get("valid", {}).get("recall@20")]
+            + [test.get(k) for k in HEADLINE]
+        )
+    lines = [
+        "## Recommendation (full ranking, test split; best epoch by valid Recall@20)",
+        "",
+        markdown_table(
+            ["run", "best epoch", "valid R@20", *[f"test {k}" for k in HEADLINE]], rows, _fmt
+        ),
+        "",
+    ]
+    return lines + _recall_figure(runs, fig_dir)
+
+
+def _recall_figure(runs: list[tuple[str, Any]], fig_dir: Path) -> list[str]:
+    """Test Recall@K bars of every run (nothing when no run has a ``recall@K``)."""
+    import matplotlib.pyplot as plt
+
+    ks = sorted(
+        {
+            int(k.split("@")[1])
+            for _, r in runs
+            for k in r.get("test", {})
+            if k.startswith("recall@")
+        }
+    )
+    if not ks:
+        return []
+    fig, ax = plt.subplots(figsize=(7, 3.5))
+    width = 0.8 / len(runs)
+    for j, (name, r) in enumerate(runs):
+        vals = [r.get("test", {}).get(f"recall@{k}", 0.0) for k in ks]
+        ax.bar(np.arange(len(ks)) + j * width, vals, width, label=name)
+    ax.set_xticks(np.arange(len(ks)) + 0.4 - width / 2, [f"R@{k}" for k in ks])
+    ax.set_ylabel("test recall")
+    ax.legend(fontsize=7)
+    _save(fig, fig_dir / "recall_at_k.png")
+    return ["![Recall@K per model](figures/recall_at_k.png)", ""]
+
+
+def _curves_section(metrics_dir: Path, fig_dir: Path) -> list[str]:
+    """2. Training curves: validation Recall@20 per epoch of every run with a history."""
+    histories = sorted(metrics_dir.glob("history-*.json"))
+    if not histories:
+        return []
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 3.5))
+    for path in histories:
+        rows = _read_json(path)
+        if isinstance(rows, dict):
+            rows = rows.get("history", [])
+        key = next(
+            (k for k in ("valid_recall@20", "valid/recall@20") if rows and k in rows[0]), None
+        )
+        if key is None:
+            continue
+        ax.plot([r["epoch"] for r in rows], [r[key] for r in rows], label=path.stem[8:])
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("valid Recall@20")
+    ax.legend(fontsize=7)
+    _save(fig, fig_dir / "valid_curves.png")
+    return ["## Training curves", "", "![validation curves](figures/valid_curves.png)", ""]
+
+
+def _pretraining_section(metrics_dir: Path, fig_dir: Path) -> list[str]:
+    """3. Pretraining losses (metrics/pretrain_history.csv: step, ..., mlm_loss, mim_loss)."""
+    pre = metrics_dir / "pretrain_history.csv"
+    if not pre.is_file():
+        return []
+    import csv
+
+    import matplotlib.pyplot as plt
+
+    with pre.open(encoding="utf-8", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    loss_keys = [k for k in ("mlm_loss", "mim_loss") if rows and k in rows[0]]
+    if not loss_keys:
+        return []
+    fig, ax = plt.subplots(figsize=(7, 3.5))
+    for k in loss_keys:
+        pts = [(int(r["step"]), float(r[k])) for r in rows if r.get(k) not in ("", None)]
+        if pts:
+            ax.plot(*zip(*pts, strict=True), label=k)
+    ax.set_xlabel("step")
+    ax.legend(fontsize=7)
+    _save(fig, fig_dir / "pretrain_losses.png")
+    return ["## Pretraining", "", "![pretraining losses](figures/pretrain_losses.png)", ""]
+
+
+def _evaluations_section(metrics_dir: Path) -> list[str]:
+    """4. Intermediate evaluations of features (``metrics/eval-*.json``), as a table."""
+    evals = sorted(metrics_dir.glob("eval-*.json"))
+    if not evals:
+        return []
+    rows = []
+    for path in evals:
+        r = _read_json(path)
+        test = r.get("test", {}) if isinstance(r.get("test"), dict) else {}
+        drop = r.get("drop", {}) if isinstance(r.get("drop"), dict) else {}
+        drop = drop.get("test", drop)  # mask-modality: {"test": {...}, "valid": {...}}
+        rows.append(
+            [r.get("protocol", path.stem), r.get("features", "")]
+            + [test.get(k) for k in ("recall@20", "ndcg@20")]
+            + [drop.get("recall@20") if isinstance(drop, dict) else None]
+        )
+    return [
+        "## Intermediate evaluations of features",
+        "",
+        markdown_table(["protocol", "features", "test R@20", "test N@20", "drop R@20"], rows, _fmt),
+        "",
+    ]
+
+
+def _feature_maps_section(dataset_root: Path, fig_dir: Path) -> list[str]:
+    """5. 2-D maps of item features, coloured by category (one figure per feature file)."""
+    items_path = dataset_root / "prepared" / "items.parquet"
+    feats = sorted((dataset_root / "features").glob("*.parquet"))
+    if not feats or not items_path.is_file():
+        return []
+    import matplotlib.pyplot as plt
+
+    cats = item_categories(items_path)
+    names = sorted(set(cats))
+    cmap = plt.get_cmap("tab20", max(len(names), 1))
+    color = np.array([names.index(c) for c in cats])
+    lines = ["## Item features (PCA, coloured by second-level category)", ""]
+    for path in feats:
+        _, matrix, _ = read_features(path)
+        if len(matrix) != len(cats):
+            logger.warning("skipping %s: %d rows for %d items", path, len(matrix), len(cats))
+            continue
+        xy = pca_2d(matrix)
+        fig, ax = plt.subplots(figsize=(5, 4))
+        ax.scatter(xy[:, 0], xy[:, 1], c=color, cmap=cmap, s=6, vmin=0, vmax=max(len(names) - 1, 1))
+        ax.set_title(path.stem)
+        ax.set_xticks([])
+        ax.set_yticks([])
+        png = f"features_{path.stem}.png"
+        _save(fig, fig_dir / png)
+        lines += [f"![{path.stem}](figures/{png})", ""]
+    return lines

@@ -37,7 +37,8 @@ from tqdm.auto import tqdm
 
 # `X as X`: re-exported for callers of the one-module layout (benchmarks, tests).
 from alignrec_data.atomic import write_json
-from alignrec_data.errors import AlignrecError, UsageError
+from alignrec_data.config import check_ranges
+from alignrec_data.errors import AlignrecError
 from alignrec_data.paths import check_name
 from alignrec_model.alignrec import AlignRecConfig
 from alignrec_model.base import Recommender
@@ -92,38 +93,37 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         """Reject values the loop cannot run with."""
-        checks = {  # key: (holds, what is expected)
-            "epochs": (self.epochs >= 1, ">= 1 (a run trains at least one epoch)"),
-            "batch_size": (self.batch_size >= 1, ">= 1"),
-            "lr": (self.lr > 0, "> 0"),
-            "lr_decay": (self.lr_decay > 0, "> 0"),
-            "lr_decay_epochs": (self.lr_decay_epochs > 0, "> 0"),
-            "patience": (self.patience >= 0, ">= 0"),
-            "eval_batch_size": (self.eval_batch_size >= 1, ">= 1"),
-            "topks": (bool(self.topks) and min(self.topks) >= 1, "a non-empty list of K >= 1"),
-            "embedding_dim": (self.embedding_dim >= 1, ">= 1"),
-            "n_layers": (self.n_layers >= 0, ">= 0"),
-            "reg_weight": (self.reg_weight >= 0, ">= 0"),
-            "knn_k": (self.knn_k >= 1, ">= 1"),
-            "knn_shrink": (self.knn_shrink >= 0, ">= 0"),
-            "device": (self.device in DEVICES, f"one of {', '.join(DEVICES)}"),
-            "num_threads": (self.num_threads >= 0, ">= 0"),
-        }
-        for name, (ok, expected) in checks.items():
-            if not ok:
-                msg = (
-                    f"train.{name} = {getattr(self, name)!r} is out of range: expected {expected}; "
-                    "fix params.yaml or the command-line override"
-                )
-                raise UsageError(msg)
-        check_name(self.features, "train.features")
         metric, _, k = self.valid_metric.partition("@")
-        if metric not in METRICS or not k.isdigit() or int(k) not in self.topks:
-            msg = (
-                f"train.valid_metric = {self.valid_metric!r}: expected <metric>@<K> with metric "
-                f"in {', '.join(METRICS)} and K in train.topks {list(self.topks)}"
-            )
-            raise UsageError(msg)
+        check_ranges(
+            self,
+            "train",
+            {
+                "epochs": (self.epochs >= 1, ">= 1 (a run trains at least one epoch)"),
+                "batch_size": (self.batch_size >= 1, ">= 1"),
+                "lr": (self.lr > 0, "> 0"),
+                "lr_decay": (self.lr_decay > 0, "> 0"),
+                "lr_decay_epochs": (self.lr_decay_epochs > 0, "> 0"),
+                "patience": (self.patience >= 0, ">= 0"),
+                "eval_batch_size": (self.eval_batch_size >= 1, ">= 1"),
+                "topks": (
+                    bool(self.topks) and min(self.topks) >= 1,
+                    "a non-empty list of K >= 1",
+                ),
+                "valid_metric": (
+                    metric in METRICS and k.isdigit() and int(k) in self.topks,
+                    f"<metric>@<K> with metric in {', '.join(METRICS)} and K in train.topks "
+                    f"{list(self.topks)}",
+                ),
+                "embedding_dim": (self.embedding_dim >= 1, ">= 1"),
+                "n_layers": (self.n_layers >= 0, ">= 0"),
+                "reg_weight": (self.reg_weight >= 0, ">= 0"),
+                "knn_k": (self.knn_k >= 1, ">= 1"),
+                "knn_shrink": (self.knn_shrink >= 0, ">= 0"),
+                "device": (self.device in DEVICES, f"one of {', '.join(DEVICES)}"),
+                "num_threads": (self.num_threads >= 0, ">= 0"),
+            },
+        )
+        check_name(self.features, "train.features")
 
 
 def lr_factor(epoch: int, config: TrainConfig) -> float:

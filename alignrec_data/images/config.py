@@ -5,8 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from alignrec_data.config import to_dict
-from alignrec_data.errors import UsageError
+from alignrec_data.config import check_ranges, to_dict
 from alignrec_data.http import USER_AGENT
 from alignrec_data.images.fetch import FetchSettings
 from alignrec_data.images.validate import ImageSettings
@@ -62,26 +61,27 @@ class ImagesConfig:
     user_agent: str = USER_AGENT
 
     def __post_init__(self) -> None:
-        checks = [
-            ("shorter_side", self.shorter_side >= 1, ">= 1"),
-            ("jpeg_quality", 1 <= self.jpeg_quality <= 95, "between 1 and 95"),
-            ("jpeg_subsampling", self.jpeg_subsampling in (0, 1, 2), "0, 1 or 2"),
-            ("max_pixels", self.max_pixels >= 1, ">= 1"),
-            ("min_side", self.min_side >= 1, ">= 1"),
-            ("max_bytes", self.max_bytes >= 1, ">= 1"),
-            ("concurrency", self.concurrency >= 1, ">= 1"),
-            ("per_host_rate", self.per_host_rate >= 0, ">= 0 (0 = unlimited)"),
-            ("retries", self.retries >= 0, ">= 0"),
-            ("backoff", self.backoff >= 0, ">= 0"),
-            ("max_retry_after", self.max_retry_after >= 0, ">= 0"),
-            ("timeout", self.timeout > 0, "> 0"),
-            ("total_timeout", self.total_timeout > 0, "> 0"),
-            ("shard_size_mb", self.shard_size_mb > 0, "> 0"),
-        ]
-        for name, ok, expected in checks:
-            if not ok:
-                msg = f"params images.{name}: expected {expected}, found {getattr(self, name)!r}"
-                raise UsageError(msg)
+        """Reject values the image stage cannot run with."""
+        check_ranges(
+            self,
+            "images",
+            {
+                "shorter_side": (self.shorter_side >= 1, ">= 1 pixel"),
+                "jpeg_quality": (1 <= self.jpeg_quality <= 95, "between 1 and 95"),
+                "jpeg_subsampling": (self.jpeg_subsampling in (0, 1, 2), "0, 1 or 2"),
+                "max_pixels": (self.max_pixels >= 1, ">= 1"),
+                "min_side": (self.min_side >= 1, ">= 1 pixel"),
+                "max_bytes": (self.max_bytes >= 1, ">= 1"),
+                "concurrency": (self.concurrency >= 1, ">= 1"),
+                "per_host_rate": (self.per_host_rate >= 0, ">= 0 (0 = unlimited)"),
+                "retries": (self.retries >= 0, ">= 0"),
+                "backoff": (self.backoff >= 0, ">= 0 seconds"),
+                "max_retry_after": (self.max_retry_after >= 0, ">= 0 seconds"),
+                "timeout": (self.timeout > 0, "> 0 seconds"),
+                "total_timeout": (self.total_timeout > 0, "> 0 seconds"),
+                "shard_size_mb": (self.shard_size_mb > 0, "> 0"),
+            },
+        )
 
     def image_settings(self) -> ImageSettings:
         """The validation and encoding settings."""

@@ -9,40 +9,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
-
-from alignrec_data.readers.base import (
-    DEFAULT_MAX_LINE_BYTES,
-    BadLineLog,
-    BadRecord,
-    ItemMeta,
-    as_str,
-    as_str_list,
-    get_key,
-    iter_objects,
-    parse_review,
-    url_candidates,
-)
+from alignrec_data.readers.base import ItemMeta, as_str, as_str_list, get_key, url_candidates
+from alignrec_data.readers.stream import ReleaseReader
 
 # User, item, rating and timestamp fields of a review line, and timestamp units per second.
 REVIEW_FIELDS = ("user_id", "parent_asin", "rating", "timestamp")
 TIMESTAMP_DIVISOR = 1000
-
-
-def read_reviews(
-    path: str | Path, log: BadLineLog, max_line_bytes: int = DEFAULT_MAX_LINE_BYTES
-) -> Iterator[tuple[str, str, float, int]]:
-    """Stream ``(user_key, item_key, rating, timestamp_seconds)`` from a reviews file.
-
-    (``prepare`` reads through the faster :func:`~alignrec_data.readers.base.read_review_columns`
-    with :data:`REVIEW_FIELDS`; both apply the same checks.)
-    """
-    for n, obj in iter_objects(path, log, max_line_bytes):
-        try:
-            yield parse_review(obj, REVIEW_FIELDS, TIMESTAMP_DIVISOR)
-        except BadRecord as err:
-            log.add(n, str(err))
 
 
 def meta_record(obj: dict) -> ItemMeta:
@@ -72,12 +44,5 @@ def meta_record(obj: dict) -> ItemMeta:
     )
 
 
-def read_meta(
-    path: str | Path, log: BadLineLog, max_line_bytes: int = DEFAULT_MAX_LINE_BYTES
-) -> Iterator[ItemMeta]:
-    """Stream :class:`ItemMeta` from a 2023 metadata file."""
-    for n, obj in iter_objects(path, log, max_line_bytes):
-        try:
-            yield meta_record(obj)
-        except BadRecord as err:
-            log.add(n, str(err))
+READER = ReleaseReader(REVIEW_FIELDS, TIMESTAMP_DIVISOR, meta_record)
+read_reviews, read_meta, read_columns = READER.read_reviews, READER.read_meta, READER.read_columns

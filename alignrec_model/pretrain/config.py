@@ -5,8 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from alignrec_data.errors import UsageError
+from alignrec_data.config import check_ranges
 from alignrec_model.encoder import SIZES, MMEncConfig
+from alignrec_model.runtime import DEVICES
 
 INITS = ("hybrid", "scratch", "beit3")
 
@@ -52,32 +53,42 @@ class PretrainConfig:
     seed: int = 0  # seed of the init, data order, masks and dropout
     log_every: int = 10  # steps between log lines
 
-    def validated(self) -> PretrainConfig:
-        """Check values (raises UsageError naming the key)."""
-        problems = []
-        if self.init not in INITS:
-            problems.append(f"init {self.init!r} is not one of {', '.join(INITS)}")
-        if self.size not in SIZES:
-            problems.append(f"size {self.size!r} is not one of {', '.join(SIZES)}")
-        if self.init == "hybrid" and self.size != "hybrid-minilm":
-            problems.append("init hybrid needs size hybrid-minilm (MiniLM's shape)")
-        if self.init != "hybrid" and self.size == "hybrid-minilm":
-            problems.append(f"init {self.init} needs size tiny, small or base")
-        if self.init == "beit3" and not self.beit3_checkpoint:
-            problems.append("init beit3 needs beit3_checkpoint (path of the official .pth)")
-        if self.head_warmup_steps < 0:
-            problems.append(f"head_warmup_steps must be >= 0, found {self.head_warmup_steps}")
-        for key in ("batch_size", "grad_accum", "epochs", "image_size", "max_text_len"):
-            if getattr(self, key) < 1:
-                problems.append(f"{key} must be >= 1, found {getattr(self, key)}")
-        for key in ("text_mask_prob", "joint_text_mask_prob", "image_mask_ratio"):
-            if not 0 < getattr(self, key) < 1:
-                problems.append(f"{key} must be in (0, 1), found {getattr(self, key)}")
-        if self.device not in ("auto", "cpu", "cuda"):
-            problems.append(f"device {self.device!r} is not auto, cpu or cuda")
-        if problems:
-            raise UsageError("params.yaml:pretrain: " + "; ".join(problems))
-        return self
+    def __post_init__(self) -> None:
+        """Reject values pretraining cannot run with."""
+        # The hybrid init has MiniLM's shape; the others take an encoder size.
+        shapes = [s for s in SIZES if s != "hybrid-minilm"]
+        if self.init == "hybrid":
+            size_ok, size_expected = self.size == "hybrid-minilm", "hybrid-minilm"
+            why = "init hybrid needs size hybrid-minilm, MiniLM's shape"
+        elif self.init in INITS:
+            size_ok, size_expected = self.size in shapes, f"one of {', '.join(shapes)}"
+            why = f"init {self.init} needs an encoder size"
+        else:  # the init is reported; the size only has to exist
+            size_ok, size_expected = self.size in SIZES, f"one of {', '.join(SIZES)}"
+            why = "the encoder size"
+        check_ranges(
+            self,
+            "pretrain",
+            {
+                "init": (self.init in INITS, f"one of {', '.join(INITS)}"),
+                "size": (size_ok, f"{size_expected} ({why})"),
+                "beit3_checkpoint": (
+                    self.init != "beit3" or bool(self.beit3_checkpoint),
+                    "the path of the official BEiT-3 .pth (init beit3 needs it)",
+                ),
+                "image_size": (self.image_size >= 1, ">= 1 pixel"),
+                "max_text_len": (self.max_text_len >= 1, ">= 1"),
+                "epochs": (self.epochs >= 1, ">= 1"),
+                "batch_size": (self.batch_size >= 1, ">= 1"),
+                "grad_accum": (self.grad_accum >= 1, ">= 1"),
+                "head_warmup_steps": (self.head_warmup_steps >= 0, ">= 0"),
+                **{
+                    key: (0 < getattr(self, key) < 1, "between 0 and 1, both excluded")
+                    for key in ("text_mask_prob", "joint_text_mask_prob", "image_mask_ratio")
+                },
+                "device": (self.device in DEVICES, f"one of {', '.join(DEVICES)}"),
+            },
+        )
 
     def encoder_config(self) -> MMEncConfig:
         """The encoder config these params describe."""

@@ -109,7 +109,6 @@ def pretrain(
         UsageError: Missing inputs, bad params, or a resume checkpoint from other params.
         NonFiniteLossError: The loss became NaN/inf.
     """
-    cfg = cfg.validated()
     paths = DatasetPaths.of(data_dir, dataset)
     d = setup_distributed(cfg.device)
     with torch_threads(cfg.num_threads):

@@ -207,8 +207,10 @@ def test_head_warmup_keeps_the_encoder_and_trains_the_heads(reference, tmp_path:
     ref = load_checkpoint(ref_dir / "synth/models" / CHECKPOINT_FILE)
     assert any(not torch.equal(v, ref["mlm_head"][k]) for k, v in ckpt["mlm_head"].items())
     assert not all(torch.equal(v, initial[k]) for k, v in ref["encoder"].items())
-    with pytest.raises(UsageError, match="head_warmup_steps must be >= 0"):
-        PretrainConfig(head_warmup_steps=-1).validated()
+    with pytest.raises(
+        UsageError, match=r"pretrain.head_warmup_steps = -1 is out of range: expected >= 0"
+    ):
+        PretrainConfig(head_warmup_steps=-1)
 
 
 def test_non_finite_loss_stops_the_run(tmp_path: Path) -> None:

@@ -327,7 +327,7 @@ def test_bad_params_are_usage_errors(tmp_path: Path) -> None:
     p = tmp_path / "params.yaml"
     p.write_text("images:\n  jpeg_quality: 120\n")
     with pytest.raises(
-        UsageError, match=r"images.jpeg_quality: expected between 1 and 95, found 120"
+        UsageError, match=r"images.jpeg_quality = 120 is out of range: expected between 1 and 95"
     ):
         load_section(p, "images", ImagesConfig)
     p.write_text("images:\n  shorter_sied: 64\n")

@@ -17,7 +17,13 @@ TOPKS = (5, 10, 20, 50)
 
 
 def reference_metrics(scores: np.ndarray, data, split: str, topks=TOPKS) -> dict[str, float]:
-    """MMRec's metrics written as a loop over users, from their definitions."""
+    """MMRec's metrics written as a loop over users, from their definitions.
+
+    Deliberately independent of :mod:`alignrec_model.evaluate` (issue 14 item 7 keeps it): an
+    oracle from the formulas, with sets and sorted lists instead of the library's vectorised
+    cumulative sums, so a shared mistake cannot pass unnoticed. Do not replace it with a call to
+    the library.
+    """
     held = data.split(split)
     totals = {f"{m}@{k}": 0.0 for m in ("recall", "ndcg", "precision", "map") for k in topks}
     n_users = 0
@@ -106,6 +112,7 @@ def test_train_items_are_never_recommended(random_case):
 
 
 def test_perfect_scores_give_recall_one_at_large_k():
+    # A hand-worked example: the expected values are computed by hand, not by the library.
     users = [0, 0, 0, 0, 1, 1, 1]
     items = [0, 1, 2, 3, 2, 4, 5]
     splits = ["train", "train", "test", "test", "train", "test", "valid"]

@@ -179,7 +179,10 @@ def test_config_rejects_unknown_keys_and_bad_values(tmp_path) -> None:
     p.write_text("prepare:\n  split: by-time\n")
     with pytest.raises(
         UsageError,
-        match="prepare.split must be one of random, leave-one-out, temporal, found 'by-time'",
+        match=(
+            "prepare.split = 'by-time' is out of range: "
+            "expected one of random, leave-one-out, temporal"
+        ),
     ):
         load_section(p, "prepare", PrepareConfig)
     p.write_text("prepare:\n  split: temporal\n  temporal_quantiles: [0.8, 0.9]\n  seed: 3\n")

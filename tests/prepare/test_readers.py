@@ -241,7 +241,7 @@ def test_url_candidates() -> None:
 
 
 def test_block_reader_skips_over_long_lines_with_exact_numbers(tmp_path: Path) -> None:
-    from alignrec_data.readers.base import read_review_columns
+    from alignrec_data.readers.columns import read_review_columns
 
     path = tmp_path / "reviews.json.gz"
     _write_long_line_gz(path, 50 * (1 << 20))
@@ -279,3 +279,17 @@ def test_block_reader_skips_over_long_lines_with_exact_numbers(tmp_path: Path) -
             (5, "field 'reviewerID' must be a non-empty string, found ''"),
         ], block
         assert log.lines == 6
+
+
+def test_bad_line_reasons_carry_no_memory_address() -> None:
+    # ast.literal_eval names the offending node by its repr, whose address changes every run:
+    # without it the bad-line report (kept in stats.json) is the same for the same input.
+    import ast
+
+    from alignrec_data.readers.lines import short_error
+
+    try:
+        ast.literal_eval("{'asin': f(1)}")
+    except ValueError as err:
+        reason = short_error(err)
+    assert "0x" not in reason and reason.startswith("ValueError: malformed node or string")

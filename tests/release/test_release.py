@@ -198,7 +198,7 @@ def test_errors_name_the_problem(tmp_path: Path) -> None:
     )
     with pytest.raises(DataFormatError, match=r"item 0 has key .* re-run `alignrec-data extract`"):
         build_release(data_dir, "amazon-mini", tmp_path / "rel")
-    with pytest.raises(UsageError, match="shard_size_mb must be positive"):
+    with pytest.raises(UsageError, match=r"shard_size_mb = 0 is out of range: expected > 0"):
         ReleaseConfig(shard_size_mb=0)
 
 

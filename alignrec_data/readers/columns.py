@@ -1,0 +1,249 @@
+"""Reviews straight into compact columns: the hot path of ``prepare``.
+
+Reviews are collected into :class:`InteractionColumns`: user and item keys are interned to int32
+codes as they stream past, so memory grows with the number of reviews (about 20 bytes each plus
+one string per distinct user and item), not with the file size. Blocks of lines are parsed by
+Arrow's C++ JSON reader; what Arrow rejects is re-read line by line with the checks of
+:func:`alignrec_data.readers.base.parse_review`, so both paths count the same bad lines.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from alignrec_data.readers.base import MAX_ABS_NUMBER, BadRecord, parse_review
+from alignrec_data.readers.lines import (
+    BadLineLog,
+    iter_line_blocks,
+    iter_lines,
+    parse_json,
+    short_error,
+)
+
+BLOCK_BYTES = 16 << 20  # lines parsed together by Arrow's JSON reader
+
+
+class InteractionColumns:
+    """Reviews as compact columns: keys dictionary-encoded per block, unified at the end.
+
+    Each block keeps its user and item keys as Arrow dictionary arrays (int32 indices plus the
+    distinct keys of the block); :meth:`arrays` unifies the dictionaries in C++ so that every
+    key gets one int32 code, in order of first appearance.
+    """
+
+    def __init__(self) -> None:
+        self._blocks: list[tuple[Any, Any, np.ndarray, np.ndarray]] = []
+        self._done: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None = None
+        self._user_keys: list[str] = []
+        self._item_keys: list[str] = []
+
+    def extend(self, records: Iterable[tuple[str, str, float, int]]) -> None:
+        """Append ``(user_key, item_key, rating, timestamp_seconds)`` records."""
+        import pyarrow as pa
+
+        rows = list(records)
+        if rows:
+            u, i, r, t = zip(*rows, strict=True)
+            self.add_block(
+                pa.array(u, pa.string()),
+                pa.array(i, pa.string()),
+                np.asarray(r, np.float32),
+                np.asarray(t, np.int64),
+            )
+
+    def add_block(self, users: Any, items: Any, r: np.ndarray, t: np.ndarray) -> None:
+        """Append a block: Arrow string arrays of user and item keys, ratings, timestamps."""
+        self._done = None
+        self._blocks.append(
+            (
+                users.dictionary_encode(),
+                items.dictionary_encode(),
+                r.astype(np.float32, copy=False),
+                t.astype(np.int64, copy=False),
+            )
+        )
+
+    def __len__(self) -> int:
+        return sum(len(b[2]) for b in self._blocks)
+
+    @property
+    def user_keys(self) -> list[str]:
+        """Raw key of each user code."""
+        self.arrays()
+        return self._user_keys
+
+    @property
+    def item_keys(self) -> list[str]:
+        """Raw key of each item code."""
+        self.arrays()
+        return self._item_keys
+
+    @staticmethod
+    def _unify(chunks: list[Any]) -> tuple[np.ndarray, list[str]]:
+        import pyarrow as pa
+
+        if not chunks:
+            return np.zeros(0, np.int32), []
+        unified = pa.chunked_array(chunks).unify_dictionaries()
+        codes = np.concatenate(
+            [c.indices.to_numpy(zero_copy_only=False) for c in unified.chunks]
+        ).astype(np.int32)
+        return codes, unified.chunk(0).dictionary.to_pylist()
+
+    def arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """``(user_codes int32, item_codes int32, ratings float32, timestamps int64)``."""
+        if self._done is None:
+            u, self._user_keys = self._unify([b[0] for b in self._blocks])
+            i, self._item_keys = self._unify([b[1] for b in self._blocks])
+            r = (
+                np.concatenate([b[2] for b in self._blocks])
+                if self._blocks
+                else np.zeros(0, np.float32)
+            )
+            t = (
+                np.concatenate([b[3] for b in self._blocks])
+                if self._blocks
+                else np.zeros(0, np.int64)
+            )
+            self._done = (u, i, r, t)
+        return self._done
+
+
+def read_review_columns(
+    path: str | Path,
+    log: BadLineLog,
+    max_line_bytes: int,
+    fields: tuple[str, str, str, str],
+    ts_divisor: int = 1,
+    progress: Any = None,
+    block_bytes: int = BLOCK_BYTES,
+) -> InteractionColumns:
+    """Stream a JSON-lines reviews file straight into :class:`InteractionColumns`.
+
+    Lines are read with the bounded reads of :mod:`alignrec_data.readers.lines` and gathered
+    into blocks of about ``block_bytes``; each block is parsed by Arrow's C++ JSON reader with
+    an explicit schema of the four fields (all other fields ignored) and its keys interned per
+    distinct value, not per line. A block that Arrow rejects (a malformed line, a field of the
+    wrong type) is re-read line by line in Python so that exactly the bad lines are counted and
+    reported; rows with a missing, empty or out-of-range field are reported the same way.
+
+    Args:
+        path: The reviews file.
+        log: Where bad lines are counted.
+        max_line_bytes: See :func:`~alignrec_data.readers.lines.iter_lines`.
+        fields: Names of the user, item, rating and timestamp fields.
+        ts_divisor: Timestamp units per second (1000 for milliseconds).
+        progress: Optional tqdm bar, advanced once per block (in lines).
+        block_bytes: Bytes of lines parsed together.
+
+    Returns:
+        The columns.
+    """
+    cols = InteractionColumns()
+    if log.strict:  # line by line, so that the first bad line is the one reported
+        for n, line in iter_lines(path, log, max_line_bytes):
+            _python_lines(cols, [line], [n], log, fields, ts_divisor)
+        return cols
+    for first, block in iter_line_blocks(path, log, max_line_bytes, block_bytes):
+        n_rows = _parse_block(cols, first, block, log, fields, ts_divisor)
+        if progress is not None:
+            progress.update(n_rows)
+    return cols
+
+
+def _arrow_schema(fields: tuple[str, str, str, str]) -> Any:
+    import pyarrow as pa
+
+    user_f, item_f, rating_f, ts_f = fields
+    return pa.schema(
+        [(user_f, pa.string()), (item_f, pa.string()), (rating_f, pa.float64()), (ts_f, pa.int64())]
+    )
+
+
+def _parse_block(
+    cols: InteractionColumns,
+    first: int,
+    block: bytes,
+    log: BadLineLog,
+    fields: tuple[str, str, str, str],
+    ts_divisor: int,
+) -> int:
+    """Parse one block of lines into ``cols``; returns the number of lines in it."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.json as pj
+
+    n_lines = block.count(b"\n")
+    try:
+        table = pj.read_json(
+            pa.BufferReader(block),
+            read_options=pj.ReadOptions(use_threads=True, block_size=1 << 20),
+            parse_options=pj.ParseOptions(
+                explicit_schema=_arrow_schema(fields), unexpected_field_behavior="ignore"
+            ),
+        )
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError):
+        table = None
+    if table is None or table.num_rows != n_lines:  # also: blank lines (Arrow skips them)
+        lines = block.split(b"\n")[:n_lines]
+        _python_lines(cols, lines, range(first, first + n_lines), log, fields, ts_divisor)
+        return n_lines
+    user_f, item_f, rating_f, ts_f = fields
+    users = table.column(user_f).combine_chunks()
+    items = table.column(item_f).combine_chunks()
+    rating = table.column(rating_f).combine_chunks()
+    ts = table.column(ts_f).combine_chunks()
+    ok = pc.and_(
+        pc.and_(pc.greater(pc.utf8_length(users), 0), pc.greater(pc.utf8_length(items), 0)),
+        pc.and_(
+            pc.less(pc.abs(rating), float(MAX_ABS_NUMBER)), pc.less(pc.abs(ts), MAX_ABS_NUMBER)
+        ),
+    ).fill_null(False)
+    ok_np = ok.to_numpy(zero_copy_only=False)
+    if not ok_np.all():
+        bad = np.flatnonzero(~ok_np)
+        lines = block.split(b"\n")
+        for k in bad.tolist():
+            _python_lines(cols, [lines[k]], [first + k], log, fields, ts_divisor, expect_bad=True)
+        users, items, rating, ts = (a.filter(ok) for a in (users, items, rating, ts))
+    cols.add_block(
+        users,
+        items,
+        rating.to_numpy(zero_copy_only=False).astype(np.float32),
+        ts.to_numpy(zero_copy_only=False) // ts_divisor,
+    )
+    return n_lines
+
+
+def _python_lines(
+    cols: InteractionColumns,
+    lines: list[bytes],
+    nums: Iterable[int],
+    log: BadLineLog,
+    fields: tuple[str, str, str, str],
+    ts_divisor: int,
+    expect_bad: bool = False,
+) -> None:
+    """Parse lines one by one (the exact path for blocks Arrow rejects)."""
+    records = []
+    for n, line in zip(nums, lines, strict=True):
+        if not line or line.isspace():
+            continue
+        try:
+            obj = parse_json(line)
+        except (ValueError, RecursionError, MemoryError) as err:
+            log.add(n, f"not valid JSON: {short_error(err)}")
+            continue
+        try:
+            records.append(parse_review(obj, fields, ts_divisor))
+        except BadRecord as err:
+            log.add(n, str(err))
+            continue
+        if expect_bad:  # Arrow saw a problem the Python checks do not: trust the stricter one
+            records.pop()
+            log.add(n, "invalid record (field of an unexpected type or size)")
+    cols.extend(records)
