@@ -29,6 +29,7 @@ from tqdm.auto import tqdm
 from alignrec_data.atomic import write_json
 from alignrec_data.config import to_dict
 from alignrec_data.errors import UsageError
+from alignrec_data.integrity import sha256_file
 from alignrec_data.paths import DatasetPaths
 from alignrec_model.data import InteractionData
 from alignrec_model.recommenders import build_model, get_spec
@@ -270,16 +271,11 @@ def grid_fingerprint(
     settings = to_dict(config)
     for free in ("grid_lr", "grid_cl", "grid_sim", "device", "num_threads"):
         settings.pop(free, None)  # the grid may grow; where it runs does not change a cell
-    digest = hashlib.sha256(
-        json.dumps([settings, model, variant, data.summary()], sort_keys=True).encode()
-    )
     files = [paths.prepared / "interactions.parquet"]
     files += [paths.feature_file(variant)] if variant else []
-    for path in files:
-        with open(path, "rb") as fh:
-            for block in iter(lambda fh=fh: fh.read(1 << 20), b""):
-                digest.update(block)
-    return digest.hexdigest()
+    hashes = [sha256_file(path) for path in files]
+    doc = json.dumps([settings, model, variant, data.summary(), hashes], sort_keys=True)
+    return hashlib.sha256(doc.encode()).hexdigest()
 
 
 def grid_dataset(
