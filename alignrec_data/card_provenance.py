@@ -96,7 +96,12 @@ def features_section(ctx: CardContext) -> str:
         ]
     for c in feats:
         v = c.variant
-        desc = VARIANT_DESCRIPTIONS.get(v, "Feature set produced by the pipeline (see metadata).")
+        desc = VARIANT_DESCRIPTIONS.get(v) or (
+            "Imported from an MMRec folder by `alignrec-data import mmrec` (source file and "
+            "sha256 in the metadata below)."
+            if v.startswith("mmrec-")
+            else "Feature set produced by the pipeline (see metadata)."
+        )
         lines += [
             "",
             f"### `features-{v}`",

@@ -1,6 +1,11 @@
 """Verified, resumable downloads of a dataset's raw files into ``<data-dir>/<dataset>/raw``.
 
-For each file of a registry entry (:mod:`alignrec_data.registry`):
+By default only the files ``prepare`` reads (roles ``reviews`` and ``meta``,
+:data:`alignrec_data.registry.PREPARE_ROLES`) are fetched; ``all_files`` adds the optional ones
+(the all-ratings CSV). An optional file the server or mirror does not have (HTTP 404/410, no
+such local file) is reported as ``missing``, never an error.
+
+For each file fetched (:mod:`alignrec_data.registry`):
 
 1. If the final file is present and its sha256 is known (registry, else lock file), it is
    hashed and reported ``verified``; a file that no longer matches is moved aside as
@@ -159,8 +164,9 @@ def download_dataset(
     config: DownloadConfig | None = None,
     progress: bool = True,
     on_result: Callable[[FileResult], None] | None = None,
+    all_files: bool = False,
 ) -> list[FileResult]:
-    """Download and verify every file of a dataset into ``raw_dir``.
+    """Download and verify a dataset's files into ``raw_dir``: those prepare reads, or all.
 
     Args:
         spec_or_id: The registry entry or its id.
@@ -170,10 +176,13 @@ def download_dataset(
         config: Retry, timeout and chunk settings (the ``download`` params section).
         progress: Show a tqdm bar per file on stderr.
         on_result: Called with each result as soon as its file is done.
+        all_files: Also fetch the optional files (roles prepare does not read, e.g. the
+            all-ratings CSV); one the source lacks is reported ``missing``, not an error.
 
     Returns:
-        One result per file, in registry order. Failed files have ``status="failed"`` and
-        their error; use :func:`raise_for_failures` to raise it.
+        One result per file fetched, in registry order. Failed files have ``status="failed"``
+        and their error; use :func:`raise_for_failures` to raise it. Optional files that are
+        not there have ``status="missing"``.
 
     Raises:
         UsageError: Unknown dataset id, unsafe file name, bad mirror or config, or a target
@@ -188,7 +197,8 @@ def download_dataset(
     raw_dir = Path(raw_dir)
     base = resolve_base_url(spec, mirror)
     # Validate every name before touching the disk: an unsafe name fails the whole call.
-    named = [(f, file_url(base, f), raw_path(raw_dir, spec, f.role)) for f in spec.files]
+    wanted = spec.files_for(all_files)
+    named = [(f, file_url(base, f), raw_path(raw_dir, spec, f.role)) for f in wanted]
     check_links([*(p for _, _, p in named), raw_dir / LOCK_NAME])
     raw_dir.mkdir(parents=True, exist_ok=True)
     # Temporaries of the lock file left by a killed run (the .part files stay: they resume).
@@ -205,7 +215,7 @@ def download_dataset(
 
     def run(job: FileJob) -> FileResult:
         result = job.run()
-        if result.status != "failed":
+        if result.status not in ("failed", "missing"):
             _record(lock, job, result, lock_url.get(job.f.name, result.url))
         if on_result is not None:
             on_result(result)
@@ -259,13 +269,21 @@ def _record(lock: LockFile, job: FileJob, result: FileResult, url: str) -> None:
     )
 
 
-def verify_dataset(spec_or_id: DatasetSpec | str, raw_dir: str | Path) -> list[FileResult]:
+def verify_dataset(
+    spec_or_id: DatasetSpec | str, raw_dir: str | Path, *, all_files: bool = False
+) -> list[FileResult]:
     """Check the raw files against the registry and the lock file, fetching nothing.
 
     For stages that read raw files (``prepare``): every later use of a file verifies it.
 
+    Args:
+        spec_or_id: The registry entry or its id.
+        raw_dir: The raw folder.
+        all_files: Check the optional files too (default: only those prepare reads, the
+            roles in :data:`alignrec_data.registry.PREPARE_ROLES`).
+
     Returns:
-        One ``verified`` result per file.
+        One ``verified`` result per file checked.
 
     Raises:
         UsageError: A file is a broken symbolic link (a loop, or a link to nothing).
@@ -274,10 +292,11 @@ def verify_dataset(spec_or_id: DatasetSpec | str, raw_dir: str | Path) -> list[F
     """
     spec = _spec(spec_or_id)
     raw_dir = Path(raw_dir)
-    check_links([*(raw_path(raw_dir, spec, f.role) for f in spec.files), raw_dir / LOCK_NAME])
+    files = spec.files_for(all_files)
+    check_links([*(raw_path(raw_dir, spec, f.role) for f in files), raw_dir / LOCK_NAME])
     lock = LockFile(raw_dir, spec.id)
     results = []
-    for f in spec.files:
+    for f in files:
         path = raw_path(raw_dir, spec, f.role)
         exp = expected_for(f, lock.get(path.name), path.name)
         if not path.is_file():

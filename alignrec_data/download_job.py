@@ -12,6 +12,7 @@ from __future__ import annotations
 import errno
 import logging
 import os
+import re
 import shutil
 import threading
 import time
@@ -45,6 +46,9 @@ log = logging.getLogger("alignrec_data.download")
 PART_SUFFIX = ".part"
 CORRUPT_INFIX = ".corrupt-"
 
+# How alignrec_data.http words an answer saying the file is not there (404 or 410).
+_NOT_THERE = re.compile(r"failed: HTTP (?:404|410)\b")
+
 # Errors inside a body that has started (the connection was cut or stalled): resumed by the
 # loop in FileJob.fetch. Errors before the body are retried by the session (PolicyRetry).
 _BODY_ERRORS: tuple[type[BaseException], ...] = (
@@ -69,13 +73,15 @@ class FileResult:
         path: Its final path in the raw folder.
         url: The URL it was (or would have been) fetched from.
         status: ``"fetched"``, ``"resumed"`` (completed from a partial file), ``"verified"``
-            (already present and verified, nothing fetched) or ``"failed"``.
+            (already present and verified, nothing fetched), ``"missing"`` (an optional file the
+            server or mirror does not have: HTTP 404/410 or no such local file; not an error)
+            or ``"failed"``.
         bytes: File size (0 when failed).
         sha256: Its sha256 (None when failed).
         trust: Where the expected hash came from: ``"registry"``, ``"lock"`` (recorded by an
             earlier download) or ``"first-use"`` (unknown before; recorded now).
         transferred: Bytes received in this run.
-        error: The error message when failed.
+        error: The error message when failed or missing.
         exception: The error itself when failed (not serialised).
     """
 
@@ -152,6 +158,17 @@ def expected_for(f: FileSpec, entry: LockEntry | None, name: str) -> Expected:
     if entry is not None:
         return Expected(entry.size, entry.sha256, "lock")
     return Expected(f.size, None, "first-use")
+
+
+def not_there(err: DownloadError) -> bool:
+    """True when ``err`` says the file does not exist (HTTP 404/410, missing local file).
+
+    ``alignrec_data.http`` raises a plain DownloadError for any 4xx, so the status is read
+    from its message; a missing ``file://`` file is chained from FileNotFoundError.
+    """
+    if isinstance(err, ChecksumError):
+        return False
+    return isinstance(err.__cause__, FileNotFoundError) or bool(_NOT_THERE.search(str(err)))
 
 
 class FileJob:
@@ -443,9 +460,17 @@ class FileJob:
         )
 
     def run(self) -> FileResult:
-        """Verify or fetch the file; errors become a ``failed`` result."""
+        """Verify or fetch the file; errors become a ``failed`` result.
+
+        An optional file (:attr:`FileSpec.optional`) that is not there (HTTP 404 or 410, or no
+        such file in a local mirror) becomes a ``missing`` result instead: reported, no error.
+        """
         try:
             return self.check_present() or self.fetch()
+        except DownloadError as err:
+            if self.f.optional and not_there(err):
+                return self._missing(err)
+            return self._failed(err)
         except AlignrecError as err:
             return self._failed(err)
         except OSError as err:
@@ -454,6 +479,17 @@ class FileJob:
                 if err.errno == errno.ENOSPC
                 else DownloadError(f"{self.url}: {err}", hint=moved_hint(self.final.name))
             )
+
+    def _missing(self, err: DownloadError) -> FileResult:
+        log.warning("%s: optional file not found, skipped (%s)", self.final.name, err)
+        return FileResult(
+            role=self.f.role,
+            path=self.final,
+            url=self.url,
+            status="missing",
+            trust=self.expected.trust,
+            error=str(err),
+        )
 
     def _failed(self, err: AlignrecError) -> FileResult:
         log.error("%s failed: %s", self.final.name, err)

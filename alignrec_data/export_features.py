@@ -42,13 +42,17 @@ log = logging.getLogger(__name__)
 LAYOUTS = ("mmrec", "alignrec")
 MODALITIES = ("image", "text", "fused")
 FEATURE_FILES = {"image": "image_feat.npy", "text": "text_feat.npy"}
-# Known variants and the modality their features describe; others: by name suffix.
+# Known variants and the modality their features describe; others: by name suffix. The
+# ``mmrec-*`` variants come from ``import mmrec`` (image_feat.npy, text_feat.npy); another
+# ``<stem>.npy`` of an MMRec folder becomes ``mmrec-<stem>``, of unknown modality: fused.
 VARIANT_MODALITY = {
     "alignrec": "fused",
     "mmenc-image": "image",
     "mmenc-text": "text",
     "minilm-text": "text",
     "effnet-image": "image",
+    "mmrec-image": "image",
+    "mmrec-text": "text",
 }
 
 
@@ -209,7 +213,8 @@ def load_npy(path: str | Path) -> np.ndarray:
     Raises:
         UsageError: The file does not exist.
         DataFormatError: The file holds pickled objects, is not a ``.npy`` file, is not 2-D
-            numeric, does not match its header, or holds NaN / infinite values.
+            numeric, does not match its header, holds NaN / infinite values, or values beyond
+            the float32 range.
     """
     path = Path(path)
     if not path.is_file():
@@ -224,9 +229,17 @@ def load_npy(path: str | Path) -> np.ndarray:
     except (ValueError, OSError) as err:
         msg = f"{path} is not a readable .npy file ({err})"
         raise DataFormatError(msg) from err
-    arr = np.ascontiguousarray(arr, dtype=np.float32)
     check_finite(arr, str(path))
-    return arr
+    with np.errstate(over="ignore"):
+        out = np.ascontiguousarray(arr, dtype=np.float32)
+    if not np.isfinite(out).all():
+        row = int(np.flatnonzero(~np.isfinite(out).all(axis=1))[0])
+        msg = (
+            f"{path}: values beyond the float32 range (first in row {row}, dtype "
+            f"{arr.dtype}); features are stored as float32: rescale them"
+        )
+        raise DataFormatError(msg)
+    return out
 
 
 def check_finite(matrix: np.ndarray, source: str) -> None:

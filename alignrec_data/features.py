@@ -4,11 +4,15 @@ One row per item, sorted by ``item_id`` (0..N-1, row i = item i, as MMRec's ``.n
 ``item_id`` (int64), ``item_key`` (string, the raw asin / parent_asin), ``embedding``
 (fixed-size list of float32, length d) and ``missing`` (bool: the item lacked the input this
 feature needs, e.g. an image; its embedding is then written explicitly, see the producer).
+A producer may record its provenance in the schema metadata (``metadata``: key -> JSON value,
+e.g. ``alignrec.import`` of an MMRec import); a release shows it on the card.
 """
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -31,7 +35,10 @@ def feature_schema(dim: int) -> pa.Schema:
 
 
 def features_table(
-    item_keys: list[str] | np.ndarray, matrix: np.ndarray, missing: np.ndarray | None = None
+    item_keys: list[str] | np.ndarray,
+    matrix: np.ndarray,
+    missing: np.ndarray | None = None,
+    metadata: dict[str, Any] | None = None,
 ) -> pa.Table:
     """Build a feature table; row i of ``matrix`` is item i.
 
@@ -39,6 +46,7 @@ def features_table(
         item_keys: Raw keys, one per item, in item_id order.
         matrix: (N, d) array, converted to float32.
         missing: Optional (N,) bool array; defaults to all False.
+        metadata: Optional provenance, stored in the schema metadata as key -> JSON text.
 
     Returns:
         A table with the :func:`feature_schema` schema.
@@ -53,6 +61,11 @@ def features_table(
         raise ValueError(msg)
     missing_arr = np.zeros(n, dtype=bool) if missing is None else np.asarray(missing, dtype=bool)
     emb = pa.FixedSizeListArray.from_arrays(pa.array(matrix.reshape(-1), pa.float32()), d)
+    schema = feature_schema(d)
+    if metadata:
+        schema = schema.with_metadata(
+            {k: json.dumps(v, sort_keys=True, allow_nan=False) for k, v in metadata.items()}
+        )
     return pa.table(
         {
             "item_id": pa.array(np.arange(n, dtype=np.int64)),
@@ -60,7 +73,7 @@ def features_table(
             "embedding": emb,
             "missing": pa.array(missing_arr),
         },
-        schema=feature_schema(d),
+        schema=schema,
     )
 
 
@@ -69,9 +82,10 @@ def write_features(
     item_keys: list[str] | np.ndarray,
     matrix: np.ndarray,
     missing: np.ndarray | None = None,
+    metadata: dict[str, Any] | None = None,
 ) -> None:
-    """Atomically write a feature file (see module docstring)."""
-    write_parquet(path, features_table(item_keys, matrix, missing))
+    """Atomically write a feature file (see module docstring and :func:`features_table`)."""
+    write_parquet(path, features_table(item_keys, matrix, missing, metadata))
 
 
 def read_features(path: str | Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

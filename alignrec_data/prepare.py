@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
@@ -52,17 +53,27 @@ from alignrec_data.prepared import (
 )
 from alignrec_data.readers import BadLineLog, InteractionColumns, ItemMeta, reader_for
 from alignrec_data.readers.amazon2014 import DEFAULT_MAX_LITERAL_LINE_BYTES
+from alignrec_data.readers.base import MAX_IMAGE_URLS
 from alignrec_data.readers.lines import DEFAULT_MAX_LINE_BYTES
 from alignrec_data.registry import DatasetSpec, check_links, get_dataset, raw_path
 from alignrec_data.splits import SPLIT_METHODS, assign_splits
-from alignrec_data.text import DEFAULT_TEMPLATE, validate_template
+from alignrec_data.text import (
+    DEFAULT_TEMPLATE,
+    TITLE_FALLBACK,
+    clean_list,
+    clean_text,
+    fallback_title,
+    validate_template,
+)
 
 # The tables and the folder live in :mod:`alignrec_data.prepared`; importers of this module
 # (interop, release source, users of the library API) find them here too.
 __all__ = [
     "PrepareConfig",
+    "build_items",
     "interactions_table",
     "items_table",
+    "merge_metadata",
     "prepare_dataset",
     "read_prepared",
     "split_counts",
@@ -148,6 +159,9 @@ def _step(name: str, users: np.ndarray, items: np.ndarray, **extra: Any) -> dict
 def verify_raw_files(spec: DatasetSpec, raw_dir: Path) -> dict[str, dict[str, Any]]:
     """Check the reviews and metadata files against their recorded size and sha256.
 
+    Only the roles prepare reads (:data:`alignrec_data.registry.PREPARE_ROLES`) must be there:
+    optional files (the all-ratings CSV) are neither required nor checked.
+
     Args:
         spec: The registry entry.
         raw_dir: Its raw folder.
@@ -163,11 +177,8 @@ def verify_raw_files(spec: DatasetSpec, raw_dir: Path) -> dict[str, dict[str, An
     """
     from alignrec_data.download import verify_dataset
 
-    used = dataclasses.replace(
-        spec, files=tuple(f for f in spec.files if f.role in ("reviews", "meta"))
-    )
     try:
-        results = verify_dataset(used, raw_dir)
+        results = verify_dataset(spec, raw_dir)  # the roles prepare reads (PREPARE_ROLES)
     except DownloadError as err:
         hint = (
             f"{err.hint}; or pass --no-verify to `alignrec-data prepare` to use the file as it is"
@@ -265,6 +276,70 @@ def _clean(
     return (u, i, r, t), steps
 
 
+def merge_metadata(
+    records: Iterable[ItemMeta], wanted: set[str] | None = None
+) -> tuple[dict[str, ItemMeta], dict[str, int]]:
+    """One record per item from metadata lines that may repeat an item, merged in file order.
+
+    Per field, over the lines of one item in file order: ``title``, ``brand`` and
+    ``description``: the first value that is non-empty after cleaning (:func:`clean_text`;
+    the raw value is kept, it is cleaned once when the table is built); ``categories``: the
+    first path with a non-empty category (paths are not mixed); ``image_urls``: the union in
+    first-seen order, at most :data:`~alignrec_data.readers.base.MAX_IMAGE_URLS`. So the
+    first line wins wherever it has a value, identical repeats change nothing, and the result
+    does not depend on anything but the order of the lines.
+
+    Args:
+        records: Metadata records in file order.
+        wanted: Keys to keep (the items that survived the k-core); None keeps all.
+
+    Returns:
+        ``(metas, counts)``: the merged record by key, and ``duplicate_lines`` (lines of a
+        kept item after its first), ``merged_items`` (kept items with more than one line),
+        ``fields_filled`` (fields a later line filled or, for image URLs, extended).
+    """
+    metas: dict[str, ItemMeta] = {}
+    repeated: set[str] = set()
+    duplicate_lines = fields_filled = 0
+    for m in records:
+        if wanted is not None and m.key not in wanted:
+            continue
+        first = metas.get(m.key)
+        if first is None:
+            metas[m.key] = m
+            continue
+        duplicate_lines += 1
+        repeated.add(m.key)
+        merged, filled = _merge_two(first, m)
+        if filled:
+            metas[m.key] = merged
+            fields_filled += filled
+    counts = {
+        "duplicate_lines": duplicate_lines,
+        "merged_items": len(repeated),
+        "fields_filled": fields_filled,
+    }
+    return metas, counts
+
+
+def _merge_two(first: ItemMeta, later: ItemMeta) -> tuple[ItemMeta, int]:
+    """``first`` with its empty fields taken from ``later``; also the number of fields filled."""
+    changes: dict[str, Any] = {}
+    for name in ("title", "brand", "description"):
+        mine, theirs = getattr(first, name), getattr(later, name)
+        if mine != theirs and not clean_text(mine) and clean_text(theirs):
+            changes[name] = theirs
+    if first.categories != later.categories and not clean_list(first.categories):
+        if clean_list(later.categories):
+            changes["categories"] = later.categories
+    extra = [u for u in later.image_urls if u not in first.image_urls]
+    if extra and len(first.image_urls) < MAX_IMAGE_URLS:
+        changes["image_urls"] = (first.image_urls + extra)[:MAX_IMAGE_URLS]
+    if not changes:
+        return first, 0
+    return dataclasses.replace(first, **changes), len(changes)
+
+
 def _read_metadata(
     path: Path,
     reader: ModuleType,
@@ -272,27 +347,56 @@ def _read_metadata(
     config: PrepareConfig,
     strict: bool,
     item_keys: list[str],
-) -> tuple[dict[str, ItemMeta], int, BadLineLog]:
-    """Step 5: the first metadata record of each kept item; also the repeats counted."""
+) -> tuple[dict[str, ItemMeta], dict[str, int], BadLineLog]:
+    """Step 5: the metadata of each kept item, repeated lines merged (:func:`merge_metadata`)."""
     mlog = BadLineLog(path.name, strict, config.max_reported_bad_lines)
-    wanted = set(item_keys)
-    metas: dict[str, ItemMeta] = {}
-    duplicates = 0
     cap = config.max_literal_line_bytes if spec.release == "2014" else config.max_line_bytes
     logger.info("reading %s", path)
-    for m in tqdm(
+    records = tqdm(
         reader.read_meta(path, mlog, cap),
         desc="metadata",
         unit=" rows",
         disable=None,
         mininterval=1.0,
+    )
+    metas, counts = merge_metadata(records, set(item_keys))
+    return metas, counts, mlog
+
+
+def build_items(
+    item_keys: list[str],
+    metas: dict[str, ItemMeta],
+    template: str = DEFAULT_TEMPLATE,
+    category_separator: str = " ",
+) -> tuple[pa.Table, dict[str, int]]:
+    """``items.parquet`` from the merged metadata, with fallback titles.
+
+    The fields are cleaned and the text assembled by
+    :func:`~alignrec_data.prepared.items_table`; then an item whose cleaned title is empty
+    (a title that was only markup, or none) gets the title of
+    :func:`~alignrec_data.text.fallback_title` in its ``title`` column. The ``text`` column
+    keeps the template filled with the cleaned (empty) title, so the fallback's words are not
+    in it twice.
+
+    Returns:
+        ``(items, title_sources)``: the table, and per source of the shown title (``title``,
+        then those of :data:`~alignrec_data.text.TITLE_FALLBACK`, then ``none``) its count
+        of items; items without metadata count as ``none``.
+    """
+    items = items_table(item_keys, metas, template, category_separator)
+    sources = dict.fromkeys(("title", *TITLE_FALLBACK, "none"), 0)
+    cols = items.select(["title", "brand", "categories", "description"]).to_pydict()
+    titles: list[str] = []
+    for title, brand, cats, desc in zip(
+        cols["title"], cols["brand"], cols["categories"], cols["description"], strict=True
     ):
-        if m.key in wanted:
-            if m.key in metas:
-                duplicates += 1
-            else:
-                metas[m.key] = m
-    return metas, duplicates, mlog
+        shown, source = fallback_title(title, brand, cats, desc)
+        titles.append(shown)
+        sources[source] += 1
+    if sources["title"] < len(item_keys):
+        k = items.schema.get_field_index("title")
+        items = items.set_column(k, items.schema.field(k), pa.array(titles, pa.string()))
+    return items, sources
 
 
 def _split(
@@ -365,8 +469,12 @@ def prepare_dataset(
     user_ids, user_keys = remap_by_key(u, cols.user_keys)  # 4. ids
     item_ids, item_keys = remap_by_key(i, cols.item_keys)
     del cols
-    metas, duplicates, mlog = _read_metadata(files["meta"], reader, spec, config, strict, item_keys)
-    items = items_table(item_keys, metas, config.text_template, config.category_separator)
+    metas, merge_counts, mlog = _read_metadata(
+        files["meta"], reader, spec, config, strict, item_keys
+    )
+    items, title_sources = build_items(
+        item_keys, metas, config.text_template, config.category_separator
+    )
     inter, split_info = _split(config, user_ids, item_ids, user_keys, item_keys, r, t)
     users = users_table(user_keys, user_ids)
 
@@ -386,7 +494,9 @@ def prepare_dataset(
         "split": split_info,
         "bad_lines": {"reviews": rlog.as_dict(), "meta": mlog.as_dict()},
         "items_without_metadata": n_items - len(metas),
-        "duplicate_metadata_records": duplicates,
+        "duplicate_metadata_records": merge_counts["duplicate_lines"],
+        "metadata_merge": merge_counts,
+        "title_sources": title_sources,
         "missing_image_url_rate": float(1.0 - has_image.mean()) if n_items else 0.0,
         "has_ratings": True,
         "has_timestamps": True,

@@ -1,11 +1,19 @@
 """The dataset registry: which files make up each dataset id, where they live, how to verify them.
 
 The registry is data, not code: ``alignrec_data/registry_data/datasets.json`` inside the package.
-Each entry names a release (2014 / 2018 / 2023 / synthetic), a category, an official base URL
-and its files (reviews, metadata, ratings where they exist) with size and sha256 where known
-(``null`` = unknown: the first download records them in the lock file, see
-:mod:`alignrec_data.lockfile`). Licence, citation and homepage come from the release unless an
-entry sets its own.
+Every category of the three Amazon releases (2014: 24, 2018: 29, 2023: 33 + ``Unknown``) is
+generated from one table, ``registry_data/amazon_categories.json``: one row per file (release,
+category, role, name, size, sha256, base URL). A category becomes the id
+``amazon<release>-<category in lower case, _ as ->`` (:func:`dataset_id`), e.g.
+``amazon2018-gift-cards``; it takes licence, citation, homepage and its description template
+from the release. Entries written out in full (``amazon-mini``) sit in ``datasets.json`` beside
+``aliases``: older ids (``amazon-baby`` ...) that name the same files as a generated id but keep
+their own data folder. Size and sha256 are ``null`` where unknown: the first download records
+them in the lock file (trust on first use, see :mod:`alignrec_data.lockfile`).
+
+Every file has a role: ``reviews`` and ``meta`` are what ``prepare`` reads
+(:data:`PREPARE_ROLES`, fetched by default); the others (``ratings``, the all-ratings CSV) are
+optional: fetched only when asked for, and never an error when a mirror lacks them.
 
 File names are paths relative to the base URL (the 2018 host keeps reviews and metadata in two
 folders: ``categoryFilesSmall/...`` and ``metaFiles2/...``). A mirror replaces the base URL and
@@ -18,23 +26,28 @@ Nothing is read at import time; the JSON is parsed once, on first use.
 
 from __future__ import annotations
 
+import difflib
 import functools
 import json
 import os
 import re
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, replace
 from importlib import resources
 from pathlib import Path, PurePosixPath
 from typing import Any
 from urllib.parse import urlsplit
 
 from alignrec_data.errors import UsageError
+from alignrec_data.paths import check_name
 
 MIRROR_ENV = "ALIGNREC_MIRROR"
 PACKAGE_SCHEME = "package:"
 REGISTRY_RESOURCE = ("registry_data", "datasets.json")
 ROLES = ("reviews", "meta", "ratings")
+PREPARE_ROLES = ("reviews", "meta")  # read by prepare, fetched by default; the rest is optional
 RELEASES = ("2014", "2018", "2023", "synthetic")
+TABLE_COLUMNS = ("release", "category", "role", "name", "size", "sha256", "base_url")
 
 _SAFE_PART = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]*$")
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
@@ -61,6 +74,11 @@ class FileSpec:
         """The file's name on disk: the last component of :attr:`name`."""
         return PurePosixPath(self.name).name
 
+    @property
+    def optional(self) -> bool:
+        """True when ``prepare`` does not read it (fetched only with ``--all-files``)."""
+        return self.role not in PREPARE_ROLES
+
 
 @dataclass(frozen=True)
 class DatasetSpec:
@@ -80,6 +98,9 @@ class DatasetSpec:
         image_base_url: Prefix of the image URLs in the metadata that the images stage may
             rewrite to a mirror (used by ``amazon-mini``), or None.
         synthetic: True for generated data shipped with the package.
+        alias_of: For an alias (an older id such as ``amazon-baby``), the generated id it names
+            the same files as; None otherwise. An alias keeps its own data folder.
+        aliases: The aliases of this id.
     """
 
     id: str
@@ -93,6 +114,17 @@ class DatasetSpec:
     files: tuple[FileSpec, ...]
     image_base_url: str | None = None
     synthetic: bool = False
+    alias_of: str | None = None
+    aliases: tuple[str, ...] = ()
+
+    @property
+    def group(self) -> str:
+        """The release as ``datasets --release`` filters it: ``synthetic`` for generated data."""
+        return "synthetic" if self.synthetic else self.release
+
+    def files_for(self, all_files: bool = False) -> tuple[FileSpec, ...]:
+        """The files ``prepare`` reads (:data:`PREPARE_ROLES`), or every file with ``all_files``."""
+        return self.files if all_files else tuple(f for f in self.files if not f.optional)
 
     def file(self, role: str) -> FileSpec:
         """Return the file with ``role``.
@@ -312,56 +344,209 @@ def _build(entry: dict[str, Any], releases: dict[str, Any], where: str) -> Datas
             msg = f"{where}: two files would both be stored as {f.filename}"
             raise UsageError(msg)
         names.add(f.filename)
+    missing = [r for r in PREPARE_ROLES if r not in {f.role for f in spec.files}]
+    if missing:
+        need = ", ".join(PREPARE_ROLES)
+        msg = f"{where}: no {' and no '.join(missing)} file (prepare reads {need})"
+        raise UsageError(msg)
     return spec
+
+
+def dataset_id(release: str, category: str) -> str:
+    """The generated id of an Amazon category: ``amazon<release>-<category, lower case, _ as ->``.
+
+    >>> dataset_id("2018", "Gift_Cards")
+    'amazon2018-gift-cards'
+    """
+    return f"amazon{release}-{category.lower().replace('_', '-')}"
+
+
+def _title(category: str) -> str:
+    """The category as words, for descriptions (``Gift_Cards`` -> ``Gift Cards``)."""
+    return category.replace("_", " ")
+
+
+def _table_entries(
+    doc: dict[str, Any], releases: dict[str, Any], where: str
+) -> Iterator[tuple[dict[str, Any], str]]:
+    """The registry entries (in the ``datasets`` JSON shape) of a category table.
+
+    Rows of one (release, category) form one dataset, in table order; they must share one
+    base URL.
+
+    Raises:
+        UsageError: Wrong columns, a malformed row, or two base URLs for one category.
+    """
+    columns = tuple(doc.get("columns", ()))
+    if columns != TABLE_COLUMNS:
+        msg = f"{where}: columns must be {list(TABLE_COLUMNS)}, found {list(columns)}"
+        raise UsageError(msg)
+    groups: dict[tuple[str, str], dict[str, Any]] = {}
+    for n, row in enumerate(doc.get("rows", []), start=1):
+        if not isinstance(row, list) or len(row) != len(TABLE_COLUMNS):
+            msg = f"{where} row {n}: expected {len(TABLE_COLUMNS)} values, found {row!r}"
+            raise UsageError(msg)
+        rec = dict(zip(TABLE_COLUMNS, row, strict=True))
+        release, category = rec["release"], rec["category"]
+        if not isinstance(release, str) or not isinstance(category, str):
+            msg = f"{where} row {n}: release and category must be strings, found {row!r}"
+            raise UsageError(msg)
+        key = (release, category)
+        if key not in groups:
+            template = releases.get(release, {}).get("description", "Amazon {release} {title}.")
+            groups[key] = {
+                "id": dataset_id(release, category),
+                "release": release,
+                "category": category,
+                "description": template.format(title=_title(category), release=release),
+                "base_url": rec["base_url"],
+                "files": [],
+                "_row": n,
+            }
+        entry = groups[key]
+        if rec["base_url"] != entry["base_url"]:
+            msg = (
+                f"{where} row {n}: {release} {category} has two base URLs "
+                f"({entry['base_url']!r} in row {entry['_row']}, {rec['base_url']!r} here)"
+            )
+            raise UsageError(msg)
+        entry["files"].append({k: rec[k] for k in ("role", "name", "size", "sha256")})
+    for entry in groups.values():
+        row = entry.pop("_row")
+        yield entry, f"{where} row {row} ({entry['release']} {entry['category']})"
 
 
 def load_registry(path: Path | None = None) -> dict[str, DatasetSpec]:
     """Parse a registry JSON file (default: the packaged one) into ``{id: DatasetSpec}``.
 
+    The result holds every id: those generated from the tables, those written out in full and
+    the aliases (``alias_of`` set).
+
     Args:
-        path: A registry file with the packaged layout, or None for the packaged registry.
+        path: A registry file with the packaged layout (its ``tables`` lie beside it), or None
+            for the packaged registry.
 
     Raises:
         UsageError: The file is malformed (the message names the entry and field).
     """
     if path is None:
         return dict(_packaged_registry())
-    return _parse(Path(path).read_text(encoding="utf-8"), str(path))
+    path = Path(path)
+    return _parse(
+        path.read_text(encoding="utf-8"),
+        str(path),
+        lambda name: (path.parent / name).read_text(encoding="utf-8"),
+    )
 
 
 @functools.cache
 def _packaged_registry() -> dict[str, DatasetSpec]:
-    text = resources.files("alignrec_data").joinpath(*REGISTRY_RESOURCE).read_text("utf-8")
-    return _parse(text, "alignrec_data/" + "/".join(REGISTRY_RESOURCE))
+    folder = resources.files("alignrec_data").joinpath(REGISTRY_RESOURCE[0])
+    text = folder.joinpath(REGISTRY_RESOURCE[1]).read_text("utf-8")
+    return _parse(
+        text,
+        "alignrec_data/" + "/".join(REGISTRY_RESOURCE),
+        lambda name: folder.joinpath(name).read_text("utf-8"),
+    )
 
 
-def _parse(text: str, where: str) -> dict[str, DatasetSpec]:
+def _parse(text: str, where: str, read_table: Callable[[str], str]) -> dict[str, DatasetSpec]:
     doc = json.loads(text)
     releases = doc.get("releases", {})
     out: dict[str, DatasetSpec] = {}
-    for i, entry in enumerate(doc.get("datasets", [])):
-        spec = _build(entry, releases, f"{where} dataset #{i} ({entry.get('id', '?')})")
+
+    def add(spec: DatasetSpec, source: str) -> None:
+        check_name(spec.id, f"{source}: dataset id")
         if spec.id in out:
             msg = f"{where}: dataset id {spec.id} appears twice"
             raise UsageError(msg)
         out[spec.id] = spec
+
+    for table in doc.get("tables", []):
+        name = validate_name(table, f"{where} table").as_posix()
+        table_where = f"{where}: table {name}"
+        for entry, source in _table_entries(json.loads(read_table(name)), releases, table_where):
+            add(_build(entry, releases, source), source)
+    for i, entry in enumerate(doc.get("datasets", [])):
+        source = f"{where} dataset #{i} ({entry.get('id', '?')})"
+        add(_build(entry, releases, source), source)
+    aliases = doc.get("aliases", {})
+    for alias, target in aliases.items():
+        check_name(alias, f"{where}: alias")
+        if alias in out:
+            msg = f"{where}: alias {alias} is also a dataset id"
+            raise UsageError(msg)
+        spec = out.get(target)
+        if spec is None or spec.alias_of is not None:
+            msg = f"{where}: alias {alias} names {target!r}, which is not a dataset id"
+            raise UsageError(msg)
+        out[target] = replace(spec, aliases=(*spec.aliases, alias))
+        out[alias] = replace(spec, id=alias, alias_of=target, aliases=())
     return out
 
 
-def list_datasets() -> list[DatasetSpec]:
-    """All registered datasets, in registry order."""
-    return list(_packaged_registry().values())
+def list_datasets(release: str | None = None, *, aliases: bool = False) -> list[DatasetSpec]:
+    """The registered datasets in registry order, each alias right after its id.
+
+    Args:
+        release: Only this release (``2014``, ``2018``, ``2023``, or ``synthetic`` for the
+            generated sets, which no other release includes), or None for all.
+        aliases: Include the aliases (older ids such as ``amazon-baby``).
+
+    Raises:
+        UsageError: ``release`` is not one of :data:`RELEASES`.
+    """
+    if release is not None and release not in RELEASES:
+        msg = f"release {release!r} is not one of {', '.join(RELEASES)}"
+        raise UsageError(msg)
+    reg = _packaged_registry()
+    out = []
+    for spec in reg.values():
+        if spec.alias_of is not None or (release is not None and spec.group != release):
+            continue
+        out.append(spec)
+        if aliases:
+            out += [reg[a] for a in spec.aliases]
+    return out
+
+
+def _slug(dataset: str) -> str:
+    """An id without its ``amazon<release>-`` prefix: what names the category."""
+    return re.sub(r"^amazon(?:\d{4})?-", "", dataset.lower())
+
+
+def closest_ids(dataset: str, n: int = 5) -> list[str]:
+    """The registered ids (aliases included) closest to ``dataset``, best first.
+
+    Compares whole ids and, separately, the category parts, so ``baby`` finds
+    ``amazon2014-baby`` and ``amazon2018-beauty`` finds ``amazon2018-all-beauty``.
+    """
+    query = dataset.lower()
+
+    def score(known: str) -> float:
+        whole = difflib.SequenceMatcher(None, query, known).ratio()
+        part = difflib.SequenceMatcher(None, _slug(query), _slug(known)).ratio()
+        return max(whole, part)
+
+    scored = sorted(((score(k), k) for k in _packaged_registry()), key=lambda t: (-t[0], t[1]))
+    return [k for s, k in scored[:n] if s >= 0.6]
 
 
 def get_dataset(dataset_id: str) -> DatasetSpec:
-    """Return the registry entry of ``dataset_id``.
+    """Return the registry entry of ``dataset_id`` (an alias returns its own entry).
 
     Raises:
-        UsageError: Unknown id; the message lists the known ids.
+        UsageError: Unknown id; the message names the closest known ids.
     """
     reg = _packaged_registry()
     try:
         return reg[dataset_id]
     except KeyError:
-        msg = f"unknown dataset id {dataset_id!r}; known ids: {', '.join(reg)}"
-        raise UsageError(msg, hint="run `alignrec-data datasets` to list them") from None
+        close = closest_ids(str(dataset_id))
+        found = f"closest: {', '.join(close)}" if close else "no registered id is close"
+        msg = f"unknown dataset id {dataset_id!r}; {found}"
+        hint = (
+            f"run `alignrec-data datasets` to list all {len(reg)} ids "
+            "(`--release 2014|2018|2023|synthetic` for one release)"
+        )
+        raise UsageError(msg, hint=hint) from None

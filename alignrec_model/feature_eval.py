@@ -68,6 +68,8 @@ UNIMODAL_VARIANTS: dict[str, str] = {
     "mmenc-text": "text",
     "effnet-image": "image",
     "minilm-text": "text",
+    "mmrec-image": "image",  # image_feat.npy of an MMRec folder (`import mmrec`)
+    "mmrec-text": "text",  # text_feat.npy of an MMRec folder
 }
 
 

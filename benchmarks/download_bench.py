@@ -70,7 +70,7 @@ def spec_for(url: str, name: str, size: int, sha: str) -> DatasetSpec:
         citation="",
         homepage="",
         base_url=url,
-        files=(FileSpec("ratings", name, size, sha),),
+        files=(FileSpec("reviews", name, size, sha),),
     )
 
 

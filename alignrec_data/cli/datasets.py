@@ -9,7 +9,15 @@ import click
 
 from alignrec_data.cli._common import common_options, emit
 from alignrec_data.paths import DatasetPaths
-from alignrec_data.registry import DatasetSpec, broken_link, list_datasets, raw_path
+from alignrec_data.registry import (
+    RELEASES,
+    DatasetSpec,
+    FileSpec,
+    broken_link,
+    get_dataset,
+    list_datasets,
+    raw_path,
+)
 
 
 def _human(n: int | None) -> str:
@@ -23,18 +31,28 @@ def _human(n: int | None) -> str:
     return f"{n} B"  # pragma: no cover
 
 
+def _size(files: tuple[FileSpec, ...]) -> int | None:
+    """Sum of the sizes, or None when any is unknown."""
+    sizes = [f.size for f in files]
+    return None if any(n is None for n in sizes) else sum(sizes)  # type: ignore[misc]
+
+
 def local_state(spec: DatasetSpec, data_dir: Path) -> str:
     """Which raw files exist under data_dir: ``"complete"``, ``"partial"`` or ``"absent"``.
 
-    ``"broken"`` when a raw file (or a folder on its way) is a symbolic link that loops or
-    points to nothing; `download` and `prepare` then name the link to remove.
+    ``"complete"`` when every file prepare reads exists (optional files, such as the
+    all-ratings CSV, may be absent). ``"broken"`` when a raw file (or a folder on its way) is
+    a symbolic link that loops or points to nothing; `download` and `prepare` then name the
+    link to remove.
     """
     raw = DatasetPaths.of(data_dir, spec.id).raw
-    paths = [raw_path(raw, spec, f.role) for f in spec.files]
-    if any(broken_link(p) is not None for p in paths):
+    paths = {f: raw_path(raw, spec, f.role) for f in spec.files}
+    if any(broken_link(p) is not None for p in paths.values()):
         return "broken"
-    present = [p.is_file() for p in paths]
-    return "complete" if all(present) else ("partial" if any(present) else "absent")
+    present = {f: p.is_file() for f, p in paths.items()}
+    if all(present[f] for f in spec.files_for(all_files=False)):
+        return "complete"
+    return "partial" if any(present.values()) else "absent"
 
 
 def describe(spec: DatasetSpec, data_dir: Path) -> dict[str, Any]:
@@ -45,13 +63,23 @@ def describe(spec: DatasetSpec, data_dir: Path) -> dict[str, Any]:
         "category": spec.category,
         "description": spec.description,
         "synthetic": spec.synthetic,
+        "alias_of": spec.alias_of,
+        "aliases": list(spec.aliases),
         "base_url": spec.base_url,
         "license": spec.license,
         "citation": spec.citation,
         "homepage": spec.homepage,
         "total_size": spec.total_size,
+        "download_size": _size(spec.files_for(all_files=False)),
         "files": [
-            {"role": f.role, "name": f.name, "size": f.size, "sha256": f.sha256} for f in spec.files
+            {
+                "role": f.role,
+                "name": f.name,
+                "size": f.size,
+                "sha256": f.sha256,
+                "optional": f.optional,
+            }
+            for f in spec.files
         ],
         "local": local_state(spec, data_dir),
         "raw_dir": str(DatasetPaths.of(data_dir, spec.id).raw),
@@ -59,28 +87,45 @@ def describe(spec: DatasetSpec, data_dir: Path) -> dict[str, Any]:
 
 
 @click.command("datasets")
+@click.option(
+    "--release",
+    type=click.Choice(RELEASES),
+    default=None,
+    help="Only this release (synthetic: the generated sets shipped in the package).",
+)
 @common_options
-def command(data_dir: Path, params: Path | None, fmt: str) -> None:
+def command(release: str | None, data_dir: Path, params: Path | None, fmt: str) -> None:
     """List the dataset ids: release, category, size and whether present under DATA_DIR.
 
-    Sizes are those in the registry ("size unknown" until a release publishes them; the
-    first download records them in raw/alignrec.lock.json). LOCAL is "complete" when every
-    raw file exists, "partial" or "absent"; "broken" when a raw file is a symbolic link that
-    loops or points to nothing (`download` names it). `download` verifies the files.
+    Every category of the Amazon 2014, 2018 and 2023 releases has an id
+    amazon<release>-<category> (amazon2018-gift-cards); older ids (amazon-baby ...) are
+    listed as aliases: same files, their own data folder. FILES counts the files `download`
+    fetches, "+N" the optional ones `--all-files` adds. SIZE is that of the files `download`
+    fetches, from the registry ("size unknown" until a release publishes them; the first
+    download records them in raw/alignrec.lock.json). LOCAL is "complete" when every file
+    `prepare` reads exists, "partial" or "absent"; "broken" when a raw file is a symbolic
+    link that loops or points to nothing (`download` names it). `download` verifies the
+    files.
 
     \b
     Examples:
       alignrec-data datasets
+      alignrec-data datasets --release 2018
       alignrec-data datasets --format json
       alignrec-data datasets --data-dir /big/disk/alignrec
     """  # noqa: D301 (click needs a real \b)
-    rows = [describe(s, data_dir) for s in list_datasets()]
+    specs = [s for s in list_datasets() if release is None or s.group == release]
+    rows = [describe(a, data_dir) for s in specs for a in (s, *map(get_dataset, s.aliases))]
     width = max(len(r["id"]) for r in rows)
     lines = [f"{'ID':<{width}}  RELEASE    FILES  SIZE          LOCAL     DESCRIPTION"]
     for r in rows:
-        release = r["release"] + (" (syn)" if r["synthetic"] else "")
+        rel = r["release"] + (" (syn)" if r["synthetic"] else "")
+        optional = sum(f["optional"] for f in r["files"])
+        files = f"{len(r['files']) - optional}" + (f"+{optional}" if optional else "")
+        text = f"alias of {r['alias_of']} (same files)" if r["alias_of"] else r["description"]
         lines.append(
-            f"{r['id']:<{width}}  {release:<9}  {len(r['files']):>5}  "
-            f"{_human(r['total_size']):<12}  {r['local']:<8}  {r['description']}"
+            f"{r['id']:<{width}}  {rel:<9}  {files:>5}  "
+            f"{_human(r['download_size']):<12}  {r['local']:<8}  {text}"
         )
-    emit(fmt, {"data_dir": str(data_dir), "datasets": rows}, lines)
+    doc = {"data_dir": str(data_dir), "release": release, "datasets": rows}
+    emit(fmt, doc, lines)

@@ -20,6 +20,7 @@ _VERB = {
     "fetched": "fetched",
     "resumed": "resumed",
     "verified": "already verified",
+    "missing": "missing",
     "failed": "failed",
 }
 _TRUST = {
@@ -34,6 +35,9 @@ def summary_line(r: FileResult) -> str:
     name = r.path.name
     if r.status == "failed":
         return f"failed            {name}  {r.url}: {r.error}"
+    if r.status == "missing":
+        where = f"optional, not found at {r.url}"
+        return f"{_VERB['missing']:<17} {name}  {where}; prepare does not read it"
     return (
         f"{_VERB[r.status]:<17} {name}  {r.bytes:,} bytes  sha256 {r.sha256}  ({_TRUST[r.trust]})"
     )
@@ -63,6 +67,15 @@ def summary_line(r: FileResult) -> str:
     help="Files fetched in parallel [default: download.workers in params].",
 )
 @click.option(
+    "--all-files",
+    is_flag=True,
+    default=False,
+    help=(
+        "Also fetch the optional files prepare does not read (the all-ratings CSV); one the "
+        "source lacks is reported, not an error. Default: reviews and metadata only."
+    ),
+)
+@click.option(
     "--progress/--no-progress", default=True, show_default=True, help="Progress bars on stderr."
 )
 @common_options
@@ -71,6 +84,7 @@ def command(
     mirror: str | None,
     out: Path | None,
     workers: int | None,
+    all_files: bool,
     progress: bool,
     data_dir: Path,
     params: Path | None,
@@ -78,16 +92,22 @@ def command(
 ) -> None:
     """Download DATASET's raw files and verify them (size, sha256, gzip integrity).
 
+    By default only the files `prepare` reads: reviews and metadata. --all-files adds the
+    optional ones (the all-ratings CSV); an optional file the host or mirror does not have
+    (HTTP 404/410, no such local file) is reported "missing" and is not an error.
+
     Files stream into a temporary file in the target folder and are renamed only after the
     checks pass. A partial file is resumed (HTTP Range); connection errors, 5xx and 429 are
     retried with capped exponential back-off. Hashes the registry does not know are recorded
     in raw/alignrec.lock.json on the first download (trust on first use) and verified on every
     later run. Files already present and verified are not fetched again. One line per file on
-    stdout: fetched / resumed / already verified / failed. Never prompts.
+    stdout: fetched / resumed / already verified / missing / failed. Never prompts.
 
     \b
     Examples:
       alignrec-data download amazon-mini
+      alignrec-data download amazon2018-gift-cards
+      alignrec-data download amazon-baby --all-files
       alignrec-data download amazon-baby --workers 3
       alignrec-data download amazon-baby --mirror https://my.mirror/amazon2014/
       alignrec-data download amazon-baby --mirror /mnt/shared/amazon2014 --out /tmp/raw
@@ -101,17 +121,30 @@ def command(
     raw_dir = out if out is not None else DatasetPaths.of(data_dir, spec.id).raw
     base = resolve_base_url(spec, mirror)
     results = download_dataset(
-        spec, raw_dir, mirror=mirror, workers=workers, config=config, progress=progress
+        spec,
+        raw_dir,
+        mirror=mirror,
+        workers=workers,
+        config=config,
+        progress=progress,
+        all_files=all_files,
     )
+    skipped = [f for f in spec.files if f not in spec.files_for(all_files)]
     lines = [summary_line(r) for r in results]
     if all(r.status == "verified" for r in results):
         lines.append(f"nothing fetched: all {len(results)} files of {spec.id} already verified")
+    if skipped:
+        names = ", ".join(f.filename for f in skipped)
+        lines.append(f"not fetched (optional, prepare does not read them): {names}; --all-files")
     result = {
         "dataset": spec.id,
+        "alias_of": spec.alias_of,
         "raw_dir": str(raw_dir),
         "base_url": base,
+        "all_files": all_files,
         "ok": all(r.status != "failed" for r in results),
         "files": [r.to_dict() for r in results],
+        "not_fetched": [{"role": f.role, "name": f.name} for f in skipped],
     }
     emit(fmt, result, lines)
     raise_for_failures(results)

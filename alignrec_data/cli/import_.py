@@ -18,6 +18,10 @@ def _lines(stats: dict, out: Path) -> list[str]:
         "interactions",
         f"  train {sp['train']:,} / valid {sp['valid']:,} / test {sp['test']:,}",
     ]
+    for variant, f in (stats.get("features") or {}).items():
+        lines.append(
+            f"  features/{variant}.parquet: {f.get('dim', '?')}-d from {f.get('file', '?')}"
+        )
     if stats.get("removed"):
         lines.append(
             f"  removed {', '.join(stats['removed'])} of {stats['dataset']}: built on the "
@@ -62,7 +66,11 @@ def _overwrite_option(f):
 @data_dir_option
 @format_option
 def mmrec(folder: Path, name: str, overwrite: bool, data_dir: Path, fmt: str) -> None:
-    """Import an MMRec folder: <name>.inter (+ u_id_mapping.csv, i_id_mapping.csv).
+    """Import an MMRec folder: <name>.inter (+ id maps and every per-item *.npy as features).
+
+    image_feat.npy becomes the feature variant mmrec-image, text_feat.npy mmrec-text, any other
+    <stem>.npy mmrec-<stem>; each must have one finite row per item (checked before anything
+    is written).
 
     \b
     Examples:

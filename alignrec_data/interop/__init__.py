@@ -1,7 +1,9 @@
 """Interop with the two layouts multimodal recommenders share data in: MMRec and LATTICE.
 
 - :func:`import_mmrec` (:mod:`~alignrec_data.interop.mmrec_import`): an MMRec dataset folder
-  (``<name>.inter`` and optional id maps ``u_id_mapping.csv``, ``i_id_mapping.csv``).
+  (``<name>.inter`` and optional id maps ``u_id_mapping.csv``, ``i_id_mapping.csv``); its
+  ``*.npy`` item features become feature variants (``image_feat.npy`` -> ``mmrec-image``,
+  ``text_feat.npy`` -> ``mmrec-text``, another ``<stem>.npy`` -> ``mmrec-<stem>``).
 - :func:`import_lattice` (:mod:`~alignrec_data.interop.lattice_import`): the LATTICE / MMHCL
   layout (``train.json``, ``val.json``, ``test.json``; optional ``user2id.json``,
   ``item2id.json``).
@@ -40,10 +42,13 @@ from alignrec_data.interop.lattice_import import (
 from alignrec_data.interop.mmrec_import import (
     INTER_COLUMNS,
     ITEM_MAP_FILE,
+    NPY_VARIANTS,
     USER_MAP_FILE,
     find_inter_file,
     import_mmrec,
+    npy_variant,
     read_inter,
+    read_npy_features,
 )
 from alignrec_data.interop.prepared import DEPENDENT_FOLDERS
 from alignrec_data.interop.tables import INT64_MAX
@@ -57,6 +62,7 @@ __all__ = [
     "LATTICE_ITEM_MAP",
     "LATTICE_SPLIT_FILES",
     "LATTICE_USER_MAP",
+    "NPY_VARIANTS",
     "USER_MAP_FILE",
     "check_export_dir",
     "export_mmrec",
@@ -64,7 +70,9 @@ __all__ = [
     "import_lattice",
     "import_mmrec",
     "mmrec_frames",
+    "npy_variant",
     "read_inter",
+    "read_npy_features",
     "write_all",
     "write_export",
 ]

@@ -3,10 +3,19 @@
 The folder holds ``<name>.inter``: tab-separated with header ``userID itemID [rating]
 [timestamp] x_label``, and optionally ``u_id_mapping.csv`` (``user_id<TAB>userID``) and
 ``i_id_mapping.csv`` (``asin<TAB>itemID``). Without id maps a raw key is the id as a string.
+
+Every ``*.npy`` file of the folder is an item feature matrix (MMRec's ``image_feat.npy`` and
+``text_feat.npy``: N_items x d, row i = itemID i) and becomes a feature variant
+(:func:`npy_variant`: ``mmrec-image``, ``mmrec-text``, else ``mmrec-<stem>``). Each is checked
+before anything is written (:func:`read_npy_features`): the header against the file size, a
+2-D integer or float matrix, one row per item of the import, no pickle (never unpickled), only
+finite values. A file that fails is refused with its name; nothing is imported.
 """
 
 from __future__ import annotations
 
+import hashlib
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -14,14 +23,21 @@ import numpy as np
 import pyarrow as pa
 
 from alignrec_data.errors import DataFormatError, UsageError
+from alignrec_data.export_features import load_npy, npy_header
 from alignrec_data.interop.ids import keys_from_maps
-from alignrec_data.interop.prepared import ImportedTables, run_import
+from alignrec_data.interop.prepared import ImportedFeature, ImportedTables, run_import
 from alignrec_data.interop.tables import float_column, int_column, read_tsv, read_tsv_map
+from alignrec_data.paths import check_name
 from alignrec_data.schema import SPLIT_CODES
+
+logger = logging.getLogger(__name__)
 
 USER_MAP_FILE = "u_id_mapping.csv"
 ITEM_MAP_FILE = "i_id_mapping.csv"
 INTER_COLUMNS = "userID itemID [rating] [timestamp] x_label"
+# MMRec's feature files and the variants they become; another <stem>.npy: mmrec-<stem>.
+NPY_VARIANTS = {"image_feat.npy": "mmrec-image", "text_feat.npy": "mmrec-text"}
+NPY_VARIANT_PREFIX = "mmrec-"
 
 
 def find_inter_file(folder: Path) -> Path:
@@ -94,6 +110,110 @@ def read_inter(path: str | Path) -> dict[str, Any]:
     }
 
 
+def npy_variant(path: Path) -> str:
+    """The feature variant a ``.npy`` file of an MMRec folder becomes.
+
+    Raises:
+        DataFormatError: ``mmrec-<stem>`` is not a valid variant name (the file is named).
+    """
+    variant = NPY_VARIANTS.get(path.name, NPY_VARIANT_PREFIX + path.stem)
+    try:
+        return check_name(variant, "feature variant")
+    except UsageError as err:
+        msg = (
+            f"{path}: its name gives the feature variant {variant!r}, which is not a valid "
+            "name (letters, digits, '.', '_', '+', '-'); rename the file or move it out of "
+            "the folder"
+        )
+        raise DataFormatError(msg) from err
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _rows_error(path: Path, rows: int, n_items: int) -> DataFormatError:
+    msg = (
+        f"{path}: {rows} rows, but the dataset has {n_items} items (row i must be itemID i); "
+        "every *.npy of an MMRec folder is read as an item feature matrix: fix it or move it "
+        "out of the folder"
+    )
+    return DataFormatError(msg)
+
+
+def npy_files(folder: Path) -> list[Path]:
+    """The ``*.npy`` files of ``folder`` (regular files, not hidden), sorted by name."""
+    return sorted(p for p in folder.glob("*.npy") if not p.name.startswith(".") and p.is_file())
+
+
+def read_npy_features(folder: Path, n_items: int) -> list[ImportedFeature]:
+    """Read and check every ``*.npy`` of an MMRec folder as an item feature matrix.
+
+    Every header is checked (:func:`~alignrec_data.export_features.npy_header`: size, 2-D
+    numeric, no pickle; one row per item) before any matrix is loaded
+    (:func:`~alignrec_data.export_features.load_npy`: ``allow_pickle=False``, finite,
+    converted to float32).
+
+    Args:
+        folder: The MMRec folder.
+        n_items: The number of items of the import (row i = itemID i).
+
+    Returns:
+        One :class:`~alignrec_data.interop.prepared.ImportedFeature` per file, sorted by name.
+
+    Raises:
+        DataFormatError: A file that is not such a matrix, or two files giving one variant
+            (each message names the file).
+    """
+    files = npy_files(folder)
+    variants: dict[str, Path] = {}
+    for path in files:
+        variant = npy_variant(path)
+        if variant in variants:
+            msg = (
+                f"{path} and {variants[variant].name} would both become the feature variant "
+                f"{variant!r}; rename or move one of them"
+            )
+            raise DataFormatError(msg)
+        variants[variant] = path
+        rows = npy_header(path)[0][0]
+        if rows != n_items:
+            raise _rows_error(path, rows, n_items)
+    out = []
+    for variant, path in variants.items():
+        sha = _sha256(path)
+        dtype = str(npy_header(path)[1])
+        matrix = load_npy(path)
+        if matrix.shape[0] != n_items:  # the file changed since its header was read
+            raise _rows_error(path, matrix.shape[0], n_items)
+        out.append(ImportedFeature(variant, path.name, matrix, sha, dtype))
+    return out
+
+
+def _warn_fused_layout(folder: Path, features: list[ImportedFeature]) -> None:
+    """Warn when our own export marker says image_feat.npy holds the fused AlignRec feature."""
+    from alignrec_data.interop.export import EXPORT_MARKER
+    from alignrec_data.interop.tables import read_json
+
+    marker = folder / EXPORT_MARKER
+    if not marker.is_file() or not any(f.variant == "mmrec-image" for f in features):
+        return
+    try:
+        doc = read_json(marker, "the marker of an export")
+    except (DataFormatError, OSError):
+        return
+    if isinstance(doc, dict) and doc.get("layout") == "alignrec":
+        logger.warning(
+            "%s says this folder has the AlignRec layout: its image_feat.npy holds the fused "
+            "image+text feature, imported as mmrec-image (read as an image feature)",
+            marker,
+        )
+
+
 def _read_mmrec(folder: Path) -> ImportedTables:
     """Read and check the ``.inter`` file and the id maps of an MMRec folder."""
     inter_path = find_inter_file(folder)
@@ -112,6 +232,8 @@ def _read_mmrec(folder: Path) -> ImportedTables:
         (folder / USER_MAP_FILE, umap),
         (folder / ITEM_MAP_FILE, imap),
     )
+    features = read_npy_features(folder, len(item_keys))
+    _warn_fused_layout(folder, features)
     return ImportedTables(
         "mmrec",
         parsed["users"],
@@ -121,29 +243,34 @@ def _read_mmrec(folder: Path) -> ImportedTables:
         parsed["labels"],
         user_keys,
         item_keys,
-        [inter_path.name, *maps],
+        [inter_path.name, *maps, *(f.file for f in features)],
+        features,
     )
 
 
 def import_mmrec(
     folder: str | Path, name: str, data_dir: str | Path, *, overwrite: bool = False
 ) -> dict[str, Any]:
-    """Import an MMRec dataset folder into ``<data_dir>/<name>/prepared/``.
+    """Import an MMRec dataset folder into ``<data_dir>/<name>/prepared/`` and ``features/``.
 
-    Every file is read and checked before anything is written.
+    Every file is read and checked before anything is written. Each ``*.npy`` of the folder
+    becomes ``features/<variant>.parquet`` (:func:`read_npy_features`), in the same
+    all-or-nothing step as ``prepared/``.
 
     Args:
-        folder: The MMRec folder (``<name>.inter`` and optional id maps).
+        folder: The MMRec folder (``<name>.inter``, optional id maps and ``*.npy`` features).
         name: The dataset name to create.
         data_dir: The data directory.
         overwrite: Replace an existing ``prepared/`` of ``name`` and remove the folders built
             on its old items (:data:`~alignrec_data.interop.prepared.DEPENDENT_FOLDERS`).
 
     Returns:
-        The statistics written to ``stats.json``, plus ``removed``: the folders removed.
+        The statistics written to ``stats.json`` (``features``: variant -> ``{"file", "dim",
+        "sha256"}``), plus ``removed``: the folders removed.
 
     Raises:
         UsageError: Bad folder or name, or ``name`` exists and no ``overwrite``.
-        DataFormatError: The files do not have the MMRec format.
+        DataFormatError: The files do not have the MMRec format, or a ``*.npy`` is not an
+            item feature matrix of the import.
     """
     return run_import(folder, name, data_dir, overwrite, _read_mmrec)

@@ -5,6 +5,11 @@ Both importers (:mod:`~alignrec_data.interop.mmrec_import`,
 the target are checked, the source is read and checked in full, and only then is anything
 written. An import over a dataset that already has ``prepared/`` needs ``overwrite=True`` and
 then removes the folders that were built on the old items (:data:`DEPENDENT_FOLDERS`).
+
+Item features the source brings (the ``*.npy`` files of an MMRec folder,
+:class:`ImportedFeature`) are written as ``features/<variant>.parquet`` in the same
+all-or-nothing step: ``features/`` is staged in a hidden sibling (``.features.tmp-<pid>-*``)
+while ``prepared/`` is staged, and both are swapped in together, or neither.
 """
 
 from __future__ import annotations
@@ -14,16 +19,18 @@ import logging
 import os
 import secrets
 import shutil
+import tempfile
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
 
-from alignrec_data.atomic import atomic_dir, clean_stale, write_json, write_parquet
+from alignrec_data.atomic import _umask, atomic_dir, clean_stale, write_json, write_parquet
 from alignrec_data.errors import UsageError
+from alignrec_data.features import write_features
 from alignrec_data.paths import DatasetPaths
 from alignrec_data.prepare import interactions_table, items_table, split_counts, users_table
 from alignrec_data.schema import INTERACTIONS_FILE, ITEMS_FILE, STATS_FILE, USERS_FILE
@@ -32,6 +39,38 @@ logger = logging.getLogger(__name__)
 
 # Folders of a dataset built on its items: an import that replaces prepared/ removes them.
 DEPENDENT_FOLDERS = ("features", "models", "metrics", "report", "release")
+
+
+@dataclass(frozen=True)
+class ImportedFeature:
+    """An item feature matrix of the source, read and checked in full.
+
+    Attributes:
+        variant: The feature variant it becomes (``features/<variant>.parquet``).
+        file: The source file name (e.g. ``image_feat.npy``).
+        matrix: (N_items, d) float32, row i = item i.
+        sha256: sha256 of the source file.
+        dtype: The dtype the source file stored (before conversion to float32).
+    """
+
+    variant: str
+    file: str
+    matrix: np.ndarray
+    sha256: str
+    dtype: str
+
+    def metadata(self, source: str) -> dict[str, Any]:
+        """What the feature file records about where it came from."""
+        return {
+            "alignrec.import": {
+                "tool": f"alignrec-data import {source}",
+                "layout": source,
+                "file": self.file,
+                "sha256": self.sha256,
+                "dtype": self.dtype,
+                "shape": list(self.matrix.shape),
+            }
+        }
 
 
 @dataclass(frozen=True)
@@ -48,6 +87,7 @@ class ImportedTables:
         user_keys: Raw key of each user id.
         item_keys: Raw key of each item id.
         files: The source files read.
+        features: Item feature matrices of the source (written to ``features/``).
     """
 
     source: str
@@ -59,6 +99,7 @@ class ImportedTables:
     user_keys: list[str]
     item_keys: list[str]
     files: list[str]
+    features: list[ImportedFeature] = field(default_factory=list)
 
 
 def check_folder(folder: Path) -> Path:
@@ -145,15 +186,40 @@ def _stats(paths: DatasetPaths, t: ImportedTables, inter: pa.Table) -> dict[str,
         "has_ratings": t.ratings.null_count < len(t.ratings),
         "has_timestamps": t.timestamps.null_count < len(t.timestamps),
         "missing_image_url_rate": 1.0 if t.item_keys else 0.0,
+        "features": {
+            f.variant: {"file": f.file, "dim": int(f.matrix.shape[1]), "sha256": f.sha256}
+            for f in t.features
+        },
     }
+
+
+def _stage_features(paths: DatasetPaths, t: ImportedTables) -> Path:
+    """Write the imported features into a hidden staging sibling of ``features/``."""
+    stage = Path(
+        tempfile.mkdtemp(prefix=f".{paths.features.name}.tmp-{os.getpid()}-", dir=paths.root)
+    )
+    try:
+        os.chmod(stage, 0o777 & ~_umask())  # the mode a plain mkdir gives, not mkdtemp's 0700
+        for f in t.features:
+            write_features(
+                stage / f"{f.variant}.parquet",
+                t.item_keys,
+                f.matrix,
+                metadata=f.metadata(t.source),
+            )
+    except BaseException:
+        shutil.rmtree(stage, ignore_errors=True)
+        raise
+    return stage
 
 
 def write_import(paths: DatasetPaths, t: ImportedTables, dependents: list[Path]) -> dict[str, Any]:
     """Build the prepared tables, then swap them in as ``prepared/`` and remove ``dependents``.
 
-    ``prepared/`` is staged as a whole (:func:`atomic_dir`); the dependent folders are set
-    aside just before the swap and put back if it fails, so a failure leaves the dataset as it
-    was and a success leaves no folder built on the old items.
+    ``prepared/`` is staged as a whole (:func:`atomic_dir`), and so is ``features/`` when the
+    source brings features; the dependent folders are set aside just before the swap and put
+    back if it fails, so a failure leaves the dataset as it was and a success leaves no folder
+    built on the old items.
     """
     inter = interactions_table(
         t.users, t.items, t.user_keys, t.item_keys, t.ratings, t.timestamps, t.codes
@@ -164,15 +230,27 @@ def write_import(paths: DatasetPaths, t: ImportedTables, dependents: list[Path])
     for d in DEPENDENT_FOLDERS:
         clean_stale(paths.root, d)  # leftovers of an import killed mid-way
     aside: list[tuple[Path, Path]] = []
+    features_stage: Path | None = None
+    features_placed = False
     try:
         with atomic_dir(paths.prepared) as stage:
             write_parquet(stage / INTERACTIONS_FILE, inter)
             write_parquet(stage / ITEMS_FILE, item_table)
             write_parquet(stage / USERS_FILE, user_table)
             write_json(stage / STATS_FILE, stats)
+            if t.features:
+                features_stage = _stage_features(paths, t)
             for folder in dependents:
                 aside.append((folder, _set_aside(folder)))
+            if features_stage is not None:
+                # features/ was set aside above (a dependent) or never existed.
+                os.replace(features_stage, paths.features)
+                features_placed = True
     except BaseException:
+        if features_placed:
+            shutil.rmtree(paths.features, ignore_errors=True)
+        elif features_stage is not None:
+            shutil.rmtree(features_stage, ignore_errors=True)
         for folder, old in reversed(aside):
             with contextlib.suppress(OSError):
                 os.replace(old, folder)
@@ -195,4 +273,8 @@ def write_import(paths: DatasetPaths, t: ImportedTables, dependents: list[Path])
         len(t.item_keys),
         inter.num_rows,
     )
+    for f in t.features:
+        logger.info(
+            "imported %s as feature variant %s (%d x %d)", f.file, f.variant, *f.matrix.shape
+        )
     return {**stats, "removed": removed}

@@ -4,7 +4,10 @@
   (seconds). The files hold duplicate records; cleaning keeps the earliest (user, item) pair.
 - Metadata ``meta_<Cat>.json.gz``: ``asin``, ``title``, ``brand``, ``category`` (one path,
   may hold HTML), ``description`` (list), ``imageURLHighRes`` and ``imageURL`` (lists).
-  Duplicate records of one asin occur; the first is kept.
+  Duplicate records of one asin occur; ``prepare`` merges them
+  (:func:`alignrec_data.prepare.merge_metadata`). Real titles are often a tag cut off
+  (``<span class="a-size-medium a-color-secondary"``); the cleaning empties them
+  (:mod:`alignrec_data.text`).
 """
 
 from __future__ import annotations

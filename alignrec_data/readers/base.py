@@ -13,6 +13,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from alignrec_data.text import strip_markup
+
 MAX_ABS_NUMBER = 2**62  # ratings and timestamps beyond this are bad records (int64-safe)
 MAX_IMAGE_URLS = 8
 # Amazon image size modifiers: "._SX300_.jpg", "._SS40_.jpg", "._SX38_SY50_CR,0,0,38,50_.jpg".
@@ -93,11 +95,17 @@ def parse_review(
 
 
 def as_str(value: Any) -> str:
-    """A free-text field as a string ('' for missing or non-text values; lists joined)."""
+    """A free-text field as a string ('' for missing or non-text values; lists joined).
+
+    List elements are joined with spaces after their markup is removed one by one
+    (:func:`~alignrec_data.text.strip_markup`; entities stay for the cleaning to decode), so
+    an element cut inside a tag (``'<a href="/help" target="_blank">Learn'`` then
+    ``'<span class="a-size'``) cannot swallow the elements after it.
+    """
     if isinstance(value, str):
         return value
     if isinstance(value, list):
-        return " ".join(v for v in value if isinstance(v, str))
+        return " ".join(strip_markup(v) for v in value if isinstance(v, str))
     if isinstance(value, int | float) and not isinstance(value, bool):
         return str(value)
     return ""

@@ -56,7 +56,9 @@ def test_datasets_lists_ids_releases_and_local_state(runner, data_dir):
     assert res.exit_code == 0, res.output
     doc = json.loads(res.stdout)
     rows = {r["id"]: r for r in doc["datasets"]}
-    assert set(rows) == {s.id for s in list_datasets()}
+    assert set(rows) == {s.id for s in list_datasets(aliases=True)}
+    assert rows["amazon-baby"]["alias_of"] == "amazon2014-baby"
+    assert rows["amazon2014-baby"]["aliases"] == ["amazon-baby"]
     assert rows["amazon-baby"]["release"] == "2014"
     assert rows["amazon-baby"]["local"] == "absent"
     assert "McAuley" in rows["amazon-baby"]["citation"]
@@ -67,8 +69,12 @@ def test_datasets_lists_ids_releases_and_local_state(runner, data_dir):
     res = runner.invoke(cli, ["datasets", "--data-dir", str(data_dir)])
     assert res.exit_code == 0
     baby = next(line for line in res.stdout.splitlines() if line.startswith("amazon-baby "))
-    assert "2014" in baby and "partial" in baby
-    assert all(s.id in res.stdout for s in list_datasets())
+    assert "2014" in baby and "partial" in baby and "alias of amazon2014-baby" in baby
+    assert all(s.id in res.stdout for s in list_datasets(aliases=True))
+    (raw / "meta_Baby.json.gz").write_bytes(b"x")  # the ratings CSV is optional
+    res = runner.invoke(cli, ["datasets", "--data-dir", str(data_dir)])
+    baby = next(line for line in res.stdout.splitlines() if line.startswith("amazon-baby "))
+    assert "complete" in baby
 
 
 def test_download_amazon_mini_then_second_run_fetches_nothing(runner, data_dir):
@@ -129,8 +135,8 @@ def test_download_from_http_mirror_as_json(runner, data_dir, mini_mirror, tmp_pa
 def test_unknown_dataset_is_usage_error_listing_ids(runner, data_dir):
     res = runner.invoke(cli, ["download", "amazon-nope", "--data-dir", str(data_dir)])
     assert res.exit_code == 2
-    assert "unknown dataset id 'amazon-nope'" in res.stderr
-    assert "amazon-mini" in res.stderr and "amazon2023-electronics" in res.stderr
+    assert "unknown dataset id 'amazon-nope'; closest: amazon-mini" in res.stderr
+    assert "run `alignrec-data datasets` to list all" in res.stderr
     assert res.stdout == ""
 
 

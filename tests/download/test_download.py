@@ -40,7 +40,9 @@ def test_fetch_then_second_run_verifies_without_fetching(make_spec, server, raw_
             "ratings": ("ratings_Toy.csv", ratings),
         }
     )
-    results = download_dataset(spec, raw_dir, config=FAST, workers=3, progress=False)
+    results = download_dataset(
+        spec, raw_dir, config=FAST, workers=3, progress=False, all_files=True
+    )
 
     assert [r.status for r in results] == ["fetched"] * 3
     assert [r.trust for r in results] == ["registry"] * 3
@@ -55,7 +57,7 @@ def test_fetch_then_second_run_verifies_without_fetching(make_spec, server, raw_
     lock_bytes = (raw_dir / LOCK_NAME).read_bytes()
 
     n_requests = len(server.requests)
-    again = download_dataset(spec, raw_dir, config=FAST, progress=False)
+    again = download_dataset(spec, raw_dir, config=FAST, progress=False, all_files=True)
     assert [r.status for r in again] == ["verified"] * 3
     assert [r.transferred for r in again] == [0, 0, 0]
     assert len(server.requests) == n_requests  # nothing fetched

@@ -77,7 +77,7 @@ def test_rule_off_with_min_speed_zero(make_spec, server, raw_dir):
     server.add_fault("/r.csv", Fault.trickle(0.05))
     cfg = replace(SLOW_RULE, min_speed=0, speed_window=0.3, retries=0)
 
-    [res] = download_dataset(spec, raw_dir, config=cfg, progress=False)
+    [res] = download_dataset(spec, raw_dir, config=cfg, progress=False, all_files=True)
 
     assert res.status == "fetched", res.error
     assert (raw_dir / "r.csv").read_bytes() == data

@@ -480,6 +480,154 @@ def test_bad_npy_is_refused_and_nothing_is_written(exported: Path, kind: str, pa
     assert not (sandbox / "out").exists()  # not even the folder
 
 
+# --- import mmrec: every *.npy of the folder is an item feature matrix ------------------------
+
+
+def _with_features(root: Path) -> Path:
+    """An MMRec source (4 items) with good image_feat.npy and text_feat.npy."""
+    src = _mmrec_source(root)
+    np.save(src / "image_feat.npy", np.arange(8, dtype=np.float32).reshape(4, 2))
+    np.save(src / "text_feat.npy", np.ones((4, 3), np.float32))
+    return src
+
+
+@pytest.mark.parametrize(("kind", "pattern"), NPY_CASES, ids=[c[0] for c in NPY_CASES])
+def test_bad_feature_npy_in_an_mmrec_folder_is_refused_and_nothing_is_written(
+    sandbox: Path, kind: str, pattern: str
+) -> None:
+    src = _with_features(sandbox / "src")
+    _npy_case(kind, src / "feat.npy")
+    before = tree_digest(sandbox)
+    out = _import(sandbox, src)
+    assert_clean_error(out, 1, pattern)
+    assert tree_digest(sandbox) == before and not (sandbox / "data" / "ds").exists()
+
+
+def test_bad_feature_npy_with_overwrite_keeps_the_old_dataset(sandbox: Path) -> None:
+    src = _with_features(sandbox / "src")
+    assert _import(sandbox, src).code == 0
+    features = sandbox / "data" / "ds" / "features"
+    assert sorted(p.name for p in features.iterdir()) == [
+        "mmrec-image.parquet",
+        "mmrec-text.parquet",
+    ]
+    umask = os.umask(0o022)
+    os.umask(umask)
+    assert stat.S_IMODE(features.stat().st_mode) == 0o777 & ~umask  # not mkdtemp's 0700
+    assert not [p for p in features.parent.iterdir() if p.name.startswith(".")]
+    m = np.ones((4, 3), np.float32)
+    m[3, 0] = np.inf
+    np.save(src / "text_feat.npy", m)
+    before = tree_digest(sandbox)
+    out = _import(sandbox, src, "ds", "--overwrite")
+    assert_clean_error(
+        out,
+        1,
+        r"text_feat\.npy: the matrix holds NaN or infinite values \(1 row\(s\), first row 3\)",
+    )
+    assert tree_digest(sandbox) == before
+
+
+def test_forged_feature_header_in_an_mmrec_folder_is_refused_before_loading(
+    sandbox: Path,
+) -> None:
+    src = _mmrec_source(sandbox / "src")
+    (src / "image_feat.npy").write_bytes(_npy_bytes((4, 250_000_000_000)) + b"\x00" * 64)
+    before = tree_digest(sandbox)
+    out = run_process(
+        "import",
+        "mmrec",
+        src,
+        "--name",
+        "ds",
+        "--data-dir",
+        sandbox / "data",
+        memory_limit_mb=MEMORY_LIMIT_MB,
+    )
+    assert_clean_error(
+        out,
+        1,
+        r"image_feat\.npy: its header describes a 4 x 250,000,000,000 float32 matrix "
+        r"\(4,000,000,000,000 bytes\) but the file holds 64 bytes of data",
+    )
+    assert tree_digest(sandbox) == before
+
+
+@pytest.mark.parametrize(
+    ("files", "pattern"),
+    [
+        (
+            {"image.npy": (4, 2)},
+            r"image_feat\.npy and image\.npy would both become the feature variant "
+            r"'mmrec-image'; rename or move one",
+        ),
+        ({"bad name.npy": (4, 2)}, r"bad name\.npy: its name gives the feature variant"),
+        ({"big.npy": "overflow"}, r"big\.npy: values beyond the float32 range \(first in row 0"),
+        ({"empty.npy": (4, 0)}, r"empty\.npy: the matrix has no columns"),
+    ],
+    ids=["same-variant", "bad-name", "float32-overflow", "no-columns"],
+)
+def test_feature_files_that_cannot_be_imported_are_named(
+    sandbox: Path, files: dict, pattern: str
+) -> None:
+    src = _with_features(sandbox / "src")
+    for name, shape in files.items():
+        m = np.full((4, 2), 1e300) if shape == "overflow" else np.ones(shape, np.float32)
+        np.save(src / name, m)
+    before = tree_digest(sandbox)
+    assert_clean_error(_import(sandbox, src), 1, pattern)
+    assert tree_digest(sandbox) == before
+
+
+def test_hidden_and_non_file_npy_entries_are_not_features(sandbox: Path) -> None:
+    src = _mmrec_source(sandbox / "src")
+    np.save(src / "text_feat.npy", np.ones((4, 3), np.float32))
+    np.save(src / ".image_feat.npy.tmp-1-abcd.npy", np.ones((3, 3), np.float32))  # leftover
+    (src / "folder.npy").mkdir()
+    os.mkfifo(src / "pipe.npy")  # never opened: reading a FIFO would block
+    out = _import(sandbox, src)
+    assert out.code == 0, out.stderr
+    features = sandbox / "data" / "ds" / "features"
+    assert [p.name for p in features.iterdir()] == ["mmrec-text.parquet"]
+
+
+@pytest.mark.parametrize("where", ["writing", "swapping"])
+def test_failure_while_placing_features_leaves_the_dataset_as_it_was(
+    sandbox: Path, monkeypatch: pytest.MonkeyPatch, where: str
+) -> None:
+    src = _with_features(sandbox / "src")
+    assert _import(sandbox, src).code == 0
+    root = sandbox / "data" / "ds"
+    (root / "models").mkdir()
+    (root / "models" / "m.pt").write_bytes(b"built on the old items")
+    np.save(src / "text_feat.npy", np.full((4, 3), 2.0, np.float32))
+    from alignrec_data.interop import prepared
+
+    if where == "writing":
+        real_write = prepared.write_features
+
+        def fail(path, *args, **kwargs):
+            if Path(path).name == "mmrec-text.parquet":
+                raise OSError(28, "No space left on device", str(path))
+            return real_write(path, *args, **kwargs)
+
+        monkeypatch.setattr(prepared, "write_features", fail)
+    else:
+        real_replace = os.replace
+
+        def fail(src_path, dst, *args, **kwargs):
+            if Path(dst) == root / "features" and ".features.tmp-" in str(src_path):
+                raise OSError(5, "Input/output error", str(dst))
+            return real_replace(src_path, dst, *args, **kwargs)
+
+        monkeypatch.setattr(os, "replace", fail)
+    before = tree_digest(sandbox)
+    out = _import(sandbox, src, "ds", "--overwrite")
+    assert out.code != 0 and "Traceback" not in out.stderr, out.stderr
+    monkeypatch.undo()
+    assert tree_digest(sandbox) == before  # old prepared/, features/ and models/, no leftovers
+
+
 def test_export_into_a_foreign_folder_needs_overwrite_and_keeps_its_files(exported: Path) -> None:
     sandbox = exported
     target = sandbox / "outside"

@@ -123,9 +123,11 @@ def _resplit(inter: pa.Table, method: str, seed: int, path: Path) -> tuple[dict,
 @pytest.mark.shared_data
 def test_ml100k_real_timestamps_splits(data_dir: Path, tmp_path: Path) -> None:
     src = shared_data("ml100k-imdb")
+    assert not list(src.glob("*.npy"))  # the real folder has no feature file
     stats = import_mmrec(src, "ml100k", data_dir)
     assert (stats["users"], stats["items"], stats["interactions"]) == (943, 1682, 100000)
     assert stats["has_timestamps"] and stats["has_ratings"]
+    assert stats["features"] == {} and not (data_dir / "ml100k" / "features").exists()
     inter, items, _ = read_prepared(data_dir / "ml100k" / "prepared")
     assert items.column("item_key").to_pylist()[0] == "0_Toy Story"
     df = inter.to_pandas()
@@ -308,3 +310,108 @@ def test_ids_are_range_checked_before_allocation(tmp_path: Path, data_dir: Path)
     with pytest.raises(DataFormatError, match=r"item ids must be contiguous from 0; id 2 of 0..3"):
         import_mmrec(mm, "r", data_dir)
     assert not (data_dir / "r").exists()
+
+
+def _cli_ok(*args: str | Path) -> str:
+    res = CliRunner().invoke(cli, [str(a) for a in args])
+    assert res.exit_code == 0, (args, res.output)
+    return res.stdout
+
+
+def test_mmrec_features_round_trip_then_train_evaluate_release(
+    tmp_path: Path, data_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Our own export's image_feat.npy / text_feat.npy come back identical as mmrec-*."""
+    import pyarrow.parquet as pq
+
+    from alignrec_data.export_features import variant_modality
+    from alignrec_data.features import read_features
+    from alignrec_model.feature_eval import UNIMODAL_VARIANTS
+    from tests.release.fixtures import make_dataset
+
+    monkeypatch.chdir(tmp_path)  # packaged params, not the checkout's params.yaml
+    built = make_dataset(
+        data_dir, "src", n_items=60, variants={"effnet-image": 20, "minilm-text": 12}, extras=False
+    )
+    dd = ("--data-dir", data_dir)
+    folder = tmp_path / "mmrec" / "src"
+    _cli_ok(
+        "export", "mmrec", "src", "--features", "effnet-image,minilm-text", "--out", folder, *dd
+    )
+    # Another numeric .npy of one row per item becomes mmrec-<stem>, stored as float32.
+    extra = np.arange(60 * 3, dtype=np.int64).reshape(60, 3)
+    np.save(folder / "v_feat.npy", extra)
+    stats = json.loads(_cli_ok("import", "mmrec", folder, "--name", "new", "--format", "json", *dd))
+
+    features = data_dir / "new" / "features"
+    assert sorted(p.name for p in features.iterdir()) == [
+        "mmrec-image.parquet",
+        "mmrec-text.parquet",
+        "mmrec-v_feat.parquet",
+    ]
+    _, items, _ = read_prepared(data_dir / "new" / "prepared")
+    assert items.column("item_key").to_pylist() == built.item_keys
+    for variant, file, expected in (
+        ("mmrec-image", "image_feat.npy", built.features["effnet-image"]),
+        ("mmrec-text", "text_feat.npy", built.features["minilm-text"]),
+        ("mmrec-v_feat", "v_feat.npy", extra.astype(np.float32)),
+    ):
+        keys, matrix, missing = read_features(features / f"{variant}.parquet")
+        assert matrix.dtype == np.float32 and np.array_equal(matrix, expected), variant
+        assert list(keys) == built.item_keys and not missing.any()
+        sha = hashlib.sha256((folder / file).read_bytes()).hexdigest()
+        meta = json.loads(
+            pq.read_schema(features / f"{variant}.parquet").metadata[b"alignrec.import"]
+        )
+        assert meta == {
+            "tool": "alignrec-data import mmrec",
+            "layout": "mmrec",
+            "file": file,
+            "sha256": sha,
+            "dtype": "int64" if file == "v_feat.npy" else "float32",
+            "shape": list(expected.shape),
+        }
+        assert stats["features"][variant] == {"file": file, "dim": expected.shape[1], "sha256": sha}
+    assert stats["source_files"] == [
+        "src.inter",
+        "u_id_mapping.csv",
+        "i_id_mapping.csv",
+        "image_feat.npy",
+        "text_feat.npy",
+        "v_feat.npy",
+    ]
+    # Modality: mmrec-image / mmrec-text are unimodal; another stem is of unknown modality.
+    assert (variant_modality("mmrec-image"), variant_modality("mmrec-text")) == ("image", "text")
+    assert variant_modality("mmrec-v_feat") == "fused"
+    assert UNIMODAL_VARIANTS["mmrec-image"] == "image" and UNIMODAL_VARIANTS["mmrec-text"] == "text"
+
+    # Exported again: the very same bytes.
+    again = tmp_path / "again" / "new"
+    _cli_ok("export", "mmrec", "new", "--features", "mmrec-image,mmrec-text", "--out", again, *dd)
+    for file in ("image_feat.npy", "text_feat.npy"):
+        assert (again / file).read_bytes() == (folder / file).read_bytes()
+
+    # AlignRec, ItemKNN, the intermediate evaluations and the release run on them.
+    _cli_ok("train", "new", "--model", "alignrec", "--features", "mmrec-text", "--epochs", "1", *dd)
+    _cli_ok("train", "new", "--model", "itemknn", "--features", "mmrec-image", *dd)
+    _cli_ok("evaluate", "new", "--protocol", "zero-shot", "--features", "mmrec-text", *dd)
+    _cli_ok("evaluate", "new", "--protocol", "item-cf", "--features", "mmrec-image", *dd)
+    res = CliRunner().invoke(
+        cli,
+        ["evaluate", "new", "--protocol", "mask-modality", "--features", "mmrec-text",
+         "--modality", "image", "--data-dir", str(data_dir)],
+    )  # fmt: skip
+    assert res.exit_code == 2 and "computed from the text only" in res.output
+    metrics = {p.name for p in (data_dir / "new" / "metrics").iterdir()}
+    assert metrics >= {
+        "eval-item-cf-mmrec-image.json",
+        "eval-zero-shot-mmrec-text.json",
+        "train-alignrec-mmrec-text.json",
+        "train-itemknn-mmrec-image.json",
+    }
+    _cli_ok("release", "new", *dd)
+    release = data_dir / "new" / "release"
+    assert {"features-mmrec-image", "features-mmrec-text"} <= {p.name for p in release.iterdir()}
+    card = (release / "README.md").read_text()
+    text_sha = hashlib.sha256((folder / "text_feat.npy").read_bytes()).hexdigest()
+    assert "file: text_feat.npy" in card and text_sha in card  # provenance on the card

@@ -98,6 +98,9 @@ def test_2018_duplicates_keep_earliest_and_html_categories(
     assert tripod["description"] == "Sturdy tripod. Aluminium legs."  # &nbsp; -> space
     assert tripod["title"] == "Mini Tripod"  # the first of two metadata records
     assert stats["duplicate_metadata_records"] == 1
+    # The first record has every field: the repeat fills nothing (and adds no image URL).
+    assert stats["metadata_merge"] == {"duplicate_lines": 1, "merged_items": 1, "fields_filled": 0}
+    assert stats["title_sources"]["title"] == stats["items"]
     assert tripod["image_urls"] == [
         "https://images-na.ssl-images-amazon.com/images/I/41abc.jpg",
         "https://images-na.ssl-images-amazon.com/images/I/41abc._SS40_.jpg",

@@ -28,7 +28,7 @@ def _no_mirror_env(monkeypatch):
 
 
 def test_packaged_registry_has_every_release_and_role():
-    specs = {s.id: s for s in list_datasets()}
+    specs = {s.id: s for s in list_datasets(aliases=True)}
     for cat, slug in [
         ("Baby", "baby"),
         ("Sports_and_Outdoors", "sports"),
@@ -60,9 +60,10 @@ def test_packaged_registry_has_every_release_and_role():
 
 def test_unknown_id_and_role_errors_list_what_exists():
     with pytest.raises(
-        UsageError, match=r"unknown dataset id 'amazon-bbay'; known ids: .*amazon-baby"
-    ):
+        UsageError, match=r"unknown dataset id 'amazon-bbay'; closest: amazon-baby"
+    ) as err:
         get_dataset("amazon-bbay")
+    assert "run `alignrec-data datasets`" in (err.value.hint or "")
     with pytest.raises(
         UsageError, match=r"amazon2023-electronics has no 'ratings' file; it has: reviews, meta"
     ):
@@ -113,7 +114,17 @@ def test_unsafe_names_are_rejected(name):
 
 def test_registry_file_is_validated(tmp_path):
     good = json.loads((REPO / "alignrec_data/registry_data/datasets.json").read_text())
-    entry = dict(good["datasets"][0])
+    entry = {
+        "id": "amazon-baby",
+        "release": "2014",
+        "category": "Baby",
+        "description": "Baby",
+        "base_url": "https://snap.stanford.edu/data/amazon/productGraph/categoryFiles/",
+        "files": [
+            {"role": "reviews", "name": "reviews_Baby_5.json.gz", "size": None, "sha256": None},
+            {"role": "meta", "name": "meta_Baby.json.gz", "size": None, "sha256": None},
+        ],
+    }
 
     def load(**change):
         doc = {"releases": good["releases"], "datasets": [{**entry, **change}]}
