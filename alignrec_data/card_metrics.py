@@ -1,17 +1,23 @@
 """The card's numeric sections: statistics and the evaluation tables from ``metrics/*.json``.
 
-``train-<model>[-<variant>].json``: best epoch and @20 metrics of valid and test, plus every
-test metric; ``eval-<protocol>-<variant>.json``: zero-shot, item-CF and mask-modality;
+``train-<model>[-<variant>].json``: best epoch and @20 metrics of valid and test, every test
+metric and the settings each run used (its ``settings``); ``eval-<protocol>-<variant>.json``:
+zero-shot, item-CF and mask-modality;
 ``pretrain.json``: the encoder pretraining summary.
 """
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from alignrec_data.markdown import markdown_table
 
 HEADLINE_METRICS = ("recall", "ndcg", "precision", "map")
+# The train settings shown per run (from ``settings`` of train-<run>.json); the full
+# settings follow in a details block. ``alignrec.*`` only when an AlignRec run is present.
+SETTINGS_SHOWN = ("lr", "epochs", "patience", "batch_size", "seed", "valid_metric")
+SETTINGS_SHOWN_ALIGNREC = ("alignrec.cl_weight", "alignrec.sim_weight")
 EVAL_PROTOCOLS = (
     "zero-shot",
     "zeroshot",
@@ -142,7 +148,46 @@ def _train_tables(metrics: dict[str, Any]) -> list[str]:
         ]
         table = markdown_table(["model", "features", *test_keys], rows)
         out += ["", "All test metrics:", "", table]
-    return out
+    return out + _settings_table(runs)
+
+
+def _settings_table(runs: list[tuple[str, str, dict[str, Any]]]) -> list[str]:
+    """The settings each run used (``settings`` of its metrics file), short table + details."""
+    used = [(m, v, d["settings"]) for m, v, d in runs if isinstance(d.get("settings"), dict)]
+    if not used:
+        return []
+    keys = list(SETTINGS_SHOWN)
+    if any(m == "alignrec" for m, _, _ in used):
+        keys += SETTINGS_SHOWN_ALIGNREC
+    rows = [
+        [m, f"`{v}`"] + [_setting(s, k) if m == "alignrec" or "." not in k else "—" for k in keys]
+        for m, v, s in used
+    ]
+    header = ["model", "features", *[("max epochs" if k == "epochs" else k) for k in keys]]
+    out = [
+        "",
+        "Settings each run used (`settings` in `metrics/train-RUN.json`; the params section with "
+        "the dataset's overrides and command-line options applied):",
+        "",
+        markdown_table(header, rows),
+        "",
+        "<details><summary>All train settings per run</summary>",
+        "",
+    ]
+    for m, v, s in used:
+        name = m if v == "—" else f"{m} `{v}`"
+        out += [f"{name}:", "", "```json", json.dumps(s, sort_keys=True), "```", ""]
+    return [*out, "</details>"]
+
+
+def _setting(settings: dict[str, Any], key: str) -> str | None:
+    """``settings["a"]["b"]`` for ``"a.b"`` as written in params (None when absent)."""
+    value: Any = settings
+    for part in key.split("."):
+        value = value.get(part) if isinstance(value, dict) else None
+    if value is None or isinstance(value, bool):
+        return None if value is None else str(value).lower()
+    return f"{value:g}" if isinstance(value, float) else str(value)  # 1e-05, not 0.0000
 
 
 def _eval_name(stem: str, doc: Any) -> tuple[str, str]:

@@ -11,14 +11,34 @@ Every config checks its values one way: its ``__post_init__`` calls :func:`check
 config is valid from construction, whether loaded here, built in code, or changed by a
 command-line override with :func:`dataclasses.replace`, and every message names
 ``<section>.<key>``, the value found and the values expected.
+
+Settings per dataset (:func:`load_settings`, what every command taking a DATASET uses): one
+(dataset, section) resolves, each layer over the one before,
+
+1. the dataclass defaults (for ``train``: the spec / MMRec rules for real data: lr 1e-3, at
+   most 1000 epochs, patience 30, the public grids);
+2. the packaged per-dataset defaults, ``alignrec_data/registry_data/settings.json`` (only
+   ``amazon-mini``, the generated CPU dataset: short runs);
+3. the params file's section (``train:``), for every dataset;
+4. the params file's ``overrides.<section>.<dataset>`` (section first, so that a DVC stage
+   depends on ``overrides.<section>``, a key that is always present; see ``params.yaml``);
+5. the command-line options (``--epochs`` ...).
+
+Each layer is checked on its own (an unknown key names ``overrides.<section>.<dataset>.<key>``),
+nested sections (``train.alignrec``) merge key by key, and the keys that end up away from the
+dataclass defaults are logged at INFO with the layer that set them.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
+import json
+import logging
 import types
 import typing
 from collections.abc import Mapping
+from importlib import resources
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -28,7 +48,24 @@ from alignrec_data.errors import UsageError
 
 T = TypeVar("T")
 
+logger = logging.getLogger(__name__)
+
 DEFAULT_PARAMS_FILE = "params.yaml"
+OVERRIDES = "overrides"
+# The sections that take per-dataset settings (one per command that takes a DATASET).
+SETTINGS_SECTIONS = (
+    "download",
+    "prepare",
+    "images",
+    "pretrain",
+    "extract",
+    "train",
+    "evaluate",
+    "release",
+)
+PACKAGED_SETTINGS = ("registry_data", "settings.json")
+# Keys named in every settings log line of a section, default or not.
+HEADLINE_SETTINGS = {"train": ("lr", "epochs", "patience")}
 
 
 def resolve_params_path(path: str | Path | None) -> Path | None:
@@ -221,3 +258,224 @@ def to_dict(config: Any) -> dict[str, Any]:
         return v
 
     return {k: plain(v) for k, v in dataclasses.asdict(config).items()}
+
+
+# ----------------------------------------------------------------------- settings per dataset
+
+
+@functools.cache
+def packaged_settings() -> dict[str, Any]:
+    """The packaged per-dataset defaults: ``{section: {dataset: {key: value}}}``.
+
+    Read from ``alignrec_data/registry_data/settings.json`` (its ``overrides`` key, the shape of
+    ``params.yaml``'s ``overrides``).
+    """
+    text = resources.files("alignrec_data").joinpath(*PACKAGED_SETTINGS).read_text("utf-8")
+    return json.loads(text).get(OVERRIDES) or {}
+
+
+def _check_layer(cls: type, values: Any, where: str) -> None:
+    """Reject unknown keys and wrong types of one layer (nested sections key by key).
+
+    Unlike :func:`from_dict` nothing is built: a layer holds only some keys, and the range
+    checks, some of which relate keys (``valid_metric`` and ``topks``), run on the merged result.
+    """
+    if not isinstance(values, dict):
+        msg = f"{where}: expected a mapping, found {type(values).__name__}"
+        raise UsageError(msg)
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls) if f.init}
+    unknown = sorted(set(values) - names)
+    if unknown:
+        msg = (
+            f"{where}: unknown key(s) {', '.join(map(str, unknown))}; "
+            f"known keys are {', '.join(sorted(names))}"
+        )
+        raise UsageError(msg)
+    for key, value in values.items():
+        hint = hints[key]
+        if dataclasses.is_dataclass(hint) and isinstance(value, dict):
+            _check_layer(hint, value, f"{where}.{key}")
+        else:
+            _coerce(value, hint, f"{where}.{key}")
+
+
+def _merge(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
+    """``top`` over ``base``; mappings (nested sections) merge key by key, lists replace."""
+    out = dict(base)
+    for key, value in top.items():
+        below = out.get(key)
+        out[key] = (
+            _merge(below, value) if isinstance(value, dict) and isinstance(below, dict) else value
+        )
+    return out
+
+
+def _flat(obj: Any, prefix: str = "") -> dict[str, Any]:
+    """``{"a.b": leaf}`` of nested mappings (lists are leaves)."""
+    if isinstance(obj, dict) and obj:
+        out: dict[str, Any] = {}
+        for key, value in obj.items():
+            out.update(_flat(value, f"{prefix}{key}."))
+        return out
+    return {prefix[:-1]: obj} if prefix else {}
+
+
+def _section_overrides(table: Any, section: str, where: str) -> dict[str, Any]:
+    """``overrides.<section>`` of a params file or the packaged file, its shape checked.
+
+    Returns:
+        ``{dataset: values}`` (empty when absent).
+
+    Raises:
+        UsageError: ``overrides`` is not ``{section: {dataset: {key: value}}}`` or names a
+            section that takes no per-dataset settings.
+    """
+    if table is None:
+        return {}
+    if not isinstance(table, dict):
+        msg = (
+            f"{where}: expected a mapping of sections ({', '.join(SETTINGS_SECTIONS)}), "
+            f"found {type(table).__name__}"
+        )
+        raise UsageError(msg)
+    unknown = sorted(str(k) for k in table if k not in SETTINGS_SECTIONS)
+    if unknown:
+        msg = (
+            f"{where}: unknown section(s) {', '.join(unknown)}; per-dataset settings are "
+            f"written overrides.<section>.<dataset>.<key> with section one of "
+            f"{', '.join(SETTINGS_SECTIONS)}"
+        )
+        raise UsageError(msg)
+    per_dataset = table.get(section)
+    if per_dataset is None:
+        return {}
+    if not isinstance(per_dataset, dict):
+        msg = (
+            f"{where}.{section}: expected a mapping of dataset ids to {section} settings, "
+            f"found {type(per_dataset).__name__}"
+        )
+        raise UsageError(msg)
+    return {str(k): (v if v is not None else {}) for k, v in per_dataset.items()}
+
+
+def settings_layers(
+    path: str | Path | None, section: str, cls: type, dataset: str
+) -> list[tuple[str, dict[str, Any]]]:
+    """The layers of (``dataset``, ``section``) above the dataclass defaults, lowest first.
+
+    Every dataset's entry of the section is checked, not only ``dataset``'s: a typo under
+    another dataset is an error now, not when that dataset runs.
+
+    Returns:
+        ``[(label, values)]``: the packaged defaults, the params section, the params override;
+        a label names where the values are written (``params.yaml:overrides.train.amazon-mini``).
+    """
+    if section not in SETTINGS_SECTIONS:
+        msg = f"{section!r} takes no per-dataset settings; expected one of {SETTINGS_SECTIONS}"
+        raise ValueError(msg)
+    layers: list[tuple[str, dict[str, Any]]] = []
+    packaged = "packaged " + "/".join(PACKAGED_SETTINGS)  # alignrec_data/registry_data/...
+    for ds, values in _section_overrides(packaged_settings(), section, OVERRIDES).items():
+        _check_layer(cls, values, f"{packaged}:{OVERRIDES}.{section}.{ds}")
+        if ds == dataset and values:
+            layers.append((f"{packaged}:{OVERRIDES}.{section}.{ds}", values))
+    params = load_params(path)
+    values = params.get(section) or {}
+    name = str(path or "defaults")
+    _check_layer(cls, values, f"{name}:{section}")
+    if values:
+        layers.append((f"{name}:{section}", values))
+    table = _section_overrides(params.get(OVERRIDES), section, f"{name}:{OVERRIDES}")
+    for ds, values in table.items():
+        _check_layer(cls, values, f"{name}:{OVERRIDES}.{section}.{ds}")
+        if ds == dataset and values:
+            layers.append((f"{name}:{OVERRIDES}.{section}.{ds}", values))
+    return layers
+
+
+def load_settings(
+    path: str | Path | None,
+    section: str,
+    cls: type[T],
+    dataset: str,
+    *,
+    given: Mapping[str, Any] | None = None,
+) -> T:
+    """The settings of one section for one dataset: defaults, packaged, params, override, CLI.
+
+    Args:
+        path: The params file, or None (packaged defaults only).
+        section: One of :data:`SETTINGS_SECTIONS`, e.g. ``"train"``.
+        cls: The section's frozen dataclass.
+        dataset: The dataset id, as given on the command line (the folder under the data dir).
+        given: Command-line values (``{"epochs": 2}``; None values are ignored): the last layer,
+            checked like params (:func:`dataclasses.replace`).
+
+    Returns:
+        The config. The keys that differ from the dataclass defaults are logged at INFO, each
+        with the layer that set it.
+
+    Raises:
+        UsageError: An unknown key or a wrong type in any layer (named by its place, e.g.
+            ``params.yaml:overrides.train.amazon-mini: unknown key(s) lrr``), or a merged value
+            out of range.
+    """
+    layers = settings_layers(path, section, cls, dataset)
+    merged: dict[str, Any] = {}
+    source: dict[str, str] = {}
+    for label, values in layers:
+        merged = _merge(merged, values)
+        source.update(dict.fromkeys(_flat(values), label))
+    try:
+        config = from_dict(cls, merged, f"{path or 'defaults'}:{section}")
+    except UsageError as err:
+        if path is None or str(path) in str(err):
+            raise
+        set_by = sorted({label for label, _ in layers if OVERRIDES in label})
+        where = f" (with {', '.join(set_by)})" if set_by else ""
+        msg = f"params file {path}{where}: {err}"  # a range check of the dataclass names no file
+        raise UsageError(msg, hint=err.hint) from err
+    cli = {k: v for k, v in (given or {}).items() if v is not None}
+    if cli:
+        config = dataclasses.replace(config, **cli)  # type: ignore[type-var]
+        source.update(dict.fromkeys(cli, "command line"))
+    _log_settings(section, dataset, config, cls, source, layers)
+    return config
+
+
+def _log_settings(
+    section: str,
+    dataset: str,
+    config: Any,
+    cls: type,
+    source: dict[str, str],
+    layers: list[tuple[str, dict[str, Any]]],
+) -> None:
+    """Log at INFO the headline keys, then each key away from its default or set over another.
+
+    Each such key is shown with the layer that set it and the values it hid in lower layers.
+    """
+    defaults = _flat(to_dict(cls()))
+    found = _flat(to_dict(config))
+    flat_layers = [(label, _flat(values)) for label, values in layers]
+    shown = []
+    for key, value in found.items():
+        where = source.get(key)
+        hidden = [
+            f"{values[key]!r} in {label}"
+            for label, values in flat_layers
+            if label != where and key in values and values[key] != value
+        ]
+        if value == defaults.get(key) and not hidden:
+            continue
+        note = f"; not {', '.join(hidden)}" if hidden else ""
+        shown.append(f"{key}={value!r} [{where or 'default'}{note}]")
+    head = ", ".join(f"{k}={found[k]!r}" for k in HEADLINE_SETTINGS.get(section, ()))
+    logger.info(
+        "%s settings for %s: %s%s",
+        section,
+        dataset,
+        f"{head}; " if head else "",
+        "set: " + ", ".join(shown) if shown else "every key at its default",
+    )

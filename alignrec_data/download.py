@@ -171,7 +171,8 @@ def download_dataset(
     Args:
         spec_or_id: The registry entry or its id.
         raw_dir: Target folder (created), normally ``<data-dir>/<dataset>/raw``.
-        mirror: Base URL or folder replacing the official base URL (else ``$ALIGNREC_MIRROR``).
+        mirror: Base URL or folder replacing the official base URL (else ``$ALIGNREC_MIRROR``);
+            not used for a declared dataset's files, which name their own URLs.
         workers: Files in parallel (default ``config.workers``).
         config: Retry, timeout and chunk settings (the ``download`` params section).
         progress: Show a tqdm bar per file on stderr.
@@ -198,13 +199,21 @@ def download_dataset(
     base = resolve_base_url(spec, mirror)
     # Validate every name before touching the disk: an unsafe name fails the whole call.
     wanted = spec.files_for(all_files)
-    named = [(f, file_url(base, f), raw_path(raw_dir, spec, f.role)) for f in wanted]
+    # A declared dataset's files have their own URLs (alignrec_data.declared); no mirror.
+    named = [(f, f.url or file_url(base, f), raw_path(raw_dir, spec, f.role)) for f in wanted]
     check_links([*(p for _, _, p in named), raw_dir / LOCK_NAME])
+    if spec.declared is not None:
+        from alignrec_data import declared
+
+        declared.check_sources(spec, wanted)
     raw_dir.mkdir(parents=True, exist_ok=True)
     # Temporaries of the lock file left by a killed run (the .part files stay: they resume).
     clean_stale(raw_dir, LOCK_NAME)
     lock = LockFile(raw_dir, spec.id)
-    targets = [(f, u, p, expected_for(f, lock.get(p.name), p.name)) for f, u, p in named]
+    if spec.declared is not None:
+        targets = [(f, u, p, declared.expected(f, lock.get(p.name), p, u)) for f, u, p in named]
+    else:
+        targets = [(f, u, p, expected_for(f, lock.get(p.name), p.name)) for f, u, p in named]
     cancel = threading.Event()
     lock_url = _package_urls(spec, base)
     jobs = [

@@ -439,16 +439,19 @@ def prepare_dataset(
     *,
     strict: bool = False,
     verify: bool = True,
+    params: str | Path | None = None,
 ) -> dict[str, Any]:
     """Turn ``<data_dir>/<dataset_id>/raw/`` into ``<data_dir>/<dataset_id>/prepared/``.
 
     Args:
-        dataset_id: A registry id (e.g. ``amazon-mini``).
+        dataset_id: A registry id (e.g. ``amazon-mini``), or one declared in ``params``.
         data_dir: The data directory.
         config: The ``prepare`` params.
         strict: Stop at the first bad raw line instead of counting it.
         verify: Check the raw files' sha256 first (:func:`verify_raw_files`); False prepares
             files changed on purpose (or never downloaded) as they are.
+        params: The params file whose ``declared:`` datasets are known too; a declared
+            dataset is read by :func:`alignrec_data.declared_prepare.prepare_declared`.
 
     Returns:
         The statistics also written to ``stats.json``.
@@ -460,7 +463,11 @@ def prepare_dataset(
         DataFormatError: A bad line in strict mode, a corrupt gzip stream, a reviews file
             without one readable review, or nothing left after the k-core filter.
     """
-    spec = get_dataset(dataset_id)
+    spec = get_dataset(dataset_id, params=params)
+    if spec.declared is not None:
+        from alignrec_data.declared_prepare import prepare_declared
+
+        return prepare_declared(spec, data_dir, config, strict=strict, verify=verify)
     reader = reader_for(spec.release)
     paths = DatasetPaths.of(data_dir, dataset_id)
     files, raw_files = _raw_files(spec, paths, verify)

@@ -21,6 +21,11 @@ must keep that relative layout. On disk every file lies flat in the raw folder u
 path component (:func:`raw_path`). Registry entries and mirrors are untrusted: every name is
 validated so that it can never point outside the raw folder.
 
+Datasets declared in a params file (``declared:``, :mod:`alignrec_data.declared`) join the
+registry when the params file is given (``get_dataset(id, params=...)``,
+``list_datasets(params=...)``): release ``declared``, each file with its own source ``url``.
+A declared id must not be a registry id.
+
 Nothing is read at import time; the JSON is parsed once, on first use.
 """
 
@@ -47,6 +52,7 @@ REGISTRY_RESOURCE = ("registry_data", "datasets.json")
 ROLES = ("reviews", "meta", "ratings")
 PREPARE_ROLES = ("reviews", "meta")  # read by prepare, fetched by default; the rest is optional
 RELEASES = ("2014", "2018", "2023", "synthetic")
+GROUPS = (*RELEASES, "declared")  # what `datasets --release` filters: + datasets of params.yaml
 TABLE_COLUMNS = ("release", "category", "role", "name", "size", "sha256", "base_url")
 
 _SAFE_PART = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]*$")
@@ -62,12 +68,14 @@ class FileSpec:
         name: Path relative to the dataset's base URL (``/``-separated, never ``..``).
         size: Size in bytes, or None when unknown.
         sha256: Lower-case hex sha256, or None when unknown (trust on first use).
+        url: The file's own source URL (declared datasets), or None: base URL + name.
     """
 
     role: str
     name: str
     size: int | None
     sha256: str | None
+    url: str | None = None
 
     @property
     def filename(self) -> str:
@@ -101,6 +109,8 @@ class DatasetSpec:
         alias_of: For an alias (an older id such as ``amazon-baby``), the generated id it names
             the same files as; None otherwise. An alias keeps its own data folder.
         aliases: The aliases of this id.
+        declared: For a dataset declared in a params file, its checked declaration
+            (:class:`alignrec_data.declared.Declared`); None for registry ids.
     """
 
     id: str
@@ -116,10 +126,14 @@ class DatasetSpec:
     synthetic: bool = False
     alias_of: str | None = None
     aliases: tuple[str, ...] = ()
+    declared: Any = None
 
     @property
     def group(self) -> str:
-        """The release as ``datasets --release`` filters it: ``synthetic`` for generated data."""
+        """The release as ``datasets --release`` filters it (``synthetic``: generated data).
+
+        Datasets declared in a params file have release ``declared``.
+        """
         return "synthetic" if self.synthetic else self.release
 
     def files_for(self, all_files: bool = False) -> tuple[FileSpec, ...]:
@@ -485,21 +499,33 @@ def _parse(text: str, where: str, read_table: Callable[[str], str]) -> dict[str,
     return out
 
 
-def list_datasets(release: str | None = None, *, aliases: bool = False) -> list[DatasetSpec]:
+def _declared(params: str | Path | None) -> dict[str, DatasetSpec]:
+    """The datasets declared in ``params`` (lazy import: declared imports this module)."""
+    if params is None:
+        return {}
+    from alignrec_data.declared import declared_specs
+
+    return declared_specs(params)
+
+
+def list_datasets(
+    release: str | None = None, *, aliases: bool = False, params: str | Path | None = None
+) -> list[DatasetSpec]:
     """The registered datasets in registry order, each alias right after its id.
 
     Args:
-        release: Only this release (``2014``, ``2018``, ``2023``, or ``synthetic`` for the
-            generated sets, which no other release includes), or None for all.
+        release: Only this release (``2014``, ``2018``, ``2023``, ``synthetic`` for the
+            generated sets, which no other release includes, or ``declared``), or None for all.
         aliases: Include the aliases (older ids such as ``amazon-baby``).
+        params: A params file whose ``declared:`` datasets follow the registry's, or None.
 
     Raises:
-        UsageError: ``release`` is not one of :data:`RELEASES`.
+        UsageError: ``release`` is not one of :data:`GROUPS`; a malformed declaration.
     """
-    if release is not None and release not in RELEASES:
-        msg = f"release {release!r} is not one of {', '.join(RELEASES)}"
+    if release is not None and release not in GROUPS:
+        msg = f"release {release!r} is not one of {', '.join(GROUPS)}"
         raise UsageError(msg)
-    reg = _packaged_registry()
+    reg = {**_packaged_registry(), **_declared(params)}
     out = []
     for spec in reg.values():
         if spec.alias_of is not None or (release is not None and spec.group != release):
@@ -515,7 +541,7 @@ def _slug(dataset: str) -> str:
     return re.sub(r"^amazon(?:\d{4})?-", "", dataset.lower())
 
 
-def closest_ids(dataset: str, n: int = 5) -> list[str]:
+def closest_ids(dataset: str, n: int = 5, params: str | Path | None = None) -> list[str]:
     """The registered ids (aliases included) closest to ``dataset``, best first.
 
     Compares whole ids and, separately, the category parts, so ``baby`` finds
@@ -528,25 +554,35 @@ def closest_ids(dataset: str, n: int = 5) -> list[str]:
         part = difflib.SequenceMatcher(None, _slug(query), _slug(known)).ratio()
         return max(whole, part)
 
-    scored = sorted(((score(k), k) for k in _packaged_registry()), key=lambda t: (-t[0], t[1]))
+    known = [*_packaged_registry(), *_declared(params)]
+    scored = sorted(((score(k), k) for k in known), key=lambda t: (-t[0], t[1]))
     return [k for s, k in scored[:n] if s >= 0.6]
 
 
-def get_dataset(dataset_id: str) -> DatasetSpec:
+def get_dataset(dataset_id: str, params: str | Path | None = None) -> DatasetSpec:
     """Return the registry entry of ``dataset_id`` (an alias returns its own entry).
 
+    Args:
+        dataset_id: A registry id, alias or, with ``params``, a declared id.
+        params: A params file whose ``declared:`` section is searched too, or None.
+
     Raises:
-        UsageError: Unknown id; the message names the closest known ids.
+        UsageError: Unknown id (the message names the closest known ids), or a malformed
+            declaration in ``params``.
     """
     reg = _packaged_registry()
-    try:
+    declared = _declared(params)  # checked first: a declaration may not shadow a registry id
+    if dataset_id in reg:
         return reg[dataset_id]
+    try:
+        return declared[dataset_id]
     except KeyError:
-        close = closest_ids(str(dataset_id))
+        close = closest_ids(str(dataset_id), params=params)
         found = f"closest: {', '.join(close)}" if close else "no registered id is close"
         msg = f"unknown dataset id {dataset_id!r}; {found}"
         hint = (
-            f"run `alignrec-data datasets` to list all {len(reg)} ids "
-            "(`--release 2014|2018|2023|synthetic` for one release)"
+            f"run `alignrec-data datasets` to list all {len(reg) + len(declared)} ids "
+            "(`--release 2014|2018|2023|synthetic|declared` for one release); declare your "
+            "own under `declared:` in params.yaml (docs/declared.md)"
         )
         raise UsageError(msg, hint=hint) from None

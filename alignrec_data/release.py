@@ -246,6 +246,13 @@ def build_release(
     writers, notes = _writers(paths, dataset, config, prepared, variants, ckpt_sha)
     params = load_params(params_path)
     sections = {s: params[s] for s in PROVENANCE_SECTIONS if s in params}
+    own = {  # this dataset's per-dataset settings (overrides.SECTION.DATASET), if any
+        s: per[dataset]
+        for s, per in (params.get("overrides") or {}).items()
+        if s in PROVENANCE_SECTIONS and isinstance(per, dict) and per.get(dataset)
+    }
+    if own:
+        sections["overrides"] = own
 
     max_bytes = max(1, int(config.shard_size_mb * 1024 * 1024))
     with atomic_dir(out) as staging:

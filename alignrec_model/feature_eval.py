@@ -42,7 +42,7 @@ import torch
 import torch.nn.functional as F
 
 from alignrec_data.atomic import write_json
-from alignrec_data.config import check_ranges
+from alignrec_data.config import check_ranges, to_dict
 from alignrec_data.errors import UsageError
 from alignrec_data.features import read_features
 from alignrec_data.paths import DatasetPaths, check_name
@@ -324,6 +324,7 @@ def mask_modality(
         "unmasked": before,
         "drop": drop,
         "relative_drop": relative,
+        "settings": {"train": to_dict(tcfg)},  # as trained: topks and batch from evaluate
     }
 
 
@@ -355,7 +356,9 @@ def evaluate_features(
         write: Write ``metrics/eval-<protocol>-<variant>.json``.
 
     Returns:
-        ``{"protocol", "features", "valid": {...}, "test": {...}}`` (plus the mask-modality keys).
+        ``{"protocol", "features", "valid": {...}, "test": {...}, "settings": {...}}`` (plus the
+        mask-modality keys); ``settings`` holds the evaluate section used and, for
+        mask-modality, the train section it trained with.
 
     Raises:
         UsageError: Unknown protocol, missing files.
@@ -392,6 +395,10 @@ def evaluate_features(
                 data, feats, config.knn_k, config.knn_shrink, config.topks, config.batch_size
             )
     out = {"protocol": protocol, "features": variant, "dataset": dataset, **result}
+    used = to_dict(config)
+    if protocol == "mask-modality":  # --modality / --model replace the section's values
+        used.update(mask_modality=result["modality"], mask_model=result["model"])
+    out["settings"] = {"evaluate": used, **result.get("settings", {})}
     if write:
         write_json(paths.metrics / f"eval-{protocol}-{variant}.json", out)
     return out

@@ -37,7 +37,7 @@ from tqdm.auto import tqdm
 
 # `X as X`: re-exported for callers of the one-module layout (benchmarks, tests).
 from alignrec_data.atomic import write_json
-from alignrec_data.config import check_ranges
+from alignrec_data.config import check_ranges, to_dict
 from alignrec_data.errors import AlignrecError
 from alignrec_data.paths import check_name
 from alignrec_model.alignrec import AlignRecConfig
@@ -181,6 +181,7 @@ class TrainResult:
             "seconds_per_evaluation": round(
                 sum(h["seconds_eval"] for h in self.history) / max(len(self.history), 1), 3
             ),
+            "settings": to_dict(self.config),  # the resolved train settings of this run
         }
 
 

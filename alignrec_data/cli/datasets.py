@@ -10,7 +10,7 @@ import click
 from alignrec_data.cli._common import common_options, emit
 from alignrec_data.paths import DatasetPaths
 from alignrec_data.registry import (
-    RELEASES,
+    GROUPS,
     DatasetSpec,
     FileSpec,
     broken_link,
@@ -83,15 +83,31 @@ def describe(spec: DatasetSpec, data_dir: Path) -> dict[str, Any]:
         ],
         "local": local_state(spec, data_dir),
         "raw_dir": str(DatasetPaths.of(data_dir, spec.id).raw),
+        **(_declared(spec) if spec.declared is not None else {}),
+    }
+
+
+def _declared(spec: DatasetSpec) -> dict[str, Any]:
+    """What a declared dataset adds: where it is declared, its sources, the images rule."""
+    from alignrec_data.declared import image_mirror
+
+    d = spec.declared
+    return {
+        "declared_in": d.where.rsplit(":", 1)[0],
+        "sources": {f.role: f.url for f in spec.files},
+        "image_mirror": image_mirror(spec),
     }
 
 
 @click.command("datasets")
 @click.option(
     "--release",
-    type=click.Choice(RELEASES),
+    type=click.Choice(GROUPS),
     default=None,
-    help="Only this release (synthetic: the generated sets shipped in the package).",
+    help=(
+        "Only this release (synthetic: the generated sets shipped in the package; declared: "
+        "the datasets declared in the params file)."
+    ),
 )
 @common_options
 def command(release: str | None, data_dir: Path, params: Path | None, fmt: str) -> None:
@@ -105,7 +121,8 @@ def command(release: str | None, data_dir: Path, params: Path | None, fmt: str) 
     download records them in raw/alignrec.lock.json). LOCAL is "complete" when every file
     `prepare` reads exists, "partial" or "absent"; "broken" when a raw file is a symbolic
     link that loops or points to nothing (`download` names it). `download` verifies the
-    files.
+    files. Datasets declared under `declared:` in the params file (docs/declared.md) follow,
+    release "declared".
 
     \b
     Examples:
@@ -114,7 +131,7 @@ def command(release: str | None, data_dir: Path, params: Path | None, fmt: str) 
       alignrec-data datasets --format json
       alignrec-data datasets --data-dir /big/disk/alignrec
     """  # noqa: D301 (click needs a real \b)
-    specs = [s for s in list_datasets() if release is None or s.group == release]
+    specs = list_datasets(release, params=params)
     rows = [describe(a, data_dir) for s in specs for a in (s, *map(get_dataset, s.aliases))]
     width = max(len(r["id"]) for r in rows)
     lines = [f"{'ID':<{width}}  RELEASE    FILES  SIZE          LOCAL     DESCRIPTION"]

@@ -8,7 +8,8 @@ from typing import TYPE_CHECKING
 import click
 
 from alignrec_data.cli._common import common_options, emit
-from alignrec_data.config import load_section
+from alignrec_data.config import load_settings
+from alignrec_data.errors import UsageError
 from alignrec_data.lockfile import LOCK_NAME
 from alignrec_data.paths import DatasetPaths
 from alignrec_data.registry import MIRROR_ENV, get_dataset, resolve_base_url
@@ -103,6 +104,10 @@ def command(
     later run. Files already present and verified are not fetched again. One line per file on
     stdout: fetched / resumed / already verified / missing / failed. Never prompts.
 
+    DATASET may be declared under `declared:` in the params file (docs/declared.md): its
+    interactions and items files are copied or fetched from the paths and URLs declared there
+    into raw/interactions.<format> and raw/items.<format>, through the same checks.
+
     \b
     Examples:
       alignrec-data download amazon-mini
@@ -113,11 +118,18 @@ def command(
       alignrec-data download amazon-baby --mirror /mnt/shared/amazon2014 --out /tmp/raw
       ALIGNREC_MIRROR=/mnt/shared/{release} alignrec-data download amazon2018-electronics
       alignrec-data download amazon-mini --format json
+      alignrec-data download my-shop --params params.yaml   # declared: docs/declared.md
     """  # noqa: D301 (click needs a real \b)
     from alignrec_data.download import DownloadConfig, download_dataset, raise_for_failures
 
-    spec = get_dataset(dataset)
-    config = load_section(params, "download", DownloadConfig)
+    spec = get_dataset(dataset, params=params)
+    if spec.declared is not None and mirror is not None:
+        msg = (
+            f"--mirror does not apply to {spec.id}: a dataset declared in {params} names its "
+            "own files (declared.<id>.interactions.path / items.path); change those instead"
+        )
+        raise UsageError(msg)
+    config = load_settings(params, "download", DownloadConfig, dataset)
     raw_dir = out if out is not None else DatasetPaths.of(data_dir, spec.id).raw
     base = resolve_base_url(spec, mirror)
     results = download_dataset(

@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from alignrec_data.cli._common import common_options, emit
-from alignrec_data.config import load_section
+from alignrec_data.config import load_settings
 from alignrec_data.paths import DatasetPaths
 from alignrec_model.recommenders import FEATURE_MODELS  # torch-free: the registry's names
 
@@ -56,7 +56,8 @@ def command(
     Same full-ranking evaluator as `train` (train items excluded; Recall, NDCG, Precision and
     MAP at 5/10/20/50 on valid and test). Writes DATA_DIR/DATASET/metrics/
     eval-PROTOCOL-VARIANT.json (this command's JSON result). Parameters: the `evaluate:` params
-    section; mask-modality also trains with the `train:` section.
+    section; mask-modality also trains with the `train:` section; each with
+    `overrides.SECTION.DATASET` over it. The settings used are recorded under `settings`.
 
     \b
     Examples:
@@ -71,9 +72,11 @@ def command(
     from alignrec_model.feature_eval import EvaluateConfig, evaluate_features
     from alignrec_model.train import TrainConfig, metric_table
 
-    config = load_section(params, "evaluate", EvaluateConfig)
+    config = load_settings(params, "evaluate", EvaluateConfig, dataset)
     train_config = (
-        load_section(params, "train", TrainConfig) if protocol == "mask-modality" else None
+        load_settings(params, "train", TrainConfig, dataset)
+        if protocol == "mask-modality"
+        else None
     )
     result = evaluate_features(
         data_dir, dataset, variant, protocol, config, train_config, modality=modality, model=model

@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from alignrec_data.cli._common import common_options, emit
-from alignrec_data.config import load_section
+from alignrec_data.config import load_settings
 
 
 def summary_lines(dataset: str, m: dict) -> list[str]:
@@ -40,6 +40,6 @@ def command(dataset: str, data_dir: Path, params: Path | None, fmt: str) -> None
     """  # noqa: D301 (click needs a real \b)
     from alignrec_model.extract import ExtractConfig, extract
 
-    config = load_section(params, "extract", ExtractConfig)
+    config = load_settings(params, "extract", ExtractConfig, dataset)
     metrics = extract(data_dir, dataset, config)
     emit(fmt, metrics, summary_lines(dataset, metrics))

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 import click
 
 from alignrec_data.cli._common import common_options, emit
-from alignrec_data.config import load_section
+from alignrec_data.config import load_settings
 
 if TYPE_CHECKING:
     from alignrec_data.images import ImagesResult
@@ -34,7 +34,18 @@ def summary_lines(result: ImagesResult) -> list[str]:
         f"{result.elapsed_s:.1f} s ({result.images_per_s:.1f} items/s); kept "
         f"{result.resumed_stored:,} stored images and {result.resumed_failed:,} known failures"
     )
-    if result.fetched == 0:
+    for host in result.hosts_down:
+        n = s["hosts"].get(host, {}).get("skipped", 0)
+        lines.append(
+            f"host {host} did not answer: {n:,} items skipped (host-down); rerun later or "
+            "pass --mirror to fetch them, --skip-images to go on without"
+        )
+    if result.skipped:
+        lines.append(
+            f"--skip-images: {result.skipped:,} items not fetched (reason skipped); rerun "
+            "without --skip-images to fetch them"
+        )
+    elif result.fetched == 0:
         lines.append("nothing fetched: every item was already stored or known to be missing")
     lines.append(f"images: {result.images_dir} ({s['n_shards']} shards, index.parquet, stats.json)")
     return lines
@@ -63,6 +74,15 @@ def summary_lines(result: ImagesResult) -> list[str]:
     "--force", is_flag=True, help="Ignore stored images and rebuild all (e.g. after new params)."
 )
 @click.option(
+    "--skip-images",
+    is_flag=True,
+    help=(
+        "Fetch nothing: write the index with every item not already stored marked 'skipped', "
+        "so pretrain, extract and release run without images (with --force: no image at all). "
+        "A later run without it fetches the skipped items."
+    ),
+)
+@click.option(
     "--progress/--no-progress", default=None, help="Progress bar on stderr [default: on a tty]."
 )
 @common_options
@@ -71,6 +91,7 @@ def command(
     mirrors: tuple[str, ...],
     retry_missing: bool,
     force: bool,
+    skip_images: bool,
     progress: bool | None,
     data_dir: Path,
     params: Path | None,
@@ -84,8 +105,11 @@ def command(
     decoded and verified with Pillow (decompression bombs are rejected from the header),
     converted to RGB, resized (shorter side images.shorter_side) and re-encoded as JPEG into
     parquet shards under DATA_DIR/DATASET/images/, with index.parquet (has_image and the
-    reason when missing, one row per item) and stats.json. A rerun fetches only new items and
-    those that failed with a time-out, 429 or 5xx (--retry-missing: every missing item).
+    reason when missing, one row per item) and stats.json. Each item makes at most
+    images.max_requests_per_item requests; a host that does not answer images.host_failures
+    times in a row is not asked again this run (its items: host-down, one warning). A rerun
+    fetches only new items and those that failed with a time-out, connection error, 429, 5xx,
+    host-down or skipped (--retry-missing: every missing item).
 
     \b
     Examples:
@@ -94,17 +118,20 @@ def command(
       alignrec-data images amazon-baby --mirror http://ecx.images-amazon.com/=https://m.example/
       alignrec-data images amazon-baby --mirror https://m.media-amazon.com/images/I/=/mnt/img/
       alignrec-data images amazon-baby --retry-missing
+      alignrec-data images amazon-baby --skip-images
     """  # noqa: D301 (click needs a real \b)
     from alignrec_data.images import ImagesConfig, fetch_images
 
-    config = load_section(params, "images", ImagesConfig)
+    config = load_settings(params, "images", ImagesConfig, dataset)
     result = fetch_images(
         data_dir,
         dataset,
         config,
         mirrors=list(mirrors) or None,
+        params=params,
         retry_missing=retry_missing,
         force=force,
+        skip_images=skip_images,
         progress=progress,
     )
     emit(fmt, result.to_dict(), summary_lines(result))

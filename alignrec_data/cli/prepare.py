@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from alignrec_data.cli._common import common_options, emit
-from alignrec_data.config import load_section
+from alignrec_data.config import load_settings
 from alignrec_data.paths import DatasetPaths
 
 
@@ -64,9 +64,12 @@ def command(
       alignrec-data prepare amazon-baby --params params.yaml --strict
       alignrec-data prepare amazon2023-baby-products --format json
       alignrec-data prepare amazon-baby --no-verify
+      alignrec-data prepare my-shop --params params.yaml   # declared: docs/declared.md
     """  # noqa: D301 (click needs a real \b)
     from alignrec_data.prepare import PrepareConfig, prepare_dataset
 
-    config = load_section(params, "prepare", PrepareConfig)
-    stats = prepare_dataset(dataset, data_dir, config, strict=strict, verify=not no_verify)
+    config = load_settings(params, "prepare", PrepareConfig, dataset)
+    stats = prepare_dataset(
+        dataset, data_dir, config, strict=strict, verify=not no_verify, params=params
+    )
     emit(fmt, stats, summary_lines(stats, DatasetPaths.of(data_dir, dataset).prepared))

@@ -74,10 +74,11 @@ def command(
       alignrec-data release amazon-baby --features alignrec,minilm-text --images
       alignrec-data release amazon-mini --out old-notes-folder --overwrite
     """  # noqa: D301 (click needs a real \b)
+    from alignrec_data.config import load_settings
     from alignrec_data.export_features import parse_feature_specs
-    from alignrec_data.release import build_release, load_config
+    from alignrec_data.release import ReleaseConfig, build_release
 
-    config = load_config(params)
+    config = load_settings(params, "release", ReleaseConfig, dataset)
     changes: dict = {}
     if features is not None:
         changes["features"] = tuple(parse_feature_specs(features))

@@ -2,6 +2,7 @@
 
 Modules: :mod:`~alignrec_data.images.urls` (candidate order, mirror rewrite),
 :mod:`~alignrec_data.images.fetch` (HTTP/file fetching with limits),
+:mod:`~alignrec_data.images.hosts` (per-host breaker and counts),
 :mod:`~alignrec_data.images.validate` (decode, verify, resize, re-encode),
 :mod:`~alignrec_data.images.store` (shards, index, readers),
 :mod:`~alignrec_data.images.config` (the ``images`` params),
@@ -11,6 +12,7 @@ Modules: :mod:`~alignrec_data.images.urls` (candidate order, mirror rewrite),
 
 from alignrec_data.images.config import ImagesConfig
 from alignrec_data.images.fetch import Fetcher, FetchResult, FetchSettings, HostRateLimiter
+from alignrec_data.images.hosts import HostBreaker
 from alignrec_data.images.stage import ImagesResult, fetch_images
 from alignrec_data.images.store import (
     INDEX_FILE,
@@ -37,6 +39,7 @@ __all__ = [
     "FetchResult",
     "FetchSettings",
     "Fetcher",
+    "HostBreaker",
     "HostRateLimiter",
     "ImageRejected",
     "ImageSettings",

@@ -40,6 +40,12 @@ class ImagesConfig:
         timeout: Seconds to connect and for each read.
         total_timeout: Seconds for one whole request (headers and body) per attempt, also
             while bytes trickle (a watchdog cuts the connection at the deadline).
+        host_failures: Connection-level failures in a row (DNS, refused, connect time-out,
+            TLS, closed before any answer) after which a host is not asked again this run;
+            its items are recorded as ``host-down`` and fetched again by the next run
+            (0 = never stop asking).
+        max_requests_per_item: Most HTTP requests for one item, over all its candidate URLs
+            and retries.
         shard_size_mb: Start a new shard after this many MB of stored JPEG bytes.
         user_agent: User-Agent header sent to image servers.
     """
@@ -57,6 +63,8 @@ class ImagesConfig:
     max_retry_after: float = 60.0
     timeout: float = 20.0
     total_timeout: float = 60.0
+    host_failures: int = 5
+    max_requests_per_item: int = 4
     shard_size_mb: float = 256.0
     user_agent: str = USER_AGENT
 
@@ -79,6 +87,8 @@ class ImagesConfig:
                 "max_retry_after": (self.max_retry_after >= 0, ">= 0 seconds"),
                 "timeout": (self.timeout > 0, "> 0 seconds"),
                 "total_timeout": (self.total_timeout > 0, "> 0 seconds"),
+                "host_failures": (self.host_failures >= 0, ">= 0 (0 = never stop asking)"),
+                "max_requests_per_item": (self.max_requests_per_item >= 1, ">= 1"),
                 "shard_size_mb": (self.shard_size_mb > 0, "> 0"),
             },
         )
@@ -105,6 +115,7 @@ class ImagesConfig:
             per_host_rate=self.per_host_rate,
             user_agent=self.user_agent,
             pool_size=self.concurrency,
+            host_failures=self.host_failures,
         )
 
     def recorded_settings(self) -> dict[str, Any]:

@@ -14,6 +14,12 @@
   a watchdog (:class:`alignrec_data.http.Watchdog`, shared with raw downloads) shuts the
   request's socket down at the deadline, which ends any read blocked on it, and the attempt
   fails as ``"timeout"``.
+- Bounded requests: ``fetch(url, max_requests)`` makes at most that many attempts (the stage's
+  per-item budget, ``images.max_requests_per_item``).
+- Dead hosts: connection-level failures (DNS, refused, connect time-out, TLS, closed before any
+  answer) are counted per host by a :class:`~alignrec_data.images.hosts.HostBreaker`; after
+  ``host_failures`` in a row the host is down for the rest of the run and its URLs fail at once
+  as ``"host-down"``, without a request (a back-off wait is cut short when that happens).
 
 A failed fetch is a :class:`FetchResult` with a short ``reason`` (``"http-404"``,
 ``"timeout"``, ``"too-large"``, ``"connection-error"``, ``"file-not-found"``...), never an
@@ -25,12 +31,14 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections import Counter
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 import requests
 
 from alignrec_data.http import RETRY_STATUSES, USER_AGENT, RetryPolicy, Watchdog, make_session
+from alignrec_data.images.hosts import HOST_DOWN, HostBreaker, url_host
 from alignrec_data.images.urls import file_url_path
 
 log = logging.getLogger(__name__)
@@ -38,15 +46,27 @@ log = logging.getLogger(__name__)
 CHUNK_SIZE = 64 * 1024
 # Redirects followed for one image URL (requests follows them).
 IMAGE_REDIRECTS = 5
-# Reasons a later run may cure (the stage retries items that failed only with these): the
-# retried statuses, and any other 5xx (see is_transient).
+# The reason of an item not fetched at all (``alignrec-data images --skip-images``).
+SKIPPED = "skipped"
+# Reasons a later run may cure (the stage retries items that failed with one of these): the
+# retried statuses, any other 5xx (see is_transient), a host that was down, a skipped fetch.
 TRANSIENT_REASONS = frozenset(
-    {"timeout", "connection-error", *(f"http-{status}" for status in RETRY_STATUSES)}
+    {
+        "timeout",
+        "connection-error",
+        HOST_DOWN,
+        SKIPPED,
+        *(f"http-{status}" for status in RETRY_STATUSES),
+    }
 )
 
 
 def is_transient(reason: str | None) -> bool:
-    """True for failures a later run may cure: time-outs, connection errors, 408, 429, 5xx."""
+    """True for a failure a later run may cure.
+
+    Time-outs, connection errors, HTTP 408, 429 and any 5xx, a host that was down
+    (``host-down``) and an item not fetched at all (``skipped``).
+    """
     if reason is None:
         return False
     return reason in TRANSIENT_REASONS or (reason.startswith("http-5") and len(reason) == 8)
@@ -66,6 +86,8 @@ class FetchSettings:
         per_host_rate: Requests per second per host (0 = unlimited).
         user_agent: The User-Agent header.
         pool_size: HTTP connections kept per host (the worker count).
+        host_failures: Connection-level failures in a row after which a host is down for
+            the rest of the run (0 = never).
     """
 
     max_bytes: int = 16_000_000
@@ -77,6 +99,7 @@ class FetchSettings:
     per_host_rate: float = 10.0
     user_agent: str = USER_AGENT
     pool_size: int = 16
+    host_failures: int = 5
 
     def retry_policy(self) -> RetryPolicy:
         """The retry policy: ``max_retry_after`` caps the back-off and ``Retry-After`` alike."""
@@ -145,7 +168,8 @@ class _Deadline(Exception):
 class Fetcher:
     """Fetch URLs with retries, a per-host rate limit and a size cap; safe to share by threads.
 
-    Each thread gets its own :class:`requests.Session` (connection reuse per thread).
+    Each thread gets its own :class:`requests.Session` (connection reuse per thread). The
+    rate limiter, the host breaker and the request counts are shared by all threads.
 
     Args:
         settings: The limits.
@@ -155,6 +179,8 @@ class Fetcher:
         self.settings = settings
         self.policy = settings.retry_policy()
         self.limiter = HostRateLimiter(settings.per_host_rate)
+        self.breaker = HostBreaker(settings.host_failures)
+        self.requests_by_host: Counter[str] = Counter()
         self._local = threading.local()
         self._sessions: list[requests.Session] = []
         self._lock = threading.Lock()
@@ -189,8 +215,13 @@ class Fetcher:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def fetch(self, url: str) -> FetchResult:
+    def fetch(self, url: str, max_requests: int | None = None) -> FetchResult:
         """Fetch one ``http(s)://`` or ``file://`` URL.
+
+        Args:
+            url: The URL.
+            max_requests: Most requests to make, retries included (None: ``retries + 1``;
+                fewer when smaller). ``file://`` URLs make none.
 
         Returns:
             The result; failures are results with a ``reason``, never exceptions.
@@ -199,7 +230,7 @@ class Fetcher:
         if scheme == "file":
             return self._fetch_file(url)
         if scheme in ("http", "https"):
-            return self._fetch_http(url)
+            return self._fetch_http(url, max_requests)
         return FetchResult(url, None, None, "unsupported-url", 0)
 
     def _fetch_file(self, url: str) -> FetchResult:
@@ -221,23 +252,35 @@ class Fetcher:
             return FetchResult(url, None, None, "too-large", 0)
         return FetchResult(url, body, None, None, 0)
 
-    def _fetch_http(self, url: str) -> FetchResult:
+    def _fetch_http(self, url: str, max_requests: int | None) -> FetchResult:
         s = self.settings
         policy = self.policy
-        host = urlsplit(url).netloc.lower()
+        host = url_host(url)
         status: int | None = None
         reason = "connection-error"
         n = 0
-        for attempt in range(policy.retries + 1):
+        tries = policy.retries + 1
+        if max_requests is not None:
+            tries = min(tries, max_requests)
+        for attempt in range(tries):
+            if self.breaker.is_down(host):
+                return FetchResult(url, None, status, HOST_DOWN, n)
             self.limiter.wait(host)
+            if self.breaker.is_down(host):  # went down while this thread waited its turn
+                return FetchResult(url, None, status, HOST_DOWN, n)
             n += 1
+            with self._lock:
+                self.requests_by_host[host] += 1
             retry_after: str | None = None
             read_timeout = min(s.timeout, s.total_timeout)
+            answered = False
             with Watchdog(s.total_timeout) as dog:
                 try:
                     with self._session().get(
                         url, stream=True, timeout=(s.timeout, read_timeout), allow_redirects=True
                     ) as resp:
+                        answered = True
+                        self.breaker.answered(host)
                         status = resp.status_code
                         if status == 200:
                             body = self._read_capped(resp, dog)
@@ -248,18 +291,29 @@ class Fetcher:
                         retry_after = resp.headers.get("Retry-After")
                 except _TooLarge:
                     return FetchResult(url, None, status, "too-large", n)
-                except (_Deadline, requests.Timeout):
+                except (_Deadline, requests.Timeout) as err:
                     reason = "timeout"
+                    if isinstance(err, requests.ConnectTimeout) and not dog.expired:
+                        self._host_failed(host, err)
                 except requests.RequestException as err:
                     # Connection refused/reset, bad chunked encoding, invalid redirect, or the
                     # watchdog cut a response that went on past total_timeout.
                     log.debug("GET %s failed: %s", url, err)
                     reason = "timeout" if dog.expired else "connection-error"
-            if attempt < policy.retries:
+                    unanswered = not answered and not dog.expired
+                    if unanswered and isinstance(err, requests.ConnectionError):
+                        self._host_failed(host, err)  # DNS, refused, TLS, closed unanswered
+            if attempt < tries - 1:
                 delay = policy.delay(attempt + 1, retry_after)
                 log.debug("GET %s: %s, retry %d in %.2f s", url, reason, attempt + 1, delay)
-                time.sleep(delay)
+                if self.breaker.sleep(host, delay):
+                    return FetchResult(url, None, status, HOST_DOWN, n)
         return FetchResult(url, None, status, reason, n)
+
+    def _host_failed(self, host: str, err: Exception) -> None:
+        """Count a connection-level failure (the stage warns about down hosts at the end)."""
+        if self.breaker.failed(host):
+            log.debug("host %s is down for this run (last error: %s)", host, err)
 
     def _read_capped(self, resp: requests.Response, dog: Watchdog) -> bytes:
         """Read a streamed body, stopping at ``max_bytes`` or the request's deadline.

@@ -3,8 +3,9 @@
 Kept: every stored image (found in the shards' catalog), and every permanent failure
 (``http-404``, ``not-an-image``...) whose candidate URLs, acceptance settings and mirrors are
 unchanged. Fetched: new items, items that failed with a transient reason (time-out, 429, 5xx,
-connection error; :func:`~alignrec_data.images.fetch.is_transient`), or every missing item
-with ``retry_missing``. Shards made with other encoding settings are refused.
+connection error, ``host-down``: their host was not asked, ``skipped``: ``--skip-images``;
+:func:`~alignrec_data.images.fetch.is_transient`), or every missing item with
+``retry_missing``. Shards made with other encoding settings are refused.
 """
 
 from __future__ import annotations
@@ -110,7 +111,9 @@ class Previous:
             return None
         if list(prev["candidates"]) != [c.source for c in item.candidates]:
             return None
-        return None if any(is_transient(a) for a in prev["attempts"]) else prev
+        if is_transient(prev["reason"]) or any(is_transient(a) for a in prev["attempts"]):
+            return None  # a later run may cure it (also host-down and skipped items)
+        return prev
 
 
 @dataclass

@@ -12,6 +12,12 @@ stored image and every permanent failure (``http-404``, ``not-an-image``...) who
 URLs are unchanged, and only fetches the rest: new items, items that failed with a transient
 reason (time-out, 429, 5xx, connection error), or all missing items with ``retry_missing``
 (:mod:`alignrec_data.images.resume`). The settings: :mod:`alignrec_data.images.config`.
+
+Fail fast: an item makes at most ``max_requests_per_item`` requests over all its candidates,
+and a host that does not answer ``host_failures`` times in a row is not asked again this run
+(:class:`~alignrec_data.images.hosts.HostBreaker`): its items are recorded as ``host-down``,
+one warning names the host and the fix, and the next run asks it again. With
+``skip_images`` nothing is fetched: every item not already stored is recorded as ``skipped``.
 """
 
 from __future__ import annotations
@@ -32,7 +38,8 @@ from alignrec_data.atomic import write_json
 from alignrec_data.errors import DataFormatError, UsageError
 from alignrec_data.images import store
 from alignrec_data.images.config import ImagesConfig
-from alignrec_data.images.fetch import Fetcher
+from alignrec_data.images.fetch import SKIPPED, Fetcher
+from alignrec_data.images.hosts import HOST_DOWN, host_stats, report_hosts_down, url_host
 from alignrec_data.images.resume import Item, Previous, empty_row, plan
 from alignrec_data.images.urls import Candidate, MirrorRules, mirror_rules
 from alignrec_data.images.validate import ImageRejected, ImageSettings, process_image
@@ -44,6 +51,8 @@ log = logging.getLogger(__name__)
 
 # Failures that mean "this URL has no image" (less informative than a bad image).
 NOT_FOUND_REASONS = frozenset({"http-403", "http-404", "http-410", "file-not-found"})
+# The attempt recorded when an item's request budget ran out before its last candidate.
+REQUEST_LIMIT = "request-limit"
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -72,6 +81,8 @@ class ImagesResult:
         new_shards: Shard files written in this run.
         removed_shards: Shard files deleted because the index no longer refers to them.
         elapsed_s: Wall-clock seconds.
+        hosts_down: Hosts not asked any more in this run (they did not answer).
+        skipped: Items not fetched because of ``skip_images``.
     """
 
     images_dir: Path
@@ -83,6 +94,9 @@ class ImagesResult:
     new_shards: list[str] = field(default_factory=list)
     removed_shards: list[str] = field(default_factory=list)
     elapsed_s: float = 0.0
+    hosts_down: list[str] = field(default_factory=list)
+    skipped: int = 0
+    requests_by_host: dict[str, int] = field(default_factory=dict)
 
     @property
     def images_per_s(self) -> float:
@@ -102,6 +116,8 @@ class ImagesResult:
             "removed_shards": self.removed_shards,
             "elapsed_s": round(self.elapsed_s, 3),
             "images_per_s": round(self.images_per_s, 2),
+            "hosts_down": self.hosts_down,
+            "skipped": self.skipped,
         }
 
 
@@ -129,13 +145,27 @@ def _read_items(path: Path, dataset: str) -> list[tuple[int, str, list[str]]]:
 
 
 def _summary_reason(attempts: Sequence[str]) -> str:
-    """The reason shown for a missing item: the first that is not a plain "not found"."""
-    informative = [a for a in attempts if a not in NOT_FOUND_REASONS]
-    return (informative or list(attempts))[0]
+    """The reason shown for a missing item.
+
+    ``host-down`` when a candidate's host was down (the next run asks it again), else the
+    first failure that is not a plain "not found", else the first failure.
+    """
+    tried = [a for a in attempts if a != REQUEST_LIMIT]
+    if HOST_DOWN in tried:
+        return HOST_DOWN
+    informative = [a for a in tried if a not in NOT_FOUND_REASONS]
+    return (informative or tried)[0]
 
 
-def _process_item(item: Item, fetcher: Fetcher, settings: ImageSettings) -> _Outcome:
-    """Try an item's candidates in order; never raises for bad input."""
+def _process_item(
+    item: Item, fetcher: Fetcher, settings: ImageSettings, max_requests: int
+) -> _Outcome:
+    """Try an item's candidates in order, at most ``max_requests`` requests in all.
+
+    Never raises for bad input. When the budget runs out, the remaining ``http(s)``
+    candidates are not tried (``request-limit`` is added to ``attempts``); ``file://`` ones
+    cost no request and are still read.
+    """
     row = empty_row(item)
     attempts: list[str] = []
     failures: list[tuple[str, Candidate, int | None]] = []
@@ -145,7 +175,12 @@ def _process_item(item: Item, fetcher: Fetcher, settings: ImageSettings) -> _Out
             attempts.append(cand.error)
             failures.append((cand.error, cand, None))
             continue
-        got = fetcher.fetch(cand.url)
+        left = max_requests - n_requests
+        if left <= 0 and url_host(cand.url) != "file://":
+            if REQUEST_LIMIT not in attempts:
+                attempts.append(REQUEST_LIMIT)
+            continue
+        got = fetcher.fetch(cand.url, left)
         n_requests += got.requests
         if not got.ok:
             attempts.append(got.reason or "?")
@@ -199,7 +234,11 @@ def _ordered_map(
 
 
 def _stats(
-    dataset: str, rows: list[dict[str, Any]], images_dir: Path, settings: dict[str, Any]
+    dataset: str,
+    rows: list[dict[str, Any]],
+    images_dir: Path,
+    settings: dict[str, Any],
+    result: ImagesResult,
 ) -> dict[str, Any]:
     import PIL
 
@@ -220,6 +259,8 @@ def _stats(
         "shard_bytes": sum((images_dir / s).stat().st_size for s in shards),
         "mean_width": round(sum(r["width"] for r in stored) / len(stored), 2) if stored else 0,
         "mean_height": round(sum(r["height"] for r in stored) / len(stored), 2) if stored else 0,
+        "hosts": host_stats(rows, result.requests_by_host),
+        "hosts_down": result.hosts_down,
         "settings": settings,
         "pillow": PIL.__version__,
     }
@@ -231,8 +272,10 @@ def fetch_images(
     config: ImagesConfig | None = None,
     *,
     mirrors: Sequence[str] | None = None,
+    params: str | Path | None = None,
     retry_missing: bool = False,
     force: bool = False,
+    skip_images: bool = False,
     progress: bool | None = None,
 ) -> ImagesResult:
     """Run the images stage for one dataset (resumable).
@@ -243,9 +286,13 @@ def fetch_images(
         config: The ``images`` params (defaults when None).
         mirrors: ``PREFIX=REPLACEMENT`` URL rewrites; None uses ``$ALIGNREC_IMAGE_MIRROR``.
             Registry datasets with an ``image_base_url`` also get their default rewrite.
+        params: The params file (a dataset declared there gets its local-image rule).
         retry_missing: Fetch again every item without a stored image, not only those that
             failed with a transient reason.
         force: Ignore what is stored and rebuild every image (old shards are then removed).
+        skip_images: Fetch nothing: items not already stored get reason ``skipped`` (a later
+            run without it fetches them), so later stages run without images. With ``force``
+            the output holds no image at all.
         progress: Show a tqdm bar on stderr (None: only on a terminal).
 
     Returns:
@@ -262,7 +309,7 @@ def fetch_images(
     images_dir = paths.images
     check_links([images_dir, paths.prepared / ITEMS_FILE], "images input or output")
     items = _read_items(paths.prepared / ITEMS_FILE, dataset)
-    rules: MirrorRules = mirror_rules(dataset, mirrors)
+    rules: MirrorRules = mirror_rules(dataset, mirrors, params)
     log.info("images %s: %d items, mirror rules %s", dataset, len(items), rules.rules)
     settings = config.recorded_settings()
     for path in store.clean_stale_temporaries(images_dir):
@@ -282,6 +329,10 @@ def fetch_images(
         result.resumed_failed,
         len(todo),
     )
+    if skip_images:
+        rows += [{**empty_row(item), "reason": SKIPPED} for item in todo]
+        result.skipped, todo = len(todo), []
+        log.info("images %s: --skip-images: %d items not fetched", dataset, result.skipped)
     writer = _ShardWriter(images_dir, settings, int(config.shard_size_mb * 1_000_000))
     rows += _fetch_all(todo, config, writer, result, dataset, progress)
     result.new_shards = writer.names
@@ -315,7 +366,7 @@ def _write_outputs(
         if path.name not in referenced:
             path.unlink()
             result.removed_shards.append(path.name)
-    result.stats = _stats(dataset, rows, images_dir, settings)
+    result.stats = _stats(dataset, rows, images_dir, settings, result)
     write_json(images_dir / store.STATS_FILE, result.stats)
 
 
@@ -372,6 +423,8 @@ def _fetch_all(
     """Fetch and process ``todo`` on a thread pool; the index rows, in item order."""
     img_settings = config.image_settings()
     rows: list[dict[str, Any]] = []
+    if not todo:
+        return rows
     with (
         Fetcher(config.fetch_settings()) as fetcher,
         ThreadPoolExecutor(config.concurrency, thread_name_prefix="images") as pool,
@@ -381,7 +434,7 @@ def _fetch_all(
     ):
         work = _ordered_map(
             pool,
-            lambda it: _process_item(it, fetcher, img_settings),
+            lambda it: _process_item(it, fetcher, img_settings, config.max_requests_per_item),
             todo,
             window=4 * config.concurrency,
         )
@@ -393,6 +446,9 @@ def _fetch_all(
             if outcome.image is not None:
                 writer.add(outcome.row, outcome.image)
         writer.flush()
+    result.requests_by_host = dict(sorted(fetcher.requests_by_host.items()))
+    result.hosts_down = fetcher.breaker.down
+    report_hosts_down(rows, result.hosts_down, config.host_failures)
     return rows
 
 

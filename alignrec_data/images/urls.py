@@ -227,8 +227,10 @@ def _inside(root_url: str, url: str) -> bool:
     return path.is_relative_to(base) and path != base
 
 
-def mirror_rules(dataset: str, mirrors: Sequence[str] | None = None) -> MirrorRules:
-    """The mirror rules for ``dataset``: registry default plus explicit rules.
+def mirror_rules(
+    dataset: str, mirrors: Sequence[str] | None = None, params: str | Path | None = None
+) -> MirrorRules:
+    """The mirror rules for ``dataset``: registry or declared default plus explicit rules.
 
     Explicit rules are ``mirrors`` if given (non-empty), else ``$ALIGNREC_IMAGE_MIRROR``
     (whitespace-separated). For a registry dataset with ``image_base_url`` the default rule maps
@@ -238,6 +240,8 @@ def mirror_rules(dataset: str, mirrors: Sequence[str] | None = None) -> MirrorRu
     Args:
         dataset: The dataset id.
         mirrors: ``PREFIX=REPLACEMENT`` strings (``--mirror``), or None.
+        params: The params file: a dataset declared there (``declared:``) with local images
+            gets the rule that maps its image URLs back to its image folder.
 
     Raises:
         UsageError: A malformed rule (the message names it and shows the expected form).
@@ -245,8 +249,14 @@ def mirror_rules(dataset: str, mirrors: Sequence[str] | None = None) -> MirrorRu
     from alignrec_data import registry  # lazy: the registry JSON is parsed on first use
 
     rules: list[MirrorRule] = []
-    spec = {s.id: s for s in registry.list_datasets()}.get(dataset)
-    if spec is not None and spec.image_base_url:
+    spec = {s.id: s for s in registry.list_datasets(params=params)}.get(dataset)
+    if spec is not None and spec.declared is not None:
+        from alignrec_data.declared import image_mirror
+
+        rule = image_mirror(spec)
+        if rule is not None:
+            rules.append(MirrorRule.parse(rule, "declared:"))
+    elif spec is not None and spec.image_base_url:
         base = registry.resolve_base_url(spec)
         rules.append(MirrorRule(spec.image_base_url, base.rstrip("/") + "/images/"))
     if mirrors:

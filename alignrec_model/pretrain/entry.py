@@ -13,7 +13,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from alignrec_data.config import load_section, resolve_params_path
+from alignrec_data.config import load_settings, resolve_params_path
 from alignrec_model.pretrain.config import PretrainConfig
 from alignrec_model.pretrain.distributed import teardown_distributed
 from alignrec_model.pretrain.loop import pretrain
@@ -28,7 +28,7 @@ EXAMPLES = """examples:
 
 
 def run_pretrain(data_dir: str | Path, dataset: str, params: str | Path | None) -> dict[str, Any]:
-    """Pretrain with the ``pretrain`` section of a params file, then leave the process group.
+    """Pretrain with ``dataset``'s ``pretrain`` settings, then leave the process group.
 
     Args:
         data_dir: The data directory.
@@ -38,7 +38,7 @@ def run_pretrain(data_dir: str | Path, dataset: str, params: str | Path | None) 
     Returns:
         The metrics written to ``metrics/pretrain.json``.
     """
-    cfg = load_section(resolve_params_path(params), "pretrain", PretrainConfig)
+    cfg = load_settings(resolve_params_path(params), "pretrain", PretrainConfig, dataset)
     try:
         return pretrain(data_dir, dataset, cfg)
     finally:

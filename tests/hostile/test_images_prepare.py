@@ -29,7 +29,7 @@ from scripts.amazon_mini import MINI_DIR
 from tests.download.httpserver import FaultServer
 from tests.hostile.conftest import REPO, assert_clean_error, run, tree_digest
 from tests.images.helpers import jpeg_bytes, write_items
-from tests.images.server import ImageServer, Reply
+from tests.images.server import ImageServer, Reply, refused_port
 
 FIXTURES = REPO / "tests" / "data" / "prepare"
 
@@ -126,6 +126,49 @@ def test_images_slow_server_is_bounded_by_the_timeouts(sandbox: Path, mode: str)
     assert [(r["has_image"], r["reason"]) for r in index] == [(False, "timeout"), (True, None)]
     assert index[0]["attempts"] == ["timeout"]
     assert (tree_digest(sandbox / "outside"), tree_digest(prepared)) == before
+
+
+def test_images_dead_host_costs_seconds_and_is_fetched_when_back(sandbox: Path) -> None:
+    """147 items, 7 candidate URLs each, on a host that refuses connections, with the default
+    retries, back-off and rate limit: it used to take minutes and thousands of requests."""
+    data = sandbox / "data"
+    prepared = data / "toy" / "prepared"
+    params = _params(sandbox / "p.yaml", "images", shorter_side=16, min_side=8, timeout=2.0)
+    port = refused_port()
+    base = f"http://127.0.0.1:{port}/I/"
+    write_items(prepared, [[f"{base}{i}-{k}.jpg" for k in range(7)] for i in range(147)])
+    args = ("images", "toy", "--data-dir", data, "--params", params)
+    before = tree_digest(sandbox / "outside"), tree_digest(prepared)
+    t0 = time.monotonic()
+    out = run(*args, "--format", "json")
+    elapsed = time.monotonic() - t0
+    assert "Traceback" not in out.stderr, out.stderr
+    assert out.code == 0, out.stderr
+    assert elapsed < 10, elapsed
+    doc = json.loads(out.stdout)
+    host = f"127.0.0.1:{port}"
+    assert doc["stats"]["reasons"] == {"host-down": 147} and doc["hosts_down"] == [host]
+    assert doc["requests"] <= 5 + 16  # host_failures, plus one in flight per other worker
+    assert doc["stats"]["hosts"][host]["skipped"] == 147
+    warnings = [ln for ln in out.stderr.splitlines() if "did not answer" in ln]
+    assert len(warnings) == 1, out.stderr
+    assert warnings[0].startswith(f"WARNING alignrec_data.images.hosts: image host {host} did")
+    assert "its 147 items are skipped this run" in warnings[0]
+    assert "--mirror PREFIX=REPLACEMENT" in warnings[0] and "--skip-images" in warnings[0]
+    assert (tree_digest(sandbox / "outside"), tree_digest(prepared)) == before
+
+    # Text output says it too; the host comes back and the rerun fetches every item.
+    with ImageServer(port=port) as srv:
+        body = jpeg_bytes((40, 30))
+        for i in range(147):
+            srv.route(f"/I/{i}-0.jpg", Reply(body=body))
+        fast = _params(sandbox / "f.yaml", "images", shorter_side=16, min_side=8, per_host_rate=0)
+        back = run("images", "toy", "--data-dir", data, "--params", fast)
+    assert back.code == 0, back.stderr
+    assert "147 of 147 items have an image" in back.stdout
+    assert "did not answer" not in back.stderr
+    index = pq.read_table(data / "toy" / "images" / "index.parquet").to_pylist()
+    assert all(r["has_image"] for r in index) and len(srv.hits()) == 147
 
 
 def test_fetcher_deadline_ends_a_trickled_body_within_total_timeout() -> None:

@@ -139,7 +139,7 @@ def test_internal_error_is_one_line_and_debug_shows_the_traceback(
     # A mock, on purpose: no real input makes the listing fail, and a bug has to be simulated.
     import alignrec_data.cli.datasets as mod
 
-    def broken() -> list:
+    def broken(*args: object, **kwargs: object) -> list:
         raise ZeroDivisionError("division by zero")
 
     monkeypatch.setattr(mod, "list_datasets", broken)

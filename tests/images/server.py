@@ -11,11 +11,15 @@ so tests can check the rate limiter and that a rerun makes no request::
         url = srv.url + "a.jpg"
         srv.log  # [Hit(path="/a.jpg", status=200, t=...), ...]
 
-Unknown paths answer 404 with a small HTML page.
+Unknown paths answer 404 with a small HTML page. ``ImageServer(port=...)`` binds a given port
+(a host that comes back). Dead hosts: :func:`refused_port` (nothing listens: connections are
+refused) and :class:`ClosingHost` (accepts each connection and closes it before any answer,
+counting them).
 """
 
 from __future__ import annotations
 
+import socket
 import threading
 import time
 from collections import defaultdict
@@ -67,12 +71,12 @@ NOT_FOUND = Reply(404, b"<html><body><h1>404 Not Found</h1></body></html>", "tex
 class ImageServer:
     """Scripted HTTP server with a request log (see the module docstring)."""
 
-    def __init__(self) -> None:
+    def __init__(self, port: int = 0) -> None:
         self.routes: dict[str, list[Reply]] = {}
         self._served: dict[str, int] = defaultdict(int)
         self.log: list[Hit] = []
         self._lock = threading.Lock()
-        self._httpd = _QuietServer(("127.0.0.1", 0), _handler(self))
+        self._httpd = _QuietServer(("127.0.0.1", port), _handler(self))
         self._thread = threading.Thread(
             target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
         )
@@ -153,3 +157,48 @@ def _handler(server: ImageServer) -> type[BaseHTTPRequestHandler]:
                 pass  # the client gave up (too-large, time-out): expected in these tests
 
     return Handler
+
+
+def refused_port() -> int:
+    """A loopback port nothing listens on (bound, then closed): connections are refused."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class ClosingHost:
+    """A loopback host that accepts every connection and closes it before any answer.
+
+    ``connections`` counts the connections accepted (one per request the client made).
+    """
+
+    def __init__(self) -> None:
+        self.connections = 0
+        self._sock = socket.create_server(("127.0.0.1", 0), backlog=64)
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+
+    @property
+    def url(self) -> str:
+        """Base URL ending in ``/``."""
+        return f"http://127.0.0.1:{self._sock.getsockname()[1]}/"
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self._sock.accept()
+            except OSError:
+                return  # closed by __exit__
+            self.connections += 1
+            conn.close()
+
+    def __enter__(self) -> ClosingHost:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        try:
+            self._sock.shutdown(socket.SHUT_RDWR)  # wakes the blocked accept()
+        except OSError:
+            pass
+        self._sock.close()
+        self._thread.join(timeout=5)

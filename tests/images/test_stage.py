@@ -154,6 +154,14 @@ def test_fetch_validate_store_resume(data_dir: Path, bomb: bytes) -> None:
         }
         assert stats["served_by_candidate"] == {"0": 4, "1": 1}
         assert first.fetched == 13 and first.requests == image_requests(srv)
+        host = srv.url.split("/")[2]
+        # Per host: the item counts, and this run's requests (file:///etc/passwd: no request).
+        failed = {k: v for k, v in stats["reasons"].items() if not k.endswith("url")}
+        assert stats["hosts"] == {
+            host: {"requests": image_requests(srv), "ok": 5, "failed": failed, "skipped": 0},
+            "file://": {"requests": 0, "ok": 0, "failed": {"unsupported-url": 1}, "skipped": 0},
+        }
+        assert stats["hosts_down"] == []
 
         # Rerun: every image is stored or a permanent failure: zero image requests.
         srv.clear_log()
@@ -162,7 +170,11 @@ def test_fetch_validate_store_resume(data_dir: Path, bomb: bytes) -> None:
         assert (second.fetched, second.resumed_stored, second.resumed_failed) == (0, 5, 9)
         assert second.new_shards == [] and second.removed_shards == []
         assert load_image_index(paths.images).equals(index)
-        assert json.loads((paths.images / "stats.json").read_text()) == stats
+        # The same stats, but for the requests per host (those of the run that wrote them).
+        again = json.loads((paths.images / "stats.json").read_text())
+        assert again["hosts"][host]["requests"] == 0
+        again["hosts"][host]["requests"] = stats["hosts"][host]["requests"]
+        assert again == stats
 
         # --retry-missing asks again for the failures only.
         third = fetch_images(data_dir, DS, CONFIG, retry_missing=True, progress=False)

@@ -45,6 +45,9 @@ def _small_params(params: dict) -> dict:
     p["extract"] = {**p["extract"], "batch_size": 64}
     # patience as the default (10): with 5, a run can stop on the early popularity plateau
     p["train"] = {**p["train"], "epochs": 30}
+    # amazon-mini's own settings (overrides.train.amazon-mini) win over the section: shorten there.
+    over = {**p["overrides"]["train"].get(DATASET, {}), "epochs": 30}
+    p["overrides"] = {**p["overrides"], "train": {**p["overrides"]["train"], DATASET: over}}
     p["runs"] = {"ids": ["lightgcn"], "alignrec": ["alignrec", "minilm-text"], "itemknn": []}
     p["evaluations"] = {"zero_shot": ["alignrec"], "item_cf": ["minilm-text"], "mask_modality": []}
     return p
