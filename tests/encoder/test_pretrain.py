@@ -256,6 +256,9 @@ def test_on_step_reports_every_step_and_the_entry_reports_errors_in_one_line(
         + ["--dataset", "absent", "--params", str(params)]
     )
     assert proc.returncode == 2, proc.stderr[-2000:]
-    assert proc.stderr.startswith("Error: items table ") and "Hint: run `alignrec-data prepare" in (
-        proc.stderr
+    errors = [ln for ln in proc.stderr.splitlines() if ln.startswith("Error:")]
+    assert (
+        errors
+        and errors[-1].startswith("Error: items table ")
+        and "Hint: run `alignrec-data prepare" in (proc.stderr)
     )
