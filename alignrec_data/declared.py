@@ -42,7 +42,7 @@ from alignrec_data.errors import UsageError
 from alignrec_data.paths import check_name
 
 if TYPE_CHECKING:
-    from alignrec_data.download_job import Expected
+    from alignrec_data.download_result import Expected
     from alignrec_data.lockfile import LockEntry
     from alignrec_data.registry import DatasetSpec, FileSpec
 
@@ -399,7 +399,8 @@ def expected(f: FileSpec, entry: LockEntry | None, final: Path, url: str) -> Exp
     the new hash. A URL source uses the lock entry, unless the entry came from another URL
     (the declaration changed): then the old copy is set aside and the file fetched again.
     """
-    from alignrec_data.download_job import Expected, expected_for, set_aside
+    from alignrec_data.download_job import set_aside
+    from alignrec_data.download_result import Expected, expected_for
     from alignrec_data.integrity import sha256_file
 
     if f.sha256 is not None:
@@ -461,6 +462,27 @@ def image_url(value: str, d: Declared) -> str | None:
         return None
     rel = resolved.relative_to(root).as_posix()
     return image_prefix(d.id) + quote(rel, safe="/")
+
+
+class ImageCounts:
+    """Maps a declared items file's image values to URLs (:func:`image_url`), counting them.
+
+    ``counts``: ``local`` (a path under the image root), ``url`` (kept as given) and
+    ``unusable`` (empty, or outside the root) values; ``prepare`` records them.
+    """
+
+    def __init__(self, d: Declared) -> None:
+        self.d = d
+        self.counts = {"local": 0, "url": 0, "unusable": 0}
+
+    def url(self, value: str) -> str | None:
+        """The URL of ``value`` (:func:`image_url`), counted."""
+        url = image_url(value, self.d)
+        if url is None:
+            self.counts["unusable"] += 1
+        else:
+            self.counts["local" if url.startswith(IMAGE_HOST) else "url"] += 1
+        return url
 
 
 def _lexical(path: Path) -> str:

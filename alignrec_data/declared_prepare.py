@@ -27,51 +27,85 @@ from typing import Any
 import pyarrow as pa
 
 from alignrec_data import declared as declared_mod
-from alignrec_data.clean import remap_by_key
-from alignrec_data.config import to_dict
 from alignrec_data.errors import UsageError
 from alignrec_data.paths import DatasetPaths
-from alignrec_data.prepare import (
-    PrepareConfig,
-    _clean,
-    _split,
-    build_items,
-    merge_metadata,
-    verify_raw_files,
-)
-from alignrec_data.prepared import split_counts, users_table, write_prepared
+from alignrec_data.prepare import PrepareConfig, build_items, check_raw_files, merge_metadata
+from alignrec_data.prepare_steps import ItemsStep, clean_interactions, finish
 from alignrec_data.readers.lines import BadLineLog
 from alignrec_data.readers.tabular import read_interactions, read_items
-from alignrec_data.registry import DatasetSpec, check_links, raw_path
+from alignrec_data.registry import DatasetSpec
 
 logger = logging.getLogger(__name__)
 
+# What the messages call the file of each role.
+_WORDS = {"reviews": "interactions", "meta": "items"}
 
-def _raw_files(
-    spec: DatasetSpec, paths: DatasetPaths, verify: bool
-) -> tuple[dict[str, Path], dict[str, dict[str, Any]]]:
-    """The raw copies (present, no broken link) and their record for ``stats.json``."""
-    files = {f.role: raw_path(paths.raw, spec, f.role) for f in spec.files}
-    check_links(files.values())
-    for role, path in files.items():
-        if not path.is_file():
-            what = "interactions" if role == "reviews" else "items"
-            msg = f"raw {what} file {path} of {spec.id} does not exist"
-            raise UsageError(msg, hint=f"run `alignrec-data download {spec.id} --params ...` first")
-    if verify:
-        return files, verify_raw_files(spec, paths.raw)
-    logger.warning("not verifying the raw files of %s (verify=False)", spec.id)
-    return files, {
-        role: {"file": p.name, "bytes": p.stat().st_size, "sha256": None, "trust": None}
-        for role, p in files.items()
+
+def _check_split(config: PrepareConfig, d: declared_mod.Declared, has_timestamps: bool) -> None:
+    """A split that orders by time needs a timestamp column."""
+    if config.split != "random" and not has_timestamps:
+        msg = (
+            f"prepare.split = {config.split!r} orders each user's interactions by time, but "
+            f"{d.key('reviews')} declares no timestamp column; add timestamp: <column> or use "
+            "split: random"
+        )
+        raise UsageError(msg)
+
+
+def _read_items(
+    d: declared_mod.Declared,
+    files: dict[str, Path],
+    config: PrepareConfig,
+    strict: bool,
+    item_keys: list[str],
+    images: declared_mod.ImageCounts,
+) -> ItemsStep:
+    """Step 5: the items file (when declared), merged, cleaned, with the declared text."""
+    items_decl = d.decl.items
+    mlog = BadLineLog(
+        files["meta"].name if "meta" in files else "", strict, config.max_reported_bad_lines
+    )
+    metas: dict[str, Any] = {}
+    merge_counts = {"duplicate_lines": 0, "merged_items": 0, "fields_filled": 0}
+    if items_decl is not None:
+        logger.info("reading %s", files["meta"])
+        wanted = set(item_keys)
+        records = read_items(
+            files["meta"], d.formats["meta"], items_decl, d.key("meta"), mlog, images.url, wanted
+        )
+        metas, merge_counts = merge_metadata(records, wanted)
+    items, title_sources = build_items(
+        item_keys, metas, config.text_template, config.category_separator
+    )
+    if items_decl is not None and items_decl.text is not None:
+        k = items.schema.get_field_index("text")
+        texts = [getattr(metas.get(key), "text", "") for key in item_keys]
+        items = items.set_column(k, items.schema.field(k), pa.array(texts, pa.string()))
+    return ItemsStep(items, title_sources, len(metas), merge_counts, mlog)
+
+
+def _head(
+    spec: DatasetSpec,
+    raw_files: dict[str, dict[str, Any]],
+    images: declared_mod.ImageCounts,
+    mirror: str | None,
+) -> dict[str, Any]:
+    """The first keys of ``stats.json``: the dataset, and where its declaration came from."""
+    d: declared_mod.Declared = spec.declared
+    return {
+        "dataset": spec.id,
+        "release": spec.release,
+        "source": "declared",
+        "declared": {
+            "params": d.where.rsplit(":", 1)[0],
+            "interactions": {"url": d.urls["reviews"], "format": d.formats["reviews"]},
+            "items": (
+                {"url": d.urls["meta"], "format": d.formats["meta"]} if "meta" in d.urls else None
+            ),
+            "images": {**images.counts, "mirror": mirror},
+        },
+        "raw_files": raw_files,
     }
-
-
-def _nulls(table: pa.Table, name: str) -> pa.Table:
-    """``table`` with column ``name`` all null (a column the declaration does not have)."""
-    k = table.schema.get_field_index(name)
-    field = table.schema.field(k)
-    return table.set_column(k, field, pa.nulls(table.num_rows, field.type))
 
 
 def prepare_declared(
@@ -102,109 +136,42 @@ def prepare_declared(
     """
     d: declared_mod.Declared = spec.declared
     paths = DatasetPaths.of(data_dir, spec.id)
-    files, raw_files = _raw_files(spec, paths, verify)
-    inter_decl, items_decl = d.decl.interactions, d.decl.items
-
+    files, raw_files = check_raw_files(
+        spec,
+        paths,
+        verify,
+        roles=[f.role for f in spec.files],
+        words=_WORDS,
+        hint=f"run `alignrec-data download {spec.id} --params ...` first",
+        log=logger,
+    )
     rlog = BadLineLog(files["reviews"].name, strict, config.max_reported_bad_lines)
     logger.info("reading %s", files["reviews"])
     cols, has_ratings, has_timestamps = read_interactions(
-        files["reviews"], d.formats["reviews"], inter_decl, d.key("reviews"), rlog
+        files["reviews"], d.formats["reviews"], d.decl.interactions, d.key("reviews"), rlog
     )
-    if config.split != "random" and not has_timestamps:
-        msg = (
-            f"prepare.split = {config.split!r} orders each user's interactions by time, but "
-            f"{d.key('reviews')} declares no timestamp column; add timestamp: <column> or use "
-            "split: random"
-        )
-        raise UsageError(msg)
-    (u, i, r, t), steps = _clean(cols, config, spec.id)
-    user_ids, user_keys = remap_by_key(u, cols.user_keys)
-    item_ids, item_keys = remap_by_key(i, cols.item_keys)
+    _check_split(config, d, has_timestamps)
+    kept = clean_interactions(cols, config, spec.id, rlog)
     del cols
-
-    mlog = BadLineLog(
-        files["meta"].name if "meta" in files else "", strict, config.max_reported_bad_lines
-    )
-    image_counts = {"local": 0, "url": 0, "unusable": 0}
-
-    def image_url(value: str) -> str | None:
-        url = declared_mod.image_url(value, d)
-        if url is None:
-            image_counts["unusable"] += 1
-        else:
-            image_counts["local" if url.startswith(declared_mod.IMAGE_HOST) else "url"] += 1
-        return url
-
-    metas: dict[str, Any] = {}
-    merge_counts = {"duplicate_lines": 0, "merged_items": 0, "fields_filled": 0}
-    if items_decl is not None:
-        logger.info("reading %s", files["meta"])
-        wanted = set(item_keys)
-        records = read_items(
-            files["meta"], d.formats["meta"], items_decl, d.key("meta"), mlog, image_url, wanted
-        )
-        metas, merge_counts = merge_metadata(records, wanted)
-    items, title_sources = build_items(
-        item_keys, metas, config.text_template, config.category_separator
-    )
-    if items_decl is not None and items_decl.text is not None:
-        k = items.schema.get_field_index("text")
-        texts = [getattr(metas.get(key), "text", "") for key in item_keys]
-        items = items.set_column(k, items.schema.field(k), pa.array(texts, pa.string()))
-
-    inter, split_info = _split(config, user_ids, item_ids, user_keys, item_keys, r, t)
-    if not has_ratings:
-        inter = _nulls(inter, "rating")
-    if not has_timestamps:
-        inter = _nulls(inter, "timestamp")
-    users = users_table(user_keys, user_ids)
-
-    n_items = len(item_keys)
-    has_image = items.column("has_image").to_numpy(zero_copy_only=False)
+    images = declared_mod.ImageCounts(d)
+    items = _read_items(d, files, config, strict, kept.item_keys, images)
     mirror = declared_mod.image_mirror(spec)
-    stats: dict[str, Any] = {
-        "dataset": spec.id,
-        "release": spec.release,
-        "source": "declared",
-        "declared": {
-            "params": d.where.rsplit(":", 1)[0],
-            "interactions": {"url": d.urls["reviews"], "format": d.formats["reviews"]},
-            "items": (
-                {"url": d.urls["meta"], "format": d.formats["meta"]} if "meta" in d.urls else None
-            ),
-            "images": {**image_counts, "mirror": mirror},
-        },
-        "raw_files": raw_files,
-        "params": to_dict(config),
-        "steps": steps,
-        "users": len(user_keys),
-        "items": n_items,
-        "interactions": inter.num_rows,
-        "splits": split_counts(inter),
-        "split": split_info,
-        "bad_lines": {"reviews": rlog.as_dict(), "meta": mlog.as_dict()},
-        "items_without_metadata": n_items - len(metas),
-        "duplicate_metadata_records": merge_counts["duplicate_lines"],
-        "metadata_merge": merge_counts,
-        "title_sources": title_sources,
-        "missing_image_url_rate": float(1.0 - has_image.mean()) if n_items else 0.0,
-        "has_ratings": has_ratings,
-        "has_timestamps": has_timestamps,
-    }
-    write_prepared(paths.prepared, inter, items, users, stats)
-    logger.info(
-        "prepared %s: %d users, %d items, %d interactions -> %s",
-        spec.id,
-        len(user_keys),
-        n_items,
-        inter.num_rows,
-        paths.prepared,
+    head = _head(spec, raw_files, images, mirror)
+    stats = finish(
+        paths,
+        head,
+        config,
+        kept,
+        items,
+        logger,
+        has_ratings=has_ratings,
+        has_timestamps=has_timestamps,
     )
-    if mirror is not None and image_counts["local"]:
+    if mirror is not None and images.counts["local"]:
         logger.info(
             "%s: %d items have local images; fetch them with `alignrec-data images %s --mirror %s`",
             spec.id,
-            image_counts["local"],
+            images.counts["local"],
             spec.id,
             mirror,
         )

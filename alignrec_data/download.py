@@ -46,21 +46,17 @@ from pathlib import Path
 
 from alignrec_data.atomic import clean_stale
 from alignrec_data.config import check_ranges
-from alignrec_data.download_job import (
-    CORRUPT_INFIX,
-    PART_SUFFIX,
-    FileJob,
-    FileResult,
-    expected_for,
-)
+from alignrec_data.download_job import CORRUPT_INFIX, PART_SUFFIX, FileJob
+from alignrec_data.download_result import Expected, FileResult, expected_for
 from alignrec_data.errors import ChecksumError, DownloadError, UsageError
 from alignrec_data.http import RetryPolicy
 from alignrec_data.integrity import sha256_file
+from alignrec_data.links import check_links
 from alignrec_data.lockfile import LOCK_NAME, LockEntry, LockFile, utc_now
 from alignrec_data.registry import (
     PACKAGE_SCHEME,
     DatasetSpec,
-    check_links,
+    FileSpec,
     file_url,
     get_dataset,
     raw_path,
@@ -197,23 +193,7 @@ def download_dataset(
         raise UsageError(msg)
     raw_dir = Path(raw_dir)
     base = resolve_base_url(spec, mirror)
-    # Validate every name before touching the disk: an unsafe name fails the whole call.
-    wanted = spec.files_for(all_files)
-    # A declared dataset's files have their own URLs (alignrec_data.declared); no mirror.
-    named = [(f, f.url or file_url(base, f), raw_path(raw_dir, spec, f.role)) for f in wanted]
-    check_links([*(p for _, _, p in named), raw_dir / LOCK_NAME])
-    if spec.declared is not None:
-        from alignrec_data import declared
-
-        declared.check_sources(spec, wanted)
-    raw_dir.mkdir(parents=True, exist_ok=True)
-    # Temporaries of the lock file left by a killed run (the .part files stay: they resume).
-    clean_stale(raw_dir, LOCK_NAME)
-    lock = LockFile(raw_dir, spec.id)
-    if spec.declared is not None:
-        targets = [(f, u, p, declared.expected(f, lock.get(p.name), p, u)) for f, u, p in named]
-    else:
-        targets = [(f, u, p, expected_for(f, lock.get(p.name), p.name)) for f, u, p in named]
+    lock, targets = _targets(spec, raw_dir, base, spec.files_for(all_files))
     cancel = threading.Event()
     lock_url = _package_urls(spec, base)
     jobs = [
@@ -230,6 +210,42 @@ def download_dataset(
             on_result(result)
         return result
 
+    return _run_all(jobs, run, workers, cancel)
+
+
+def _targets(
+    spec: DatasetSpec, raw_dir: Path, base: str, wanted: tuple[FileSpec, ...]
+) -> tuple[LockFile, list[tuple[FileSpec, str, Path, Expected]]]:
+    """The lock file and, per file, its URL, final path and what it must hash to.
+
+    Every name is validated and every target checked for a broken link before the disk is
+    touched: an unsafe name fails the whole call. Then the raw folder is created.
+    """
+    # A declared dataset's files have their own URLs (alignrec_data.declared); no mirror.
+    named = [(f, f.url or file_url(base, f), raw_path(raw_dir, spec, f.role)) for f in wanted]
+    check_links([*(p for _, _, p in named), raw_dir / LOCK_NAME])
+    if spec.declared is not None:
+        from alignrec_data import declared
+
+        declared.check_sources(spec, wanted)
+    raw_dir.mkdir(parents=True, exist_ok=True)
+    # Temporaries of the lock file left by a killed run (the .part files stay: they resume).
+    clean_stale(raw_dir, LOCK_NAME)
+    lock = LockFile(raw_dir, spec.id)
+    if spec.declared is not None:
+        targets = [(f, u, p, declared.expected(f, lock.get(p.name), p, u)) for f, u, p in named]
+    else:
+        targets = [(f, u, p, expected_for(f, lock.get(p.name), p.name)) for f, u, p in named]
+    return lock, targets
+
+
+def _run_all(
+    jobs: list[FileJob],
+    run: Callable[[FileJob], FileResult],
+    workers: int,
+    cancel: threading.Event,
+) -> list[FileResult]:
+    """Run ``jobs`` on a pool of ``workers`` threads; the results in job order."""
     pool = ThreadPoolExecutor(max_workers=min(workers, len(jobs)) or 1)
     try:
         futures = [pool.submit(run, job) for job in jobs]

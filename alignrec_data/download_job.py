@@ -16,14 +16,14 @@ import re
 import shutil
 import threading
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import requests
 import urllib3.exceptions
 from tqdm.auto import tqdm
 
+from alignrec_data.download_result import Expected, FileResult, expected_for
 from alignrec_data.errors import AlignrecError, ChecksumError, DownloadError
 from alignrec_data.http import (
     RangeNotSatisfiable,
@@ -34,7 +34,6 @@ from alignrec_data.http import (
     open_stream,
 )
 from alignrec_data.integrity import StreamVerifier, check_gzip_file, sha256_file
-from alignrec_data.lockfile import LOCK_NAME, LockEntry
 from alignrec_data.registry import FileSpec
 
 if TYPE_CHECKING:
@@ -42,6 +41,19 @@ if TYPE_CHECKING:
 
 # Logged as the download stage (the logger name users see on stderr).
 log = logging.getLogger("alignrec_data.download")
+
+# What a job expects and reports live in alignrec_data.download_result; found here too.
+__all__ = [
+    "CORRUPT_INFIX",
+    "PART_SUFFIX",
+    "Expected",
+    "FileJob",
+    "FileResult",
+    "expected_for",
+    "no_space",
+    "not_there",
+    "set_aside",
+]
 
 PART_SUFFIX = ".part"
 CORRUPT_INFIX = ".corrupt-"
@@ -64,53 +76,6 @@ class _Cancelled(Exception):
     """Raised inside a transfer when its call was interrupted (the part file is kept)."""
 
 
-@dataclass(frozen=True)
-class FileResult:
-    """What happened to one file.
-
-    Attributes:
-        role: The file's role (reviews, meta, ratings).
-        path: Its final path in the raw folder.
-        url: The URL it was (or would have been) fetched from.
-        status: ``"fetched"``, ``"resumed"`` (completed from a partial file), ``"verified"``
-            (already present and verified, nothing fetched), ``"missing"`` (an optional file the
-            server or mirror does not have: HTTP 404/410 or no such local file; not an error)
-            or ``"failed"``.
-        bytes: File size (0 when failed).
-        sha256: Its sha256 (None when failed).
-        trust: Where the expected hash came from: ``"registry"``, ``"lock"`` (recorded by an
-            earlier download) or ``"first-use"`` (unknown before; recorded now).
-        transferred: Bytes received in this run.
-        error: The error message when failed or missing.
-        exception: The error itself when failed (not serialised).
-    """
-
-    role: str
-    path: Path
-    url: str
-    status: str
-    bytes: int = 0
-    sha256: str | None = None
-    trust: str = "first-use"
-    transferred: int = 0
-    error: str | None = None
-    exception: AlignrecError | None = field(default=None, repr=False, compare=False)
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready dict (without the exception object)."""
-        return {
-            "role": self.role,
-            "path": str(self.path),
-            "url": self.url,
-            "status": self.status,
-            "bytes": self.bytes,
-            "sha256": self.sha256,
-            "trust": self.trust,
-            "transferred": self.transferred,
-            "error": self.error,
-        }
-
-
 def set_aside(part: Path, final: Path, sha: str) -> Path:
     """Move bad bytes to ``<final>.corrupt-<sha8>`` (never the final name) and return it."""
     aside = final.with_name(f"{final.name}{CORRUPT_INFIX}{sha[:8]}")
@@ -129,35 +94,6 @@ def no_space(err: OSError, path: Path, size: int | None) -> DownloadError:
         "or pass --out DIR on another disk"
     )
     return DownloadError(msg, hint=hint)
-
-
-@dataclass
-class Expected:
-    """What a file must be: its size and sha256 (when known) and where that comes from."""
-
-    size: int | None
-    sha256: str | None
-    trust: str
-
-    @property
-    def source(self) -> str:
-        """Where the expectation comes from, for messages."""
-        return {"registry": "from the registry", "lock": f"recorded in {LOCK_NAME}"}.get(
-            self.trust, "registry size"
-        )
-
-
-def expected_for(f: FileSpec, entry: LockEntry | None, name: str) -> Expected:
-    """The expectation for file ``f``: the registry's hash, else the lock file's, else none."""
-    if f.sha256 is not None:
-        if entry is not None and entry.sha256 != f.sha256:
-            log.warning(
-                "%s: the lock file's sha256 differs from the registry; using the registry's", name
-            )
-        return Expected(f.size, f.sha256, "registry")
-    if entry is not None:
-        return Expected(entry.size, entry.sha256, "lock")
-    return Expected(f.size, None, "first-use")
 
 
 def not_there(err: DownloadError) -> bool:

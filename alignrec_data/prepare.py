@@ -22,27 +22,28 @@ the first bad one, before the k-core step. The tables of :mod:`alignrec_data.sch
 and written by :mod:`alignrec_data.prepared`: into a staging folder next to ``prepared/`` which
 then replaces it, so ``prepared/`` is always complete or absent (and has the mode of a plain
 ``mkdir``).
-Same inputs and params give byte-identical files.
+Steps 2-4, 6 and the write are shared with the datasets declared in ``params.yaml``
+(:mod:`alignrec_data.prepare_steps`). Same inputs and params give byte-identical files.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-import numpy as np
 import pyarrow as pa
 from tqdm import tqdm
 
-from alignrec_data.clean import dedupe_earliest, k_core, remap_by_key
-from alignrec_data.config import check_ranges, to_dict
+from alignrec_data.config import check_ranges
 from alignrec_data.errors import DataFormatError, DownloadError, UsageError
+from alignrec_data.links import check_links
 from alignrec_data.paths import DatasetPaths
+from alignrec_data.prepare_steps import ItemsStep, clean_interactions, finish
 from alignrec_data.prepared import (
     interactions_table,
     items_table,
@@ -55,8 +56,8 @@ from alignrec_data.readers import BadLineLog, InteractionColumns, ItemMeta, read
 from alignrec_data.readers.amazon2014 import DEFAULT_MAX_LITERAL_LINE_BYTES
 from alignrec_data.readers.base import MAX_IMAGE_URLS
 from alignrec_data.readers.lines import DEFAULT_MAX_LINE_BYTES
-from alignrec_data.registry import DatasetSpec, check_links, get_dataset, raw_path
-from alignrec_data.splits import SPLIT_METHODS, assign_splits
+from alignrec_data.registry import DatasetSpec, get_dataset, raw_path
+from alignrec_data.splits import SPLIT_METHODS
 from alignrec_data.text import (
     DEFAULT_TEMPLATE,
     TITLE_FALLBACK,
@@ -146,16 +147,6 @@ class PrepareConfig:
 # --- the stage ---------------------------------------------------------------------------------
 
 
-def _step(name: str, users: np.ndarray, items: np.ndarray, **extra: Any) -> dict[str, Any]:
-    return {
-        "step": name,
-        "interactions": len(users),
-        "users": int(np.count_nonzero(np.bincount(users))) if len(users) else 0,
-        "items": int(np.count_nonzero(np.bincount(items))) if len(items) else 0,
-        **extra,
-    }
-
-
 def verify_raw_files(spec: DatasetSpec, raw_dir: Path) -> dict[str, dict[str, Any]]:
     """Check the reviews and metadata files against their recorded size and sha256.
 
@@ -214,23 +205,43 @@ def _no_review_error(
     return DataFormatError(msg)
 
 
-def _raw_files(
-    spec: DatasetSpec, paths: DatasetPaths, verify: bool
+def check_raw_files(
+    spec: DatasetSpec,
+    paths: DatasetPaths,
+    verify: bool,
+    *,
+    roles: Iterable[str] = ("reviews", "meta"),
+    words: Mapping[str, str] | None = None,
+    hint: str | None = None,
+    log: logging.Logger = logger,
 ) -> tuple[dict[str, Path], dict[str, dict[str, Any]]]:
-    """The reviews and metadata files (checked present, no broken link) and their record.
+    """The raw files ``prepare`` reads (checked present, no broken link) and their record.
 
     The record is what ``stats.json`` keeps of them: verified against their sha256
     (:func:`verify_raw_files`), or only name and size when ``verify`` is False.
+
+    Args:
+        spec: The dataset.
+        paths: Its folders.
+        verify: Check the sha256 of each file.
+        roles: The roles of the files read.
+        words: What the message calls the file of a role (default: the role).
+        hint: The fix named when a file is missing (default: download it).
+        log: The stage's logger (warns when not verifying).
+
+    Raises:
+        UsageError: A file is missing or a broken symbolic link.
     """
-    files = {role: raw_path(paths.raw, spec, role) for role in ("reviews", "meta")}
+    files = {role: raw_path(paths.raw, spec, role) for role in roles}
     check_links(files.values())
     for role, path in files.items():
         if not path.is_file():
-            msg = f"raw {role} file {path} of {spec.id} does not exist"
-            raise UsageError(msg, hint=f"run `alignrec-data download {spec.id}` first")
+            what = (words or {}).get(role, role)
+            msg = f"raw {what} file {path} of {spec.id} does not exist"
+            raise UsageError(msg, hint=hint or f"run `alignrec-data download {spec.id}` first")
     if verify:
         return files, verify_raw_files(spec, paths.raw)
-    logger.warning("not verifying the raw files of %s (verify=False)", spec.id)
+    log.warning("not verifying the raw files of %s (verify=False)", spec.id)
     return files, {
         role: {"file": p.name, "bytes": p.stat().st_size, "sha256": None, "trust": None}
         for role, p in files.items()
@@ -248,32 +259,6 @@ def _read_reviews(
     if len(cols) == 0:
         raise _no_review_error(path, rlog, reader.REVIEW_FIELDS, spec)
     return cols, rlog
-
-
-def _clean(
-    cols: InteractionColumns, config: PrepareConfig, dataset_id: str
-) -> tuple[tuple[np.ndarray, ...], list[dict[str, Any]]]:
-    """Steps 2 and 3: dedupe, then k-core; returns the kept ``(u, i, r, t)`` and the steps.
-
-    Raises:
-        DataFormatError: Nothing is left after the k-core filter.
-    """
-    u, i, r, t = cols.arrays()
-    steps = [_step("read", u, i)]
-    keep = dedupe_earliest(u, i, t)
-    u, i, r, t = u[keep], i[keep], r[keep], t[keep]
-    steps.append(_step("dedupe", u, i))
-    keep, rounds = k_core(u, i, config.min_user_interactions, config.min_item_interactions)
-    u, i, r, t = u[keep], i[keep], r[keep], t[keep]
-    steps.append(_step("k_core", u, i, rounds=rounds))
-    if len(u) == 0:
-        msg = (
-            f"{dataset_id}: no interaction is left after the {config.min_user_interactions}/"
-            f"{config.min_item_interactions}-core filter ({steps[0]['interactions']} read); "
-            "lower prepare.min_user_interactions / min_item_interactions"
-        )
-        raise DataFormatError(msg)
-    return (u, i, r, t), steps
 
 
 def merge_metadata(
@@ -340,15 +325,18 @@ def _merge_two(first: ItemMeta, later: ItemMeta) -> tuple[ItemMeta, int]:
     return dataclasses.replace(first, **changes), len(changes)
 
 
-def _read_metadata(
+def _read_items(
     path: Path,
     reader: ModuleType,
     spec: DatasetSpec,
     config: PrepareConfig,
     strict: bool,
     item_keys: list[str],
-) -> tuple[dict[str, ItemMeta], dict[str, int], BadLineLog]:
-    """Step 5: the metadata of each kept item, repeated lines merged (:func:`merge_metadata`)."""
+) -> ItemsStep:
+    """Step 5: the metadata of each kept item, repeated lines merged (:func:`merge_metadata`).
+
+    Then the items table with fallback titles (:func:`build_items`).
+    """
     mlog = BadLineLog(path.name, strict, config.max_reported_bad_lines)
     cap = config.max_literal_line_bytes if spec.release == "2014" else config.max_line_bytes
     logger.info("reading %s", path)
@@ -360,7 +348,10 @@ def _read_metadata(
         mininterval=1.0,
     )
     metas, counts = merge_metadata(records, set(item_keys))
-    return metas, counts, mlog
+    items, title_sources = build_items(
+        item_keys, metas, config.text_template, config.category_separator
+    )
+    return ItemsStep(items, title_sources, len(metas), counts, mlog)
 
 
 def build_items(
@@ -397,39 +388,6 @@ def build_items(
         k = items.schema.get_field_index("title")
         items = items.set_column(k, items.schema.field(k), pa.array(titles, pa.string()))
     return items, sources
-
-
-def _split(
-    config: PrepareConfig,
-    user_ids: np.ndarray,
-    item_ids: np.ndarray,
-    user_keys: list[str],
-    item_keys: list[str],
-    r: np.ndarray,
-    t: np.ndarray,
-) -> tuple[pa.Table, dict[str, Any]]:
-    """Step 6: assign the splits; returns the interactions table and the split's statistics."""
-    codes, split_info = assign_splits(
-        config.split,
-        user_ids,
-        item_ids,
-        t,
-        len(user_keys),
-        seed=config.seed,
-        valid_start=config.temporal_valid_start,
-        test_start=config.temporal_test_start,
-        quantiles=config.temporal_quantiles,
-    )
-    inter = interactions_table(
-        user_ids,
-        item_ids,
-        user_keys,
-        item_keys,
-        pa.array(r, pa.float32()),
-        pa.array(t, pa.int64()),
-        codes,
-    )
-    return inter, split_info
 
 
 def prepare_dataset(
@@ -470,51 +428,15 @@ def prepare_dataset(
         return prepare_declared(spec, data_dir, config, strict=strict, verify=verify)
     reader = reader_for(spec.release)
     paths = DatasetPaths.of(data_dir, dataset_id)
-    files, raw_files = _raw_files(spec, paths, verify)
+    files, raw_files = check_raw_files(spec, paths, verify)
     cols, rlog = _read_reviews(files["reviews"], reader, spec, config, strict)
-    (u, i, r, t), steps = _clean(cols, config, dataset_id)
-    user_ids, user_keys = remap_by_key(u, cols.user_keys)  # 4. ids
-    item_ids, item_keys = remap_by_key(i, cols.item_keys)
+    kept = clean_interactions(cols, config, dataset_id, rlog)  # 2-4. dedupe, k-core, ids
     del cols
-    metas, merge_counts, mlog = _read_metadata(
-        files["meta"], reader, spec, config, strict, item_keys
-    )
-    items, title_sources = build_items(
-        item_keys, metas, config.text_template, config.category_separator
-    )
-    inter, split_info = _split(config, user_ids, item_ids, user_keys, item_keys, r, t)
-    users = users_table(user_keys, user_ids)
-
-    n_items = len(item_keys)
-    has_image = items.column("has_image").to_numpy(zero_copy_only=False)
-    stats: dict[str, Any] = {
+    items = _read_items(files["meta"], reader, spec, config, strict, kept.item_keys)
+    head = {
         "dataset": dataset_id,
         "release": spec.release,
         "source": "raw",
         "raw_files": raw_files,
-        "params": to_dict(config),
-        "steps": steps,
-        "users": len(user_keys),
-        "items": n_items,
-        "interactions": inter.num_rows,
-        "splits": split_counts(inter),
-        "split": split_info,
-        "bad_lines": {"reviews": rlog.as_dict(), "meta": mlog.as_dict()},
-        "items_without_metadata": n_items - len(metas),
-        "duplicate_metadata_records": merge_counts["duplicate_lines"],
-        "metadata_merge": merge_counts,
-        "title_sources": title_sources,
-        "missing_image_url_rate": float(1.0 - has_image.mean()) if n_items else 0.0,
-        "has_ratings": True,
-        "has_timestamps": True,
     }
-    write_prepared(paths.prepared, inter, items, users, stats)
-    logger.info(
-        "prepared %s: %d users, %d items, %d interactions -> %s",
-        dataset_id,
-        len(user_keys),
-        n_items,
-        inter.num_rows,
-        paths.prepared,
-    )
-    return stats
+    return finish(paths, head, config, kept, items, logger)

@@ -36,7 +36,7 @@ import functools
 import json
 import os
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from importlib import resources
 from pathlib import Path, PurePosixPath
@@ -44,7 +44,36 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from alignrec_data.errors import UsageError
+from alignrec_data.links import broken_link, check_links, link_problem
 from alignrec_data.paths import check_name
+from alignrec_data.registry_tables import TABLE_COLUMNS, dataset_id, table_entries
+
+# The symbolic-link checks and the category table live in their own modules; importers of
+# the registry find them here too.
+__all__ = [
+    "GROUPS",
+    "MIRROR_ENV",
+    "PACKAGE_SCHEME",
+    "PREPARE_ROLES",
+    "REGISTRY_RESOURCE",
+    "RELEASES",
+    "ROLES",
+    "TABLE_COLUMNS",
+    "DatasetSpec",
+    "FileSpec",
+    "broken_link",
+    "check_links",
+    "closest_ids",
+    "dataset_id",
+    "file_url",
+    "get_dataset",
+    "link_problem",
+    "list_datasets",
+    "load_registry",
+    "raw_path",
+    "resolve_base_url",
+    "validate_name",
+]
 
 MIRROR_ENV = "ALIGNREC_MIRROR"
 PACKAGE_SCHEME = "package:"
@@ -53,7 +82,6 @@ ROLES = ("reviews", "meta", "ratings")
 PREPARE_ROLES = ("reviews", "meta")  # read by prepare, fetched by default; the rest is optional
 RELEASES = ("2014", "2018", "2023", "synthetic")
 GROUPS = (*RELEASES, "declared")  # what `datasets --release` filters: + datasets of params.yaml
-TABLE_COLUMNS = ("release", "category", "role", "name", "size", "sha256", "base_url")
 
 _SAFE_PART = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]*$")
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
@@ -207,61 +235,6 @@ def raw_path(raw_dir: Path, spec: DatasetSpec, role: str) -> Path:
     return Path(raw_dir) / name
 
 
-def broken_link(path: str | Path) -> Path | None:
-    """The first of ``path``'s folders, or ``path`` itself, that is a broken symbolic link.
-
-    Broken: a link to itself or into a cycle of links (a loop), or to nothing. Such a path
-    makes ``is_file()`` quietly false and ``resolve()`` raise; callers report it instead.
-
-    Args:
-        path: The path to check (need not exist).
-
-    Returns:
-        The broken link, or None.
-    """
-    path = Path(path)
-    for p in (*reversed(path.parents), path):
-        if p.is_symlink() and not p.exists():
-            return p
-    return None
-
-
-def link_problem(link: Path) -> str:
-    """What is wrong with a broken symbolic link, in words (for messages)."""
-    try:
-        target = os.readlink(link)
-    except OSError:
-        target = "?"
-    try:
-        link.resolve(strict=True)
-    except FileNotFoundError:
-        return f"is a symbolic link to {target}, which does not exist"
-    except (OSError, RuntimeError):  # RuntimeError: Python < 3.13 reports a loop so
-        pass
-    return f"is a symbolic link that loops (to {target})"
-
-
-def check_links(paths: Any, what: str = "raw file") -> None:
-    """Raise a one-line error when any of ``paths`` goes through a broken symbolic link.
-
-    Args:
-        paths: The paths to check.
-        what: What they are, for the message.
-
-    Raises:
-        UsageError: Names the broken link and the fix (remove or repair the link).
-    """
-    for path in paths:
-        link = broken_link(path)
-        if link is not None:
-            where = f"{what} {path}" if link == Path(path) else f"{what} {path}: {link}"
-            msg = (
-                f"{where} {link_problem(link)}; remove the link (or point it at the real "
-                "file or folder) and rerun"
-            )
-            raise UsageError(msg)
-
-
 def _package_folder_url(folder: str) -> str:
     """``file://`` URL of a folder inside the installed alignrec_data package."""
     rel = validate_name(folder, "package folder")
@@ -366,70 +339,6 @@ def _build(entry: dict[str, Any], releases: dict[str, Any], where: str) -> Datas
     return spec
 
 
-def dataset_id(release: str, category: str) -> str:
-    """The generated id of an Amazon category: ``amazon<release>-<category, lower case, _ as ->``.
-
-    >>> dataset_id("2018", "Gift_Cards")
-    'amazon2018-gift-cards'
-    """
-    return f"amazon{release}-{category.lower().replace('_', '-')}"
-
-
-def _title(category: str) -> str:
-    """The category as words, for descriptions (``Gift_Cards`` -> ``Gift Cards``)."""
-    return category.replace("_", " ")
-
-
-def _table_entries(
-    doc: dict[str, Any], releases: dict[str, Any], where: str
-) -> Iterator[tuple[dict[str, Any], str]]:
-    """The registry entries (in the ``datasets`` JSON shape) of a category table.
-
-    Rows of one (release, category) form one dataset, in table order; they must share one
-    base URL.
-
-    Raises:
-        UsageError: Wrong columns, a malformed row, or two base URLs for one category.
-    """
-    columns = tuple(doc.get("columns", ()))
-    if columns != TABLE_COLUMNS:
-        msg = f"{where}: columns must be {list(TABLE_COLUMNS)}, found {list(columns)}"
-        raise UsageError(msg)
-    groups: dict[tuple[str, str], dict[str, Any]] = {}
-    for n, row in enumerate(doc.get("rows", []), start=1):
-        if not isinstance(row, list) or len(row) != len(TABLE_COLUMNS):
-            msg = f"{where} row {n}: expected {len(TABLE_COLUMNS)} values, found {row!r}"
-            raise UsageError(msg)
-        rec = dict(zip(TABLE_COLUMNS, row, strict=True))
-        release, category = rec["release"], rec["category"]
-        if not isinstance(release, str) or not isinstance(category, str):
-            msg = f"{where} row {n}: release and category must be strings, found {row!r}"
-            raise UsageError(msg)
-        key = (release, category)
-        if key not in groups:
-            template = releases.get(release, {}).get("description", "Amazon {release} {title}.")
-            groups[key] = {
-                "id": dataset_id(release, category),
-                "release": release,
-                "category": category,
-                "description": template.format(title=_title(category), release=release),
-                "base_url": rec["base_url"],
-                "files": [],
-                "_row": n,
-            }
-        entry = groups[key]
-        if rec["base_url"] != entry["base_url"]:
-            msg = (
-                f"{where} row {n}: {release} {category} has two base URLs "
-                f"({entry['base_url']!r} in row {entry['_row']}, {rec['base_url']!r} here)"
-            )
-            raise UsageError(msg)
-        entry["files"].append({k: rec[k] for k in ("role", "name", "size", "sha256")})
-    for entry in groups.values():
-        row = entry.pop("_row")
-        yield entry, f"{where} row {row} ({entry['release']} {entry['category']})"
-
-
 def load_registry(path: Path | None = None) -> dict[str, DatasetSpec]:
     """Parse a registry JSON file (default: the packaged one) into ``{id: DatasetSpec}``.
 
@@ -479,7 +388,7 @@ def _parse(text: str, where: str, read_table: Callable[[str], str]) -> dict[str,
     for table in doc.get("tables", []):
         name = validate_name(table, f"{where} table").as_posix()
         table_where = f"{where}: table {name}"
-        for entry, source in _table_entries(json.loads(read_table(name)), releases, table_where):
+        for entry, source in table_entries(json.loads(read_table(name)), releases, table_where):
             add(_build(entry, releases, source), source)
     for i, entry in enumerate(doc.get("datasets", [])):
         source = f"{where} dataset #{i} ({entry.get('id', '?')})"

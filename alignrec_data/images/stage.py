@@ -43,8 +43,8 @@ from alignrec_data.images.hosts import HOST_DOWN, host_stats, report_hosts_down,
 from alignrec_data.images.resume import Item, Previous, empty_row, plan
 from alignrec_data.images.urls import Candidate, MirrorRules, mirror_rules
 from alignrec_data.images.validate import ImageRejected, ImageSettings, process_image
+from alignrec_data.links import check_links
 from alignrec_data.paths import DatasetPaths
-from alignrec_data.registry import check_links
 from alignrec_data.schema import ITEMS_FILE
 
 log = logging.getLogger(__name__)
@@ -317,18 +317,7 @@ def fetch_images(
     # Index metadata also records the mirror rules: other mirrors may cure earlier failures.
     index_settings = {**settings, "mirrors": [[r.prefix, r.replacement] for r in rules.rules]}
     prev = Previous.read(images_dir, settings, index_settings, dataset, force)
-    kept = plan(items, rules, prev, retry_missing)
-    rows, todo = kept.rows, kept.todo
-    result = ImagesResult(
-        images_dir=images_dir, stats={}, resumed_stored=kept.stored, resumed_failed=kept.failed
-    )
-    log.info(
-        "images %s: %d stored, %d known failures kept, %d to fetch",
-        dataset,
-        result.resumed_stored,
-        result.resumed_failed,
-        len(todo),
-    )
+    result, rows, todo = _plan_run(images_dir, dataset, items, rules, prev, retry_missing)
     if skip_images:
         rows += [{**empty_row(item), "reason": SKIPPED} for item in todo]
         result.skipped, todo = len(todo), []
@@ -339,6 +328,38 @@ def fetch_images(
 
     _write_outputs(result, dataset, rows, index_settings, settings)
     result.elapsed_s = time.monotonic() - start
+    _log_done(result, dataset)
+    return result
+
+
+def _plan_run(
+    images_dir: Path,
+    dataset: str,
+    items: list[tuple[int, str, list[str]]],
+    rules: MirrorRules,
+    prev: Previous,
+    retry_missing: bool,
+) -> tuple[ImagesResult, list[dict[str, Any]], list[Item]]:
+    """What a rerun keeps (:func:`~alignrec_data.images.resume.plan`) and what it fetches.
+
+    Returns the run's result so far, the index rows kept and the items to fetch.
+    """
+    kept = plan(items, rules, prev, retry_missing)
+    result = ImagesResult(
+        images_dir=images_dir, stats={}, resumed_stored=kept.stored, resumed_failed=kept.failed
+    )
+    log.info(
+        "images %s: %d stored, %d known failures kept, %d to fetch",
+        dataset,
+        result.resumed_stored,
+        result.resumed_failed,
+        len(kept.todo),
+    )
+    return result, kept.rows, kept.todo
+
+
+def _log_done(result: ImagesResult, dataset: str) -> None:
+    """The run's last line: items with an image, missing rate, items fetched and time."""
     log.info(
         "images %s: %d/%d items have an image (missing rate %.2f%%); fetched %d in %.1f s",
         dataset,
@@ -348,7 +369,6 @@ def fetch_images(
         result.fetched,
         result.elapsed_s,
     )
-    return result
 
 
 def _write_outputs(
