@@ -87,7 +87,9 @@ def test_hm_sample_declared_download_prepare_images(tmp_path: Path) -> None:
     (row,) = listed["datasets"]
     assert (row["id"], row["release"], row["local"]) == ("hm-sample", "declared", "absent")
     rule = row["image_mirror"]
-    assert rule == f"https://declared.invalid/hm-sample/={(src / 'images').resolve()}/"
+    prefix, _, folder = rule.partition("=")
+    assert prefix == "https://declared.invalid/hm-sample/" and folder.endswith("/")
+    assert Path(folder).resolve() == (src / "images").resolve()  # the same folder, links or not
 
     got = _json("download", "hm-sample", *common, "--no-progress")
     assert got["ok"] is True
