@@ -195,6 +195,26 @@ def _coerce(value: Any, annotation: Any, where: str) -> Any:
     return value
 
 
+def _field_hints(cls: type, values: Any, where: str) -> dict[str, Any]:
+    """The type hints of ``cls``'s fields, after checking ``values`` is a mapping of them.
+
+    Raises:
+        UsageError: ``values`` is not a mapping, or has keys that are not fields of ``cls``.
+    """
+    if not isinstance(values, dict):
+        msg = f"{where}: expected a mapping, found {type(values).__name__}"
+        raise UsageError(msg)
+    names = {f.name for f in dataclasses.fields(cls) if f.init}
+    unknown = sorted(str(k) for k in set(values) - names)
+    if unknown:
+        msg = (
+            f"{where}: unknown key(s) {', '.join(unknown)}; "
+            f"known keys are {', '.join(sorted(names))}"
+        )
+        raise UsageError(msg)
+    return typing.get_type_hints(cls)
+
+
 def from_dict(cls: type[T], values: dict[str, Any], where: str) -> T:
     """Build dataclass ``cls`` from ``values``, rejecting unknown keys.
 
@@ -209,18 +229,7 @@ def from_dict(cls: type[T], values: dict[str, Any], where: str) -> T:
     Raises:
         UsageError: Unknown keys or values of the wrong type.
     """
-    if not isinstance(values, dict):
-        msg = f"{where}: expected a mapping, found {type(values).__name__}"
-        raise UsageError(msg)
-    hints = typing.get_type_hints(cls)
-    names = {f.name for f in dataclasses.fields(cls) if f.init}
-    unknown = sorted(set(values) - names)
-    if unknown:
-        msg = (
-            f"{where}: unknown key(s) {', '.join(unknown)}; "
-            f"known keys are {', '.join(sorted(names))}"
-        )
-        raise UsageError(msg)
+    hints = _field_hints(cls, values, where)
     kwargs = {k: _coerce(v, hints[k], f"{where}.{k}") for k, v in values.items()}
     return cls(**kwargs)
 
@@ -280,18 +289,7 @@ def _check_layer(cls: type, values: Any, where: str) -> None:
     Unlike :func:`from_dict` nothing is built: a layer holds only some keys, and the range
     checks, some of which relate keys (``valid_metric`` and ``topks``), run on the merged result.
     """
-    if not isinstance(values, dict):
-        msg = f"{where}: expected a mapping, found {type(values).__name__}"
-        raise UsageError(msg)
-    hints = typing.get_type_hints(cls)
-    names = {f.name for f in dataclasses.fields(cls) if f.init}
-    unknown = sorted(set(values) - names)
-    if unknown:
-        msg = (
-            f"{where}: unknown key(s) {', '.join(map(str, unknown))}; "
-            f"known keys are {', '.join(sorted(names))}"
-        )
-        raise UsageError(msg)
+    hints = _field_hints(cls, values, where)
     for key, value in values.items():
         hint = hints[key]
         if dataclasses.is_dataclass(hint) and isinstance(value, dict):
