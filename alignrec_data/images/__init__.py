@@ -7,6 +7,7 @@ Modules: :mod:`~alignrec_data.images.urls` (candidate order, mirror rewrite),
 :mod:`~alignrec_data.images.store` (shards, index, readers),
 :mod:`~alignrec_data.images.config` (the ``images`` params),
 :mod:`~alignrec_data.images.resume` (what a rerun keeps),
+:mod:`~alignrec_data.images.work` (the fetch loop and shard writer),
 :mod:`~alignrec_data.images.stage` (the stage itself). Layout on disk: see ``store``.
 """
 

@@ -145,16 +145,28 @@ class HostRateLimiter:
         self._next: dict[str, float] = {}
         self._lock = threading.Lock()
 
+    def reserve(self, host: str, n: int = 1) -> list[float]:
+        """Reserve the next ``n`` free start times of ``host`` (``time.monotonic`` seconds).
+
+        Without a limit every slot is now. A shared limiter (several processes, see
+        :mod:`alignrec_data.engine`) hands out slots this way instead of sleeping.
+        """
+        now = time.monotonic()
+        if self.interval <= 0:
+            return [now] * n
+        with self._lock:
+            first = max(now, self._next.get(host, now))
+            self._next[host] = first + n * self.interval
+        return [first + i * self.interval for i in range(n)]
+
     def wait(self, host: str) -> None:
         """Block until a request to ``host`` may start."""
         if self.interval <= 0:
             return
-        with self._lock:
-            now = time.monotonic()
-            slot = max(now, self._next.get(host, now))
-            self._next[host] = slot + self.interval
-        if slot > now:
-            time.sleep(slot - now)
+        slot = self.reserve(host)[0]
+        delay = slot - time.monotonic()
+        if delay > 0:
+            time.sleep(delay)
 
 
 class _TooLarge(Exception):
@@ -173,13 +185,22 @@ class Fetcher:
 
     Args:
         settings: The limits.
+        limiter: Rate limiter shared beyond this process (anything with ``wait(host)``);
+            None: a :class:`HostRateLimiter` of ``settings.per_host_rate``.
+        breaker: Host breaker shared beyond this process (the :class:`HostBreaker` methods);
+            None: a :class:`HostBreaker` of ``settings.host_failures``.
     """
 
-    def __init__(self, settings: FetchSettings) -> None:
+    def __init__(
+        self,
+        settings: FetchSettings,
+        limiter: HostRateLimiter | None = None,
+        breaker: HostBreaker | None = None,
+    ) -> None:
         self.settings = settings
         self.policy = settings.retry_policy()
-        self.limiter = HostRateLimiter(settings.per_host_rate)
-        self.breaker = HostBreaker(settings.host_failures)
+        self.limiter = limiter if limiter is not None else HostRateLimiter(settings.per_host_rate)
+        self.breaker = breaker if breaker is not None else HostBreaker(settings.host_failures)
         self.requests_by_host: Counter[str] = Counter()
         self._local = threading.local()
         self._sessions: list[requests.Session] = []

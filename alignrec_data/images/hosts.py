@@ -59,6 +59,12 @@ class HostBreaker:
         with self._lock:
             return sorted(h for h, ev in self._down.items() if ev.is_set())
 
+    @property
+    def failing(self) -> list[str]:
+        """The hosts with at least one connection failure since their last answer, sorted."""
+        with self._lock:
+            return sorted(h for h, n in self._failures.items() if n > 0)
+
     def answered(self, host: str) -> None:
         """``host`` sent an HTTP answer (any status): its count of failures starts again."""
         with self._lock:

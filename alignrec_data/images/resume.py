@@ -94,15 +94,20 @@ class Previous:
             return cls()
         catalog, by_shard = store.read_shard_catalog(images_dir)
         check_shard_settings(by_shard, settings, images_dir, dataset)
+
+        def same(recorded: dict[str, Any] | None) -> bool:
+            keys = (*ACCEPT_KEYS, "mirrors")
+            return recorded is not None and all(recorded.get(k) == index_settings[k] for k in keys)
+
         index_path = images_dir / store.INDEX_FILE
-        if not index_path.is_file():
-            return cls(catalog)
-        old_accept = store.read_settings(index_path)
+        has_index = index_path.is_file()
         index = {r["item_key"]: r for r in store.read_index_rows(images_dir)}
-        same = old_accept is not None and all(
-            old_accept.get(k) == index_settings[k] for k in (*ACCEPT_KEYS, "mirrors")
-        )
-        return cls(catalog, index, same)
+        accept_same = same(store.read_settings(index_path)) if has_index else True
+        # Index parts of a distributed run that did not finish are newer than the index.
+        parts = [rows for recorded, rows in store.read_index_parts(images_dir) if same(recorded)]
+        for rows in parts:
+            index.update((r["item_key"], r) for r in rows)
+        return cls(catalog, index, accept_same and (has_index or bool(parts)))
 
     def keeps_failure(self, item: Item, retry_missing: bool) -> dict[str, Any] | None:
         """The old index row of ``item`` when its permanent failure is kept, else None."""

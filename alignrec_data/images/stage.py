@@ -24,12 +24,11 @@ from __future__ import annotations
 
 import logging
 import time
-from collections import Counter, deque
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from collections import Counter
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import pyarrow.parquet as pq
 from tqdm.auto import tqdm
@@ -39,32 +38,20 @@ from alignrec_data.errors import DataFormatError, UsageError
 from alignrec_data.images import store
 from alignrec_data.images.config import ImagesConfig
 from alignrec_data.images.fetch import SKIPPED, Fetcher
-from alignrec_data.images.hosts import HOST_DOWN, host_stats, report_hosts_down, url_host
+from alignrec_data.images.hosts import host_stats, report_hosts_down
 from alignrec_data.images.resume import Item, Previous, empty_row, plan
-from alignrec_data.images.urls import Candidate, MirrorRules, mirror_rules
-from alignrec_data.images.validate import ImageRejected, ImageSettings, process_image
+from alignrec_data.images.urls import MirrorRules, mirror_rules
+from alignrec_data.images.work import ShardWriter, fetch_items
 from alignrec_data.links import check_links
 from alignrec_data.paths import DatasetPaths
 from alignrec_data.schema import ITEMS_FILE
 
 log = logging.getLogger(__name__)
 
-# Failures that mean "this URL has no image" (less informative than a bad image).
-NOT_FOUND_REASONS = frozenset({"http-403", "http-404", "http-410", "file-not-found"})
-# The attempt recorded when an item's request budget ran out before its last candidate.
-REQUEST_LIMIT = "request-limit"
-
-T = TypeVar("T")
-R = TypeVar("R")
-
-
-@dataclass
-class _Outcome:
-    """The result of one item: an index row plus the stored image, if any."""
-
-    row: dict[str, Any]
-    image: bytes | None = None
-    requests: int = 0
+# Fetches a run's items into shards and returns their index rows: called as
+# ``runner(todo, config, writer, result, dataset, progress, index_settings)``; the default
+# fetches in this process (a distributed one: alignrec_data.engine).
+Runner = Callable[..., list[dict[str, Any]]]
 
 
 @dataclass
@@ -144,95 +131,6 @@ def _read_items(path: Path, dataset: str) -> list[tuple[int, str, list[str]]]:
     return [(int(i), str(k), list(u or [])) for i, k, u in rows]
 
 
-def _summary_reason(attempts: Sequence[str]) -> str:
-    """The reason shown for a missing item.
-
-    ``host-down`` when a candidate's host was down (the next run asks it again), else the
-    first failure that is not a plain "not found", else the first failure.
-    """
-    tried = [a for a in attempts if a != REQUEST_LIMIT]
-    if HOST_DOWN in tried:
-        return HOST_DOWN
-    informative = [a for a in tried if a not in NOT_FOUND_REASONS]
-    return (informative or tried)[0]
-
-
-def _process_item(
-    item: Item, fetcher: Fetcher, settings: ImageSettings, max_requests: int
-) -> _Outcome:
-    """Try an item's candidates in order, at most ``max_requests`` requests in all.
-
-    Never raises for bad input. When the budget runs out, the remaining ``http(s)``
-    candidates are not tried (``request-limit`` is added to ``attempts``); ``file://`` ones
-    cost no request and are still read.
-    """
-    row = empty_row(item)
-    attempts: list[str] = []
-    failures: list[tuple[str, Candidate, int | None]] = []
-    n_requests = 0
-    for cand in item.candidates:
-        if cand.error:
-            attempts.append(cand.error)
-            failures.append((cand.error, cand, None))
-            continue
-        left = max_requests - n_requests
-        if left <= 0 and url_host(cand.url) != "file://":
-            if REQUEST_LIMIT not in attempts:
-                attempts.append(REQUEST_LIMIT)
-            continue
-        got = fetcher.fetch(cand.url, left)
-        n_requests += got.requests
-        if not got.ok:
-            attempts.append(got.reason or "?")
-            failures.append((got.reason or "?", cand, got.status))
-            continue
-        try:
-            img = process_image(got.body or b"", settings)
-        except ImageRejected as err:
-            log.debug("%s %s: %s", item.item_key, cand.url, err)
-            attempts.append(err.reason)
-            failures.append((err.reason, cand, got.status))
-            continue
-        attempts.append("ok")
-        row.update(
-            has_image=True,
-            url=cand.source,
-            fetched_url=cand.url,
-            http_status=got.status,
-            sha256=img.sha256,
-            width=img.width,
-            height=img.height,
-            attempts=attempts,
-        )
-        return _Outcome(row, img.data, n_requests)
-    if not failures:
-        row.update(reason="no-url")
-        return _Outcome(row, None, n_requests)
-    reason = _summary_reason(attempts)
-    _, cand, status = next(f for f in failures if f[0] == reason)
-    row.update(
-        reason=reason, url=cand.source, fetched_url=cand.url, http_status=status, attempts=attempts
-    )
-    return _Outcome(row, None, n_requests)
-
-
-def _ordered_map(
-    pool: ThreadPoolExecutor, fn: Callable[[T], R], items: Iterable[T], window: int
-) -> Iterator[R]:
-    """Like ``pool.map`` but with at most ``window`` tasks in flight (bounded memory)."""
-    pending: deque[Future[R]] = deque()
-    try:
-        for item in items:
-            pending.append(pool.submit(fn, item))
-            if len(pending) >= window:
-                yield pending.popleft().result()
-        while pending:
-            yield pending.popleft().result()
-    finally:
-        for fut in pending:
-            fut.cancel()
-
-
 def _stats(
     dataset: str,
     rows: list[dict[str, Any]],
@@ -277,6 +175,7 @@ def fetch_images(
     force: bool = False,
     skip_images: bool = False,
     progress: bool | None = None,
+    runner: Runner | None = None,
 ) -> ImagesResult:
     """Run the images stage for one dataset (resumable).
 
@@ -294,6 +193,8 @@ def fetch_images(
             run without it fetches them), so later stages run without images. With ``force``
             the output holds no image at all.
         progress: Show a tqdm bar on stderr (None: only on a terminal).
+        runner: What fetches the items to fetch (None: threads in this process); see
+            :data:`Runner` and :func:`alignrec_data.engine.ray_images.fetch_images_ray`.
 
     Returns:
         The run summary; ``stats`` is also written to ``images/stats.json``.
@@ -322,8 +223,9 @@ def fetch_images(
         rows += [{**empty_row(item), "reason": SKIPPED} for item in todo]
         result.skipped, todo = len(todo), []
         log.info("images %s: --skip-images: %d items not fetched", dataset, result.skipped)
-    writer = _ShardWriter(images_dir, settings, int(config.shard_size_mb * 1_000_000))
-    rows += _fetch_all(todo, config, writer, result, dataset, progress)
+    writer = ShardWriter(images_dir, settings, int(config.shard_size_mb * 1_000_000))
+    run = runner or _fetch_all
+    rows += run(todo, config, writer, result, dataset, progress, index_settings)
     result.new_shards = writer.names
 
     _write_outputs(result, dataset, rows, index_settings, settings)
@@ -381,6 +283,8 @@ def _write_outputs(
     """Write the index and stats.json, and delete the shards the index no longer refers to."""
     images_dir = result.images_dir
     store.write_index(images_dir, rows, index_settings)
+    for path in store.index_parts(images_dir):
+        path.unlink()  # the index now holds their rows
     referenced = {r["shard"] for r in rows if r["shard"]}
     for path in store.shard_files(images_dir):
         if path.name not in referenced:
@@ -390,82 +294,30 @@ def _write_outputs(
     write_json(images_dir / store.STATS_FILE, result.stats)
 
 
-class _ShardWriter:
-    """Buffer stored images and write a shard whenever ``limit`` bytes are buffered."""
-
-    def __init__(self, images_dir: Path, settings: dict[str, Any], limit: int) -> None:
-        self.images_dir, self.settings, self.limit = images_dir, settings, limit
-        self.number = store.next_shard_number(images_dir)
-        self.names: list[str] = []  # shards written
-        self._records: list[dict[str, Any]] = []
-        self._rows: list[dict[str, Any]] = []
-        self._bytes = 0
-
-    def add(self, row: dict[str, Any], image: bytes) -> None:
-        """Buffer ``image`` for the index row ``row`` (its ``shard`` is set when written)."""
-        self._records.append(
-            {
-                "item_id": row["item_id"],
-                "item_key": row["item_key"],
-                "image": image,
-                "width": row["width"],
-                "height": row["height"],
-                "sha256": row["sha256"],
-                "url": row["url"],
-                "http_status": row["http_status"],
-            }
-        )
-        self._rows.append(row)
-        self._bytes += len(image)
-        if self._bytes >= self.limit:
-            self.flush()
-
-    def flush(self) -> None:
-        """Write the buffered images as the next shard (nothing when none is buffered)."""
-        if not self._records:
-            return
-        name = store.write_shard(self.images_dir, self.number, self._records, self.settings)
-        for r in self._rows:
-            r["shard"] = name
-        self.names.append(name)
-        self.number += 1
-        self._records, self._rows, self._bytes = [], [], 0
-
-
 def _fetch_all(
     todo: list[Item],
     config: ImagesConfig,
-    writer: _ShardWriter,
+    writer: ShardWriter,
     result: ImagesResult,
     dataset: str,
     progress: bool | None,
+    index_settings: dict[str, Any] | None = None,
 ) -> list[dict[str, Any]]:
-    """Fetch and process ``todo`` on a thread pool; the index rows, in item order."""
-    img_settings = config.image_settings()
-    rows: list[dict[str, Any]] = []
+    """Fetch and process ``todo`` on a thread pool; the index rows, in item order.
+
+    ``index_settings`` is unused: one process writes no index part (a killed run leaves its
+    shards, which the next run reuses; see :mod:`~alignrec_data.images.store`).
+    """
     if not todo:
-        return rows
+        return []
     with (
         Fetcher(config.fetch_settings()) as fetcher,
-        ThreadPoolExecutor(config.concurrency, thread_name_prefix="images") as pool,
         tqdm(
             total=len(todo), desc=f"images {dataset}", unit="img", disable=_no_bar(progress)
         ) as bar,
     ):
-        work = _ordered_map(
-            pool,
-            lambda it: _process_item(it, fetcher, img_settings, config.max_requests_per_item),
-            todo,
-            window=4 * config.concurrency,
-        )
-        for outcome in work:
-            rows.append(outcome.row)
-            result.fetched += 1
-            result.requests += outcome.requests
-            bar.update(1)
-            if outcome.image is not None:
-                writer.add(outcome.row, outcome.image)
-        writer.flush()
+        rows, result.requests = fetch_items(todo, config, fetcher, writer, bar.update)
+        result.fetched = len(rows)
     result.requests_by_host = dict(sorted(fetcher.requests_by_host.items()))
     result.hosts_down = fetcher.breaker.down
     report_hosts_down(rows, result.hosts_down, config.host_failures)

@@ -21,6 +21,9 @@ Layout of ``<data-dir>/<dataset>/images/`` (never one loose file per image):
   index is authoritative: an item whose key is in an older shard but whose index row points
   elsewhere (or nowhere) is not read. Its schema metadata also records the mirror rules.
 - ``stats.json``: counts, the missing rate, the reasons histogram, settings.
+- ``index-part-00003.parquet`` (only while a distributed run is going on, or after one was
+  killed): the index rows of one shard task's items (failures included), written just before
+  its shard; a rerun trusts them like the index, and the next full index replaces them.
 
 Every file is written atomically (:mod:`alignrec_data.atomic`): a shard is written as
 ``.shard-00003.parquet.tmp-<pid>-<random>.parquet`` and renamed into place. A run killed with
@@ -64,7 +67,12 @@ _NULLABLE = {
 }
 _SHARD_NAME = re.compile(r"^shard-(\d{5,})\.parquet$")
 # Temporaries of this folder's files (atomic.py naming: .<target>.tmp-<pid>-<random>...).
-_TEMP_NAME = re.compile(r"^\.(shard-\d{5,}\.parquet|index\.parquet|stats\.json)\.(?:tmp|old)-\d+-")
+_TEMP_NAME = re.compile(
+    r"^\.(shard-\d{5,}\.parquet|index-part-\d{5,}\.parquet|index\.parquet|stats\.json)"
+    r"\.(?:tmp|old)-\d+-"
+)
+INDEX_PART_TEMPLATE = "index-part-{:05d}.parquet"
+_PART_NAME = re.compile(r"^index-part-(\d{5,})\.parquet$")
 
 SHARD_SCHEMA = pa.schema(
     [
@@ -216,6 +224,33 @@ def write_index(
     rows = sorted(rows, key=lambda r: r["item_id"])
     table = pa.Table.from_pylist(rows, schema=_with_settings(INDEX_SCHEMA, settings))
     write_parquet(Path(images_dir) / INDEX_FILE, table, compression="zstd")
+
+
+def write_index_part(
+    images_dir: str | Path, number: int, rows: list[dict[str, Any]], settings: dict[str, Any]
+) -> str:
+    """Atomically write the index rows of one shard task (``index-part-<number>.parquet``)."""
+    name = INDEX_PART_TEMPLATE.format(number)
+    table = pa.Table.from_pylist(rows, schema=_with_settings(INDEX_SCHEMA, settings))
+    write_parquet(Path(images_dir) / name, table, compression="zstd")
+    return name
+
+
+def index_parts(images_dir: str | Path) -> list[Path]:
+    """The index parts left in ``images_dir`` (by a distributed run not finished yet)."""
+    d = Path(images_dir)
+    return sorted(p for p in d.iterdir() if _PART_NAME.match(p.name)) if d.is_dir() else []
+
+
+def read_index_parts(images_dir: str | Path) -> list[tuple[dict[str, Any] | None, list[dict]]]:
+    """Each index part's recorded settings and rows (unreadable parts are skipped)."""
+    parts = []
+    for path in index_parts(images_dir):
+        try:
+            parts.append((read_settings(path), pq.read_table(path).to_pylist()))
+        except (OSError, pa.ArrowException):
+            continue  # a part is only a shortcut: its items are fetched again
+    return parts
 
 
 def load_image_index(images_dir: str | Path) -> pd.DataFrame:

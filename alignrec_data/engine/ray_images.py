@@ -1,0 +1,265 @@
+"""The images stage on a Ray cluster (``alignrec-data images DS --engine ray``).
+
+Same stage, same outputs, more machines. :func:`fetch_images_ray` runs
+:func:`alignrec_data.images.fetch_images` (reading the items, the resume plan, the index and
+stats) with a runner that, instead of threads in one process, splits the items to fetch into
+shard tasks (:mod:`alignrec_data.engine.plan`: contiguous item-id ranges) and runs each as a
+Ray task. A task runs the stage's own fetch loop
+(:func:`alignrec_data.images.work.fetch_items`: same candidates, validation, resizing and
+encoding, so the same rows and image bytes) and writes its own ``shard-NNNNN.parquet`` in the
+images folder. The per-host rate limit and the host breaker are shared by every task through
+one actor (:mod:`alignrec_data.engine.shared_hosts`): the limit is per host, for the whole
+cluster, not per worker.
+
+Resumable at two levels:
+
+- A worker killed mid-task (``kill -9``, a lost node): Ray runs the task again (up to
+  :data:`TASK_RETRIES` times); the shard is written once, by the run that finishes.
+- The driver killed: every finished task left its shard and, just before it, the index rows
+  of its items (``index-part-NNNNN.parquet``, failures included), so a rerun keeps the stored
+  images and the permanent failures with the same index rows as an uninterrupted run, and
+  fetches only the rest. Tasks and the actor die with the driver (Ray ends a dead driver's
+  job); a task checks that the actor lives before it writes.
+
+The images folder must be visible at the same path from every node (a shared file system)
+when the cluster has more than one machine; alignrec must be installed on every node.
+``ray`` is imported only when this engine runs (``pip install 'alignrec[scale]'``).
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import math
+import socket
+from collections import Counter, deque
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+from tqdm.auto import tqdm
+
+from alignrec_data.engine.plan import ShardTask, items_per_shard, plan_shards, shard_count
+from alignrec_data.engine.shared_hosts import HostState, SharedBreaker, SharedLimiter
+from alignrec_data.errors import UsageError
+from alignrec_data.images import store
+from alignrec_data.images.config import ImagesConfig
+from alignrec_data.images.fetch import Fetcher
+from alignrec_data.images.hosts import report_hosts_down
+from alignrec_data.images.resume import Item
+from alignrec_data.images.stage import ImagesResult, fetch_images
+from alignrec_data.images.store import SHARD_TEMPLATE
+from alignrec_data.images.work import ShardWriter, fetch_items
+
+log = logging.getLogger(__name__)
+
+INSTALL_HINT = "pip install 'alignrec[scale]'"
+# Times Ray runs a shard task again after its worker died.
+TASK_RETRIES = 3
+# Object store of a local instance started by this engine (only small rows travel in it).
+LOCAL_OBJECT_STORE_BYTES = 128 * 1024 * 1024
+# Seconds to wait for the cluster's address to accept a connection.
+CONNECT_TIMEOUT_S = 5.0
+
+
+def require_ray() -> ModuleType:
+    """Import ray, or fail with the install command.
+
+    Raises:
+        UsageError: ray is not installed.
+    """
+    try:
+        import ray
+    except ImportError as err:
+        msg = f"--engine ray needs Ray, which is not installed: {INSTALL_HINT}"
+        raise UsageError(msg) from err  # one line: the message names the fix
+    return ray
+
+
+class _HeldWriter(ShardWriter):
+    """A shard writer that holds every image until :meth:`write` (one shard a task)."""
+
+    def flush(self) -> None:
+        """Hold (the task writes its index part first, then the shard)."""
+
+    def write(self) -> None:
+        """Write the held images as the task's shard."""
+        super().flush()
+
+
+def fetch_shard(
+    task: ShardTask[Item],
+    config: ImagesConfig,
+    images_dir: str,
+    index_settings: dict[str, Any],
+    state: Any,
+) -> dict[str, Any]:
+    """Fetch one shard task's items into its shard file (runs as a Ray task).
+
+    Writes the task's index part, then its shard (a kill between the two only costs a fetch).
+
+    Args:
+        task: The items and the shard number.
+        config: The ``images`` params.
+        images_dir: The images folder (the same path on every node).
+        index_settings: The settings recorded in the index (and in the shard, less mirrors).
+        state: The :class:`~alignrec_data.engine.shared_hosts.HostState` actor handle.
+
+    Returns:
+        ``rows`` (index rows), ``requests``, ``requests_by_host``, ``shards`` (file names).
+    """
+    import ray
+
+    def call(method: str, *args: Any) -> Any:
+        return ray.get(getattr(state, method).remote(*args))
+
+    fs = config.fetch_settings()
+    limiter = SharedLimiter(call, fs.per_host_rate, config.concurrency)
+    breaker = SharedBreaker(call, fs.host_failures)
+    settings = config.recorded_settings()
+    writer = _HeldWriter(Path(images_dir), settings, math.inf, task.number)
+    with Fetcher(fs, limiter, breaker) as fetcher:  # type: ignore[arg-type]
+        rows, requests = fetch_items(task.items, config, fetcher, writer)
+    shard = SHARD_TEMPLATE.format(task.number)
+    for row in rows:
+        row["shard"] = shard if row["has_image"] else None
+    call("ping")  # the driver still runs (else this raises and nothing is written)
+    store.write_index_part(images_dir, task.number, rows, index_settings)
+    writer.write()
+    return {
+        "rows": rows,
+        "requests": requests,
+        "requests_by_host": dict(fetcher.requests_by_host),
+        "shards": writer.names,
+    }
+
+
+def _run_shards(
+    todo: list[Item],
+    config: ImagesConfig,
+    writer: ShardWriter,
+    result: ImagesResult,
+    dataset: str,
+    progress: bool | None,
+    index_settings: dict[str, Any],
+    *,
+    workers: int,
+    shard_items: int,
+) -> list[dict[str, Any]]:
+    """The runner of :func:`~alignrec_data.images.fetch_images`: shard tasks on Ray."""
+    import ray
+
+    if not todo:
+        return []
+    tasks = plan_shards(todo, shard_count(len(todo), workers, shard_items), writer.number)
+    log.info("images %s: %d items in %d shard tasks, %d at a time", dataset, len(todo),
+             len(tasks), workers)  # fmt: skip
+    state = (
+        ray.remote(HostState).options(num_cpus=0).remote(config.per_host_rate, config.host_failures)
+    )
+    remote = ray.remote(fetch_shard).options(num_cpus=1, max_retries=TASK_RETRIES)
+    queue: deque[ShardTask[Item]] = deque(tasks)
+    pending: dict[Any, ShardTask[Item]] = {}
+    rows: list[dict[str, Any]] = []
+    by_host: Counter[str] = Counter()
+    disable = None if progress is None else not progress
+    with tqdm(total=len(todo), desc=f"images {dataset}", unit="img", disable=disable) as bar:
+        while queue or pending:
+            while queue and len(pending) < workers:
+                task = queue.popleft()
+                ref = remote.remote(task, config, str(writer.images_dir), index_settings, state)
+                pending[ref] = task
+            ready, _ = ray.wait(list(pending), num_returns=1)
+            for ref in ready:
+                task = pending.pop(ref)
+                out = ray.get(ref)
+                rows += out["rows"]
+                result.requests += out["requests"]
+                by_host.update(out["requests_by_host"])
+                writer.names += out["shards"]
+                bar.update(len(task.items))
+    # A killed worker's half-written temporaries (its task was run again): all tasks are done.
+    for path in store.clean_stale_temporaries(writer.images_dir):
+        log.info("removed %s, left by a killed worker", path.name)
+    result.fetched = len(rows)
+    result.requests_by_host = dict(sorted(by_host.items()))
+    result.hosts_down = ray.get(state.state.remote())[0]
+    report_hosts_down(rows, result.hosts_down, config.host_failures)
+    writer.names.sort()
+    return rows
+
+
+def _check_reachable(address: str) -> None:
+    """Fail fast when ``HOST:PORT`` does not accept connections (Ray itself waits minutes)."""
+    host, sep, port = address.rpartition(":")
+    if not sep or not port.isdigit() or "://" in address:
+        return  # "auto", "ray://...": left to Ray
+    try:
+        socket.create_connection((host, int(port)), timeout=CONNECT_TIMEOUT_S).close()
+    except OSError as err:
+        msg = f"no Ray cluster answers at {address} ({err})"
+        hint = "start one with `ray start --head` and pass the address it prints"
+        raise UsageError(msg, hint=hint) from err
+
+
+def _connect(ray: ModuleType, address: str | None, workers: int | None) -> bool:
+    """Connect to the cluster at ``address`` or start a local one; True when started here."""
+    if address:
+        _check_reachable(address)
+    if ray.is_initialized():
+        return False
+    quiet = {"include_dashboard": False, "log_to_driver": False, "logging_level": logging.WARNING}
+    try:
+        if address:
+            ray.init(address=address, **quiet)
+        else:
+            ray.init(num_cpus=workers, object_store_memory=LOCAL_OBJECT_STORE_BYTES, **quiet)
+    except (ConnectionError, RuntimeError, ValueError) as err:
+        msg = f"cannot connect to the Ray cluster at {address or 'a new local instance'}: {err}"
+        hint = "start one with `ray start --head` and pass its address"
+        raise UsageError(msg, hint=hint) from err
+    return True
+
+
+def fetch_images_ray(
+    data_dir: str | Path,
+    dataset: str,
+    config: ImagesConfig | None = None,
+    *,
+    address: str | None = None,
+    workers: int | None = None,
+    shard_items: int | None = None,
+    **kwargs: Any,
+) -> ImagesResult:
+    """Run the images stage with shard tasks on a Ray cluster (same outputs as one process).
+
+    Args:
+        data_dir: Folder holding one sub-folder per dataset.
+        dataset: The dataset id.
+        config: The ``images`` params (defaults when None); ``concurrency`` threads per task.
+        address: The cluster (``ray start --head`` prints it; ``auto``: the one on this
+            machine); None starts a local instance, or uses the one this process started.
+        workers: Shard tasks at a time (None: the cluster's CPUs).
+        shard_items: Most items in one shard task (None: from ``images.shard_size_mb``).
+        **kwargs: The other keywords of :func:`~alignrec_data.images.fetch_images`.
+
+    Returns:
+        The run summary, as :func:`~alignrec_data.images.fetch_images` gives it.
+
+    Raises:
+        UsageError: Ray missing, the cluster unreachable, ``workers`` below 1, or what
+            :func:`~alignrec_data.images.fetch_images` raises.
+    """
+    config = config or ImagesConfig()
+    if workers is not None and workers < 1:
+        raise UsageError(f"--workers must be >= 1, found {workers}")
+    ray = require_ray()
+    started = _connect(ray, address, workers)
+    try:
+        n = workers or max(1, int(ray.cluster_resources().get("CPU", 1)))
+        per_task = shard_items or items_per_shard(config.shard_size_mb)
+        runner = functools.partial(_run_shards, workers=n, shard_items=per_task)
+        return fetch_images(data_dir, dataset, config, runner=runner, **kwargs)
+    finally:
+        if started:
+            ray.shutdown()
