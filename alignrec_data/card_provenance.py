@@ -10,12 +10,14 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
+from alignrec_data.feature_info import FEATURE_META_KEY, LEGACY_VARIANTS
 from alignrec_data.markdown import markdown_table
 
 if TYPE_CHECKING:
     from alignrec_data.card import CardContext
 
-# What each known feature variant is (variants not listed are described by their file metadata).
+# What each built-in feature variant is; other variants (and a built-in name written by another
+# kind) are described from their file metadata (:func:`feature_description`).
 VARIANT_DESCRIPTIONS = {
     "alignrec": (
         "AlignRec item feature: the MMEnc (BEiT-3-style multiway Transformer, stage 1, ICA) "
@@ -34,6 +36,75 @@ VARIANT_DESCRIPTIONS = {
     ),
 }
 ENCODER_VARIANTS = ("alignrec", "mmenc-")
+# How each kind turns its model's outputs into one vector, per pooling.
+_POOLING_TEXT = {
+    "mean": "attention-masked mean of the last hidden states",
+    "cls": "first-token (CLS) output",
+    "pooler": "the model's pooler output",
+    "projection": "projected embedding of its tower",
+    "model": "the model's own pooling",
+}
+_KIND_TEXT = {
+    "hf-text": "transformers text encoder",
+    "hf-image": "transformers image encoder",
+    "hf-clip": "dual-tower (CLIP-style) model",
+    "sentence-transformers": "sentence-transformers model",
+    "mmenc": "MMEnc checkpoint",
+    "effnet": "EfficientNet-Lite0",
+    "mmrec-import": "MMRec folder import",
+}
+_MISSING_TEXT = {
+    "image": "Items without image: zero row, `missing = true`.",
+    "text": "Items with empty text: zero row, `missing = true`.",
+    "joint": (
+        "Items lacking one input get the other tower alone and `missing = true` (zero row when "
+        "both are absent)."
+    ),
+}
+
+
+def feature_description(feat: dict[str, Any]) -> str:
+    """One paragraph about a feature file from its ``alignrec.feature`` metadata."""
+    model = feat.get("model") or {}
+    name = model.get("id") or model.get("path")
+    if name and model.get("revision"):
+        name = f"{name}@{model['revision']}"
+    kind = feat.get("kind") or "unknown producer"
+    modality = feat.get("modality") or "unknown"
+    what = "joint image+text" if modality == "joint" else modality
+    parts = [f"{what.capitalize()} feature ({feat.get('dim', '?')}-d) of the "]
+    parts.append(_KIND_TEXT.get(kind, f"`{kind}` producer") + (f" `{name}`" if name else ""))
+    if modality == "joint" and feat.get("joint"):
+        how = "sum" if feat["joint"] == "sum" else "concatenation"
+        parts.append(f": the L2-normalised {how} of its L2-normalised image and text embeddings")
+    elif feat.get("pooling"):
+        parts.append(": " + _POOLING_TEXT.get(feat["pooling"], f"{feat['pooling']} pooling"))
+    if feat.get("normalize"):
+        parts.append(", L2-normalised")
+    text = "".join(parts) + ". " + _MISSING_TEXT.get(modality, "")
+    without = feat.get("without") or {}
+    if without:
+        text += (
+            f" Mask-modality replacements: without image `{without.get('image')}`, without "
+            f"text `{without.get('text')}`."
+        )
+    return text.strip()
+
+
+def variant_description(variant: str, meta: dict[str, Any] | None) -> str:
+    """The card text of a variant: the built-in text, else built from the file metadata."""
+    feat = (meta or {}).get(FEATURE_META_KEY)
+    legacy = LEGACY_VARIANTS.get(variant, {})
+    if variant in VARIANT_DESCRIPTIONS and (not feat or feat.get("kind") == legacy.get("kind")):
+        return VARIANT_DESCRIPTIONS[variant]
+    if isinstance(feat, dict):
+        return feature_description(feat)
+    if variant.startswith("mmrec-"):
+        return (
+            "Imported from an MMRec folder by `alignrec-data import mmrec` (source file and "
+            "sha256 in the metadata below)."
+        )
+    return "Feature set produced by the pipeline (see metadata)."
 
 
 def uses_encoder(variant: str) -> bool:
@@ -96,12 +167,7 @@ def features_section(ctx: CardContext) -> str:
         ]
     for c in feats:
         v = c.variant
-        desc = VARIANT_DESCRIPTIONS.get(v) or (
-            "Imported from an MMRec folder by `alignrec-data import mmrec` (source file and "
-            "sha256 in the metadata below)."
-            if v.startswith("mmrec-")
-            else "Feature set produced by the pipeline (see metadata)."
-        )
+        desc = variant_description(v, c.extra.get("file_meta"))
         lines += [
             "",
             f"### `features-{v}`",

@@ -35,6 +35,7 @@ from pathlib import Path
 import numpy as np
 
 from alignrec_data.errors import DataFormatError, UsageError
+from alignrec_data.feature_info import feature_info, legacy_info
 from alignrec_data.paths import check_name
 
 log = logging.getLogger(__name__)
@@ -42,18 +43,13 @@ log = logging.getLogger(__name__)
 LAYOUTS = ("mmrec", "alignrec")
 MODALITIES = ("image", "text", "fused")
 FEATURE_FILES = {"image": "image_feat.npy", "text": "text_feat.npy"}
-# Known variants and the modality their features describe; others: by name suffix. The
-# ``mmrec-*`` variants come from ``import mmrec`` (image_feat.npy, text_feat.npy); another
-# ``<stem>.npy`` of an MMRec folder becomes ``mmrec-<stem>``, of unknown modality: fused.
-VARIANT_MODALITY = {
-    "alignrec": "fused",
-    "mmenc-image": "image",
-    "mmenc-text": "text",
-    "minilm-text": "text",
-    "effnet-image": "image",
-    "mmrec-image": "image",
-    "mmrec-text": "text",
-}
+# What a variant's features describe comes from the feature file's metadata
+# (:func:`alignrec_data.feature_info.feature_info`: ``joint`` is exported as ``fused``); files
+# without metadata fall back to the name (``alignrec_data.feature_info.LEGACY_VARIANTS``, then
+# the suffix ``-image`` / ``-text``). The ``mmrec-*`` variants come from ``import mmrec``
+# (image_feat.npy, text_feat.npy); another ``<stem>.npy`` of an MMRec folder becomes
+# ``mmrec-<stem>``, of unknown modality: fused.
+EXPORT_MODALITY = {"image": "image", "text": "text", "joint": "fused"}
 
 
 @dataclass(frozen=True)
@@ -71,24 +67,31 @@ class FeatureInput:
     matrix: np.ndarray
 
 
-def variant_modality(variant: str) -> str:
-    """``image``, ``text`` or ``fused`` for a variant name (suffix ``-image`` / ``-text``)."""
-    if variant in VARIANT_MODALITY:
-        return VARIANT_MODALITY[variant]
-    if variant.endswith("-image"):
-        return "image"
-    if variant.endswith("-text"):
-        return "text"
-    return "fused"
+def variant_modality(variant: str, features_dir: str | Path | None = None) -> str:
+    """``image``, ``text`` or ``fused`` for a variant.
+
+    Args:
+        variant: The feature variant.
+        features_dir: ``<data-dir>/<dataset>/features``: the modality is read from
+            ``<variant>.parquet``'s metadata when the file exists; otherwise from the name.
+    """
+    path = Path(features_dir) / f"{variant}.parquet" if features_dir is not None else None
+    info = feature_info(path) if path is not None and path.is_file() else legacy_info(variant)
+    return EXPORT_MODALITY.get(info.modality or "joint", "fused")
 
 
-def spec_modality(spec: str) -> str:
+def spec_modality(spec: str, features_dir: str | Path | None = None) -> str:
     """The modality of a feature spec: ``MODALITY`` of ``MODALITY=PATH``, else of the variant.
+
+    ``features_dir``: where the variant's file (and its metadata) is, if known.
 
     Raises:
         UsageError: ``MODALITY`` is not one of :data:`MODALITIES`.
     """
-    modality = spec.partition("=")[0].strip() if "=" in spec else variant_modality(spec)
+    if "=" in spec:
+        modality = spec.partition("=")[0].strip()
+    else:
+        modality = variant_modality(spec, features_dir)
     if modality not in MODALITIES:
         msg = (
             f"feature spec {spec!r}: modality {modality!r} is not one of "
@@ -312,7 +315,7 @@ def resolve_features(
             out.append(FeatureInput(path, modality, load_npy(path)))
         else:
             matrix = _read_variant(Path(features_dir), spec, item_keys)
-            out.append(FeatureInput(spec, variant_modality(spec), matrix))
+            out.append(FeatureInput(spec, variant_modality(spec, features_dir), matrix))
     return out
 
 
@@ -359,8 +362,15 @@ def assign_files(inputs: Sequence[FeatureInput], layout: str) -> dict[str, Featu
     return files
 
 
-def check_specs(features: str | Sequence[str] | None, layout: str = "mmrec") -> list[str]:
-    """Parse feature specs and check that ``layout`` can hold them, without reading any file.
+def check_specs(
+    features: str | Sequence[str] | None,
+    layout: str = "mmrec",
+    features_dir: str | Path | None = None,
+) -> list[str]:
+    """Parse feature specs and check that ``layout`` can hold them, reading no feature rows.
+
+    With ``features_dir`` the modality of a variant comes from its file's metadata (the schema
+    only), else from its name.
 
     Call it before writing anything else of the export, so a bad combination fails early.
 
@@ -373,7 +383,9 @@ def check_specs(features: str | Sequence[str] | None, layout: str = "mmrec") -> 
     specs = parse_feature_specs(features)
     if layout == "alignrec" and not specs:
         specs = ["alignrec"]
-    stubs = [FeatureInput(s, spec_modality(s), np.empty((0, 0), np.float32)) for s in specs]
+    stubs = [
+        FeatureInput(s, spec_modality(s, features_dir), np.empty((0, 0), np.float32)) for s in specs
+    ]
     assign_files(stubs, layout)
     return specs
 

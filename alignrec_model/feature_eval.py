@@ -21,8 +21,12 @@ r"""The three intermediate evaluations of a feature set (spec: "Intermediate eva
   ``minilm-text``               unchanged (error)                 zero row
   ============================  ================================  =============================
 
-  Other variants are taken as unimodal: masked rows are zeroed, unless ``replacement`` names
-  the feature file that holds the item features without that modality.
+  The table is read from each feature file's metadata
+  (:func:`~alignrec_data.feature_info.feature_info`): a joint feature's ``without`` names the
+  replacement per masked modality, a unimodal feature's ``modality`` the one it uses (files
+  without metadata: by name, see :data:`~alignrec_data.feature_info.LEGACY_VARIANTS`). A
+  feature of unknown modality is zeroed, unless ``replacement`` names the feature file that
+  holds the item features without that modality.
 
 All three use the evaluator of :mod:`alignrec_model.evaluate` (full ranking, train items
 excluded, Recall/NDCG/Precision/MAP at 5/10/20/50).
@@ -44,6 +48,7 @@ import torch.nn.functional as F
 from alignrec_data.atomic import write_json
 from alignrec_data.config import check_ranges, to_dict
 from alignrec_data.errors import UsageError
+from alignrec_data.feature_info import LEGACY_VARIANTS, feature_info
 from alignrec_data.features import read_features
 from alignrec_data.paths import DatasetPaths, check_name
 from alignrec_model.base import Recommender
@@ -58,18 +63,14 @@ logger = logging.getLogger(__name__)
 PROTOCOLS: tuple[str, ...] = ("zero-shot", "item-cf", "mask-modality")
 MODALITIES: tuple[str, ...] = ("image", "text")
 
-#: Joint features and, per masked modality, the variant that holds the features without it.
+#: Joint features and their replacements per masked modality, for files without metadata
+#: (kept for importers; :func:`mask_modality_features` reads each file's ``feature_info``).
 JOINT_REPLACEMENTS: dict[str, dict[str, str]] = {
-    "alignrec": {"image": "mmenc-text", "text": "mmenc-image"},
+    v: dict(d["without"]) for v, d in LEGACY_VARIANTS.items() if d.get("without")
 }
-#: Unimodal variants and the modality they are computed from.
+#: Unimodal variants and the modality they are computed from, for files without metadata.
 UNIMODAL_VARIANTS: dict[str, str] = {
-    "mmenc-image": "image",
-    "mmenc-text": "text",
-    "effnet-image": "image",
-    "minilm-text": "text",
-    "mmrec-image": "image",  # image_feat.npy of an MMRec folder (`import mmrec`)
-    "mmrec-text": "text",  # text_feat.npy of an MMRec folder
+    v: d["modality"] for v, d in LEGACY_VARIANTS.items() if d["modality"] != "joint"
 }
 
 
@@ -213,7 +214,8 @@ def mask_modality_features(
     _, matrix, _ = read_features(_feature_path(features_dir, variant))
     ids = masked_items(matrix.shape[0], fraction, seed)
     out = matrix.copy()
-    source = replacement or JOINT_REPLACEMENTS.get(variant, {}).get(modality)
+    info = feature_info(_feature_path(features_dir, variant))
+    source = replacement or info.without.get(modality)
     if source is not None:
         _, other, _ = read_features(_feature_path(features_dir, source))
         if other.shape != matrix.shape:
@@ -227,7 +229,7 @@ def mask_modality_features(
             "masked %s of %d items of %s with rows of %s", modality, len(ids), variant, source
         )
         return out, ids
-    uses = UNIMODAL_VARIANTS.get(variant)
+    uses = info.modality if info.modality in MODALITIES else None
     if uses is not None and uses != modality:
         msg = (
             f"feature variant {variant!r} is computed from the {uses} only: masking its "

@@ -15,8 +15,9 @@ def summary_lines(dataset: str, m: dict) -> list[str]:
     lines = [f"{dataset}: {m['items']:,} items"]
     for name, v in m["variants"].items():
         lines.append(f"features/{name}.parquet: {v['dim']}-d, {v['missing']:,} marked missing")
-    if m.get("mmenc_items_per_s"):
-        lines.append(f"MMEnc: {m['mmenc_items_per_s']:.1f} items/s (3 passes per item)")
+    for entry, speed in (m.get("items_per_s") or {}).items():
+        if speed:
+            lines.append(f"{entry}: {speed:.1f} items/s")
     return lines
 
 
@@ -24,14 +25,18 @@ def summary_lines(dataset: str, m: dict) -> list[str]:
 @click.argument("dataset")
 @common_options
 def command(dataset: str, data_dir: Path, params: Path | None, fmt: str) -> None:
-    """Extract item features of DATASET with the pretrained encoder and the baselines.
+    """Extract item features of DATASET with the pretrained encoder, baselines and models.
 
-    Reads DATA_DIR/DATASET/prepared/items.parquet, images/ and models/mmenc.pt; writes
-    DATA_DIR/DATASET/features/<variant>.parquet for the variants of the `extract:` params
-    section: alignrec (joint CLS, the AlignRec feature), mmenc-image, mmenc-text,
-    minilm-text (all-MiniLM-L6-v2, 384-d) and effnet-image (EfficientNet-Lite0, 1280-d),
-    plus metrics/extract.json. Items without an image are marked missing=True: their
-    alignrec feature is the text-only output, their image features are zero rows.
+    Reads DATA_DIR/DATASET/prepared/items.parquet, images/ and (for the mmenc variants)
+    models/mmenc.pt; writes DATA_DIR/DATASET/features/<variant>.parquet for each entry of
+    `extract.variants`: the built-ins alignrec (joint CLS, the AlignRec feature),
+    mmenc-image, mmenc-text, minilm-text (all-MiniLM-L6-v2, 384-d) and effnet-image
+    (EfficientNet-Lite0, 1280-d), or entries {name, kind, model, ...} of kind hf-text,
+    hf-image, hf-clip (three files), sentence-transformers, mmenc or effnet
+    (docs/features.md). Models load from local folders or the huggingface_hub cache only.
+    Items without an image (or text) are marked missing=True: their image (text) features
+    are zero rows, joint features use the other input alone. Each file records its
+    provenance in its metadata; metrics/extract.json holds dims, missing counts, items/s.
 
     \b
     Examples:

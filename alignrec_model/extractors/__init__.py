@@ -1,0 +1,104 @@
+"""Feature extractors: one ``extract.variants`` entry -> an encoder -> feature rows.
+
+``entry`` parses entries, ``source`` resolves models offline, ``base`` holds the encoder
+interface and the rules for missing inputs, and one module per kind family (``hf``,
+``offline``, ``mmenc``) implements ``encode_texts`` / ``encode_images``.
+:func:`encode_entry` computes the rows of one entry for any subset of the items (what a
+sharded extraction calls per worker).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pandas as pd
+import torch
+
+from alignrec_data.paths import DatasetPaths
+from alignrec_model.extractors.base import Encoder, ImageCache, combine_towers, l2_normalize
+from alignrec_model.extractors.entry import (
+    BUILTINS,
+    KINDS,
+    VariantEntry,
+    parse_entry,
+    resolve_entries,
+)
+from alignrec_model.extractors.source import ModelSource, resolve_model, weights_sha256
+
+DEFAULT_BATCH_SIZE = 64  # ExtractConfig.batch_size's default
+DEFAULT_EFFNET_SIZE = 224  # ExtractConfig.effnet_image_size's default
+
+__all__ = [
+    "BUILTINS",
+    "KINDS",
+    "Encoder",
+    "ImageCache",
+    "ModelSource",
+    "VariantEntry",
+    "build_encoder",
+    "combine_towers",
+    "encode_entry",
+    "l2_normalize",
+    "parse_entry",
+    "resolve_entries",
+    "resolve_model",
+    "weights_sha256",
+]
+
+
+def build_encoder(
+    entry: VariantEntry, paths: DatasetPaths, device: torch.device | str = "cpu", bf16: bool = False
+) -> Encoder:
+    """The encoder of ``entry`` (model loaded, eval mode, on ``device``).
+
+    :meth:`alignrec_model.extract.ExtractConfig.entries` fills in the section's defaults; an
+    entry without them gets the ``ExtractConfig`` defaults (batch 64, EfficientNet side 224).
+
+    Raises:
+        UsageError: The model cannot be found offline or does not fit the kind.
+    """
+    device = torch.device(device)
+    fill = {"batch_size": entry.batch_size or DEFAULT_BATCH_SIZE}
+    if entry.kind == "effnet":
+        fill["image_size"] = entry.image_size or DEFAULT_EFFNET_SIZE
+    entry = dataclasses.replace(entry, **fill)
+    if entry.kind == "mmenc":
+        from alignrec_model.extractors.mmenc import MMEncEncoder
+
+        return MMEncEncoder(entry, paths, device, bf16)
+    if entry.kind in ("sentence-transformers", "effnet"):
+        from alignrec_model.extractors.offline import EffNetEncoder, SentenceTransformerEncoder
+
+        cls = SentenceTransformerEncoder if entry.kind == "sentence-transformers" else EffNetEncoder
+        return cls(entry, device, bf16)
+    from alignrec_model.extractors.hf import HFClip, HFImage, HFText
+
+    source = resolve_model(entry.model, entry.revision, entry.name)
+    cls = {"hf-text": HFText, "hf-image": HFImage, "hf-clip": HFClip}[entry.kind]
+    return cls(entry, source, device, bf16)
+
+
+def encode_entry(
+    entry: VariantEntry,
+    paths: DatasetPaths,
+    item_rows: pd.DataFrame,
+    *,
+    device: torch.device | str = "cpu",
+    bf16: bool = False,
+    images: ImageCache | None = None,
+) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """The feature rows of one entry for a subset of the items.
+
+    Args:
+        entry: A resolved entry (defaults filled in).
+        paths: The dataset's paths (images from ``paths.images``, mmenc from ``paths.models``).
+        item_rows: Rows of ``prepared/items.parquet`` (``item_id``, ``text``), any subset.
+        device: Where the model runs.
+        bf16: bf16 autocast on CUDA.
+        images: Decoded images by side, reused and filled (must belong to ``item_rows``).
+
+    Returns:
+        ``{variant: (matrix (n, d) float32, missing (n,) bool)}``, row k = ``item_rows`` row k.
+    """
+    return build_encoder(entry, paths, device, bf16).rows(paths, item_rows, images)

@@ -1,0 +1,1 @@
+"""Feature extraction kinds: tiny transformers models built in the tests, real MiniLM."""
