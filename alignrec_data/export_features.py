@@ -80,6 +80,16 @@ def variant_modality(variant: str, features_dir: str | Path | None = None) -> st
     return EXPORT_MODALITY.get(info.modality or "joint", "fused")
 
 
+def release_modality(variant: str, modality: str | None) -> str:
+    """``image``, ``text`` or ``fused`` for a released variant.
+
+    ``modality``: what the release manifest records for ``features-<variant>`` (image, text,
+    joint); releases written before it was recorded fall back to the name.
+    """
+    info = legacy_info(variant) if modality is None else None
+    return EXPORT_MODALITY.get(modality or info.modality or "joint", "fused")
+
+
 def spec_modality(spec: str, features_dir: str | Path | None = None) -> str:
     """The modality of a feature spec: ``MODALITY`` of ``MODALITY=PATH``, else of the variant.
 
@@ -366,11 +376,13 @@ def check_specs(
     features: str | Sequence[str] | None,
     layout: str = "mmrec",
     features_dir: str | Path | None = None,
+    modalities: dict[str, str] | None = None,
 ) -> list[str]:
     """Parse feature specs and check that ``layout`` can hold them, reading no feature rows.
 
-    With ``features_dir`` the modality of a variant comes from its file's metadata (the schema
-    only), else from its name.
+    A variant's modality is ``modalities[variant]`` (image, text or fused) when given (a
+    release's manifest), else with ``features_dir`` from its file's metadata (the schema only),
+    else from its name.
 
     Call it before writing anything else of the export, so a bad combination fails early.
 
@@ -383,8 +395,12 @@ def check_specs(
     specs = parse_feature_specs(features)
     if layout == "alignrec" and not specs:
         specs = ["alignrec"]
+    known = modalities or {}
     stubs = [
-        FeatureInput(s, spec_modality(s, features_dir), np.empty((0, 0), np.float32)) for s in specs
+        FeatureInput(
+            s, known.get(s) or spec_modality(s, features_dir), np.empty((0, 0), np.float32)
+        )
+        for s in specs
     ]
     assign_files(stubs, layout)
     return specs

@@ -158,10 +158,11 @@ def info_from_schema(variant: str, schema: pa.Schema, source: str = "") -> Featu
     except ValueError as err:
         msg = f"feature file {where}: {FEATURE_META_KEY} metadata is not JSON ({err})"
         raise DataFormatError(msg) from err
-    if not isinstance(meta, dict) or meta.get("modality") not in MODALITIES:
+    found = meta.get("modality") if isinstance(meta, dict) else meta
+    if not isinstance(meta, dict) or found not in MODALITIES:
         msg = (
             f"feature file {where}: {FEATURE_META_KEY} metadata needs a modality, one of "
-            f"{', '.join(MODALITIES)}; found {meta.get('modality') if isinstance(meta, dict) else meta!r}"
+            f"{', '.join(MODALITIES)}; found {found!r}"
         )
         raise DataFormatError(msg)
     known = {"variant", "modality", "kind", "dim", "model", "pooling", "without"}

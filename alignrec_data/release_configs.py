@@ -21,6 +21,7 @@ import pyarrow.parquet as pq
 
 from alignrec_data.card_provenance import uses_encoder
 from alignrec_data.errors import DataFormatError
+from alignrec_data.feature_info import feature_info
 from alignrec_data.release_inputs import Prepared, feature_meta, read_features
 from alignrec_data.release_layout import FEATURES_PREFIX, SPLIT_NAMES, ConfigInfo
 from alignrec_data.release_shards import ShardWriter
@@ -188,6 +189,7 @@ def features_config(
     extra = {
         "missing": int(np.count_nonzero(table.column("missing").to_numpy(zero_copy_only=False))),
         "file_meta": feature_meta(path),
+        "modality": feature_info(path).modality,
         "checkpoint_sha256": checkpoint_sha256 if uses_encoder(variant) else None,
     }
     return TableConfig(FEATURES_PREFIX + variant, "features", {"train": table}, dim, variant, extra)

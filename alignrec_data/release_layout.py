@@ -87,6 +87,8 @@ class ConfigInfo:
             out["dim"] = self.dim
         if self.variant is not None:
             out["variant"] = self.variant
+        if self.extra.get("modality"):
+            out["modality"] = self.extra["modality"]  # image | text | joint (feature_info)
         return out
 
 

@@ -315,7 +315,7 @@ def export_mmrec(
     out = Path(out)
     paths = DatasetPaths.of(data_dir, dataset)
     name = check_name(name or out.name, "MMRec dataset name (--name)")
-    specs = check_specs(features, layout)
+    specs = check_specs(features, layout, paths.features)
     protected = protected_folders(data_dir)
     check_export_dir(out, overwrite=overwrite, protected=protected)
     inter, items, users = read_prepared(paths.prepared)

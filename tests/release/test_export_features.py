@@ -272,3 +272,32 @@ def test_export_mmrec_writes_all_files_and_the_marker(ds, tmp_path: Path) -> Non
         with pytest.raises(UsageError):
             export_mmrec(data_dir, "amazon-mini", tmp_path / "new", features=features)
         assert not (tmp_path / "new").exists()
+
+
+def test_a_custom_variant_is_exported_by_the_modality_its_file_records(tmp_path: Path) -> None:
+    """A text encoder named `bert` (no `-text` suffix) lands in text_feat.npy, from the data
+    dir (its file's metadata) and from a release (the manifest records the modality)."""
+    from alignrec_data.feature_info import feature_metadata
+    from alignrec_data.features import write_features
+
+    data_dir = tmp_path / "data"
+    b = make_dataset(data_dir, "amazon-mini", variants={"effnet-image": 10}, extras=False)
+    bert = np.random.default_rng(3).normal(size=(len(b.item_keys), 12)).astype(np.float32)
+    write_features(
+        data_dir / "amazon-mini" / "features" / "bert.parquet",
+        b.item_keys,
+        bert,
+        metadata=feature_metadata("bert", "text", "hf-text", 12, pooling="cls"),
+    )
+    export_mmrec(data_dir, "amazon-mini", tmp_path / "x", features="effnet-image,bert")
+    np.testing.assert_array_equal(load_npy(tmp_path / "x" / "text_feat.npy"), bert)
+    rel = tmp_path / "rel"
+    build_release(data_dir, "amazon-mini", rel)
+    manifest = json.loads((rel / "alignrec_release.json").read_text())
+    assert manifest["configs"]["features-bert"]["modality"] == "text"
+    assert manifest["configs"]["features-effnet-image"]["modality"] == "image"
+    to_mmrec(rel, tmp_path / "y", features="effnet-image,bert")
+    np.testing.assert_array_equal(load_npy(tmp_path / "y" / "text_feat.npy"), bert)
+    np.testing.assert_array_equal(
+        load_npy(tmp_path / "y" / "image_feat.npy"), b.features["effnet-image"]
+    )
