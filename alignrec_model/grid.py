@@ -1,7 +1,9 @@
 """Grid search over the train section's ``grid_*`` lists, chosen by VALID, and its resume.
 
 A cell is one setting of ``lr`` (and, for the models whose registry entry has
-``grid_weights``, i.e. AlignRec, ``alignrec.cl_weight`` x ``alignrec.sim_weight``); every cell is
+``grid_weights``, i.e. AlignRec, ``alignrec.cl_weight`` x ``alignrec.sim_weight``); FREEDOM's cells
+are MMRec's FREEDOM.yaml ``hyper_parameters``, ``freedom.grid_reg_weight`` x
+``freedom.grid_dropout`` at the fixed ``lr`` (MMRec does not search its lr); every cell is
 trained by :func:`alignrec_model.train.fit` and the chosen one is the first with the highest
 VALID ``valid_metric`` (MMRec picks by test, a leak not copied).
 
@@ -33,15 +35,26 @@ from alignrec_data.integrity import sha256_file
 from alignrec_data.paths import DatasetPaths
 from alignrec_model.data import InteractionData
 from alignrec_model.recommenders import build_model, get_spec
-from alignrec_model.runs import encoder_top, load_checkpoint, open_run, save_checkpoint
+from alignrec_model.runs import (
+    encoder_top,
+    feature_files,
+    load_checkpoint,
+    open_run,
+    save_checkpoint,
+)
 from alignrec_model.train import TrainConfig, TrainResult, fit, no_bar
 
 logger = logging.getLogger(__name__)
 
 #: The settings that name a cell (cl_weight and sim_weight are None for the other models).
 SETTINGS: tuple[str, ...] = ("lr", "cl_weight", "sim_weight")
+#: The settings that name a FREEDOM cell (its grid's axes at the fixed lr).
+FREEDOM_SETTINGS: tuple[str, ...] = ("lr", "reg_weight", "dropout")
 
-EMPTY_GRID = "the grid is empty: train.grid_lr (and grid_cl, grid_sim for alignrec) need values"
+EMPTY_GRID = (
+    "the grid is empty: train.grid_lr (and grid_cl, grid_sim for alignrec; "
+    "freedom.grid_reg_weight, freedom.grid_dropout for freedom) need values"
+)
 
 
 @dataclass
@@ -60,16 +73,27 @@ class GridResult:
         """The chosen run's object plus ``grid`` (every cell) and ``chosen`` (its settings)."""
         out = self.best.to_json()
         out["grid"] = self.cells
-        out["chosen"] = {
-            "lr": self.best.config.lr,
-            "cl_weight": self.best.config.alignrec.cl_weight,
-            "sim_weight": self.best.config.alignrec.sim_weight,
-        }
+        out["chosen"] = (
+            cell_settings(self.best.config, "freedom")
+            if self.best.model == "freedom"
+            else {
+                "lr": self.best.config.lr,
+                "cl_weight": self.best.config.alignrec.cl_weight,
+                "sim_weight": self.best.config.alignrec.sim_weight,
+            }
+        )
         return out
 
 
 def grid_configs(config: TrainConfig, model: str) -> list[TrainConfig]:
-    """The cells of the grid: lr x cl x sim for AlignRec, lr only for the other models."""
+    """The grid's cells: lr x cl x sim (AlignRec), reg_weight x dropout (FREEDOM), else lr."""
+    if model == "freedom":
+        f = config.freedom
+        combos = itertools.product(f.grid_reg_weight, f.grid_dropout)
+        return [
+            dataclasses.replace(config, freedom=dataclasses.replace(f, reg_weight=reg, dropout=rho))
+            for reg, rho in combos
+        ]
     if get_spec(model).grid_weights:
         combos = itertools.product(config.grid_lr, config.grid_cl, config.grid_sim)
         return [
@@ -84,7 +108,9 @@ def grid_configs(config: TrainConfig, model: str) -> list[TrainConfig]:
 
 
 def cell_settings(cfg: TrainConfig, model: str) -> dict[str, Any]:
-    """The :data:`SETTINGS` of the cell that ``cfg`` trains."""
+    """The :data:`SETTINGS` (FREEDOM: :data:`FREEDOM_SETTINGS`) of the cell ``cfg`` trains."""
+    if model == "freedom":
+        return {"lr": cfg.lr, "reg_weight": cfg.freedom.reg_weight, "dropout": cfg.freedom.dropout}
     weights = get_spec(model).grid_weights
     return {
         "lr": cfg.lr,
@@ -95,7 +121,8 @@ def cell_settings(cfg: TrainConfig, model: str) -> dict[str, Any]:
 
 def cell_key(record: dict[str, Any]) -> tuple:
     """A cell's identity: its :data:`SETTINGS` values (from a cell or result record)."""
-    return tuple(record[k] for k in SETTINGS)
+    keys = FREEDOM_SETTINGS if "dropout" in record else SETTINGS
+    return tuple(record[k] for k in keys)
 
 
 CellCallback = Callable[[dict[str, Any], TrainResult, bool], None]
@@ -271,8 +298,9 @@ def grid_fingerprint(
     settings = to_dict(config)
     for free in ("grid_lr", "grid_cl", "grid_sim", "device", "num_threads"):
         settings.pop(free, None)  # the grid may grow; where it runs does not change a cell
-    files = [paths.prepared / "interactions.parquet"]
-    files += [paths.feature_file(variant)] if variant else []
+    for free in ("grid_reg_weight", "grid_dropout"):
+        settings["freedom"].pop(free, None)
+    files = [paths.prepared / "interactions.parquet", *feature_files(paths, model, variant)]
     hashes = [sha256_file(path) for path in files]
     doc = json.dumps([settings, model, variant, data.summary(), hashes], sort_keys=True)
     return hashlib.sha256(doc.encode()).hexdigest()

@@ -49,6 +49,8 @@ class RecommenderSpec:
         uses_features: Reads a feature variant (``features/<variant>.parquet``).
         finetunes_encoder: Accepts a jointly fine-tuned encoder top (``feature_fn``).
         grid_weights: ``--grid`` also searches ``grid_cl`` x ``grid_sim`` (its loss weights).
+        multi_features: Reads one or two variants (``--features IMAGE,TEXT``): its features
+            are a tuple of matrices, its run is ``<name>-<IMAGE>+<TEXT>``.
         trains: Has parameters to train (reads the loop's keys); False: only scores.
     """
 
@@ -59,6 +61,7 @@ class RecommenderSpec:
     uses_features: bool = False
     finetunes_encoder: bool = False
     grid_weights: bool = False
+    multi_features: bool = False
     trains: bool = True
 
 
@@ -66,6 +69,12 @@ def _alignrec(data, config, features, seed, feature_fn):
     from alignrec_model.alignrec import AlignRec
 
     return AlignRec(data, features, config.alignrec, seed=seed, feature_fn=feature_fn)
+
+
+def _freedom(data, config, features, seed, feature_fn):
+    from alignrec_model.freedom import Freedom
+
+    return Freedom(data, features, config.freedom, seed=seed)
 
 
 def _lightgcn(data, config, features, seed, feature_fn):
@@ -106,6 +115,16 @@ RECOMMENDERS: dict[str, RecommenderSpec] = {
             grid_weights=True,
         ),
         RecommenderSpec(
+            "freedom",
+            "FREEDOM (Zhou and Shen, MM 2023; `alignrec_model.freedom.Freedom`, `train.freedom` "
+            "params): frozen top-k item-item graphs of one or two variants (`--features "
+            "IMAGE,TEXT`), degree-sensitive user-item edge pruning, BPR + modality BPR",
+            _freedom,
+            keys=("freedom",),
+            uses_features=True,
+            multi_features=True,
+        ),
+        RecommenderSpec(
             "lightgcn",
             "LightGCN, ID only: mean of X0..XL with X_l = A_hat X_{l-1}; BPR + `reg_weight` x L2 "
             "of the batch's layer-0 embeddings",
@@ -130,8 +149,11 @@ RECOMMENDERS: dict[str, RecommenderSpec] = {
 
 #: Models the trainer builds by name.
 MODELS: tuple[str, ...] = tuple(RECOMMENDERS)
-#: Models that read a feature variant.
-FEATURE_MODELS: tuple[str, ...] = tuple(n for n, s in RECOMMENDERS.items() if s.uses_features)
+#: Models that read one feature variant (mask-modality's choices). FREEDOM, which reads one or
+#: two (a tuple of matrices), is not among them: mask-modality masks a single matrix.
+FEATURE_MODELS: tuple[str, ...] = tuple(
+    n for n, s in RECOMMENDERS.items() if s.uses_features and not s.multi_features
+)
 
 
 #: ``train:`` keys every recommender's evaluation reads (best epoch, cut-offs, batch).
@@ -203,7 +225,8 @@ def build_model(
         name: One of :data:`MODELS`.
         data: The interactions.
         config: The train config (model hyper-parameters).
-        features: (N_items, d) features, required by the models of :data:`FEATURE_MODELS`.
+        features: (N_items, d) features, required by the models of :data:`FEATURE_MODELS`;
+            a tuple of one or two such matrices for the ``multi_features`` models (FREEDOM).
         seed: Initialisation seed; default ``config.seed``.
         feature_fn: AlignRec's jointly fine-tuned encoder top
             (:func:`alignrec_model.finetune.encoder_top_for_dataset`), or None.
@@ -221,10 +244,12 @@ def build_model(
         if features is None:
             msg = f"model {name!r} needs item features (--features VARIANT)"
             raise UsageError(msg)
-        if features.shape[0] != data.n_items:
-            msg = (
-                f"features have {features.shape[0]} rows but the dataset has {data.n_items} "
-                "items; extract the features for this dataset again"
-            )
-            raise DataFormatError(msg)
+        matrices = tuple(features) if spec.multi_features else (features,)
+        for matrix in matrices:
+            if matrix.shape[0] != data.n_items:
+                msg = (
+                    f"features have {matrix.shape[0]} rows but the dataset has {data.n_items} "
+                    "items; extract the features for this dataset again"
+                )
+                raise DataFormatError(msg)
     return spec.build(data, config, features, seed, feature_fn)

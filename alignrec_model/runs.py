@@ -2,9 +2,11 @@
 
 A run of model M on dataset D reads ``D/prepared/interactions.parquet`` and, for the models that
 read features, ``D/features/<variant>.parquet``; it is named ``M`` or ``M-<variant>``
-(:func:`run_name`), the stem of ``models/<run>.pt`` and ``metrics/*-<run>.json``. Both the single
-run (:func:`alignrec_model.train.train_dataset`) and the grid (:mod:`alignrec_model.grid`) open
-their inputs with :func:`open_run` and write checkpoints with :func:`save_checkpoint`.
+(:func:`run_name`), the stem of ``models/<run>.pt`` and ``metrics/*-<run>.json``. FREEDOM reads
+one or two variants (``--features IMAGE,TEXT``): its variant is their names joined with ``+``
+(``freedom-effnet-image+minilm-text``) and its matrix a tuple (:func:`variant_names`). Both the
+single run (:func:`alignrec_model.train.train_dataset`) and the grid (:mod:`alignrec_model.grid`)
+open their inputs with :func:`open_run` and write checkpoints with :func:`save_checkpoint`.
 """
 
 from __future__ import annotations
@@ -36,22 +38,61 @@ def run_name(model: str, variant: str | None) -> str:
     return model if variant is None else f"{model}-{variant}"
 
 
+#: Most variants a multi-feature model (FREEDOM) reads: an image one and a text one.
+MAX_VARIANTS = 2
+
+
+def variant_names(model: str, features: str) -> list[str]:
+    """The variant names of ``--features``: a comma (or ``+``) list for FREEDOM, else one name.
+
+    Args:
+        model: A registered model.
+        features: What ``--features`` (or ``train.features``) gives.
+
+    Returns:
+        The names, each checked by :func:`alignrec_data.paths.check_name`.
+
+    Raises:
+        UsageError: A list for a one-variant model, more than two variants, an empty or
+            repeated name, or an invalid one.
+    """
+    from alignrec_data.paths import check_name
+
+    if not get_spec(model).multi_features:
+        if "," in features:
+            msg = (
+                f"model {model} reads one feature variant, found the list {features!r}; "
+                "only freedom takes IMAGE,TEXT"
+            )
+            raise UsageError(msg)
+        return [check_name(features, "feature variant")]
+    names = [n.strip() for n in features.replace("+", ",").split(",")]
+    if not 1 <= len(names) <= MAX_VARIANTS or len(set(names)) != len(names) or "" in names:
+        msg = (
+            f"--features for {model}: expected one or two distinct variants IMAGE,TEXT "
+            f"(e.g. effnet-image,minilm-text), found {len(names)}: {features!r}"
+        )
+        raise UsageError(msg)
+    return [check_name(n, "feature variant") for n in names]
+
+
 @dataclass
 class RunInputs:
     """What a run reads, loaded.
 
     Attributes:
         paths: The dataset's folders.
-        variant: The feature variant, or None for the ID-only models.
+        variant: The feature variant (FREEDOM: the variants joined with ``+``), or None for the
+            ID-only models.
         data: The interactions.
-        matrix: (N_items, d) features of ``variant``, or None.
+        matrix: (N_items, d) features of ``variant`` (FREEDOM: a tuple of one or two), or None.
         name: The run name (:func:`run_name`).
     """
 
     paths: DatasetPaths
     variant: str | None
     data: InteractionData
-    matrix: np.ndarray | None
+    matrix: np.ndarray | tuple[np.ndarray, ...] | None
     name: str
 
 
@@ -65,7 +106,8 @@ def open_run(
         dataset: The dataset id.
         config: The train section (``features`` is the default variant).
         model: A registered model (:data:`alignrec_model.recommenders.MODELS`).
-        features: The variant asked for; ignored (with a warning) by the ID-only models.
+        features: The variant asked for (FREEDOM: ``IMAGE,TEXT`` or one variant); ignored
+            (with a warning) by the ID-only models.
 
     Raises:
         UsageError: A bad name, an unknown model, or a missing file.
@@ -74,12 +116,23 @@ def open_run(
     uses_features = get_spec(model).uses_features
     if features and not uses_features:
         logger.warning("model %s uses no features: --features %s is ignored", model, features)
-    variant = (features or config.features) if uses_features else None
-    if variant:
-        paths.feature_file(variant)  # checks the name before anything is read
+    given = (features or config.features) if uses_features else None
+    names = variant_names(model, given) if given else []  # checked before anything is read
+    for name in names:
+        path = paths.feature_file(name)
+        if not path.is_file():
+            msg = f"feature file {path} does not exist; run `alignrec-data extract` first"
+            raise UsageError(msg)
     data = load_interactions(paths.prepared)
-    matrix = load_feature_matrix(paths, variant) if variant else None
+    matrices = tuple(load_feature_matrix(paths, name) for name in names)
+    variant = "+".join(names) or None
+    matrix = matrices if get_spec(model).multi_features else (matrices[0] if names else None)
     return RunInputs(paths, variant, data, matrix, run_name(model, variant))
+
+
+def feature_files(paths: DatasetPaths, model: str, variant: str | None) -> list[Path]:
+    """The feature files a run of ``model`` on ``variant`` reads (none for ID-only runs)."""
+    return [paths.feature_file(n) for n in variant_names(model, variant)] if variant else []
 
 
 def load_feature_matrix(paths: DatasetPaths, variant: str) -> np.ndarray:

@@ -44,6 +44,7 @@ from alignrec_model.alignrec import AlignRecConfig
 from alignrec_model.base import Recommender
 from alignrec_model.data import InteractionData
 from alignrec_model.evaluate import METRICS, evaluate_model
+from alignrec_model.freedom import FreedomConfig
 from alignrec_model.recommenders import FEATURE_MODELS as FEATURE_MODELS
 from alignrec_model.recommenders import MODELS as MODELS
 from alignrec_model.recommenders import build_model
@@ -90,6 +91,7 @@ class TrainConfig:
     device: str = "auto"  # auto (CUDA when available) | cpu | cuda
     num_threads: int = 0  # torch CPU threads (0: torch's default)
     alignrec: AlignRecConfig = field(default_factory=AlignRecConfig)  # AlignRec's own keys
+    freedom: FreedomConfig = field(default_factory=FreedomConfig)  # FREEDOM's own keys
 
     def __post_init__(self) -> None:
         """Reject values the loop cannot run with."""
@@ -251,6 +253,9 @@ def train_one_epoch(
         TrainingError: The loss became NaN or infinite.
     """
     model.train()
+    start_epoch = getattr(model, "start_epoch", None)  # per-epoch graph (FREEDOM's pruning)
+    if start_epoch is not None:
+        start_epoch()
     perm = rng.permutation(len(pairs))
     users_all = pairs[perm, 0]  # (M,)
     pos_all = pairs[perm, 1]  # (M,)

@@ -26,7 +26,8 @@ from alignrec_model.recommenders import MODELS  # torch-free: the registry's nam
     "variant",
     default=None,
     metavar="VARIANT",
-    help="Feature variant (features/VARIANT.parquet) for alignrec and itemknn "
+    help="Feature variant (features/VARIANT.parquet) for alignrec and itemknn; for freedom "
+    "one or two variants IMAGE,TEXT (e.g. effnet-image,minilm-text) "
     "[default: train.features of the params file].",
 )
 @click.option("--seed", type=int, default=None, help="Override train.seed.")
@@ -46,7 +47,8 @@ from alignrec_model.recommenders import MODELS  # torch-free: the registry's nam
 @click.option(
     "--grid",
     is_flag=True,
-    help="Search train.grid_lr x grid_cl x grid_sim (lr only for baselines); choose by valid. "
+    help="Search train.grid_lr x grid_cl x grid_sim (lr only for baselines; freedom: "
+    "train.freedom.grid_reg_weight x grid_dropout); choose by valid. "
     "Resumable: run it again after an interruption and only the missing cells train.",
 )
 @common_options
@@ -69,7 +71,8 @@ def command(
     best epoch by VALID Recall@20, early stop after train.patience evaluations without
     improvement. Writes DATA_DIR/DATASET/models/RUN.pt (the best epoch),
     metrics/train-RUN.json (this command's JSON result) and metrics/history-RUN.json (one
-    record per epoch), RUN being MODEL or MODEL-VARIANT for the feature models. With --grid,
+    record per epoch), RUN being MODEL or MODEL-VARIANT for the feature models (freedom:
+    MODEL-IMAGE+TEXT, e.g. freedom-effnet-image+minilm-text). With --grid,
     also metrics/grid-RUN.json with every cell. Parameters: the `train:` params section with
     `overrides.train.DATASET` over it (real data: the spec's lr 1e-3, at most 1000 epochs,
     patience 30; amazon-mini: short CPU runs); options win. The settings used are logged and
@@ -81,6 +84,7 @@ def command(
       alignrec-data train amazon-baby --model lightgcn --format json
       alignrec-data train amazon-baby --model alignrec --features alignrec
       alignrec-data train amazon-baby --model itemknn --features minilm-text
+      alignrec-data train amazon-mini --model freedom --features effnet-image,minilm-text
       alignrec-data train amazon-baby --model alignrec --grid
       alignrec-data train amazon-baby --model lightgcn --threads 1
 

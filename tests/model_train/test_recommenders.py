@@ -30,7 +30,7 @@ LOOP_KEYS = {
 
 
 def test_names_and_feature_models_come_from_the_table():
-    assert MODELS == ("alignrec", "lightgcn", "mf", "itemknn", "pop")
+    assert MODELS == ("alignrec", "freedom", "lightgcn", "mf", "itemknn", "pop")
     assert FEATURE_MODELS == ("alignrec", "itemknn")
     assert all(spec.name == name for name, spec in RECOMMENDERS.items())
 
@@ -49,6 +49,8 @@ def test_build_model_builds_each_registered_model(name):
     data, clusters = clustered_data(n_users=30, n_items=60, per_user=6)
     cfg = TrainConfig(embedding_dim=4)
     feats = cluster_features(clusters, dim=8) if get_spec(name).uses_features else None
+    if get_spec(name).multi_features:  # FREEDOM: (image, text)
+        feats = (feats, cluster_features(clusters, dim=5, seed=2))
     assert isinstance(build_model(name, data, cfg, feats), Recommender)
 
 

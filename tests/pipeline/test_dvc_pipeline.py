@@ -48,7 +48,12 @@ def _small_params(params: dict) -> dict:
     # amazon-mini's own settings (overrides.train.amazon-mini) win over the section: shorten there.
     over = {**p["overrides"]["train"].get(DATASET, {}), "epochs": 30}
     p["overrides"] = {**p["overrides"], "train": {**p["overrides"]["train"], DATASET: over}}
-    p["runs"] = {"ids": ["lightgcn"], "alignrec": ["alignrec", "minilm-text"], "itemknn": []}
+    p["runs"] = {
+        "ids": ["lightgcn"],
+        "alignrec": ["alignrec", "minilm-text"],
+        "itemknn": [],
+        "freedom": [],
+    }
     p["evaluations"] = {"zero_shot": ["alignrec"], "item_cf": ["minilm-text"], "mask_modality": []}
     return p
 
