@@ -8,6 +8,7 @@ import click
 
 from alignrec_data.cli._common import common_options, emit
 from alignrec_data.config import load_settings
+from alignrec_data.errors import UsageError
 
 
 def summary_lines(dataset: str, m: dict) -> list[str]:
@@ -23,8 +24,40 @@ def summary_lines(dataset: str, m: dict) -> list[str]:
 
 @click.command("extract")
 @click.argument("dataset")
+@click.option(
+    "--engine",
+    type=click.Choice(["local", "ray"]),
+    default="local",
+    show_default=True,
+    help=(
+        "local: this process. ray: item-id ranges as tasks on a Ray cluster (one GPU a task "
+        "when it has GPUs; pip install 'alignrec[scale]'), merged into the same files "
+        "(docs/scale.md)."
+    ),
+)
+@click.option(
+    "--address",
+    metavar="ADDR",
+    default=None,
+    help="With --engine ray: the cluster's address (`ray start --head` prints it; 'auto': the "
+    "one on this machine) [default: start a local Ray instance].",
+)
+@click.option(
+    "--workers",
+    type=click.IntRange(min=1),
+    default=None,
+    help="With --engine ray: shard tasks at a time [default: the cluster's GPUs, else CPUs].",
+)
 @common_options
-def command(dataset: str, data_dir: Path, params: Path | None, fmt: str) -> None:
+def command(
+    dataset: str,
+    engine: str,
+    address: str | None,
+    workers: int | None,
+    data_dir: Path,
+    params: Path | None,
+    fmt: str,
+) -> None:
     """Extract item features of DATASET with the pretrained encoder, baselines and models.
 
     Reads DATA_DIR/DATASET/prepared/items.parquet, images/ and (for the mmenc variants)
@@ -37,14 +70,33 @@ def command(dataset: str, data_dir: Path, params: Path | None, fmt: str) -> None
     Items without an image (or text) are marked missing=True: their image (text) features
     are zero rows, joint features use the other input alone. Each file records its
     provenance in its metadata; metrics/extract.json holds dims, missing counts, items/s.
+    With --engine ray the items are split among Ray workers and the parts merged into the
+    same files; a rerun after a crash keeps the finished parts. Without Ray, use torchrun:
+    `torchrun --nproc-per-node N -m alignrec_model.extract_dist DATASET --data-dir D`.
 
     \b
     Examples:
       alignrec-data extract amazon-mini
       alignrec-data extract amazon-baby --params params.yaml --format json
+      alignrec-data extract amazon-baby --engine ray --workers 4
+      alignrec-data extract amazon2023-electronics --engine ray --address auto
     """  # noqa: D301 (click needs a real \b)
+    if engine == "local" and (address is not None or workers is not None):
+        raise UsageError(
+            "--address and --workers need --engine ray",
+            hint=f"alignrec-data extract {dataset} --engine ray --workers N",
+        )
+    if engine == "ray":
+        from alignrec_data.engine.ray_extract import require_ray
+
+        require_ray()  # before reading any input: the one-line install hint
     from alignrec_model.extract import ExtractConfig, extract
 
     config = load_settings(params, "extract", ExtractConfig, dataset)
-    metrics = extract(data_dir, dataset, config)
+    if engine == "ray":
+        from alignrec_data.engine.ray_extract import extract_ray
+
+        metrics = extract_ray(data_dir, dataset, config, address=address, workers=workers)
+    else:
+        metrics = extract(data_dir, dataset, config)
     emit(fmt, metrics, summary_lines(dataset, metrics))

@@ -1,0 +1,152 @@
+"""The extract stage on a Ray cluster (``alignrec-data extract DS --engine ray``).
+
+The items are split into contiguous item-id ranges (:mod:`alignrec_data.engine.plan`); each
+range is one Ray task that runs every ``extract.variants`` entry on its items
+(:func:`alignrec_model.extract_dist.compute_shard`: the encoders of one process) and writes one
+part per variant under ``features/.shards/``. When every task is done the driver merges the
+parts into ``features/<variant>.parquet`` (:func:`alignrec_model.extract_dist.merge_run`:
+same schema and metadata as one process) and removes the shards.
+
+Resources: a task asks for one GPU when the cluster has GPUs and ``extract.device`` is not
+``cpu``, else for ``cpus_per_task`` CPUs; it sets its torch threads to ``extract.num_threads``
+when set, else to its CPUs, so tasks do not oversubscribe the cores.
+
+Resumable: a killed worker's task is run again by Ray (up to :data:`TASK_RETRIES` times); a
+killed driver leaves the finished parts, which a rerun with the same entries, models and items
+keeps (the part keys, :func:`alignrec_data.engine.shards.shard_key`). The data folder must be
+visible at the same path from every node; ``ray`` is imported only when this engine runs.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+from tqdm.auto import tqdm
+
+from alignrec_data.engine.plan import plan_shards, shard_count
+from alignrec_data.engine.ray_images import _connect, require_ray
+from alignrec_data.errors import UsageError
+from alignrec_data.paths import DatasetPaths
+
+log = logging.getLogger(__name__)
+
+# Times Ray runs a shard task again after its worker died.
+TASK_RETRIES = 3
+# Most items in one shard task (more tasks than workers only when a range would be larger).
+SHARD_ITEMS = 20_000
+
+
+class _Id:
+    """An item id with the attribute the shard plan orders by."""
+
+    __slots__ = ("item_id",)
+
+    def __init__(self, item_id: int) -> None:
+        self.item_id = item_id
+
+
+def _task_resources(ray: Any, device: str, cpus_per_task: int) -> dict[str, Any]:
+    """``num_cpus`` / ``num_gpus`` of one shard task."""
+    gpus = ray.cluster_resources().get("GPU", 0)
+    if gpus > 0 and device != "cpu":
+        return {"num_cpus": cpus_per_task, "num_gpus": 1}
+    return {"num_cpus": cpus_per_task, "num_gpus": 0}
+
+
+def _shard_task(
+    paths: DatasetPaths,
+    cfg: Any,
+    fingerprints: list[str],
+    ids: list[int],
+    number: int,
+    threads: int,
+) -> dict[str, Any]:
+    """One Ray task: :func:`~alignrec_model.extract_dist.compute_shard` on this worker's device."""
+    from alignrec_model.extract_dist import compute_shard
+    from alignrec_model.runtime import resolve_device
+
+    device = resolve_device(cfg.device, "extract")  # Ray sets CUDA_VISIBLE_DEVICES per task
+    return compute_shard(paths, cfg, fingerprints, ids, number, device, threads)
+
+
+def extract_ray(
+    data_dir: str | Path,
+    dataset: str,
+    cfg: Any,
+    *,
+    address: str | None = None,
+    workers: int | None = None,
+    shard_items: int = SHARD_ITEMS,
+    cpus_per_task: int = 1,
+    progress: bool | None = None,
+) -> dict[str, Any]:
+    """Run the extract stage with shard tasks on a Ray cluster (same files as one process).
+
+    Args:
+        data_dir: The data directory.
+        dataset: Dataset id.
+        cfg: The ``extract`` params (:class:`~alignrec_model.extract.ExtractConfig`).
+        address: The cluster (``auto``: the one on this machine); None starts a local
+            instance, or uses the one this process started.
+        workers: Tasks at a time (None: the cluster's GPUs when it has some and the device
+            allows CUDA, else its CPUs / ``cpus_per_task``).
+        shard_items: Most items in one task.
+        cpus_per_task: CPUs a task asks for (its torch threads unless ``num_threads`` is set).
+        progress: Progress bar on stderr (None: on a tty).
+
+    Returns:
+        The metrics written to ``metrics/extract.json`` (with ``engine``, ``workers``,
+        ``shards``, ``shards_kept`` and ``task_cpu_seconds``, the CPU time of the tasks).
+
+    Raises:
+        UsageError: Ray missing, the cluster unreachable, ``workers`` below 1, or what
+            extraction raises (missing items table or model).
+    """
+    from alignrec_model.extract_dist import entry_fingerprints, merge_run
+    from alignrec_model.pretrain import read_items
+
+    if workers is not None and workers < 1:
+        raise UsageError(f"--workers must be >= 1, found {workers}")
+    ray = require_ray()
+    paths = DatasetPaths.of(data_dir, dataset)
+    n = len(read_items(paths))
+    fingerprints = entry_fingerprints(cfg.entries(), paths)
+    started = _connect(ray, address, workers)
+    try:
+        resources = _task_resources(ray, cfg.device, cpus_per_task)
+        slots = ray.cluster_resources().get("GPU" if resources["num_gpus"] else "CPU", 1)
+        per = 1 if resources["num_gpus"] else cpus_per_task
+        n_workers = workers or max(1, int(slots // per))
+        tasks = plan_shards([_Id(i) for i in range(n)], shard_count(n, n_workers, shard_items), 0)
+        threads = cfg.num_threads or cpus_per_task
+        remote = ray.remote(_shard_task).options(max_retries=TASK_RETRIES, **resources)
+        log.info("extract %s: %d items in %d shard tasks, %d at a time", dataset, n,
+                 len(tasks), n_workers)  # fmt: skip
+        t0 = time.perf_counter()
+        kept, cpu = 0, 0.0
+        disable = None if progress is None else not progress
+        pending: dict[Any, int] = {}
+        queue = list(tasks)
+        with tqdm(total=n, desc=f"extract {dataset}", unit="item", disable=disable) as bar:
+            while queue or pending:
+                while queue and len(pending) < n_workers:
+                    task = queue.pop(0)
+                    ids = [it.item_id for it in task.items]
+                    ref = remote.remote(paths, cfg, fingerprints, ids, task.number, threads)
+                    pending[ref] = len(ids)
+                ready, _ = ray.wait(list(pending), num_returns=1)
+                for ref in ready:
+                    out = ray.get(ref)
+                    kept += not out["computed"]
+                    cpu += out["cpu_seconds"]
+                    bar.update(pending.pop(ref))
+        seconds = time.perf_counter() - t0
+    finally:
+        if started:
+            ray.shutdown()
+    extra = {"engine": "ray", "workers": n_workers, "shards": len(tasks), "shards_kept": kept,
+             "task_cpu_seconds": round(cpu, 2)}  # fmt: skip
+    return merge_run(paths, cfg, [t.number for t in tasks], seconds, extra)
