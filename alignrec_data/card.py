@@ -8,7 +8,8 @@ one variable per section) with :meth:`huggingface_hub.DatasetCard.from_template`
 The body says what the dataset is, how each feature was made (model config, encoder
 checkpoint sha256, code version, params hash, seeds) and the raw files' sha256 and source
 URLs (:mod:`alignrec_data.card_provenance`), statistics and the evaluation tables from
-``metrics/*.json`` (:mod:`alignrec_data.card_metrics`), the pipeline report, how to load it
+``metrics/*.json`` (:mod:`alignrec_data.card_metrics`), which features to use (the feature
+leaderboard, ``metrics/leaderboard.json``), the pipeline report, how to load it
 and its licence and citation. The card never contains a Hub token: the rendered text is
 scrubbed of any token huggingface_hub would use, as a last line of defence.
 
@@ -285,6 +286,20 @@ def _report(ctx: CardContext) -> str:
     return "\n## Pipeline report\n\n" + body.strip() + "\n"
 
 
+def _which_features(ctx: CardContext) -> str:
+    """The feature leaderboard table (``metrics/leaderboard.json``, `alignrec-data leaderboard`)."""
+    doc = ctx.metrics.get("leaderboard")
+    if not isinstance(doc, dict) or not doc.get("markdown"):
+        return ""
+    intro = (
+        f"Every feature variant of this dataset x each protocol that applies to it, seeds "
+        f"{doc.get('seeds')}, sorted by mean test Recall@20 (best epoch by valid). **Bold**: "
+        "LightGCN on ids only, the line to beat; pop is the floor. The 'use for' column names "
+        "the best variant per modality and per consumer."
+    )
+    return f"\n## Which features to use\n\n{intro}\n\n{doc['markdown'].strip()}\n"
+
+
 def _licence(ctx: CardContext) -> str:
     spec = ctx.spec
     lines = []
@@ -363,6 +378,7 @@ def render_card(ctx: CardContext) -> str:
         features=features_section(ctx),
         raw_files=raw_files_section(ctx),
         evaluation=evaluation_section(ctx.metrics),
+        which_features=_which_features(ctx),
         report=_report(ctx),
         licence=_licence(ctx),
     )

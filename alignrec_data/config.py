@@ -61,6 +61,7 @@ SETTINGS_SECTIONS = (
     "extract",
     "train",
     "evaluate",
+    "leaderboard",
     "release",
 )
 PACKAGED_SETTINGS = ("registry_data", "settings.json")

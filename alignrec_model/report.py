@@ -3,7 +3,8 @@
 Inputs (all under ``<data-dir>/<dataset>/``): ``metrics/train-*.json`` (one recommender run
 each), ``metrics/history-*.json`` (per-epoch rows), ``metrics/eval-*.json`` (intermediate
 feature evaluations), ``metrics/pretrain_history.csv`` (pretraining losses, optional),
-``features/*.parquet`` and ``prepared/items.parquet`` (for the 2-D feature maps).
+``features/*.parquet`` and ``prepared/items.parquet`` (for the 2-D feature maps),
+``leaderboard/leaderboard.json`` and ``leaderboard.png`` (the feature leaderboard, optional).
 
 Output: ``<out>/report.md`` and ``<out>/figures/*.png``. The dataset card embeds the page.
 """
@@ -108,6 +109,7 @@ def build_report(dataset_root: Path, out_dir: Path, *, title: str | None = None)
     sections += _curves_section(metrics_dir, fig_dir)
     sections += _pretraining_section(metrics_dir, fig_dir)
     sections += _evaluations_section(metrics_dir)
+    sections += _leaderboard_section(dataset_root, fig_dir)
     sections += _feature_maps_section(dataset_root, fig_dir)
     report = out_dir / "report.md"
     write_text(report, "\n".join(sections).rstrip() + "\n")
@@ -237,6 +239,30 @@ def _evaluations_section(metrics_dir: Path) -> list[str]:
         markdown_table(["protocol", "features", "test R@20", "test N@20", "drop R@20"], rows, _fmt),
         "",
     ]
+
+
+def _leaderboard_section(dataset_root: Path, fig_dir: Path) -> list[str]:
+    """4b. The feature leaderboard (``leaderboard/leaderboard.json``), its figure copied."""
+    path = dataset_root / "leaderboard" / "leaderboard.json"
+    if not path.is_file():
+        return []
+    doc = _read_json(path)
+    lines = [
+        "## Feature leaderboard",
+        "",
+        f"Every feature variant x protocol, seeds {doc.get('seeds')}: mean ± std of test "
+        "Recall@20 (best epoch by valid); **bold**: LightGCN on ids, the line to beat "
+        "(`alignrec-data leaderboard`).",
+        "",
+        doc.get("markdown", ""),
+        "",
+    ]
+    png = path.with_name("leaderboard.png")
+    if png.is_file():
+        with atomic_path(fig_dir / "leaderboard.png", suffix=".png") as tmp:
+            tmp.write_bytes(png.read_bytes())
+        lines += ["![feature leaderboard](figures/leaderboard.png)", ""]
+    return lines
 
 
 def _feature_maps_section(dataset_root: Path, fig_dir: Path) -> list[str]:

@@ -34,6 +34,7 @@ COMMAND_MODULES = (
     "publish",
     "train",
     "evaluate",
+    "leaderboard",
     "report",
 )
 

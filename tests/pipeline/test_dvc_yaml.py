@@ -38,6 +38,7 @@ def test_recommender_stages_list_exactly_the_keys_their_models_read() -> None:
         "pop": param_keys("pop"),
         "alignrec": param_keys("alignrec"),
         "itemknn": param_keys("itemknn"),
+        "freedom": param_keys("freedom"),
         "mask-modality": param_keys("alignrec", "itemknn"),  # evaluate.mask_model trains either
     }
     for name, keys in expected.items():
@@ -56,9 +57,23 @@ def test_feature_evaluations_do_not_depend_on_train_params() -> None:
 
 def test_params_runs_and_evaluations_name_known_models_and_stages() -> None:
     params = yaml.safe_load((REPO / "params.yaml").read_text(encoding="utf-8"))
-    assert set(params["runs"]) == {"ids", "alignrec", "itemknn"}
+    assert set(params["runs"]) == {"ids", "alignrec", "itemknn", "freedom"}
     assert set(params["runs"]["ids"]) <= {"lightgcn", "mf"}
+    for run in params["runs"]["freedom"]:  # IMAGE+TEXT or one variant; `+` names the run's files
+        assert "," not in run and 1 <= len(run.split("+")) <= 2, run
     assert set(params["evaluations"]) == {"zero_shot", "item_cf", "mask_modality"}
+
+
+def test_freedom_stage_reads_its_features_and_writes_the_run_files_the_cli_names() -> None:
+    from alignrec_model.runs import run_name
+
+    body = _body(STAGES["freedom"])
+    assert body["matrix"]["features"] == "${runs.freedom}"
+    assert "--model freedom --features ${item.features}" in " ".join(body["cmd"].split())
+    assert "data/${item.dataset}/features" in body["deps"]  # one or two files of that folder
+    run = run_name("freedom", "${item.features}")
+    assert f"data/${{item.dataset}}/models/{run}.pt" in body["outs"]
+    assert any(f"metrics/train-{run}.json" in str(o) for o in body["outs"])
 
 
 def test_every_stage_depends_on_the_overrides_of_the_sections_it_reads() -> None:

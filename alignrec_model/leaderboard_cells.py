@@ -1,0 +1,267 @@
+"""Cells of the feature leaderboard: what to run, its cache key, and running one.
+
+A cell is one (protocol, variant, seed): ``zero-shot``, ``item-cf``, ``itemknn`` and ``pop``
+are deterministic (one cell, seed None); ``mask-modality``, ``alignrec``, ``freedom`` and
+``lightgcn`` train, one cell per seed of ``leaderboard.seeds``. Each cell is cached as
+``<ds>/leaderboard/cells/<protocol>__<variant>__<seed>.json`` (written atomically) together
+with its key: the sha256 of everything the cell depends on (its params, the sha256 of its
+feature file(s) and of ``prepared/interactions.parquet``). A cell whose file holds the same key
+is done; any other cell is (re)computed, so a changed input recomputes only the cells that read
+it and a killed run resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from alignrec_data.atomic import write_json
+from alignrec_data.config import check_ranges, to_dict
+from alignrec_data.integrity import sha256_file
+from alignrec_data.paths import DatasetPaths
+
+logger = logging.getLogger(__name__)
+
+#: Every protocol of the board, in the order of the table's tie-break.
+PROTOCOLS: tuple[str, ...] = (
+    "zero-shot",
+    "item-cf",
+    "itemknn",
+    "mask-modality",
+    "alignrec",
+    "freedom",
+    "lightgcn",
+    "pop",
+)
+#: Protocols with nothing random in them: one cell, whatever the seeds.
+DETERMINISTIC: tuple[str, ...] = ("zero-shot", "item-cf", "itemknn", "pop")
+#: Protocols that read no feature file (the reference rows).
+ID_ONLY: tuple[str, ...] = ("lightgcn", "pop")
+#: Variant label of the ID-only rows.
+IDS = "ids"
+#: Cache key format: bump when a cell's JSON changes meaning.
+CELL_FORMAT = 1
+
+
+@dataclass(frozen=True)
+class LeaderboardConfig:
+    """The ``leaderboard`` section of ``params.yaml``.
+
+    The training settings come from the ``train:`` section (and ``overrides.train.<ds>``),
+    the evaluation ones from ``evaluate:``; only the seeds and the selection are set here.
+    """
+
+    seeds: tuple[int, ...] = (999,)  # seeds of the cells that train (train.seed is replaced)
+    protocols: tuple[str, ...] = PROTOCOLS  # protocols to run (see PROTOCOLS)
+    features: tuple[str, ...] = ()  # feature variants; () = every features/*.parquet
+    pairs: tuple[tuple[str, str], ...] = ()  # FREEDOM (image, text) pairs; () = automatic
+    max_pairs: int = 4  # automatic pairs: all when n_image * n_text <= this, else the best two
+    epochs: int = 0  # > 0: caps train.epochs for every trained cell (0: the train section's)
+
+    def __post_init__(self) -> None:
+        """Reject values the board cannot run with."""
+        unknown = [p for p in self.protocols if p not in PROTOCOLS]
+        check_ranges(
+            self,
+            "leaderboard",
+            {
+                "seeds": (len(self.seeds) >= 1, "a non-empty list of integers"),
+                "protocols": (
+                    bool(self.protocols) and not unknown,
+                    f"a non-empty list of {', '.join(PROTOCOLS)}",
+                ),
+                "pairs": (
+                    all(len(p) == 2 for p in self.pairs),
+                    "a list of [IMAGE_VARIANT, TEXT_VARIANT] pairs",
+                ),
+                "max_pairs": (self.max_pairs >= 1, ">= 1"),
+                "epochs": (self.epochs >= 0, ">= 0 (0: train.epochs)"),
+            },
+        )
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One thing to compute.
+
+    Attributes:
+        protocol: One of :data:`PROTOCOLS`.
+        variants: The feature variant(s) read (() for the ID-only rows; two for a FREEDOM pair).
+        seed: Training seed, or None for a deterministic protocol.
+        masked: mask-modality: the modality masked; else None.
+        replacement: mask-modality: the variant holding the features without ``masked``.
+    """
+
+    protocol: str
+    variants: tuple[str, ...]
+    seed: int | None = None
+    masked: str | None = None
+    replacement: str | None = None
+
+    @property
+    def variant(self) -> str:
+        """The label of the variant column (``a+b`` for a pair, ``ids`` for none)."""
+        return "+".join(self.variants) or IDS
+
+    @property
+    def row(self) -> tuple[str, str, str | None]:
+        """The table row the cell belongs to (seeds of one row are aggregated)."""
+        return (self.protocol, self.variant, self.masked)
+
+    @property
+    def filename(self) -> str:
+        """``<protocol>[-<masked>]__<variant>__<seed|det>.json``."""
+        proto = self.protocol + (f"-{self.masked}" if self.masked else "")
+        seed = "det" if self.seed is None else f"s{self.seed}"
+        return f"{proto}__{self.variant}__{seed}.json"
+
+
+def file_digest(path: Path, memo: dict[Path, str]) -> str:
+    """sha256 of ``path``, computed once per run."""
+    if path not in memo:
+        memo[path] = sha256_file(path)
+    return memo[path]
+
+
+def _train_keys(train: Any, model: str) -> dict[str, Any]:
+    """The ``train`` keys ``model`` reads (from the registry), as plain values."""
+    from alignrec_model.recommenders import param_keys
+
+    values = to_dict(train)
+    return {k: values[k.split(".", 1)[1]] for k in param_keys(model)}
+
+
+def cell_settings(cell: Cell, train: Any, evaluate: Any) -> dict[str, Any]:
+    """Everything ``cell`` reads from params (what it is keyed on)."""
+    ev = to_dict(evaluate)
+    if cell.protocol == "zero-shot":
+        return {"evaluate": {k: ev[k] for k in ("topks", "batch_size")}}
+    if cell.protocol == "item-cf":
+        return {"evaluate": {k: ev[k] for k in ("topks", "batch_size", "knn_k", "knn_shrink")}}
+    if cell.protocol == "mask-modality":
+        return {"evaluate": ev, "train": _train_keys(train, evaluate.mask_model)}
+    return {"train": _train_keys(train, cell.protocol)}
+
+
+def cell_key(cell: Cell, settings: dict[str, Any], digests: dict[str, str]) -> str:
+    """sha256 of the cell's identity, its settings and its input files' sha256."""
+    doc = {
+        "format": CELL_FORMAT,
+        "cell": dataclasses.asdict(cell),
+        "settings": settings,
+        "inputs": digests,
+    }
+    return hashlib.sha256(json.dumps(doc, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def cell_inputs(cell: Cell, paths: DatasetPaths, memo: dict[Path, str]) -> dict[str, str]:
+    """``{file name: sha256}`` of the interactions and every feature file the cell reads."""
+    files = [paths.prepared / "interactions.parquet"]
+    files += [paths.feature_file(v) for v in cell.variants]
+    if cell.replacement:
+        files.append(paths.feature_file(cell.replacement))
+    return {f.name: file_digest(f, memo) for f in files}
+
+
+def read_cell(path: Path, key: str) -> dict[str, Any] | None:
+    """The cached result in ``path`` when its key is ``key``; None when absent or stale."""
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return doc if isinstance(doc, dict) and doc.get("key") == key else None
+
+
+def _train_config(train: Any, board: LeaderboardConfig, seed: int) -> Any:
+    """``train`` with ``seed`` and, when set, the board's epoch cap."""
+    epochs = min(train.epochs, board.epochs) if board.epochs else train.epochs
+    return dataclasses.replace(train, seed=seed, epochs=epochs)
+
+
+def _fit_model(data_dir: Path, ds: str, config: Any, model: str, cell: Cell) -> dict[str, Any]:
+    """Train (or score) a registered model the way ``alignrec-data train`` does, no files."""
+    from alignrec_model.recommenders import build_model
+    from alignrec_model.runs import encoder_top, open_run
+    from alignrec_model.train import fit
+
+    features = ",".join(cell.variants) or None
+    run = open_run(data_dir, ds, config, model, features)
+    feature_fn = encoder_top(run.paths, config, model, run.variant, run.matrix)
+    net = build_model(model, run.data, config, run.matrix, seed=config.seed, feature_fn=feature_fn)
+    result = fit(net, run.data, config, name=model, features=run.variant, progress=False)
+    return {
+        "valid": result.valid,
+        "test": result.test,
+        "best_epoch": result.best_epoch,
+        "epochs": result.epochs,
+        "seconds": round(result.seconds, 3),
+    }
+
+
+def compute_cell(
+    cell: Cell, data_dir: Path, ds: str, train: Any, evaluate: Any, board: LeaderboardConfig
+) -> dict[str, Any]:
+    """Run one cell; ``{"valid", "test", "best_epoch", ...}`` (mask-modality adds the drop)."""
+    from alignrec_model import feature_eval
+
+    paths = DatasetPaths.of(data_dir, ds)
+    if cell.protocol in ("zero-shot", "item-cf"):
+        out = feature_eval.evaluate_features(
+            data_dir, ds, cell.variants[0], cell.protocol, evaluate, write=False
+        )
+        return {"valid": out["valid"], "test": out["test"], "best_epoch": 0}
+    if cell.protocol == "mask-modality":
+        from alignrec_model.data import load_interactions
+
+        config = _train_config(train, board, cell.seed)
+        out = feature_eval.mask_modality(
+            load_interactions(paths.prepared),
+            cell.variants[0],
+            paths.features,
+            evaluate,
+            config,
+            modality=cell.masked,
+            replacement=cell.replacement,
+            progress=False,
+        )
+        keep = ("valid", "test", "best_epoch", "unmasked", "drop", "n_masked", "model")
+        return {k: out[k] for k in keep}
+    seed = train.seed if cell.seed is None else cell.seed
+    return _fit_model(data_dir, ds, _train_config(train, board, seed), cell.protocol, cell)
+
+
+def run_cell(
+    cell: Cell,
+    data_dir: Path,
+    ds: str,
+    configs: tuple[Any, Any, LeaderboardConfig],
+    memo: dict[Path, str],
+    force: bool = False,
+) -> tuple[dict[str, Any], bool]:
+    """The cell's result from the cache, or computed and cached.
+
+    Returns:
+        ``(result, computed)``; ``computed`` is False when the cache had it.
+    """
+    train, evaluate, board = configs
+    paths = DatasetPaths.of(data_dir, ds)
+    seed = train.seed if cell.seed is None else cell.seed
+    settings = cell_settings(cell, _train_config(train, board, seed), evaluate)
+    inputs = cell_inputs(cell, paths, memo)
+    key = cell_key(cell, settings, inputs)
+    path = paths.root / "leaderboard" / "cells" / cell.filename
+    cached = None if force else read_cell(path, key)
+    if cached is not None:
+        logger.debug("cell %s: cached", cell.filename)
+        return cached, False
+    logger.info("cell %s: computing", cell.filename)
+    result = compute_cell(cell, data_dir, ds, train, evaluate, board)
+    doc = {"key": key, **dataclasses.asdict(cell), "settings": settings, "inputs": inputs}
+    doc.update(result)
+    write_json(path, doc)
+    return json.loads(json.dumps(doc)), True
