@@ -10,6 +10,7 @@ from typing import Any
 import click
 
 from alignrec_data.config import resolve_params_path
+from alignrec_data.errors import UsageError
 from alignrec_data.paths import DATA_DIR_ENV, DEFAULT_DATA_DIR
 
 
@@ -57,6 +58,57 @@ def format_option(f: Callable) -> Callable:
 def common_options(f: Callable) -> Callable:
     """``--data-dir``, ``--params`` and ``--format`` together."""
     return data_dir_option(params_option(format_option(f)))
+
+
+def engine_options(engine_help: str, workers_default: str) -> Callable[[Callable], Callable]:
+    """``--engine local|ray``, ``--address`` and ``--workers`` (images, extract; docs/scale.md).
+
+    Args:
+        engine_help: What ``ray`` does for this command.
+        workers_default: What ``--workers`` defaults to, for the help.
+    """
+
+    def decorate(f: Callable) -> Callable:
+        f = click.option(
+            "--workers",
+            type=click.IntRange(min=1),
+            default=None,
+            help=f"With --engine ray: shard tasks at a time [default: {workers_default}].",
+        )(f)
+        f = click.option(
+            "--address",
+            metavar="ADDR",
+            default=None,
+            help="With --engine ray: the cluster's address (`ray start --head` prints it; "
+            "'auto': the one on this machine) [default: start a local Ray instance].",
+        )(f)
+        return click.option(
+            "--engine",
+            type=click.Choice(["local", "ray"]),
+            default="local",
+            show_default=True,
+            help=engine_help,
+        )(f)
+
+    return decorate
+
+
+def check_engine(command: str, dataset: str, engine: str, address: str | None, workers: int | None):
+    """Refuse ``--address`` / ``--workers`` without ``--engine ray``; with it, check Ray is there.
+
+    Raises:
+        UsageError: A Ray option without ``--engine ray``, or Ray not installed (the one-line
+            ``pip install 'alignrec[scale]'`` hint), before any input is read.
+    """
+    if engine == "local" and (address is not None or workers is not None):
+        raise UsageError(
+            "--address and --workers need --engine ray",
+            hint=f"alignrec-data {command} {dataset} --engine ray --workers N",
+        )
+    if engine == "ray":
+        from alignrec_data.engine.ray_images import require_ray
+
+        require_ray()
 
 
 def emit(fmt: str, result: Any, lines: list[str] | str | None = None) -> None:

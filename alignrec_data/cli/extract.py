@@ -6,9 +6,8 @@ from pathlib import Path
 
 import click
 
-from alignrec_data.cli._common import common_options, emit
+from alignrec_data.cli._common import check_engine, common_options, emit, engine_options
 from alignrec_data.config import load_settings
-from alignrec_data.errors import UsageError
 
 
 def summary_lines(dataset: str, m: dict) -> list[str]:
@@ -24,29 +23,10 @@ def summary_lines(dataset: str, m: dict) -> list[str]:
 
 @click.command("extract")
 @click.argument("dataset")
-@click.option(
-    "--engine",
-    type=click.Choice(["local", "ray"]),
-    default="local",
-    show_default=True,
-    help=(
-        "local: this process. ray: item-id ranges as tasks on a Ray cluster (one GPU a task "
-        "when it has GPUs; pip install 'alignrec[scale]'), merged into the same files "
-        "(docs/scale.md)."
-    ),
-)
-@click.option(
-    "--address",
-    metavar="ADDR",
-    default=None,
-    help="With --engine ray: the cluster's address (`ray start --head` prints it; 'auto': the "
-    "one on this machine) [default: start a local Ray instance].",
-)
-@click.option(
-    "--workers",
-    type=click.IntRange(min=1),
-    default=None,
-    help="With --engine ray: shard tasks at a time [default: the cluster's GPUs, else CPUs].",
+@engine_options(
+    "local: this process. ray: item-id ranges as tasks on a Ray cluster (one GPU a task when "
+    "it has GPUs; pip install 'alignrec[scale]'), merged into the same files (docs/scale.md).",
+    "the cluster's GPUs, else CPUs",
 )
 @common_options
 def command(
@@ -81,15 +61,7 @@ def command(
       alignrec-data extract amazon-baby --engine ray --workers 4
       alignrec-data extract amazon2023-electronics --engine ray --address auto
     """  # noqa: D301 (click needs a real \b)
-    if engine == "local" and (address is not None or workers is not None):
-        raise UsageError(
-            "--address and --workers need --engine ray",
-            hint=f"alignrec-data extract {dataset} --engine ray --workers N",
-        )
-    if engine == "ray":
-        from alignrec_data.engine.ray_extract import require_ray
-
-        require_ray()  # before reading any input: the one-line install hint
+    check_engine("extract", dataset, engine, address, workers)  # before reading any input
     from alignrec_model.extract import ExtractConfig, extract
 
     config = load_settings(params, "extract", ExtractConfig, dataset)

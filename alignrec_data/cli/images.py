@@ -7,9 +7,8 @@ from typing import TYPE_CHECKING
 
 import click
 
-from alignrec_data.cli._common import common_options, emit
+from alignrec_data.cli._common import check_engine, common_options, emit, engine_options
 from alignrec_data.config import load_settings
-from alignrec_data.errors import UsageError
 
 if TYPE_CHECKING:
     from alignrec_data.images import ImagesResult
@@ -86,29 +85,11 @@ def summary_lines(result: ImagesResult) -> list[str]:
 @click.option(
     "--progress/--no-progress", default=None, help="Progress bar on stderr [default: on a tty]."
 )
-@click.option(
-    "--engine",
-    type=click.Choice(["local", "ray"]),
-    default="local",
-    show_default=True,
-    help=(
-        "local: threads in this process. ray: shard tasks on a Ray cluster (pip install "
-        "'alignrec[scale]'), same outputs, the per-host rate limit shared by all workers "
-        "(docs/scale.md)."
-    ),
-)
-@click.option(
-    "--address",
-    metavar="ADDR",
-    default=None,
-    help="With --engine ray: the cluster's address (`ray start --head` prints it; 'auto': the "
-    "one on this machine) [default: start a local Ray instance].",
-)
-@click.option(
-    "--workers",
-    type=click.IntRange(min=1),
-    default=None,
-    help="With --engine ray: shard tasks at a time [default: the cluster's CPUs].",
+@engine_options(
+    "local: threads in this process. ray: shard tasks on a Ray cluster (pip install "
+    "'alignrec[scale]'), same outputs, the per-host rate limit shared by all workers "
+    "(docs/scale.md).",
+    "the cluster's CPUs",
 )
 @common_options
 def command(
@@ -150,15 +131,9 @@ def command(
       alignrec-data images amazon2023-electronics --engine ray --address auto
       alignrec-data images amazon-baby --engine ray --workers 4
     """  # noqa: D301 (click needs a real \b)
-    if engine == "local" and (address is not None or workers is not None):
-        raise UsageError(
-            "--address and --workers need --engine ray",
-            hint=f"alignrec-data images {dataset} --engine ray --workers N",
-        )
+    check_engine("images", dataset, engine, address, workers)  # before reading any input
     if engine == "ray":
-        from alignrec_data.engine.ray_images import fetch_images_ray, require_ray
-
-        require_ray()  # before reading any input: the one-line install hint
+        from alignrec_data.engine.ray_images import fetch_images_ray
     from alignrec_data.images import ImagesConfig, fetch_images
 
     config = load_settings(params, "images", ImagesConfig, dataset)

@@ -207,12 +207,14 @@ def test_killed_driver_then_rerun_same_outputs(tmp_path: Path, ray_address: str)
     assert json.loads((images / "stats.json").read_text())["n_with_image"] == 60
 
 
-def test_cli_engine_options(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("command", ["images", "extract"])
+def test_cli_engine_options(command: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """images and extract share the engine options and their checks (before any input)."""
     from click.testing import CliRunner
 
     from alignrec_data.cli import cli
 
-    args = ["images", "hm", "--data-dir", str(tmp_path)]
+    args = [command, "hm", "--data-dir", str(tmp_path)]
     res = CliRunner().invoke(cli, [*args, "--workers", "2"])
     assert res.exit_code == 2 and "--address and --workers need --engine ray" in res.output
     res = CliRunner().invoke(cli, [*args, "--engine", "ray", "--workers", "0"])
@@ -221,7 +223,9 @@ def test_cli_engine_options(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> 
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     res = CliRunner().invoke(cli, [*args, "--engine", "ray", "--address", f"127.0.0.1:{port}"])
-    assert res.exit_code == 2 and f"no Ray cluster answers at 127.0.0.1:{port}" in res.output
+    # images connects first; extract first checks its inputs (here: no prepared items)
+    expected = {"images": f"no Ray cluster answers at 127.0.0.1:{port}", "extract": "prepare hm"}
+    assert res.exit_code == 2 and expected[command] in res.output
     monkeypatch.setitem(sys.modules, "ray", None)  # as if ray were not installed
     res = CliRunner().invoke(cli, [*args, "--engine", "ray"])
     assert res.exit_code == 2
