@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
-from collections.abc import Callable
+import sys
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -109,6 +111,21 @@ def check_engine(command: str, dataset: str, engine: str, address: str | None, w
         from alignrec_data.engine.ray_images import require_ray
 
         require_ray()
+
+
+@contextlib.contextmanager
+def engine_output(engine: str) -> Iterator[None]:
+    """While a Ray run lasts, what Ray prints on stdout goes to stderr.
+
+    Ray's log monitor prints cluster events (``(raylet) A worker died ...``) on the driver's
+    stdout; the command's result (``--format json``) must be alone there. The engines shut down
+    the Ray instance they started before returning, so nothing of theirs prints after.
+    """
+    if engine != "ray":
+        yield
+        return
+    with contextlib.redirect_stdout(sys.stderr):
+        yield
 
 
 def emit(fmt: str, result: Any, lines: list[str] | str | None = None) -> None:

@@ -6,7 +6,13 @@ from pathlib import Path
 
 import click
 
-from alignrec_data.cli._common import check_engine, common_options, emit, engine_options
+from alignrec_data.cli._common import (
+    check_engine,
+    common_options,
+    emit,
+    engine_options,
+    engine_output,
+)
 from alignrec_data.config import load_settings
 
 
@@ -68,7 +74,8 @@ def command(
     if engine == "ray":
         from alignrec_data.engine.ray_extract import extract_ray
 
-        metrics = extract_ray(data_dir, dataset, config, address=address, workers=workers)
+        with engine_output(engine):
+            metrics = extract_ray(data_dir, dataset, config, address=address, workers=workers)
     else:
         metrics = extract(data_dir, dataset, config)
     emit(fmt, metrics, summary_lines(dataset, metrics))

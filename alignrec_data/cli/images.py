@@ -7,7 +7,13 @@ from typing import TYPE_CHECKING
 
 import click
 
-from alignrec_data.cli._common import check_engine, common_options, emit, engine_options
+from alignrec_data.cli._common import (
+    check_engine,
+    common_options,
+    emit,
+    engine_options,
+    engine_output,
+)
 from alignrec_data.config import load_settings
 
 if TYPE_CHECKING:
@@ -146,9 +152,10 @@ def command(
         progress=progress,
     )
     if engine == "ray":
-        result = fetch_images_ray(
-            data_dir, dataset, config, address=address, workers=workers, **options
-        )
+        with engine_output(engine):
+            result = fetch_images_ray(
+                data_dir, dataset, config, address=address, workers=workers, **options
+            )
     else:
         result = fetch_images(data_dir, dataset, config, **options)
     emit(fmt, result.to_dict(), summary_lines(result))
