@@ -182,3 +182,19 @@ def test_cuda_without_a_gpu_is_a_usage_error() -> None:
     with torch_threads(1):
         assert torch.get_num_threads() == 1
     assert torch.get_num_threads() == before
+
+
+@pytest.mark.parametrize("variant", ["alignrec", "mmenc-text"])
+def test_bf16_cached_states_are_checked_at_bf16_precision(dataset: Path, variant: str) -> None:
+    """The CUDA cache is bfloat16: the reproduction check takes its precision from the states
+    that exist (a text-only variant has only text states), not from the empty joint buffer."""
+    paths = DatasetPaths.of(dataset, "synth")
+    reference = load_feature_matrix(paths, variant)
+    top = encoder_top_for_dataset(
+        paths, variant, 1, reference, check_items=N_ITEMS, cache_dtype=torch.bfloat16
+    )
+    assert top.text_states.dtype == torch.bfloat16
+    with torch.no_grad():
+        got = top.eval()(torch.arange(N_ITEMS)).float().numpy()
+    err = np.abs(got - reference).max() / max(1.0, np.abs(reference).max())
+    assert 1e-3 < err < 5e-2  # bf16 rounding: above the float32 tolerance, within bf16's
