@@ -25,7 +25,8 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from alignrec_data.errors import DataFormatError, UsageError
+from alignrec_data.errors import DataFormatError
+from alignrec_data.features import open_feature_file
 
 #: Schema metadata key of the feature description.
 FEATURE_META_KEY = "alignrec.feature"
@@ -187,12 +188,5 @@ def feature_info(path: str | Path) -> FeatureInfo:
         DataFormatError: Not a parquet file, or bad metadata.
     """
     path = Path(path)
-    if not path.is_file():
-        msg = f"feature file {path} does not exist; run `alignrec-data extract` first"
-        raise UsageError(msg)
-    try:
-        schema = pq.read_schema(path)
-    except (pa.ArrowInvalid, OSError) as err:
-        msg = f"feature file {path} is not a readable parquet file: {err}"
-        raise DataFormatError(msg) from err
+    schema = open_feature_file(path, pq.read_schema)
     return info_from_schema(path.stem, schema, str(path))

@@ -11,8 +11,9 @@ e.g. ``alignrec.import`` of an MMRec import); a release shows it on the card.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import pyarrow as pa
@@ -20,6 +21,8 @@ import pyarrow.parquet as pq
 
 from alignrec_data.atomic import write_parquet
 from alignrec_data.errors import DataFormatError, UsageError
+
+T = TypeVar("T")
 
 
 def feature_schema(dim: int) -> pa.Schema:
@@ -88,6 +91,23 @@ def write_features(
     write_parquet(path, features_table(item_keys, matrix, missing, metadata))
 
 
+def open_feature_file(path: Path, read: Callable[[Path], T]) -> T:
+    """``read(path)`` (the table or the schema) with a missing or unreadable file named.
+
+    Raises:
+        UsageError: The file does not exist.
+        DataFormatError: It is not a readable parquet file.
+    """
+    if not path.is_file():
+        msg = f"feature file {path} does not exist; run `alignrec-data extract` first"
+        raise UsageError(msg)
+    try:
+        return read(path)
+    except (pa.ArrowInvalid, OSError) as err:
+        msg = f"feature file {path} is not a readable parquet file: {err}"
+        raise DataFormatError(msg) from err
+
+
 def read_features(path: str | Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Read a feature file.
 
@@ -103,14 +123,7 @@ def read_features(path: str | Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]
         DataFormatError: The file is not a feature file or ids are not 0..N-1 in order.
     """
     path = Path(path)
-    if not path.is_file():
-        msg = f"feature file {path} does not exist; run `alignrec-data extract` first"
-        raise UsageError(msg)
-    try:
-        table = pq.read_table(path)
-    except (pa.ArrowInvalid, OSError) as err:
-        msg = f"feature file {path} is not a readable parquet file: {err}"
-        raise DataFormatError(msg) from err
+    table = open_feature_file(path, pq.read_table)
     for col in ("item_id", "embedding"):
         if col not in table.column_names:
             msg = f"feature file {path} has no column {col!r} (found {table.column_names})"
