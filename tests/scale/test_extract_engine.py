@@ -234,16 +234,14 @@ def test_changed_model_does_not_reuse_parts(
 def test_torchrun_two_ranks_same_files(
     tmp_path: Path, models: dict[str, Path], single: DatasetPaths
 ) -> None:
-    torchrun = Path(sys.executable).parent / "torchrun"
-    if not torchrun.exists():
-        pytest.skip("torchrun is not installed next to this python")
     paths = copy_inputs(single, tmp_path / "data")
     cfg = config(models, tmp_path)
     # Rank 0's parts as a run that lost rank 1 left them: the torchrun run keeps them.
     prints = entry_fingerprints(cfg.entries(), paths)
     compute_shard(paths, cfg, prints, np.arange(0, N, 2), 0, "cpu", 1)
-    cmd = [str(torchrun), "--standalone", "--nproc-per-node", "2", "-m",
-           "alignrec_model.extract_dist", "zoo", "--data-dir", str(tmp_path / "data"),
+    # `python -m torch.distributed.run` is the `torchrun` script, present wherever torch is.
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node",
+           "2", "-m", "alignrec_model.extract_dist", "zoo", "--data-dir", str(tmp_path / "data"),
            "--params", str(tmp_path / "params.yaml")]  # fmt: skip
     proc = subprocess.run(cmd, cwd=REPO, env={**os.environ, **ENV, "OMP_NUM_THREADS": "1"},
                           capture_output=True, text=True, timeout=120)  # fmt: skip
