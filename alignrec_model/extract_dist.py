@@ -45,24 +45,10 @@ from alignrec_data.engine.shards import (
 )
 from alignrec_data.paths import DatasetPaths
 from alignrec_model.extract import METRICS_FILE, ExtractConfig
-from alignrec_model.extractors import VariantEntry, build_encoder, resolve_model, weights_sha256
+from alignrec_model.extractors import VariantEntry, build_encoder, entry_source, weights_sha256
 from alignrec_model.pretrain import read_items
 
 logger = logging.getLogger(__name__)
-
-
-def weights_path(entry: VariantEntry, paths: DatasetPaths) -> Path:
-    """The weights the encoder of ``entry`` loads (found without loading them)."""
-    from alignrec_model.hybrid import efficientnet_weights_path, minilm_path
-    from alignrec_model.pretrain import CHECKPOINT_FILE
-
-    if entry.kind == "mmenc":
-        return Path(entry.model) if entry.model else paths.models / CHECKPOINT_FILE
-    if entry.kind == "effnet":
-        return Path(entry.model).expanduser() if entry.model else efficientnet_weights_path()
-    if entry.kind == "sentence-transformers" and not entry.model:
-        return minilm_path()
-    return resolve_model(entry.model, entry.revision, entry.name).path
 
 
 def entry_fingerprints(entries: Sequence[VariantEntry], paths: DatasetPaths) -> list[str]:
@@ -74,7 +60,7 @@ def entry_fingerprints(entries: Sequence[VariantEntry], paths: DatasetPaths) -> 
     """
     out = []
     for entry in entries:
-        sha = weights_sha256(weights_path(entry, paths))
+        sha = weights_sha256(entry_source(entry, paths).path)
         if not sha:
             build_encoder(entry, paths, "cpu")  # raises the kind's own error for missing weights
         out.append(sha)

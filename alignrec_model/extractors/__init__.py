@@ -24,7 +24,12 @@ from alignrec_model.extractors.entry import (
     parse_entry,
     resolve_entries,
 )
-from alignrec_model.extractors.source import ModelSource, resolve_model, weights_sha256
+from alignrec_model.extractors.source import (
+    ModelSource,
+    entry_source,
+    resolve_model,
+    weights_sha256,
+)
 
 DEFAULT_BATCH_SIZE = 64  # ExtractConfig.batch_size's default
 DEFAULT_EFFNET_SIZE = 224  # ExtractConfig.effnet_image_size's default
@@ -42,6 +47,7 @@ __all__ = [
     "l2_normalize",
     "parse_entry",
     "resolve_entries",
+    "entry_source",
     "resolve_model",
     "weights_sha256",
 ]
@@ -63,18 +69,18 @@ def build_encoder(
     if entry.kind == "effnet":
         fill["image_size"] = entry.image_size or DEFAULT_EFFNET_SIZE
     entry = dataclasses.replace(entry, **fill)
+    source = entry_source(entry, paths)
     if entry.kind == "mmenc":
         from alignrec_model.extractors.mmenc import MMEncEncoder
 
-        return MMEncEncoder(entry, paths, device, bf16)
+        return MMEncEncoder(entry, source, device, bf16)
     if entry.kind in ("sentence-transformers", "effnet"):
         from alignrec_model.extractors.offline import EffNetEncoder, SentenceTransformerEncoder
 
         cls = SentenceTransformerEncoder if entry.kind == "sentence-transformers" else EffNetEncoder
-        return cls(entry, device, bf16)
+        return cls(entry, source, device, bf16)
     from alignrec_model.extractors.hf import HFClip, HFImage, HFText
 
-    source = resolve_model(entry.model, entry.revision, entry.name)
     cls = {"hf-text": HFText, "hf-image": HFImage, "hf-clip": HFClip}[entry.kind]
     return cls(entry, source, device, bf16)
 

@@ -10,12 +10,9 @@ The image stem runs once per batch; its tokens serve both the image-only and the
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import torch
 
-from alignrec_data.paths import DatasetPaths
 from alignrec_model.extractors.base import Encoder, batches
 from alignrec_model.extractors.entry import VariantEntry
 from alignrec_model.extractors.source import ModelSource
@@ -89,19 +86,14 @@ class MMEncEncoder(Encoder):
     """``mmenc``: the pretrained multiway encoder (checkpoint ``model`` or models/mmenc.pt)."""
 
     def __init__(
-        self, entry: VariantEntry, paths: DatasetPaths, device: torch.device, bf16: bool
+        self, entry: VariantEntry, source: ModelSource, device: torch.device, bf16: bool
     ) -> None:
-        from alignrec_model.pretrain import (
-            CHECKPOINT_FILE,
-            encoder_from_checkpoint,
-            load_checkpoint,
-        )
+        from alignrec_model.pretrain import encoder_from_checkpoint, load_checkpoint
 
         super().__init__(entry, device, bf16)
-        path = Path(entry.model) if entry.model else paths.models / CHECKPOINT_FILE
+        path = source.path
         self.model = encoder_from_checkpoint(load_checkpoint(path), str(path)).to(device).eval()
-        label = entry.model or f"models/{CHECKPOINT_FILE}"
-        self.source = ModelSource(path, label=label)
+        self.source = source
         self.image_size = self.model.cfg.image_size
         load_tokenizer(self.model.cfg.tokenizer)  # loaded before the clock starts
 

