@@ -16,6 +16,7 @@ import re
 import shutil
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -23,7 +24,7 @@ import requests
 import urllib3.exceptions
 from tqdm.auto import tqdm
 
-from alignrec_data.download_result import Expected, FileResult, expected_for
+from alignrec_data.download_result import Expected, FileResult
 from alignrec_data.errors import AlignrecError, ChecksumError, DownloadError
 from alignrec_data.http import (
     RangeNotSatisfiable,
@@ -41,19 +42,6 @@ if TYPE_CHECKING:
 
 # Logged as the download stage (the logger name users see on stderr).
 log = logging.getLogger("alignrec_data.download")
-
-# What a job expects and reports live in alignrec_data.download_result; found here too.
-__all__ = [
-    "CORRUPT_INFIX",
-    "PART_SUFFIX",
-    "Expected",
-    "FileJob",
-    "FileResult",
-    "expected_for",
-    "no_space",
-    "not_there",
-    "set_aside",
-]
 
 PART_SUFFIX = ".part"
 CORRUPT_INFIX = ".corrupt-"
@@ -83,7 +71,7 @@ def set_aside(part: Path, final: Path, sha: str) -> Path:
     return aside
 
 
-def no_space(err: OSError, path: Path, size: int | None) -> DownloadError:
+def no_space(path: Path, size: int | None) -> DownloadError:
     """The error for a full disk while writing ``path`` (how much it needs, how much is free)."""
     free = shutil.disk_usage(path.parent).free if path.parent.exists() else None
     need = f"{size:,} bytes" if size is not None else "an unknown size"
@@ -107,27 +95,24 @@ def not_there(err: DownloadError) -> bool:
     return isinstance(err.__cause__, FileNotFoundError) or bool(_NOT_THERE.search(str(err)))
 
 
+@dataclass
 class FileJob:
     """Fetch and verify one file (one thread)."""
 
-    def __init__(
-        self,
-        f: FileSpec,
-        url: str,
-        final: Path,
-        expected: Expected,
-        config: DownloadConfig,
-        progress: bool,
-        position: int,
-        cancel: threading.Event,
-    ) -> None:
-        self.f, self.url, self.final, self.expected = f, url, final, expected
-        self.cancel = cancel  # set when the caller is interrupted: stop at the next chunk
-        self.config, self.progress, self.position = config, progress, position
-        self.part = final.with_name(f".{final.name}{PART_SUFFIX}")
-        self.transferred = 0
+    f: FileSpec
+    url: str
+    final: Path
+    expected: Expected
+    config: DownloadConfig
+    progress: bool
+    position: int
+    cancel: threading.Event  # set when the caller is interrupted: stop at the next chunk
+    transferred: int = 0  # bytes received in this run
+
+    def __post_init__(self) -> None:
+        self.part = self.final.with_name(f".{self.final.name}{PART_SUFFIX}")
         self._verifier: StreamVerifier | None = None  # checks the bytes as they are written
-        self._gzip = config.verify_gzip and final.name.endswith(".gz")
+        self._gzip = self.config.verify_gzip and self.final.name.endswith(".gz")
 
     # -- phase 1: already present? -------------------------------------------------------
     def check_present(self) -> FileResult | None:
@@ -136,27 +121,24 @@ class FileJob:
             return None
         exp = self.expected
         size = self.final.stat().st_size
-        if exp.sha256 is None:
+        if exp.sha256 is None and self._gzip:
             # Present but never recorded (e.g. copied in by hand): check it, then trust it.
-            if self._gzip:
-                try:
-                    check_gzip_file(self.final, self.url, self.config.chunk_size)
-                except DownloadError:
-                    return self._mismatch_present(size, sha256_file(self.final))
-            if exp.size is not None and size != exp.size:
+            try:
+                check_gzip_file(self.final, self.url, self.config.chunk_size)
+            except DownloadError:
                 return self._mismatch_present(size, sha256_file(self.final))
-            sha = sha256_file(self.final)
-            log.info(
-                "verify %s: no known hash; recorded %s (trust on first use)", self.final.name, sha
-            )
-            return self._ok("verified", size, sha, 0)
         if exp.size is not None and size != exp.size:
             return self._mismatch_present(size, sha256_file(self.final))
         sha = sha256_file(self.final)
-        if sha != exp.sha256:
+        if exp.sha256 is None:
+            log.info(
+                "verify %s: no known hash; recorded %s (trust on first use)", self.final.name, sha
+            )
+        elif sha != exp.sha256:
             return self._mismatch_present(size, sha)
-        log.info("verify %s: sha256 matches (%s)", self.final.name, exp.trust)
-        return self._ok("verified", size, sha, 0)
+        else:
+            log.info("verify %s: sha256 matches (%s)", self.final.name, exp.trust)
+        return self._ok("verified", size, sha)
 
     def _mismatch_present(self, size: int, sha: str) -> None:
         """Move a present file that no longer verifies aside; it is then fetched again."""
@@ -180,7 +162,6 @@ class FileJob:
         policy = cfg.retry_policy()
         session = make_session(policy)
         resumed = False
-        self.transferred = 0
         failures = 0
         bar = tqdm(
             total=exp.size,
@@ -190,7 +171,6 @@ class FileJob:
             unit_divisor=1024,
             disable=not self.progress,
             position=self.position,
-            leave=True,
             dynamic_ncols=True,
         )
         try:
@@ -223,7 +203,7 @@ class FileJob:
                         cfg.retries,
                     )
                     time.sleep(wait)
-            return self._finish("resumed" if resumed else "fetched", self.transferred)
+            return self._finish("resumed" if resumed else "fetched")
         finally:
             bar.close()
             session.close()
@@ -238,6 +218,7 @@ class FileJob:
 
         Bytes received are added to ``self.transferred`` as they arrive. ``dog`` is the
         attempt's watchdog (low-speed rule); a cut inside the body raises :class:`TooSlow`.
+        A full disk (``OSError``) ends the job: :meth:`run` reports it.
         """
         cfg, exp = self.config, self.expected
         try:
@@ -250,7 +231,7 @@ class FileJob:
             msg = f"GET {self.url} failed: {err}"
             raise DownloadError(msg, hint=moved_hint(self.final.name)) from err
         except RangeNotSatisfiable as err:
-            if err.total is not None and err.total == offset:
+            if err.total == offset:
                 self._verifier_at(offset)
                 return True, True  # the part file already holds the whole file
             log.warning("%s: server refused Range from %d; restarting", self.final.name, offset)
@@ -268,37 +249,29 @@ class FileJob:
                     f"{self.f.name} has {limit:,} bytes ({exp.source}); refused"
                 )
                 raise ChecksumError(msg, hint=moved_hint(self.final.name))
-            mode = "ab" if stream.start > 0 else "wb"
             verifier = self._verifier_at(stream.start)
             if bar.total is None and stream.total is not None:
                 bar.total = stream.total
             if bar.n != stream.start:
                 bar.n = stream.start  # resumed part, or a restart from 0
                 bar.refresh()
-            written = stream.start
-            try:
-                with open(self.part, mode) as out:
-                    for chunk in stream.chunks:
-                        if self.cancel.is_set():
-                            raise _Cancelled
-                        if limit is not None and written + len(chunk) > limit:
-                            # Cut off at the registry size: never store more than that.
-                            out.write(chunk[: limit - written])
-                            msg = (
-                                f"GET {stream.url}: response is larger than the size of "
-                                f"{self.f.name} ({limit:,} bytes, {exp.source}); cut off "
-                                "and rejected"
-                            )
-                            raise ChecksumError(msg, hint=moved_hint(self.final.name))
-                        out.write(chunk)
-                        verifier.feed(chunk)
-                        written += len(chunk)
-                        self.transferred += len(chunk)
-                        bar.update(len(chunk))
-            except OSError as err:
-                if err.errno == errno.ENOSPC:
-                    raise no_space(err, self.part, exp.size) from err
-                raise
+            with open(self.part, "ab" if stream.start > 0 else "wb") as out:
+                for chunk in stream.chunks:
+                    if self.cancel.is_set():
+                        raise _Cancelled
+                    if limit is not None and verifier.count + len(chunk) > limit:
+                        # Cut off at the registry size: never store more than that.
+                        out.write(chunk[: limit - verifier.count])
+                        msg = (
+                            f"GET {stream.url}: response is larger than the size of "
+                            f"{self.f.name} ({limit:,} bytes, {exp.source}); cut off "
+                            "and rejected"
+                        )
+                        raise ChecksumError(msg, hint=moved_hint(self.final.name))
+                    out.write(chunk)
+                    verifier.feed(chunk)
+                    self.transferred += len(chunk)
+                    bar.update(len(chunk))
             return stream.start > 0, True
         except ChecksumError:
             self.part.unlink(missing_ok=True)
@@ -340,22 +313,13 @@ class FileJob:
         return self._verifier
 
     # -- phase 3: verify the part file, then rename ----------------------------------------
-    def _finish(self, status: str, transferred: int) -> FileResult:
+    def _finish(self, status: str) -> FileResult:
         exp = self.expected
         size = self.part.stat().st_size
-        verifier, self._verifier = self._verifier, None
-        gzip_problem = None
-        if verifier is not None and verifier.count == size:
-            sha, gzip_problem = verifier.result()
-        else:  # not streamed (cannot happen in practice): check the file on disk
-            if verifier is not None:
-                verifier.abandon()
-            sha = sha256_file(self.part)
-            if self._gzip:
-                try:
-                    check_gzip_file(self.part, self.url, self.config.chunk_size)
-                except DownloadError as err:
-                    gzip_problem = str(err)
+        # The verifier fed while streaming; one behind the part file (not streamed: cannot
+        # happen in practice) is replaced by one that re-reads the file on disk.
+        verifier, self._verifier = self._verifier_at(size), None
+        sha, gzip_problem = verifier.result()
         if (exp.size is not None and size != exp.size) or (
             exp.sha256 is not None and sha != exp.sha256
         ):
@@ -381,19 +345,15 @@ class FileJob:
             raise DownloadError(msg, hint=moved_hint(self.final.name))
         os.replace(self.part, self.final)
         log.info("%s %s (%d bytes, sha256 %s, %s)", status, self.final.name, size, sha, exp.trust)
-        return self._ok(status, size, sha, transferred)
+        return self._ok(status, size, sha)
 
-    def _ok(self, status: str, size: int, sha: str, transferred: int) -> FileResult:
+    def _result(self, status: str, **fields: object) -> FileResult:
         return FileResult(
-            role=self.f.role,
-            path=self.final,
-            url=self.url,
-            status=status,
-            bytes=size,
-            sha256=sha,
-            trust=self.expected.trust,
-            transferred=transferred,
+            self.f.role, self.final, self.url, status, trust=self.expected.trust, **fields
         )
+
+    def _ok(self, status: str, size: int, sha: str) -> FileResult:
+        return self._result(status, bytes=size, sha256=sha, transferred=self.transferred)
 
     def run(self) -> FileResult:
         """Verify or fetch the file; errors become a ``failed`` result.
@@ -405,36 +365,18 @@ class FileJob:
             return self.check_present() or self.fetch()
         except DownloadError as err:
             if self.f.optional and not_there(err):
-                return self._missing(err)
+                log.warning("%s: optional file not found, skipped (%s)", self.final.name, err)
+                return self._result("missing", error=str(err))
             return self._failed(err)
         except AlignrecError as err:
             return self._failed(err)
         except OSError as err:
             return self._failed(
-                no_space(err, self.part, self.expected.size)
+                no_space(self.part, self.expected.size)
                 if err.errno == errno.ENOSPC
                 else DownloadError(f"{self.url}: {err}", hint=moved_hint(self.final.name))
             )
 
-    def _missing(self, err: DownloadError) -> FileResult:
-        log.warning("%s: optional file not found, skipped (%s)", self.final.name, err)
-        return FileResult(
-            role=self.f.role,
-            path=self.final,
-            url=self.url,
-            status="missing",
-            trust=self.expected.trust,
-            error=str(err),
-        )
-
     def _failed(self, err: AlignrecError) -> FileResult:
         log.error("%s failed: %s", self.final.name, err)
-        return FileResult(
-            role=self.f.role,
-            path=self.final,
-            url=self.url,
-            status="failed",
-            trust=self.expected.trust,
-            error=str(err),
-            exception=err,
-        )
+        return self._result("failed", error=str(err), exception=err)
