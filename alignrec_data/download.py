@@ -39,14 +39,14 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 from alignrec_data.atomic import clean_stale
 from alignrec_data.config import check_ranges
-from alignrec_data.download_job import CORRUPT_INFIX, PART_SUFFIX, FileJob
+from alignrec_data.download_job import FileJob
 from alignrec_data.download_result import Expected, FileResult, expected_for
 from alignrec_data.errors import ChecksumError, DownloadError, UsageError
 from alignrec_data.http import RetryPolicy
@@ -62,16 +62,6 @@ from alignrec_data.registry import (
     raw_path,
     resolve_base_url,
 )
-
-__all__ = [
-    "CORRUPT_INFIX",
-    "PART_SUFFIX",
-    "DownloadConfig",
-    "FileResult",
-    "download_dataset",
-    "raise_for_failures",
-    "verify_dataset",
-]
 
 log = logging.getLogger(__name__)
 
@@ -159,7 +149,6 @@ def download_dataset(
     workers: int | None = None,
     config: DownloadConfig | None = None,
     progress: bool = True,
-    on_result: Callable[[FileResult], None] | None = None,
     all_files: bool = False,
 ) -> list[FileResult]:
     """Download and verify a dataset's files into ``raw_dir``: those prepare reads, or all.
@@ -172,7 +161,6 @@ def download_dataset(
         workers: Files in parallel (default ``config.workers``).
         config: Retry, timeout and chunk settings (the ``download`` params section).
         progress: Show a tqdm bar per file on stderr.
-        on_result: Called with each result as soon as its file is done.
         all_files: Also fetch the optional files (roles prepare does not read, e.g. the
             all-ratings CSV); one the source lacks is reported ``missing``, not an error.
 
@@ -206,11 +194,18 @@ def download_dataset(
         result = job.run()
         if result.status not in ("failed", "missing"):
             _record(lock, job, result, lock_url.get(job.f.name, result.url))
-        if on_result is not None:
-            on_result(result)
         return result
 
-    return _run_all(jobs, run, workers, cancel)
+    with ThreadPoolExecutor(max_workers=min(workers, len(jobs)) or 1) as pool:
+        try:
+            futures = [pool.submit(run, job) for job in jobs]
+            return [fut.result() for fut in futures]
+        except BaseException:
+            # Ctrl-C (or any crash): stop every transfer at its next chunk; .part files stay
+            # for the next run to resume.
+            cancel.set()
+            pool.shutdown(wait=True, cancel_futures=True)
+            raise
 
 
 def _targets(
@@ -239,27 +234,6 @@ def _targets(
     return lock, targets
 
 
-def _run_all(
-    jobs: list[FileJob],
-    run: Callable[[FileJob], FileResult],
-    workers: int,
-    cancel: threading.Event,
-) -> list[FileResult]:
-    """Run ``jobs`` on a pool of ``workers`` threads; the results in job order."""
-    pool = ThreadPoolExecutor(max_workers=min(workers, len(jobs)) or 1)
-    try:
-        futures = [pool.submit(run, job) for job in jobs]
-        return [fut.result() for fut in futures]
-    except BaseException:
-        # Ctrl-C (or any crash): stop every transfer at its next chunk; .part files stay
-        # for the next run to resume.
-        cancel.set()
-        pool.shutdown(wait=True, cancel_futures=True)
-        raise
-    finally:
-        pool.shutdown(wait=True)
-
-
 def _package_urls(spec: DatasetSpec, base: str) -> dict[str, str]:
     """The URLs recorded for files read from the package itself, by file name.
 
@@ -281,17 +255,8 @@ def _record(lock: LockFile, job: FileJob, result: FileResult, url: str) -> None:
         when = entry.when
     else:
         when = utc_now()
-    lock.record(
-        job.final.name,
-        LockEntry(
-            role=job.f.role,
-            url=url,
-            size=result.bytes,
-            sha256=result.sha256 or "",
-            trust=trust,
-            when=when,
-        ),
-    )
+    entry = LockEntry(job.f.role, url, result.bytes, result.sha256 or "", trust, when)
+    lock.record(job.final.name, entry)
 
 
 def verify_dataset(
@@ -344,14 +309,6 @@ def verify_dataset(
                 "it again (the changed file is moved aside)",
             )
         results.append(
-            FileResult(
-                role=f.role,
-                path=path,
-                url="",
-                status="verified",
-                bytes=size,
-                sha256=sha,
-                trust=exp.trust,
-            )
+            FileResult(f.role, path, "", "verified", bytes=size, sha256=sha, trust=exp.trust)
         )
     return results

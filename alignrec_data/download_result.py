@@ -9,7 +9,7 @@ outcome of its job (:class:`alignrec_data.download_job.FileJob`), one per file o
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -55,17 +55,8 @@ class FileResult:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict (without the exception object)."""
-        return {
-            "role": self.role,
-            "path": str(self.path),
-            "url": self.url,
-            "status": self.status,
-            "bytes": self.bytes,
-            "sha256": self.sha256,
-            "trust": self.trust,
-            "transferred": self.transferred,
-            "error": self.error,
-        }
+        out = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "exception"}
+        return {**out, "path": str(self.path)}
 
 
 @dataclass

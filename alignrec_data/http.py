@@ -86,8 +86,6 @@ def retry_after_seconds(value: str | None, now: float | None = None) -> float | 
         when = email.utils.parsedate_to_datetime(value)
     except (TypeError, ValueError, IndexError):
         return None
-    if when is None:
-        return None
     return max(0.0, when.timestamp() - (time.time() if now is None else now))
 
 
@@ -143,10 +141,7 @@ class PolicyRetry(Retry):
     def of(cls, policy: RetryPolicy) -> PolicyRetry:
         """The ``Retry`` that carries out ``policy`` for GET requests."""
         retry = cls(
-            total=policy.retries,
-            connect=policy.retries,
-            read=policy.retries,
-            status=policy.retries,
+            total=policy.retries,  # bounds connection, read and status retries alike
             other=0,
             redirect=0,  # redirects are followed by hand in open_stream (scheme check)
             allowed_methods=frozenset({"GET"}),
@@ -396,11 +391,10 @@ def _body(resp: requests.Response, chunk_size: int, dog: Watchdog | None) -> Ite
         held += len(piece)
         if held >= chunk_size or time.monotonic() - flushed >= 1.0:
             chunk = piece if len(pieces) == 1 else b"".join(pieces)
-            if dog is None:
-                yield chunk
-            else:
+            if dog is not None:
                 dog.pause()
-                yield chunk
+            yield chunk
+            if dog is not None:
                 dog.resume()
             pieces, held, flushed = [], 0, time.monotonic()
 

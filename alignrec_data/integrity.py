@@ -97,7 +97,6 @@ class StreamVerifier:
             resumed part file), or None.
         prefix_len: Number of bytes of ``prefix`` to hash first.
         gzip_check: Also validate the bytes as a gzip file.
-        max_queue: Chunks buffered before :meth:`feed` blocks (bounds memory).
     """
 
     def __init__(
@@ -106,11 +105,11 @@ class StreamVerifier:
         prefix_len: int = 0,
         *,
         gzip_check: bool = False,
-        max_queue: int = 16,
     ) -> None:
         self._sha = hashlib.sha256()
         self._gz = GzipStreamCheck() if gzip_check else None
-        self._q: queue.Queue[bytes | None] = queue.Queue(maxsize=max_queue)
+        # At most 16 chunks wait: feed() blocks then (bounds memory).
+        self._q: queue.Queue[bytes | None] = queue.Queue(maxsize=16)
         self._error: BaseException | None = None
         self._thread = threading.Thread(
             target=self._run, args=(prefix, prefix_len), name="alignrec-verify", daemon=True

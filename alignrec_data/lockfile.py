@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import json
 import threading
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -105,7 +105,7 @@ class LockFile:
         """
         with self._lock:
             old = self._entries.get(name)
-            if old is not None and _same(old, entry):
+            if old is not None and replace(old, when=entry.when) == entry:
                 return
             self._entries[name] = entry
             doc: dict[str, Any] = {
@@ -114,7 +114,3 @@ class LockFile:
                 "files": {k: asdict(v) for k, v in sorted(self._entries.items())},
             }
             write_json(self.path, doc)
-
-
-def _same(a: LockEntry, b: LockEntry) -> bool:
-    return (a.role, a.url, a.size, a.sha256, a.trust) == (b.role, b.url, b.size, b.sha256, b.trust)

@@ -13,13 +13,13 @@ rule) and the image fetcher (:mod:`alignrec_data.images.fetch`: the deadline).
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import threading
 import time
 from collections import deque
 from typing import Any
 
-import urllib3.connection
 import urllib3.connectionpool
 from requests.adapters import HTTPAdapter
 
@@ -93,13 +93,10 @@ class Watchdog:
         self._sock: socket.socket | None = None
         self._lock = threading.Lock()
         self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
 
     def __enter__(self) -> Watchdog:
         if self.deadline != float("inf") or self._tick is not None:
-            self._thread = threading.Thread(target=self._run, name="alignrec-watchdog")
-            self._thread.daemon = True
-            self._thread.start()
+            threading.Thread(target=self._run, name="alignrec-watchdog", daemon=True).start()
         _ACTIVE.dog = self
         return self
 
@@ -183,12 +180,9 @@ class Watchdog:
 
 
 def _shutdown(sock: socket.socket | None) -> None:
-    if sock is None:
-        return
-    try:
-        sock.shutdown(socket.SHUT_RDWR)
-    except OSError:
-        pass  # already closed
+    if sock is not None:
+        with contextlib.suppress(OSError):  # already closed
+            sock.shutdown(socket.SHUT_RDWR)
 
 
 class _WatchedMixin:
@@ -203,23 +197,17 @@ class _WatchedMixin:
         return super().getresponse(*args, **kwargs)  # type: ignore[misc]
 
 
-class _WatchedHTTPConnection(_WatchedMixin, urllib3.connection.HTTPConnection):
-    pass
+def _watched(pool: type) -> type:
+    """A subclass of the connection pool ``pool`` whose connections are watched."""
+    conn = pool.ConnectionCls
+    watched = type(f"_Watched{conn.__name__}", (_WatchedMixin, conn), {})
+    return type(f"_Watched{pool.__name__}", (pool,), {"ConnectionCls": watched})
 
 
-class _WatchedHTTPSConnection(_WatchedMixin, urllib3.connection.HTTPSConnection):
-    pass
-
-
-class _WatchedHTTPPool(urllib3.connectionpool.HTTPConnectionPool):
-    ConnectionCls = _WatchedHTTPConnection
-
-
-class _WatchedHTTPSPool(urllib3.connectionpool.HTTPSConnectionPool):
-    ConnectionCls = _WatchedHTTPSConnection
-
-
-_WATCHED_POOLS = {"http": _WatchedHTTPPool, "https": _WatchedHTTPSPool}
+_WATCHED_POOLS = {
+    "http": _watched(urllib3.connectionpool.HTTPConnectionPool),
+    "https": _watched(urllib3.connectionpool.HTTPSConnectionPool),
+}
 
 
 class WatchedAdapter(HTTPAdapter):

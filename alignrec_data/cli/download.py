@@ -17,13 +17,7 @@ from alignrec_data.registry import MIRROR_ENV, get_dataset, resolve_base_url
 if TYPE_CHECKING:
     from alignrec_data.download import FileResult
 
-_VERB = {
-    "fetched": "fetched",
-    "resumed": "resumed",
-    "verified": "already verified",
-    "missing": "missing",
-    "failed": "failed",
-}
+_VERB = {"verified": "already verified"}  # the other statuses are their own verb
 _TRUST = {
     "registry": "sha256 from the registry",
     "lock": f"sha256 from {LOCK_NAME}",
@@ -33,15 +27,12 @@ _TRUST = {
 
 def summary_line(r: FileResult) -> str:
     """One line per file: verb, name, size, hash and where the hash came from."""
-    name = r.path.name
+    head = f"{_VERB.get(r.status, r.status):<17} {r.path.name}  "
     if r.status == "failed":
-        return f"failed            {name}  {r.url}: {r.error}"
+        return f"{head}{r.url}: {r.error}"
     if r.status == "missing":
-        where = f"optional, not found at {r.url}"
-        return f"{_VERB['missing']:<17} {name}  {where}; prepare does not read it"
-    return (
-        f"{_VERB[r.status]:<17} {name}  {r.bytes:,} bytes  sha256 {r.sha256}  ({_TRUST[r.trust]})"
-    )
+        return f"{head}optional, not found at {r.url}; prepare does not read it"
+    return f"{head}{r.bytes:,} bytes  sha256 {r.sha256}  ({_TRUST[r.trust]})"
 
 
 @click.command("download")
