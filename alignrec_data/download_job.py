@@ -54,7 +54,6 @@ _NOT_THERE = re.compile(r"failed: HTTP (?:404|410)\b")
 _BODY_ERRORS: tuple[type[BaseException], ...] = (
     TooSlow,
     urllib3.exceptions.HTTPError,
-    requests.exceptions.ChunkedEncodingError,
     ConnectionError,
     TimeoutError,
 )
@@ -116,44 +115,42 @@ class FileJob:
 
     # -- phase 1: already present? -------------------------------------------------------
     def check_present(self) -> FileResult | None:
-        """Verify a present final file; None when it must be (re)fetched."""
+        """Verify a present final file; None when it must be (re)fetched.
+
+        A file that no longer verifies is moved aside; it is then fetched again.
+        """
         if not self.final.is_file():
             return None
         exp = self.expected
         size = self.final.stat().st_size
-        if exp.sha256 is None and self._gzip:
+        sha = sha256_file(self.final)
+        ok = (exp.size is None or size == exp.size) and exp.sha256 in (None, sha)
+        if ok and exp.sha256 is None and self._gzip:
             # Present but never recorded (e.g. copied in by hand): check it, then trust it.
             try:
                 check_gzip_file(self.final, self.url, self.config.chunk_size)
             except DownloadError:
-                return self._mismatch_present(size, sha256_file(self.final))
-        if exp.size is not None and size != exp.size:
-            return self._mismatch_present(size, sha256_file(self.final))
-        sha = sha256_file(self.final)
+                ok = False
+        if not ok:
+            aside = set_aside(self.final, self.final, sha)
+            log.warning(
+                "%s changed on disk (size %d, sha256 %s; expected %s, %s): moved aside to %s, "
+                "downloading it again",
+                self.final.name,
+                size,
+                sha,
+                exp.size,
+                exp.sha256,
+                aside.name,
+            )
+            return None
         if exp.sha256 is None:
             log.info(
                 "verify %s: no known hash; recorded %s (trust on first use)", self.final.name, sha
             )
-        elif sha != exp.sha256:
-            return self._mismatch_present(size, sha)
         else:
             log.info("verify %s: sha256 matches (%s)", self.final.name, exp.trust)
         return self._ok("verified", size, sha)
-
-    def _mismatch_present(self, size: int, sha: str) -> None:
-        """Move a present file that no longer verifies aside; it is then fetched again."""
-        aside = set_aside(self.final, self.final, sha)
-        log.warning(
-            "%s changed on disk (size %d, sha256 %s; expected %s, %s): moved aside to %s, "
-            "downloading it again",
-            self.final.name,
-            size,
-            sha,
-            self.expected.size,
-            self.expected.sha256,
-            aside.name,
-        )
-        return None
 
     # -- phase 2: fetch into .part, resuming -----------------------------------------------
     def fetch(self) -> FileResult:

@@ -341,11 +341,9 @@ def _check_answer(resp: requests.Response, current: str, offset: int) -> None:
         resp.close()
         raise RangeNotSatisfiable(int(m.group(1)) if m else None)
     if resp.status_code >= 400:
-        reason = resp.reason or ""
         resp.close()
-        name = current.rsplit("/", 1)[-1]
-        msg = f"GET {current} failed: HTTP {resp.status_code} {reason}".rstrip()
-        raise DownloadError(msg, hint=moved_hint(name))
+        msg = f"GET {current} failed: HTTP {resp.status_code} {resp.reason or ''}".rstrip()
+        raise DownloadError(msg, hint=moved_hint(current.rsplit("/", 1)[-1]))
     if resp.status_code not in (200, 206):
         resp.close()
         msg = f"GET {current}: unexpected HTTP {resp.status_code} {resp.reason}"
@@ -419,9 +417,5 @@ def _open_file(url: str, offset: int, chunk_size: int) -> Stream:
         f.close()
         raise RangeNotSatisfiable(total)
     f.seek(offset)
-
-    def chunks() -> Iterator[bytes]:
-        while block := f.read(chunk_size):
-            yield block
-
-    return Stream(url=url, start=offset, total=total, chunks=chunks(), _closer=f)
+    chunks = iter(lambda: f.read(chunk_size), b"")
+    return Stream(url=url, start=offset, total=total, chunks=chunks, _closer=f)

@@ -100,11 +100,7 @@ class StreamVerifier:
     """
 
     def __init__(
-        self,
-        prefix: Path | None = None,
-        prefix_len: int = 0,
-        *,
-        gzip_check: bool = False,
+        self, prefix: Path | None = None, prefix_len: int = 0, *, gzip_check: bool = False
     ) -> None:
         self._sha = hashlib.sha256()
         self._gz = GzipStreamCheck() if gzip_check else None
@@ -127,15 +123,13 @@ class StreamVerifier:
 
     def _run(self, prefix: Path | None, prefix_len: int) -> None:
         if prefix is not None and prefix_len:
+            left = prefix_len
             with prefix.open("rb") as f:
-                left = prefix_len
-                while left:
-                    block = f.read(min(left, 1 << 22))
-                    if not block:
-                        self._error = EOFError(f"{prefix} is shorter than {prefix_len} bytes")
-                        break
+                while left and (block := f.read(min(left, 1 << 22))):
                     self._update(block)
                     left -= len(block)
+            if left:
+                self._error = EOFError(f"{prefix} is shorter than {prefix_len} bytes")
         while (item := self._q.get()) is not None:
             self._update(item)
 

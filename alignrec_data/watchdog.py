@@ -77,8 +77,7 @@ class Watchdog:
     def __init__(
         self, deadline: float | None = None, *, min_speed: float = 0.0, window: float = 0.0
     ) -> None:
-        now = time.monotonic()
-        self.deadline = now + deadline if deadline is not None else float("inf")
+        self.deadline = time.monotonic() + deadline if deadline is not None else float("inf")
         self.expired = False  # a rule cut the current request
         self.cuts = 0  # sockets shut down so far
         self.seen, self.span = 0, 0.0  # speed rule: bytes within the window that broke it
