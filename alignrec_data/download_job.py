@@ -360,20 +360,16 @@ class FileJob:
         """
         try:
             return self.check_present() or self.fetch()
-        except DownloadError as err:
-            if self.f.optional and not_there(err):
+        except AlignrecError as err:
+            if self.f.optional and isinstance(err, DownloadError) and not_there(err):
                 log.warning("%s: optional file not found, skipped (%s)", self.final.name, err)
                 return self._result("missing", error=str(err))
-            return self._failed(err)
-        except AlignrecError as err:
-            return self._failed(err)
+            error = err
         except OSError as err:
-            return self._failed(
+            error = (
                 no_space(self.part, self.expected.size)
                 if err.errno == errno.ENOSPC
                 else DownloadError(f"{self.url}: {err}", hint=moved_hint(self.final.name))
             )
-
-    def _failed(self, err: AlignrecError) -> FileResult:
-        log.error("%s failed: %s", self.final.name, err)
-        return self._result("failed", error=str(err), exception=err)
+        log.error("%s failed: %s", self.final.name, error)
+        return self._result("failed", error=str(error), exception=error)

@@ -42,25 +42,8 @@ from urllib3.util.retry import Retry
 
 from alignrec_data import __version__
 from alignrec_data.errors import DownloadError
-from alignrec_data.watchdog import TooSlow, Watchdog, WatchedAdapter, current_watchdog
-
-__all__ = [
-    "MAX_REDIRECTS",
-    "RETRY_STATUSES",
-    "USER_AGENT",
-    "PolicyRetry",
-    "RangeNotSatisfiable",
-    "RetryPolicy",
-    "Stream",
-    "TooSlow",
-    "Watchdog",
-    "WatchedAdapter",
-    "current_watchdog",
-    "make_session",
-    "moved_hint",
-    "open_stream",
-    "retry_after_seconds",
-]
+from alignrec_data.watchdog import TooSlow as TooSlow  # re-exported: callers catch it from here
+from alignrec_data.watchdog import Watchdog, WatchedAdapter, current_watchdog
 
 log = logging.getLogger(__name__)
 

@@ -82,8 +82,7 @@ class LockFile:
         if not self.path.is_file():
             return {}
         try:
-            doc = json.loads(self.path.read_text(encoding="utf-8"))
-            files = doc["files"]
+            files = json.loads(self.path.read_text(encoding="utf-8"))["files"]
             return {name: LockEntry(**entry) for name, entry in files.items()}
         except (json.JSONDecodeError, KeyError, TypeError, AttributeError) as err:
             msg = (
