@@ -184,10 +184,7 @@ def download_dataset(
     lock, targets = _targets(spec, raw_dir, base, spec.files_for(all_files))
     cancel = threading.Event()
     lock_url = _package_urls(spec, base)
-    jobs = [
-        FileJob(f, url, final, expect, config, progress, i, cancel)
-        for i, (f, url, final, expect) in enumerate(targets)
-    ]
+    jobs = [FileJob(*target, config, progress, i, cancel) for i, target in enumerate(targets)]
     log.info("download %s (%d files) from %s into %s", spec.id, len(jobs), base, raw_dir)
 
     def run(job: FileJob) -> FileResult:

@@ -51,12 +51,7 @@ _NOT_THERE = re.compile(r"failed: HTTP (?:404|410)\b")
 
 # Errors inside a body that has started (the connection was cut or stalled): resumed by the
 # loop in FileJob.fetch. Errors before the body are retried by the session (PolicyRetry).
-_BODY_ERRORS: tuple[type[BaseException], ...] = (
-    TooSlow,
-    urllib3.exceptions.HTTPError,
-    ConnectionError,
-    TimeoutError,
-)
+_BODY_ERRORS = (TooSlow, urllib3.exceptions.HTTPError, ConnectionError, TimeoutError)
 
 
 class _Cancelled(Exception):
@@ -158,7 +153,6 @@ class FileJob:
         cfg, exp = self.config, self.expected
         policy = cfg.retry_policy()
         session = make_session(policy)
-        resumed = False
         failures = 0
         bar = tqdm(
             total=exp.size,
@@ -179,9 +173,8 @@ class FileJob:
                     offset = 0
                 try:
                     with Watchdog(min_speed=cfg.min_speed, window=cfg.speed_window) as dog:
-                        did_resume, complete = self._transfer(session, offset, bar, dog)
-                    resumed = resumed or did_resume
-                    if complete:
+                        resumed = self._transfer(session, offset, bar, dog)
+                    if resumed is not None:
                         break
                 except _BODY_ERRORS as err:
                     failures += 1
@@ -210,8 +203,8 @@ class FileJob:
 
     def _transfer(
         self, session: requests.Session, offset: int, bar: tqdm, dog: Watchdog
-    ) -> tuple[bool, bool]:
-        """One GET from ``offset`` into the part file: (resumed?, complete?).
+    ) -> bool | None:
+        """One GET from ``offset`` into the part file: resumed? (None: not complete, try again).
 
         Bytes received are added to ``self.transferred`` as they arrive. ``dog`` is the
         attempt's watchdog (low-speed rule); a cut inside the body raises :class:`TooSlow`.
@@ -230,10 +223,10 @@ class FileJob:
         except RangeNotSatisfiable as err:
             if err.total == offset:
                 self._verifier_at(offset)
-                return True, True  # the part file already holds the whole file
+                return True  # the part file already holds the whole file
             log.warning("%s: server refused Range from %d; restarting", self.final.name, offset)
             self.part.unlink(missing_ok=True)
-            return False, False
+            return None
         try:
             if stream.start == 0 and offset > 0:
                 log.warning(
@@ -269,7 +262,7 @@ class FileJob:
                     verifier.feed(chunk)
                     self.transferred += len(chunk)
                     bar.update(len(chunk))
-            return stream.start > 0, True
+            return stream.start > 0
         except ChecksumError:
             self.part.unlink(missing_ok=True)
             raise

@@ -20,8 +20,8 @@ import time
 from collections import deque
 from typing import Any
 
-import urllib3.connectionpool
 from requests.adapters import HTTPAdapter
+from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
 # The watchdog of the request the current thread is making (see Watchdog.__enter__).
 _ACTIVE = threading.local()
@@ -203,10 +203,7 @@ def _watched(pool: type) -> type:
     return type(f"_Watched{pool.__name__}", (pool,), {"ConnectionCls": watched})
 
 
-_WATCHED_POOLS = {
-    "http": _watched(urllib3.connectionpool.HTTPConnectionPool),
-    "https": _watched(urllib3.connectionpool.HTTPSConnectionPool),
-}
+_WATCHED_POOLS = {"http": _watched(HTTPConnectionPool), "https": _watched(HTTPSConnectionPool)}
 
 
 class WatchedAdapter(HTTPAdapter):
