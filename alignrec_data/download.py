@@ -225,10 +225,8 @@ def _targets(
     clean_stale(raw_dir, LOCK_NAME)
     lock = LockFile(raw_dir, spec.id)
     if spec.declared is not None:
-        targets = [(f, u, p, declared.expected(f, lock.get(p.name), p, u)) for f, u, p in named]
-    else:
-        targets = [(f, u, p, expected_for(f, lock.get(p.name), p.name)) for f, u, p in named]
-    return lock, targets
+        return lock, [(f, u, p, declared.expected(f, lock.get(p.name), p, u)) for f, u, p in named]
+    return lock, [(f, u, p, expected_for(f, lock.get(p.name), p.name)) for f, u, p in named]
 
 
 def _package_urls(spec: DatasetSpec, base: str) -> dict[str, str]:

@@ -261,7 +261,6 @@ def open_stream(
     headers = {"Range": f"bytes={offset}-"} if offset > 0 else {}
     resp, current = _get_following(session, url, headers, timeout)
     _check_answer(resp, current, offset)
-    start, total = 0, None
     if resp.status_code == 206:
         m = _CONTENT_RANGE.match(resp.headers.get("Content-Range", ""))
         if m is None or int(m.group(1)) != offset:
@@ -273,12 +272,12 @@ def open_stream(
                 resp.headers.get("Content-Range"),
             )
             return open_stream(url, 0, session=session, timeout=timeout, chunk_size=chunk_size)
-        start = offset
-        total = None if m.group(3) == "*" else int(m.group(3))
+        start, total = offset, (None if m.group(3) == "*" else int(m.group(3)))
     else:
         length = resp.headers.get("Content-Length")
-        total = int(length) if length and length.isdigit() else None
-    chunks = _body(resp, chunk_size, current_watchdog())
+        start, total = 0, (int(length) if length and length.isdigit() else None)
+    # Outside a watchdog's context, one without rules (it never cuts) counts the bytes.
+    chunks = _body(resp, chunk_size, current_watchdog() or Watchdog())
     return Stream(url=current, start=start, total=total, chunks=chunks, _closer=resp)
 
 
@@ -333,7 +332,7 @@ def _check_answer(resp: requests.Response, current: str, offset: int) -> None:
         raise DownloadError(msg)
 
 
-def _body(resp: requests.Response, chunk_size: int, dog: Watchdog | None) -> Iterator[bytes]:
+def _body(resp: requests.Response, chunk_size: int, dog: Watchdog) -> Iterator[bytes]:
     """The raw body bytes as sent (no Content-Encoding decoding), in chunks of ``chunk_size``.
 
     Read with ``read1`` (at most one ``recv`` per call) and gathered into chunks, so ``dog``
@@ -356,27 +355,24 @@ def _body(resp: requests.Response, chunk_size: int, dog: Watchdog | None) -> Ite
         except (urllib3.exceptions.HTTPError, OSError) as err:
             if held:
                 yield b"".join(pieces)
-            if dog is not None and dog.expired:
+            if dog.expired:
                 raise dog.error() from err
             raise
         if not piece:
             if held:
                 yield b"".join(pieces)
-            if dog is not None and dog.expired and raw.length_remaining is None:
+            if dog.expired and raw.length_remaining is None:
                 # A body without Content-Length ends when the socket does: cut, not complete.
                 raise dog.error()
             return
-        if dog is not None:
-            dog.saw(len(piece))
+        dog.saw(len(piece))
         pieces.append(piece)
         held += len(piece)
         if held >= chunk_size or time.monotonic() - flushed >= 1.0:
             chunk = piece if len(pieces) == 1 else b"".join(pieces)
-            if dog is not None:
-                dog.pause()
+            dog.pause()
             yield chunk
-            if dog is not None:
-                dog.resume()
+            dog.resume()
             pieces, held, flushed = [], 0, time.monotonic()
 
 

@@ -28,7 +28,6 @@ import threading
 from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 from alignrec_data.atomic import write_json
 from alignrec_data.errors import DataFormatError
@@ -107,9 +106,7 @@ class LockFile:
             if old is not None and replace(old, when=entry.when) == entry:
                 return
             self._entries[name] = entry
-            doc: dict[str, Any] = {
-                "version": LOCK_VERSION,
-                "dataset": self.dataset,
-                "files": {k: asdict(v) for k, v in sorted(self._entries.items())},
-            }
-            write_json(self.path, doc)
+            files = {k: asdict(v) for k, v in sorted(self._entries.items())}
+            write_json(
+                self.path, {"version": LOCK_VERSION, "dataset": self.dataset, "files": files}
+            )

@@ -102,8 +102,7 @@ class Watchdog:
     def __exit__(self, *exc: object) -> None:
         _ACTIVE.dog = None
         self._stop.set()
-        with self._lock:
-            self._sock = None
+        self.detach()
 
     def saw(self, n: int) -> None:
         """Count ``n`` bytes received (called by the reader as they arrive)."""
