@@ -245,11 +245,10 @@ def _record(lock: LockFile, job: FileJob, result: FileResult, url: str) -> None:
     """Record a verified or fetched file in the lock file (kept as it was when unchanged)."""
     trust = "registry" if job.expected.trust == "registry" else "first-use"
     entry = lock.get(job.final.name)
+    when = utc_now()
     if entry is not None and entry.trust == trust and entry.sha256 == result.sha256:
         url = entry.url if result.status == "verified" else url
         when = entry.when
-    else:
-        when = utc_now()
     entry = LockEntry(job.f.role, url, result.bytes, result.sha256 or "", trust, when)
     lock.record(job.final.name, entry)
 

@@ -145,7 +145,7 @@ class FileJob:
             )
         else:
             log.info("verify %s: sha256 matches (%s)", self.final.name, exp.trust)
-        return self._ok("verified", size, sha)
+        return self._result("verified", bytes=size, sha256=sha, transferred=self.transferred)
 
     # -- phase 2: fetch into .part, resuming -----------------------------------------------
     def fetch(self) -> FileResult:
@@ -310,9 +310,7 @@ class FileJob:
         # happen in practice) is replaced by one that re-reads the file on disk.
         verifier, self._verifier = self._verifier_at(size), None
         sha, gzip_problem = verifier.result()
-        if (exp.size is not None and size != exp.size) or (
-            exp.sha256 is not None and sha != exp.sha256
-        ):
+        if (exp.size is not None and size != exp.size) or exp.sha256 not in (None, sha):
             aside = set_aside(self.part, self.final, sha)
             msg = (
                 f"checksum mismatch for {self.url}: expected sha256 {exp.sha256} "
@@ -335,15 +333,12 @@ class FileJob:
             raise DownloadError(msg, hint=moved_hint(self.final.name))
         os.replace(self.part, self.final)
         log.info("%s %s (%d bytes, sha256 %s, %s)", status, self.final.name, size, sha, exp.trust)
-        return self._ok(status, size, sha)
+        return self._result(status, bytes=size, sha256=sha, transferred=self.transferred)
 
     def _result(self, status: str, **fields: object) -> FileResult:
         return FileResult(
             self.f.role, self.final, self.url, status, trust=self.expected.trust, **fields
         )
-
-    def _ok(self, status: str, size: int, sha: str) -> FileResult:
-        return self._result(status, bytes=size, sha256=sha, transferred=self.transferred)
 
     def run(self) -> FileResult:
         """Verify or fetch the file; errors become a ``failed`` result.

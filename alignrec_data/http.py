@@ -203,12 +203,11 @@ class Stream:
     start: int
     total: int | None
     chunks: Iterator[bytes]
-    _closer: Any = field(default=None, repr=False)
+    _closer: Any = field(repr=False)
 
     def close(self) -> None:
         """Release the connection or file."""
-        if self._closer is not None:
-            self._closer.close()
+        self._closer.close()
 
 
 class RangeNotSatisfiable(Exception):
@@ -260,7 +259,18 @@ def open_stream(
         raise DownloadError(msg)
     headers = {"Range": f"bytes={offset}-"} if offset > 0 else {}
     resp, current = _get_following(session, url, headers, timeout)
-    _check_answer(resp, current, offset)
+    if resp.status_code == 416 and offset > 0:
+        m = _CONTENT_RANGE_UNSAT.match(resp.headers.get("Content-Range", ""))
+        resp.close()
+        raise RangeNotSatisfiable(int(m.group(1)) if m else None)
+    if resp.status_code >= 400:
+        resp.close()
+        msg = f"GET {current} failed: HTTP {resp.status_code} {resp.reason or ''}".rstrip()
+        raise DownloadError(msg, hint=moved_hint(current.rsplit("/", 1)[-1]))
+    if resp.status_code not in (200, 206):
+        resp.close()
+        msg = f"GET {current}: unexpected HTTP {resp.status_code} {resp.reason}"
+        raise DownloadError(msg)
     if resp.status_code == 206:
         m = _CONTENT_RANGE.match(resp.headers.get("Content-Range", ""))
         if m is None or int(m.group(1)) != offset:
@@ -309,27 +319,6 @@ def _get_following(
         current = target
     msg = f"GET {url}: more than {MAX_REDIRECTS} redirects"
     raise DownloadError(msg)
-
-
-def _check_answer(resp: requests.Response, current: str, offset: int) -> None:
-    """Raise (and close ``resp``) unless it is a 200 or 206 answer.
-
-    Raises:
-        RangeNotSatisfiable: HTTP 416 for a non-zero offset.
-        DownloadError: Any other status but 200 and 206.
-    """
-    if resp.status_code == 416 and offset > 0:
-        m = _CONTENT_RANGE_UNSAT.match(resp.headers.get("Content-Range", ""))
-        resp.close()
-        raise RangeNotSatisfiable(int(m.group(1)) if m else None)
-    if resp.status_code >= 400:
-        resp.close()
-        msg = f"GET {current} failed: HTTP {resp.status_code} {resp.reason or ''}".rstrip()
-        raise DownloadError(msg, hint=moved_hint(current.rsplit("/", 1)[-1]))
-    if resp.status_code not in (200, 206):
-        resp.close()
-        msg = f"GET {current}: unexpected HTTP {resp.status_code} {resp.reason}"
-        raise DownloadError(msg)
 
 
 def _body(resp: requests.Response, chunk_size: int, dog: Watchdog) -> Iterator[bytes]:

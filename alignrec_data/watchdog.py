@@ -158,12 +158,11 @@ class Watchdog:
             if not self._min_bytes or self._sock is None or self._paused_at is not None:
                 return
             now -= self._paused_total  # the speed rule's clock: time spent waiting
-            samples = self._samples
-            samples.append((now, self.received))
+            self._samples.append((now, self.received))
             # Keep the newest sample at or before now - window: the start of the window.
-            while len(samples) > 1 and samples[1][0] <= now - self.window:
-                samples.popleft()
-            start, count = samples[0]
+            while len(self._samples) > 1 and self._samples[1][0] <= now - self.window:
+                self._samples.popleft()
+            start, count = self._samples[0]
             got = self.received - count
             if now - start >= self.window and got < self._min_bytes:
                 self.seen, self.span = got, now - start
