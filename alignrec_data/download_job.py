@@ -152,7 +152,6 @@ class FileJob:
         """Fetch into the part file, resuming after cuts, then verify and rename it."""
         cfg, exp = self.config, self.expected
         policy = cfg.retry_policy()
-        session = make_session(policy)
         failures = 0
         bar = tqdm(
             total=exp.size,
@@ -164,7 +163,7 @@ class FileJob:
             position=self.position,
             dynamic_ncols=True,
         )
-        try:
+        with bar, make_session(policy) as session:
             while True:
                 offset = self.part.stat().st_size if self.part.is_file() else 0
                 if exp.size is not None and offset > exp.size:
@@ -194,12 +193,6 @@ class FileJob:
                     )
                     time.sleep(wait)
             return self._finish("resumed" if resumed else "fetched")
-        finally:
-            bar.close()
-            session.close()
-            if self._verifier is not None:
-                self._verifier.abandon()
-                self._verifier = None
 
     def _transfer(
         self, session: requests.Session, offset: int, bar: tqdm, dog: Watchdog
@@ -359,5 +352,9 @@ class FileJob:
                 if err.errno == errno.ENOSPC
                 else DownloadError(f"{self.url}: {err}", hint=moved_hint(self.final.name))
             )
+        finally:
+            if self._verifier is not None:  # the fetch failed: stop its verifier thread
+                self._verifier.abandon()
+                self._verifier = None
         log.error("%s failed: %s", self.final.name, error)
         return self._result("failed", error=str(error), exception=error)

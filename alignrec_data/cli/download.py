@@ -40,7 +40,6 @@ def summary_line(r: FileResult) -> str:
 @click.option(
     "--mirror",
     metavar="URL_OR_PATH",
-    default=None,
     help=(
         f"Base URL (http, https, file) or local folder replacing the official base URL; "
         f"${MIRROR_ENV} when unset. '{{dataset}}' and '{{release}}' are substituted."
@@ -49,19 +48,16 @@ def summary_line(r: FileResult) -> str:
 @click.option(
     "--out",
     type=click.Path(file_okay=False, path_type=Path),
-    default=None,
     help="Target folder [default: DATA_DIR/DATASET/raw].",
 )
 @click.option(
     "--workers",
     type=click.IntRange(min=1),
-    default=None,
     help="Files fetched in parallel [default: download.workers in params].",
 )
 @click.option(
     "--all-files",
     is_flag=True,
-    default=False,
     help=(
         "Also fetch the optional files prepare does not read (the all-ratings CSV); one the "
         "source lacks is reported, not an error. Default: reviews and metadata only."
