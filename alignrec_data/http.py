@@ -336,8 +336,7 @@ def _body(resp: requests.Response, chunk_size: int, dog: Watchdog) -> Iterator[b
     """
     raw = resp.raw
     pieces: list[bytes] = []
-    held = 0
-    flushed = time.monotonic()
+    held, flushed = 0, time.monotonic()
     while True:
         try:
             piece = raw.read1(chunk_size - held, decode_content=False)
