@@ -20,6 +20,9 @@ from alignrec_data.images.config import ACCEPT_KEYS, ENCODE_KEYS
 from alignrec_data.images.fetch import is_transient
 from alignrec_data.images.urls import Candidate, MirrorRules, image_candidates
 
+# The index fields of a stored image that its shard records.
+SHARD_FIELDS = ("url", "http_status", "sha256", "width", "height", "shard")
+
 
 @dataclass(frozen=True)
 class Item:
@@ -139,40 +142,26 @@ def plan(
 ) -> Plan:
     """Sort ``items`` (id, key, image URLs) into rows kept and items to fetch."""
     out = Plan()
-    rows, todo = out.rows, out.todo
     for item_id, item_key, urls in items:
         item = Item(item_id, item_key, tuple(rules.resolve(u) for u in image_candidates(urls)))
-        old = prev.index.get(item_key)
+        row = empty_row(item)
         if item_key in prev.catalog:
+            old = prev.index.get(item_key)
+            kept = old if old is not None and old["has_image"] else {"attempts": []}
             stored = prev.catalog[item_key]
-            kept = old if old is not None and old["has_image"] else None
-            row = empty_row(item)
+            row.update({k: stored[k] for k in SHARD_FIELDS})
             row.update(
-                has_image=True,
-                url=stored["url"],
-                http_status=stored["http_status"],
-                sha256=stored["sha256"],
-                width=stored["width"],
-                height=stored["height"],
-                shard=stored["shard"],
-                fetched_url=kept.get("fetched_url") if kept is not None else None,
-                attempts=list(kept["attempts"]) if kept is not None else [],
+                has_image=True, fetched_url=kept.get("fetched_url"), attempts=list(kept["attempts"])
             )
-            rows.append(row)
             out.stored += 1
         elif (failed := prev.keeps_failure(item, retry_missing)) is not None:
-            row = empty_row(item)
-            row.update(
-                reason=failed["reason"],
-                url=failed["url"],
-                fetched_url=failed.get("fetched_url"),
-                http_status=failed["http_status"],
-                attempts=list(failed["attempts"]),
-            )
-            rows.append(row)
+            row.update({k: failed[k] for k in ("reason", "url", "http_status")})
+            row.update(fetched_url=failed.get("fetched_url"), attempts=list(failed["attempts"]))
             out.failed += 1
         elif not item.candidates:
-            rows.append({**empty_row(item), "reason": "no-url"})
+            row["reason"] = "no-url"
         else:
-            todo.append(item)
+            out.todo.append(item)
+            continue
+        out.rows.append(row)
     return out
