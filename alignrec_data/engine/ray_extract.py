@@ -28,7 +28,7 @@ from typing import Any
 from tqdm.auto import tqdm
 
 from alignrec_data.engine.plan import ShardTask, plan_shards, shard_count
-from alignrec_data.engine.ray_images import _connect, require_ray, run_tasks
+from alignrec_data.engine.ray_images import _connected, require_ray, run_tasks
 from alignrec_data.errors import UsageError
 from alignrec_data.paths import DatasetPaths
 
@@ -104,8 +104,7 @@ def extract_ray(
     paths = DatasetPaths.of(data_dir, dataset)
     n = len(read_items(paths))
     fingerprints = entry_fingerprints(cfg.entries(), paths)
-    started = _connect(ray, address, workers)
-    try:
+    with _connected(ray, address, workers):
         resources = _task_resources(ray, cfg.device, cpus_per_task)
         slots = ray.cluster_resources().get("GPU" if resources["num_gpus"] else "CPU", 1)
         per = 1 if resources["num_gpus"] else cpus_per_task
@@ -130,9 +129,6 @@ def extract_ray(
                 cpu += out["cpu_seconds"]
                 bar.update(len(task.items))
         seconds = time.perf_counter() - t0
-    finally:
-        if started:
-            ray.shutdown()
     extra = {"engine": "ray", "workers": n_workers, "shards": len(tasks), "shards_kept": kept,
              "task_cpu_seconds": round(cpu, 2)}  # fmt: skip
     return merge_run(paths, cfg, [t.number for t in tasks], seconds, extra)

@@ -34,6 +34,7 @@ import math
 import socket
 from collections import Counter, deque
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from types import ModuleType
 from typing import Any, TypeVar
@@ -82,7 +83,7 @@ def fetch_shard(
     images_dir: str,
     index_settings: dict[str, Any],
     state: Any,
-) -> dict[str, Any]:
+) -> tuple[list[dict[str, Any]], int, dict[str, int], list[str]]:
     """Fetch one shard task's items into its shard file (runs as a Ray task).
 
     Writes the task's index part, then its shard (a kill between the two only costs a fetch).
@@ -95,7 +96,7 @@ def fetch_shard(
         state: The :class:`~alignrec_data.engine.shared_hosts.HostState` actor handle.
 
     Returns:
-        ``rows`` (index rows), ``requests``, ``requests_by_host``, ``shards`` (file names).
+        The index rows, the requests made, the requests by host and the shard file names.
     """
     import ray
 
@@ -115,12 +116,7 @@ def fetch_shard(
     call("ping")  # the driver still runs (else this raises and nothing is written)
     store.write_index_part(images_dir, task.number, rows, index_settings)
     writer.flush()
-    return {
-        "rows": rows,
-        "requests": requests,
-        "requests_by_host": dict(fetcher.requests_by_host),
-        "shards": writer.names,
-    }
+    return rows, requests, dict(fetcher.requests_by_host), writer.names
 
 
 def _run_shards(
@@ -152,11 +148,13 @@ def _run_shards(
     def submit(task: ShardTask[Item]) -> Any:
         return remote.remote(task, config, images_dir, index_settings, state)
 
-    for task, out in run_tasks(ray, tasks, submit, workers):
-        rows += out["rows"]
-        requests += out["requests"]
-        by_host.update(out["requests_by_host"])
-        writer.names += out["shards"]
+    for task, (task_rows, task_requests, task_by_host, shards) in run_tasks(
+        ray, tasks, submit, workers
+    ):
+        rows += task_rows
+        requests += task_requests
+        by_host.update(task_by_host)
+        writer.names += shards
         done(len(task.items))
     # A killed worker's half-written temporaries (its task was run again): all tasks are done.
     for path in store.clean_stale_temporaries(writer.images_dir):
@@ -197,12 +195,17 @@ def _check_reachable(address: str) -> None:
         raise UsageError(msg, hint=hint) from err
 
 
-def _connect(ray: ModuleType, address: str | None, workers: int | None) -> bool:
-    """Connect to the cluster at ``address`` or start a local one; True when started here."""
+@contextmanager
+def _connected(ray: ModuleType, address: str | None, workers: int | None) -> Iterator[None]:
+    """Connect to the cluster at ``address``, or start a local one for the block (then stop it).
+
+    Uses the instance this process started, if any (left running).
+    """
     if address:
         _check_reachable(address)
     if ray.is_initialized():
-        return False
+        yield
+        return
     quiet = {"include_dashboard": False, "log_to_driver": False, "logging_level": logging.WARNING}
     try:
         if address:
@@ -213,7 +216,10 @@ def _connect(ray: ModuleType, address: str | None, workers: int | None) -> bool:
         msg = f"cannot connect to the Ray cluster at {address or 'a new local instance'}: {err}"
         hint = "start one with `ray start --head` and pass its address"
         raise UsageError(msg, hint=hint) from err
-    return True
+    try:
+        yield
+    finally:
+        ray.shutdown()
 
 
 def fetch_images_ray(
@@ -249,12 +255,8 @@ def fetch_images_ray(
     if workers is not None and workers < 1:
         raise UsageError(f"--workers must be >= 1, found {workers}")
     ray = require_ray()
-    started = _connect(ray, address, workers)
-    try:
+    with _connected(ray, address, workers):
         n = workers or max(1, int(ray.cluster_resources().get("CPU", 1)))
         per_task = shard_items or items_per_shard(config.shard_size_mb)
         runner = functools.partial(_run_shards, workers=n, shard_items=per_task)
         return fetch_images(data_dir, dataset, config, runner=runner, **kwargs)
-    finally:
-        if started:
-            ray.shutdown()
