@@ -35,21 +35,10 @@ class Item:
 
 def empty_row(item: Item) -> dict[str, Any]:
     """The index row of ``item`` before any fetch: no image, no reason yet."""
-    return {
-        "item_id": item.item_id,
-        "item_key": item.item_key,
-        "has_image": False,
-        "reason": None,
-        "url": None,
-        "http_status": None,
-        "sha256": None,
-        "width": None,
-        "height": None,
-        "shard": None,
-        "fetched_url": None,
-        "candidates": [c.source for c in item.candidates],
-        "attempts": [],
-    }
+    row = dict.fromkeys(store.INDEX_SCHEMA.names)  # every column None, in the index's order
+    row.update(item_id=item.item_id, item_key=item.item_key, has_image=False, attempts=[])
+    row["candidates"] = [c.source for c in item.candidates]
+    return row
 
 
 def check_shard_settings(

@@ -118,12 +118,11 @@ def _read_items(path: Path, dataset: str) -> list[tuple[int, str, list[str]]]:
         )
         raise DataFormatError(msg)
     cols = pq.read_table(path, columns=needed).to_pydict()
-    rows = list(zip(cols["item_id"], cols["item_key"], cols["image_urls"], strict=True))
-    keys = Counter(r[1] for r in rows)
-    dupes = [k for k, n in keys.items() if n > 1]
+    dupes = [k for k, n in Counter(cols["item_key"]).items() if n > 1]
     if dupes:
         msg = f"{path}: item_key must be unique, found duplicates such as {dupes[0]!r}"
         raise DataFormatError(msg)
+    rows = zip(cols["item_id"], cols["item_key"], cols["image_urls"], strict=True)
     return [(int(i), str(k), list(u or [])) for i, k, u in rows]
 
 
