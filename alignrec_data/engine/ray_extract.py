@@ -29,7 +29,6 @@ from tqdm.auto import tqdm
 
 from alignrec_data.engine.plan import ShardTask, plan_shards, shard_count
 from alignrec_data.engine.ray_images import _connected, require_ray, run_tasks
-from alignrec_data.errors import UsageError
 from alignrec_data.paths import DatasetPaths
 
 log = logging.getLogger(__name__)
@@ -38,12 +37,6 @@ log = logging.getLogger(__name__)
 TASK_RETRIES = 3
 # Most items in one shard task (more tasks than workers only when a range would be larger).
 SHARD_ITEMS = 20_000
-
-
-def _task_resources(ray: Any, device: str, cpus_per_task: int) -> dict[str, Any]:
-    """``num_cpus`` / ``num_gpus`` of one shard task."""
-    gpus = ray.cluster_resources().get("GPU", 0)
-    return {"num_cpus": cpus_per_task, "num_gpus": int(gpus > 0 and device != "cpu")}
 
 
 def _shard_task(
@@ -98,17 +91,16 @@ def extract_ray(
     from alignrec_model.extract_dist import entry_fingerprints, merge_run
     from alignrec_model.pretrain import read_items
 
-    if workers is not None and workers < 1:
-        raise UsageError(f"--workers must be >= 1, found {workers}")
-    ray = require_ray()
+    ray = require_ray(workers)
     paths = DatasetPaths.of(data_dir, dataset)
     n = len(read_items(paths))
     fingerprints = entry_fingerprints(cfg.entries(), paths)
     with _connected(ray, address, workers):
-        resources = _task_resources(ray, cfg.device, cpus_per_task)
-        slots = ray.cluster_resources().get("GPU" if resources["num_gpus"] else "CPU", 1)
-        per = 1 if resources["num_gpus"] else cpus_per_task
-        n_workers = workers or max(1, int(slots // per))
+        # One GPU a task when the cluster has GPUs and the device allows CUDA, else CPUs.
+        gpu = ray.cluster_resources().get("GPU", 0) > 0 and cfg.device != "cpu"
+        resources = {"num_cpus": cpus_per_task, "num_gpus": int(gpu)}
+        slots = ray.cluster_resources().get("GPU" if gpu else "CPU", 1)
+        n_workers = workers or max(1, int(slots // (1 if gpu else cpus_per_task)))
         items = [SimpleNamespace(item_id=i) for i in range(n)]
         tasks = plan_shards(items, shard_count(n, n_workers, shard_items), 0)
         threads = cfg.num_threads or cpus_per_task

@@ -63,12 +63,17 @@ LOCAL_OBJECT_STORE_BYTES = 128 * 1024 * 1024
 CONNECT_TIMEOUT_S = 5.0
 
 
-def require_ray() -> ModuleType:
+def require_ray(workers: int | None = None) -> ModuleType:
     """Import ray, or fail with the install command.
 
+    Args:
+        workers: The ``--workers`` given, checked first (None: not given).
+
     Raises:
-        UsageError: ray is not installed.
+        UsageError: ``workers`` below 1, or ray is not installed.
     """
+    if workers is not None and workers < 1:
+        raise UsageError(f"--workers must be >= 1, found {workers}")
     try:
         import ray
     except ImportError as err:
@@ -252,9 +257,7 @@ def fetch_images_ray(
             :func:`~alignrec_data.images.fetch_images` raises.
     """
     config = config or ImagesConfig()
-    if workers is not None and workers < 1:
-        raise UsageError(f"--workers must be >= 1, found {workers}")
-    ray = require_ray()
+    ray = require_ray(workers)
     with _connected(ray, address, workers):
         n = workers or max(1, int(ray.cluster_resources().get("CPU", 1)))
         per_task = shard_items or items_per_shard(config.shard_size_mb)
