@@ -173,11 +173,11 @@ class HostRateLimiter:
 
 
 class _TooLarge(Exception):
-    pass
+    """The body is longer than ``max_bytes``."""
 
 
 class _Deadline(Exception):
-    pass
+    """The request's ``total_timeout`` passed."""
 
 
 class Fetcher:

@@ -45,9 +45,9 @@ def check_shard_settings(
     by_shard: dict[str, Any], wanted: dict[str, Any], images_dir: Path, dataset: str
 ) -> None:
     """Refuse shards whose encoding settings differ from ``wanted`` (they cannot be mixed)."""
+    want_encode = {k: wanted[k] for k in ENCODE_KEYS}
     for name, got in sorted(by_shard.items()):
         got_encode = {k: (got or {}).get(k) for k in ENCODE_KEYS}
-        want_encode = {k: wanted[k] for k in ENCODE_KEYS}
         if got_encode != want_encode:
             msg = (
                 f"{images_dir / name} holds images made with {got_encode}, but the params say "
@@ -74,18 +74,17 @@ class Previous:
 
     @classmethod
     def read(
-        cls,
-        images_dir: Path,
-        settings: dict[str, Any],
-        index_settings: dict[str, Any],
-        dataset: str,
-        force: bool,
+        cls, images_dir: Path, index_settings: dict[str, Any], dataset: str, force: bool
     ) -> Previous:
-        """Read the shards and index in ``images_dir`` (nothing with ``force``)."""
+        """Read the shards and index in ``images_dir`` (nothing with ``force``).
+
+        ``index_settings`` are the settings the index records (those of the shards and the
+        mirror rules).
+        """
         if force:
             return cls()
         catalog, by_shard = store.read_shard_catalog(images_dir)
-        check_shard_settings(by_shard, settings, images_dir, dataset)
+        check_shard_settings(by_shard, index_settings, images_dir, dataset)
 
         def same(recorded: dict[str, Any] | None) -> bool:
             keys = (*ACCEPT_KEYS, "mirrors")

@@ -212,7 +212,7 @@ def fetch_images(
         log.info("removed %s, left by an interrupted run", path.name)
     # Index metadata also records the mirror rules: other mirrors may cure earlier failures.
     index_settings = {**settings, "mirrors": [[r.prefix, r.replacement] for r in rules.rules]}
-    prev = Previous.read(images_dir, settings, index_settings, dataset, force)
+    prev = Previous.read(images_dir, index_settings, dataset, force)
     kept = plan(items, rules, prev, retry_missing)
     result = ImagesResult(images_dir, {}, resumed_stored=kept.stored, resumed_failed=kept.failed)
     log.info("images %s: %d stored, %d known failures kept, %d to fetch", dataset, kept.stored,
