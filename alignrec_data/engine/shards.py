@@ -152,9 +152,8 @@ def merge_parts(
         table = pq.read_table(path)
         part_meta = _read_meta(path)
         part_meta.pop(SHARD_META, None)
-        if meta is None:
-            meta = part_meta
-        elif part_meta != meta:
+        meta = part_meta if meta is None else meta  # every part as the first
+        if part_meta != meta:
             msg = f"shard {path} was written with other metadata than the first part: {part_meta}"
             raise DataFormatError(msg)
         ids = table.column("item_id").to_numpy()

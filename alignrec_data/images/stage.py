@@ -129,7 +129,6 @@ def _read_items(path: Path, dataset: str) -> list[tuple[int, str, list[str]]]:
 def _stats(
     dataset: str,
     rows: list[dict[str, Any]],
-    images_dir: Path,
     settings: dict[str, Any],
     result: ImagesResult,
 ) -> dict[str, Any]:
@@ -149,7 +148,7 @@ def _stats(
         "reasons": dict(sorted(reasons.items())),
         "served_by_candidate": dict(sorted(served.items(), key=lambda kv: int(kv[0]))),
         "n_shards": len(shards),
-        "shard_bytes": sum((images_dir / s).stat().st_size for s in shards),
+        "shard_bytes": sum((result.images_dir / s).stat().st_size for s in shards),
         "mean_width": round(sum(r["width"] for r in stored) / len(stored), 2) if stored else 0,
         "mean_height": round(sum(r["height"] for r in stored) / len(stored), 2) if stored else 0,
         "hosts": host_stats(rows, result.requests_by_host),
@@ -249,7 +248,7 @@ def _finish(
         if path.name not in referenced:
             path.unlink()
             result.removed_shards.append(path.name)
-    result.stats = _stats(dataset, rows, images_dir, settings, result)
+    result.stats = _stats(dataset, rows, settings, result)
     write_json(images_dir / store.STATS_FILE, result.stats)
     result.elapsed_s = time.monotonic() - start
     log.info(
