@@ -138,8 +138,6 @@ def command(
       alignrec-data images amazon-baby --engine ray --workers 4
     """  # noqa: D301 (click needs a real \b)
     check_engine("images", dataset, engine, address, workers)  # before reading any input
-    if engine == "ray":
-        from alignrec_data.engine.ray_images import fetch_images_ray
     from alignrec_data.images import ImagesConfig, fetch_images
 
     config = load_settings(params, "images", ImagesConfig, dataset)
@@ -152,6 +150,8 @@ def command(
         progress=progress,
     )
     if engine == "ray":
+        from alignrec_data.engine.ray_images import fetch_images_ray
+
         with engine_output(engine):
             result = fetch_images_ray(
                 data_dir, dataset, config, address=address, workers=workers, **options

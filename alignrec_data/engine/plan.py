@@ -82,10 +82,7 @@ def plan_shards(
         The tasks, numbered ``first_number``, ``first_number + 1``, ...; none is empty.
     """
     ordered = sorted(items, key=lambda it: getattr(it, key))
-    n_shards = min(n_shards, len(ordered))
-    tasks = []
-    for i in range(n_shards):
-        lo = i * len(ordered) // n_shards
-        hi = (i + 1) * len(ordered) // n_shards
-        tasks.append(ShardTask(first_number + i, tuple(ordered[lo:hi])))
-    return tasks
+    n, k = len(ordered), min(n_shards, len(ordered))
+    return [
+        ShardTask(first_number + i, tuple(ordered[i * n // k : (i + 1) * n // k])) for i in range(k)
+    ]

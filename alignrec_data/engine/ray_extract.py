@@ -22,13 +22,13 @@ from __future__ import annotations
 import logging
 import time
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 from tqdm.auto import tqdm
 
-from alignrec_data.engine.plan import plan_shards, shard_count
-from alignrec_data.engine.ray_images import _connect, require_ray
-from alignrec_data.errors import UsageError
+from alignrec_data.engine.plan import ShardTask, plan_shards, shard_count
+from alignrec_data.engine.ray_images import _connected, require_ray, run_tasks
 from alignrec_data.paths import DatasetPaths
 
 log = logging.getLogger(__name__)
@@ -37,23 +37,6 @@ log = logging.getLogger(__name__)
 TASK_RETRIES = 3
 # Most items in one shard task (more tasks than workers only when a range would be larger).
 SHARD_ITEMS = 20_000
-
-
-class _Id:
-    """An item id with the attribute the shard plan orders by."""
-
-    __slots__ = ("item_id",)
-
-    def __init__(self, item_id: int) -> None:
-        self.item_id = item_id
-
-
-def _task_resources(ray: Any, device: str, cpus_per_task: int) -> dict[str, Any]:
-    """``num_cpus`` / ``num_gpus`` of one shard task."""
-    gpus = ray.cluster_resources().get("GPU", 0)
-    if gpus > 0 and device != "cpu":
-        return {"num_cpus": cpus_per_task, "num_gpus": 1}
-    return {"num_cpus": cpus_per_task, "num_gpus": 0}
 
 
 def _shard_task(
@@ -108,19 +91,18 @@ def extract_ray(
     from alignrec_model.extract_dist import entry_fingerprints, merge_run
     from alignrec_model.pretrain import read_items
 
-    if workers is not None and workers < 1:
-        raise UsageError(f"--workers must be >= 1, found {workers}")
-    ray = require_ray()
+    ray = require_ray(workers)
     paths = DatasetPaths.of(data_dir, dataset)
     n = len(read_items(paths))
     fingerprints = entry_fingerprints(cfg.entries(), paths)
-    started = _connect(ray, address, workers)
-    try:
-        resources = _task_resources(ray, cfg.device, cpus_per_task)
-        slots = ray.cluster_resources().get("GPU" if resources["num_gpus"] else "CPU", 1)
-        per = 1 if resources["num_gpus"] else cpus_per_task
-        n_workers = workers or max(1, int(slots // per))
-        tasks = plan_shards([_Id(i) for i in range(n)], shard_count(n, n_workers, shard_items), 0)
+    with _connected(ray, address, workers):
+        # One GPU a task when the cluster has GPUs and the device allows CUDA, else CPUs.
+        gpu = ray.cluster_resources().get("GPU", 0) > 0 and cfg.device != "cpu"
+        resources = {"num_cpus": cpus_per_task, "num_gpus": int(gpu)}
+        slots = ray.cluster_resources().get("GPU" if gpu else "CPU", 1)
+        n_workers = workers or max(1, int(slots // (1 if gpu else cpus_per_task)))
+        items = [SimpleNamespace(item_id=i) for i in range(n)]
+        tasks = plan_shards(items, shard_count(n, n_workers, shard_items), 0)
         threads = cfg.num_threads or cpus_per_task
         remote = ray.remote(_shard_task).options(max_retries=TASK_RETRIES, **resources)
         log.info("extract %s: %d items in %d shard tasks, %d at a time", dataset, n,
@@ -128,25 +110,17 @@ def extract_ray(
         t0 = time.perf_counter()
         kept, cpu = 0, 0.0
         disable = None if progress is None else not progress
-        pending: dict[Any, int] = {}
-        queue = list(tasks)
+
+        def submit(task: ShardTask[Any]) -> Any:
+            ids = [it.item_id for it in task.items]
+            return remote.remote(paths, cfg, fingerprints, ids, task.number, threads)
+
         with tqdm(total=n, desc=f"extract {dataset}", unit="item", disable=disable) as bar:
-            while queue or pending:
-                while queue and len(pending) < n_workers:
-                    task = queue.pop(0)
-                    ids = [it.item_id for it in task.items]
-                    ref = remote.remote(paths, cfg, fingerprints, ids, task.number, threads)
-                    pending[ref] = len(ids)
-                ready, _ = ray.wait(list(pending), num_returns=1)
-                for ref in ready:
-                    out = ray.get(ref)
-                    kept += not out["computed"]
-                    cpu += out["cpu_seconds"]
-                    bar.update(pending.pop(ref))
+            for task, out in run_tasks(ray, tasks, submit, n_workers):
+                kept += not out["computed"]
+                cpu += out["cpu_seconds"]
+                bar.update(len(task.items))
         seconds = time.perf_counter() - t0
-    finally:
-        if started:
-            ray.shutdown()
     extra = {"engine": "ray", "workers": n_workers, "shards": len(tasks), "shards_kept": kept,
              "task_cpu_seconds": round(cpu, 2)}  # fmt: skip
     return merge_run(paths, cfg, [t.number for t in tasks], seconds, extra)

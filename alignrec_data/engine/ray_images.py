@@ -33,11 +33,11 @@ import logging
 import math
 import socket
 from collections import Counter, deque
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from types import ModuleType
-from typing import Any
-
-from tqdm.auto import tqdm
+from typing import Any, TypeVar
 
 from alignrec_data.engine.plan import ShardTask, items_per_shard, plan_shards, shard_count
 from alignrec_data.engine.shared_hosts import HostState, SharedBreaker, SharedLimiter
@@ -45,13 +45,14 @@ from alignrec_data.errors import UsageError
 from alignrec_data.images import store
 from alignrec_data.images.config import ImagesConfig
 from alignrec_data.images.fetch import Fetcher
-from alignrec_data.images.hosts import report_hosts_down
 from alignrec_data.images.resume import Item
-from alignrec_data.images.stage import ImagesResult, fetch_images
+from alignrec_data.images.stage import ImagesResult, RunnerOutput, fetch_images
 from alignrec_data.images.store import SHARD_TEMPLATE
 from alignrec_data.images.work import ShardWriter, fetch_items
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 INSTALL_HINT = "pip install 'alignrec[scale]'"
 # Times Ray runs a shard task again after its worker died.
@@ -62,12 +63,17 @@ LOCAL_OBJECT_STORE_BYTES = 128 * 1024 * 1024
 CONNECT_TIMEOUT_S = 5.0
 
 
-def require_ray() -> ModuleType:
+def require_ray(workers: int | None = None) -> ModuleType:
     """Import ray, or fail with the install command.
 
+    Args:
+        workers: The ``--workers`` given, checked first (None: not given).
+
     Raises:
-        UsageError: ray is not installed.
+        UsageError: ``workers`` below 1, or ray is not installed.
     """
+    if workers is not None and workers < 1:
+        raise UsageError(f"--workers must be >= 1, found {workers}")
     try:
         import ray
     except ImportError as err:
@@ -76,24 +82,13 @@ def require_ray() -> ModuleType:
     return ray
 
 
-class _HeldWriter(ShardWriter):
-    """A shard writer that holds every image until :meth:`write` (one shard a task)."""
-
-    def flush(self) -> None:
-        """Hold (the task writes its index part first, then the shard)."""
-
-    def write(self) -> None:
-        """Write the held images as the task's shard."""
-        super().flush()
-
-
 def fetch_shard(
     task: ShardTask[Item],
     config: ImagesConfig,
     images_dir: str,
     index_settings: dict[str, Any],
     state: Any,
-) -> dict[str, Any]:
+) -> tuple[list[dict[str, Any]], int, dict[str, int], list[str]]:
     """Fetch one shard task's items into its shard file (runs as a Ray task).
 
     Writes the task's index part, then its shard (a kill between the two only costs a fetch).
@@ -106,7 +101,7 @@ def fetch_shard(
         state: The :class:`~alignrec_data.engine.shared_hosts.HostState` actor handle.
 
     Returns:
-        ``rows`` (index rows), ``requests``, ``requests_by_host``, ``shards`` (file names).
+        The index rows, the requests made, the requests by host and the shard file names.
     """
     import ray
 
@@ -116,8 +111,8 @@ def fetch_shard(
     fs = config.fetch_settings()
     limiter = SharedLimiter(call, fs.per_host_rate, config.concurrency)
     breaker = SharedBreaker(call, fs.host_failures)
-    settings = config.recorded_settings()
-    writer = _HeldWriter(Path(images_dir), settings, math.inf, task.number)
+    # One shard a task, written last (after the index part): no flush on the way.
+    writer = ShardWriter(Path(images_dir), config.recorded_settings(), math.inf, task.number)
     with Fetcher(fs, limiter, breaker) as fetcher:  # type: ignore[arg-type]
         rows, requests = fetch_items(task.items, config, fetcher, writer)
     shard = SHARD_TEMPLATE.format(task.number)
@@ -125,32 +120,24 @@ def fetch_shard(
         row["shard"] = shard if row["has_image"] else None
     call("ping")  # the driver still runs (else this raises and nothing is written)
     store.write_index_part(images_dir, task.number, rows, index_settings)
-    writer.write()
-    return {
-        "rows": rows,
-        "requests": requests,
-        "requests_by_host": dict(fetcher.requests_by_host),
-        "shards": writer.names,
-    }
+    writer.flush()
+    return rows, requests, dict(fetcher.requests_by_host), writer.names
 
 
 def _run_shards(
     todo: list[Item],
     config: ImagesConfig,
     writer: ShardWriter,
-    result: ImagesResult,
     dataset: str,
-    progress: bool | None,
     index_settings: dict[str, Any],
+    done: Callable[[int], object],
     *,
     workers: int,
     shard_items: int,
-) -> list[dict[str, Any]]:
+) -> RunnerOutput:
     """The runner of :func:`~alignrec_data.images.fetch_images`: shard tasks on Ray."""
     import ray
 
-    if not todo:
-        return []
     tasks = plan_shards(todo, shard_count(len(todo), workers, shard_items), writer.number)
     log.info("images %s: %d items in %d shard tasks, %d at a time", dataset, len(todo),
              len(tasks), workers)  # fmt: skip
@@ -158,35 +145,46 @@ def _run_shards(
         ray.remote(HostState).options(num_cpus=0).remote(config.per_host_rate, config.host_failures)
     )
     remote = ray.remote(fetch_shard).options(num_cpus=1, max_retries=TASK_RETRIES)
-    queue: deque[ShardTask[Item]] = deque(tasks)
-    pending: dict[Any, ShardTask[Item]] = {}
+    images_dir = str(writer.images_dir)
     rows: list[dict[str, Any]] = []
+    requests = 0
     by_host: Counter[str] = Counter()
-    disable = None if progress is None else not progress
-    with tqdm(total=len(todo), desc=f"images {dataset}", unit="img", disable=disable) as bar:
-        while queue or pending:
-            while queue and len(pending) < workers:
-                task = queue.popleft()
-                ref = remote.remote(task, config, str(writer.images_dir), index_settings, state)
-                pending[ref] = task
-            ready, _ = ray.wait(list(pending), num_returns=1)
-            for ref in ready:
-                task = pending.pop(ref)
-                out = ray.get(ref)
-                rows += out["rows"]
-                result.requests += out["requests"]
-                by_host.update(out["requests_by_host"])
-                writer.names += out["shards"]
-                bar.update(len(task.items))
+
+    def submit(task: ShardTask[Item]) -> Any:
+        return remote.remote(task, config, images_dir, index_settings, state)
+
+    for task, (task_rows, task_requests, task_by_host, shards) in run_tasks(
+        ray, tasks, submit, workers
+    ):
+        rows += task_rows
+        requests += task_requests
+        by_host.update(task_by_host)
+        writer.names += shards
+        done(len(task.items))
     # A killed worker's half-written temporaries (its task was run again): all tasks are done.
     for path in store.clean_stale_temporaries(writer.images_dir):
         log.info("removed %s, left by a killed worker", path.name)
-    result.fetched = len(rows)
-    result.requests_by_host = dict(sorted(by_host.items()))
-    result.hosts_down = ray.get(state.state.remote())[0]
-    report_hosts_down(rows, result.hosts_down, config.host_failures)
     writer.names.sort()
-    return rows
+    return rows, requests, by_host, ray.get(state.state.remote())[0]
+
+
+def run_tasks(
+    ray: ModuleType, tasks: Iterable[T], submit: Callable[[T], Any], workers: int
+) -> Iterator[tuple[T, Any]]:
+    """Run ``submit(task)`` (a Ray call) for ``tasks``, ``workers`` at a time, in order.
+
+    Yields:
+        Each task and its result, as the tasks finish.
+    """
+    queue = deque(tasks)
+    pending: dict[Any, T] = {}
+    while queue or pending:
+        while queue and len(pending) < workers:
+            task = queue.popleft()
+            pending[submit(task)] = task
+        ready, _ = ray.wait(list(pending), num_returns=1)
+        for ref in ready:
+            yield pending.pop(ref), ray.get(ref)
 
 
 def _check_reachable(address: str) -> None:
@@ -202,12 +200,17 @@ def _check_reachable(address: str) -> None:
         raise UsageError(msg, hint=hint) from err
 
 
-def _connect(ray: ModuleType, address: str | None, workers: int | None) -> bool:
-    """Connect to the cluster at ``address`` or start a local one; True when started here."""
+@contextmanager
+def _connected(ray: ModuleType, address: str | None, workers: int | None) -> Iterator[None]:
+    """Connect to the cluster at ``address``, or start a local one for the block (then stop it).
+
+    Uses the instance this process started, if any (left running).
+    """
     if address:
         _check_reachable(address)
     if ray.is_initialized():
-        return False
+        yield
+        return
     quiet = {"include_dashboard": False, "log_to_driver": False, "logging_level": logging.WARNING}
     try:
         if address:
@@ -218,7 +221,10 @@ def _connect(ray: ModuleType, address: str | None, workers: int | None) -> bool:
         msg = f"cannot connect to the Ray cluster at {address or 'a new local instance'}: {err}"
         hint = "start one with `ray start --head` and pass its address"
         raise UsageError(msg, hint=hint) from err
-    return True
+    try:
+        yield
+    finally:
+        ray.shutdown()
 
 
 def fetch_images_ray(
@@ -251,15 +257,9 @@ def fetch_images_ray(
             :func:`~alignrec_data.images.fetch_images` raises.
     """
     config = config or ImagesConfig()
-    if workers is not None and workers < 1:
-        raise UsageError(f"--workers must be >= 1, found {workers}")
-    ray = require_ray()
-    started = _connect(ray, address, workers)
-    try:
+    ray = require_ray(workers)
+    with _connected(ray, address, workers):
         n = workers or max(1, int(ray.cluster_resources().get("CPU", 1)))
         per_task = shard_items or items_per_shard(config.shard_size_mb)
         runner = functools.partial(_run_shards, workers=n, shard_items=per_task)
         return fetch_images(data_dir, dataset, config, runner=runner, **kwargs)
-    finally:
-        if started:
-            ray.shutdown()

@@ -107,22 +107,16 @@ def write_part(
     """
     matrix = np.ascontiguousarray(matrix, dtype=np.float32)
     n, d = matrix.shape
-    meta = {**metadata, SHARD_META: {"key": key, "items": int(n)}}
-    schema = pa.schema(
-        [
-            ("item_id", pa.int64()),
-            ("embedding", pa.list_(pa.float32(), d)),
-            ("missing", pa.bool_()),
-        ],
-        metadata={k: json.dumps(v, sort_keys=True) for k, v in meta.items()},
-    )
     table = pa.table(
         {
             "item_id": pa.array(np.asarray(ids, dtype=np.int64)),
             "embedding": pa.FixedSizeListArray.from_arrays(pa.array(matrix.reshape(-1)), d),
             "missing": pa.array(np.asarray(missing, dtype=bool)),
-        },
-        schema=schema,
+        }
+    )
+    meta = {**metadata, SHARD_META: {"key": key, "items": int(n)}}
+    table = table.replace_schema_metadata(
+        {k: json.dumps(v, sort_keys=True) for k, v in meta.items()}
     )
     write_parquet(path, table)
 
@@ -158,9 +152,8 @@ def merge_parts(
         table = pq.read_table(path)
         part_meta = _read_meta(path)
         part_meta.pop(SHARD_META, None)
-        if meta is None:
-            meta = part_meta
-        elif part_meta != meta:
+        meta = part_meta if meta is None else meta  # every part as the first
+        if part_meta != meta:
             msg = f"shard {path} was written with other metadata than the first part: {part_meta}"
             raise DataFormatError(msg)
         ids = table.column("item_id").to_numpy()

@@ -26,7 +26,6 @@ Keeping the overhead low:
 from __future__ import annotations
 
 import math
-import threading
 import time
 from collections import deque
 from collections.abc import Callable
@@ -71,15 +70,14 @@ class HostState:
 
     def failed(self, host: str) -> tuple[bool, list[str], list[str]]:
         """Count a connection failure of ``host``; True first when it made the host down."""
-        went_down = self.breaker.failed(host)
-        return (went_down, *self.state())
+        return (self.breaker.failed(host), *self.state())
 
     def ping(self) -> bool:
         """True (a worker checks that the run's driver, which owns this state, is alive)."""
         return True
 
 
-class SharedLimiter:
+class SharedLimiter(HostRateLimiter):
     """The worker side of the shared rate limit (the ``wait(host)`` the fetcher calls).
 
     Args:
@@ -89,17 +87,14 @@ class SharedLimiter:
     """
 
     def __init__(self, call: Call, rate: float, threads: int) -> None:
+        super().__init__(rate)
         self._call = call
-        self.interval = 1.0 / rate if rate > 0 else 0.0
         self.batch = max(1, min(threads, math.ceil(rate * BATCH_SECONDS))) if rate > 0 else 0
         self._slots: dict[str, deque[float]] = {}
-        self._lock = threading.Lock()
         self.calls = 0  # remote calls made (the overhead)
 
-    def wait(self, host: str) -> None:
-        """Block until a request to ``host`` may start."""
-        if self.interval <= 0:
-            return
+    def _slot(self, host: str) -> float:
+        """The next of the slots of ``host`` asked from the shared state in batches."""
         with self._lock:
             slots = self._slots.setdefault(host, deque())
             late = time.monotonic() - self.interval / 2
@@ -110,10 +105,7 @@ class SharedLimiter:
                 self.calls += 1
                 now = time.monotonic()
                 slots.extend(now + o for o in offsets)
-            slot = slots.popleft()
-        delay = slot - time.monotonic()
-        if delay > 0:
-            time.sleep(delay)
+            return slots.popleft()
 
 
 class SharedBreaker:

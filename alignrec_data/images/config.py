@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, fields
+from typing import Any, TypeVar
 
-from alignrec_data.config import check_ranges, to_dict
+from alignrec_data.config import check_ranges
 from alignrec_data.http import USER_AGENT
 from alignrec_data.images.fetch import FetchSettings
 from alignrec_data.images.validate import ImageSettings
+
+T = TypeVar("T")
 
 # Settings that change the stored bytes: shards made with others cannot be mixed in.
 ENCODE_KEYS = ("shorter_side", "jpeg_quality", "jpeg_subsampling")
@@ -95,30 +97,17 @@ class ImagesConfig:
 
     def image_settings(self) -> ImageSettings:
         """The validation and encoding settings."""
-        return ImageSettings(
-            shorter_side=self.shorter_side,
-            jpeg_quality=self.jpeg_quality,
-            jpeg_subsampling=self.jpeg_subsampling,
-            max_pixels=self.max_pixels,
-            min_side=self.min_side,
-        )
+        return self._pick(ImageSettings)
 
     def fetch_settings(self) -> FetchSettings:
-        """The network settings."""
-        return FetchSettings(
-            max_bytes=self.max_bytes,
-            timeout=self.timeout,
-            total_timeout=self.total_timeout,
-            retries=self.retries,
-            backoff=self.backoff,
-            max_retry_after=self.max_retry_after,
-            per_host_rate=self.per_host_rate,
-            user_agent=self.user_agent,
-            pool_size=self.concurrency,
-            host_failures=self.host_failures,
-        )
+        """The network settings (one HTTP connection per host and worker thread)."""
+        return self._pick(FetchSettings, pool_size=self.concurrency)
+
+    def _pick(self, cls: type[T], **other: Any) -> T:
+        """A ``cls`` of the same-named settings, plus ``other``."""
+        same = {f.name: getattr(self, f.name) for f in fields(cls) if f.name not in other}
+        return cls(**same, **other)
 
     def recorded_settings(self) -> dict[str, Any]:
         """Settings recorded with the shards and index (those that change the outcome)."""
-        d = to_dict(self)
-        return {k: d[k] for k in (*ENCODE_KEYS, *ACCEPT_KEYS)}
+        return {k: getattr(self, k) for k in (*ENCODE_KEYS, *ACCEPT_KEYS)}

@@ -163,18 +163,21 @@ class HostRateLimiter:
         """Block until a request to ``host`` may start."""
         if self.interval <= 0:
             return
-        slot = self.reserve(host)[0]
-        delay = slot - time.monotonic()
+        delay = self._slot(host) - time.monotonic()
         if delay > 0:
             time.sleep(delay)
 
+    def _slot(self, host: str) -> float:
+        """The start time of the next request to ``host`` (a shared limiter asks elsewhere)."""
+        return self.reserve(host)[0]
+
 
 class _TooLarge(Exception):
-    pass
+    """The body is longer than ``max_bytes``."""
 
 
 class _Deadline(Exception):
-    pass
+    """The request's ``total_timeout`` passed."""
 
 
 class Fetcher:
@@ -274,15 +277,14 @@ class Fetcher:
         return FetchResult(url, body, None, None, 0)
 
     def _fetch_http(self, url: str, max_requests: int | None) -> FetchResult:
-        s = self.settings
-        policy = self.policy
-        host = url_host(url)
+        s, policy, host = self.settings, self.policy, url_host(url)
         status: int | None = None
         reason = "connection-error"
         n = 0
         tries = policy.retries + 1
         if max_requests is not None:
             tries = min(tries, max_requests)
+        timeouts = (s.timeout, min(s.timeout, s.total_timeout))  # connect, each read
         for attempt in range(tries):
             if self.breaker.is_down(host):
                 return FetchResult(url, None, status, HOST_DOWN, n)
@@ -293,12 +295,11 @@ class Fetcher:
             with self._lock:
                 self.requests_by_host[host] += 1
             retry_after: str | None = None
-            read_timeout = min(s.timeout, s.total_timeout)
             answered = False
             with Watchdog(s.total_timeout) as dog:
                 try:
                     with self._session().get(
-                        url, stream=True, timeout=(s.timeout, read_timeout), allow_redirects=True
+                        url, stream=True, timeout=timeouts, allow_redirects=True
                     ) as resp:
                         answered = True
                         self.breaker.answered(host)

@@ -104,16 +104,14 @@ def host_stats(
 
     Item counts cover every item of the index (like ``reasons``); ``requests`` are this run's.
     """
-    hosts: dict[str, dict[str, Any]] = {}
-
-    def entry(host: str) -> dict[str, Any]:
-        return hosts.setdefault(host, {"requests": 0, "ok": 0, "failed": Counter(), "skipped": 0})
-
+    hosts: dict[str, dict[str, Any]] = defaultdict(
+        lambda: {"requests": 0, "ok": 0, "failed": Counter(), "skipped": 0}
+    )
     for r in rows:
         url = r["fetched_url"] or r["url"]
         if url is None:
             continue  # no-url, skipped: no host was asked
-        e = entry(url_host(url))
+        e = hosts[url_host(url)]
         if r["has_image"]:
             e["ok"] += 1
         elif r["reason"] == HOST_DOWN:
@@ -121,7 +119,7 @@ def host_stats(
         else:
             e["failed"][r["reason"]] += 1
     for host, n in requests_by_host.items():
-        entry(host)["requests"] = n
+        hosts[host]["requests"] = n
     return {h: {**e, "failed": dict(sorted(e["failed"].items()))} for h, e in sorted(hosts.items())}
 
 

@@ -20,6 +20,9 @@ from alignrec_data.images.config import ACCEPT_KEYS, ENCODE_KEYS
 from alignrec_data.images.fetch import is_transient
 from alignrec_data.images.urls import Candidate, MirrorRules, image_candidates
 
+# The index fields of a stored image that its shard records.
+SHARD_FIELDS = ("url", "http_status", "sha256", "width", "height", "shard")
+
 
 @dataclass(frozen=True)
 class Item:
@@ -32,30 +35,19 @@ class Item:
 
 def empty_row(item: Item) -> dict[str, Any]:
     """The index row of ``item`` before any fetch: no image, no reason yet."""
-    return {
-        "item_id": item.item_id,
-        "item_key": item.item_key,
-        "has_image": False,
-        "reason": None,
-        "url": None,
-        "http_status": None,
-        "sha256": None,
-        "width": None,
-        "height": None,
-        "shard": None,
-        "fetched_url": None,
-        "candidates": [c.source for c in item.candidates],
-        "attempts": [],
-    }
+    row = dict.fromkeys(store.INDEX_SCHEMA.names)  # every column None, in the index's order
+    row.update(item_id=item.item_id, item_key=item.item_key, has_image=False, attempts=[])
+    row["candidates"] = [c.source for c in item.candidates]
+    return row
 
 
 def check_shard_settings(
     by_shard: dict[str, Any], wanted: dict[str, Any], images_dir: Path, dataset: str
 ) -> None:
     """Refuse shards whose encoding settings differ from ``wanted`` (they cannot be mixed)."""
+    want_encode = {k: wanted[k] for k in ENCODE_KEYS}
     for name, got in sorted(by_shard.items()):
         got_encode = {k: (got or {}).get(k) for k in ENCODE_KEYS}
-        want_encode = {k: wanted[k] for k in ENCODE_KEYS}
         if got_encode != want_encode:
             msg = (
                 f"{images_dir / name} holds images made with {got_encode}, but the params say "
@@ -82,18 +74,17 @@ class Previous:
 
     @classmethod
     def read(
-        cls,
-        images_dir: Path,
-        settings: dict[str, Any],
-        index_settings: dict[str, Any],
-        dataset: str,
-        force: bool,
+        cls, images_dir: Path, index_settings: dict[str, Any], dataset: str, force: bool
     ) -> Previous:
-        """Read the shards and index in ``images_dir`` (nothing with ``force``)."""
+        """Read the shards and index in ``images_dir`` (nothing with ``force``).
+
+        ``index_settings`` are the settings the index records (those of the shards and the
+        mirror rules).
+        """
         if force:
             return cls()
         catalog, by_shard = store.read_shard_catalog(images_dir)
-        check_shard_settings(by_shard, settings, images_dir, dataset)
+        check_shard_settings(by_shard, index_settings, images_dir, dataset)
 
         def same(recorded: dict[str, Any] | None) -> bool:
             keys = (*ACCEPT_KEYS, "mirrors")
@@ -139,40 +130,26 @@ def plan(
 ) -> Plan:
     """Sort ``items`` (id, key, image URLs) into rows kept and items to fetch."""
     out = Plan()
-    rows, todo = out.rows, out.todo
     for item_id, item_key, urls in items:
         item = Item(item_id, item_key, tuple(rules.resolve(u) for u in image_candidates(urls)))
-        old = prev.index.get(item_key)
+        row = empty_row(item)
         if item_key in prev.catalog:
+            old = prev.index.get(item_key)
+            kept = old if old is not None and old["has_image"] else {"attempts": []}
             stored = prev.catalog[item_key]
-            kept = old if old is not None and old["has_image"] else None
-            row = empty_row(item)
+            row.update({k: stored[k] for k in SHARD_FIELDS})
             row.update(
-                has_image=True,
-                url=stored["url"],
-                http_status=stored["http_status"],
-                sha256=stored["sha256"],
-                width=stored["width"],
-                height=stored["height"],
-                shard=stored["shard"],
-                fetched_url=kept.get("fetched_url") if kept is not None else None,
-                attempts=list(kept["attempts"]) if kept is not None else [],
+                has_image=True, fetched_url=kept.get("fetched_url"), attempts=list(kept["attempts"])
             )
-            rows.append(row)
             out.stored += 1
         elif (failed := prev.keeps_failure(item, retry_missing)) is not None:
-            row = empty_row(item)
-            row.update(
-                reason=failed["reason"],
-                url=failed["url"],
-                fetched_url=failed.get("fetched_url"),
-                http_status=failed["http_status"],
-                attempts=list(failed["attempts"]),
-            )
-            rows.append(row)
+            row.update({k: failed[k] for k in ("reason", "url", "http_status")})
+            row.update(fetched_url=failed.get("fetched_url"), attempts=list(failed["attempts"]))
             out.failed += 1
         elif not item.candidates:
-            rows.append({**empty_row(item), "reason": "no-url"})
+            row["reason"] = "no-url"
         else:
-            todo.append(item)
+            out.todo.append(item)
+            continue
+        out.rows.append(row)
     return out

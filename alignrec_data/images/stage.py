@@ -26,7 +26,7 @@ import logging
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -40,7 +40,7 @@ from alignrec_data.images.config import ImagesConfig
 from alignrec_data.images.fetch import SKIPPED, Fetcher
 from alignrec_data.images.hosts import host_stats, report_hosts_down
 from alignrec_data.images.resume import Item, Previous, empty_row, plan
-from alignrec_data.images.urls import MirrorRules, mirror_rules
+from alignrec_data.images.urls import mirror_rules
 from alignrec_data.images.work import ShardWriter, fetch_items
 from alignrec_data.links import check_links
 from alignrec_data.paths import DatasetPaths
@@ -48,10 +48,13 @@ from alignrec_data.schema import ITEMS_FILE
 
 log = logging.getLogger(__name__)
 
-# Fetches a run's items into shards and returns their index rows: called as
-# ``runner(todo, config, writer, result, dataset, progress, index_settings)``; the default
-# fetches in this process (a distributed one: alignrec_data.engine).
-Runner = Callable[..., list[dict[str, Any]]]
+# What a runner returns: the index rows of the items it fetched, the requests made, the
+# requests by host and the hosts found down.
+RunnerOutput = tuple[list[dict[str, Any]], int, dict[str, int], list[str]]
+# Fetches a run's items into shards: called as
+# ``runner(todo, config, writer, dataset, index_settings, done)``, ``done(n)`` after each n
+# items; the default fetches in this process (a distributed one: alignrec_data.engine).
+Runner = Callable[..., RunnerOutput]
 
 
 @dataclass
@@ -92,19 +95,12 @@ class ImagesResult:
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-friendly summary."""
+        d = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "requests_by_host"}
         return {
+            **d,
             "images_dir": str(self.images_dir),
-            "stats": self.stats,
-            "fetched": self.fetched,
-            "resumed_stored": self.resumed_stored,
-            "resumed_failed": self.resumed_failed,
-            "requests": self.requests,
-            "new_shards": self.new_shards,
-            "removed_shards": self.removed_shards,
             "elapsed_s": round(self.elapsed_s, 3),
             "images_per_s": round(self.images_per_s, 2),
-            "hosts_down": self.hosts_down,
-            "skipped": self.skipped,
         }
 
 
@@ -122,19 +118,17 @@ def _read_items(path: Path, dataset: str) -> list[tuple[int, str, list[str]]]:
         )
         raise DataFormatError(msg)
     cols = pq.read_table(path, columns=needed).to_pydict()
-    rows = list(zip(cols["item_id"], cols["item_key"], cols["image_urls"], strict=True))
-    keys = Counter(r[1] for r in rows)
-    dupes = [k for k, n in keys.items() if n > 1]
+    dupes = [k for k, n in Counter(cols["item_key"]).items() if n > 1]
     if dupes:
         msg = f"{path}: item_key must be unique, found duplicates such as {dupes[0]!r}"
         raise DataFormatError(msg)
+    rows = zip(cols["item_id"], cols["item_key"], cols["image_urls"], strict=True)
     return [(int(i), str(k), list(u or [])) for i, k, u in rows]
 
 
 def _stats(
     dataset: str,
     rows: list[dict[str, Any]],
-    images_dir: Path,
     settings: dict[str, Any],
     result: ImagesResult,
 ) -> dict[str, Any]:
@@ -154,7 +148,7 @@ def _stats(
         "reasons": dict(sorted(reasons.items())),
         "served_by_candidate": dict(sorted(served.items(), key=lambda kv: int(kv[0]))),
         "n_shards": len(shards),
-        "shard_bytes": sum((images_dir / s).stat().st_size for s in shards),
+        "shard_bytes": sum((result.images_dir / s).stat().st_size for s in shards),
         "mean_width": round(sum(r["width"] for r in stored) / len(stored), 2) if stored else 0,
         "mean_height": round(sum(r["height"] for r in stored) / len(stored), 2) if stored else 0,
         "hosts": host_stats(rows, result.requests_by_host),
@@ -210,58 +204,53 @@ def fetch_images(
     images_dir = paths.images
     check_links([images_dir, paths.prepared / ITEMS_FILE], "images input or output")
     items = _read_items(paths.prepared / ITEMS_FILE, dataset)
-    rules: MirrorRules = mirror_rules(dataset, mirrors, params)
+    rules = mirror_rules(dataset, mirrors, params)
     log.info("images %s: %d items, mirror rules %s", dataset, len(items), rules.rules)
     settings = config.recorded_settings()
     for path in store.clean_stale_temporaries(images_dir):
         log.info("removed %s, left by an interrupted run", path.name)
     # Index metadata also records the mirror rules: other mirrors may cure earlier failures.
     index_settings = {**settings, "mirrors": [[r.prefix, r.replacement] for r in rules.rules]}
-    prev = Previous.read(images_dir, settings, index_settings, dataset, force)
-    result, rows, todo = _plan_run(images_dir, dataset, items, rules, prev, retry_missing)
+    prev = Previous.read(images_dir, index_settings, dataset, force)
+    kept = plan(items, rules, prev, retry_missing)
+    result = ImagesResult(images_dir, {}, resumed_stored=kept.stored, resumed_failed=kept.failed)
+    log.info("images %s: %d stored, %d known failures kept, %d to fetch", dataset, kept.stored,
+             kept.failed, len(kept.todo))  # fmt: skip
+    rows, todo = kept.rows, kept.todo
     if skip_images:
         rows += [{**empty_row(item), "reason": SKIPPED} for item in todo]
         result.skipped, todo = len(todo), []
         log.info("images %s: --skip-images: %d items not fetched", dataset, result.skipped)
     writer = ShardWriter(images_dir, settings, int(config.shard_size_mb * 1_000_000))
-    run = runner or _fetch_all
-    rows += run(todo, config, writer, result, dataset, progress, index_settings)
+    if todo:
+        run = runner or _fetch_local
+        rows += _fetch(run, todo, config, writer, result, dataset, progress, index_settings)
     result.new_shards = writer.names
-
-    _write_outputs(result, dataset, rows, index_settings, settings)
-    result.elapsed_s = time.monotonic() - start
-    _log_done(result, dataset)
+    _finish(result, dataset, rows, index_settings, settings, start)
     return result
 
 
-def _plan_run(
-    images_dir: Path,
+def _finish(
+    result: ImagesResult,
     dataset: str,
-    items: list[tuple[int, str, list[str]]],
-    rules: MirrorRules,
-    prev: Previous,
-    retry_missing: bool,
-) -> tuple[ImagesResult, list[dict[str, Any]], list[Item]]:
-    """What a rerun keeps (:func:`~alignrec_data.images.resume.plan`) and what it fetches.
-
-    Returns the run's result so far, the index rows kept and the items to fetch.
-    """
-    kept = plan(items, rules, prev, retry_missing)
-    result = ImagesResult(
-        images_dir=images_dir, stats={}, resumed_stored=kept.stored, resumed_failed=kept.failed
-    )
-    log.info(
-        "images %s: %d stored, %d known failures kept, %d to fetch",
-        dataset,
-        result.resumed_stored,
-        result.resumed_failed,
-        len(kept.todo),
-    )
-    return result, kept.rows, kept.todo
-
-
-def _log_done(result: ImagesResult, dataset: str) -> None:
-    """The run's last line: items with an image, missing rate, items fetched and time."""
+    rows: list[dict[str, Any]],
+    index_settings: dict[str, Any],
+    settings: dict[str, Any],
+    start: float,
+) -> None:
+    """Write the index and stats.json, delete the shards the index no longer refers to, log."""
+    images_dir = result.images_dir
+    store.write_index(images_dir, rows, index_settings)
+    for path in store.index_parts(images_dir):
+        path.unlink()  # the index now holds their rows
+    referenced = {r["shard"] for r in rows if r["shard"]}
+    for path in store.shard_files(images_dir):
+        if path.name not in referenced:
+            path.unlink()
+            result.removed_shards.append(path.name)
+    result.stats = _stats(dataset, rows, settings, result)
+    write_json(images_dir / store.STATS_FILE, result.stats)
+    result.elapsed_s = time.monotonic() - start
     log.info(
         "images %s: %d/%d items have an image (missing rate %.2f%%); fetched %d in %.1f s",
         dataset,
@@ -273,57 +262,45 @@ def _log_done(result: ImagesResult, dataset: str) -> None:
     )
 
 
-def _write_outputs(
-    result: ImagesResult,
-    dataset: str,
-    rows: list[dict[str, Any]],
-    index_settings: dict[str, Any],
-    settings: dict[str, Any],
-) -> None:
-    """Write the index and stats.json, and delete the shards the index no longer refers to."""
-    images_dir = result.images_dir
-    store.write_index(images_dir, rows, index_settings)
-    for path in store.index_parts(images_dir):
-        path.unlink()  # the index now holds their rows
-    referenced = {r["shard"] for r in rows if r["shard"]}
-    for path in store.shard_files(images_dir):
-        if path.name not in referenced:
-            path.unlink()
-            result.removed_shards.append(path.name)
-    result.stats = _stats(dataset, rows, images_dir, settings, result)
-    write_json(images_dir / store.STATS_FILE, result.stats)
-
-
-def _fetch_all(
+def _fetch(
+    runner: Runner,
     todo: list[Item],
     config: ImagesConfig,
     writer: ShardWriter,
     result: ImagesResult,
     dataset: str,
     progress: bool | None,
-    index_settings: dict[str, Any] | None = None,
+    index_settings: dict[str, Any],
 ) -> list[dict[str, Any]]:
-    """Fetch and process ``todo`` on a thread pool; the index rows, in item order.
+    """Fetch ``todo`` with ``runner`` under a progress bar; the new index rows, item order.
 
-    ``index_settings`` is unused: one process writes no index part (a killed run leaves its
-    shards, which the next run reuses; see :mod:`~alignrec_data.images.store`).
+    Records the requests and the down hosts in ``result`` and labels the items of down hosts.
     """
-    if not todo:
-        return []
-    with (
-        Fetcher(config.fetch_settings()) as fetcher,
-        tqdm(
-            total=len(todo), desc=f"images {dataset}", unit="img", disable=_no_bar(progress)
-        ) as bar,
-    ):
-        rows, result.requests = fetch_items(todo, config, fetcher, writer, bar.update)
-        result.fetched = len(rows)
-    result.requests_by_host = dict(sorted(fetcher.requests_by_host.items()))
-    result.hosts_down = fetcher.breaker.down
+    disable = None if progress is None else not progress  # None: no bar unless on a terminal
+    with tqdm(total=len(todo), desc=f"images {dataset}", unit="img", disable=disable) as bar:
+        rows, result.requests, by_host, result.hosts_down = runner(
+            todo, config, writer, dataset, index_settings, bar.update
+        )
+    result.fetched = len(rows)
+    result.requests_by_host = dict(sorted(by_host.items()))
     report_hosts_down(rows, result.hosts_down, config.host_failures)
     return rows
 
 
-def _no_bar(progress: bool | None) -> bool | None:
-    """Tqdm's ``disable``: None disables the bar when stderr is not a terminal."""
-    return None if progress is None else not progress
+def _fetch_local(
+    todo: list[Item],
+    config: ImagesConfig,
+    writer: ShardWriter,
+    dataset: str,
+    index_settings: dict[str, Any],
+    done: Callable[[int], object],
+) -> RunnerOutput:
+    """The default runner: a thread pool in this process.
+
+    ``index_settings`` is unused: one process writes no index part (a killed run leaves its
+    shards, which the next run reuses; see :mod:`~alignrec_data.images.store`).
+    """
+    with Fetcher(config.fetch_settings()) as fetcher:
+        rows, requests = fetch_items(todo, config, fetcher, writer, done)
+    writer.flush()
+    return rows, requests, fetcher.requests_by_host, fetcher.breaker.down

@@ -106,12 +106,15 @@ INDEX_SCHEMA = pa.schema(
 )
 
 
+def _matching(images_dir: str | Path, pattern: re.Pattern[str]) -> list[tuple[re.Match, Path]]:
+    """The files of ``images_dir`` whose name matches ``pattern``, with their match."""
+    d = Path(images_dir)
+    return [(m, p) for p in d.iterdir() if (m := pattern.match(p.name))] if d.is_dir() else []
+
+
 def shard_files(images_dir: str | Path) -> list[Path]:
     """The shard files of ``images_dir``, in shard-number order."""
-    d = Path(images_dir)
-    if not d.is_dir():
-        return []
-    found = [(int(m.group(1)), p) for p in d.iterdir() if (m := _SHARD_NAME.match(p.name))]
+    found = [(int(m.group(1)), p) for m, p in _matching(images_dir, _SHARD_NAME)]
     return [p for _, p in sorted(found)]
 
 
@@ -127,11 +130,8 @@ def clean_stale_temporaries(images_dir: str | Path) -> list[Path]:
     Returns:
         The paths removed.
     """
-    d = Path(images_dir)
-    if not d.is_dir():
-        return []
-    names = {m.group(1) for p in d.iterdir() if (m := _TEMP_NAME.match(p.name))}
-    return [path for name in sorted(names) for path in clean_stale(d, name)]
+    names = {m.group(1) for m, _ in _matching(images_dir, _TEMP_NAME)}
+    return [path for name in sorted(names) for path in clean_stale(Path(images_dir), name)]
 
 
 def next_shard_number(images_dir: str | Path) -> int:
@@ -140,8 +140,12 @@ def next_shard_number(images_dir: str | Path) -> int:
     return int(_SHARD_NAME.match(files[-1].name).group(1)) + 1 if files else 0  # type: ignore[union-attr]
 
 
-def _with_settings(schema: pa.Schema, settings: dict[str, Any]) -> pa.Schema:
-    return schema.with_metadata({SETTINGS_KEY: json.dumps(settings, sort_keys=True).encode()})
+def _write_rows(
+    path: Path, rows: list[dict[str, Any]], schema: pa.Schema, settings: dict[str, Any], **kw: Any
+) -> None:
+    """Atomically write ``rows`` with ``settings`` in the schema metadata (``kw``: the writer's)."""
+    meta = {SETTINGS_KEY: json.dumps(settings, sort_keys=True).encode()}
+    write_parquet(path, pa.Table.from_pylist(rows, schema=schema.with_metadata(meta)), **kw)
 
 
 def read_settings(path: Path) -> dict[str, Any] | None:
@@ -166,10 +170,11 @@ def write_shard(
         The shard file name.
     """
     name = SHARD_TEMPLATE.format(number)
-    table = pa.Table.from_pylist(rows, schema=_with_settings(SHARD_SCHEMA, settings))
-    write_parquet(
+    _write_rows(
         Path(images_dir) / name,
-        table,
+        rows,
+        SHARD_SCHEMA,
+        settings,
         row_group_size=ROW_GROUP_SIZE,
         compression={c: ("none" if c == "image" else "zstd") for c in SHARD_SCHEMA.names},
     )
@@ -222,8 +227,7 @@ def write_index(
 ) -> None:
     """Atomically (re)write ``index.parquet``, sorted by ``item_id``."""
     rows = sorted(rows, key=lambda r: r["item_id"])
-    table = pa.Table.from_pylist(rows, schema=_with_settings(INDEX_SCHEMA, settings))
-    write_parquet(Path(images_dir) / INDEX_FILE, table, compression="zstd")
+    _write_rows(Path(images_dir) / INDEX_FILE, rows, INDEX_SCHEMA, settings, compression="zstd")
 
 
 def write_index_part(
@@ -231,15 +235,13 @@ def write_index_part(
 ) -> str:
     """Atomically write the index rows of one shard task (``index-part-<number>.parquet``)."""
     name = INDEX_PART_TEMPLATE.format(number)
-    table = pa.Table.from_pylist(rows, schema=_with_settings(INDEX_SCHEMA, settings))
-    write_parquet(Path(images_dir) / name, table, compression="zstd")
+    _write_rows(Path(images_dir) / name, rows, INDEX_SCHEMA, settings, compression="zstd")
     return name
 
 
 def index_parts(images_dir: str | Path) -> list[Path]:
     """The index parts left in ``images_dir`` (by a distributed run not finished yet)."""
-    d = Path(images_dir)
-    return sorted(p for p in d.iterdir() if _PART_NAME.match(p.name)) if d.is_dir() else []
+    return sorted(p for _, p in _matching(images_dir, _PART_NAME))
 
 
 def read_index_parts(images_dir: str | Path) -> list[tuple[dict[str, Any] | None, list[dict]]]:
@@ -306,12 +308,10 @@ def iter_image_bytes(
             raise DataFormatError(msg)
         pf = pq.ParquetFile(path)
         for batch in pf.iter_batches(columns=["item_key", "image"], batch_size=ROW_GROUP_SIZE):
-            keys = batch.column(0).to_pylist()
-            images = batch.column(1)
-            for i, key in enumerate(keys):
+            for key, image in zip(batch.column(0).to_pylist(), batch.column(1), strict=True):
                 item_id = wanted.pop(key, None)
                 if item_id is not None:
-                    yield int(item_id), images[i].as_py()
+                    yield int(item_id), image.as_py()
 
 
 def iter_images(

@@ -55,16 +55,9 @@ _MODIFIED_NAME = re.compile(
 _NUMBER = re.compile(r"\d+")
 
 
-def _split_name(url: str) -> tuple[str, re.Match[str] | None]:
-    """Return the URL path and the modifier match of its last component (or None)."""
-    path = urlsplit(url).path
-    return path, _MODIFIED_NAME.match(path.rsplit("/", 1)[-1])
-
-
-def size_modifier(url: str) -> str | None:
-    """Return the size modifier of an image URL (``"_SS40_"``), or None when it has none."""
-    _, m = _split_name(url)
-    return m.group("mod") if m else None
+def _modifier(url: str) -> re.Match[str] | None:
+    """The size-modifier match of the last component of the URL's path (None: no modifier)."""
+    return _MODIFIED_NAME.match(urlsplit(url).path.rpartition("/")[2])
 
 
 def strip_size_modifier(url: str) -> str:
@@ -73,20 +66,17 @@ def strip_size_modifier(url: str) -> str:
     URLs without a modifier are returned unchanged. Query and fragment are kept.
     """
     parts = urlsplit(url)
-    m = _MODIFIED_NAME.match(parts.path.rsplit("/", 1)[-1])
+    head, sep, name = parts.path.rpartition("/")
+    m = _MODIFIED_NAME.match(name)
     if m is None:
         return url
-    head = parts.path.rsplit("/", 1)[0] + "/" if "/" in parts.path else ""
-    path = f"{head}{m.group('stem')}.{m.group('ext')}"
-    return urlunsplit((parts.scheme, parts.netloc, path, parts.query, parts.fragment))
+    return urlunsplit(parts._replace(path=f"{head}{sep}{m.group('stem')}.{m.group('ext')}"))
 
 
-def is_thumb_like(url: str) -> bool:
+def _is_thumb_like(url: str) -> bool:
     """True when ``url`` has a size modifier whose largest number is below FULL_SIZE_MIN."""
-    mod = size_modifier(url)
-    if mod is None:
-        return False
-    numbers = [int(n) for n in _NUMBER.findall(mod)]
+    m = _modifier(url)
+    numbers = [int(n) for n in _NUMBER.findall(m.group("mod"))] if m else []
     return bool(numbers) and max(numbers) < FULL_SIZE_MIN
 
 
@@ -110,9 +100,9 @@ def image_candidates(urls: Iterable[str | None] | None) -> list[str]:
         ['http://h/I/b.jpg', 'http://h/I/b._SY300_.jpg']
     """
     given = [u.strip() for u in (urls or []) if isinstance(u, str) and u.strip()]
-    full = [u for u in given if not is_thumb_like(u)]
-    stripped = [strip_size_modifier(u) for u in given if size_modifier(u) is not None]
-    thumbs = [u for u in given if is_thumb_like(u)]
+    full = [u for u in given if not _is_thumb_like(u)]
+    stripped = [strip_size_modifier(u) for u in given if _modifier(u)]
+    thumbs = [u for u in given if _is_thumb_like(u)]
     return list(dict.fromkeys(full + stripped + thumbs))
 
 
@@ -133,8 +123,7 @@ def _as_url(value: str, where: str) -> str:
 
 def file_url_path(url: str) -> Path:
     """The local path of a ``file://`` URL (percent-escapes decoded)."""
-    parts = urlsplit(url)
-    return Path(url2pathname(unquote(parts.path)))
+    return Path(url2pathname(unquote(urlsplit(url).path)))
 
 
 @dataclass(frozen=True)
@@ -187,9 +176,7 @@ class MirrorRules:
     """An ordered set of :class:`MirrorRule`; the longest matching prefix wins."""
 
     def __init__(self, rules: Sequence[MirrorRule] = ()) -> None:
-        by_prefix: dict[str, MirrorRule] = {}
-        for rule in rules:  # a later rule with the same prefix overrides an earlier one
-            by_prefix[rule.prefix] = rule
+        by_prefix = {rule.prefix: rule for rule in rules}  # a later rule overrides an earlier one
         self.rules = tuple(sorted(by_prefix.values(), key=lambda r: -len(r.prefix)))
 
     def __repr__(self) -> str:

@@ -22,6 +22,8 @@ from __future__ import annotations
 
 import hashlib
 import io
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -105,14 +107,16 @@ def target_size(width: int, height: int, shorter_side: int) -> tuple[int, int]:
     return max(1, round(width * shorter_side / height)), shorter_side
 
 
-def _open(data: bytes) -> Image.Image:
+@contextmanager
+def _rejecting() -> Iterator[None]:
+    """Turn what Pillow raises on untrusted bytes into :class:`ImageRejected`."""
     try:
-        return Image.open(io.BytesIO(data), formats=ALLOWED_FORMATS)
+        yield
     except Image.DecompressionBombError as err:
         raise ImageRejected("decompression-bomb", str(err)) from err
     except UnidentifiedImageError as err:
         raise ImageRejected("not-an-image", str(err)) from err
-    except Exception as err:  # noqa: BLE001 - untrusted bytes: any parser failure is "corrupt"
+    except Exception as err:  # noqa: BLE001 - truncated/damaged data raises many types
         raise ImageRejected("corrupt", f"{type(err).__name__}: {err}") from err
 
 
@@ -144,7 +148,8 @@ def process_image(data: bytes, settings: ImageSettings) -> StoredImage:
     """
     if not data:
         raise ImageRejected("empty")
-    im = _open(data)
+    with _rejecting():
+        im = Image.open(io.BytesIO(data), formats=ALLOWED_FORMATS)
     fmt = im.format or "?"
     width, height = im.size
     if width <= 0 or height <= 0:
@@ -158,7 +163,7 @@ def process_image(data: bytes, settings: ImageSettings) -> StoredImage:
     tw, th = target_size(width, height, settings.shorter_side)
     if max(tw, th) > JPEG_MAX_SIDE:
         raise ImageRejected("bad-aspect", f"{width}x{height} resized to {tw}x{th}")
-    try:
+    with _rejecting():
         im.verify()  # structure and checksums (PNG CRCs) without decoding pixels
         im = Image.open(io.BytesIO(data), formats=ALLOWED_FORMATS)
         if fmt == "JPEG" and (tw, th) != (width, height):
@@ -166,10 +171,6 @@ def process_image(data: bytes, settings: ImageSettings) -> StoredImage:
         im.load()
         im = ImageOps.exif_transpose(im) or im
         rgb = _to_rgb(im)
-    except Image.DecompressionBombError as err:
-        raise ImageRejected("decompression-bomb", str(err)) from err
-    except Exception as err:  # noqa: BLE001 - truncated/damaged data raises many types
-        raise ImageRejected("corrupt", f"{type(err).__name__}: {err}") from err
     w, h = rgb.size
     tw, th = target_size(w, h, settings.shorter_side)
     if (tw, th) != (w, h):

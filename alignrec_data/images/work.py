@@ -12,7 +12,6 @@ import logging
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -35,15 +34,6 @@ T = TypeVar("T")
 R = TypeVar("R")
 
 
-@dataclass
-class _Outcome:
-    """The result of one item: an index row plus the stored image, if any."""
-
-    row: dict[str, Any]
-    image: bytes | None = None
-    requests: int = 0
-
-
 def _summary_reason(attempts: Sequence[str]) -> str:
     """The reason shown for a missing item.
 
@@ -59,61 +49,62 @@ def _summary_reason(attempts: Sequence[str]) -> str:
 
 def _process_item(
     item: Item, fetcher: Fetcher, settings: ImageSettings, max_requests: int
-) -> _Outcome:
+) -> tuple[dict[str, Any], bytes | None, int]:
     """Try an item's candidates in order, at most ``max_requests`` requests in all.
 
     Never raises for bad input. When the budget runs out, the remaining ``http(s)``
     candidates are not tried (``request-limit`` is added to ``attempts``); ``file://`` ones
     cost no request and are still read.
+
+    Returns:
+        The index row, the stored image (None when missing) and the requests made.
     """
     row = empty_row(item)
     attempts: list[str] = []
-    failures: list[tuple[str, Candidate, int | None]] = []
+    failures: dict[str, tuple[Candidate, int | None]] = {}  # the first candidate of a reason
     n_requests = 0
     for cand in item.candidates:
-        if cand.error:
-            attempts.append(cand.error)
-            failures.append((cand.error, cand, None))
-            continue
         left = max_requests - n_requests
-        if left <= 0 and url_host(cand.url) != "file://":
+        if cand.error:
+            reason, status = cand.error, None
+        elif left <= 0 and url_host(cand.url) != "file://":
             if REQUEST_LIMIT not in attempts:
                 attempts.append(REQUEST_LIMIT)
             continue
-        got = fetcher.fetch(cand.url, left)
-        n_requests += got.requests
-        if not got.ok:
-            attempts.append(got.reason or "?")
-            failures.append((got.reason or "?", cand, got.status))
-            continue
-        try:
-            img = process_image(got.body or b"", settings)
-        except ImageRejected as err:
-            log.debug("%s %s: %s", item.item_key, cand.url, err)
-            attempts.append(err.reason)
-            failures.append((err.reason, cand, got.status))
-            continue
-        attempts.append("ok")
-        row.update(
-            has_image=True,
-            url=cand.source,
-            fetched_url=cand.url,
-            http_status=got.status,
-            sha256=img.sha256,
-            width=img.width,
-            height=img.height,
-            attempts=attempts,
-        )
-        return _Outcome(row, img.data, n_requests)
+        else:
+            got = fetcher.fetch(cand.url, left)
+            n_requests += got.requests
+            reason, status = got.reason or "?", got.status
+            if got.ok:
+                try:
+                    img = process_image(got.body or b"", settings)
+                except ImageRejected as err:
+                    log.debug("%s %s: %s", item.item_key, cand.url, err)
+                    reason = err.reason
+                else:
+                    attempts.append("ok")
+                    row.update(
+                        has_image=True,
+                        url=cand.source,
+                        fetched_url=cand.url,
+                        http_status=status,
+                        sha256=img.sha256,
+                        width=img.width,
+                        height=img.height,
+                        attempts=attempts,
+                    )
+                    return row, img.data, n_requests
+        attempts.append(reason)
+        failures.setdefault(reason, (cand, status))
     if not failures:
         row.update(reason="no-url")
-        return _Outcome(row, None, n_requests)
+        return row, None, n_requests
     reason = _summary_reason(attempts)
-    _, cand, status = next(f for f in failures if f[0] == reason)
+    cand, status = failures[reason]
     row.update(
         reason=reason, url=cand.source, fetched_url=cand.url, http_status=status, attempts=attempts
     )
-    return _Outcome(row, None, n_requests)
+    return row, None, n_requests
 
 
 def _ordered_map(
@@ -151,18 +142,7 @@ class ShardWriter:
 
     def add(self, row: dict[str, Any], image: bytes) -> None:
         """Buffer ``image`` for the index row ``row`` (its ``shard`` is set when written)."""
-        self._records.append(
-            {
-                "item_id": row["item_id"],
-                "item_key": row["item_key"],
-                "image": image,
-                "width": row["width"],
-                "height": row["height"],
-                "sha256": row["sha256"],
-                "url": row["url"],
-                "http_status": row["http_status"],
-            }
-        )
+        self._records.append({**row, "image": image})
         self._rows.append(row)
         self._bytes += len(image)
         if self._bytes >= self.limit:
@@ -196,7 +176,8 @@ def fetch_items(
         items: The items to fetch.
         config: The ``images`` params.
         fetcher: The fetcher (its limiter and breaker may be shared beyond this process).
-        writer: Where stored images go (flushed before returning).
+        writer: Where stored images go (the caller flushes the last shard: a shard task
+            writes its index part first).
         done: Called with 1 after each item (a progress bar's ``update``).
 
     Returns:
@@ -212,12 +193,11 @@ def fetch_items(
             items,
             window=4 * config.concurrency,
         )
-        for outcome in work:
-            rows.append(outcome.row)
-            requests += outcome.requests
+        for row, image, n in work:
+            rows.append(row)
+            requests += n
             if done is not None:
                 done(1)
-            if outcome.image is not None:
-                writer.add(outcome.row, outcome.image)
-    writer.flush()
+            if image is not None:
+                writer.add(row, image)
     return rows, requests
