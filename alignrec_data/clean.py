@@ -79,11 +79,9 @@ def remap_by_key(codes: np.ndarray, keys: Sequence[str]) -> tuple[np.ndarray, li
     Returns:
         ``(ids, id_keys)``: (n,) int64 new ids and the raw key of each new id.
     """
-    used = np.unique(codes)
+    used, inverse = np.unique(codes, return_inverse=True)
     used_keys = [keys[c] for c in used.tolist()]
     order = sorted(range(len(used_keys)), key=used_keys.__getitem__)
     new_of_used = np.empty(len(used), dtype=np.int64)
     new_of_used[np.asarray(order, dtype=np.int64)] = np.arange(len(used), dtype=np.int64)
-    lookup = np.full(int(used.max()) + 1 if len(used) else 0, -1, dtype=np.int64)
-    lookup[used] = new_of_used
-    return lookup[codes], [used_keys[k] for k in order]
+    return new_of_used[inverse], [used_keys[k] for k in order]
