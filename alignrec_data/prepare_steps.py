@@ -83,10 +83,10 @@ def _step(name: str, users: np.ndarray, items: np.ndarray, **extra: Any) -> dict
     }
 
 
-def _clean(
-    cols: InteractionColumns, config: PrepareConfig, dataset_id: str
-) -> tuple[tuple[np.ndarray, ...], list[dict[str, Any]]]:
-    """Steps 2 and 3: dedupe, then k-core; returns the kept ``(u, i, r, t)`` and the steps.
+def clean_interactions(
+    cols: InteractionColumns, config: PrepareConfig, dataset_id: str, bad_lines: BadLineLog
+) -> Cleaned:
+    """Steps 2-4: dedupe (earliest pair), k-core, then ids in the sorted order of the keys.
 
     Raises:
         DataFormatError: Nothing is left after the k-core filter.
@@ -106,28 +106,9 @@ def _clean(
             "lower prepare.min_user_interactions / min_item_interactions"
         )
         raise DataFormatError(msg)
-    return (u, i, r, t), steps
-
-
-def clean_interactions(
-    cols: InteractionColumns, config: PrepareConfig, dataset_id: str, bad_lines: BadLineLog
-) -> Cleaned:
-    """Steps 2-4: dedupe (earliest pair), k-core, then ids in the sorted order of the keys.
-
-    Raises:
-        DataFormatError: Nothing is left after the k-core filter.
-    """
-    (u, i, r, t), steps = _clean(cols, config, dataset_id)
     user_ids, user_keys = remap_by_key(u, cols.user_keys)
     item_ids, item_keys = remap_by_key(i, cols.item_keys)
     return Cleaned(user_ids, item_ids, user_keys, item_keys, r, t, steps, bad_lines)
-
-
-def _nulls(table: pa.Table, name: str) -> pa.Table:
-    """``table`` with column ``name`` all null (a column the source does not have)."""
-    k = table.schema.get_field_index(name)
-    field = table.schema.field(k)
-    return table.set_column(k, field, pa.nulls(table.num_rows, field.type))
 
 
 def _split(
@@ -148,19 +129,16 @@ def _split(
         test_start=config.temporal_test_start,
         quantiles=config.temporal_quantiles,
     )
+    n = len(kept.user_ids)
     inter = interactions_table(
         kept.user_ids,
         kept.item_ids,
         kept.user_keys,
         kept.item_keys,
-        pa.array(kept.ratings, pa.float32()),
-        pa.array(kept.timestamps, pa.int64()),
+        pa.array(kept.ratings, pa.float32()) if has_ratings else pa.nulls(n, pa.float32()),
+        pa.array(kept.timestamps, pa.int64()) if has_timestamps else pa.nulls(n, pa.int64()),
         codes,
     )
-    if not has_ratings:
-        inter = _nulls(inter, "rating")
-    if not has_timestamps:
-        inter = _nulls(inter, "timestamp")
     return inter, split_info
 
 

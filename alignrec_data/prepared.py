@@ -137,6 +137,12 @@ def items_table(
     )
 
 
+def replace_column(table: pa.Table, name: str, values: pa.Array) -> pa.Table:
+    """``table`` with the column ``name`` replaced by ``values`` (same field)."""
+    k = table.schema.get_field_index(name)
+    return table.set_column(k, table.schema.field(k), values)
+
+
 def split_counts(table: pa.Table) -> dict[str, int]:
     """Interactions per split of an interactions table."""
     s = table.column("split").to_numpy(zero_copy_only=False)
