@@ -99,16 +99,8 @@ class InteractionColumns:
         if self._done is None:
             u, self._user_keys = self._unify([b[0] for b in self._blocks])
             i, self._item_keys = self._unify([b[1] for b in self._blocks])
-            r = (
-                np.concatenate([b[2] for b in self._blocks])
-                if self._blocks
-                else np.zeros(0, np.float32)
-            )
-            t = (
-                np.concatenate([b[3] for b in self._blocks])
-                if self._blocks
-                else np.zeros(0, np.int64)
-            )
+            r = np.concatenate([np.zeros(0, np.float32), *(b[2] for b in self._blocks)])
+            t = np.concatenate([np.zeros(0, np.int64), *(b[3] for b in self._blocks)])
             self._done = (u, i, r, t)
         return self._done
 
@@ -155,15 +147,6 @@ def read_review_columns(
     return cols
 
 
-def _arrow_schema(fields: tuple[str, str, str, str]) -> Any:
-    import pyarrow as pa
-
-    user_f, item_f, rating_f, ts_f = fields
-    return pa.schema(
-        [(user_f, pa.string()), (item_f, pa.string()), (rating_f, pa.float64()), (ts_f, pa.int64())]
-    )
-
-
 def _parse_block(
     cols: InteractionColumns,
     first: int,
@@ -177,13 +160,17 @@ def _parse_block(
     import pyarrow.compute as pc
     import pyarrow.json as pj
 
+    user_f, item_f, rating_f, ts_f = fields
+    schema = pa.schema(
+        [(user_f, pa.string()), (item_f, pa.string()), (rating_f, pa.float64()), (ts_f, pa.int64())]
+    )
     n_lines = block.count(b"\n")
     try:
         table = pj.read_json(
             pa.BufferReader(block),
             read_options=pj.ReadOptions(use_threads=True, block_size=1 << 20),
             parse_options=pj.ParseOptions(
-                explicit_schema=_arrow_schema(fields), unexpected_field_behavior="ignore"
+                explicit_schema=schema, unexpected_field_behavior="ignore"
             ),
         )
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError):
@@ -192,11 +179,7 @@ def _parse_block(
         lines = block.split(b"\n")[:n_lines]
         _python_lines(cols, lines, range(first, first + n_lines), log, fields, ts_divisor)
         return n_lines
-    user_f, item_f, rating_f, ts_f = fields
-    users = table.column(user_f).combine_chunks()
-    items = table.column(item_f).combine_chunks()
-    rating = table.column(rating_f).combine_chunks()
-    ts = table.column(ts_f).combine_chunks()
+    users, items, rating, ts = (table.column(f).combine_chunks() for f in fields)
     ok = pc.and_(
         pc.and_(pc.greater(pc.utf8_length(users), 0), pc.greater(pc.utf8_length(items), 0)),
         pc.and_(
@@ -239,11 +222,12 @@ def _python_lines(
             log.add(n, f"not valid JSON: {short_error(err)}")
             continue
         try:
-            records.append(parse_review(obj, fields, ts_divisor))
+            record = parse_review(obj, fields, ts_divisor)
         except BadRecord as err:
             log.add(n, str(err))
             continue
         if expect_bad:  # Arrow saw a problem the Python checks do not: trust the stricter one
-            records.pop()
             log.add(n, "invalid record (field of an unexpected type or size)")
+        else:
+            records.append(record)
     cols.extend(records)

@@ -25,10 +25,12 @@ import numpy as np
 
 from alignrec_data.errors import DataFormatError
 
-try:  # orjson comes with dvc (a dependency) and parses 2-3x faster; json is the fallback.
-    from orjson import loads as _json_loads
+# parse_json: one JSON line (raises ValueError or RecursionError on bad input). orjson comes
+# with dvc (a dependency) and parses 2-3x faster; json is the fallback.
+try:
+    from orjson import loads as parse_json
 except ImportError:  # pragma: no cover - exercised only without orjson
-    from json import loads as _json_loads
+    from json import loads as parse_json
 
 logger = logging.getLogger(__name__)
 
@@ -236,11 +238,6 @@ def _blank_long_lines(block: bytes, done: int, cap: int, log: BadLineLog) -> byt
         )
         lines[k] = b""
     return b"\n".join(lines)
-
-
-def parse_json(line: bytes) -> Any:
-    """Parse one JSON line (raises ValueError or RecursionError on bad input)."""
-    return _json_loads(line)
 
 
 def iter_objects(

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -56,7 +57,8 @@ class ReleaseReader:
         (``prepare`` reads through the faster :meth:`read_columns`; both apply the same
         checks.)
         """
-        return _records(path, log, max_line_bytes, self._review, parse_json, "JSON")
+        review = partial(parse_review, fields=self.review_fields, ts_divisor=self.timestamp_divisor)
+        return _records(path, log, max_line_bytes, review, parse_json, "JSON")
 
     def read_meta(
         self, path: str | Path, log: BadLineLog, max_line_bytes: int | None = None
@@ -89,9 +91,6 @@ class ReleaseReader:
         return read_review_columns(
             path, log, max_line_bytes, self.review_fields, self.timestamp_divisor, progress
         )
-
-    def _review(self, obj: dict) -> tuple[str, str, float, int]:
-        return parse_review(obj, self.review_fields, self.timestamp_divisor)
 
 
 def _records(
