@@ -315,28 +315,6 @@ def _merge_two(first: ItemMeta, later: ItemMeta) -> tuple[ItemMeta, int]:
     return dataclasses.replace(first, **changes), len(changes)
 
 
-def _read_items(
-    path: Path,
-    reader: ModuleType,
-    spec: DatasetSpec,
-    config: PrepareConfig,
-    strict: bool,
-    item_keys: list[str],
-) -> ItemsStep:
-    """Step 5: the metadata of each kept item (:func:`items_step`)."""
-    mlog = BadLineLog(path.name, strict, config.max_reported_bad_lines)
-    cap = config.max_literal_line_bytes if spec.release == "2014" else config.max_line_bytes
-    logger.info("reading %s", path)
-    records = tqdm(
-        reader.read_meta(path, mlog, cap),
-        desc="metadata",
-        unit=" rows",
-        disable=None,
-        mininterval=1.0,
-    )
-    return items_step(records, item_keys, config, mlog)
-
-
 def items_step(
     records: Iterable[ItemMeta],
     item_keys: list[str],
@@ -344,10 +322,11 @@ def items_step(
     bad_lines: BadLineLog,
     declared_text: bool = False,
 ) -> ItemsStep:
-    """Step 5: repeated records merged (:func:`merge_metadata`), the items table built.
+    """Step 5: the kept items' metadata, repeated records merged (:func:`merge_metadata`).
 
-    The table has fallback titles (:func:`build_items`); with ``declared_text`` its ``text``
-    column is the ``text`` each record carries (a declared template filled by the reader).
+    Then the items table with fallback titles (:func:`build_items`); with ``declared_text``
+    its ``text`` column is the ``text`` each record carries (a declared template, filled by
+    the reader).
     """
     metas, counts = merge_metadata(records, set(item_keys))
     items, title_sources = build_items(
@@ -431,7 +410,17 @@ def prepare_dataset(
     cols, rlog = _read_reviews(files["reviews"], reader, spec, config, strict)
     kept = clean_interactions(cols, config, dataset_id, rlog)  # 2-4. dedupe, k-core, ids
     del cols
-    items = _read_items(files["meta"], reader, spec, config, strict, kept.item_keys)
+    mlog = BadLineLog(files["meta"].name, strict, config.max_reported_bad_lines)
+    cap = config.max_literal_line_bytes if spec.release == "2014" else config.max_line_bytes
+    logger.info("reading %s", files["meta"])
+    records = tqdm(
+        reader.read_meta(files["meta"], mlog, cap),
+        desc="metadata",
+        unit=" rows",
+        disable=None,
+        mininterval=1.0,
+    )
+    items = items_step(records, kept.item_keys, config, mlog)  # 5. metadata
     head = {
         "dataset": dataset_id,
         "release": spec.release,

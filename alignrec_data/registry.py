@@ -44,12 +44,12 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from alignrec_data.errors import UsageError
-from alignrec_data.links import broken_link, check_links, link_problem
+from alignrec_data.links import broken_link
 from alignrec_data.paths import check_name
-from alignrec_data.registry_tables import TABLE_COLUMNS, dataset_id, table_entries
+from alignrec_data.registry_tables import dataset_id, table_entries
 
-# The symbolic-link checks and the category table live in their own modules; importers of
-# the registry find them here too.
+# The broken-link check and the generated ids live in their own modules; importers of the
+# registry find them here too.
 __all__ = [
     "GROUPS",
     "MIRROR_ENV",
@@ -58,16 +58,13 @@ __all__ = [
     "REGISTRY_RESOURCE",
     "RELEASES",
     "ROLES",
-    "TABLE_COLUMNS",
     "DatasetSpec",
     "FileSpec",
     "broken_link",
-    "check_links",
     "closest_ids",
     "dataset_id",
     "file_url",
     "get_dataset",
-    "link_problem",
     "list_datasets",
     "load_registry",
     "raw_path",
@@ -235,31 +232,6 @@ def raw_path(raw_dir: Path, spec: DatasetSpec, role: str) -> Path:
     return Path(raw_dir) / name
 
 
-def _package_folder_url(folder: str) -> str:
-    """``file://`` URL of a folder inside the installed alignrec_data package."""
-    rel = validate_name(folder, "package folder")
-    root = resources.files("alignrec_data").joinpath(*rel.parts)
-    # An installed or editable package is a real folder on disk (never a zip here).
-    return Path(str(root)).resolve().as_uri() + "/"
-
-
-def _as_base_url(value: str, spec: DatasetSpec) -> str:
-    """Normalise a base URL or path (package:, file://, http(s)://, plain path) to a URL."""
-    value = value.replace("{dataset}", spec.id).replace("{release}", spec.release)
-    if value.startswith(PACKAGE_SCHEME):
-        return _package_folder_url(value[len(PACKAGE_SCHEME) :].strip("/"))
-    scheme = urlsplit(value).scheme.lower()
-    if scheme in ("http", "https", "file"):
-        return value if value.endswith("/") else value + "/"
-    if scheme and len(scheme) > 1:  # "C:" on Windows is a drive, not a scheme
-        msg = (
-            f"mirror or base URL {value!r} has unsupported scheme {scheme!r}; "
-            "expected http://, https://, file:// or a local folder path"
-        )
-        raise UsageError(msg)
-    return Path(value).expanduser().resolve().as_uri() + "/"
-
-
 def resolve_base_url(spec: DatasetSpec, mirror: str | None = None) -> str:
     """Return the base URL to fetch ``spec``'s files from, always ending with ``/``.
 
@@ -275,8 +247,23 @@ def resolve_base_url(spec: DatasetSpec, mirror: str | None = None) -> str:
     Raises:
         UsageError: Unsupported URL scheme.
     """
-    chosen = mirror or os.environ.get(MIRROR_ENV) or spec.base_url
-    return _as_base_url(chosen, spec)
+    value = mirror or os.environ.get(MIRROR_ENV) or spec.base_url
+    value = value.replace("{dataset}", spec.id).replace("{release}", spec.release)
+    if value.startswith(PACKAGE_SCHEME):
+        rel = validate_name(value[len(PACKAGE_SCHEME) :].strip("/"), "package folder")
+        root = resources.files("alignrec_data").joinpath(*rel.parts)
+        # An installed or editable package is a real folder on disk (never a zip here).
+        return Path(str(root)).resolve().as_uri() + "/"
+    scheme = urlsplit(value).scheme.lower()
+    if scheme in ("http", "https", "file"):
+        return value if value.endswith("/") else value + "/"
+    if scheme and len(scheme) > 1:  # "C:" on Windows is a drive, not a scheme
+        msg = (
+            f"mirror or base URL {value!r} has unsupported scheme {scheme!r}; "
+            "expected http://, https://, file:// or a local folder path"
+        )
+        raise UsageError(msg)
+    return Path(value).expanduser().resolve().as_uri() + "/"
 
 
 def file_url(base_url: str, f: FileSpec) -> str:
