@@ -10,18 +10,18 @@ Arrow's C++ JSON reader; what Arrow rejects is re-read line by line with the che
 from __future__ import annotations
 
 from collections.abc import Iterable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from alignrec_data.readers.base import MAX_ABS_NUMBER, BadRecord, parse_review
+from alignrec_data.readers.base import MAX_ABS_NUMBER, parse_review
 from alignrec_data.readers.lines import (
     BadLineLog,
     iter_line_blocks,
     iter_lines,
-    parse_json,
-    short_error,
+    parse_lines,
 )
 
 BLOCK_BYTES = 16 << 20  # lines parsed together by Arrow's JSON reader
@@ -137,8 +137,7 @@ def read_review_columns(
     """
     cols = InteractionColumns()
     if log.strict:  # line by line, so that the first bad line is the one reported
-        for n, line in iter_lines(path, log, max_line_bytes):
-            _python_lines(cols, [line], [n], log, fields, ts_divisor)
+        _python_lines(cols, iter_lines(path, log, max_line_bytes), log, fields, ts_divisor)
         return cols
     for first, block in iter_line_blocks(path, log, max_line_bytes, block_bytes):
         n_rows = _parse_block(cols, first, block, log, fields, ts_divisor)
@@ -176,8 +175,7 @@ def _parse_block(
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError):
         table = None
     if table is None or table.num_rows != n_lines:  # also: blank lines (Arrow skips them)
-        lines = block.split(b"\n")[:n_lines]
-        _python_lines(cols, lines, range(first, first + n_lines), log, fields, ts_divisor)
+        _python_lines(cols, enumerate(block.split(b"\n"), start=first), log, fields, ts_divisor)
         return n_lines
     users, items, rating, ts = (table.column(f).combine_chunks() for f in fields)
     ok = pc.and_(
@@ -188,10 +186,9 @@ def _parse_block(
     ).fill_null(False)
     ok_np = ok.to_numpy(zero_copy_only=False)
     if not ok_np.all():
-        bad = np.flatnonzero(~ok_np)
         lines = block.split(b"\n")
-        for k in bad.tolist():
-            _python_lines(cols, [lines[k]], [first + k], log, fields, ts_divisor, expect_bad=True)
+        bad_lines = [(first + k, lines[k]) for k in np.flatnonzero(~ok_np).tolist()]
+        _python_lines(cols, bad_lines, log, fields, ts_divisor, expect_bad=True)
         users, items, rating, ts = (a.filter(ok) for a in (users, items, rating, ts))
     cols.add_block(
         users,
@@ -204,28 +201,16 @@ def _parse_block(
 
 def _python_lines(
     cols: InteractionColumns,
-    lines: list[bytes],
-    nums: Iterable[int],
+    lines: Iterable[tuple[int, bytes]],
     log: BadLineLog,
     fields: tuple[str, str, str, str],
     ts_divisor: int,
     expect_bad: bool = False,
 ) -> None:
-    """Parse lines one by one (the exact path for blocks Arrow rejects)."""
+    """Parse numbered lines one by one (the exact path for blocks Arrow rejects)."""
+    review = partial(parse_review, fields=fields, ts_divisor=ts_divisor)
     records = []
-    for n, line in zip(nums, lines, strict=True):
-        if not line or line.isspace():
-            continue
-        try:
-            obj = parse_json(line)
-        except (ValueError, RecursionError, MemoryError) as err:
-            log.add(n, f"not valid JSON: {short_error(err)}")
-            continue
-        try:
-            record = parse_review(obj, fields, ts_divisor)
-        except BadRecord as err:
-            log.add(n, str(err))
-            continue
+    for n, record in parse_lines(lines, log, review):
         if expect_bad:  # Arrow saw a problem the Python checks do not: trust the stricter one
             log.add(n, "invalid record (field of an unexpected type or size)")
         else:

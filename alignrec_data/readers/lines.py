@@ -15,15 +15,16 @@ import io
 import logging
 import re
 import zlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, TypeVar
 
 import numpy as np
 
 from alignrec_data.errors import DataFormatError
+from alignrec_data.readers.base import BadRecord
 
 # parse_json: one JSON line (raises ValueError or RecursionError on bad input). orjson comes
 # with dvc (a dependency) and parses 2-3x faster; json is the fallback.
@@ -33,6 +34,7 @@ except ImportError:  # pragma: no cover - exercised only without orjson
     from json import loads as parse_json
 
 logger = logging.getLogger(__name__)
+T = TypeVar("T")
 
 DEFAULT_MAX_LINE_BYTES = 10 * 1024 * 1024
 DRAIN_CHUNK = 1 << 20
@@ -240,23 +242,29 @@ def _blank_long_lines(block: bytes, done: int, cap: int, log: BadLineLog) -> byt
     return b"\n".join(lines)
 
 
-def iter_objects(
-    path: str | Path,
+def parse_lines(
+    lines: Iterable[tuple[int, bytes]],
     log: BadLineLog,
-    max_line_bytes: int,
+    record: Callable[[dict], T],
     decode: Callable[[bytes], Any] = parse_json,
     what: str = "JSON",
-) -> Iterator[tuple[int, dict]]:
-    """Yield ``(line_number, object)`` for each line that decodes to a mapping.
+) -> Iterator[tuple[int, T]]:
+    """Yield ``(line_number, record(object))`` for each numbered line that holds a usable record.
+
+    Blank lines are skipped; a line that does not decode, decodes to something other than a
+    mapping, or that ``record`` rejects (:class:`~alignrec_data.readers.base.BadRecord`) is
+    counted in ``log``.
 
     Args:
-        path: The file.
+        lines: ``(line_number, line)`` pairs (:func:`iter_lines`).
         log: Where bad lines are counted.
-        max_line_bytes: See :func:`iter_lines`.
+        record: Turns a decoded object into a record.
         decode: Line parser; any exception it raises marks the line as bad.
         what: Name of the format for messages (``JSON``, ``Python literal``).
     """
-    for n, line in iter_lines(path, log, max_line_bytes):
+    for n, line in lines:
+        if not line or line.isspace():
+            continue
         try:
             obj = decode(line)
         except (ValueError, SyntaxError, RecursionError, MemoryError, TypeError) as err:
@@ -265,7 +273,12 @@ def iter_objects(
         if not isinstance(obj, dict):
             log.add(n, f"expected an object, found {type(obj).__name__}")
             continue
-        yield n, obj
+        try:
+            value = record(obj)
+        except BadRecord as err:
+            log.add(n, str(err))
+            continue
+        yield n, value
 
 
 _ADDRESS = re.compile(r" at 0x[0-9a-fA-F]+")
