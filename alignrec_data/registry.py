@@ -36,9 +36,9 @@ import functools
 import json
 import os
 import re
-from collections.abc import Callable
 from dataclasses import dataclass, replace
 from importlib import resources
+from importlib.resources.abc import Traversable
 from pathlib import Path, PurePosixPath
 from typing import Any
 from urllib.parse import urlsplit
@@ -342,26 +342,18 @@ def load_registry(path: Path | None = None) -> dict[str, DatasetSpec]:
     if path is None:
         return dict(_packaged_registry())
     path = Path(path)
-    return _parse(
-        path.read_text(encoding="utf-8"),
-        str(path),
-        lambda name: (path.parent / name).read_text(encoding="utf-8"),
-    )
+    return _parse(path.parent, path.name, str(path))
 
 
 @functools.cache
 def _packaged_registry() -> dict[str, DatasetSpec]:
     folder = resources.files("alignrec_data").joinpath(REGISTRY_RESOURCE[0])
-    text = folder.joinpath(REGISTRY_RESOURCE[1]).read_text("utf-8")
-    return _parse(
-        text,
-        "alignrec_data/" + "/".join(REGISTRY_RESOURCE),
-        lambda name: folder.joinpath(name).read_text("utf-8"),
-    )
+    return _parse(folder, REGISTRY_RESOURCE[1], "alignrec_data/" + "/".join(REGISTRY_RESOURCE))
 
 
-def _parse(text: str, where: str, read_table: Callable[[str], str]) -> dict[str, DatasetSpec]:
-    doc = json.loads(text)
+def _parse(folder: Path | Traversable, name: str, where: str) -> dict[str, DatasetSpec]:
+    """The registry file ``name`` in ``folder`` (its tables lie beside it); ``where`` names it."""
+    doc = json.loads(folder.joinpath(name).read_text("utf-8"))
     releases = doc.get("releases", {})
     out: dict[str, DatasetSpec] = {}
 
@@ -373,9 +365,9 @@ def _parse(text: str, where: str, read_table: Callable[[str], str]) -> dict[str,
         out[spec.id] = spec
 
     for table in doc.get("tables", []):
-        name = validate_name(table, f"{where} table").as_posix()
-        table_where = f"{where}: table {name}"
-        for entry, source in table_entries(json.loads(read_table(name)), releases, table_where):
+        table = validate_name(table, f"{where} table").as_posix()
+        rows = json.loads(folder.joinpath(table).read_text("utf-8"))
+        for entry, source in table_entries(rows, releases, f"{where}: table {table}"):
             add(_build(entry, releases, source), source)
     for i, entry in enumerate(doc.get("datasets", [])):
         source = f"{where} dataset #{i} ({entry.get('id', '?')})"
