@@ -24,12 +24,9 @@ def dedupe_earliest(users: np.ndarray, items: np.ndarray, timestamps: np.ndarray
     Returns:
         Sorted (k,) int64 indices of the kept rows.
     """
-    n = len(users)
-    if n == 0:
-        return np.zeros(0, dtype=np.int64)
     order = np.lexsort((timestamps, items, users))  # stable: equal keys keep file order
     u, i = users[order], items[order]
-    first = np.ones(n, dtype=bool)
+    first = np.ones(len(users), dtype=bool)
     first[1:] = (u[1:] != u[:-1]) | (i[1:] != i[:-1])
     return np.sort(order[first]).astype(np.int64)
 
@@ -54,14 +51,10 @@ def k_core(
     """
     idx = np.arange(len(users), dtype=np.int64)
     u, i = np.asarray(users), np.asarray(items)
-    n_u = int(u.max()) + 1 if len(u) else 0
-    n_i = int(i.max()) + 1 if len(i) else 0
     rounds = 0
     while True:
         rounds += 1
-        uc = np.bincount(u, minlength=n_u)
-        ic = np.bincount(i, minlength=n_i)
-        ok = (uc[u] >= min_user) & (ic[i] >= min_item)
+        ok = (np.bincount(u)[u] >= min_user) & (np.bincount(i)[i] >= min_item)
         if ok.all():
             return idx, rounds
         idx, u, i = idx[ok], u[ok], i[ok]

@@ -56,8 +56,7 @@ def interactions_table(
     ts_sort = timestamps.fill_null(np.iinfo(np.int64).min).to_numpy()
     order = np.lexsort((item_ids, ts_sort, user_ids))
     take = pa.array(order)
-    u = user_ids[order]
-    i = item_ids[order]
+    u, i = user_ids[order], item_ids[order]
     return pa.table(
         {
             "user_id": pa.array(u),
