@@ -64,6 +64,8 @@ SUFFIX_FORMATS = {
     ".json": "jsonl",
 }
 URL_SCHEMES = ("http", "https", "file")
+# The registry role of each part of a declaration -> its key (also its file's name in raw/).
+PARTS = {"reviews": "interactions", "meta": "items"}
 # Local images are written to items.parquet under this prefix (+ "<id>/"): see image_mirror.
 IMAGE_HOST = "https://declared.invalid/"
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
@@ -182,11 +184,11 @@ class Declared:
 
     def part(self, role: str) -> InteractionsDecl | ItemsDecl:
         """The declaration of a role's file."""
-        return self.decl.interactions if role == "reviews" else self.decl.items  # type: ignore[return-value]
+        return getattr(self.decl, PARTS[role])
 
     def key(self, role: str) -> str:
         """The params key of a role's file, for messages (``...declared.x.items``)."""
-        return f"{self.where}.{'interactions' if role == 'reviews' else 'items'}"
+        return f"{self.where}.{PARTS[role]}"
 
 
 def _template_fields(template: str, where: str, allow_spec: bool) -> list[str]:
@@ -276,7 +278,7 @@ def check_declaration(
         parts["meta"] = decl.items
     urls, formats = {}, {}
     for role, part in parts.items():
-        key = f"{where}.{'interactions' if role == 'reviews' else 'items'}"
+        key = f"{where}.{PARTS[role]}"
         required = ("path", "user", "item") if role == "reviews" else ("path", "item")
         for name in required:
             value = getattr(part, name)
@@ -299,9 +301,8 @@ def check_declaration(
 
 def _raw_name(role: str, fmt: str, url: str) -> str:
     """The file's name in raw/: ``interactions.<format>`` / ``items.<format>`` (+ ``.gz``)."""
-    stem = "interactions" if role == "reviews" else "items"
     gz = ".gz" if urlsplit(url).path.lower().endswith(".gz") else ""
-    return f"{stem}.{fmt}{gz}"
+    return f"{PARTS[role]}.{fmt}{gz}"
 
 
 def _spec(d: Declared) -> DatasetSpec:

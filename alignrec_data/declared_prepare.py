@@ -113,15 +113,7 @@ def prepare_declared(
     """
     d: declared_mod.Declared = spec.declared
     paths = DatasetPaths.of(data_dir, spec.id)
-    files, raw_files = check_raw_files(
-        spec,
-        paths,
-        verify,
-        roles=[f.role for f in spec.files],
-        words={"reviews": "interactions", "meta": "items"},
-        hint=f"run `alignrec-data download {spec.id} --params ...` first",
-        log=logger,
-    )
+    files, raw_files = check_raw_files(spec, paths, verify, logger)
     rlog = BadLineLog(files["reviews"].name, strict, config.max_reported_bad_lines)
     logger.info("reading %s", files["reviews"])
     cols, has_ratings, has_timestamps = read_interactions(

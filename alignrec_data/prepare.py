@@ -31,7 +31,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
@@ -41,6 +41,7 @@ import pyarrow as pa
 from tqdm import tqdm
 
 from alignrec_data.config import check_ranges
+from alignrec_data.declared import PARTS
 from alignrec_data.errors import DataFormatError, DownloadError, UsageError
 from alignrec_data.links import check_links
 from alignrec_data.paths import DatasetPaths
@@ -188,39 +189,32 @@ def verify_raw_files(spec: DatasetSpec, raw_dir: Path) -> dict[str, dict[str, An
 
 
 def check_raw_files(
-    spec: DatasetSpec,
-    paths: DatasetPaths,
-    verify: bool,
-    *,
-    roles: Iterable[str] = ("reviews", "meta"),
-    words: Mapping[str, str] | None = None,
-    hint: str | None = None,
-    log: logging.Logger = logger,
+    spec: DatasetSpec, paths: DatasetPaths, verify: bool, log: logging.Logger = logger
 ) -> tuple[dict[str, Path], dict[str, dict[str, Any]]]:
     """The raw files ``prepare`` reads (checked present, no broken link) and their record.
 
-    The record is what ``stats.json`` keeps of them: verified against their sha256
-    (:func:`verify_raw_files`), or only name and size when ``verify`` is False.
+    The files are those of :data:`alignrec_data.registry.PREPARE_ROLES`, in the spec's order
+    (a declared dataset's interactions and items files). The record is what ``stats.json``
+    keeps of them: verified against their sha256 (:func:`verify_raw_files`), or only name and
+    size when ``verify`` is False.
 
     Args:
         spec: The dataset.
         paths: Its folders.
         verify: Check the sha256 of each file.
-        roles: The roles of the files read.
-        words: What the message calls the file of a role (default: the role).
-        hint: The fix named when a file is missing (default: download it).
         log: The stage's logger (warns when not verifying).
 
     Raises:
         UsageError: A file is missing or a broken symbolic link.
     """
-    files = {role: raw_path(paths.raw, spec, role) for role in roles}
+    files = {f.role: raw_path(paths.raw, spec, f.role) for f in spec.files_for()}
     check_links(files.values())
+    declared = spec.declared is not None
     for role, path in files.items():
         if not path.is_file():
-            what = (words or {}).get(role, role)
-            msg = f"raw {what} file {path} of {spec.id} does not exist"
-            raise UsageError(msg, hint=hint or f"run `alignrec-data download {spec.id}` first")
+            msg = f"raw {PARTS[role] if declared else role} file {path} of {spec.id} does not exist"
+            download = f"alignrec-data download {spec.id}{' --params ...' if declared else ''}"
+            raise UsageError(msg, hint=f"run `{download}` first")
     if verify:
         return files, verify_raw_files(spec, paths.raw)
     log.warning("not verifying the raw files of %s (verify=False)", spec.id)
