@@ -116,10 +116,10 @@ def prepare_declared(
     files, raw_files = check_raw_files(spec, paths, verify, logger)
     rlog = BadLineLog(files["reviews"].name, strict, config.max_reported_bad_lines)
     logger.info("reading %s", files["reviews"])
-    cols, has_ratings, has_timestamps = read_interactions(
+    cols = read_interactions(
         files["reviews"], d.formats["reviews"], d.decl.interactions, d.key("reviews"), rlog
     )
-    if config.split != "random" and not has_timestamps:  # the split orders by time
+    if config.split != "random" and not cols.has_timestamps:  # the split orders by time
         msg = (
             f"prepare.split = {config.split!r} orders each user's interactions by time, but "
             f"{d.key('reviews')} declares no timestamp column; add timestamp: <column> or use "
@@ -132,16 +132,7 @@ def prepare_declared(
     items = _read_items(d, files, config, strict, kept.item_keys, images)
     mirror = declared_mod.image_mirror(spec)
     head = _head(spec, raw_files, images, mirror)
-    stats = finish(
-        paths,
-        head,
-        config,
-        kept,
-        items,
-        logger,
-        has_ratings=has_ratings,
-        has_timestamps=has_timestamps,
-    )
+    stats = finish(paths, head, config, kept, items, logger)
     if mirror is not None and images.counts["local"]:
         logger.info(
             "%s: %d items have local images; fetch them with `alignrec-data images %s --mirror %s`",

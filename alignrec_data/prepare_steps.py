@@ -42,6 +42,8 @@ class Cleaned:
         timestamps: Timestamp of each kept interaction.
         steps: The ``read``, ``dedupe`` and ``k_core`` counts of ``stats.json``.
         bad_lines: The bad lines of the interactions (reviews) file.
+        has_ratings: The source has ratings (else the column is null).
+        has_timestamps: The source has timestamps (else the column is null).
     """
 
     user_ids: np.ndarray
@@ -52,6 +54,8 @@ class Cleaned:
     timestamps: np.ndarray
     steps: list[dict[str, Any]]
     bad_lines: BadLineLog
+    has_ratings: bool
+    has_timestamps: bool
 
 
 @dataclass
@@ -108,12 +112,11 @@ def clean_interactions(
         raise DataFormatError(msg)
     user_ids, user_keys = remap_by_key(u, cols.user_keys)
     item_ids, item_keys = remap_by_key(i, cols.item_keys)
-    return Cleaned(user_ids, item_ids, user_keys, item_keys, r, t, steps, bad_lines)
+    has = (cols.has_ratings, cols.has_timestamps)
+    return Cleaned(user_ids, item_ids, user_keys, item_keys, r, t, steps, bad_lines, *has)
 
 
-def _split(
-    config: PrepareConfig, kept: Cleaned, has_ratings: bool, has_timestamps: bool
-) -> tuple[pa.Table, dict[str, Any]]:
+def _split(config: PrepareConfig, kept: Cleaned) -> tuple[pa.Table, dict[str, Any]]:
     """Step 6: assign the splits; returns the interactions table and the split's statistics.
 
     A column the source does not have (``has_ratings`` / ``has_timestamps`` False) is null.
@@ -135,8 +138,8 @@ def _split(
         kept.item_ids,
         kept.user_keys,
         kept.item_keys,
-        pa.array(kept.ratings, pa.float32()) if has_ratings else pa.nulls(n, pa.float32()),
-        pa.array(kept.timestamps, pa.int64()) if has_timestamps else pa.nulls(n, pa.int64()),
+        pa.array(kept.ratings, pa.float32()) if kept.has_ratings else pa.nulls(n, pa.float32()),
+        pa.array(kept.timestamps, pa.int64()) if kept.has_timestamps else pa.nulls(n, pa.int64()),
         codes,
     )
     return inter, split_info
@@ -149,9 +152,6 @@ def finish(
     kept: Cleaned,
     items: ItemsStep,
     log: logging.Logger,
-    *,
-    has_ratings: bool = True,
-    has_timestamps: bool = True,
 ) -> dict[str, Any]:
     """Step 6 and the write: split, ``users.parquet``, ``stats.json``, the prepared folder.
 
@@ -163,13 +163,11 @@ def finish(
         kept: Steps 1-4.
         items: Step 5.
         log: The stage's logger (the summary line is logged as the stage).
-        has_ratings: The source has ratings (else the column is null).
-        has_timestamps: The source has timestamps (else the column is null).
 
     Returns:
         The statistics also written to ``stats.json``.
     """
-    inter, split_info = _split(config, kept, has_ratings, has_timestamps)
+    inter, split_info = _split(config, kept)
     users = users_table(kept.user_keys, kept.user_ids)
     n_items = len(kept.item_keys)
     has_image = items.table.column("has_image").to_numpy(zero_copy_only=False)
@@ -188,8 +186,8 @@ def finish(
         "metadata_merge": items.merge_counts,
         "title_sources": items.title_sources,
         "missing_image_url_rate": float(1.0 - has_image.mean()) if n_items else 0.0,
-        "has_ratings": has_ratings,
-        "has_timestamps": has_timestamps,
+        "has_ratings": kept.has_ratings,
+        "has_timestamps": kept.has_timestamps,
     }
     write_prepared(paths.prepared, inter, items.table, users, stats)
     log.info(

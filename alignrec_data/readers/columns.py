@@ -33,9 +33,13 @@ class InteractionColumns:
     Each block keeps its user and item keys as Arrow dictionary arrays (int32 indices plus the
     distinct keys of the block); :meth:`arrays` unifies the dictionaries in C++ so that every
     key gets one int32 code, in order of first appearance.
+
+    ``has_ratings`` / ``has_timestamps``: the source has that column (a declared table may
+    not: its ratings are then NaN and its timestamps 0, written as nulls).
     """
 
-    def __init__(self) -> None:
+    def __init__(self, has_ratings: bool = True, has_timestamps: bool = True) -> None:
+        self.has_ratings, self.has_timestamps = has_ratings, has_timestamps
         self._blocks: list[tuple[Any, Any, np.ndarray, np.ndarray]] = []
         self._done: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None = None
         self._user_keys: list[str] = []

@@ -172,8 +172,8 @@ def seconds(values: pd.Series) -> tuple[np.ndarray, np.ndarray]:
 
 def read_interactions(
     path: Path, fmt: str, decl: Any, where: str, log: BadLineLog
-) -> tuple[InteractionColumns, bool, bool]:
-    """The interactions file as columns: ``(columns, has_ratings, has_timestamps)``.
+) -> InteractionColumns:
+    """The interactions file as columns (with ``has_ratings`` and ``has_timestamps``).
 
     Without a rating column the ratings are NaN (null in the prepared table); without a
     timestamp column the timestamps are 0 (null), so duplicate pairs keep their first row.
@@ -222,14 +222,14 @@ def read_interactions(
         )
         msg = f"interactions file {path} holds no usable row ({n:,} rows, {log.count:,} bad{first})"
         raise DataFormatError(msg, hint=f"check {where}")
-    cols = InteractionColumns()
+    cols = InteractionColumns(bool(decl.rating), bool(decl.timestamp))
     cols.add_block(
         pa.array([user_keys[k] for k in keep], pa.string()),
         pa.array([item_keys[k] for k in keep], pa.string()),
         ratings[keep],
         stamps[keep],
     )
-    return cols, bool(decl.rating), bool(decl.timestamp)
+    return cols
 
 
 def _text(value: Any) -> str:
