@@ -10,6 +10,7 @@ Arrow's C++ JSON reader; what Arrow rejects is re-read line by line with the che
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -139,84 +140,76 @@ def read_review_columns(
     Returns:
         The columns.
     """
-    cols = InteractionColumns()
+    parser = _Parser(InteractionColumns(), log, fields, ts_divisor)
     if log.strict:  # line by line, so that the first bad line is the one reported
-        _python_lines(cols, iter_lines(path, log, max_line_bytes), log, fields, ts_divisor)
-        return cols
+        parser.lines(iter_lines(path, log, max_line_bytes))
+        return parser.cols
     for first, block in iter_line_blocks(path, log, max_line_bytes, block_bytes):
-        n_rows = _parse_block(cols, first, block, log, fields, ts_divisor)
+        n_rows = parser.block(first, block)
         if progress is not None:
             progress.update(n_rows)
-    return cols
+    return parser.cols
 
 
-def _parse_block(
-    cols: InteractionColumns,
-    first: int,
-    block: bytes,
-    log: BadLineLog,
-    fields: tuple[str, str, str, str],
-    ts_divisor: int,
-) -> int:
-    """Parse one block of lines into ``cols``; returns the number of lines in it."""
-    import pyarrow as pa
-    import pyarrow.compute as pc
-    import pyarrow.json as pj
+@dataclass(frozen=True)
+class _Parser:
+    """Parses review lines into ``cols``, counting the bad ones in ``log``."""
 
-    user_f, item_f, rating_f, ts_f = fields
-    schema = pa.schema(
-        [(user_f, pa.string()), (item_f, pa.string()), (rating_f, pa.float64()), (ts_f, pa.int64())]
-    )
-    n_lines = block.count(b"\n")
-    try:
-        table = pj.read_json(
-            pa.BufferReader(block),
-            read_options=pj.ReadOptions(use_threads=True, block_size=1 << 20),
-            parse_options=pj.ParseOptions(
-                explicit_schema=schema, unexpected_field_behavior="ignore"
+    cols: InteractionColumns
+    log: BadLineLog
+    fields: tuple[str, str, str, str]
+    ts_divisor: int
+
+    def block(self, first: int, block: bytes) -> int:
+        """Parse one block of lines into ``cols``; returns the number of lines in it."""
+        import pyarrow as pa
+        import pyarrow.compute as pc
+        import pyarrow.json as pj
+
+        types = (pa.string(), pa.string(), pa.float64(), pa.int64())
+        schema = pa.schema(list(zip(self.fields, types, strict=True)))
+        n_lines = block.count(b"\n")
+        try:
+            table = pj.read_json(
+                pa.BufferReader(block),
+                read_options=pj.ReadOptions(use_threads=True, block_size=1 << 20),
+                parse_options=pj.ParseOptions(
+                    explicit_schema=schema, unexpected_field_behavior="ignore"
+                ),
+            )
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError):
+            table = None
+        if table is None or table.num_rows != n_lines:  # also: blank lines (Arrow skips them)
+            self.lines(enumerate(block.split(b"\n"), start=first))
+            return n_lines
+        users, items, rating, ts = (table.column(f).combine_chunks() for f in self.fields)
+        ok = pc.and_(
+            pc.and_(pc.greater(pc.utf8_length(users), 0), pc.greater(pc.utf8_length(items), 0)),
+            pc.and_(
+                pc.less(pc.abs(rating), float(MAX_ABS_NUMBER)), pc.less(pc.abs(ts), MAX_ABS_NUMBER)
             ),
+        ).fill_null(False)
+        ok_np = ok.to_numpy(zero_copy_only=False)
+        if not ok_np.all():
+            lines = block.split(b"\n")
+            bad_lines = [(first + k, lines[k]) for k in np.flatnonzero(~ok_np).tolist()]
+            self.lines(bad_lines, expect_bad=True)
+            users, items, rating, ts = (a.filter(ok) for a in (users, items, rating, ts))
+        self.cols.add_block(
+            users,
+            items,
+            rating.to_numpy(zero_copy_only=False).astype(np.float32),
+            ts.to_numpy(zero_copy_only=False) // self.ts_divisor,
         )
-    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError):
-        table = None
-    if table is None or table.num_rows != n_lines:  # also: blank lines (Arrow skips them)
-        _python_lines(cols, enumerate(block.split(b"\n"), start=first), log, fields, ts_divisor)
         return n_lines
-    users, items, rating, ts = (table.column(f).combine_chunks() for f in fields)
-    ok = pc.and_(
-        pc.and_(pc.greater(pc.utf8_length(users), 0), pc.greater(pc.utf8_length(items), 0)),
-        pc.and_(
-            pc.less(pc.abs(rating), float(MAX_ABS_NUMBER)), pc.less(pc.abs(ts), MAX_ABS_NUMBER)
-        ),
-    ).fill_null(False)
-    ok_np = ok.to_numpy(zero_copy_only=False)
-    if not ok_np.all():
-        lines = block.split(b"\n")
-        bad_lines = [(first + k, lines[k]) for k in np.flatnonzero(~ok_np).tolist()]
-        _python_lines(cols, bad_lines, log, fields, ts_divisor, expect_bad=True)
-        users, items, rating, ts = (a.filter(ok) for a in (users, items, rating, ts))
-    cols.add_block(
-        users,
-        items,
-        rating.to_numpy(zero_copy_only=False).astype(np.float32),
-        ts.to_numpy(zero_copy_only=False) // ts_divisor,
-    )
-    return n_lines
 
-
-def _python_lines(
-    cols: InteractionColumns,
-    lines: Iterable[tuple[int, bytes]],
-    log: BadLineLog,
-    fields: tuple[str, str, str, str],
-    ts_divisor: int,
-    expect_bad: bool = False,
-) -> None:
-    """Parse numbered lines one by one (the exact path for blocks Arrow rejects)."""
-    review = partial(parse_review, fields=fields, ts_divisor=ts_divisor)
-    records = []
-    for n, record in parse_lines(lines, log, review):
-        if expect_bad:  # Arrow saw a problem the Python checks do not: trust the stricter one
-            log.add(n, "invalid record (field of an unexpected type or size)")
-        else:
-            records.append(record)
-    cols.extend(records)
+    def lines(self, lines: Iterable[tuple[int, bytes]], expect_bad: bool = False) -> None:
+        """Parse numbered lines one by one (the exact path for blocks Arrow rejects)."""
+        review = partial(parse_review, fields=self.fields, ts_divisor=self.ts_divisor)
+        records = []
+        for n, record in parse_lines(lines, self.log, review):
+            if expect_bad:  # Arrow saw a problem the Python checks do not: trust the stricter one
+                self.log.add(n, "invalid record (field of an unexpected type or size)")
+            else:
+                records.append(record)
+        self.cols.extend(records)

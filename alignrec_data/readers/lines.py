@@ -148,10 +148,7 @@ def iter_lines(
         with _gzip_errors(path, lambda: n), open_raw(path) as f:
             readline = f.readline
             limit = max_line_bytes + 1
-            while True:
-                line = readline(limit)
-                if not line:
-                    break
+            while line := readline(limit):
                 n += 1
                 if len(line) == limit and not line.endswith(b"\n"):
                     skipped = len(line)
@@ -165,9 +162,8 @@ def iter_lines(
                         "or more), skipped",
                     )
                     continue
-                if line.isspace():
-                    continue
-                yield n, line
+                if not line.isspace():
+                    yield n, line
     finally:
         log.lines = n
 
