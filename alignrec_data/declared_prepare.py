@@ -29,36 +29,12 @@ from alignrec_data import declared as declared_mod
 from alignrec_data.errors import UsageError
 from alignrec_data.paths import DatasetPaths
 from alignrec_data.prepare import PrepareConfig, check_raw_files, items_step
-from alignrec_data.prepare_steps import ItemsStep, clean_interactions, finish
+from alignrec_data.prepare_steps import clean_interactions, finish
 from alignrec_data.readers.lines import BadLineLog
 from alignrec_data.readers.tabular import DeclaredMeta, read_interactions, read_items
 from alignrec_data.registry import DatasetSpec
 
 logger = logging.getLogger(__name__)
-
-
-def _read_items(
-    d: declared_mod.Declared,
-    files: dict[str, Path],
-    config: PrepareConfig,
-    strict: bool,
-    item_keys: list[str],
-    images: declared_mod.ImageCounts,
-) -> ItemsStep:
-    """Step 5: the items file (when declared), merged, cleaned, with the declared text."""
-    items_decl = d.decl.items
-    mlog = BadLineLog(
-        files["meta"].name if "meta" in files else "", strict, config.max_reported_bad_lines
-    )
-    records: Iterable[DeclaredMeta] = ()
-    if items_decl is not None:
-        logger.info("reading %s", files["meta"])
-        wanted = set(item_keys)
-        records = read_items(
-            files["meta"], d.formats["meta"], items_decl, d.key("meta"), mlog, images.url, wanted
-        )
-    declared_text = items_decl is not None and items_decl.text is not None
-    return items_step(records, item_keys, config, mlog, declared_text)
 
 
 def _head(
@@ -116,9 +92,7 @@ def prepare_declared(
     files, raw_files = check_raw_files(spec, paths, verify, logger)
     rlog = BadLineLog(files["reviews"].name, strict, config.max_reported_bad_lines)
     logger.info("reading %s", files["reviews"])
-    cols = read_interactions(
-        files["reviews"], d.formats["reviews"], d.decl.interactions, d.key("reviews"), rlog
-    )
+    cols = read_interactions(d, files["reviews"], rlog)
     if config.split != "random" and not cols.has_timestamps:  # the split orders by time
         msg = (
             f"prepare.split = {config.split!r} orders each user's interactions by time, but "
@@ -128,8 +102,15 @@ def prepare_declared(
         raise UsageError(msg)
     kept = clean_interactions(cols, config, spec.id, rlog)
     del cols
-    images = declared_mod.ImageCounts(d)
-    items = _read_items(d, files, config, strict, kept.item_keys, images)
+    images = declared_mod.ImageCounts(d)  # 5. the items file (when declared)
+    meta = files["meta"].name if "meta" in files else ""
+    mlog = BadLineLog(meta, strict, config.max_reported_bad_lines)
+    records: Iterable[DeclaredMeta] = ()
+    if d.decl.items is not None:
+        logger.info("reading %s", files["meta"])
+        records = read_items(d, files["meta"], mlog, images.url, set(kept.item_keys))
+    declared_text = d.decl.items is not None and d.decl.items.text is not None
+    items = items_step(records, kept.item_keys, config, mlog, declared_text)
     mirror = declared_mod.image_mirror(spec)
     head = _head(spec, raw_files, images, mirror)
     stats = finish(paths, head, config, kept, items, logger)

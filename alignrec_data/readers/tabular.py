@@ -20,7 +20,7 @@ import string
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -32,6 +32,9 @@ from alignrec_data.readers.base import ItemMeta
 from alignrec_data.readers.columns import InteractionColumns
 from alignrec_data.readers.lines import BadLineLog
 from alignrec_data.text import clean_text
+
+if TYPE_CHECKING:
+    from alignrec_data.declared import Declared
 
 # Interactions with a timestamp beyond this are bad rows (int64-safe, as the release readers).
 MAX_ABS_SECONDS = 2**62
@@ -170,10 +173,8 @@ def seconds(values: pd.Series) -> tuple[np.ndarray, np.ndarray]:
     return np.where(ok, num, 0).astype(np.int64), ok
 
 
-def read_interactions(
-    path: Path, fmt: str, decl: Any, where: str, log: BadLineLog
-) -> InteractionColumns:
-    """The interactions file as columns (with ``has_ratings`` and ``has_timestamps``).
+def read_interactions(d: Declared, path: Path, log: BadLineLog) -> InteractionColumns:
+    """The declared interactions file as columns (with ``has_ratings`` and ``has_timestamps``).
 
     Without a rating column the ratings are NaN (null in the prepared table); without a
     timestamp column the timestamps are 0 (null), so duplicate pairs keep their first row.
@@ -182,10 +183,11 @@ def read_interactions(
         UsageError: A mapped column is missing.
         DataFormatError: Unreadable file; a bad row in strict mode; no usable row at all.
     """
+    decl, where = d.decl.interactions, d.key("reviews")
     wanted = {
         k: getattr(decl, k) for k in ("user", "item", "rating", "timestamp") if getattr(decl, k)
     }
-    frame = read_table(path, fmt, wanted, where, as_text=(decl.user, decl.item))
+    frame = read_table(path, d.formats["reviews"], wanted, where, as_text=(decl.user, decl.item))
     n = log.lines = len(frame)
     user_keys, item_keys = keys(frame[decl.user]), keys(frame[decl.item])
     why: dict[int, str] = {}  # bad row -> the first reason it is bad
@@ -283,21 +285,13 @@ def template_columns(template: str | None) -> list[str]:
 
 
 def read_items(
-    path: Path,
-    fmt: str,
-    decl: Any,
-    where: str,
-    log: BadLineLog,
-    image_url: Any,
-    wanted: set[str] | None = None,
+    d: Declared, path: Path, log: BadLineLog, image_url: Any, wanted: set[str] | None = None
 ) -> Iterator[DeclaredMeta]:
-    """The items file as :class:`DeclaredMeta` records, in file order.
+    """The declared items file as :class:`DeclaredMeta` records, in file order.
 
     Args:
+        d: The declaration (its :class:`~alignrec_data.declared.ItemsDecl` maps the columns).
         path: The raw items file.
-        fmt: Its format.
-        decl: The :class:`~alignrec_data.declared.ItemsDecl`.
-        where: Its params key.
         log: Counts rows without an item key.
         image_url: Maps an image template value to the URL written to items.parquet (or None).
         wanted: Keys to yield (the items that survived the k-core); None yields all.
@@ -306,6 +300,7 @@ def read_items(
         UsageError: A mapped or template column is missing.
         DataFormatError: Unreadable file; a bad row in strict mode.
     """
+    decl = d.decl.items
     mapped = {
         k: getattr(decl, k) for k in ("item", "title", "brand", "description") if getattr(decl, k)
     }
@@ -314,9 +309,8 @@ def read_items(
     for what in ("text", "image"):
         for col in template_columns(getattr(decl, what)):
             mapped.setdefault(f"{what} {{{col}}}", col)
-    frame = read_table(
-        path, fmt, mapped, where, as_text=(decl.item,) if not decl.item_offset else ()
-    )
+    as_text = (decl.item,) if not decl.item_offset else ()
+    frame = read_table(path, d.formats["meta"], mapped, d.key("meta"), as_text=as_text)
     log.lines = len(frame)
     item_keys = keys(frame[decl.item], decl.item_offset)
     records = frame.to_dict("records")
