@@ -30,7 +30,6 @@ import functools
 import logging
 import os
 import re
-import string
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING
@@ -40,6 +39,7 @@ from urllib.request import url2pathname
 from alignrec_data.config import from_dict, load_params
 from alignrec_data.errors import UsageError
 from alignrec_data.paths import check_name
+from alignrec_data.text import template_fields
 
 if TYPE_CHECKING:
     from alignrec_data.download_result import Expected
@@ -193,18 +193,10 @@ class Declared:
 
 def _template_fields(template: str, where: str, allow_spec: bool) -> list[str]:
     """The column names a template uses (checked: no conversions, attribute or index access)."""
-    try:
-        parsed = list(string.Formatter().parse(template))
-    except ValueError as err:
-        msg = f"{where} {template!r} is not a valid template: {err}; e.g. '{{title}} {{text}}'"
-        raise UsageError(msg) from err
     names = []
-    for _, name, spec, conv in parsed:
-        if name is None:
-            continue
+    for name, spec, conv, shown in template_fields(template, where, "e.g. '{title} {text}'"):
         bad = not name or conv or (spec and not allow_spec) or "{" in (spec or "")
         if bad or any(c in name for c in ".["):
-            shown = f"{{{name}{'!' + conv if conv else ''}{':' + spec if spec else ''}}}"
             use = "{column} or {column:format}" if allow_spec else "{column}"
             msg = f"{where} {template!r}: field {shown} is not allowed; use {use} (a column name)"
             raise UsageError(msg)

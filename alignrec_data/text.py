@@ -129,6 +129,20 @@ def fallback_title(
     return next(((candidates[s], s) for s in TITLE_FALLBACK if candidates[s]), ("", "none"))
 
 
+def template_fields(template: str, where: str, example: str) -> list[tuple[str, str, str, str]]:
+    """The fields of a template: ``(name, format spec, conversion, the field as written)``.
+
+    Raises:
+        UsageError: Bad braces; the message names ``where`` and ends with ``example``.
+    """
+    try:
+        parsed = [(n, s, c) for _, n, s, c in string.Formatter().parse(template) if n is not None]
+    except ValueError as err:
+        msg = f"{where} {template!r} is not a valid template: {err}; {example}"
+        raise UsageError(msg) from err
+    return [(n, s, c, f"{{{n}{'!' + c if c else ''}{':' + s if s else ''}}}") for n, s, c in parsed]
+
+
 def validate_template(template: str) -> str:
     """Check that ``template`` uses only the fields of :data:`TEMPLATE_FIELDS`.
 
@@ -138,19 +152,11 @@ def validate_template(template: str) -> str:
     Raises:
         UsageError: Unknown field, attribute/index access, conversion or format spec, or bad braces.
     """
-    try:
-        parsed = list(string.Formatter().parse(template))
-    except ValueError as err:
-        msg = (
-            f"prepare.text_template {template!r} is not a valid template: {err}; use e.g. "
-            f"{DEFAULT_TEMPLATE!r}"
-        )
-        raise UsageError(msg) from err
-    for _, name, spec, conv in parsed:
-        if name is not None and (name not in TEMPLATE_FIELDS or spec or conv):
+    example = f"use e.g. {DEFAULT_TEMPLATE!r}"
+    for name, spec, conv, shown in template_fields(template, "prepare.text_template", example):
+        if name not in TEMPLATE_FIELDS or spec or conv:
             msg = (
-                f"prepare.text_template {template!r}: field {{{name}{'!' + conv if conv else ''}"
-                f"{':' + spec if spec else ''}}} is not allowed; use only "
+                f"prepare.text_template {template!r}: field {shown} is not allowed; use only "
                 f"{', '.join('{' + f + '}' for f in TEMPLATE_FIELDS)}"
             )
             raise UsageError(msg)
