@@ -24,12 +24,9 @@ def dedupe_earliest(users: np.ndarray, items: np.ndarray, timestamps: np.ndarray
     Returns:
         Sorted (k,) int64 indices of the kept rows.
     """
-    n = len(users)
-    if n == 0:
-        return np.zeros(0, dtype=np.int64)
     order = np.lexsort((timestamps, items, users))  # stable: equal keys keep file order
     u, i = users[order], items[order]
-    first = np.ones(n, dtype=bool)
+    first = np.ones(len(users), dtype=bool)
     first[1:] = (u[1:] != u[:-1]) | (i[1:] != i[:-1])
     return np.sort(order[first]).astype(np.int64)
 
@@ -54,14 +51,10 @@ def k_core(
     """
     idx = np.arange(len(users), dtype=np.int64)
     u, i = np.asarray(users), np.asarray(items)
-    n_u = int(u.max()) + 1 if len(u) else 0
-    n_i = int(i.max()) + 1 if len(i) else 0
     rounds = 0
     while True:
         rounds += 1
-        uc = np.bincount(u, minlength=n_u)
-        ic = np.bincount(i, minlength=n_i)
-        ok = (uc[u] >= min_user) & (ic[i] >= min_item)
+        ok = (np.bincount(u)[u] >= min_user) & (np.bincount(i)[i] >= min_item)
         if ok.all():
             return idx, rounds
         idx, u, i = idx[ok], u[ok], i[ok]
@@ -79,11 +72,9 @@ def remap_by_key(codes: np.ndarray, keys: Sequence[str]) -> tuple[np.ndarray, li
     Returns:
         ``(ids, id_keys)``: (n,) int64 new ids and the raw key of each new id.
     """
-    used = np.unique(codes)
+    used, inverse = np.unique(codes, return_inverse=True)
     used_keys = [keys[c] for c in used.tolist()]
     order = sorted(range(len(used_keys)), key=used_keys.__getitem__)
     new_of_used = np.empty(len(used), dtype=np.int64)
     new_of_used[np.asarray(order, dtype=np.int64)] = np.arange(len(used), dtype=np.int64)
-    lookup = np.full(int(used.max()) + 1 if len(used) else 0, -1, dtype=np.int64)
-    lookup[used] = new_of_used
-    return lookup[codes], [used_keys[k] for k in order]
+    return new_of_used[inverse], [used_keys[k] for k in order]

@@ -30,7 +30,6 @@ import functools
 import logging
 import os
 import re
-import string
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING
@@ -40,6 +39,7 @@ from urllib.request import url2pathname
 from alignrec_data.config import from_dict, load_params
 from alignrec_data.errors import UsageError
 from alignrec_data.paths import check_name
+from alignrec_data.text import template_fields
 
 if TYPE_CHECKING:
     from alignrec_data.download_result import Expected
@@ -64,6 +64,8 @@ SUFFIX_FORMATS = {
     ".json": "jsonl",
 }
 URL_SCHEMES = ("http", "https", "file")
+# The registry role of each part of a declaration -> its key (also its file's name in raw/).
+PARTS = {"reviews": "interactions", "meta": "items"}
 # Local images are written to items.parquet under this prefix (+ "<id>/"): see image_mirror.
 IMAGE_HOST = "https://declared.invalid/"
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
@@ -182,27 +184,19 @@ class Declared:
 
     def part(self, role: str) -> InteractionsDecl | ItemsDecl:
         """The declaration of a role's file."""
-        return self.decl.interactions if role == "reviews" else self.decl.items  # type: ignore[return-value]
+        return getattr(self.decl, PARTS[role])
 
     def key(self, role: str) -> str:
         """The params key of a role's file, for messages (``...declared.x.items``)."""
-        return f"{self.where}.{'interactions' if role == 'reviews' else 'items'}"
+        return f"{self.where}.{PARTS[role]}"
 
 
 def _template_fields(template: str, where: str, allow_spec: bool) -> list[str]:
     """The column names a template uses (checked: no conversions, attribute or index access)."""
-    try:
-        parsed = list(string.Formatter().parse(template))
-    except ValueError as err:
-        msg = f"{where} {template!r} is not a valid template: {err}; e.g. '{{title}} {{text}}'"
-        raise UsageError(msg) from err
     names = []
-    for _, name, spec, conv in parsed:
-        if name is None:
-            continue
+    for name, spec, conv, shown in template_fields(template, where, "e.g. '{title} {text}'"):
         bad = not name or conv or (spec and not allow_spec) or "{" in (spec or "")
         if bad or any(c in name for c in ".["):
-            shown = f"{{{name}{'!' + conv if conv else ''}{':' + spec if spec else ''}}}"
             use = "{column} or {column:format}" if allow_spec else "{column}"
             msg = f"{where} {template!r}: field {shown} is not allowed; use {use} (a column name)"
             raise UsageError(msg)
@@ -276,7 +270,7 @@ def check_declaration(
         parts["meta"] = decl.items
     urls, formats = {}, {}
     for role, part in parts.items():
-        key = f"{where}.{'interactions' if role == 'reviews' else 'items'}"
+        key = f"{where}.{PARTS[role]}"
         required = ("path", "user", "item") if role == "reviews" else ("path", "item")
         for name in required:
             value = getattr(part, name)
@@ -299,9 +293,8 @@ def check_declaration(
 
 def _raw_name(role: str, fmt: str, url: str) -> str:
     """The file's name in raw/: ``interactions.<format>`` / ``items.<format>`` (+ ``.gz``)."""
-    stem = "interactions" if role == "reviews" else "items"
     gz = ".gz" if urlsplit(url).path.lower().endswith(".gz") else ""
-    return f"{stem}.{fmt}{gz}"
+    return f"{PARTS[role]}.{fmt}{gz}"
 
 
 def _spec(d: Declared) -> DatasetSpec:

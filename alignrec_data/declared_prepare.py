@@ -21,67 +21,20 @@ Without a rating or timestamp column those columns of interactions.parquet are n
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
-
-import pyarrow as pa
 
 from alignrec_data import declared as declared_mod
 from alignrec_data.errors import UsageError
 from alignrec_data.paths import DatasetPaths
-from alignrec_data.prepare import PrepareConfig, build_items, check_raw_files, merge_metadata
-from alignrec_data.prepare_steps import ItemsStep, clean_interactions, finish
+from alignrec_data.prepare import PrepareConfig, check_raw_files, items_step
+from alignrec_data.prepare_steps import clean_interactions, finish
 from alignrec_data.readers.lines import BadLineLog
-from alignrec_data.readers.tabular import read_interactions, read_items
+from alignrec_data.readers.tabular import DeclaredMeta, read_interactions, read_items
 from alignrec_data.registry import DatasetSpec
 
 logger = logging.getLogger(__name__)
-
-# What the messages call the file of each role.
-_WORDS = {"reviews": "interactions", "meta": "items"}
-
-
-def _check_split(config: PrepareConfig, d: declared_mod.Declared, has_timestamps: bool) -> None:
-    """A split that orders by time needs a timestamp column."""
-    if config.split != "random" and not has_timestamps:
-        msg = (
-            f"prepare.split = {config.split!r} orders each user's interactions by time, but "
-            f"{d.key('reviews')} declares no timestamp column; add timestamp: <column> or use "
-            "split: random"
-        )
-        raise UsageError(msg)
-
-
-def _read_items(
-    d: declared_mod.Declared,
-    files: dict[str, Path],
-    config: PrepareConfig,
-    strict: bool,
-    item_keys: list[str],
-    images: declared_mod.ImageCounts,
-) -> ItemsStep:
-    """Step 5: the items file (when declared), merged, cleaned, with the declared text."""
-    items_decl = d.decl.items
-    mlog = BadLineLog(
-        files["meta"].name if "meta" in files else "", strict, config.max_reported_bad_lines
-    )
-    metas: dict[str, Any] = {}
-    merge_counts = {"duplicate_lines": 0, "merged_items": 0, "fields_filled": 0}
-    if items_decl is not None:
-        logger.info("reading %s", files["meta"])
-        wanted = set(item_keys)
-        records = read_items(
-            files["meta"], d.formats["meta"], items_decl, d.key("meta"), mlog, images.url, wanted
-        )
-        metas, merge_counts = merge_metadata(records, wanted)
-    items, title_sources = build_items(
-        item_keys, metas, config.text_template, config.category_separator
-    )
-    if items_decl is not None and items_decl.text is not None:
-        k = items.schema.get_field_index("text")
-        texts = [getattr(metas.get(key), "text", "") for key in item_keys]
-        items = items.set_column(k, items.schema.field(k), pa.array(texts, pa.string()))
-    return ItemsStep(items, title_sources, len(metas), merge_counts, mlog)
 
 
 def _head(
@@ -136,37 +89,31 @@ def prepare_declared(
     """
     d: declared_mod.Declared = spec.declared
     paths = DatasetPaths.of(data_dir, spec.id)
-    files, raw_files = check_raw_files(
-        spec,
-        paths,
-        verify,
-        roles=[f.role for f in spec.files],
-        words=_WORDS,
-        hint=f"run `alignrec-data download {spec.id} --params ...` first",
-        log=logger,
-    )
+    files, raw_files = check_raw_files(spec, paths, verify, logger)
     rlog = BadLineLog(files["reviews"].name, strict, config.max_reported_bad_lines)
     logger.info("reading %s", files["reviews"])
-    cols, has_ratings, has_timestamps = read_interactions(
-        files["reviews"], d.formats["reviews"], d.decl.interactions, d.key("reviews"), rlog
-    )
-    _check_split(config, d, has_timestamps)
+    cols = read_interactions(d, files["reviews"], rlog)
+    if config.split != "random" and not cols.has_timestamps:  # the split orders by time
+        msg = (
+            f"prepare.split = {config.split!r} orders each user's interactions by time, but "
+            f"{d.key('reviews')} declares no timestamp column; add timestamp: <column> or use "
+            "split: random"
+        )
+        raise UsageError(msg)
     kept = clean_interactions(cols, config, spec.id, rlog)
     del cols
-    images = declared_mod.ImageCounts(d)
-    items = _read_items(d, files, config, strict, kept.item_keys, images)
+    images = declared_mod.ImageCounts(d)  # 5. the items file (when declared)
+    meta = files["meta"].name if "meta" in files else ""
+    mlog = BadLineLog(meta, strict, config.max_reported_bad_lines)
+    records: Iterable[DeclaredMeta] = ()
+    if d.decl.items is not None:
+        logger.info("reading %s", files["meta"])
+        records = read_items(d, files["meta"], mlog, images.url, set(kept.item_keys))
+    declared_text = d.decl.items is not None and d.decl.items.text is not None
+    items = items_step(records, kept.item_keys, config, mlog, declared_text)
     mirror = declared_mod.image_mirror(spec)
     head = _head(spec, raw_files, images, mirror)
-    stats = finish(
-        paths,
-        head,
-        config,
-        kept,
-        items,
-        logger,
-        has_ratings=has_ratings,
-        has_timestamps=has_timestamps,
-    )
+    stats = finish(paths, head, config, kept, items, logger)
     if mirror is not None and images.counts["local"]:
         logger.info(
             "%s: %d items have local images; fetch them with `alignrec-data images %s --mirror %s`",

@@ -30,7 +30,8 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import Iterable, Mapping
+from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
@@ -40,6 +41,7 @@ import pyarrow as pa
 from tqdm import tqdm
 
 from alignrec_data.config import check_ranges
+from alignrec_data.declared import PARTS
 from alignrec_data.errors import DataFormatError, DownloadError, UsageError
 from alignrec_data.links import check_links
 from alignrec_data.paths import DatasetPaths
@@ -48,6 +50,7 @@ from alignrec_data.prepared import (
     interactions_table,
     items_table,
     read_prepared,
+    replace_column,
     split_counts,
     users_table,
     write_prepared,
@@ -185,60 +188,33 @@ def verify_raw_files(spec: DatasetSpec, raw_dir: Path) -> dict[str, dict[str, An
     }
 
 
-def _no_review_error(
-    path: Path, rlog: BadLineLog, fields: tuple[str, ...], spec: DatasetSpec
-) -> DataFormatError:
-    """The error for a reviews file from which not one review could be read."""
-    if rlog.lines == 0:
-        found = "it is empty (0 lines)"
-    else:
-        found = f"{rlog.lines:,} lines read, {rlog.count:,} bad"
-        if rlog.examples:
-            first = rlog.examples[0]
-            found += f"; first bad line {first.line}: {first.reason}"
-    msg = (
-        f"raw reviews file {path} holds no readable review ({found}); expected one JSON "
-        f"object per line with the fields {', '.join(fields)} (Amazon {spec.release} "
-        f"reviews); replace it with the reviews file of {spec.id}: delete it and run "
-        f"`alignrec-data download {spec.id}`"
-    )
-    return DataFormatError(msg)
-
-
 def check_raw_files(
-    spec: DatasetSpec,
-    paths: DatasetPaths,
-    verify: bool,
-    *,
-    roles: Iterable[str] = ("reviews", "meta"),
-    words: Mapping[str, str] | None = None,
-    hint: str | None = None,
-    log: logging.Logger = logger,
+    spec: DatasetSpec, paths: DatasetPaths, verify: bool, log: logging.Logger = logger
 ) -> tuple[dict[str, Path], dict[str, dict[str, Any]]]:
     """The raw files ``prepare`` reads (checked present, no broken link) and their record.
 
-    The record is what ``stats.json`` keeps of them: verified against their sha256
-    (:func:`verify_raw_files`), or only name and size when ``verify`` is False.
+    The files are those of :data:`alignrec_data.registry.PREPARE_ROLES`, in the spec's order
+    (a declared dataset's interactions and items files). The record is what ``stats.json``
+    keeps of them: verified against their sha256 (:func:`verify_raw_files`), or only name and
+    size when ``verify`` is False.
 
     Args:
         spec: The dataset.
         paths: Its folders.
         verify: Check the sha256 of each file.
-        roles: The roles of the files read.
-        words: What the message calls the file of a role (default: the role).
-        hint: The fix named when a file is missing (default: download it).
         log: The stage's logger (warns when not verifying).
 
     Raises:
         UsageError: A file is missing or a broken symbolic link.
     """
-    files = {role: raw_path(paths.raw, spec, role) for role in roles}
+    files = {f.role: raw_path(paths.raw, spec, f.role) for f in spec.files_for()}
     check_links(files.values())
+    declared = spec.declared is not None
     for role, path in files.items():
         if not path.is_file():
-            what = (words or {}).get(role, role)
-            msg = f"raw {what} file {path} of {spec.id} does not exist"
-            raise UsageError(msg, hint=hint or f"run `alignrec-data download {spec.id}` first")
+            msg = f"raw {PARTS[role] if declared else role} file {path} of {spec.id} does not exist"
+            download = f"alignrec-data download {spec.id}{' --params ...' if declared else ''}"
+            raise UsageError(msg, hint=f"run `{download}` first")
     if verify:
         return files, verify_raw_files(spec, paths.raw)
     log.warning("not verifying the raw files of %s (verify=False)", spec.id)
@@ -256,9 +232,20 @@ def _read_reviews(
     logger.info("reading %s", path)
     with tqdm(desc="reviews", unit=" lines", disable=None, mininterval=1.0) as bar:
         cols = reader.read_columns(path, rlog, config.max_line_bytes, bar)
-    if len(cols) == 0:
-        raise _no_review_error(path, rlog, reader.REVIEW_FIELDS, spec)
-    return cols, rlog
+    if len(cols) > 0:
+        return cols, rlog
+    found = (
+        f"{rlog.lines:,} lines read, {rlog.count:,} bad" if rlog.lines else "it is empty (0 lines)"
+    )
+    if rlog.lines and rlog.examples:
+        found += f"; first bad line {rlog.examples[0].line}: {rlog.examples[0].reason}"
+    msg = (
+        f"raw reviews file {path} holds no readable review ({found}); expected one JSON "
+        f"object per line with the fields {', '.join(reader.REVIEW_FIELDS)} (Amazon "
+        f"{spec.release} reviews); replace it with the reviews file of {spec.id}: delete it "
+        f"and run `alignrec-data download {spec.id}`"
+    )
+    raise DataFormatError(msg)
 
 
 def merge_metadata(
@@ -289,16 +276,13 @@ def merge_metadata(
     for m in records:
         if wanted is not None and m.key not in wanted:
             continue
-        first = metas.get(m.key)
-        if first is None:
+        if m.key not in metas:
             metas[m.key] = m
             continue
         duplicate_lines += 1
         repeated.add(m.key)
-        merged, filled = _merge_two(first, m)
-        if filled:
-            metas[m.key] = merged
-            fields_filled += filled
+        metas[m.key], filled = _merge_two(metas[m.key], m)
+        fields_filled += filled
     counts = {
         "duplicate_lines": duplicate_lines,
         "merged_items": len(repeated),
@@ -314,9 +298,9 @@ def _merge_two(first: ItemMeta, later: ItemMeta) -> tuple[ItemMeta, int]:
         mine, theirs = getattr(first, name), getattr(later, name)
         if mine != theirs and not clean_text(mine) and clean_text(theirs):
             changes[name] = theirs
-    if first.categories != later.categories and not clean_list(first.categories):
-        if clean_list(later.categories):
-            changes["categories"] = later.categories
+    cats = later.categories
+    if first.categories != cats and not clean_list(first.categories) and clean_list(cats):
+        changes["categories"] = cats
     extra = [u for u in later.image_urls if u not in first.image_urls]
     if extra and len(first.image_urls) < MAX_IMAGE_URLS:
         changes["image_urls"] = (first.image_urls + extra)[:MAX_IMAGE_URLS]
@@ -325,33 +309,27 @@ def _merge_two(first: ItemMeta, later: ItemMeta) -> tuple[ItemMeta, int]:
     return dataclasses.replace(first, **changes), len(changes)
 
 
-def _read_items(
-    path: Path,
-    reader: ModuleType,
-    spec: DatasetSpec,
-    config: PrepareConfig,
-    strict: bool,
+def items_step(
+    records: Iterable[ItemMeta],
     item_keys: list[str],
+    config: PrepareConfig,
+    bad_lines: BadLineLog,
+    declared_text: bool = False,
 ) -> ItemsStep:
-    """Step 5: the metadata of each kept item, repeated lines merged (:func:`merge_metadata`).
+    """Step 5: the kept items' metadata, repeated records merged (:func:`merge_metadata`).
 
-    Then the items table with fallback titles (:func:`build_items`).
+    Then the items table with fallback titles (:func:`build_items`); with ``declared_text``
+    its ``text`` column is the ``text`` each record carries (a declared template, filled by
+    the reader).
     """
-    mlog = BadLineLog(path.name, strict, config.max_reported_bad_lines)
-    cap = config.max_literal_line_bytes if spec.release == "2014" else config.max_line_bytes
-    logger.info("reading %s", path)
-    records = tqdm(
-        reader.read_meta(path, mlog, cap),
-        desc="metadata",
-        unit=" rows",
-        disable=None,
-        mininterval=1.0,
-    )
     metas, counts = merge_metadata(records, set(item_keys))
     items, title_sources = build_items(
         item_keys, metas, config.text_template, config.category_separator
     )
-    return ItemsStep(items, title_sources, len(metas), counts, mlog)
+    if declared_text:
+        texts = [getattr(metas.get(key), "text", "") for key in item_keys]
+        items = replace_column(items, "text", pa.array(texts, pa.string()))
+    return ItemsStep(items, title_sources, len(metas), counts, bad_lines)
 
 
 def build_items(
@@ -375,18 +353,12 @@ def build_items(
         of items; items without metadata count as ``none``.
     """
     items = items_table(item_keys, metas, template, category_separator)
-    sources = dict.fromkeys(("title", *TITLE_FALLBACK, "none"), 0)
     cols = items.select(["title", "brand", "categories", "description"]).to_pydict()
-    titles: list[str] = []
-    for title, brand, cats, desc in zip(
-        cols["title"], cols["brand"], cols["categories"], cols["description"], strict=True
-    ):
-        shown, source = fallback_title(title, brand, cats, desc)
-        titles.append(shown)
-        sources[source] += 1
+    shown = [fallback_title(*fields) for fields in zip(*cols.values(), strict=True)]
+    sources = dict.fromkeys(("title", *TITLE_FALLBACK, "none"), 0)
+    sources.update(Counter(source for _, source in shown))
     if sources["title"] < len(item_keys):
-        k = items.schema.get_field_index("title")
-        items = items.set_column(k, items.schema.field(k), pa.array(titles, pa.string()))
+        items = replace_column(items, "title", pa.array([t for t, _ in shown], pa.string()))
     return items, sources
 
 
@@ -432,7 +404,17 @@ def prepare_dataset(
     cols, rlog = _read_reviews(files["reviews"], reader, spec, config, strict)
     kept = clean_interactions(cols, config, dataset_id, rlog)  # 2-4. dedupe, k-core, ids
     del cols
-    items = _read_items(files["meta"], reader, spec, config, strict, kept.item_keys)
+    mlog = BadLineLog(files["meta"].name, strict, config.max_reported_bad_lines)
+    cap = config.max_literal_line_bytes if spec.release == "2014" else config.max_line_bytes
+    logger.info("reading %s", files["meta"])
+    records = tqdm(
+        reader.read_meta(files["meta"], mlog, cap),
+        desc="metadata",
+        unit=" rows",
+        disable=None,
+        mininterval=1.0,
+    )
+    items = items_step(records, kept.item_keys, config, mlog)  # 5. metadata
     head = {
         "dataset": dataset_id,
         "release": spec.release,

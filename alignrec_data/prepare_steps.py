@@ -42,6 +42,8 @@ class Cleaned:
         timestamps: Timestamp of each kept interaction.
         steps: The ``read``, ``dedupe`` and ``k_core`` counts of ``stats.json``.
         bad_lines: The bad lines of the interactions (reviews) file.
+        has_ratings: The source has ratings (else the column is null).
+        has_timestamps: The source has timestamps (else the column is null).
     """
 
     user_ids: np.ndarray
@@ -52,6 +54,8 @@ class Cleaned:
     timestamps: np.ndarray
     steps: list[dict[str, Any]]
     bad_lines: BadLineLog
+    has_ratings: bool
+    has_timestamps: bool
 
 
 @dataclass
@@ -83,10 +87,10 @@ def _step(name: str, users: np.ndarray, items: np.ndarray, **extra: Any) -> dict
     }
 
 
-def _clean(
-    cols: InteractionColumns, config: PrepareConfig, dataset_id: str
-) -> tuple[tuple[np.ndarray, ...], list[dict[str, Any]]]:
-    """Steps 2 and 3: dedupe, then k-core; returns the kept ``(u, i, r, t)`` and the steps.
+def clean_interactions(
+    cols: InteractionColumns, config: PrepareConfig, dataset_id: str, bad_lines: BadLineLog
+) -> Cleaned:
+    """Steps 2-4: dedupe (earliest pair), k-core, then ids in the sorted order of the keys.
 
     Raises:
         DataFormatError: Nothing is left after the k-core filter.
@@ -106,33 +110,13 @@ def _clean(
             "lower prepare.min_user_interactions / min_item_interactions"
         )
         raise DataFormatError(msg)
-    return (u, i, r, t), steps
-
-
-def clean_interactions(
-    cols: InteractionColumns, config: PrepareConfig, dataset_id: str, bad_lines: BadLineLog
-) -> Cleaned:
-    """Steps 2-4: dedupe (earliest pair), k-core, then ids in the sorted order of the keys.
-
-    Raises:
-        DataFormatError: Nothing is left after the k-core filter.
-    """
-    (u, i, r, t), steps = _clean(cols, config, dataset_id)
     user_ids, user_keys = remap_by_key(u, cols.user_keys)
     item_ids, item_keys = remap_by_key(i, cols.item_keys)
-    return Cleaned(user_ids, item_ids, user_keys, item_keys, r, t, steps, bad_lines)
+    has = (cols.has_ratings, cols.has_timestamps)
+    return Cleaned(user_ids, item_ids, user_keys, item_keys, r, t, steps, bad_lines, *has)
 
 
-def _nulls(table: pa.Table, name: str) -> pa.Table:
-    """``table`` with column ``name`` all null (a column the source does not have)."""
-    k = table.schema.get_field_index(name)
-    field = table.schema.field(k)
-    return table.set_column(k, field, pa.nulls(table.num_rows, field.type))
-
-
-def _split(
-    config: PrepareConfig, kept: Cleaned, has_ratings: bool, has_timestamps: bool
-) -> tuple[pa.Table, dict[str, Any]]:
+def _split(config: PrepareConfig, kept: Cleaned) -> tuple[pa.Table, dict[str, Any]]:
     """Step 6: assign the splits; returns the interactions table and the split's statistics.
 
     A column the source does not have (``has_ratings`` / ``has_timestamps`` False) is null.
@@ -148,19 +132,16 @@ def _split(
         test_start=config.temporal_test_start,
         quantiles=config.temporal_quantiles,
     )
+    n = len(kept.user_ids)
     inter = interactions_table(
         kept.user_ids,
         kept.item_ids,
         kept.user_keys,
         kept.item_keys,
-        pa.array(kept.ratings, pa.float32()),
-        pa.array(kept.timestamps, pa.int64()),
+        pa.array(kept.ratings, pa.float32()) if kept.has_ratings else pa.nulls(n, pa.float32()),
+        pa.array(kept.timestamps, pa.int64()) if kept.has_timestamps else pa.nulls(n, pa.int64()),
         codes,
     )
-    if not has_ratings:
-        inter = _nulls(inter, "rating")
-    if not has_timestamps:
-        inter = _nulls(inter, "timestamp")
     return inter, split_info
 
 
@@ -171,9 +152,6 @@ def finish(
     kept: Cleaned,
     items: ItemsStep,
     log: logging.Logger,
-    *,
-    has_ratings: bool = True,
-    has_timestamps: bool = True,
 ) -> dict[str, Any]:
     """Step 6 and the write: split, ``users.parquet``, ``stats.json``, the prepared folder.
 
@@ -185,13 +163,11 @@ def finish(
         kept: Steps 1-4.
         items: Step 5.
         log: The stage's logger (the summary line is logged as the stage).
-        has_ratings: The source has ratings (else the column is null).
-        has_timestamps: The source has timestamps (else the column is null).
 
     Returns:
         The statistics also written to ``stats.json``.
     """
-    inter, split_info = _split(config, kept, has_ratings, has_timestamps)
+    inter, split_info = _split(config, kept)
     users = users_table(kept.user_keys, kept.user_ids)
     n_items = len(kept.item_keys)
     has_image = items.table.column("has_image").to_numpy(zero_copy_only=False)
@@ -210,8 +186,8 @@ def finish(
         "metadata_merge": items.merge_counts,
         "title_sources": items.title_sources,
         "missing_image_url_rate": float(1.0 - has_image.mean()) if n_items else 0.0,
-        "has_ratings": has_ratings,
-        "has_timestamps": has_timestamps,
+        "has_ratings": kept.has_ratings,
+        "has_timestamps": kept.has_timestamps,
     }
     write_prepared(paths.prepared, inter, items.table, users, stats)
     log.info(

@@ -16,8 +16,8 @@ import pyarrow.parquet as pq
 
 from alignrec_data.atomic import atomic_dir, write_json, write_parquet
 from alignrec_data.errors import DataFormatError, UsageError
+from alignrec_data.links import check_links
 from alignrec_data.readers import ItemMeta
-from alignrec_data.registry import check_links
 from alignrec_data.schema import (
     INTERACTIONS_FILE,
     INTERACTIONS_SCHEMA,
@@ -56,8 +56,7 @@ def interactions_table(
     ts_sort = timestamps.fill_null(np.iinfo(np.int64).min).to_numpy()
     order = np.lexsort((item_ids, ts_sort, user_ids))
     take = pa.array(order)
-    u = user_ids[order]
-    i = item_ids[order]
+    u, i = user_ids[order], item_ids[order]
     return pa.table(
         {
             "user_id": pa.array(u),
@@ -107,24 +106,15 @@ def items_table(
     empty = ItemMeta("", "", "", [], "", [])
     for key in item_keys:
         m = (metas or {}).get(key, empty)
-        title, brand, desc = clean_text(m.title), clean_text(m.brand), clean_text(m.description)
-        cats = clean_list(m.categories)
-        cols["title"].append(title)
-        cols["brand"].append(brand)
-        cols["categories"].append(cats)
-        cols["description"].append(desc)
-        cols["text"].append(
-            assemble_text(
-                template,
-                title=title,
-                brand=brand,
-                categories=cats,
-                description=desc,
-                category_separator=category_separator,
-                clean=False,
-            )
-        )
-        cols["image_urls"].append(list(m.image_urls))
+        fields = {
+            "title": clean_text(m.title),
+            "brand": clean_text(m.brand),
+            "categories": clean_list(m.categories),
+            "description": clean_text(m.description),
+        }
+        text = assemble_text(template, **fields, category_separator=category_separator, clean=False)
+        for k, v in {**fields, "text": text, "image_urls": list(m.image_urls)}.items():
+            cols[k].append(v)
     has_image = [bool(u) for u in cols["image_urls"]]
     return pa.table(
         {
@@ -135,6 +125,12 @@ def items_table(
         },
         schema=ITEMS_SCHEMA,
     )
+
+
+def replace_column(table: pa.Table, name: str, values: pa.Array) -> pa.Table:
+    """``table`` with the column ``name`` replaced by ``values`` (same field)."""
+    k = table.schema.get_field_index(name)
+    return table.set_column(k, table.schema.field(k), values)
 
 
 def split_counts(table: pa.Table) -> dict[str, int]:
@@ -186,13 +182,8 @@ def read_prepared(folder: str | Path) -> tuple[pa.Table, pa.Table, pa.Table]:
         path = folder / name
         if not path.is_file():
             msg = f"prepared file {path} does not exist"
-            raise UsageError(
-                msg,
-                hint=(
-                    f"run `alignrec-data prepare {folder.parent.name}` (or `alignrec-data "
-                    "import`) first"
-                ),
-            )
+            cmd = f"`alignrec-data prepare {folder.parent.name}` (or `alignrec-data import`)"
+            raise UsageError(msg, hint=f"run {cmd} first")
         table = pq.read_table(path)
         if not table.schema.equals(schema, check_metadata=False):
             msg = f"{path} has schema {table.schema}, expected {schema}; prepare the dataset again"

@@ -36,20 +36,20 @@ import functools
 import json
 import os
 import re
-from collections.abc import Callable
 from dataclasses import dataclass, replace
 from importlib import resources
+from importlib.resources.abc import Traversable
 from pathlib import Path, PurePosixPath
 from typing import Any
 from urllib.parse import urlsplit
 
 from alignrec_data.errors import UsageError
-from alignrec_data.links import broken_link, check_links, link_problem
+from alignrec_data.links import broken_link
 from alignrec_data.paths import check_name
-from alignrec_data.registry_tables import TABLE_COLUMNS, dataset_id, table_entries
+from alignrec_data.registry_tables import dataset_id, table_entries
 
-# The symbolic-link checks and the category table live in their own modules; importers of
-# the registry find them here too.
+# The broken-link check and the generated ids live in their own modules; importers of the
+# registry find them here too.
 __all__ = [
     "GROUPS",
     "MIRROR_ENV",
@@ -58,16 +58,13 @@ __all__ = [
     "REGISTRY_RESOURCE",
     "RELEASES",
     "ROLES",
-    "TABLE_COLUMNS",
     "DatasetSpec",
     "FileSpec",
     "broken_link",
-    "check_links",
     "closest_ids",
     "dataset_id",
     "file_url",
     "get_dataset",
-    "link_problem",
     "list_datasets",
     "load_registry",
     "raw_path",
@@ -235,31 +232,6 @@ def raw_path(raw_dir: Path, spec: DatasetSpec, role: str) -> Path:
     return Path(raw_dir) / name
 
 
-def _package_folder_url(folder: str) -> str:
-    """``file://`` URL of a folder inside the installed alignrec_data package."""
-    rel = validate_name(folder, "package folder")
-    root = resources.files("alignrec_data").joinpath(*rel.parts)
-    # An installed or editable package is a real folder on disk (never a zip here).
-    return Path(str(root)).resolve().as_uri() + "/"
-
-
-def _as_base_url(value: str, spec: DatasetSpec) -> str:
-    """Normalise a base URL or path (package:, file://, http(s)://, plain path) to a URL."""
-    value = value.replace("{dataset}", spec.id).replace("{release}", spec.release)
-    if value.startswith(PACKAGE_SCHEME):
-        return _package_folder_url(value[len(PACKAGE_SCHEME) :].strip("/"))
-    scheme = urlsplit(value).scheme.lower()
-    if scheme in ("http", "https", "file"):
-        return value if value.endswith("/") else value + "/"
-    if scheme and len(scheme) > 1:  # "C:" on Windows is a drive, not a scheme
-        msg = (
-            f"mirror or base URL {value!r} has unsupported scheme {scheme!r}; "
-            "expected http://, https://, file:// or a local folder path"
-        )
-        raise UsageError(msg)
-    return Path(value).expanduser().resolve().as_uri() + "/"
-
-
 def resolve_base_url(spec: DatasetSpec, mirror: str | None = None) -> str:
     """Return the base URL to fetch ``spec``'s files from, always ending with ``/``.
 
@@ -275,8 +247,23 @@ def resolve_base_url(spec: DatasetSpec, mirror: str | None = None) -> str:
     Raises:
         UsageError: Unsupported URL scheme.
     """
-    chosen = mirror or os.environ.get(MIRROR_ENV) or spec.base_url
-    return _as_base_url(chosen, spec)
+    value = mirror or os.environ.get(MIRROR_ENV) or spec.base_url
+    value = value.replace("{dataset}", spec.id).replace("{release}", spec.release)
+    if value.startswith(PACKAGE_SCHEME):
+        rel = validate_name(value[len(PACKAGE_SCHEME) :].strip("/"), "package folder")
+        root = resources.files("alignrec_data").joinpath(*rel.parts)
+        # An installed or editable package is a real folder on disk (never a zip here).
+        return Path(str(root)).resolve().as_uri() + "/"
+    scheme = urlsplit(value).scheme.lower()
+    if scheme in ("http", "https", "file"):
+        return value if value.endswith("/") else value + "/"
+    if scheme and len(scheme) > 1:  # "C:" on Windows is a drive, not a scheme
+        msg = (
+            f"mirror or base URL {value!r} has unsupported scheme {scheme!r}; "
+            "expected http://, https://, file:// or a local folder path"
+        )
+        raise UsageError(msg)
+    return Path(value).expanduser().resolve().as_uri() + "/"
 
 
 def file_url(base_url: str, f: FileSpec) -> str:
@@ -355,26 +342,18 @@ def load_registry(path: Path | None = None) -> dict[str, DatasetSpec]:
     if path is None:
         return dict(_packaged_registry())
     path = Path(path)
-    return _parse(
-        path.read_text(encoding="utf-8"),
-        str(path),
-        lambda name: (path.parent / name).read_text(encoding="utf-8"),
-    )
+    return _parse(path.parent, path.name, str(path))
 
 
 @functools.cache
 def _packaged_registry() -> dict[str, DatasetSpec]:
     folder = resources.files("alignrec_data").joinpath(REGISTRY_RESOURCE[0])
-    text = folder.joinpath(REGISTRY_RESOURCE[1]).read_text("utf-8")
-    return _parse(
-        text,
-        "alignrec_data/" + "/".join(REGISTRY_RESOURCE),
-        lambda name: folder.joinpath(name).read_text("utf-8"),
-    )
+    return _parse(folder, REGISTRY_RESOURCE[1], "alignrec_data/" + "/".join(REGISTRY_RESOURCE))
 
 
-def _parse(text: str, where: str, read_table: Callable[[str], str]) -> dict[str, DatasetSpec]:
-    doc = json.loads(text)
+def _parse(folder: Path | Traversable, name: str, where: str) -> dict[str, DatasetSpec]:
+    """The registry file ``name`` in ``folder`` (its tables lie beside it); ``where`` names it."""
+    doc = json.loads(folder.joinpath(name).read_text("utf-8"))
     releases = doc.get("releases", {})
     out: dict[str, DatasetSpec] = {}
 
@@ -386,9 +365,9 @@ def _parse(text: str, where: str, read_table: Callable[[str], str]) -> dict[str,
         out[spec.id] = spec
 
     for table in doc.get("tables", []):
-        name = validate_name(table, f"{where} table").as_posix()
-        table_where = f"{where}: table {name}"
-        for entry, source in table_entries(json.loads(read_table(name)), releases, table_where):
+        table = validate_name(table, f"{where} table").as_posix()
+        rows = json.loads(folder.joinpath(table).read_text("utf-8"))
+        for entry, source in table_entries(rows, releases, f"{where}: table {table}"):
             add(_build(entry, releases, source), source)
     for i, entry in enumerate(doc.get("datasets", [])):
         source = f"{where} dataset #{i} ({entry.get('id', '?')})"

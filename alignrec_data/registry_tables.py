@@ -26,11 +26,6 @@ def dataset_id(release: str, category: str) -> str:
     return f"amazon{release}-{category.lower().replace('_', '-')}"
 
 
-def _title(category: str) -> str:
-    """The category as words, for descriptions (``Gift_Cards`` -> ``Gift Cards``)."""
-    return category.replace("_", " ")
-
-
 def table_entries(
     doc: dict[str, Any], releases: dict[str, Any], where: str
 ) -> Iterator[tuple[dict[str, Any], str]]:
@@ -63,7 +58,8 @@ def table_entries(
                 "id": dataset_id(release, category),
                 "release": release,
                 "category": category,
-                "description": template.format(title=_title(category), release=release),
+                # the category as words: Gift_Cards -> Gift Cards
+                "description": template.format(title=category.replace("_", " "), release=release),
                 "base_url": rec["base_url"],
                 "files": [],
                 "_row": n,

@@ -49,22 +49,12 @@ def _positions(users: np.ndarray, order: np.ndarray, counts: np.ndarray) -> np.n
     return pos
 
 
-def _label(pos: np.ndarray, n_train: np.ndarray, n_valid: np.ndarray) -> np.ndarray:
-    codes = np.full(len(pos), TEST, dtype=np.int8)
-    codes[pos < n_valid + n_train] = VALID
-    codes[pos < n_train] = TRAIN
+def _label(rank: np.ndarray, train_end: np.ndarray, valid_end: np.ndarray) -> np.ndarray:
+    """Split codes by rank: below ``train_end`` train, below ``valid_end`` valid, else test."""
+    codes = np.full(len(rank), TEST, dtype=np.int8)
+    codes[rank < valid_end] = VALID
+    codes[rank < train_end] = TRAIN
     return codes
-
-
-def mmrec_sizes(counts: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """MMRec's per-user ``(n_train, n_valid, n_test)`` for interaction counts ``counts``."""
-    counts = np.asarray(counts, dtype=np.int64)
-    tot = (counts * 2) // 10  # floor(0.2 n), exact in integers
-    n_valid = np.where(counts >= 10, tot // 2, 1)
-    n_test = np.where(counts >= 10, tot - tot // 2, 1)
-    n_valid = np.where(counts < 3, 0, n_valid)
-    n_test = np.where(counts < 3, np.clip(counts - 1, 0, 1), n_test)
-    return counts - n_valid - n_test, n_valid, n_test
 
 
 def split_random(users: np.ndarray, n_users: int, seed: int) -> np.ndarray:
@@ -83,9 +73,11 @@ def split_random(users: np.ndarray, n_users: int, seed: int) -> np.ndarray:
     keys = rng.random(len(users))
     order = np.lexsort((keys, users))
     counts = np.bincount(users, minlength=n_users)
-    n_train, n_valid, _ = mmrec_sizes(counts)
+    tot = (counts * 2) // 10  # floor(0.2 n), exact in integers
+    n_valid = np.where(counts >= 10, tot // 2, np.where(counts < 3, 0, 1))
+    n_test = np.where(counts >= 10, tot - tot // 2, np.clip(counts - 1, 0, 1))
     pos = _positions(users, order, counts)
-    return _label(pos, n_train[users], n_valid[users])
+    return _label(pos, (counts - n_valid - n_test)[users], (counts - n_test)[users])
 
 
 def tie_keys(users: np.ndarray, items: np.ndarray, timestamps: np.ndarray, seed: int) -> np.ndarray:
@@ -130,25 +122,12 @@ def split_leave_one_out(
     n_valid = np.where(counts >= 3, 1, 0)
     n_test = np.where(counts >= 2, 1, 0)
     pos = _positions(users, order, counts)
-    return _label(pos, (counts - n_valid - n_test)[users], n_valid[users])
-
-
-def temporal_cutoffs(timestamps: np.ndarray, quantiles: tuple[float, float]) -> tuple[int, int]:
-    """The timestamps at positions ``floor(q * n)`` of the sorted timestamps."""
-    ts = np.sort(np.asarray(timestamps, dtype=np.int64))
-    if len(ts) == 0:
-        return 0, 0
-    pos = [min(int(np.floor(q * len(ts))), len(ts) - 1) for q in quantiles]
-    return int(ts[pos[0]]), int(ts[pos[1]])
+    return _label(pos, (counts - n_valid - n_test)[users], (counts - n_test)[users])
 
 
 def split_temporal(timestamps: np.ndarray, valid_start: int, test_start: int) -> np.ndarray:
     """Explicit global cut-offs: ``< valid_start`` train, ``< test_start`` valid, else test."""
-    ts = np.asarray(timestamps, dtype=np.int64)
-    codes = np.full(len(ts), TEST, dtype=np.int8)
-    codes[ts < test_start] = VALID
-    codes[ts < valid_start] = TRAIN
-    return codes
+    return _label(np.asarray(timestamps, dtype=np.int64), valid_start, test_start)
 
 
 def split_temporal_ranked(
@@ -168,10 +147,7 @@ def split_temporal_ranked(
     order = np.lexsort((keys, np.asarray(timestamps, dtype=np.int64)))
     rank = np.empty(len(order), dtype=np.int64)
     rank[order] = np.arange(len(order), dtype=np.int64)
-    codes = np.full(len(order), TEST, dtype=np.int8)
-    codes[rank < n_before_test] = VALID
-    codes[rank < n_before_valid] = TRAIN
-    return codes
+    return _label(rank, n_before_valid, n_before_test)
 
 
 def assign_splits(
@@ -220,24 +196,23 @@ def assign_splits(
             raise UsageError(msg)
         ts = np.asarray(timestamps, dtype=np.int64)
         ordered = np.sort(ts)
-        auto_v, auto_t = temporal_cutoffs(ts, quantiles)
-        v = auto_v if valid_start is None else int(valid_start)
-        t = auto_t if test_start is None else int(test_start)
+
+        def cut(explicit: int | None, q: float) -> tuple[int, int]:
+            """The cut-off timestamp and the boundary position: explicit, else the quantile's."""
+            if explicit is not None:
+                return int(explicit), int(np.searchsorted(ordered, int(explicit), side="left"))
+            pos = int(np.floor(q * len(ts)))
+            return (int(ordered[min(pos, len(ts) - 1)]) if len(ts) else 0), pos
+
+        (v, p_valid), (t, p_test) = cut(valid_start, q0), cut(test_start, q1)
         if v > t:
             msg = (
                 f"prepare: temporal valid cut-off {v} is after the test cut-off {t}; give "
                 "valid_start <= test_start"
             )
             raise UsageError(msg)
-
-        def boundary(explicit: int | None, q: float) -> int:
-            if explicit is None:
-                return int(np.floor(q * len(ts)))
-            return int(np.searchsorted(ordered, int(explicit), side="left"))
-
-        p_test = boundary(test_start, q1)
         # An explicit test cut-off wins over a valid quantile that lands in its tie group.
-        p_valid = min(boundary(valid_start, q0), p_test)
+        p_valid = min(p_valid, p_test)
         keys = tie_keys(users, items, ts, seed)
         info.update(valid_start=v, test_start=t, quantiles=[q0, q1])
         return split_temporal_ranked(ts, keys, p_valid, p_test), info

@@ -51,6 +51,11 @@ _TAG = re.compile(
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s")
 
 
+def _remove_tags(value: str) -> str:
+    """Comments, script/style blocks and tags, each replaced by one space."""
+    return _TAG.sub(" ", _BLOCK.sub(" ", _COMMENT.sub(" ", value)))
+
+
 def strip_markup(value: str) -> str:
     """Remove comments, script/style blocks, complete and unclosed tags, a cut tag tail.
 
@@ -63,9 +68,7 @@ def strip_markup(value: str) -> str:
         head = value[:end].rstrip()
         if head.endswith(("/", '"', "'")):  # `x" />`, `class="x">`: an attribute's end
             value = " " + value[end + 1 :]
-    if "<" in value:
-        value = _TAG.sub(" ", _BLOCK.sub(" ", _COMMENT.sub(" ", value)))
-    return value
+    return _remove_tags(value) if "<" in value else value
 
 
 def clean_text(value: str) -> str:
@@ -78,7 +81,7 @@ def clean_text(value: str) -> str:
     if "&" in value:
         value = html.unescape(value)
         if "<" in value:  # "&lt;b&gt;" decodes to a tag: remove it too, but decode only once
-            value = _TAG.sub(" ", _BLOCK.sub(" ", _COMMENT.sub(" ", value)))
+            value = _remove_tags(value)
     value = " ".join(value.split())  # collapses every whitespace run (faster than a regex)
     if value and not any(ch.isalnum() for ch in value):
         return ""
@@ -87,12 +90,7 @@ def clean_text(value: str) -> str:
 
 def clean_list(values: Sequence[str]) -> list[str]:
     """Clean each string; drop empty results and repeats, keep order."""
-    out: list[str] = []
-    for v in values:
-        c = clean_text(v)
-        if c and c not in out:
-            out.append(c)
-    return out
+    return list(dict.fromkeys(c for c in map(clean_text, values) if c))
 
 
 def first_sentence(text: str, max_chars: int = MAX_FALLBACK_TITLE_CHARS) -> str:
@@ -128,10 +126,21 @@ def fallback_title(
         "brand": brand,
         "categories": categories[-1] if categories else "",
     }
-    for source in TITLE_FALLBACK:
-        if candidates[source]:
-            return candidates[source], source
-    return "", "none"
+    return next(((candidates[s], s) for s in TITLE_FALLBACK if candidates[s]), ("", "none"))
+
+
+def template_fields(template: str, where: str, example: str) -> list[tuple[str, str, str, str]]:
+    """The fields of a template: ``(name, format spec, conversion, the field as written)``.
+
+    Raises:
+        UsageError: Bad braces; the message names ``where`` and ends with ``example``.
+    """
+    try:
+        parsed = [(n, s, c) for _, n, s, c in string.Formatter().parse(template) if n is not None]
+    except ValueError as err:
+        msg = f"{where} {template!r} is not a valid template: {err}; {example}"
+        raise UsageError(msg) from err
+    return [(n, s, c, f"{{{n}{'!' + c if c else ''}{':' + s if s else ''}}}") for n, s, c in parsed]
 
 
 def validate_template(template: str) -> str:
@@ -143,21 +152,11 @@ def validate_template(template: str) -> str:
     Raises:
         UsageError: Unknown field, attribute/index access, conversion or format spec, or bad braces.
     """
-    try:
-        parsed = list(string.Formatter().parse(template))
-    except ValueError as err:
-        msg = (
-            f"prepare.text_template {template!r} is not a valid template: {err}; use e.g. "
-            f"{DEFAULT_TEMPLATE!r}"
-        )
-        raise UsageError(msg) from err
-    for _, name, spec, conv in parsed:
-        if name is None:
-            continue
+    example = f"use e.g. {DEFAULT_TEMPLATE!r}"
+    for name, spec, conv, shown in template_fields(template, "prepare.text_template", example):
         if name not in TEMPLATE_FIELDS or spec or conv:
             msg = (
-                f"prepare.text_template {template!r}: field {{{name}{'!' + conv if conv else ''}"
-                f"{':' + spec if spec else ''}}} is not allowed; use only "
+                f"prepare.text_template {template!r}: field {shown} is not allowed; use only "
                 f"{', '.join('{' + f + '}' for f in TEMPLATE_FIELDS)}"
             )
             raise UsageError(msg)

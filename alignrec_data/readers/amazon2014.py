@@ -30,12 +30,8 @@ def parse_literal(line: bytes) -> object:
 def meta_record(obj: dict) -> ItemMeta:
     """One 2014 metadata dict as :class:`ItemMeta`."""
     paths = obj.get("categories")
-    categories: list[str] = []
-    if isinstance(paths, list):
-        for p in paths:
-            for c in as_str_list(p):
-                if c not in categories:
-                    categories.append(c)
+    paths = paths if isinstance(paths, list) else []
+    categories = list(dict.fromkeys(c for p in paths for c in as_str_list(p)))  # paths merged
     return ItemMeta(
         key=get_key(obj, "asin"),
         title=as_str(obj.get("title")),

@@ -12,6 +12,8 @@
 
 from __future__ import annotations
 
+from itertools import zip_longest
+
 from alignrec_data.readers.base import ItemMeta, as_str, as_str_list, get_key, url_candidates
 from alignrec_data.readers.stream import ReleaseReader
 
@@ -22,12 +24,7 @@ TIMESTAMP_DIVISOR = 1
 
 def meta_record(obj: dict) -> ItemMeta:
     """One 2018 metadata object as :class:`ItemMeta`."""
-    hi = as_str_list(obj.get("imageURLHighRes"))
-    lo = as_str_list(obj.get("imageURL"))
-    groups = [
-        (hi[k] if k < len(hi) else None, lo[k] if k < len(lo) else None)
-        for k in range(max(len(hi), len(lo)))
-    ]
+    groups = zip_longest(as_str_list(obj.get("imageURLHighRes")), as_str_list(obj.get("imageURL")))
     return ItemMeta(
         key=get_key(obj, "asin"),
         title=as_str(obj.get("title")),

@@ -27,11 +27,8 @@ def meta_record(obj: dict) -> ItemMeta:
     main = as_str(obj.get("main_category"))
     if main and main not in categories:
         categories.insert(0, main)
-    images = (
-        [im for im in obj.get("images") or [] if isinstance(im, dict)]
-        if isinstance(obj.get("images"), list)
-        else []
-    )
+    listed = obj.get("images")
+    images = [im for im in listed if isinstance(im, dict)] if isinstance(listed, list) else []
     images.sort(key=lambda im: im.get("variant") != "MAIN")  # stable: MAIN first
     groups = [(im.get("hi_res"), im.get("large"), im.get("thumb")) for im in images]
     return ItemMeta(

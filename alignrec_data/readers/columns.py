@@ -10,18 +10,19 @@ Arrow's C++ JSON reader; what Arrow rejects is re-read line by line with the che
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from alignrec_data.readers.base import MAX_ABS_NUMBER, BadRecord, parse_review
+from alignrec_data.readers.base import MAX_ABS_NUMBER, parse_review
 from alignrec_data.readers.lines import (
     BadLineLog,
     iter_line_blocks,
     iter_lines,
-    parse_json,
-    short_error,
+    parse_lines,
 )
 
 BLOCK_BYTES = 16 << 20  # lines parsed together by Arrow's JSON reader
@@ -33,9 +34,13 @@ class InteractionColumns:
     Each block keeps its user and item keys as Arrow dictionary arrays (int32 indices plus the
     distinct keys of the block); :meth:`arrays` unifies the dictionaries in C++ so that every
     key gets one int32 code, in order of first appearance.
+
+    ``has_ratings`` / ``has_timestamps``: the source has that column (a declared table may
+    not: its ratings are then NaN and its timestamps 0, written as nulls).
     """
 
-    def __init__(self) -> None:
+    def __init__(self, has_ratings: bool = True, has_timestamps: bool = True) -> None:
+        self.has_ratings, self.has_timestamps = has_ratings, has_timestamps
         self._blocks: list[tuple[Any, Any, np.ndarray, np.ndarray]] = []
         self._done: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None = None
         self._user_keys: list[str] = []
@@ -99,16 +104,8 @@ class InteractionColumns:
         if self._done is None:
             u, self._user_keys = self._unify([b[0] for b in self._blocks])
             i, self._item_keys = self._unify([b[1] for b in self._blocks])
-            r = (
-                np.concatenate([b[2] for b in self._blocks])
-                if self._blocks
-                else np.zeros(0, np.float32)
-            )
-            t = (
-                np.concatenate([b[3] for b in self._blocks])
-                if self._blocks
-                else np.zeros(0, np.int64)
-            )
+            r = np.concatenate([np.zeros(0, np.float32), *(b[2] for b in self._blocks)])
+            t = np.concatenate([np.zeros(0, np.int64), *(b[3] for b in self._blocks)])
             self._done = (u, i, r, t)
         return self._done
 
@@ -143,107 +140,76 @@ def read_review_columns(
     Returns:
         The columns.
     """
-    cols = InteractionColumns()
+    parser = _Parser(InteractionColumns(), log, fields, ts_divisor)
     if log.strict:  # line by line, so that the first bad line is the one reported
-        for n, line in iter_lines(path, log, max_line_bytes):
-            _python_lines(cols, [line], [n], log, fields, ts_divisor)
-        return cols
+        parser.lines(iter_lines(path, log, max_line_bytes))
+        return parser.cols
     for first, block in iter_line_blocks(path, log, max_line_bytes, block_bytes):
-        n_rows = _parse_block(cols, first, block, log, fields, ts_divisor)
+        n_rows = parser.block(first, block)
         if progress is not None:
             progress.update(n_rows)
-    return cols
+    return parser.cols
 
 
-def _arrow_schema(fields: tuple[str, str, str, str]) -> Any:
-    import pyarrow as pa
+@dataclass(frozen=True)
+class _Parser:
+    """Parses review lines into ``cols``, counting the bad ones in ``log``."""
 
-    user_f, item_f, rating_f, ts_f = fields
-    return pa.schema(
-        [(user_f, pa.string()), (item_f, pa.string()), (rating_f, pa.float64()), (ts_f, pa.int64())]
-    )
+    cols: InteractionColumns
+    log: BadLineLog
+    fields: tuple[str, str, str, str]
+    ts_divisor: int
 
+    def block(self, first: int, block: bytes) -> int:
+        """Parse one block of lines into ``cols``; returns the number of lines in it."""
+        import pyarrow as pa
+        import pyarrow.compute as pc
+        import pyarrow.json as pj
 
-def _parse_block(
-    cols: InteractionColumns,
-    first: int,
-    block: bytes,
-    log: BadLineLog,
-    fields: tuple[str, str, str, str],
-    ts_divisor: int,
-) -> int:
-    """Parse one block of lines into ``cols``; returns the number of lines in it."""
-    import pyarrow as pa
-    import pyarrow.compute as pc
-    import pyarrow.json as pj
-
-    n_lines = block.count(b"\n")
-    try:
-        table = pj.read_json(
-            pa.BufferReader(block),
-            read_options=pj.ReadOptions(use_threads=True, block_size=1 << 20),
-            parse_options=pj.ParseOptions(
-                explicit_schema=_arrow_schema(fields), unexpected_field_behavior="ignore"
+        types = (pa.string(), pa.string(), pa.float64(), pa.int64())
+        schema = pa.schema(list(zip(self.fields, types, strict=True)))
+        n_lines = block.count(b"\n")
+        try:
+            table = pj.read_json(
+                pa.BufferReader(block),
+                read_options=pj.ReadOptions(use_threads=True, block_size=1 << 20),
+                parse_options=pj.ParseOptions(
+                    explicit_schema=schema, unexpected_field_behavior="ignore"
+                ),
+            )
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError):
+            table = None
+        if table is None or table.num_rows != n_lines:  # also: blank lines (Arrow skips them)
+            self.lines(enumerate(block.split(b"\n"), start=first))
+            return n_lines
+        users, items, rating, ts = (table.column(f).combine_chunks() for f in self.fields)
+        ok = pc.and_(
+            pc.and_(pc.greater(pc.utf8_length(users), 0), pc.greater(pc.utf8_length(items), 0)),
+            pc.and_(
+                pc.less(pc.abs(rating), float(MAX_ABS_NUMBER)), pc.less(pc.abs(ts), MAX_ABS_NUMBER)
             ),
+        ).fill_null(False)
+        ok_np = ok.to_numpy(zero_copy_only=False)
+        if not ok_np.all():
+            lines = block.split(b"\n")
+            bad_lines = [(first + k, lines[k]) for k in np.flatnonzero(~ok_np).tolist()]
+            self.lines(bad_lines, expect_bad=True)
+            users, items, rating, ts = (a.filter(ok) for a in (users, items, rating, ts))
+        self.cols.add_block(
+            users,
+            items,
+            rating.to_numpy(zero_copy_only=False).astype(np.float32),
+            ts.to_numpy(zero_copy_only=False) // self.ts_divisor,
         )
-    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError):
-        table = None
-    if table is None or table.num_rows != n_lines:  # also: blank lines (Arrow skips them)
-        lines = block.split(b"\n")[:n_lines]
-        _python_lines(cols, lines, range(first, first + n_lines), log, fields, ts_divisor)
         return n_lines
-    user_f, item_f, rating_f, ts_f = fields
-    users = table.column(user_f).combine_chunks()
-    items = table.column(item_f).combine_chunks()
-    rating = table.column(rating_f).combine_chunks()
-    ts = table.column(ts_f).combine_chunks()
-    ok = pc.and_(
-        pc.and_(pc.greater(pc.utf8_length(users), 0), pc.greater(pc.utf8_length(items), 0)),
-        pc.and_(
-            pc.less(pc.abs(rating), float(MAX_ABS_NUMBER)), pc.less(pc.abs(ts), MAX_ABS_NUMBER)
-        ),
-    ).fill_null(False)
-    ok_np = ok.to_numpy(zero_copy_only=False)
-    if not ok_np.all():
-        bad = np.flatnonzero(~ok_np)
-        lines = block.split(b"\n")
-        for k in bad.tolist():
-            _python_lines(cols, [lines[k]], [first + k], log, fields, ts_divisor, expect_bad=True)
-        users, items, rating, ts = (a.filter(ok) for a in (users, items, rating, ts))
-    cols.add_block(
-        users,
-        items,
-        rating.to_numpy(zero_copy_only=False).astype(np.float32),
-        ts.to_numpy(zero_copy_only=False) // ts_divisor,
-    )
-    return n_lines
 
-
-def _python_lines(
-    cols: InteractionColumns,
-    lines: list[bytes],
-    nums: Iterable[int],
-    log: BadLineLog,
-    fields: tuple[str, str, str, str],
-    ts_divisor: int,
-    expect_bad: bool = False,
-) -> None:
-    """Parse lines one by one (the exact path for blocks Arrow rejects)."""
-    records = []
-    for n, line in zip(nums, lines, strict=True):
-        if not line or line.isspace():
-            continue
-        try:
-            obj = parse_json(line)
-        except (ValueError, RecursionError, MemoryError) as err:
-            log.add(n, f"not valid JSON: {short_error(err)}")
-            continue
-        try:
-            records.append(parse_review(obj, fields, ts_divisor))
-        except BadRecord as err:
-            log.add(n, str(err))
-            continue
-        if expect_bad:  # Arrow saw a problem the Python checks do not: trust the stricter one
-            records.pop()
-            log.add(n, "invalid record (field of an unexpected type or size)")
-    cols.extend(records)
+    def lines(self, lines: Iterable[tuple[int, bytes]], expect_bad: bool = False) -> None:
+        """Parse numbered lines one by one (the exact path for blocks Arrow rejects)."""
+        review = partial(parse_review, fields=self.fields, ts_divisor=self.ts_divisor)
+        records = []
+        for n, record in parse_lines(lines, self.log, review):
+            if expect_bad:  # Arrow saw a problem the Python checks do not: trust the stricter one
+                self.log.add(n, "invalid record (field of an unexpected type or size)")
+            else:
+                records.append(record)
+        self.cols.extend(records)

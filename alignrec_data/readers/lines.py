@@ -15,22 +15,26 @@ import io
 import logging
 import re
 import zlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, TypeVar
 
 import numpy as np
 
 from alignrec_data.errors import DataFormatError
+from alignrec_data.readers.base import BadRecord
 
-try:  # orjson comes with dvc (a dependency) and parses 2-3x faster; json is the fallback.
-    from orjson import loads as _json_loads
+# parse_json: one JSON line (raises ValueError or RecursionError on bad input). orjson comes
+# with dvc (a dependency) and parses 2-3x faster; json is the fallback.
+try:
+    from orjson import loads as parse_json
 except ImportError:  # pragma: no cover - exercised only without orjson
-    from json import loads as _json_loads
+    from json import loads as parse_json
 
 logger = logging.getLogger(__name__)
+T = TypeVar("T")
 
 DEFAULT_MAX_LINE_BYTES = 10 * 1024 * 1024
 DRAIN_CHUNK = 1 << 20
@@ -144,10 +148,7 @@ def iter_lines(
         with _gzip_errors(path, lambda: n), open_raw(path) as f:
             readline = f.readline
             limit = max_line_bytes + 1
-            while True:
-                line = readline(limit)
-                if not line:
-                    break
+            while line := readline(limit):
                 n += 1
                 if len(line) == limit and not line.endswith(b"\n"):
                     skipped = len(line)
@@ -161,9 +162,8 @@ def iter_lines(
                         "or more), skipped",
                     )
                     continue
-                if line.isspace():
-                    continue
-                yield n, line
+                if not line.isspace():
+                    yield n, line
     finally:
         log.lines = n
 
@@ -238,28 +238,29 @@ def _blank_long_lines(block: bytes, done: int, cap: int, log: BadLineLog) -> byt
     return b"\n".join(lines)
 
 
-def parse_json(line: bytes) -> Any:
-    """Parse one JSON line (raises ValueError or RecursionError on bad input)."""
-    return _json_loads(line)
-
-
-def iter_objects(
-    path: str | Path,
+def parse_lines(
+    lines: Iterable[tuple[int, bytes]],
     log: BadLineLog,
-    max_line_bytes: int,
+    record: Callable[[dict], T],
     decode: Callable[[bytes], Any] = parse_json,
     what: str = "JSON",
-) -> Iterator[tuple[int, dict]]:
-    """Yield ``(line_number, object)`` for each line that decodes to a mapping.
+) -> Iterator[tuple[int, T]]:
+    """Yield ``(line_number, record(object))`` for each numbered line that holds a usable record.
+
+    Blank lines are skipped; a line that does not decode, decodes to something other than a
+    mapping, or that ``record`` rejects (:class:`~alignrec_data.readers.base.BadRecord`) is
+    counted in ``log``.
 
     Args:
-        path: The file.
+        lines: ``(line_number, line)`` pairs (:func:`iter_lines`).
         log: Where bad lines are counted.
-        max_line_bytes: See :func:`iter_lines`.
+        record: Turns a decoded object into a record.
         decode: Line parser; any exception it raises marks the line as bad.
         what: Name of the format for messages (``JSON``, ``Python literal``).
     """
-    for n, line in iter_lines(path, log, max_line_bytes):
+    for n, line in lines:
+        if not line or line.isspace():
+            continue
         try:
             obj = decode(line)
         except (ValueError, SyntaxError, RecursionError, MemoryError, TypeError) as err:
@@ -268,7 +269,12 @@ def iter_objects(
         if not isinstance(obj, dict):
             log.add(n, f"expected an object, found {type(obj).__name__}")
             continue
-        yield n, obj
+        try:
+            value = record(obj)
+        except BadRecord as err:
+            log.add(n, str(err))
+            continue
+        yield n, value
 
 
 _ADDRESS = re.compile(r" at 0x[0-9a-fA-F]+")

@@ -12,19 +12,19 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
-from alignrec_data.readers.base import BadRecord, ItemMeta, parse_review
+from alignrec_data.readers.base import ItemMeta, parse_review
 from alignrec_data.readers.columns import InteractionColumns, read_review_columns
 from alignrec_data.readers.lines import (
     DEFAULT_MAX_LINE_BYTES,
     BadLineLog,
-    iter_objects,
+    iter_lines,
     parse_json,
+    parse_lines,
 )
-
-T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -56,7 +56,8 @@ class ReleaseReader:
         (``prepare`` reads through the faster :meth:`read_columns`; both apply the same
         checks.)
         """
-        return _records(path, log, max_line_bytes, self._review, parse_json, "JSON")
+        review = partial(parse_review, fields=self.review_fields, ts_divisor=self.timestamp_divisor)
+        return (r for _, r in parse_lines(iter_lines(path, log, max_line_bytes), log, review))
 
     def read_meta(
         self, path: str | Path, log: BadLineLog, max_line_bytes: int | None = None
@@ -69,7 +70,9 @@ class ReleaseReader:
             max_line_bytes: Longest accepted line; None: :attr:`meta_max_line_bytes`.
         """
         cap = self.meta_max_line_bytes if max_line_bytes is None else max_line_bytes
-        return _records(path, log, cap, self.meta_record, self.meta_decode, self.meta_format)
+        lines = iter_lines(path, log, cap)
+        records = parse_lines(lines, log, self.meta_record, self.meta_decode, self.meta_format)
+        return (r for _, r in records)
 
     def read_columns(
         self,
@@ -89,22 +92,3 @@ class ReleaseReader:
         return read_review_columns(
             path, log, max_line_bytes, self.review_fields, self.timestamp_divisor, progress
         )
-
-    def _review(self, obj: dict) -> tuple[str, str, float, int]:
-        return parse_review(obj, self.review_fields, self.timestamp_divisor)
-
-
-def _records(
-    path: str | Path,
-    log: BadLineLog,
-    max_line_bytes: int,
-    record: Callable[[dict], T],
-    decode: Callable[[bytes], Any],
-    what: str,
-) -> Iterator[T]:
-    """Yield ``record(obj)`` for each decoded object; a :class:`BadRecord` counts its line."""
-    for n, obj in iter_objects(path, log, max_line_bytes, decode, what):
-        try:
-            yield record(obj)
-        except BadRecord as err:
-            log.add(n, str(err))

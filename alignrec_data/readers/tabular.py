@@ -20,7 +20,7 @@ import string
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -28,10 +28,13 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from alignrec_data.errors import DataFormatError, UsageError
-from alignrec_data.readers.base import MAX_IMAGE_URLS, ItemMeta
+from alignrec_data.readers.base import ItemMeta
 from alignrec_data.readers.columns import InteractionColumns
 from alignrec_data.readers.lines import BadLineLog
 from alignrec_data.text import clean_text
+
+if TYPE_CHECKING:
+    from alignrec_data.declared import Declared
 
 # Interactions with a timestamp beyond this are bad rows (int64-safe, as the release readers).
 MAX_ABS_SECONDS = 2**62
@@ -53,27 +56,27 @@ def _columns(path: Path, fmt: str) -> list[str]:
     """The column names of a table file, reading as little as the format allows."""
     if fmt == "parquet":
         return list(pq.read_schema(path).names)
-    if fmt in ("csv", "tsv"):
-        sep = "," if fmt == "csv" else "\t"
-        return [str(c) for c in pd.read_csv(path, sep=sep, nrows=0).columns]
-    return [str(c) for c in _read(path, fmt, None, ()).columns]
+    return [str(c) for c in _read(path, fmt, None, (), nrows=0).columns]
 
 
 def _read(
-    path: Path, fmt: str, columns: Sequence[str] | None, as_text: Sequence[str]
+    path: Path,
+    fmt: str,
+    columns: Sequence[str] | None,
+    as_text: Sequence[str],
+    nrows: int | None = None,
 ) -> pd.DataFrame:
-    """Read ``columns`` (None: all) of a table; ``as_text`` columns of CSV/TSV stay strings."""
+    """Read ``columns`` (None: all) of a table; ``as_text`` columns of CSV/TSV stay strings.
+
+    ``nrows`` limits the rows of a CSV/TSV table (the other formats are read whole).
+    """
     if fmt == "parquet":
         return pq.read_table(path, columns=list(columns) if columns else None).to_pandas()
     if fmt in ("csv", "tsv"):
         sep = "," if fmt == "csv" else "\t"
-        dtype = {c: str for c in as_text}
+        usecols = list(columns) if columns else None
         return pd.read_csv(
-            path,
-            sep=sep,
-            usecols=list(columns) if columns else None,
-            dtype=dtype,
-            keep_default_na=True,
+            path, sep=sep, usecols=usecols, dtype=dict.fromkeys(as_text, str), nrows=nrows
         )
     frame = pd.read_json(path, lines=True, dtype=False)
     return frame[list(columns)] if columns else frame
@@ -170,10 +173,8 @@ def seconds(values: pd.Series) -> tuple[np.ndarray, np.ndarray]:
     return np.where(ok, num, 0).astype(np.int64), ok
 
 
-def read_interactions(
-    path: Path, fmt: str, decl: Any, where: str, log: BadLineLog
-) -> tuple[InteractionColumns, bool, bool]:
-    """The interactions file as columns: ``(columns, has_ratings, has_timestamps)``.
+def read_interactions(d: Declared, path: Path, log: BadLineLog) -> InteractionColumns:
+    """The declared interactions file as columns (with ``has_ratings`` and ``has_timestamps``).
 
     Without a rating column the ratings are NaN (null in the prepared table); without a
     timestamp column the timestamps are 0 (null), so duplicate pairs keep their first row.
@@ -182,51 +183,40 @@ def read_interactions(
         UsageError: A mapped column is missing.
         DataFormatError: Unreadable file; a bad row in strict mode; no usable row at all.
     """
-    wanted = {"user": decl.user, "item": decl.item}
-    if decl.rating:
-        wanted["rating"] = decl.rating
-    if decl.timestamp:
-        wanted["timestamp"] = decl.timestamp
-    frame = read_table(path, fmt, wanted, where, as_text=(decl.user, decl.item))
-    n = len(frame)
-    log.lines = n
-    ok = np.ones(n, bool)
-    why: list[str | None] = [None] * n
-    user_keys = keys(frame[decl.user])
-    item_keys = keys(frame[decl.item])
+    decl, where = d.decl.interactions, d.key("reviews")
+    wanted = {
+        k: getattr(decl, k) for k in ("user", "item", "rating", "timestamp") if getattr(decl, k)
+    }
+    frame = read_table(path, d.formats["reviews"], wanted, where, as_text=(decl.user, decl.item))
+    n = log.lines = len(frame)
+    user_keys, item_keys = keys(frame[decl.user]), keys(frame[decl.item])
+    why: dict[int, str] = {}  # bad row -> the first reason it is bad
     for k in range(n):
         if user_keys[k] is None:
-            ok[k], why[k] = False, f"column {decl.user!r} (user) is empty"
+            why[k] = f"column {decl.user!r} (user) is empty"
         elif item_keys[k] is None:
-            ok[k], why[k] = False, f"column {decl.item!r} (item) is empty"
+            why[k] = f"column {decl.item!r} (item) is empty"
     ratings = np.full(n, np.nan, np.float32)
     if decl.rating:
-        r = pd.to_numeric(frame[decl.rating], errors="coerce").to_numpy(np.float64, na_value=np.nan)
-        good = np.isfinite(r)
-        for k in np.flatnonzero(~good & ok):
-            ok[k], why[k] = (
-                False,
-                f"column {decl.rating!r} (rating) is not a number: {frame[decl.rating].iloc[k]!r}",
+        values = frame[decl.rating]
+        r = pd.to_numeric(values, errors="coerce").to_numpy(np.float64, na_value=np.nan)
+        for k in np.flatnonzero(~np.isfinite(r)).tolist():
+            why.setdefault(
+                k, f"column {decl.rating!r} (rating) is not a number: {values.iloc[k]!r}"
             )
-        ratings = np.where(good, r, np.nan).astype(np.float32)
+        ratings = r.astype(np.float32)  # the rows kept are finite
     stamps = np.zeros(n, np.int64)
     if decl.timestamp:
-        stamps, good = seconds(frame[decl.timestamp])
-        for k in np.flatnonzero(~good & ok):
-            shown = frame[decl.timestamp].iloc[k]
-            ok[k], why[k] = False, f"column {decl.timestamp!r} (timestamp) is not a time: {shown!r}"
-    for k in np.flatnonzero(~ok):
-        log.add(int(k) + 1, why[k] or "bad row")
-    cols = InteractionColumns()
-    keep = np.flatnonzero(ok)
-    if len(keep):
-        cols.add_block(
-            pa.array([user_keys[k] for k in keep], pa.string()),
-            pa.array([item_keys[k] for k in keep], pa.string()),
-            ratings[keep],
-            stamps[keep],
-        )
-    if len(cols) == 0:
+        values = frame[decl.timestamp]
+        stamps, good = seconds(values)
+        for k in np.flatnonzero(~good).tolist():
+            why.setdefault(
+                k, f"column {decl.timestamp!r} (timestamp) is not a time: {values.iloc[k]!r}"
+            )
+    for k in sorted(why):
+        log.add(k + 1, why[k])
+    keep = [k for k in range(n) if k not in why]
+    if not keep:
         first = (
             f"; first bad row {log.examples[0].line}: {log.examples[0].reason}"
             if log.examples
@@ -234,7 +224,14 @@ def read_interactions(
         )
         msg = f"interactions file {path} holds no usable row ({n:,} rows, {log.count:,} bad{first})"
         raise DataFormatError(msg, hint=f"check {where}")
-    return cols, bool(decl.rating), bool(decl.timestamp)
+    cols = InteractionColumns(bool(decl.rating), bool(decl.timestamp))
+    cols.add_block(
+        pa.array([user_keys[k] for k in keep], pa.string()),
+        pa.array([item_keys[k] for k in keep], pa.string()),
+        ratings[keep],
+        stamps[keep],
+    )
+    return cols
 
 
 def _text(value: Any) -> str:
@@ -246,13 +243,6 @@ def _text(value: Any) -> str:
     if isinstance(value, float) and value.is_integer():
         return str(int(value))
     return str(value)
-
-
-def _plain(value: Any) -> Any:
-    """A cell as a plain Python value for a format spec (numpy scalars to Python)."""
-    if isinstance(value, np.generic):
-        return value.item()
-    return value
 
 
 def fill(template: str, row: dict[str, Any], clean: bool) -> str | None:
@@ -275,7 +265,8 @@ def fill(template: str, row: dict[str, Any], clean: bool) -> str | None:
             continue
         if _text(value) == "":
             return None
-        value = _plain(value)
+        if isinstance(value, np.generic):  # a plain Python value for the format spec
+            value = value.item()
         if isinstance(value, float) and value.is_integer() and spec and spec[-1:] in "dxXob":
             value = int(value)
         try:
@@ -294,21 +285,13 @@ def template_columns(template: str | None) -> list[str]:
 
 
 def read_items(
-    path: Path,
-    fmt: str,
-    decl: Any,
-    where: str,
-    log: BadLineLog,
-    image_url: Any,
-    wanted: set[str] | None = None,
+    d: Declared, path: Path, log: BadLineLog, image_url: Any, wanted: set[str] | None = None
 ) -> Iterator[DeclaredMeta]:
-    """The items file as :class:`DeclaredMeta` records, in file order.
+    """The declared items file as :class:`DeclaredMeta` records, in file order.
 
     Args:
+        d: The declaration (its :class:`~alignrec_data.declared.ItemsDecl` maps the columns).
         path: The raw items file.
-        fmt: Its format.
-        decl: The :class:`~alignrec_data.declared.ItemsDecl`.
-        where: Its params key.
         log: Counts rows without an item key.
         image_url: Maps an image template value to the URL written to items.parquet (or None).
         wanted: Keys to yield (the items that survived the k-core); None yields all.
@@ -317,19 +300,17 @@ def read_items(
         UsageError: A mapped or template column is missing.
         DataFormatError: Unreadable file; a bad row in strict mode.
     """
-    mapped = {"item": decl.item}
-    for key in ("title", "brand", "description"):
-        if getattr(decl, key):
-            mapped[key] = getattr(decl, key)
+    decl = d.decl.items
+    mapped = {
+        k: getattr(decl, k) for k in ("item", "title", "brand", "description") if getattr(decl, k)
+    }
     for k, col in enumerate(decl.categories):
         mapped[f"categories[{k}]"] = col
-    for col in template_columns(decl.text):
-        mapped.setdefault(f"text {{{col}}}", col)
-    for col in template_columns(decl.image):
-        mapped.setdefault(f"image {{{col}}}", col)
-    frame = read_table(
-        path, fmt, mapped, where, as_text=(decl.item,) if not decl.item_offset else ()
-    )
+    for what in ("text", "image"):
+        for col in template_columns(getattr(decl, what)):
+            mapped.setdefault(f"{what} {{{col}}}", col)
+    as_text = (decl.item,) if not decl.item_offset else ()
+    frame = read_table(path, d.formats["meta"], mapped, d.key("meta"), as_text=as_text)
     log.lines = len(frame)
     item_keys = keys(frame[decl.item], decl.item_offset)
     records = frame.to_dict("records")
@@ -339,18 +320,14 @@ def read_items(
             continue
         if wanted is not None and key not in wanted:
             continue
-        urls: list[str] = []
-        if decl.image is not None:
-            value = fill(decl.image, row, clean=False)
-            url = image_url(value) if value is not None else None
-            if url is not None:
-                urls.append(url)
+        value = fill(decl.image, row, clean=False) if decl.image is not None else None
+        url = image_url(value) if value is not None else None
         yield DeclaredMeta(
             key=key,
             title=_text(row.get(decl.title)) if decl.title else "",
             brand=_text(row.get(decl.brand)) if decl.brand else "",
             categories=[_text(row.get(c)) for c in decl.categories],
             description=_text(row.get(decl.description)) if decl.description else "",
-            image_urls=urls[:MAX_IMAGE_URLS],
+            image_urls=[url] if url is not None else [],
             text=(fill(decl.text, row, clean=True) or "") if decl.text is not None else "",
         )
