@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import importlib
 import logging
+import pkgutil
 import sys
 import traceback
 
@@ -19,24 +20,6 @@ import click
 
 from alignrec_data.errors import AlignrecError
 from alignrec_data.failures import as_alignrec_error
-
-# Registered commands, in --help order. A command is listed only once it is built.
-COMMAND_MODULES = (
-    "datasets",
-    "download",
-    "prepare",
-    "images",
-    "pretrain",
-    "extract",
-    "import_",
-    "export",
-    "release",
-    "publish",
-    "train",
-    "evaluate",
-    "leaderboard",
-    "report",
-)
 
 
 class CliError(click.ClickException):
@@ -99,9 +82,10 @@ def cli(verbose: int, quiet: bool, debug: bool) -> None:
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s", force=True)
 
 
-for _name in COMMAND_MODULES:
-    _mod = importlib.import_module(f"alignrec_data.cli.{_name}")
-    cli.add_command(_mod.command)
+# Every module of this package not named _* is a command; --help lists them sorted by name.
+for _module in pkgutil.iter_modules(__path__):
+    if not _module.name.startswith("_"):
+        cli.add_command(importlib.import_module(f"{__name__}.{_module.name}").command)
 
 
 def main() -> None:

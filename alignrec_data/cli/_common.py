@@ -29,10 +29,6 @@ def data_dir_option(f: Callable) -> Callable:
     )(f)
 
 
-def _params_callback(ctx: click.Context, param: click.Parameter, value: Path | None) -> Path | None:
-    return resolve_params_path(value)
-
-
 def params_option(f: Callable) -> Callable:
     """``--params FILE`` (default ``./params.yaml`` when present, else packaged defaults)."""
     return click.option(
@@ -40,7 +36,7 @@ def params_option(f: Callable) -> Callable:
         "params",
         type=click.Path(dir_okay=False, path_type=Path),
         default=None,
-        callback=_params_callback,
+        callback=lambda ctx, param, value: resolve_params_path(value),
         help="Params YAML [default: ./params.yaml when present, else the packaged defaults].",
     )(f)
 
@@ -121,21 +117,13 @@ def engine_output(engine: str) -> Iterator[None]:
     stdout; the command's result (``--format json``) must be alone there. The engines shut down
     the Ray instance they started before returning, so nothing of theirs prints after.
     """
-    if engine != "ray":
-        yield
-        return
-    with contextlib.redirect_stdout(sys.stderr):
+    with contextlib.redirect_stdout(sys.stderr) if engine == "ray" else contextlib.nullcontext():
         yield
 
 
 def emit(fmt: str, result: Any, lines: list[str] | str | None = None) -> None:
     """Print a result on stdout: ``lines`` as text, or ``result`` as one JSON document."""
-    if fmt == "json":
-        click.echo(json.dumps(result, indent=2, sort_keys=True, default=str))
-        return
-    if lines is None:
-        lines = [json.dumps(result, indent=2, sort_keys=True, default=str)]
-    elif isinstance(lines, str):
-        lines = [lines]
-    for line in lines:
+    if fmt == "json" or lines is None:
+        lines = json.dumps(result, indent=2, sort_keys=True, default=str)
+    for line in [lines] if isinstance(lines, str) else lines:
         click.echo(line)

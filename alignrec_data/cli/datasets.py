@@ -24,11 +24,15 @@ def _human(n: int | None) -> str:
     if n is None:
         return "size unknown"
     size = float(n)
-    for unit in ("B", "KB", "MB", "GB"):
-        if size < 1000 or unit == "GB":
+    for unit in ("B", "KB", "MB"):
+        if size < 1000:
             return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
         size /= 1000
-    return f"{n} B"  # pragma: no cover
+    return f"{size:.1f} GB"
+
+
+# What the JSON output shows of each file.
+_FILE_KEYS = ("role", "name", "size", "sha256", "optional")
 
 
 def _size(files: tuple[FileSpec, ...]) -> int | None:
@@ -71,16 +75,7 @@ def describe(spec: DatasetSpec, data_dir: Path) -> dict[str, Any]:
         "homepage": spec.homepage,
         "total_size": spec.total_size,
         "download_size": _size(spec.files_for(all_files=False)),
-        "files": [
-            {
-                "role": f.role,
-                "name": f.name,
-                "size": f.size,
-                "sha256": f.sha256,
-                "optional": f.optional,
-            }
-            for f in spec.files
-        ],
+        "files": [{k: getattr(f, k) for k in _FILE_KEYS} for f in spec.files],
         "local": local_state(spec, data_dir),
         "raw_dir": str(DatasetPaths.of(data_dir, spec.id).raw),
         **(_declared(spec) if spec.declared is not None else {}),
@@ -91,9 +86,8 @@ def _declared(spec: DatasetSpec) -> dict[str, Any]:
     """What a declared dataset adds: where it is declared, its sources, the images rule."""
     from alignrec_data.declared import image_mirror
 
-    d = spec.declared
     return {
-        "declared_in": d.where.rsplit(":", 1)[0],
+        "declared_in": spec.declared.where.rsplit(":", 1)[0],
         "sources": {f.role: f.url for f in spec.files},
         "image_mirror": image_mirror(spec),
     }
