@@ -86,8 +86,7 @@ def resolve_params_path(path: str | Path | None) -> Path | None:
         p = Path(path)
         if not p.is_file():
             what = "is not a file" if p.exists() else "does not exist"
-            msg = f"params file {p} {what}; pass an existing YAML file to --params"
-            raise UsageError(msg)
+            raise UsageError(f"params file {p} {what}; pass an existing YAML file to --params")
         return p
     p = Path(DEFAULT_PARAMS_FILE)
     return p if p.is_file() else None

@@ -109,8 +109,7 @@ def feature_metadata(
         ValueError: ``modality`` is not one of :data:`MODALITIES`.
     """
     if modality not in MODALITIES:
-        msg = f"feature modality {modality!r} is not one of {', '.join(MODALITIES)}"
-        raise ValueError(msg)
+        raise ValueError(f"feature modality {modality!r} is not one of {', '.join(MODALITIES)}")
     info = FeatureInfo(
         variant,
         modality,
@@ -161,11 +160,10 @@ def info_from_schema(variant: str, schema: pa.Schema, source: str = "") -> Featu
         raise DataFormatError(msg) from err
     found = meta.get("modality") if isinstance(meta, dict) else meta
     if not isinstance(meta, dict) or found not in MODALITIES:
-        msg = (
+        raise DataFormatError(
             f"feature file {where}: {FEATURE_META_KEY} metadata needs a modality, one of "
             f"{', '.join(MODALITIES)}; found {found!r}"
         )
-        raise DataFormatError(msg)
     known = {"variant", "modality", "kind", "dim", "model", "pooling", "without"}
     return FeatureInfo(
         variant,

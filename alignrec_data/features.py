@@ -56,12 +56,10 @@ def features_table(
     """
     matrix = np.ascontiguousarray(matrix, dtype=np.float32)
     if matrix.ndim != 2 or matrix.shape[0] != len(item_keys):
-        msg = f"feature matrix has shape {matrix.shape}, expected ({len(item_keys)}, d)"
-        raise ValueError(msg)
+        raise ValueError(f"feature matrix has shape {matrix.shape}, expected ({len(item_keys)}, d)")
     n, d = matrix.shape
     if not np.isfinite(matrix).all():
-        msg = "feature matrix contains NaN or infinite values"
-        raise ValueError(msg)
+        raise ValueError("feature matrix contains NaN or infinite values")
     missing_arr = np.zeros(n, dtype=bool) if missing is None else np.asarray(missing, dtype=bool)
     emb = pa.FixedSizeListArray.from_arrays(pa.array(matrix.reshape(-1), pa.float32()), d)
     schema = feature_schema(d)
@@ -99,13 +97,11 @@ def open_feature_file(path: Path, read: Callable[[Path], T]) -> T:
         DataFormatError: It is not a readable parquet file.
     """
     if not path.is_file():
-        msg = f"feature file {path} does not exist; run `alignrec-data extract` first"
-        raise UsageError(msg)
+        raise UsageError(f"feature file {path} does not exist; run `alignrec-data extract` first")
     try:
         return read(path)
     except (pa.ArrowInvalid, OSError) as err:
-        msg = f"feature file {path} is not a readable parquet file: {err}"
-        raise DataFormatError(msg) from err
+        raise DataFormatError(f"feature file {path} is not a readable parquet file: {err}") from err
 
 
 def read_features(path: str | Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -130,8 +126,7 @@ def read_features(path: str | Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]
             raise DataFormatError(msg)
     ids = table.column("item_id").to_numpy()
     if not np.array_equal(ids, np.arange(len(ids))):
-        msg = f"feature file {path}: item_id must be 0..N-1 in order"
-        raise DataFormatError(msg)
+        raise DataFormatError(f"feature file {path}: item_id must be 0..N-1 in order")
     emb = table.column("embedding").combine_chunks()
     if not pa.types.is_fixed_size_list(emb.type):
         msg = f"feature file {path}: embedding must be a fixed-size list, found {emb.type}"
