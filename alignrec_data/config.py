@@ -68,6 +68,8 @@ SETTINGS_SECTIONS = (
 PACKAGED_SETTINGS = ("registry_data", "settings.json")
 # Keys named in every settings log line of a section, default or not.
 HEADLINE_SETTINGS = {"train": ("lr", "epochs", "patience")}
+# The layers of one (dataset, section), lowest first: ``[(where they are written, values)]``.
+Layers = list[tuple[str, dict[str, Any]]]
 
 
 def resolve_params_path(path: str | Path | None) -> Path | None:
@@ -107,9 +109,8 @@ def load_params(path: str | Path | None) -> dict[str, Any]:
     if path is None:
         return {}
     p = Path(path)
-    max_bytes = 16 * 1024 * 1024
     try:
-        if p.stat().st_size > max_bytes:
+        if p.stat().st_size > 16 * 1024 * 1024:
             raise UsageError(f"params file {p} is over 16 MB; pass a params YAML file to --params")
         data = yaml.safe_load(p.read_text(encoding="utf-8"))
     except UnicodeDecodeError as err:
@@ -225,8 +226,7 @@ def from_dict(cls: type[T], values: dict[str, Any], where: str) -> T:
         UsageError: Unknown keys or values of the wrong type.
     """
     hints = _field_hints(cls, values, where)
-    kwargs = {k: _coerce(v, hints[k], f"{where}.{k}") for k, v in values.items()}
-    return cls(**kwargs)
+    return cls(**{k: _coerce(v, hints[k], f"{where}.{k}") for k, v in values.items()})
 
 
 def load_section(path: str | Path | None, section: str, cls: type[T]) -> T:
@@ -307,9 +307,8 @@ def _merge(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
     out = dict(base)
     for key, value in top.items():
         below = out.get(key)
-        out[key] = (
-            _merge(below, value) if isinstance(value, dict) and isinstance(below, dict) else value
-        )
+        nested = isinstance(value, dict) and isinstance(below, dict)
+        out[key] = _merge(below, value) if nested else value
     return out
 
 
@@ -351,9 +350,7 @@ def _section_overrides(table: Any, section: str, where: str) -> dict[str, Any]:
     return {str(k): (v if v is not None else {}) for k, v in per_dataset.items()}
 
 
-def settings_layers(
-    path: str | Path | None, section: str, cls: type, dataset: str
-) -> list[tuple[str, dict[str, Any]]]:
+def settings_layers(path: str | Path | None, section: str, cls: type, dataset: str) -> Layers:
     """The layers of (``dataset``, ``section``) above the dataclass defaults, lowest first.
 
     Every dataset's entry of the section is checked, not only ``dataset``'s: a typo under
@@ -366,7 +363,7 @@ def settings_layers(
     if section not in SETTINGS_SECTIONS:
         msg = f"{section!r} takes no per-dataset settings; expected one of {SETTINGS_SECTIONS}"
         raise ValueError(msg)
-    layers: list[tuple[str, dict[str, Any]]] = []
+    layers: Layers = []
 
     def add(label: str, values: dict[str, Any], used: bool = True) -> None:
         _check_layer(cls, values, label)
@@ -425,23 +422,18 @@ def load_settings(
     if cli:
         config = dataclasses.replace(config, **cli)  # type: ignore[type-var]
         source.update(dict.fromkeys(cli, "command line"))
-    _log_settings(section, dataset, config, cls, source, layers)
+    _log_settings(section, dataset, config, source, layers)
     return config
 
 
 def _log_settings(
-    section: str,
-    dataset: str,
-    config: Any,
-    cls: type,
-    source: dict[str, str],
-    layers: list[tuple[str, dict[str, Any]]],
+    section: str, dataset: str, config: Any, source: dict[str, str], layers: Layers
 ) -> None:
     """Log at INFO the headline keys, then each key away from its default or set over another.
 
     Each such key is shown with the layer that set it and the values it hid in lower layers.
     """
-    defaults = _flat(to_dict(cls()))
+    defaults = _flat(to_dict(type(config)()))
     found = _flat(to_dict(config))
     flat_layers = [(label, _flat(values)) for label, values in layers]
     shown = []
@@ -457,10 +449,5 @@ def _log_settings(
         note = f"; not {', '.join(hidden)}" if hidden else ""
         shown.append(f"{key}={value!r} [{where or 'default'}{note}]")
     head = ", ".join(f"{k}={found[k]!r}" for k in HEADLINE_SETTINGS.get(section, ()))
-    logger.info(
-        "%s settings for %s: %s%s",
-        section,
-        dataset,
-        f"{head}; " if head else "",
-        "set: " + ", ".join(shown) if shown else "every key at its default",
-    )
+    changed = "set: " + ", ".join(shown) if shown else "every key at its default"
+    logger.info("%s settings for %s: %s%s", section, dataset, f"{head}; " if head else "", changed)

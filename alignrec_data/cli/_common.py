@@ -15,42 +15,36 @@ from alignrec_data.config import resolve_params_path
 from alignrec_data.errors import UsageError
 from alignrec_data.paths import DATA_DIR_ENV, DEFAULT_DATA_DIR
 
+# ``--data-dir`` (env ``ALIGNREC_DATA_DIR``, default ``./data``).
+data_dir_option = click.option(
+    "--data-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    envvar=DATA_DIR_ENV,
+    default=DEFAULT_DATA_DIR,
+    show_default=True,
+    show_envvar=True,
+    help="Folder holding one sub-folder per dataset.",
+)
 
-def data_dir_option(f: Callable) -> Callable:
-    """``--data-dir`` (env ``ALIGNREC_DATA_DIR``, default ``./data``)."""
-    return click.option(
-        "--data-dir",
-        type=click.Path(file_okay=False, path_type=Path),
-        envvar=DATA_DIR_ENV,
-        default=DEFAULT_DATA_DIR,
-        show_default=True,
-        show_envvar=True,
-        help="Folder holding one sub-folder per dataset.",
-    )(f)
+# ``--params FILE`` (default ``./params.yaml`` when present, else packaged defaults).
+params_option = click.option(
+    "--params",
+    "params",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    callback=lambda ctx, param, value: resolve_params_path(value),
+    help="Params YAML [default: ./params.yaml when present, else the packaged defaults].",
+)
 
-
-def params_option(f: Callable) -> Callable:
-    """``--params FILE`` (default ``./params.yaml`` when present, else packaged defaults)."""
-    return click.option(
-        "--params",
-        "params",
-        type=click.Path(dir_okay=False, path_type=Path),
-        default=None,
-        callback=lambda ctx, param, value: resolve_params_path(value),
-        help="Params YAML [default: ./params.yaml when present, else the packaged defaults].",
-    )(f)
-
-
-def format_option(f: Callable) -> Callable:
-    """``--format text|json``: how results are printed on stdout."""
-    return click.option(
-        "--format",
-        "fmt",
-        type=click.Choice(["text", "json"]),
-        default="text",
-        show_default=True,
-        help="Results on stdout as text lines or one JSON document.",
-    )(f)
+# ``--format text|json``: how results are printed on stdout.
+format_option = click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["text", "json"]),
+    default="text",
+    show_default=True,
+    help="Results on stdout as text lines or one JSON document.",
+)
 
 
 def common_options(f: Callable) -> Callable:

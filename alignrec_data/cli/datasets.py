@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
@@ -31,8 +32,10 @@ def _human(n: int | None) -> str:
     return f"{size:.1f} GB"
 
 
-# What the JSON output shows of each file.
+# What the JSON output shows of each file; every field of the spec is shown but these (the
+# files are shown by _FILE_KEYS, the declaration by _declared).
 _FILE_KEYS = ("role", "name", "size", "sha256", "optional")
+_NOT_SHOWN = ("files", "image_base_url", "declared")
 
 
 def _size(files: tuple[FileSpec, ...]) -> int | None:
@@ -62,17 +65,8 @@ def local_state(spec: DatasetSpec, data_dir: Path) -> str:
 def describe(spec: DatasetSpec, data_dir: Path) -> dict[str, Any]:
     """JSON-ready description of one dataset, with its local state."""
     return {
-        "id": spec.id,
-        "release": spec.release,
-        "category": spec.category,
-        "description": spec.description,
-        "synthetic": spec.synthetic,
-        "alias_of": spec.alias_of,
+        **{f.name: getattr(spec, f.name) for f in fields(spec) if f.name not in _NOT_SHOWN},
         "aliases": list(spec.aliases),
-        "base_url": spec.base_url,
-        "license": spec.license,
-        "citation": spec.citation,
-        "homepage": spec.homepage,
         "total_size": spec.total_size,
         "download_size": _size(spec.files_for(all_files=False)),
         "files": [{k: getattr(f, k) for k in _FILE_KEYS} for f in spec.files],
