@@ -111,15 +111,7 @@ def feature_metadata(
     if modality not in MODALITIES:
         raise ValueError(f"feature modality {modality!r} is not one of {', '.join(MODALITIES)}")
     info = FeatureInfo(
-        variant,
-        modality,
-        kind,
-        int(dim),
-        dict(model or {}),
-        pooling,
-        dict(without or {}),
-        dict(extra),
-        True,
+        variant, modality, kind, int(dim), model or {}, pooling, without or {}, extra
     )
     return {FEATURE_META_KEY: info.as_dict()}
 
@@ -128,17 +120,10 @@ def legacy_info(variant: str, dim: int = 0) -> FeatureInfo:
     """The description of a variant from its name alone (files without metadata)."""
     known = LEGACY_VARIANTS.get(variant)
     if known is not None:
-        return FeatureInfo(
-            variant,
-            known["modality"],
-            known.get("kind"),
-            dim,
-            without=dict(known.get("without", {})),
-        )
-    for modality in ("image", "text", "joint"):
-        if variant.endswith(f"-{modality}"):
-            return FeatureInfo(variant, modality, dim=dim)
-    return FeatureInfo(variant, None, dim=dim)
+        without = dict(known.get("without", {}))
+        return FeatureInfo(variant, known["modality"], known.get("kind"), dim, without=without)
+    modality = next((m for m in MODALITIES if variant.endswith(f"-{m}")), None)
+    return FeatureInfo(variant, modality, dim=dim)
 
 
 def info_from_schema(variant: str, schema: pa.Schema, source: str = "") -> FeatureInfo:

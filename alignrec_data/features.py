@@ -67,15 +67,9 @@ def features_table(
         schema = schema.with_metadata(
             {k: json.dumps(v, sort_keys=True, allow_nan=False) for k, v in metadata.items()}
         )
-    return pa.table(
-        {
-            "item_id": pa.array(np.arange(n, dtype=np.int64)),
-            "item_key": pa.array([str(k) for k in item_keys], pa.string()),
-            "embedding": emb,
-            "missing": pa.array(missing_arr),
-        },
-        schema=schema,
-    )
+    ids = pa.array(np.arange(n, dtype=np.int64))
+    keys = pa.array([str(k) for k in item_keys], pa.string())
+    return pa.Table.from_arrays([ids, keys, emb, pa.array(missing_arr)], schema=schema)
 
 
 def write_features(
@@ -133,14 +127,11 @@ def read_features(path: str | Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]
         raise DataFormatError(msg)
     d = emb.type.list_size
     matrix = emb.flatten().to_numpy(zero_copy_only=False).astype(np.float32).reshape(-1, d)
-    keys = (
-        np.asarray(table.column("item_key").to_pylist(), dtype=object)
-        if "item_key" in table.column_names
-        else np.asarray([str(i) for i in ids], dtype=object)
-    )
+    names = table.column_names
+    keys = table.column("item_key").to_pylist() if "item_key" in names else [str(i) for i in ids]
     missing = (
         table.column("missing").to_numpy(zero_copy_only=False).astype(bool)
-        if "missing" in table.column_names
+        if "missing" in names
         else np.zeros(len(ids), dtype=bool)
     )
-    return keys, matrix, missing
+    return np.asarray(keys, dtype=object), matrix, missing
