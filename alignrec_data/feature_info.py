@@ -79,17 +79,11 @@ class FeatureInfo:
     def as_dict(self) -> dict[str, Any]:
         """The JSON form (what :func:`feature_metadata` stores)."""
         out: dict[str, Any] = {"variant": self.variant, "modality": self.modality}
-        for key in ("kind", "pooling"):
-            if getattr(self, key) is not None:
-                out[key] = getattr(self, key)
-        if self.dim:
-            out["dim"] = self.dim
-        if self.model:
-            out["model"] = dict(self.model)
-        if self.without:
-            out["without"] = dict(self.without)
-        out.update(self.extra)
-        return out
+        named = {"kind": self.kind, "pooling": self.pooling}  # left out when None
+        sized = {"dim": self.dim, "model": dict(self.model), "without": dict(self.without)}
+        out |= {k: v for k, v in named.items() if v is not None}
+        out |= {k: v for k, v in sized.items() if v}  # left out when 0 or empty
+        return out | self.extra
 
 
 def feature_metadata(

@@ -26,12 +26,8 @@ class CliError(click.ClickException):
     """A library error shown as ``Error: <message>`` with an optional hint."""
 
     def __init__(self, err: AlignrecError) -> None:
-        super().__init__(str(err))
+        super().__init__(str(err) + (f"\nHint: {err.hint}" if err.hint else ""))
         self.exit_code = err.exit_code
-        self.hint = err.hint
-
-    def format_message(self) -> str:  # noqa: D102
-        return self.message + (f"\nHint: {self.hint}" if self.hint else "")
 
 
 class AlignrecGroup(click.Group):
