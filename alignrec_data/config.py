@@ -84,14 +84,13 @@ def resolve_params_path(path: str | Path | None) -> Path | None:
     Raises:
         UsageError: ``path`` was given and does not exist.
     """
-    if path is not None:
-        p = Path(path)
-        if not p.is_file():
-            what = "is not a file" if p.exists() else "does not exist"
-            raise UsageError(f"params file {p} {what}; pass an existing YAML file to --params")
+    p = Path(DEFAULT_PARAMS_FILE if path is None else path)
+    if p.is_file():
         return p
-    p = Path(DEFAULT_PARAMS_FILE)
-    return p if p.is_file() else None
+    if path is None:
+        return None
+    what = "is not a file" if p.exists() else "does not exist"
+    raise UsageError(f"params file {p} {what}; pass an existing YAML file to --params")
 
 
 def load_params(path: str | Path | None) -> dict[str, Any]:
@@ -411,28 +410,24 @@ def load_settings(
             out of range.
     """
     layers = settings_layers(path, section, cls, dataset)
-    merged: dict[str, Any] = {}
-    source: dict[str, str] = {}
-    for label, values in layers:
-        merged = _merge(merged, values)
-        source.update(dict.fromkeys(_flat(values), label))
+    merged = functools.reduce(_merge, (values for _, values in layers), {})
     set_by = sorted({label for label, _ in layers if OVERRIDES in label})
     config = _from_params(cls, merged, path, section, set_by)
     cli = {k: v for k, v in (given or {}).items() if v is not None}
     if cli:
         config = dataclasses.replace(config, **cli)  # type: ignore[type-var]
-        source.update(dict.fromkeys(cli, "command line"))
-    _log_settings(section, dataset, config, source, layers)
+        layers.append(("command line", cli))
+    _log_settings(section, dataset, config, layers)
     return config
 
 
-def _log_settings(
-    section: str, dataset: str, config: Any, source: dict[str, str], layers: Layers
-) -> None:
+def _log_settings(section: str, dataset: str, config: Any, layers: Layers) -> None:
     """Log at INFO the headline keys, then each key away from its default or set over another.
 
-    Each such key is shown with the layer that set it and the values it hid in lower layers.
+    Each such key is shown with the layer that set it (the last that holds it) and the values
+    it hid in lower layers.
     """
+    source = {key: label for label, values in layers for key in _flat(values)}
     defaults = _flat(to_dict(type(config)()))
     found = _flat(to_dict(config))
     flat_layers = [(label, _flat(values)) for label, values in layers]

@@ -132,5 +132,4 @@ def command(release: str | None, data_dir: Path, params: Path | None, fmt: str) 
             f"{r['id']:<{width}}  {rel:<9}  {files:>5}  "
             f"{_human(r['download_size']):<12}  {r['local']:<8}  {text}"
         )
-    doc = {"data_dir": str(data_dir), "release": release, "datasets": rows}
-    emit(fmt, doc, lines)
+    emit(fmt, {"data_dir": str(data_dir), "release": release, "datasets": rows}, lines)
