@@ -24,17 +24,7 @@ from alignrec_data.errors import DataFormatError, UsageError
 
 T = TypeVar("T")
 
-
-def feature_schema(dim: int) -> pa.Schema:
-    """The Arrow schema of a feature file with embeddings of length ``dim``."""
-    return pa.schema(
-        [
-            ("item_id", pa.int64()),
-            ("item_key", pa.string()),
-            ("embedding", pa.list_(pa.float32(), dim)),
-            ("missing", pa.bool_()),
-        ]
-    )
+FEATURE_COLUMNS = ["item_id", "item_key", "embedding", "missing"]
 
 
 def features_table(
@@ -52,7 +42,8 @@ def features_table(
         metadata: Optional provenance, stored in the schema metadata as key -> JSON text.
 
     Returns:
-        A table with the :func:`feature_schema` schema.
+        A table of columns ``item_id`` (int64), ``item_key`` (string), ``embedding`` (float32
+        list of size d) and ``missing`` (bool).
     """
     matrix = np.ascontiguousarray(matrix, dtype=np.float32)
     if matrix.ndim != 2 or matrix.shape[0] != len(item_keys):
@@ -62,14 +53,11 @@ def features_table(
         raise ValueError("feature matrix contains NaN or infinite values")
     missing_arr = np.zeros(n, dtype=bool) if missing is None else np.asarray(missing, dtype=bool)
     emb = pa.FixedSizeListArray.from_arrays(pa.array(matrix.reshape(-1), pa.float32()), d)
-    schema = feature_schema(d)
-    if metadata:
-        schema = schema.with_metadata(
-            {k: json.dumps(v, sort_keys=True, allow_nan=False) for k, v in metadata.items()}
-        )
+    meta = {k: json.dumps(v, sort_keys=True, allow_nan=False) for k, v in (metadata or {}).items()}
     ids = pa.array(np.arange(n, dtype=np.int64))
     keys = pa.array([str(k) for k in item_keys], pa.string())
-    return pa.Table.from_arrays([ids, keys, emb, pa.array(missing_arr)], schema=schema)
+    columns = [ids, keys, emb, pa.array(missing_arr)]
+    return pa.Table.from_arrays(columns, names=FEATURE_COLUMNS, metadata=meta or None)
 
 
 def write_features(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -103,16 +103,14 @@ def check_engine(command: str, dataset: str, engine: str, address: str | None, w
         require_ray()
 
 
-@contextlib.contextmanager
-def engine_output(engine: str) -> Iterator[None]:
+def engine_output(engine: str) -> contextlib.AbstractContextManager:
     """While a Ray run lasts, what Ray prints on stdout goes to stderr.
 
     Ray's log monitor prints cluster events (``(raylet) A worker died ...``) on the driver's
     stdout; the command's result (``--format json``) must be alone there. The engines shut down
     the Ray instance they started before returning, so nothing of theirs prints after.
     """
-    with contextlib.redirect_stdout(sys.stderr) if engine == "ray" else contextlib.nullcontext():
-        yield
+    return contextlib.redirect_stdout(sys.stderr) if engine == "ray" else contextlib.nullcontext()
 
 
 def emit(fmt: str, result: Any, lines: list[str] | str | None = None) -> None:
