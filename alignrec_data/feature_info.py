@@ -120,32 +120,37 @@ def legacy_info(variant: str, dim: int = 0) -> FeatureInfo:
     return FeatureInfo(variant, modality, dim=dim)
 
 
-def info_from_schema(variant: str, schema: pa.Schema, source: str = "") -> FeatureInfo:
-    """The description stored in a feature file's schema, else :func:`legacy_info`.
+def feature_info(path: str | Path) -> FeatureInfo:
+    """Describe ``features/<variant>.parquet`` (reads the schema only, not the rows).
+
+    The description stored in the schema metadata, else :func:`legacy_info`.
 
     Raises:
-        DataFormatError: The metadata is present but not a JSON object with a valid modality.
+        UsageError: The file does not exist.
+        DataFormatError: Not a parquet file, or the metadata is present but not a JSON object
+            with a valid modality.
     """
+    path = Path(path)
+    schema = open_feature_file(path, pq.read_schema)
     emb = schema.field("embedding").type if "embedding" in schema.names else None
     dim = emb.list_size if emb is not None and pa.types.is_fixed_size_list(emb) else 0
     raw = (schema.metadata or {}).get(FEATURE_META_KEY.encode())
     if raw is None:
-        return legacy_info(variant, dim)
-    where = source or variant
+        return legacy_info(path.stem, dim)
     try:
         meta = json.loads(raw)
     except ValueError as err:
-        msg = f"feature file {where}: {FEATURE_META_KEY} metadata is not JSON ({err})"
+        msg = f"feature file {path}: {FEATURE_META_KEY} metadata is not JSON ({err})"
         raise DataFormatError(msg) from err
     found = meta.get("modality") if isinstance(meta, dict) else meta
     if not isinstance(meta, dict) or found not in MODALITIES:
         raise DataFormatError(
-            f"feature file {where}: {FEATURE_META_KEY} metadata needs a modality, one of "
+            f"feature file {path}: {FEATURE_META_KEY} metadata needs a modality, one of "
             f"{', '.join(MODALITIES)}; found {found!r}"
         )
     known = {"variant", "modality", "kind", "dim", "model", "pooling", "without"}
     return FeatureInfo(
-        variant,
+        path.stem,
         meta["modality"],
         meta.get("kind"),
         int(meta.get("dim") or dim),
@@ -155,15 +160,3 @@ def info_from_schema(variant: str, schema: pa.Schema, source: str = "") -> Featu
         {k: v for k, v in meta.items() if k not in known},
         True,
     )
-
-
-def feature_info(path: str | Path) -> FeatureInfo:
-    """Describe ``features/<variant>.parquet`` (reads the schema only, not the rows).
-
-    Raises:
-        UsageError: The file does not exist.
-        DataFormatError: Not a parquet file, or bad metadata.
-    """
-    path = Path(path)
-    schema = open_feature_file(path, pq.read_schema)
-    return info_from_schema(path.stem, schema, str(path))
