@@ -313,12 +313,9 @@ def _merge(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
 
 def _flat(obj: Any, prefix: str = "") -> dict[str, Any]:
     """``{"a.b": leaf}`` of nested mappings (lists are leaves)."""
-    if isinstance(obj, dict) and obj:
-        out: dict[str, Any] = {}
-        for key, value in obj.items():
-            out.update(_flat(value, f"{prefix}{key}."))
-        return out
-    return {prefix[:-1]: obj} if prefix else {}
+    if not (isinstance(obj, dict) and obj):
+        return {prefix[:-1]: obj} if prefix else {}
+    return {k: v for key, value in obj.items() for k, v in _flat(value, f"{prefix}{key}.").items()}
 
 
 def _section_overrides(table: Any, section: str, where: str) -> dict[str, Any]:
