@@ -102,10 +102,10 @@ def read_features(path: str | Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]
     """
     path = Path(path)
     table = open_feature_file(path, pq.read_table)
+    names = table.column_names
     for col in ("item_id", "embedding"):
-        if col not in table.column_names:
-            msg = f"feature file {path} has no column {col!r} (found {table.column_names})"
-            raise DataFormatError(msg)
+        if col not in names:
+            raise DataFormatError(f"feature file {path} has no column {col!r} (found {names})")
     ids = table.column("item_id").to_numpy()
     if not np.array_equal(ids, np.arange(len(ids))):
         raise DataFormatError(f"feature file {path}: item_id must be 0..N-1 in order")
@@ -115,11 +115,8 @@ def read_features(path: str | Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]
         raise DataFormatError(msg)
     d = emb.type.list_size
     matrix = emb.flatten().to_numpy(zero_copy_only=False).astype(np.float32).reshape(-1, d)
-    names = table.column_names
     keys = table.column("item_key").to_pylist() if "item_key" in names else [str(i) for i in ids]
-    missing = (
-        table.column("missing").to_numpy(zero_copy_only=False).astype(bool)
-        if "missing" in names
-        else np.zeros(len(ids), dtype=bool)
-    )
+    missing = np.zeros(len(ids), dtype=bool)
+    if "missing" in names:
+        missing = table.column("missing").to_numpy(zero_copy_only=False).astype(bool)
     return np.asarray(keys, dtype=object), matrix, missing
