@@ -90,7 +90,8 @@ def resolve_params_path(path: str | Path | None) -> Path | None:
     if path is None:
         return None
     what = "is not a file" if p.exists() else "does not exist"
-    raise UsageError(f"params file {p} {what}; pass an existing YAML file to --params")
+    msg = f"params file {p} {what}; pass an existing YAML file to --params"
+    raise UsageError(msg)
 
 
 def load_params(path: str | Path | None) -> dict[str, Any]:

@@ -103,7 +103,8 @@ def feature_metadata(
         ValueError: ``modality`` is not one of :data:`MODALITIES`.
     """
     if modality not in MODALITIES:
-        raise ValueError(f"feature modality {modality!r} is not one of {', '.join(MODALITIES)}")
+        msg = f"feature modality {modality!r} is not one of {', '.join(MODALITIES)}"
+        raise ValueError(msg)
     info = FeatureInfo(
         variant, modality, kind, int(dim), model or {}, pooling, without or {}, extra
     )
@@ -144,10 +145,11 @@ def feature_info(path: str | Path) -> FeatureInfo:
         raise DataFormatError(msg) from err
     found = meta.get("modality") if isinstance(meta, dict) else meta
     if not isinstance(meta, dict) or found not in MODALITIES:
-        raise DataFormatError(
+        msg = (
             f"feature file {path}: {FEATURE_META_KEY} metadata needs a modality, one of "
             f"{', '.join(MODALITIES)}; found {found!r}"
         )
+        raise DataFormatError(msg)
     known = {"variant", "modality", "kind", "dim", "model", "pooling", "without"}
     return FeatureInfo(
         path.stem,

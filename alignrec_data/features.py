@@ -47,10 +47,12 @@ def features_table(
     """
     matrix = np.ascontiguousarray(matrix, dtype=np.float32)
     if matrix.ndim != 2 or matrix.shape[0] != len(item_keys):
-        raise ValueError(f"feature matrix has shape {matrix.shape}, expected ({len(item_keys)}, d)")
+        msg = f"feature matrix has shape {matrix.shape}, expected ({len(item_keys)}, d)"
+        raise ValueError(msg)
     n, d = matrix.shape
     if not np.isfinite(matrix).all():
-        raise ValueError("feature matrix contains NaN or infinite values")
+        msg = "feature matrix contains NaN or infinite values"
+        raise ValueError(msg)
     missing_arr = np.zeros(n, dtype=bool) if missing is None else np.asarray(missing, dtype=bool)
     emb = pa.FixedSizeListArray.from_arrays(pa.array(matrix.reshape(-1), pa.float32()), d)
     meta = {k: json.dumps(v, sort_keys=True, allow_nan=False) for k, v in (metadata or {}).items()}
@@ -79,11 +81,13 @@ def open_feature_file(path: Path, read: Callable[[Path], T]) -> T:
         DataFormatError: It is not a readable parquet file.
     """
     if not path.is_file():
-        raise UsageError(f"feature file {path} does not exist; run `alignrec-data extract` first")
+        msg = f"feature file {path} does not exist; run `alignrec-data extract` first"
+        raise UsageError(msg)
     try:
         return read(path)
     except (pa.ArrowInvalid, OSError) as err:
-        raise DataFormatError(f"feature file {path} is not a readable parquet file: {err}") from err
+        msg = f"feature file {path} is not a readable parquet file: {err}"
+        raise DataFormatError(msg) from err
 
 
 def read_features(path: str | Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -108,7 +112,8 @@ def read_features(path: str | Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]
             raise DataFormatError(f"feature file {path} has no column {col!r} (found {names})")
     ids = table.column("item_id").to_numpy()
     if not np.array_equal(ids, np.arange(len(ids))):
-        raise DataFormatError(f"feature file {path}: item_id must be 0..N-1 in order")
+        msg = f"feature file {path}: item_id must be 0..N-1 in order"
+        raise DataFormatError(msg)
     emb = table.column("embedding").combine_chunks()
     if not pa.types.is_fixed_size_list(emb.type):
         msg = f"feature file {path}: embedding must be a fixed-size list, found {emb.type}"

@@ -99,7 +99,8 @@ def check_output_dir(
                 f"choose a folder outside it for the {what}"
             )
     if out.exists() and not out.is_dir():
-        raise UsageError(f"{option} {out} exists and is not a folder; choose a new or empty folder")
+        msg = f"{option} {out} exists and is not a folder; choose a new or empty folder"
+        raise UsageError(msg)
     if out.is_dir():
         try:
             non_empty = any(out.iterdir())
@@ -117,7 +118,8 @@ def check_output_dir(
     while not parent.exists() and parent != parent.parent:
         parent = parent.parent
     if not parent.is_dir():
-        raise UsageError(f"{option} {out}: {parent} is a file, not a folder; choose another folder")
+        msg = f"{option} {out}: {parent} is a file, not a folder; choose another folder"
+        raise UsageError(msg)
     if not os.access(parent, os.W_OK | os.X_OK):
         msg = f"{option} {out}: cannot write to {parent} (permission denied); choose another folder"
         raise UsageError(msg)
