@@ -20,6 +20,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from alignrec_data.errors import UsageError
+
 
 @functools.cache
 def _umask() -> int:
@@ -38,14 +40,12 @@ _LEGACY_RE = re.compile(r"\.(?:[a-z0-9_]{8}(?:\.[a-z]+)?\.tmp|tmp-[a-z0-9_]{8})"
 
 
 def _pid_alive(pid: int) -> bool:
-    if pid == os.getpid():
-        return True
     try:
-        os.kill(pid, 0)
+        os.kill(pid, 0)  # signal 0: only checks the process exists (this one included)
     except ProcessLookupError:
         return False
     except (PermissionError, OverflowError, ValueError):
-        return True  # someone else's process, or not a pid we can judge: keep it
+        pass  # someone else's process, or not a pid we can judge: keep it
     return True
 
 
@@ -72,10 +72,8 @@ def clean_stale(folder: str | Path, name: str) -> list[Path]:
             continue
         rest = entry.name[len(prefix) - 1 :]
         m = _TEMP_RE.match(rest)
-        if m is None:
-            if not _LEGACY_RE.fullmatch(rest):
-                continue
-        elif _pid_alive(int(m.group(1))):
+        stale = not _pid_alive(int(m.group(1))) if m else _LEGACY_RE.fullmatch(rest)
+        if not stale:
             continue
         if entry.is_dir() and not entry.is_symlink():
             shutil.rmtree(entry, ignore_errors=True)
@@ -137,8 +135,6 @@ def atomic_dir(target: str | Path) -> Iterator[Path]:
     Raises:
         UsageError: ``target`` exists and is not a folder.
     """
-    from alignrec_data.errors import UsageError
-
     target = Path(target)
     if target.exists() and not target.is_dir():
         msg = f"{target} exists and is not a folder; remove it or choose another output folder"

@@ -31,6 +31,7 @@ dataclass defaults are logged at INFO with the layer that set them.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import json
@@ -67,6 +68,8 @@ SETTINGS_SECTIONS = (
 PACKAGED_SETTINGS = ("registry_data", "settings.json")
 # Keys named in every settings log line of a section, default or not.
 HEADLINE_SETTINGS = {"train": ("lr", "epochs", "patience")}
+# The layers of one (dataset, section), lowest first: ``[(where they are written, values)]``.
+Layers = list[tuple[str, dict[str, Any]]]
 
 
 def resolve_params_path(path: str | Path | None) -> Path | None:
@@ -81,15 +84,14 @@ def resolve_params_path(path: str | Path | None) -> Path | None:
     Raises:
         UsageError: ``path`` was given and does not exist.
     """
-    if path is not None:
-        p = Path(path)
-        if not p.is_file():
-            what = "is not a file" if p.exists() else "does not exist"
-            msg = f"params file {p} {what}; pass an existing YAML file to --params"
-            raise UsageError(msg)
+    p = Path(DEFAULT_PARAMS_FILE if path is None else path)
+    if p.is_file():
         return p
-    p = Path(DEFAULT_PARAMS_FILE)
-    return p if p.is_file() else None
+    if path is None:
+        return None
+    what = "is not a file" if p.exists() else "does not exist"
+    msg = f"params file {p} {what}; pass an existing YAML file to --params"
+    raise UsageError(msg)
 
 
 def load_params(path: str | Path | None) -> dict[str, Any]:
@@ -107,19 +109,16 @@ def load_params(path: str | Path | None) -> dict[str, Any]:
     if path is None:
         return {}
     p = Path(path)
-    max_bytes = 16 * 1024 * 1024
     try:
-        if p.stat().st_size > max_bytes:
-            msg = f"params file {p} is over 16 MB; pass a params YAML file to --params"
-            raise UsageError(msg)
+        if p.stat().st_size > 16 * 1024 * 1024:
+            raise UsageError(f"params file {p} is over 16 MB; pass a params YAML file to --params")
         data = yaml.safe_load(p.read_text(encoding="utf-8"))
     except UnicodeDecodeError as err:
         byte = err.object[err.start]
-        msg = (
+        raise UsageError(
             f"params file {p} is not UTF-8 text (byte {err.start} is {byte:#04x}); "
             "pass a params YAML file to --params"
-        )
-        raise UsageError(msg) from err
+        ) from err
     except OSError as err:
         msg = f"params file {p} cannot be read ({err.strerror}); pass a readable YAML file"
         raise UsageError(msg) from err
@@ -129,11 +128,18 @@ def load_params(path: str | Path | None) -> dict[str, Any]:
         raise UsageError(msg) from err
     if data is None:
         return {}
-    if not isinstance(data, dict):
-        found = type(data).__name__
-        msg = f"params file {p}: expected a mapping of sections at the top level, found {found}"
-        raise UsageError(msg)
-    return data
+    return _mapping(data, f"params file {p}", "a mapping of sections at the top level")
+
+
+def _mapping(value: Any, where: str, expected: str = "a mapping") -> dict[str, Any]:
+    """Return ``value`` if it is a mapping.
+
+    Raises:
+        UsageError: ``<where>: expected <expected>, found <type>``.
+    """
+    if not isinstance(value, dict):
+        raise UsageError(f"{where}: expected {expected}, found {type(value).__name__}")
+    return value
 
 
 def check_ranges(config: Any, section: str, checks: Mapping[str, tuple[bool, str]]) -> None:
@@ -158,8 +164,7 @@ def check_ranges(config: Any, section: str, checks: Mapping[str, tuple[bool, str
         if not holds
     ]
     if problems:
-        msg = "; ".join(problems) + "; fix params.yaml or the command-line override"
-        raise UsageError(msg)
+        raise UsageError("; ".join(problems) + "; fix params.yaml or the command-line override")
 
 
 def _shown(value: Any) -> Any:
@@ -181,18 +186,14 @@ def _coerce(value: Any, annotation: Any, where: str) -> Any:
     if origin is tuple and isinstance(value, list | tuple):
         inner = args[0] if args else Any
         return tuple(_coerce(v, inner, where) for v in value)
-    if annotation is float and isinstance(value, int) and not isinstance(value, bool):
-        return float(value)
-    if annotation is float and isinstance(value, str):
-        try:
+    if annotation is float and isinstance(value, int | str) and not isinstance(value, bool):
+        with contextlib.suppress(ValueError):
             return float(value)  # YAML reads "1e-3" as a string
-        except ValueError:
-            pass
-    expected = annotation if isinstance(annotation, type) else None
-    if expected in (int, float, str, bool) and not isinstance(value, expected):
-        if not (expected is float and isinstance(value, int)):
-            msg = f"{where}: expected {expected.__name__}, found {value!r} ({type(value).__name__})"
-            raise UsageError(msg)
+    # A float field also takes a bool (an int), as Python does.
+    accepted = (float, int) if annotation is float else annotation
+    if annotation in (int, float, str, bool) and not isinstance(value, accepted):
+        found = f"{value!r} ({type(value).__name__})"
+        raise UsageError(f"{where}: expected {annotation.__name__}, found {found}")
     return value
 
 
@@ -202,17 +203,11 @@ def _field_hints(cls: type, values: Any, where: str) -> dict[str, Any]:
     Raises:
         UsageError: ``values`` is not a mapping, or has keys that are not fields of ``cls``.
     """
-    if not isinstance(values, dict):
-        msg = f"{where}: expected a mapping, found {type(values).__name__}"
-        raise UsageError(msg)
     names = {f.name for f in dataclasses.fields(cls) if f.init}
-    unknown = sorted(str(k) for k in set(values) - names)
+    unknown = sorted(str(k) for k in set(_mapping(values, where)) - names)
     if unknown:
-        msg = (
-            f"{where}: unknown key(s) {', '.join(unknown)}; "
-            f"known keys are {', '.join(sorted(names))}"
-        )
-        raise UsageError(msg)
+        known = ", ".join(sorted(names))
+        raise UsageError(f"{where}: unknown key(s) {', '.join(unknown)}; known keys are {known}")
     return typing.get_type_hints(cls)
 
 
@@ -231,8 +226,7 @@ def from_dict(cls: type[T], values: dict[str, Any], where: str) -> T:
         UsageError: Unknown keys or values of the wrong type.
     """
     hints = _field_hints(cls, values, where)
-    kwargs = {k: _coerce(v, hints[k], f"{where}.{k}") for k, v in values.items()}
-    return cls(**kwargs)
+    return cls(**{k: _coerce(v, hints[k], f"{where}.{k}") for k, v in values.items()})
 
 
 def load_section(path: str | Path | None, section: str, cls: type[T]) -> T:
@@ -246,14 +240,23 @@ def load_section(path: str | Path | None, section: str, cls: type[T]) -> T:
     Returns:
         The config; missing keys take the dataclass defaults.
     """
-    params = load_params(path)
-    values = params.get(section) or {}
+    return _from_params(cls, load_params(path).get(section) or {}, path, section)
+
+
+def _from_params(
+    cls: type[T], values: dict[str, Any], path: str | Path | None, section: str, set_by: Any = ()
+) -> T:
+    """:func:`from_dict` for a params section; an error that names no file gets the file named.
+
+    ``set_by`` lists the per-dataset override layers that went into ``values``.
+    """
     try:
         return from_dict(cls, values, f"{path or 'defaults'}:{section}")
     except UsageError as err:
         if path is None or str(path) in str(err):
             raise
-        msg = f"params file {path}: {err}"  # a range check of the dataclass names no file
+        where = f" (with {', '.join(set_by)})" if set_by else ""
+        msg = f"params file {path}{where}: {err}"  # a range check of the dataclass names no file
         raise UsageError(msg, hint=err.hint) from err
 
 
@@ -304,20 +307,16 @@ def _merge(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
     out = dict(base)
     for key, value in top.items():
         below = out.get(key)
-        out[key] = (
-            _merge(below, value) if isinstance(value, dict) and isinstance(below, dict) else value
-        )
+        nested = isinstance(value, dict) and isinstance(below, dict)
+        out[key] = _merge(below, value) if nested else value
     return out
 
 
 def _flat(obj: Any, prefix: str = "") -> dict[str, Any]:
     """``{"a.b": leaf}`` of nested mappings (lists are leaves)."""
-    if isinstance(obj, dict) and obj:
-        out: dict[str, Any] = {}
-        for key, value in obj.items():
-            out.update(_flat(value, f"{prefix}{key}."))
-        return out
-    return {prefix[:-1]: obj} if prefix else {}
+    if not (isinstance(obj, dict) and obj):
+        return {prefix[:-1]: obj} if prefix else {}
+    return {k: v for key, value in obj.items() for k, v in _flat(value, f"{prefix}{key}.").items()}
 
 
 def _section_overrides(table: Any, section: str, where: str) -> dict[str, Any]:
@@ -332,35 +331,23 @@ def _section_overrides(table: Any, section: str, where: str) -> dict[str, Any]:
     """
     if table is None:
         return {}
-    if not isinstance(table, dict):
-        msg = (
-            f"{where}: expected a mapping of sections ({', '.join(SETTINGS_SECTIONS)}), "
-            f"found {type(table).__name__}"
-        )
-        raise UsageError(msg)
+    sections = ", ".join(SETTINGS_SECTIONS)
+    table = _mapping(table, where, f"a mapping of sections ({sections})")
     unknown = sorted(str(k) for k in table if k not in SETTINGS_SECTIONS)
     if unknown:
-        msg = (
+        raise UsageError(
             f"{where}: unknown section(s) {', '.join(unknown)}; per-dataset settings are "
-            f"written overrides.<section>.<dataset>.<key> with section one of "
-            f"{', '.join(SETTINGS_SECTIONS)}"
+            f"written overrides.<section>.<dataset>.<key> with section one of {sections}"
         )
-        raise UsageError(msg)
     per_dataset = table.get(section)
     if per_dataset is None:
         return {}
-    if not isinstance(per_dataset, dict):
-        msg = (
-            f"{where}.{section}: expected a mapping of dataset ids to {section} settings, "
-            f"found {type(per_dataset).__name__}"
-        )
-        raise UsageError(msg)
+    expected = f"a mapping of dataset ids to {section} settings"
+    per_dataset = _mapping(per_dataset, f"{where}.{section}", expected)
     return {str(k): (v if v is not None else {}) for k, v in per_dataset.items()}
 
 
-def settings_layers(
-    path: str | Path | None, section: str, cls: type, dataset: str
-) -> list[tuple[str, dict[str, Any]]]:
+def settings_layers(path: str | Path | None, section: str, cls: type, dataset: str) -> Layers:
     """The layers of (``dataset``, ``section``) above the dataclass defaults, lowest first.
 
     Every dataset's entry of the section is checked, not only ``dataset``'s: a typo under
@@ -373,23 +360,23 @@ def settings_layers(
     if section not in SETTINGS_SECTIONS:
         msg = f"{section!r} takes no per-dataset settings; expected one of {SETTINGS_SECTIONS}"
         raise ValueError(msg)
-    layers: list[tuple[str, dict[str, Any]]] = []
+    layers: Layers = []
+
+    def add(label: str, values: dict[str, Any], used: bool = True) -> None:
+        _check_layer(cls, values, label)
+        if used and values:
+            layers.append((label, values))
+
+    def add_overrides(name: str, table: Any, where: str) -> None:
+        for ds, values in _section_overrides(table, section, where).items():
+            add(f"{name}:{OVERRIDES}.{section}.{ds}", values, ds == dataset)
+
     packaged = "packaged " + "/".join(PACKAGED_SETTINGS)  # alignrec_data/registry_data/...
-    for ds, values in _section_overrides(packaged_settings(), section, OVERRIDES).items():
-        _check_layer(cls, values, f"{packaged}:{OVERRIDES}.{section}.{ds}")
-        if ds == dataset and values:
-            layers.append((f"{packaged}:{OVERRIDES}.{section}.{ds}", values))
+    add_overrides(packaged, packaged_settings(), OVERRIDES)
     params = load_params(path)
-    values = params.get(section) or {}
     name = str(path or "defaults")
-    _check_layer(cls, values, f"{name}:{section}")
-    if values:
-        layers.append((f"{name}:{section}", values))
-    table = _section_overrides(params.get(OVERRIDES), section, f"{name}:{OVERRIDES}")
-    for ds, values in table.items():
-        _check_layer(cls, values, f"{name}:{OVERRIDES}.{section}.{ds}")
-        if ds == dataset and values:
-            layers.append((f"{name}:{OVERRIDES}.{section}.{ds}", values))
+    add(f"{name}:{section}", params.get(section) or {})
+    add_overrides(name, params.get(OVERRIDES), f"{name}:{OVERRIDES}")
     return layers
 
 
@@ -421,41 +408,25 @@ def load_settings(
             out of range.
     """
     layers = settings_layers(path, section, cls, dataset)
-    merged: dict[str, Any] = {}
-    source: dict[str, str] = {}
-    for label, values in layers:
-        merged = _merge(merged, values)
-        source.update(dict.fromkeys(_flat(values), label))
-    try:
-        config = from_dict(cls, merged, f"{path or 'defaults'}:{section}")
-    except UsageError as err:
-        if path is None or str(path) in str(err):
-            raise
-        set_by = sorted({label for label, _ in layers if OVERRIDES in label})
-        where = f" (with {', '.join(set_by)})" if set_by else ""
-        msg = f"params file {path}{where}: {err}"  # a range check of the dataclass names no file
-        raise UsageError(msg, hint=err.hint) from err
+    merged = functools.reduce(_merge, (values for _, values in layers), {})
+    set_by = sorted({label for label, _ in layers if OVERRIDES in label})
+    config = _from_params(cls, merged, path, section, set_by)
     cli = {k: v for k, v in (given or {}).items() if v is not None}
     if cli:
         config = dataclasses.replace(config, **cli)  # type: ignore[type-var]
-        source.update(dict.fromkeys(cli, "command line"))
-    _log_settings(section, dataset, config, cls, source, layers)
+        layers.append(("command line", cli))
+    _log_settings(section, dataset, config, layers)
     return config
 
 
-def _log_settings(
-    section: str,
-    dataset: str,
-    config: Any,
-    cls: type,
-    source: dict[str, str],
-    layers: list[tuple[str, dict[str, Any]]],
-) -> None:
+def _log_settings(section: str, dataset: str, config: Any, layers: Layers) -> None:
     """Log at INFO the headline keys, then each key away from its default or set over another.
 
-    Each such key is shown with the layer that set it and the values it hid in lower layers.
+    Each such key is shown with the layer that set it (the last that holds it) and the values
+    it hid in lower layers.
     """
-    defaults = _flat(to_dict(cls()))
+    source = {key: label for label, values in layers for key in _flat(values)}
+    defaults = _flat(to_dict(type(config)()))
     found = _flat(to_dict(config))
     flat_layers = [(label, _flat(values)) for label, values in layers]
     shown = []
@@ -471,10 +442,5 @@ def _log_settings(
         note = f"; not {', '.join(hidden)}" if hidden else ""
         shown.append(f"{key}={value!r} [{where or 'default'}{note}]")
     head = ", ".join(f"{k}={found[k]!r}" for k in HEADLINE_SETTINGS.get(section, ()))
-    logger.info(
-        "%s settings for %s: %s%s",
-        section,
-        dataset,
-        f"{head}; " if head else "",
-        "set: " + ", ".join(shown) if shown else "every key at its default",
-    )
+    changed = "set: " + ", ".join(shown) if shown else "every key at its default"
+    logger.info("%s settings for %s: %s%s", section, dataset, f"{head}; " if head else "", changed)

@@ -79,17 +79,11 @@ class FeatureInfo:
     def as_dict(self) -> dict[str, Any]:
         """The JSON form (what :func:`feature_metadata` stores)."""
         out: dict[str, Any] = {"variant": self.variant, "modality": self.modality}
-        for key in ("kind", "pooling"):
-            if getattr(self, key) is not None:
-                out[key] = getattr(self, key)
-        if self.dim:
-            out["dim"] = self.dim
-        if self.model:
-            out["model"] = dict(self.model)
-        if self.without:
-            out["without"] = dict(self.without)
-        out.update(self.extra)
-        return out
+        named = {"kind": self.kind, "pooling": self.pooling}  # left out when None
+        sized = {"dim": self.dim, "model": dict(self.model), "without": dict(self.without)}
+        out |= {k: v for k, v in named.items() if v is not None}
+        out |= {k: v for k, v in sized.items() if v}  # left out when 0 or empty
+        return out | self.extra
 
 
 def feature_metadata(
@@ -112,15 +106,7 @@ def feature_metadata(
         msg = f"feature modality {modality!r} is not one of {', '.join(MODALITIES)}"
         raise ValueError(msg)
     info = FeatureInfo(
-        variant,
-        modality,
-        kind,
-        int(dim),
-        dict(model or {}),
-        pooling,
-        dict(without or {}),
-        dict(extra),
-        True,
+        variant, modality, kind, int(dim), model or {}, pooling, without or {}, extra
     )
     return {FEATURE_META_KEY: info.as_dict()}
 
@@ -129,46 +115,44 @@ def legacy_info(variant: str, dim: int = 0) -> FeatureInfo:
     """The description of a variant from its name alone (files without metadata)."""
     known = LEGACY_VARIANTS.get(variant)
     if known is not None:
-        return FeatureInfo(
-            variant,
-            known["modality"],
-            known.get("kind"),
-            dim,
-            without=dict(known.get("without", {})),
-        )
-    for modality in ("image", "text", "joint"):
-        if variant.endswith(f"-{modality}"):
-            return FeatureInfo(variant, modality, dim=dim)
-    return FeatureInfo(variant, None, dim=dim)
+        without = dict(known.get("without", {}))
+        return FeatureInfo(variant, known["modality"], known.get("kind"), dim, without=without)
+    modality = next((m for m in MODALITIES if variant.endswith(f"-{m}")), None)
+    return FeatureInfo(variant, modality, dim=dim)
 
 
-def info_from_schema(variant: str, schema: pa.Schema, source: str = "") -> FeatureInfo:
-    """The description stored in a feature file's schema, else :func:`legacy_info`.
+def feature_info(path: str | Path) -> FeatureInfo:
+    """Describe ``features/<variant>.parquet`` (reads the schema only, not the rows).
+
+    The description stored in the schema metadata, else :func:`legacy_info`.
 
     Raises:
-        DataFormatError: The metadata is present but not a JSON object with a valid modality.
+        UsageError: The file does not exist.
+        DataFormatError: Not a parquet file, or the metadata is present but not a JSON object
+            with a valid modality.
     """
+    path = Path(path)
+    schema = open_feature_file(path, pq.read_schema)
     emb = schema.field("embedding").type if "embedding" in schema.names else None
     dim = emb.list_size if emb is not None and pa.types.is_fixed_size_list(emb) else 0
     raw = (schema.metadata or {}).get(FEATURE_META_KEY.encode())
     if raw is None:
-        return legacy_info(variant, dim)
-    where = source or variant
+        return legacy_info(path.stem, dim)
     try:
         meta = json.loads(raw)
     except ValueError as err:
-        msg = f"feature file {where}: {FEATURE_META_KEY} metadata is not JSON ({err})"
+        msg = f"feature file {path}: {FEATURE_META_KEY} metadata is not JSON ({err})"
         raise DataFormatError(msg) from err
     found = meta.get("modality") if isinstance(meta, dict) else meta
     if not isinstance(meta, dict) or found not in MODALITIES:
         msg = (
-            f"feature file {where}: {FEATURE_META_KEY} metadata needs a modality, one of "
+            f"feature file {path}: {FEATURE_META_KEY} metadata needs a modality, one of "
             f"{', '.join(MODALITIES)}; found {found!r}"
         )
         raise DataFormatError(msg)
     known = {"variant", "modality", "kind", "dim", "model", "pooling", "without"}
     return FeatureInfo(
-        variant,
+        path.stem,
         meta["modality"],
         meta.get("kind"),
         int(meta.get("dim") or dim),
@@ -178,15 +162,3 @@ def info_from_schema(variant: str, schema: pa.Schema, source: str = "") -> Featu
         {k: v for k, v in meta.items() if k not in known},
         True,
     )
-
-
-def feature_info(path: str | Path) -> FeatureInfo:
-    """Describe ``features/<variant>.parquet`` (reads the schema only, not the rows).
-
-    Raises:
-        UsageError: The file does not exist.
-        DataFormatError: Not a parquet file, or bad metadata.
-    """
-    path = Path(path)
-    schema = open_feature_file(path, pq.read_schema)
-    return info_from_schema(path.stem, schema, str(path))

@@ -24,17 +24,7 @@ from alignrec_data.errors import DataFormatError, UsageError
 
 T = TypeVar("T")
 
-
-def feature_schema(dim: int) -> pa.Schema:
-    """The Arrow schema of a feature file with embeddings of length ``dim``."""
-    return pa.schema(
-        [
-            ("item_id", pa.int64()),
-            ("item_key", pa.string()),
-            ("embedding", pa.list_(pa.float32(), dim)),
-            ("missing", pa.bool_()),
-        ]
-    )
+FEATURE_COLUMNS = ["item_id", "item_key", "embedding", "missing"]
 
 
 def features_table(
@@ -52,7 +42,8 @@ def features_table(
         metadata: Optional provenance, stored in the schema metadata as key -> JSON text.
 
     Returns:
-        A table with the :func:`feature_schema` schema.
+        A table of columns ``item_id`` (int64), ``item_key`` (string), ``embedding`` (float32
+        list of size d) and ``missing`` (bool).
     """
     matrix = np.ascontiguousarray(matrix, dtype=np.float32)
     if matrix.ndim != 2 or matrix.shape[0] != len(item_keys):
@@ -64,20 +55,11 @@ def features_table(
         raise ValueError(msg)
     missing_arr = np.zeros(n, dtype=bool) if missing is None else np.asarray(missing, dtype=bool)
     emb = pa.FixedSizeListArray.from_arrays(pa.array(matrix.reshape(-1), pa.float32()), d)
-    schema = feature_schema(d)
-    if metadata:
-        schema = schema.with_metadata(
-            {k: json.dumps(v, sort_keys=True, allow_nan=False) for k, v in metadata.items()}
-        )
-    return pa.table(
-        {
-            "item_id": pa.array(np.arange(n, dtype=np.int64)),
-            "item_key": pa.array([str(k) for k in item_keys], pa.string()),
-            "embedding": emb,
-            "missing": pa.array(missing_arr),
-        },
-        schema=schema,
-    )
+    meta = {k: json.dumps(v, sort_keys=True, allow_nan=False) for k, v in (metadata or {}).items()}
+    ids = pa.array(np.arange(n, dtype=np.int64))
+    keys = pa.array([str(k) for k in item_keys], pa.string())
+    columns = [ids, keys, emb, pa.array(missing_arr)]
+    return pa.Table.from_arrays(columns, names=FEATURE_COLUMNS, metadata=meta or None)
 
 
 def write_features(
@@ -124,10 +106,10 @@ def read_features(path: str | Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]
     """
     path = Path(path)
     table = open_feature_file(path, pq.read_table)
+    names = table.column_names
     for col in ("item_id", "embedding"):
-        if col not in table.column_names:
-            msg = f"feature file {path} has no column {col!r} (found {table.column_names})"
-            raise DataFormatError(msg)
+        if col not in names:
+            raise DataFormatError(f"feature file {path} has no column {col!r} (found {names})")
     ids = table.column("item_id").to_numpy()
     if not np.array_equal(ids, np.arange(len(ids))):
         msg = f"feature file {path}: item_id must be 0..N-1 in order"
@@ -138,14 +120,8 @@ def read_features(path: str | Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]
         raise DataFormatError(msg)
     d = emb.type.list_size
     matrix = emb.flatten().to_numpy(zero_copy_only=False).astype(np.float32).reshape(-1, d)
-    keys = (
-        np.asarray(table.column("item_key").to_pylist(), dtype=object)
-        if "item_key" in table.column_names
-        else np.asarray([str(i) for i in ids], dtype=object)
-    )
-    missing = (
-        table.column("missing").to_numpy(zero_copy_only=False).astype(bool)
-        if "missing" in table.column_names
-        else np.zeros(len(ids), dtype=bool)
-    )
-    return keys, matrix, missing
+    keys = table.column("item_key").to_pylist() if "item_key" in names else [str(i) for i in ids]
+    missing = np.zeros(len(ids), dtype=bool)
+    if "missing" in names:
+        missing = table.column("missing").to_numpy(zero_copy_only=False).astype(bool)
+    return np.asarray(keys, dtype=object), matrix, missing

@@ -33,15 +33,7 @@ def _resolved(path: Path) -> Path:
     try:
         return path.resolve()
     except (OSError, RuntimeError) as err:  # a symlink loop
-        msg = f"cannot resolve {path}: {err}; choose another output folder"
-        raise UsageError(msg) from err
-
-
-def _nearest_existing(path: Path) -> Path:
-    p = path
-    while not p.exists() and p != p.parent:
-        p = p.parent
-    return p
+        raise UsageError(f"cannot resolve {path}: {err}; choose another output folder") from err
 
 
 def protected_folders(data_dir: str | Path, *, allow: Iterable[str | Path] = ()) -> list[Path]:
@@ -100,15 +92,12 @@ def check_output_dir(
     """
     out = Path(out)
     target = _resolved(out)
-    for folder in protected:
-        folder = Path(folder)
-        p = _resolved(folder)
-        if p == target or p.is_relative_to(target):
-            msg = (
+    for folder in map(Path, protected):
+        if _resolved(folder).is_relative_to(target):  # the target itself or inside it
+            raise UsageError(
                 f"{option} {out} would replace {folder}, which holds a dataset's files; "
                 f"choose a folder outside it for the {what}"
             )
-            raise UsageError(msg)
     if out.exists() and not out.is_dir():
         msg = f"{option} {out} exists and is not a folder; choose a new or empty folder"
         raise UsageError(msg)
@@ -119,14 +108,15 @@ def check_output_dir(
             msg = f"{option} {out} cannot be read ({err.strerror}); choose another folder"
             raise UsageError(msg) from err
         if non_empty and not (out / marker).is_file() and not overwrite:
-            msg = (
+            raise UsageError(
                 f"{option} {out} is not empty and is not a previous {what} (it has no {marker}); "
                 f"choose a new or empty folder, or pass {overwrite_flag} to {overwrite_means}"
             )
-            raise UsageError(msg)
     # Making out needs its nearest existing ancestor writable; replacing it renames it inside
     # its parent, so then the parent must be writable.
-    parent = out.parent if out.exists() else _nearest_existing(out.parent)
+    parent = out.parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
     if not parent.is_dir():
         msg = f"{option} {out}: {parent} is a file, not a folder; choose another folder"
         raise UsageError(msg)

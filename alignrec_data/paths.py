@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,17 +34,16 @@ def check_name(value: object, what: str) -> str:
             characters.
     """
     if not isinstance(value, str) or not _NAME_RE.fullmatch(value) or ".." in value:
-        msg = (
+        raise UsageError(
             f"{what} {value!r} is not a valid name: use 1-128 letters, digits, '.', '_', '+' "
             "or '-', starting with a letter or digit (no '/', '\\' or '..')"
         )
-        raise UsageError(msg)
     return value
 
 
-def default_data_dir() -> Path:
-    """Return ``$ALIGNREC_DATA_DIR`` or ``./data``."""
-    return Path(os.environ.get(DATA_DIR_ENV, DEFAULT_DATA_DIR))
+def _folder(name: str, doc: str) -> property:
+    """A read-only property: the folder ``name`` under the dataset's root."""
+    return property(lambda self: self.root / name, doc=doc)
 
 
 @dataclass(frozen=True)
@@ -68,40 +66,13 @@ class DatasetPaths:
         """The dataset id (the folder name)."""
         return self.root.name
 
-    @property
-    def raw(self) -> Path:
-        """Downloaded raw files and their lock file."""
-        return self.root / "raw"
-
-    @property
-    def prepared(self) -> Path:
-        """``interactions.parquet``, ``items.parquet``, ``users.parquet``, ``stats.json``."""
-        return self.root / "prepared"
-
-    @property
-    def images(self) -> Path:
-        """Packed image shards and their index."""
-        return self.root / "images"
-
-    @property
-    def features(self) -> Path:
-        """One ``<variant>.parquet`` per feature set."""
-        return self.root / "features"
-
-    @property
-    def models(self) -> Path:
-        """Checkpoints (encoder, recommenders)."""
-        return self.root / "models"
-
-    @property
-    def metrics(self) -> Path:
-        """Metrics JSON files."""
-        return self.root / "metrics"
-
-    @property
-    def release(self) -> Path:
-        """The Hugging Face dataset folder."""
-        return self.root / "release"
+    raw = _folder("raw", "Downloaded raw files and their lock file.")
+    prepared = _folder("prepared", "``{interactions,items,users}.parquet`` and ``stats.json``.")
+    images = _folder("images", "Packed image shards and their index.")
+    features = _folder("features", "One ``<variant>.parquet`` per feature set.")
+    models = _folder("models", "Checkpoints (encoder, recommenders).")
+    metrics = _folder("metrics", "Metrics JSON files.")
+    release = _folder("release", "The Hugging Face dataset folder.")
 
     def feature_file(self, variant: str) -> Path:
         """``features/<variant>.parquet`` (the variant is checked by :func:`check_name`)."""

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import importlib
 import logging
+import pkgutil
 import sys
 import traceback
 
@@ -20,35 +21,13 @@ import click
 from alignrec_data.errors import AlignrecError
 from alignrec_data.failures import as_alignrec_error
 
-# Registered commands, in --help order. A command is listed only once it is built.
-COMMAND_MODULES = (
-    "datasets",
-    "download",
-    "prepare",
-    "images",
-    "pretrain",
-    "extract",
-    "import_",
-    "export",
-    "release",
-    "publish",
-    "train",
-    "evaluate",
-    "leaderboard",
-    "report",
-)
-
 
 class CliError(click.ClickException):
     """A library error shown as ``Error: <message>`` with an optional hint."""
 
     def __init__(self, err: AlignrecError) -> None:
-        super().__init__(str(err))
+        super().__init__(str(err) + (f"\nHint: {err.hint}" if err.hint else ""))
         self.exit_code = err.exit_code
-        self.hint = err.hint
-
-    def format_message(self) -> str:  # noqa: D102
-        return self.message + (f"\nHint: {self.hint}" if self.hint else "")
 
 
 class AlignrecGroup(click.Group):
@@ -99,9 +78,10 @@ def cli(verbose: int, quiet: bool, debug: bool) -> None:
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s", force=True)
 
 
-for _name in COMMAND_MODULES:
-    _mod = importlib.import_module(f"alignrec_data.cli.{_name}")
-    cli.add_command(_mod.command)
+# Every module of this package not named _* is a command; --help lists them sorted by name.
+for _module in pkgutil.iter_modules(__path__):
+    if not _module.name.startswith("_"):
+        cli.add_command(importlib.import_module(f"{__name__}.{_module.name}").command)
 
 
 def main() -> None:

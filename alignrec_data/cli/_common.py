@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -15,46 +15,36 @@ from alignrec_data.config import resolve_params_path
 from alignrec_data.errors import UsageError
 from alignrec_data.paths import DATA_DIR_ENV, DEFAULT_DATA_DIR
 
+# ``--data-dir`` (env ``ALIGNREC_DATA_DIR``, default ``./data``).
+data_dir_option = click.option(
+    "--data-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    envvar=DATA_DIR_ENV,
+    default=DEFAULT_DATA_DIR,
+    show_default=True,
+    show_envvar=True,
+    help="Folder holding one sub-folder per dataset.",
+)
 
-def data_dir_option(f: Callable) -> Callable:
-    """``--data-dir`` (env ``ALIGNREC_DATA_DIR``, default ``./data``)."""
-    return click.option(
-        "--data-dir",
-        type=click.Path(file_okay=False, path_type=Path),
-        envvar=DATA_DIR_ENV,
-        default=DEFAULT_DATA_DIR,
-        show_default=True,
-        show_envvar=True,
-        help="Folder holding one sub-folder per dataset.",
-    )(f)
+# ``--params FILE`` (default ``./params.yaml`` when present, else packaged defaults).
+params_option = click.option(
+    "--params",
+    "params",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    callback=lambda ctx, param, value: resolve_params_path(value),
+    help="Params YAML [default: ./params.yaml when present, else the packaged defaults].",
+)
 
-
-def _params_callback(ctx: click.Context, param: click.Parameter, value: Path | None) -> Path | None:
-    return resolve_params_path(value)
-
-
-def params_option(f: Callable) -> Callable:
-    """``--params FILE`` (default ``./params.yaml`` when present, else packaged defaults)."""
-    return click.option(
-        "--params",
-        "params",
-        type=click.Path(dir_okay=False, path_type=Path),
-        default=None,
-        callback=_params_callback,
-        help="Params YAML [default: ./params.yaml when present, else the packaged defaults].",
-    )(f)
-
-
-def format_option(f: Callable) -> Callable:
-    """``--format text|json``: how results are printed on stdout."""
-    return click.option(
-        "--format",
-        "fmt",
-        type=click.Choice(["text", "json"]),
-        default="text",
-        show_default=True,
-        help="Results on stdout as text lines or one JSON document.",
-    )(f)
+# ``--format text|json``: how results are printed on stdout.
+format_option = click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["text", "json"]),
+    default="text",
+    show_default=True,
+    help="Results on stdout as text lines or one JSON document.",
+)
 
 
 def common_options(f: Callable) -> Callable:
@@ -113,29 +103,19 @@ def check_engine(command: str, dataset: str, engine: str, address: str | None, w
         require_ray()
 
 
-@contextlib.contextmanager
-def engine_output(engine: str) -> Iterator[None]:
+def engine_output(engine: str) -> contextlib.AbstractContextManager:
     """While a Ray run lasts, what Ray prints on stdout goes to stderr.
 
     Ray's log monitor prints cluster events (``(raylet) A worker died ...``) on the driver's
     stdout; the command's result (``--format json``) must be alone there. The engines shut down
     the Ray instance they started before returning, so nothing of theirs prints after.
     """
-    if engine != "ray":
-        yield
-        return
-    with contextlib.redirect_stdout(sys.stderr):
-        yield
+    return contextlib.redirect_stdout(sys.stderr) if engine == "ray" else contextlib.nullcontext()
 
 
 def emit(fmt: str, result: Any, lines: list[str] | str | None = None) -> None:
     """Print a result on stdout: ``lines`` as text, or ``result`` as one JSON document."""
-    if fmt == "json":
-        click.echo(json.dumps(result, indent=2, sort_keys=True, default=str))
-        return
-    if lines is None:
-        lines = [json.dumps(result, indent=2, sort_keys=True, default=str)]
-    elif isinstance(lines, str):
-        lines = [lines]
-    for line in lines:
+    if fmt == "json" or lines is None:
+        lines = json.dumps(result, indent=2, sort_keys=True, default=str)
+    for line in [lines] if isinstance(lines, str) else lines:
         click.echo(line)

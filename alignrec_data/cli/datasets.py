@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
@@ -24,11 +25,17 @@ def _human(n: int | None) -> str:
     if n is None:
         return "size unknown"
     size = float(n)
-    for unit in ("B", "KB", "MB", "GB"):
-        if size < 1000 or unit == "GB":
+    for unit in ("B", "KB", "MB"):
+        if size < 1000:
             return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
         size /= 1000
-    return f"{n} B"  # pragma: no cover
+    return f"{size:.1f} GB"
+
+
+# What the JSON output shows of each file; every field of the spec is shown but these (the
+# files are shown by _FILE_KEYS, the declaration by _declared).
+_FILE_KEYS = ("role", "name", "size", "sha256", "optional")
+_NOT_SHOWN = ("files", "image_base_url", "declared")
 
 
 def _size(files: tuple[FileSpec, ...]) -> int | None:
@@ -58,29 +65,11 @@ def local_state(spec: DatasetSpec, data_dir: Path) -> str:
 def describe(spec: DatasetSpec, data_dir: Path) -> dict[str, Any]:
     """JSON-ready description of one dataset, with its local state."""
     return {
-        "id": spec.id,
-        "release": spec.release,
-        "category": spec.category,
-        "description": spec.description,
-        "synthetic": spec.synthetic,
-        "alias_of": spec.alias_of,
+        **{f.name: getattr(spec, f.name) for f in fields(spec) if f.name not in _NOT_SHOWN},
         "aliases": list(spec.aliases),
-        "base_url": spec.base_url,
-        "license": spec.license,
-        "citation": spec.citation,
-        "homepage": spec.homepage,
         "total_size": spec.total_size,
         "download_size": _size(spec.files_for(all_files=False)),
-        "files": [
-            {
-                "role": f.role,
-                "name": f.name,
-                "size": f.size,
-                "sha256": f.sha256,
-                "optional": f.optional,
-            }
-            for f in spec.files
-        ],
+        "files": [{k: getattr(f, k) for k in _FILE_KEYS} for f in spec.files],
         "local": local_state(spec, data_dir),
         "raw_dir": str(DatasetPaths.of(data_dir, spec.id).raw),
         **(_declared(spec) if spec.declared is not None else {}),
@@ -91,9 +80,8 @@ def _declared(spec: DatasetSpec) -> dict[str, Any]:
     """What a declared dataset adds: where it is declared, its sources, the images rule."""
     from alignrec_data.declared import image_mirror
 
-    d = spec.declared
     return {
-        "declared_in": d.where.rsplit(":", 1)[0],
+        "declared_in": spec.declared.where.rsplit(":", 1)[0],
         "sources": {f.role: f.url for f in spec.files},
         "image_mirror": image_mirror(spec),
     }
@@ -144,5 +132,4 @@ def command(release: str | None, data_dir: Path, params: Path | None, fmt: str) 
             f"{r['id']:<{width}}  {rel:<9}  {files:>5}  "
             f"{_human(r['download_size']):<12}  {r['local']:<8}  {text}"
         )
-    doc = {"data_dir": str(data_dir), "release": release, "datasets": rows}
-    emit(fmt, doc, lines)
+    emit(fmt, {"data_dir": str(data_dir), "release": release, "datasets": rows}, lines)

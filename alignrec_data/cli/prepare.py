@@ -10,29 +10,23 @@ from alignrec_data.cli._common import common_options, emit
 from alignrec_data.config import load_settings
 from alignrec_data.paths import DatasetPaths
 
+# One line per cleaning step and one per raw file.
+_STEP = "  {step:<7} {interactions:>12,} interactions  {users:>10,} users  {items:>9,} items"
+_RAW_FILE = "  {role:<7} {lines:,} lines, {bad_lines:,} bad ({file})"
+
 
 def summary_lines(stats: dict, out: Path) -> list[str]:
     """Human-readable summary of ``stats.json``."""
-    lines = [f"prepared {stats['dataset']} -> {out}"]
-    for s in stats["steps"]:
-        lines.append(
-            f"  {s['step']:<7} {s['interactions']:>12,} interactions  {s['users']:>10,} users "
-            f" {s['items']:>9,} items"
-        )
     sp = stats["splits"]
-    lines.append(
+    return [
+        f"prepared {stats['dataset']} -> {out}",
+        *(_STEP.format_map(step) for step in stats["steps"]),
         f"  split   {stats['split']['method']}: train {sp['train']:,} / valid {sp['valid']:,} "
-        f"/ test {sp['test']:,}"
-    )
-    for role, log in stats["bad_lines"].items():
-        lines.append(
-            f"  {role:<7} {log['lines']:,} lines, {log['bad_lines']:,} bad ({log['file']})"
-        )
-    lines.append(
+        f"/ test {sp['test']:,}",
+        *(_RAW_FILE.format(role=role, **log) for role, log in stats["bad_lines"].items()),
         f"  items without metadata {stats['items_without_metadata']:,}, "
-        f"without image URL {stats['missing_image_url_rate']:.1%}"
-    )
-    return lines
+        f"without image URL {stats['missing_image_url_rate']:.1%}",
+    ]
 
 
 @click.command("prepare")
