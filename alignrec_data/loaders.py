@@ -127,15 +127,8 @@ def open_release(
     if path.is_dir():
         return local_release(path)
     if is_repo_id(source):
-        hub = HubRelease(
-            str(source),
-            revision,
-            endpoint=endpoint,
-            token=token,
-            cache_dir=cache_dir,
-            timeout=timeout,
-        )
-        return hub.open()
+        hub = {"endpoint": endpoint, "token": token, "cache_dir": cache_dir, "timeout": timeout}
+        return HubRelease(str(source), revision, **hub).open()
     msg = f"release source {source!r} is neither an existing folder nor a Hub repo id ORG/NAME"
     raise UsageError(msg)
 
@@ -251,13 +244,11 @@ def load_features(
     config = FEATURES_PREFIX + variant
     src.require(config)
     shards = src.shards(config, "train")
-    matrix = None
     cached = cache_file(cache_dir, shards, variant) if cache else None
-    if cached is not None:
-        matrix = read_cached(cached)
-        if matrix is not None:
-            log.debug("cached load of %s from %s", config, cached)
-    if matrix is None:
+    matrix = None if cached is None else read_cached(cached)
+    if matrix is not None:
+        log.debug("cached load of %s from %s", config, cached)
+    else:
         matrix = _read_feature_matrix(src, config, shards)
         if cached is not None:
             write_cache(cached, matrix)
@@ -275,16 +266,12 @@ def load_features(
 # ----------------------------------------------------------------------------- tables
 
 
-def _split_name(split: str) -> str:
-    return "validation" if split == "valid" else split
-
-
 def _as_arrays(table: pa.Table, columns: list[str], return_type: str) -> dict[str, Any]:
     """Interaction columns as numpy / torch: ratings float32 (NaN unknown), timestamps -1."""
     out = {}
     for c in columns:
         col = table.column(c)
-        if c in ("rating",):
+        if c == "rating":
             arr = col.to_numpy(zero_copy_only=False).astype(np.float32)  # nulls -> NaN
         elif c == "timestamp" and col.null_count:
             arr = col.fill_null(-1).to_numpy()  # unknown timestamps -> -1
@@ -330,12 +317,11 @@ def load_interactions(
     _check_return_type(return_type, (*RETURN_TYPES, "pandas"))
     src = open_release(source, revision=revision, endpoint=endpoint, token=token, timeout=timeout)
     names = src.splits("interactions")
-    wanted = names if split is None else [_split_name(split)]
-    for s in wanted:
-        if s not in names:
-            have = ", ".join(names)
-            msg = f"release {src.label}: interactions have no split {split!r}; splits: {have}"
-            raise UsageError(msg)
+    wanted = names if split is None else ["validation" if split == "valid" else split]
+    if not set(wanted) <= set(names):
+        have = ", ".join(names)
+        msg = f"release {src.label}: interactions have no split {split!r}; splits: {have}"
+        raise UsageError(msg)
     parts = []
     for s in wanted:
         t = src.read("interactions", s)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -77,6 +78,7 @@ def read_shard(path: Path, label: str, rel: str, columns: list[str] | None = Non
         raise DataFormatError(msg) from err
 
 
+@dataclass(eq=False)
 class ReleaseSource:
     """A release folder on disk (local, or a Hub snapshot in the Hub cache).
 
@@ -88,27 +90,14 @@ class ReleaseSource:
         fetch: Callable fetching a relative path for Hub sources (None when local).
     """
 
-    def __init__(
-        self,
-        folder: Path,
-        label: str,
-        manifest: dict[str, Any],
-        fetch: Callable[[str], Path] | None = None,
-    ):
-        self.folder = folder
-        self.label = label
-        self.manifest = manifest
-        self.fetch = fetch
-
-    # -- configs -------------------------------------------------------------------------
-
-    def configs(self) -> list[str]:
-        """Config names of the release."""
-        return list(self.manifest["configs"])
+    folder: Path
+    label: str
+    manifest: dict[str, Any]
+    fetch: Callable[[str], Path] | None = None
 
     def require(self, config: str) -> None:
         """Raise a UsageError listing the configs when ``config`` is not one of them."""
-        names = self.configs()
+        names = list(self.manifest["configs"])
         if config in names:
             return
         variants = [c[len(FEATURES_PREFIX) :] for c in names if c.startswith(FEATURES_PREFIX)]
@@ -187,8 +176,7 @@ def local_release(path: Path) -> ReleaseSource:
             "build one with `alignrec-data release DATASET --out FOLDER`"
         )
         raise UsageError(msg)
-    label = str(path)
-    return ReleaseSource(path, label, read_manifest(path, label))
+    return ReleaseSource(path, str(path), read_manifest(path, str(path)))
 
 
 def prepared_tables(src: ReleaseSource) -> tuple[pa.Table, pa.Table, pa.Table]:

@@ -120,15 +120,20 @@ def write_all(out: Path, writers: dict[str, Callable[[Path], None]]) -> list[Pat
     return [out / fname for fname in writers]
 
 
+def read_marker(folder: Path) -> Any:
+    """The JSON of the :data:`EXPORT_MARKER` of ``folder``, or None when it is not readable."""
+    try:
+        return read_json(folder / EXPORT_MARKER, "the marker of an export")
+    except (DataFormatError, OSError):
+        return None
+
+
 def _own_files(out: Path) -> list[str]:
     """The files a previous export listed in its marker (plain names of our kinds only)."""
     marker = out / EXPORT_MARKER
     if not marker.is_file():
         return []
-    try:
-        doc = read_json(marker, "the marker of a previous export")
-    except (DataFormatError, OSError):
-        doc = None
+    doc = read_marker(out)
     if not isinstance(doc, dict):
         logger.warning("%s is not readable JSON; no previous file of it is removed", marker)
         return []

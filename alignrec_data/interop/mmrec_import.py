@@ -14,7 +14,6 @@ finite values. A file that fails is refused with its name; nothing is imported.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from pathlib import Path
 from typing import Any
@@ -24,6 +23,7 @@ import pyarrow as pa
 
 from alignrec_data.errors import DataFormatError, UsageError
 from alignrec_data.export_features import load_npy, npy_header
+from alignrec_data.integrity import sha256_file
 from alignrec_data.interop.ids import keys_from_maps
 from alignrec_data.interop.prepared import ImportedFeature, ImportedTables, run_import
 from alignrec_data.interop.tables import float_column, int_column, read_tsv, read_tsv_map
@@ -128,14 +128,6 @@ def npy_variant(path: Path) -> str:
         raise DataFormatError(msg) from err
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def _rows_error(path: Path, rows: int, n_items: int) -> DataFormatError:
     msg = (
         f"{path}: {rows} rows, but the dataset has {n_items} items (row i must be itemID i); "
@@ -185,7 +177,7 @@ def read_npy_features(folder: Path, n_items: int) -> list[ImportedFeature]:
             raise _rows_error(path, rows, n_items)
     out = []
     for variant, path in variants.items():
-        sha = _sha256(path)
+        sha = sha256_file(path)
         dtype = str(npy_header(path)[1])
         matrix = load_npy(path)
         if matrix.shape[0] != n_items:  # the file changed since its header was read
@@ -196,16 +188,12 @@ def read_npy_features(folder: Path, n_items: int) -> list[ImportedFeature]:
 
 def _warn_fused_layout(folder: Path, features: list[ImportedFeature]) -> None:
     """Warn when our own export marker says image_feat.npy holds the fused AlignRec feature."""
-    from alignrec_data.interop.export import EXPORT_MARKER
-    from alignrec_data.interop.tables import read_json
+    from alignrec_data.interop.export import EXPORT_MARKER, read_marker
 
     marker = folder / EXPORT_MARKER
     if not marker.is_file() or not any(f.variant == "mmrec-image" for f in features):
         return
-    try:
-        doc = read_json(marker, "the marker of an export")
-    except (DataFormatError, OSError):
-        return
+    doc = read_marker(folder)
     if isinstance(doc, dict) and doc.get("layout") == "alignrec":
         logger.warning(
             "%s says this folder has the AlignRec layout: its image_feat.npy holds the fused "

@@ -102,18 +102,6 @@ class ImportedTables:
     features: list[ImportedFeature] = field(default_factory=list)
 
 
-def check_folder(folder: Path) -> Path:
-    """Return ``folder`` if it is a folder.
-
-    Raises:
-        UsageError: It is not.
-    """
-    if not folder.is_dir():
-        msg = f"{folder} is not a folder; pass the dataset folder to import"
-        raise UsageError(msg)
-    return folder
-
-
 def check_import_target(paths: DatasetPaths, overwrite: bool) -> list[Path]:
     """Refuse to import over an existing dataset unless ``overwrite``.
 
@@ -152,7 +140,10 @@ def run_import(
     Returns:
         The statistics written to ``stats.json``, plus ``removed``: the folders removed.
     """
-    source = check_folder(Path(folder))
+    source = Path(folder)
+    if not source.is_dir():
+        msg = f"{source} is not a folder; pass the dataset folder to import"
+        raise UsageError(msg)
     paths = DatasetPaths.of(data_dir, name)
     dependents = check_import_target(paths, overwrite)
     return write_import(paths, read(source), dependents)
@@ -195,9 +186,8 @@ def _stats(paths: DatasetPaths, t: ImportedTables, inter: pa.Table) -> dict[str,
 
 def _stage_features(paths: DatasetPaths, t: ImportedTables) -> Path:
     """Write the imported features into a hidden staging sibling of ``features/``."""
-    stage = Path(
-        tempfile.mkdtemp(prefix=f".{paths.features.name}.tmp-{os.getpid()}-", dir=paths.root)
-    )
+    prefix = f".{paths.features.name}.tmp-{os.getpid()}-"
+    stage = Path(tempfile.mkdtemp(prefix=prefix, dir=paths.root))
     try:
         os.chmod(stage, 0o777 & ~_umask())  # the mode a plain mkdir gives, not mkdtemp's 0700
         for f in t.features:
@@ -230,8 +220,7 @@ def write_import(paths: DatasetPaths, t: ImportedTables, dependents: list[Path])
     for d in DEPENDENT_FOLDERS:
         clean_stale(paths.root, d)  # leftovers of an import killed mid-way
     aside: list[tuple[Path, Path]] = []
-    features_stage: Path | None = None
-    features_placed = False
+    features_stage: Path | None = None  # then features/ itself once it is placed
     try:
         with atomic_dir(paths.prepared) as stage:
             write_parquet(stage / INTERACTIONS_FILE, inter)
@@ -245,11 +234,9 @@ def write_import(paths: DatasetPaths, t: ImportedTables, dependents: list[Path])
             if features_stage is not None:
                 # features/ was set aside above (a dependent) or never existed.
                 os.replace(features_stage, paths.features)
-                features_placed = True
+                features_stage = paths.features
     except BaseException:
-        if features_placed:
-            shutil.rmtree(paths.features, ignore_errors=True)
-        elif features_stage is not None:
+        if features_stage is not None:
             shutil.rmtree(features_stage, ignore_errors=True)
         for folder, old in reversed(aside):
             with contextlib.suppress(OSError):
