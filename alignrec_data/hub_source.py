@@ -116,21 +116,6 @@ class HubRelease:
             else:
                 log.warning("repo_info of %s failed (%s); trying the downloads", self.label, err)
 
-    def _download(self, rel: str) -> str:
-        from huggingface_hub import hf_hub_download
-
-        return hf_hub_download(
-            self.repo_id,
-            rel,
-            repo_type="dataset",
-            revision=self.commit,
-            endpoint=self.endpoint,
-            token=self.token,
-            cache_dir=self.cache_dir,
-            etag_timeout=self.timeout,
-            local_files_only=self.unreachable is not None,
-        )
-
     def fetch(self, rel: str) -> Path:
         """Fetch one file of the repo into the Hub cache, within its deadline.
 
@@ -139,38 +124,44 @@ class HubRelease:
             DataFormatError: The repo has no such file.
             UsageError: The repo does not exist.
         """
-        from huggingface_hub.errors import (
-            EntryNotFoundError,
-            LocalEntryNotFoundError,
-            RepositoryNotFoundError,
-        )
+        from huggingface_hub import hf_hub_download
+        from huggingface_hub.errors import EntryNotFoundError, RepositoryNotFoundError
+
+        def download() -> str:
+            return hf_hub_download(
+                self.repo_id,
+                rel,
+                repo_type="dataset",
+                revision=self.commit,
+                endpoint=self.endpoint,
+                token=self.token,
+                cache_dir=self.cache_dir,
+                etag_timeout=self.timeout,
+                local_files_only=self.unreachable is not None,
+            )
 
         seconds = self.timeout + self.sizes.get(rel, 0) / MIN_TRANSFER_RATE
         try:
             with hub_timeouts(self.timeout):
-                return Path(
-                    with_deadline(lambda: self._download(rel), seconds, f"the download of {rel}")
-                )
-        except (EntryNotFoundError, LocalEntryNotFoundError) as err:
-            if self.unreachable is not None:
+                return Path(with_deadline(download, seconds, f"the download of {rel}"))
+        except RepositoryNotFoundError as err:
+            msg = f"Hub dataset repo {self.repo_id!r} was not found (or it is private)"
+            raise UsageError(msg) from err
+        except Exception as err:
+            missing = isinstance(err, EntryNotFoundError)  # also LocalEntryNotFoundError
+            if missing and self.unreachable is not None:
                 msg = f"{self.unreachable} ({rel} is not in the Hub cache either)"
                 raise DownloadError(msg) from None
             text = self.problem(err)
             if text is not None:
                 raise DownloadError(text) from None
+            if not missing:
+                raise
             msg = (
                 f"release {self.label}: {rel} could not be fetched ({type(err).__name__}); "
                 "with HF_HUB_OFFLINE=1 only files already in the Hub cache can be loaded"
             )
             raise DataFormatError(msg) from err
-        except RepositoryNotFoundError as err:
-            msg = f"Hub dataset repo {self.repo_id!r} was not found (or it is private)"
-            raise UsageError(msg) from err
-        except Exception as err:
-            text = self.problem(err)
-            if text is None:
-                raise
-            raise DownloadError(text) from None
 
     def open(self) -> ReleaseSource:
         """Resolve the revision and fetch the manifest: the release, its shards fetched later.

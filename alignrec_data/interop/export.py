@@ -39,7 +39,7 @@ from alignrec_data.interop.tables import read_json
 from alignrec_data.outputs import check_output_dir, protected_folders
 from alignrec_data.paths import DatasetPaths, check_name
 from alignrec_data.prepare import read_prepared, split_counts
-from alignrec_data.schema import SPLIT_CODES, SPLITS
+from alignrec_data.schema import SPLIT_CODES
 
 logger = logging.getLogger(__name__)
 
@@ -65,7 +65,6 @@ def mmrec_frames(
     Raises:
         DataFormatError: A raw key cannot be written to a tab-separated id map.
     """
-    codes = {s: SPLIT_CODES[s] for s in SPLITS}
     inter = pd.DataFrame(
         {
             "userID": interactions.column("user_id").to_numpy(),
@@ -73,7 +72,7 @@ def mmrec_frames(
             "rating": interactions.column("rating").to_pandas(),
             "timestamp": interactions.column("timestamp").to_pandas().astype("Int64"),
             "x_label": pd.Series(interactions.column("split").to_pylist())
-            .map(codes)
+            .map(SPLIT_CODES)
             .astype(np.int64),
         }
     )

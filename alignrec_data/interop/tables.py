@@ -191,9 +191,8 @@ def read_json(path: Path, expected: str) -> Any:
         DataFormatError: Empty, binary, not UTF-8 or not JSON.
     """
     check_text_file(path, expected)
-    data = path.read_bytes()
     try:
-        text = data.decode("utf-8")
+        text = path.read_bytes().decode("utf-8")
     except UnicodeDecodeError as err:
         raise _not_utf8(path, err, expected) from err
     try:
