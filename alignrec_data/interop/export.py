@@ -17,6 +17,7 @@ import csv
 import logging
 import os
 from collections.abc import Callable, Iterable, Sequence
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -242,11 +243,8 @@ def write_export(
     if feature_files:
         _check_foreign_features(out, new, own, layout, option)
 
-    writers: dict[str, Callable[[Path], None]] = {
-        f: (lambda p, fr=fr: _write_tsv(fr, p)) for f, fr in frames.items()
-    }
-    for f, inp in feature_files.items():
-        writers[f] = lambda p, m=inp.matrix: write_npy_to(p, m)
+    writers = {f: partial(_write_tsv, fr) for f, fr in frames.items()}
+    writers |= {f: partial(write_npy_to, matrix=i.matrix) for f, i in feature_files.items()}
     write_all(out, writers)
     for f in stale:
         (out / f).unlink(missing_ok=True)

@@ -37,13 +37,13 @@ def _read_split_file(path: Path) -> tuple[np.ndarray, np.ndarray]:
     if not isinstance(data, dict):
         msg = f"{path} is not a valid split file: expected {expected}, found {json_type(data)}"
         raise DataFormatError(msg)
-    us, its = [], []
+    us, its = [np.zeros(0, np.int64)], [np.zeros(0, np.int64)]
     for user, lst in data.items():
-        if not isinstance(lst, list) or not all(is_id(x) for x in lst):
-            if isinstance(lst, list):
-                found = repr(next(x for x in lst if not is_id(x)))[:80]
-            else:
-                found = json_type(lst)
+        if not isinstance(lst, list):
+            found = json_type(lst)
+        else:
+            found = next((repr(x)[:80] for x in lst if not is_id(x)), None)
+        if found is not None:
             msg = (
                 f"{path}: user {user!r}: expected a list of integer item ids (0 to 2**63-1), "
                 f"found {found}"
@@ -59,43 +59,33 @@ def _read_split_file(path: Path) -> tuple[np.ndarray, np.ndarray]:
             raise DataFormatError(msg)
         us.append(np.full(len(lst), uid, dtype=np.int64))
         its.append(np.asarray(lst, dtype=np.int64))
-    if not us:
-        return np.zeros(0, np.int64), np.zeros(0, np.int64)
     return np.concatenate(us), np.concatenate(its)
 
 
-def _read_splits(folder: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """``(users, items, split codes, end row of each split file)`` of the three split files.
+def _read_lattice(folder: Path) -> ImportedTables:
+    """Read and check the split files and the id maps of a LATTICE folder.
 
     Raises:
         UsageError: A split file is missing.
-        DataFormatError: A split file does not parse, or none holds an interaction.
+        DataFormatError: A file does not parse, no split file holds an interaction, or the ids
+            do not fit.
     """
-    us, its, codes, counts = [], [], [], []
+    split_files = list(LATTICE_SPLIT_FILES.values())
+    us, its, codes = [], [], []
     for split, fname in LATTICE_SPLIT_FILES.items():
         path = folder / fname
         if not path.is_file():
-            msg = (
-                f"{path} does not exist; a LATTICE folder holds "
-                f"{', '.join(LATTICE_SPLIT_FILES.values())}"
-            )
+            msg = f"{path} does not exist; a LATTICE folder holds {', '.join(split_files)}"
             raise UsageError(msg)
         u, i = _read_split_file(path)
         us.append(u)
         its.append(i)
         codes.append(np.full(len(u), SPLIT_CODES[split], dtype=np.int8))
-        counts.append(len(u))
-    users, items, labels = np.concatenate(us), np.concatenate(its), np.concatenate(codes)
+    users, items = np.concatenate(us), np.concatenate(its)
     if len(users) == 0:
         msg = f"{folder}: the split files hold no interaction"
         raise DataFormatError(msg)
-    return users, items, labels, np.cumsum(counts)
-
-
-def _read_lattice(folder: Path) -> ImportedTables:
-    """Read and check the split files and the id maps of a LATTICE folder."""
-    users, items, labels, ends = _read_splits(folder)
-    split_files = list(LATTICE_SPLIT_FILES.values())
+    ends = np.cumsum([len(u) for u in us])
 
     def locate(i: int | None) -> str:
         if i is None:
@@ -114,7 +104,7 @@ def _read_lattice(folder: Path) -> ImportedTables:
         items,
         pa.nulls(n, pa.float32()),
         pa.nulls(n, pa.int64()),
-        labels,
+        np.concatenate(codes),
         user_keys,
         item_keys,
         [*split_files, *maps],

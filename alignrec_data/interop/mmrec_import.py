@@ -137,11 +137,6 @@ def _rows_error(path: Path, rows: int, n_items: int) -> DataFormatError:
     return DataFormatError(msg)
 
 
-def npy_files(folder: Path) -> list[Path]:
-    """The ``*.npy`` files of ``folder`` (regular files, not hidden), sorted by name."""
-    return sorted(p for p in folder.glob("*.npy") if not p.name.startswith(".") and p.is_file())
-
-
 def read_npy_features(folder: Path, n_items: int) -> list[ImportedFeature]:
     """Read and check every ``*.npy`` of an MMRec folder as an item feature matrix.
 
@@ -161,9 +156,10 @@ def read_npy_features(folder: Path, n_items: int) -> list[ImportedFeature]:
         DataFormatError: A file that is not such a matrix, or two files giving one variant
             (each message names the file).
     """
-    files = npy_files(folder)
     variants: dict[str, Path] = {}
-    for path in files:
+    for path in sorted(folder.glob("*.npy")):
+        if path.name.startswith(".") or not path.is_file():
+            continue
         variant = npy_variant(path)
         if variant in variants:
             msg = (
