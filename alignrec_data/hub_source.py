@@ -27,7 +27,7 @@ from alignrec_data.hub import (
     public_url,
     with_deadline,
 )
-from alignrec_data.release import MANIFEST_NAME, read_manifest
+from alignrec_data.release_layout import MANIFEST_NAME, read_manifest
 from alignrec_data.release_source import ReleaseSource
 
 log = logging.getLogger(__name__)

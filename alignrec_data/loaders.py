@@ -46,15 +46,10 @@ import numpy as np
 import pyarrow as pa
 
 from alignrec_data.errors import DataFormatError, UsageError
-from alignrec_data.feature_cache import (
-    CACHE_ENV,  # noqa: F401 (a public name here)
-    cache_file,
-    read_cached,
-    write_cache,
-)
+from alignrec_data.feature_cache import cache_file, read_cached, write_cache
 from alignrec_data.hub import DEFAULT_TIMEOUT, check_timeout, hub_timeouts
 from alignrec_data.hub_source import HubRelease
-from alignrec_data.release import FEATURES_PREFIX, MANIFEST_NAME
+from alignrec_data.release_layout import FEATURES_PREFIX, MANIFEST_NAME
 from alignrec_data.release_source import (
     X_LABELS,
     ReleaseSource,
@@ -169,9 +164,7 @@ def _read_feature_matrix(
             msg = f"release {src.label}: {config} item_id values are not 0..{n - 1} (each once)"
             raise DataFormatError(msg)
         matrix = matrix[order]
-    if not matrix.flags.writeable or not matrix.flags.c_contiguous:
-        matrix = np.array(matrix, dtype=np.float32, order="C")
-    return matrix
+    return np.require(matrix, np.float32, ["C_CONTIGUOUS", "WRITEABLE"])
 
 
 def _as_type(matrix: np.ndarray, return_type: str) -> Any:

@@ -21,13 +21,13 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from alignrec_data.errors import DataFormatError, UsageError
-from alignrec_data.release import (
+from alignrec_data.integrity import sha256_file
+from alignrec_data.release_layout import (
     CARD_NAME,
     FEATURES_PREFIX,
     MANIFEST_NAME,
     SPLIT_NAMES,
     read_manifest,
-    sha256_file,
 )
 
 # A Hub repo id ORG/NAME: each part starts with a letter or digit, at most 96 characters.
