@@ -54,8 +54,7 @@ def check_timeout(timeout: Any, option: str = "--timeout") -> float:
         and timeout > 0
     )
     if not ok:
-        msg = f"{option} must be a positive number of seconds, found {timeout!r}"
-        raise UsageError(msg)
+        raise UsageError(f"{option} must be a positive number of seconds, found {timeout!r}")
     return float(timeout)
 
 
@@ -82,11 +81,10 @@ def check_endpoint(endpoint: str, option: str = "--endpoint") -> str:
     except ValueError:
         ok = False
     if not ok:
-        msg = (
+        raise UsageError(
             f"{option} {public_url(value)!r} is not a Hub URL; expected http(s)://HOST[:PORT], "
             "e.g. https://huggingface.co"
         )
-        raise UsageError(msg)
     return value.rstrip("/")
 
 

@@ -157,11 +157,10 @@ class HubRelease:
                 raise DownloadError(text) from None
             if not missing:
                 raise
-            msg = (
+            raise DataFormatError(
                 f"release {self.label}: {rel} could not be fetched ({type(err).__name__}); "
                 "with HF_HUB_OFFLINE=1 only files already in the Hub cache can be loaded"
-            )
-            raise DataFormatError(msg) from err
+            ) from err
 
     def open(self) -> ReleaseSource:
         """Resolve the revision and fetch the manifest: the release, its shards fetched later.
@@ -175,12 +174,11 @@ class HubRelease:
         try:
             manifest_path = self.fetch(MANIFEST_NAME)
         except DataFormatError as err:
-            msg = (
+            raise DataFormatError(
                 f"Hub dataset repo {self.label} has no readable {MANIFEST_NAME}: it was not "
                 "built by `alignrec-data release` (use datasets.load_dataset for other repos) "
                 f"({err})"
-            )
-            raise DataFormatError(msg) from err
+            ) from err
         folder = manifest_path.parent
         if self.unreachable is None and self.commit:
             _remember_ref(folder, self.revision or "main", self.commit)

@@ -147,10 +147,9 @@ def _read_feature_matrix(
             )
             raise DataFormatError(msg)
         if dim is not None and emb.type.list_size != dim:
-            msg = (
+            raise DataFormatError(
                 f"release {src.label}: shard {rel} has dimension {emb.type.list_size}, others {dim}"
             )
-            raise DataFormatError(msg)
         dim = emb.type.list_size
         values = emb.flatten().to_numpy(zero_copy_only=False)  # zero-copy for float32 w/o nulls
         emb_parts.append(values.astype(np.float32, copy=False).reshape(-1, dim))
@@ -179,19 +178,17 @@ def _as_type(matrix: np.ndarray, return_type: str) -> Any:
 
 def _check_return_type(return_type: str, allowed: Sequence[str] = RETURN_TYPES) -> None:
     if return_type not in allowed:
-        msg = f"return_type {return_type!r} is not one of {', '.join(allowed)}"
-        raise UsageError(msg)
+        raise UsageError(f"return_type {return_type!r} is not one of {', '.join(allowed)}")
 
 
 def _check_shape(src: ReleaseSource, config: str, matrix: np.ndarray) -> None:
     entry = src.manifest["configs"][config]
     rows, dim = entry["splits"]["train"]["rows"], entry.get("dim")
     if matrix.shape[0] != rows or (dim and matrix.shape[1] != dim):
-        msg = (
+        raise DataFormatError(
             f"release {src.label}: {config} has shape {matrix.shape}, {MANIFEST_NAME} says "
             f"({rows}, {dim}); rebuild or download the release again"
         )
-        raise DataFormatError(msg)
 
 
 @_one_hub_session

@@ -125,11 +125,10 @@ def check_release_folder(folder: str | Path) -> None:
                 listed.add(shard["path"])
     for rel, _ in release_files(folder):
         if rel.endswith(".parquet") and rel not in listed:
-            msg = (
+            raise DataFormatError(
                 f"release {folder}: {rel} is not listed in {MANIFEST_NAME} (it would be published "
                 "and loaded with the release unverified); remove it or rebuild the release"
             )
-            raise DataFormatError(msg)
 
 
 def _check_card(folder: Path) -> None:
@@ -147,8 +146,7 @@ def _check_card(folder: Path) -> None:
         msg = f"{card}: its YAML front matter does not parse ({why}); rebuild the release"
         raise UsageError(msg) from err
     if not meta.get("configs"):
-        msg = f"{card} has no `configs:` in its YAML front matter; rebuild the release"
-        raise UsageError(msg)
+        raise UsageError(f"{card} has no `configs:` in its YAML front matter; rebuild the release")
 
 
 def _hub_error(err: Exception, repo_id: str, endpoint: str, token: str | None) -> PublishError:
@@ -223,10 +221,9 @@ def publish_release(
     from huggingface_hub import HfApi, constants
 
     if not is_repo_id(repo_id):
-        msg = (
+        raise UsageError(
             f"--repo-id {repo_id!r} is not a Hub repo id; expected ORG/NAME (letters, digits, ._-)"
         )
-        raise UsageError(msg)
     timeout = check_timeout(timeout)
     if endpoint is not None:
         endpoint = check_endpoint(endpoint)
@@ -262,11 +259,10 @@ def _credentials(repo_id: str, endpoint: str | None, token: str | None) -> tuple
     endpoint = endpoint or check_endpoint(constants.ENDPOINT, "$HF_ENDPOINT")
     token = token or get_token()
     if not token:
-        msg = (
+        raise UsageError(
             f"no Hugging Face token found to publish {repo_id}; set HF_TOKEN or run "
             "`hf auth login` (a token with write access)"
         )
-        raise UsageError(msg)
     if constants.HF_HUB_OFFLINE:
         raise UsageError(_OFFLINE)
     return endpoint, token

@@ -55,11 +55,10 @@ def verify_shard(path: Path, entry: dict[str, Any], label: str, rel: str) -> Non
         )
         raise DataFormatError(msg)
     if sha256_file(path) != entry["sha256"]:
-        msg = (
+        raise DataFormatError(
             f"release {label}: shard {rel} is corrupt (sha256 differs from {MANIFEST_NAME}); "
             "rebuild or download the release again"
         )
-        raise DataFormatError(msg)
 
 
 def read_shard(path: Path, label: str, rel: str, columns: list[str] | None = None) -> pa.Table:
@@ -105,11 +104,10 @@ class ReleaseSource:
             what = f"no feature variant {config[len(FEATURES_PREFIX) :]!r}"
         else:
             what = f"no config {config!r}"
-        msg = (
+        raise UsageError(
             f"release {self.label} has {what}; configs: {', '.join(names) or 'none'}; "
             f"feature variants: {', '.join(variants) or 'none'}"
         )
-        raise UsageError(msg)
 
     def splits(self, config: str) -> list[str]:
         """Split names of a config."""
@@ -140,11 +138,10 @@ class ReleaseSource:
                 self.fetch(rel)
             path = self.folder / rel
             if not path.is_file():
-                msg = (
+                raise DataFormatError(
                     f"release {self.label}: shard {rel} is missing (listed in {MANIFEST_NAME}); "
                     "rebuild the release (`alignrec-data release`) or download it again"
                 )
-                raise DataFormatError(msg)
             out.append((path, e))
         return out
 
@@ -171,11 +168,10 @@ def local_release(path: Path) -> ReleaseSource:
         DataFormatError: The manifest is missing or not valid.
     """
     if not (path / MANIFEST_NAME).is_file() and not (path / CARD_NAME).is_file():
-        msg = (
+        raise UsageError(
             f"{path} is not a release folder (no {MANIFEST_NAME} and no {CARD_NAME}); "
             "build one with `alignrec-data release DATASET --out FOLDER`"
         )
-        raise UsageError(msg)
     return ReleaseSource(path, str(path), read_manifest(path, str(path)))
 
 

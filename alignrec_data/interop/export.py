@@ -51,11 +51,10 @@ EXPORT_MARKER = "alignrec_export.json"
 def _check_tsv_keys(keys: list[str], what: str) -> None:
     for k in keys:
         if any(c in k for c in "\t\n\r") or k == "":
-            msg = (
+            raise DataFormatError(
                 f"{what} key {k!r} is empty or holds a tab or newline; it cannot be written to "
                 "the tab-separated MMRec id map"
             )
-            raise DataFormatError(msg)
 
 
 def mmrec_frames(
@@ -186,12 +185,11 @@ def _check_foreign_features(
         if other in new or other in own or not (out / other).exists():
             continue
         if layout == "alignrec":
-            msg = (
+            raise UsageError(
                 f"{out / other} was not written by alignrec-data export, and the AlignRec "
                 "code would read it with the new image_feat.npy; move it away or choose "
                 f"another {option}"
             )
-            raise UsageError(msg)
         logger.warning("%s (not written by this tool) is left as it is", out / other)
 
 

@@ -44,16 +44,14 @@ def _read_split_file(path: Path) -> tuple[np.ndarray, np.ndarray]:
         else:
             found = next((repr(x)[:80] for x in lst if not is_id(x)), None)
         if found is not None:
-            msg = (
+            raise DataFormatError(
                 f"{path}: user {user!r}: expected a list of integer item ids (0 to 2**63-1), "
                 f"found {found}"
             )
-            raise DataFormatError(msg)
         try:
             uid = int(user)
         except ValueError as err:
-            msg = f"{path}: user key {user!r} is not an integer id"
-            raise DataFormatError(msg) from err
+            raise DataFormatError(f"{path}: user key {user!r} is not an integer id") from err
         if not is_id(uid):
             msg = f"{path}: user key {user!r} is not an integer id from 0 to 2**63-1"
             raise DataFormatError(msg)
@@ -83,8 +81,7 @@ def _read_lattice(folder: Path) -> ImportedTables:
         codes.append(np.full(len(u), SPLIT_CODES[split], dtype=np.int8))
     users, items = np.concatenate(us), np.concatenate(its)
     if len(users) == 0:
-        msg = f"{folder}: the split files hold no interaction"
-        raise DataFormatError(msg)
+        raise DataFormatError(f"{folder}: the split files hold no interaction")
     ends = np.cumsum([len(u) for u in us])
 
     def locate(i: int | None) -> str:

@@ -75,19 +75,17 @@ def read_inter(path: str | Path) -> dict[str, Any]:
         )
         raise DataFormatError(msg)
     if len(df) == 0:
-        msg = f"{path} holds a header but no interaction; expected {expected}"
-        raise DataFormatError(msg)
+        raise DataFormatError(f"{path} holds a header but no interaction; expected {expected}")
     users = int_column(df, "userID", lines, path, "user id")
     items = int_column(df, "itemID", lines, path, "item id")
     labels = int_column(df, "x_label", lines, path, "split label (0, 1 or 2)")
     bad = ~np.isin(labels, list(SPLIT_CODES.values()))
     if bad.any():
         i = int(np.flatnonzero(bad)[0])
-        msg = (
+        raise DataFormatError(
             f"{path}: line {lines[i]}: x_label must be 0 (train), 1 (valid) or 2 (test), found "
             f"{int(labels[i])}"
         )
-        raise DataFormatError(msg)
     n = len(df)
     if "rating" in df.columns:
         ratings = pa.array(float_column(df, "rating", lines, path), pa.float64(), from_pandas=True)
@@ -120,21 +118,19 @@ def npy_variant(path: Path) -> str:
     try:
         return check_name(variant, "feature variant")
     except UsageError as err:
-        msg = (
+        raise DataFormatError(
             f"{path}: its name gives the feature variant {variant!r}, which is not a valid "
             "name (letters, digits, '.', '_', '+', '-'); rename the file or move it out of "
             "the folder"
-        )
-        raise DataFormatError(msg) from err
+        ) from err
 
 
 def _rows_error(path: Path, rows: int, n_items: int) -> DataFormatError:
-    msg = (
+    return DataFormatError(
         f"{path}: {rows} rows, but the dataset has {n_items} items (row i must be itemID i); "
         "every *.npy of an MMRec folder is read as an item feature matrix: fix it or move it "
         "out of the folder"
     )
-    return DataFormatError(msg)
 
 
 def read_npy_features(folder: Path, n_items: int) -> list[ImportedFeature]:
@@ -162,11 +158,10 @@ def read_npy_features(folder: Path, n_items: int) -> list[ImportedFeature]:
             continue
         variant = npy_variant(path)
         if variant in variants:
-            msg = (
+            raise DataFormatError(
                 f"{path} and {variants[variant].name} would both become the feature variant "
                 f"{variant!r}; rename or move one of them"
             )
-            raise DataFormatError(msg)
         variants[variant] = path
         rows = npy_header(path)[0][0]
         if rows != n_items:

@@ -31,8 +31,7 @@ def check_text_file(path: Path, expected: str) -> None:
         DataFormatError: The file is empty or holds NUL bytes (binary, not text).
     """
     if path.stat().st_size == 0:
-        msg = f"{path} is empty; expected {expected}"
-        raise DataFormatError(msg)
+        raise DataFormatError(f"{path} is empty; expected {expected}")
     with open(path, "rb") as f:
         head = f.read(_SNIFF_BYTES)
     if b"\x00" in head:
@@ -68,8 +67,7 @@ def read_tsv(path: Path, expected: str) -> tuple[pd.DataFrame, np.ndarray]:
     except UnicodeDecodeError as err:
         raise _not_utf8(path, err, expected) from err
     except pd.errors.EmptyDataError as err:
-        msg = f"{path} holds no header line; expected {expected}"
-        raise DataFormatError(msg) from err
+        raise DataFormatError(f"{path} holds no header line; expected {expected}") from err
     except pd.errors.ParserError as err:
         m = re.search(r"Expected (\d+) fields in line (\d+), saw (\d+)", str(err))
         found = (
@@ -77,8 +75,7 @@ def read_tsv(path: Path, expected: str) -> tuple[pd.DataFrame, np.ndarray]:
             if m
             else str(err).strip()
         )
-        msg = f"{path}: {found}; expected {expected}"
-        raise DataFormatError(msg) from err
+        raise DataFormatError(f"{path}: {found}; expected {expected}") from err
     lines = np.arange(len(df), dtype=np.int64) + 2  # line 1 is the header
     blank = (df == "").all(axis=1).to_numpy() if len(df.columns) else np.zeros(len(df), bool)
     if blank.any():
@@ -136,10 +133,9 @@ def int_column(
             found = f"{value!r}, a fractional number"
         else:
             found = f"{value!r}, not a number"
-        msg = (
+        raise DataFormatError(
             f"{path}: line {lines[i]}, column {column!r}: expected an integer {what}, found {found}"
         )
-        raise DataFormatError(msg)
     if allow_point_zero:
         s = s.str.replace(r"\.0*$", "", regex=True)
     _check_int64_range(s, column, lines, path, what)
@@ -157,11 +153,10 @@ def _check_int64_range(s: pd.Series, column: str, lines: np.ndarray, path: Path,
     )
     if big.any():
         i = int(np.flatnonzero(big)[0])
-        msg = (
+        raise DataFormatError(
             f"{path}: line {lines[i]}, column {column!r}: {what} {s.iloc[i]} is beyond the "
             f"64-bit integer range (at most {INT64_MAX}); renumber the {what}s from 0"
         )
-        raise DataFormatError(msg)
 
 
 def float_column(df: pd.DataFrame, column: str, lines: np.ndarray, path: Path) -> np.ndarray:
@@ -176,11 +171,10 @@ def float_column(df: pd.DataFrame, column: str, lines: np.ndarray, path: Path) -
     bad = ~empty & ~np.isfinite(values)
     if bad.any():
         i = int(np.flatnonzero(bad)[0])
-        msg = (
+        raise DataFormatError(
             f"{path}: line {lines[i]}, column {column!r}: expected a finite number or an empty "
             f"cell, found {s.iloc[i]!r}"
         )
-        raise DataFormatError(msg)
     return values
 
 
@@ -204,8 +198,7 @@ def read_json(path: Path, expected: str) -> Any:
         )
         raise DataFormatError(msg) from err
     except ValueError as err:  # e.g. an integer of more than 4300 digits
-        msg = f"{path} is not usable JSON ({err}); expected {expected}"
-        raise DataFormatError(msg) from err
+        raise DataFormatError(f"{path} is not usable JSON ({err}); expected {expected}") from err
 
 
 def json_type(value: Any) -> str:
@@ -232,14 +225,12 @@ def read_tsv_map(path: Path, key_col: str, id_col: str) -> dict[str, int] | None
     expected = f"tab-separated columns {key_col!r} and {id_col!r} with a header row"
     df, lines = read_tsv(path, expected)
     if key_col not in df.columns or id_col not in df.columns:
-        msg = f"{path}: expected {expected}, found columns {list(df.columns)}"
-        raise DataFormatError(msg)
+        raise DataFormatError(f"{path}: expected {expected}, found columns {list(df.columns)}")
     ids = int_column(df, id_col, lines, path, "id")
     keys = df[key_col].astype(str).tolist()
     mapping = dict(zip(keys, ids.tolist(), strict=True))
     if len(mapping) != len(df):
-        msg = f"{path}: a key appears twice in column {key_col!r}"
-        raise DataFormatError(msg)
+        raise DataFormatError(f"{path}: a key appears twice in column {key_col!r}")
     return mapping
 
 
