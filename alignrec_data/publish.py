@@ -243,8 +243,7 @@ def publish_release(
     repo_url, before, info = _upload(api, folder, result, private, message, timeout)
     commit = getattr(info, "oid", None)
     committed = commit is not None and commit != before
-    state = "published" if committed else "unchanged"
-    log.info("%s %s@%s: %s", state, repo_id, branch, commit)
+    log.info("%s %s@%s: %s", "published" if committed else "unchanged", repo_id, branch, commit)
     return replace(result, url=str(repo_url), commit=commit, committed=committed)
 
 

@@ -93,15 +93,12 @@ def _write_tsv(frame: pd.DataFrame, path: Path) -> None:
     frame.to_csv(path, sep="\t", index=False, quoting=csv.QUOTE_NONE, lineterminator="\n")
 
 
-def write_all(out: Path, writers: dict[str, Callable[[Path], None]]) -> list[Path]:
+def write_all(out: Path, writers: dict[str, Callable[[Path], None]]) -> None:
     """Write several files into ``out`` all or none: every file to a temporary, then renames.
 
     Args:
         out: The folder (created if needed; removed again if a write fails and it was new).
         writers: File name -> function writing that file to the path it is given.
-
-    Returns:
-        The written files.
     """
     created = [p for p in (out, *out.parents) if not p.exists()]
     out.mkdir(parents=True, exist_ok=True)
@@ -116,7 +113,6 @@ def write_all(out: Path, writers: dict[str, Callable[[Path], None]]) -> list[Pat
             with contextlib.suppress(OSError):
                 p.rmdir()
         raise
-    return [out / fname for fname in writers]
 
 
 def read_marker(folder: Path) -> Any:
