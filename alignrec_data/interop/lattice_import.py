@@ -94,17 +94,11 @@ def _read_lattice(folder: Path) -> ImportedTables:
     user_keys, item_keys, maps = keys_from_maps(
         users, items, locate, (folder / LATTICE_USER_MAP, umap), (folder / LATTICE_ITEM_MAP, imap)
     )
-    n = len(users)
+    # The layout has neither ratings nor timestamps.
+    ratings, timestamps = pa.nulls(len(users), pa.float32()), pa.nulls(len(users), pa.int64())
+    labels, files = np.concatenate(codes), [*split_files, *maps]
     return ImportedTables(
-        "lattice",
-        users,
-        items,
-        pa.nulls(n, pa.float32()),
-        pa.nulls(n, pa.int64()),
-        np.concatenate(codes),
-        user_keys,
-        item_keys,
-        [*split_files, *maps],
+        "lattice", users, items, ratings, timestamps, labels, user_keys, item_keys, files
     )
 
 

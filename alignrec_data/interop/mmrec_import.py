@@ -52,13 +52,15 @@ def find_inter_file(folder: Path) -> Path:
     raise UsageError(msg)
 
 
-def read_inter(path: str | Path) -> dict[str, Any]:
+def read_inter(
+    path: str | Path,
+) -> tuple[np.ndarray, np.ndarray, pa.Array, pa.Array, np.ndarray, np.ndarray]:
     """Read and check an MMRec ``.inter`` file.
 
     Returns:
-        ``{"users", "items", "labels", "ratings", "timestamps", "lines"}``: int64 arrays, int8
-        split codes, a float pyarrow array and an int64 pyarrow array (nulls for empty cells or
-        a missing column), and the line number of each row.
+        ``(users, items, ratings, timestamps, codes, lines)``: int64 arrays, a float pyarrow
+        array and an int64 pyarrow array (nulls for empty cells or a missing column), int8
+        split codes, and the line number of each row.
 
     Raises:
         DataFormatError: Empty, binary, columns missing, or a value that is not what its column
@@ -98,14 +100,7 @@ def read_inter(path: str | Path) -> dict[str, Any]:
         timestamps = pa.array(ts, pa.int64(), from_pandas=True)
     else:
         timestamps = pa.nulls(n, pa.int64())
-    return {
-        "users": users,
-        "items": items,
-        "labels": labels.astype(np.int8),
-        "ratings": ratings,
-        "timestamps": timestamps,
-        "lines": lines,
-    }
+    return users, items, ratings, timestamps, labels.astype(np.int8), lines
 
 
 def npy_variant(path: Path) -> str:
@@ -196,8 +191,7 @@ def _warn_fused_layout(folder: Path, features: list[ImportedFeature]) -> None:
 def _read_mmrec(folder: Path) -> ImportedTables:
     """Read and check the ``.inter`` file and the id maps of an MMRec folder."""
     inter_path = find_inter_file(folder)
-    parsed = read_inter(inter_path)
-    lines = parsed["lines"]
+    users, items, ratings, timestamps, codes, lines = read_inter(inter_path)
 
     def locate(i: int | None) -> str:
         return str(inter_path) if i is None else f"{inter_path}, line {lines[i]}"
@@ -205,25 +199,13 @@ def _read_mmrec(folder: Path) -> ImportedTables:
     umap = read_tsv_map(folder / USER_MAP_FILE, "user_id", "userID")
     imap = read_tsv_map(folder / ITEM_MAP_FILE, "asin", "itemID")
     user_keys, item_keys, maps = keys_from_maps(
-        parsed["users"],
-        parsed["items"],
-        locate,
-        (folder / USER_MAP_FILE, umap),
-        (folder / ITEM_MAP_FILE, imap),
+        users, items, locate, (folder / USER_MAP_FILE, umap), (folder / ITEM_MAP_FILE, imap)
     )
     features = read_npy_features(folder, len(item_keys))
     _warn_fused_layout(folder, features)
+    files = [inter_path.name, *maps, *(f.file for f in features)]
     return ImportedTables(
-        "mmrec",
-        parsed["users"],
-        parsed["items"],
-        parsed["ratings"],
-        parsed["timestamps"],
-        parsed["labels"],
-        user_keys,
-        item_keys,
-        [inter_path.name, *maps, *(f.file for f in features)],
-        features,
+        "mmrec", users, items, ratings, timestamps, codes, user_keys, item_keys, files, features
     )
 
 
