@@ -17,7 +17,7 @@ import logging
 import re
 from pathlib import Path
 
-from alignrec_data.atomic import atomic_path
+from alignrec_data.atomic import write_text
 from alignrec_data.errors import DataFormatError, DownloadError, UsageError
 from alignrec_data.hub import (
     MIN_TRANSFER_RATE,
@@ -101,11 +101,10 @@ class HubRelease:
         except OfflineModeIsEnabled:
             log.info("HF_HUB_OFFLINE is set: loading %s from the Hub cache only", self.label)
         except RepositoryNotFoundError as err:
-            msg = (
+            raise UsageError(
                 f"Hub dataset repo {self.repo_id!r} was not found (or it is private and no valid "
                 "token was given); check the id, or log in with `hf auth login` / set HF_TOKEN"
-            )
-            raise UsageError(msg) from err
+            ) from err
         except RevisionNotFoundError as err:
             msg = f"Hub dataset repo {self.repo_id!r} has no revision {self.revision!r}"
             raise UsageError(msg) from err
@@ -209,7 +208,6 @@ def _remember_ref(snapshot: Path, ref: str, commit: str) -> None:
     try:
         if path.is_file() and path.read_text() == commit:
             return
-        with atomic_path(path) as tmp:
-            Path(tmp).write_text(commit)
+        write_text(path, commit)
     except OSError as err:  # a read-only cache must not break loading
         log.debug("could not record %s -> %s in the Hub cache (%s)", ref, commit, err)

@@ -142,10 +142,9 @@ def _read_feature_matrix(
         table = read_shard(path, src.label, rel, ["item_id", "embedding"])
         emb = table.column("embedding").combine_chunks()
         if not pa.types.is_fixed_size_list(emb.type):
-            msg = (
+            raise DataFormatError(
                 f"release {src.label}: shard {rel}: embedding is {emb.type}, not a fixed-size list"
             )
-            raise DataFormatError(msg)
         if dim is not None and emb.type.list_size != dim:
             raise DataFormatError(
                 f"release {src.label}: shard {rel} has dimension {emb.type.list_size}, others {dim}"
@@ -308,7 +307,7 @@ def load_interactions(
     src = open_release(source, revision=revision, endpoint=endpoint, token=token, timeout=timeout)
     names = src.splits("interactions")
     wanted = names if split is None else ["validation" if split == "valid" else split]
-    if not set(wanted) <= set(names):
+    if any(s not in names for s in wanted):
         have = ", ".join(names)
         msg = f"release {src.label}: interactions have no split {split!r}; splits: {have}"
         raise UsageError(msg)

@@ -218,7 +218,7 @@ def publish_release(
         PublishError: The Hub refused the upload, could not be reached, did not answer as a
             Hub, or not before the deadline.
     """
-    from huggingface_hub import HfApi, constants
+    from huggingface_hub import constants
 
     if not is_repo_id(repo_id):
         raise UsageError(
@@ -237,9 +237,8 @@ def publish_release(
         log.info("dry run: %d files, %d bytes would be uploaded to %s", len(files), total, repo_id)
         return result
 
-    endpoint, token = _credentials(repo_id, endpoint, token)
+    api = _hub_api(repo_id, endpoint, token)
     message = commit_message or f"Upload release of {folder.name} (alignrec)"
-    api = HfApi(endpoint=endpoint, token=token)
     repo_url, before, info = _upload(api, folder, result, private, message, timeout)
     commit = getattr(info, "oid", None)
     committed = commit is not None and commit != before
@@ -247,13 +246,13 @@ def publish_release(
     return replace(result, url=str(repo_url), commit=commit, committed=committed)
 
 
-def _credentials(repo_id: str, endpoint: str | None, token: str | None) -> tuple[str, str]:
-    """The endpoint (default ``$HF_ENDPOINT`` or the Hub) and token to publish with.
+def _hub_api(repo_id: str, endpoint: str | None, token: str | None) -> Any:
+    """The Hub client to publish with: ``endpoint`` (default ``$HF_ENDPOINT`` or the Hub), token.
 
     Raises:
         UsageError: No token anywhere, or offline mode.
     """
-    from huggingface_hub import constants, get_token
+    from huggingface_hub import HfApi, constants, get_token
 
     endpoint = endpoint or check_endpoint(constants.ENDPOINT, "$HF_ENDPOINT")
     token = token or get_token()
@@ -264,7 +263,7 @@ def _credentials(repo_id: str, endpoint: str | None, token: str | None) -> tuple
         )
     if constants.HF_HUB_OFFLINE:
         raise UsageError(_OFFLINE)
-    return endpoint, token
+    return HfApi(endpoint=endpoint, token=token)
 
 
 def _upload(

@@ -49,11 +49,10 @@ def verify_shard(path: Path, entry: dict[str, Any], label: str, rel: str) -> Non
     """
     size = path.stat().st_size
     if size != entry["bytes"]:
-        msg = (
+        raise DataFormatError(
             f"release {label}: shard {rel} is corrupt or truncated ({size} bytes, "
             f"{MANIFEST_NAME} says {entry['bytes']}); rebuild or download the release again"
         )
-        raise DataFormatError(msg)
     if sha256_file(path) != entry["sha256"]:
         raise DataFormatError(
             f"release {label}: shard {rel} is corrupt (sha256 differs from {MANIFEST_NAME}); "
@@ -112,9 +111,9 @@ class ReleaseSource:
     def splits(self, config: str) -> list[str]:
         """Split names of a config."""
         self.require(config)
-        names = list(self.manifest["configs"][config]["splits"])
-        order = {s: i for i, s in enumerate(X_LABELS)}  # train, validation, test first
-        return sorted(names, key=lambda s: (order.get(s, len(order)), s))
+        names = self.manifest["configs"][config]["splits"]
+        # train, validation, test first (the x_label order), then the others by name
+        return sorted(names, key=lambda s: (X_LABELS.get(s, len(X_LABELS)), s))
 
     # -- shards --------------------------------------------------------------------------
 

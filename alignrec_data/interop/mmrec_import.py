@@ -71,11 +71,10 @@ def read_inter(
     df, lines = read_tsv(path, expected)
     missing = [c for c in ("userID", "itemID", "x_label") if c not in df.columns]
     if missing:
-        msg = (
+        raise DataFormatError(
             f"{path}: missing column(s) {missing}; found {list(df.columns)} (expected "
             "userID itemID rating timestamp x_label, tab-separated)"
         )
-        raise DataFormatError(msg)
     if len(df) == 0:
         raise DataFormatError(f"{path} holds a header but no interaction; expected {expected}")
     users = int_column(df, "userID", lines, path, "user id")

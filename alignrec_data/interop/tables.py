@@ -192,11 +192,10 @@ def read_json(path: Path, expected: str) -> Any:
     try:
         return json.loads(text)
     except json.JSONDecodeError as err:
-        msg = (
+        raise DataFormatError(
             f"{path} is not valid JSON (line {err.lineno}, column {err.colno}: {err.msg}); "
             f"expected {expected}"
-        )
-        raise DataFormatError(msg) from err
+        ) from err
     except ValueError as err:  # e.g. an integer of more than 4300 digits
         raise DataFormatError(f"{path} is not usable JSON ({err}); expected {expected}") from err
 
