@@ -356,20 +356,23 @@ def load_items(
 # ----------------------------------------------------------------------------- MMRec
 
 
+def _modality(src: ReleaseSource, variant: str) -> str:
+    """``image``, ``text`` or ``fused``: what the manifest records for a feature variant."""
+    from alignrec_data.export_features import release_modality
+
+    config = src.manifest["configs"].get(FEATURES_PREFIX + variant, {})
+    return release_modality(variant, config.get("modality"))
+
+
 def _feature_inputs(
     src: ReleaseSource, source: str | Path, variants: list[str], hub: dict[str, Any]
 ) -> list[Any]:
     """The feature sets ``variants`` of the release, uncached, as export inputs."""
-    from alignrec_data.export_features import FeatureInput, release_modality
+    from alignrec_data.export_features import FeatureInput
 
     again = src.folder if src.fetch is None else source  # the features from the same place
-    configs = src.manifest["configs"]
     return [
-        FeatureInput(
-            v,
-            release_modality(v, configs.get(FEATURES_PREFIX + v, {}).get("modality")),
-            load_features(again, v, cache=False, **hub),
-        )
+        FeatureInput(v, _modality(src, v), load_features(again, v, cache=False, **hub))
         for v in variants
     ]
 
@@ -419,28 +422,27 @@ def to_mmrec(
         UsageError: Bad name, unknown variant, a layout that cannot hold the features, or an
             ``out`` that may not be written.
     """
-    from alignrec_data.export_features import check_specs, parse_feature_specs, release_modality
-    from alignrec_data.interop.export import check_export_dir, export_frames, mmrec_frames
+    from alignrec_data.export_features import assign_files, check_specs, parse_feature_specs
+    from alignrec_data.interop.export import check_export_dir, mmrec_frames, write_export
     from alignrec_data.paths import check_name
 
     out = Path(out)
     name = check_name(name or out.name, "MMRec dataset name")
     check_export_dir(out, overwrite=overwrite, option="out")
     src = open_release(source, revision=revision, endpoint=endpoint, token=token, timeout=timeout)
-    configs = src.manifest["configs"]
     modalities = {}
     for v in parse_feature_specs(features):
         src.require(FEATURES_PREFIX + v)
-        modalities[v] = release_modality(v, configs[FEATURES_PREFIX + v].get("modality"))
+        modalities[v] = _modality(src, v)
     # the layout can hold them: checked before reading
     specs = check_specs(features, layout, modalities=modalities)
     inter, items, users = prepared_tables(src)
     hub = {"revision": revision, "endpoint": endpoint, "token": token, "timeout": timeout}
     inputs = _feature_inputs(src, source, specs, hub)
-    written = export_frames(
+    written = write_export(
         out,
         mmrec_frames(inter, items, users, name),
-        inputs,
+        assign_files(inputs, layout) if inputs else {},
         layout=layout,
         meta={"tool": "alignrec_data.to_mmrec", "source": src.label, "name": name},
         overwrite=overwrite,

@@ -252,23 +252,6 @@ def write_export(
     return {"files": new, "removed": stale, "features": described}
 
 
-def export_frames(
-    out: Path,
-    frames: dict[str, pd.DataFrame],
-    inputs: Sequence[FeatureInput],
-    *,
-    layout: str,
-    **options: Any,
-) -> dict[str, Any]:
-    """:func:`write_export` with each feature put in its file of ``layout`` (``assign_files``).
-
-    ``options`` are those of :func:`write_export` (``meta``, ``overwrite``, ``protected``,
-    ``option``). Shared by :func:`export_mmrec` and :func:`alignrec_data.loaders.to_mmrec`.
-    """
-    files = assign_files(inputs, layout) if inputs else {}
-    return write_export(out, frames, files, layout=layout, **options)
-
-
 def export_mmrec(
     data_dir: str | Path,
     dataset: str,
@@ -317,10 +300,10 @@ def export_mmrec(
     inter, items, users = read_prepared(paths.prepared)
     frames = mmrec_frames(inter, items, users, name)
     inputs = resolve_features(specs, paths.features, items.column("item_key").to_pylist())
-    written = export_frames(
+    written = write_export(
         out,
         frames,
-        inputs,
+        assign_files(inputs, layout) if inputs else {},
         layout=layout,
         meta={"tool": "alignrec-data export mmrec", "dataset": dataset, "name": name},
         overwrite=overwrite,
