@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import re
+from functools import partial
 from pathlib import Path
 
 from alignrec_data.atomic import write_text
@@ -126,18 +127,18 @@ class HubRelease:
         from huggingface_hub import hf_hub_download
         from huggingface_hub.errors import EntryNotFoundError, RepositoryNotFoundError
 
-        def download() -> str:
-            return hf_hub_download(
-                self.repo_id,
-                rel,
-                repo_type="dataset",
-                revision=self.commit,
-                endpoint=self.endpoint,
-                token=self.token,
-                cache_dir=self.cache_dir,
-                etag_timeout=self.timeout,
-                local_files_only=self.unreachable is not None,
-            )
+        download = partial(
+            hf_hub_download,
+            self.repo_id,
+            rel,
+            repo_type="dataset",
+            revision=self.commit,
+            endpoint=self.endpoint,
+            token=self.token,
+            cache_dir=self.cache_dir,
+            etag_timeout=self.timeout,
+            local_files_only=self.unreachable is not None,
+        )
 
         seconds = self.timeout + self.sizes.get(rel, 0) / MIN_TRANSFER_RATE
         try:

@@ -111,11 +111,24 @@ def check_release_folder(folder: str | Path) -> None:
         DataFormatError: No (valid) manifest, a shard listed in it is missing or corrupt, or a
             parquet file is not listed in it (each named).
     """
+    import yaml
+
     folder = Path(folder)
     if not folder.is_dir():
         msg = f"release folder {folder} does not exist; build it with `alignrec-data release`"
         raise UsageError(msg)
-    _check_card(folder)
+    card = folder / CARD_NAME  # it exists, its YAML front matter parses and has configs:
+    if not card.is_file():
+        msg = f"{folder} has no {CARD_NAME}: not a release folder (run `alignrec-data release`)"
+        raise UsageError(msg)
+    try:
+        meta = front_matter(card.read_text(encoding="utf-8", errors="replace"))
+    except yaml.YAMLError as err:
+        why = str(err).splitlines()[0] if str(err) else type(err).__name__
+        msg = f"{card}: its YAML front matter does not parse ({why}); rebuild the release"
+        raise UsageError(msg) from err
+    if not meta.get("configs"):
+        raise UsageError(f"{card} has no `configs:` in its YAML front matter; rebuild the release")
     src = ReleaseSource(folder, str(folder), read_manifest(folder))
     listed = set()
     for config, entry in src.manifest["configs"].items():
@@ -129,24 +142,6 @@ def check_release_folder(folder: str | Path) -> None:
                 f"release {folder}: {rel} is not listed in {MANIFEST_NAME} (it would be published "
                 "and loaded with the release unverified); remove it or rebuild the release"
             )
-
-
-def _check_card(folder: Path) -> None:
-    """The card exists and its YAML front matter parses and has ``configs:`` (else UsageError)."""
-    import yaml
-
-    card = folder / CARD_NAME
-    if not card.is_file():
-        msg = f"{folder} has no {CARD_NAME}: not a release folder (run `alignrec-data release`)"
-        raise UsageError(msg)
-    try:
-        meta = front_matter(card.read_text(encoding="utf-8", errors="replace"))
-    except yaml.YAMLError as err:
-        why = str(err).splitlines()[0] if str(err) else type(err).__name__
-        msg = f"{card}: its YAML front matter does not parse ({why}); rebuild the release"
-        raise UsageError(msg) from err
-    if not meta.get("configs"):
-        raise UsageError(f"{card} has no `configs:` in its YAML front matter; rebuild the release")
 
 
 def _hub_error(err: Exception, repo_id: str, endpoint: str, token: str | None) -> PublishError:

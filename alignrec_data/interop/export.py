@@ -169,26 +169,6 @@ def check_export_dir(
         raise UsageError(msg)
 
 
-def _check_foreign_features(
-    out: Path, new: list[str], own: list[str], layout: str, option: str
-) -> None:
-    """Refuse (AlignRec layout) or warn about (MMRec) a feature file no export wrote.
-
-    Raises:
-        UsageError: The AlignRec layout and a foreign feature file of the other modality.
-    """
-    for other in FEATURE_FILES.values():
-        if other in new or other in own or not (out / other).exists():
-            continue
-        if layout == "alignrec":
-            raise UsageError(
-                f"{out / other} was not written by alignrec-data export, and the AlignRec "
-                "code would read it with the new image_feat.npy; move it away or choose "
-                f"another {option}"
-            )
-        logger.warning("%s (not written by this tool) is left as it is", out / other)
-
-
 def write_export(
     out: Path,
     frames: dict[str, pd.DataFrame],
@@ -234,8 +214,16 @@ def write_export(
     own = _own_files(out)
     new = [*frames, *feature_files]
     stale = [f for f in own if f not in new and (out / f).is_file()]
-    if feature_files:
-        _check_foreign_features(out, new, own, layout, option)
+    for other in FEATURE_FILES.values() if feature_files else ():
+        if other in new or other in own or not (out / other).exists():
+            continue  # ours, or absent: a foreign feature file is refused or kept with a warning
+        if layout == "alignrec":
+            raise UsageError(
+                f"{out / other} was not written by alignrec-data export, and the AlignRec "
+                "code would read it with the new image_feat.npy; move it away or choose "
+                f"another {option}"
+            )
+        logger.warning("%s (not written by this tool) is left as it is", out / other)
 
     writers = {f: partial(_write_tsv, fr) for f, fr in frames.items()}
     writers |= {f: partial(write_npy_to, matrix=i.matrix) for f, i in feature_files.items()}

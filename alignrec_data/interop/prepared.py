@@ -147,20 +147,6 @@ def run_import(
     return write_import(paths, read(source), dependents)
 
 
-def _set_aside(folder: Path) -> Path:
-    """Rename ``folder`` (or a link) to a hidden ``.<name>.old-<pid>-*`` sibling (see atomic)."""
-    aside = folder.parent / f".{folder.name}.old-{os.getpid()}-{secrets.token_hex(4)}"
-    os.replace(folder, aside)
-    return aside
-
-
-def _remove(path: Path) -> None:
-    if path.is_symlink() or not path.is_dir():
-        path.unlink(missing_ok=True)
-    else:
-        shutil.rmtree(path, ignore_errors=True)
-
-
 def _stats(paths: DatasetPaths, t: ImportedTables, inter: pa.Table) -> dict[str, Any]:
     pairs = t.users.astype(np.int64) * max(len(t.item_keys), 1) + t.items
     return {
@@ -227,8 +213,10 @@ def write_import(paths: DatasetPaths, t: ImportedTables, dependents: list[Path])
             write_json(stage / STATS_FILE, stats)
             if t.features:
                 features_stage = _stage_features(paths, t)
-            for folder in dependents:
-                aside.append((folder, _set_aside(folder)))
+            for folder in dependents:  # renamed (even a link) to a hidden sibling, see atomic
+                old = folder.parent / f".{folder.name}.old-{os.getpid()}-{secrets.token_hex(4)}"
+                os.replace(folder, old)
+                aside.append((folder, old))
             if features_stage is not None:
                 # features/ was set aside above (a dependent) or never existed.
                 os.replace(features_stage, paths.features)
@@ -241,7 +229,10 @@ def write_import(paths: DatasetPaths, t: ImportedTables, dependents: list[Path])
                 os.replace(old, folder)
         raise
     for _, old in aside:
-        _remove(old)
+        if old.is_symlink() or not old.is_dir():
+            old.unlink(missing_ok=True)
+        else:
+            shutil.rmtree(old, ignore_errors=True)
     removed = [f"{folder.name}/" for folder, _ in aside]
     if removed:
         logger.warning(

@@ -20,7 +20,8 @@ import pandas as pd
 from alignrec_data.errors import DataFormatError
 
 INT64_MAX = int(np.iinfo(np.int64).max)
-_INT64_MAX_DIGITS = str(INT64_MAX)
+_DIGITS = 40  # wider than INT64_MAX: longer digit strings start with 1-9, above its padding
+_INT64_MAX_DIGITS = str(INT64_MAX).zfill(_DIGITS)
 _SNIFF_BYTES = 64 * 1024
 
 
@@ -138,25 +139,19 @@ def int_column(
         )
     if allow_point_zero:
         s = s.str.replace(r"\.0*$", "", regex=True)
-    _check_int64_range(s, column, lines, path, what)
-    if nullable:
-        return pd.array(s.where(~empty, None), dtype="Int64")
-    return s.astype(np.int64).to_numpy()
-
-
-def _check_int64_range(s: pd.Series, column: str, lines: np.ndarray, path: Path, what: str) -> None:
-    """Refuse integer strings beyond the int64 range, compared as text (no overflow)."""
-    digits = s.str.lstrip("+-").str.lstrip("0")
-    n_digits = digits.str.len().to_numpy()
-    big = (n_digits > len(_INT64_MAX_DIGITS)) | (
-        (n_digits == len(_INT64_MAX_DIGITS)) & (digits > _INT64_MAX_DIGITS).to_numpy(dtype=bool)
-    )
+    # Beyond the int64 range? Compared as text (no overflow): the digits without sign and
+    # leading zeros, zero-padded to one width, compare as the numbers do.
+    digits = s.str.lstrip("+-").str.lstrip("0").str.zfill(_DIGITS)
+    big = (digits > _INT64_MAX_DIGITS).to_numpy(dtype=bool)
     if big.any():
         i = int(np.flatnonzero(big)[0])
         raise DataFormatError(
             f"{path}: line {lines[i]}, column {column!r}: {what} {s.iloc[i]} is beyond the "
             f"64-bit integer range (at most {INT64_MAX}); renumber the {what}s from 0"
         )
+    if nullable:
+        return pd.array(s.where(~empty, None), dtype="Int64")
+    return s.astype(np.int64).to_numpy()
 
 
 def float_column(df: pd.DataFrame, column: str, lines: np.ndarray, path: Path) -> np.ndarray:
