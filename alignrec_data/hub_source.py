@@ -25,7 +25,6 @@ from alignrec_data.hub import (
     check_endpoint,
     hub_timeouts,
     network_problem,
-    public_url,
     with_deadline,
 )
 from alignrec_data.release_layout import MANIFEST_NAME, read_manifest
@@ -54,8 +53,6 @@ class HubRelease:
         cache_dir: str | Path | None,
         timeout: float,
     ) -> None:
-        from huggingface_hub import constants
-
         self.repo_id = repo_id
         self.revision = revision
         self.token = token
@@ -63,16 +60,18 @@ class HubRelease:
         self.timeout = timeout
         self.label = f"{repo_id}@{revision or 'main'}"
         self.endpoint = check_endpoint(endpoint, "endpoint") if endpoint is not None else None
-        self.shown = public_url(self.endpoint or constants.ENDPOINT)  # no user:password@
         self.commit = revision
         self.unreachable: str | None = None
         self.sizes: dict[str, int] = {}
 
     def problem(self, err: BaseException) -> str | None:
-        """One line naming the endpoint and the fix when ``err`` is a network failure."""
+        """One line naming the endpoint (no user:password@) and the fix for a network failure."""
+        from huggingface_hub import constants
+
         hint = f"timeout= (now {self.timeout:g} s)"
         doing = f"loading dataset repo {self.label}"
-        return network_problem(err, self.shown, doing, endpoint_hint="endpoint=", timeout_hint=hint)
+        endpoint = self.endpoint or constants.ENDPOINT
+        return network_problem(err, endpoint, doing, endpoint_hint="endpoint=", timeout_hint=hint)
 
     def resolve(self) -> None:
         """Resolve the revision to a commit; on a network failure use the Hub cache only.

@@ -298,13 +298,12 @@ def export_mmrec(
         protected=protected,
     )
     logger.info("exported %s to %s", dataset, out)
-    stale = written["removed"]
     return {
         "dataset": dataset,
         "out": str(out),
         "name": name,
         "files": written["files"],
-        "removed": stale,
+        "removed": written["removed"],
         "users": users.num_rows,
         "items": items.num_rows,
         "interactions": inter.num_rows,
@@ -312,6 +311,6 @@ def export_mmrec(
         "features": {
             "layout": layout,
             "features": written["features"],
-            "removed": [f for f in stale if f in FEATURE_FILES.values()],
+            "removed": [f for f in written["removed"] if f in FEATURE_FILES.values()],
         },
     }

@@ -162,8 +162,7 @@ def read_npy_features(folder: Path, n_items: int) -> list[ImportedFeature]:
             raise _rows_error(path, rows, n_items)
     out = []
     for variant, path in variants.items():
-        sha = sha256_file(path)
-        dtype = str(npy_header(path)[1])
+        sha, dtype = sha256_file(path), str(npy_header(path)[1])
         matrix = load_npy(path)
         if matrix.shape[0] != n_items:  # the file changed since its header was read
             raise _rows_error(path, matrix.shape[0], n_items)

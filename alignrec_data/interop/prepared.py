@@ -176,10 +176,7 @@ def _stage_features(paths: DatasetPaths, t: ImportedTables) -> Path:
         os.chmod(stage, 0o777 & ~_umask())  # the mode a plain mkdir gives, not mkdtemp's 0700
         for f in t.features:
             write_features(
-                stage / f"{f.variant}.parquet",
-                t.item_keys,
-                f.matrix,
-                metadata=f.metadata(t.source),
+                stage / f"{f.variant}.parquet", t.item_keys, f.matrix, metadata=f.metadata(t.source)
             )
     except BaseException:
         shutil.rmtree(stage, ignore_errors=True)
