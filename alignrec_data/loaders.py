@@ -458,10 +458,4 @@ def to_mmrec(
     }
 
 
-__all__ = [
-    "load_features",
-    "load_interactions",
-    "load_items",
-    "open_release",
-    "to_mmrec",
-]
+__all__ = ["load_features", "load_interactions", "load_items", "open_release", "to_mmrec"]

@@ -148,7 +148,6 @@ def _hub_error(err: Exception, repo_id: str, endpoint: str, token: str | None) -
     """A clear, token-free error for a failed Hub call."""
     from huggingface_hub.errors import HfHubHTTPError, RepositoryNotFoundError
 
-    secrets = [token] if token else []
     endpoint = public_url(endpoint)
     status = None
     if isinstance(err, HfHubHTTPError) and err.response is not None:
@@ -173,7 +172,7 @@ def _hub_error(err: Exception, repo_id: str, endpoint: str, token: str | None) -
         )
     else:
         msg = f"publishing {repo_id} to {endpoint} failed: {type(err).__name__}: {reason(err)}"
-    return PublishError(scrub(msg, secrets))
+    return PublishError(scrub(msg, [token] if token else []))
 
 
 def publish_release(

@@ -48,13 +48,15 @@ logger = logging.getLogger(__name__)
 EXPORT_MARKER = "alignrec_export.json"
 
 
-def _check_tsv_keys(keys: list[str], what: str) -> None:
+def _tsv_keys(keys: list[str], what: str) -> list[str]:
+    """``keys``, each checked to be writable to a tab-separated id map."""
     for k in keys:
         if any(c in k for c in "\t\n\r") or k == "":
             raise DataFormatError(
                 f"{what} key {k!r} is empty or holds a tab or newline; it cannot be written to "
                 "the tab-separated MMRec id map"
             )
+    return keys
 
 
 def mmrec_frames(
@@ -76,10 +78,8 @@ def mmrec_frames(
             .astype(np.int64),
         }
     )
-    ukeys = users.column("user_key").to_pylist()
-    ikeys = items.column("item_key").to_pylist()
-    _check_tsv_keys(ukeys, "user")
-    _check_tsv_keys(ikeys, "item")
+    ukeys = _tsv_keys(users.column("user_key").to_pylist(), "user")
+    ikeys = _tsv_keys(items.column("item_key").to_pylist(), "item")
     return {
         f"{name}.inter": inter,
         USER_MAP_FILE: pd.DataFrame(

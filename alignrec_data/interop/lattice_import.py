@@ -85,9 +85,7 @@ def _read_lattice(folder: Path) -> ImportedTables:
     ends = np.cumsum([len(u) for u in us])
 
     def locate(i: int | None) -> str:
-        if i is None:
-            return str(folder)
-        return str(folder / split_files[int(np.searchsorted(ends, i, side="right"))])
+        return str(folder if i is None else folder / split_files[np.searchsorted(ends, i, "right")])
 
     umap = read_json_map(folder / LATTICE_USER_MAP)
     imap = read_json_map(folder / LATTICE_ITEM_MAP)

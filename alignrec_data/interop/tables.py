@@ -79,10 +79,7 @@ def read_tsv(path: Path, expected: str) -> tuple[pd.DataFrame, np.ndarray]:
         raise DataFormatError(f"{path}: {found}; expected {expected}") from err
     lines = np.arange(len(df), dtype=np.int64) + 2  # line 1 is the header
     blank = (df == "").all(axis=1).to_numpy() if len(df.columns) else np.zeros(len(df), bool)
-    if blank.any():
-        df = df[~blank].reset_index(drop=True)
-        lines = lines[~blank]
-    return df, lines
+    return df[~blank].reset_index(drop=True), lines[~blank]
 
 
 def _is_number(text: str) -> bool:
