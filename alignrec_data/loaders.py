@@ -180,16 +180,6 @@ def _check_return_type(return_type: str, allowed: Sequence[str] = RETURN_TYPES) 
         raise UsageError(f"return_type {return_type!r} is not one of {', '.join(allowed)}")
 
 
-def _check_shape(src: ReleaseSource, config: str, matrix: np.ndarray) -> None:
-    entry = src.manifest["configs"][config]
-    rows, dim = entry["splits"]["train"]["rows"], entry.get("dim")
-    if matrix.shape[0] != rows or (dim and matrix.shape[1] != dim):
-        raise DataFormatError(
-            f"release {src.label}: {config} has shape {matrix.shape}, {MANIFEST_NAME} says "
-            f"({rows}, {dim}); rebuild or download the release again"
-        )
-
-
 @_one_hub_session
 def load_features(
     source: str | Path,
@@ -241,7 +231,13 @@ def load_features(
         matrix = _read_feature_matrix(src, config, shards)
         if cached is not None:
             write_cache(cached, matrix)
-    _check_shape(src, config, matrix)
+    entry = src.manifest["configs"][config]
+    rows, dim = entry["splits"]["train"]["rows"], entry.get("dim")
+    if matrix.shape[0] != rows or (dim and matrix.shape[1] != dim):
+        raise DataFormatError(
+            f"release {src.label}: {config} has shape {matrix.shape}, {MANIFEST_NAME} says "
+            f"({rows}, {dim}); rebuild or download the release again"
+        )
     result = _as_type(matrix, return_type)
     if not with_keys:
         return result

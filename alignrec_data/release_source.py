@@ -98,11 +98,9 @@ class ReleaseSource:
         names = list(self.manifest["configs"])
         if config in names:
             return
-        variants = [c[len(FEATURES_PREFIX) :] for c in names if c.startswith(FEATURES_PREFIX)]
-        if config.startswith(FEATURES_PREFIX):
-            what = f"no feature variant {config[len(FEATURES_PREFIX) :]!r}"
-        else:
-            what = f"no config {config!r}"
+        variants = [c.removeprefix(FEATURES_PREFIX) for c in names if c.startswith(FEATURES_PREFIX)]
+        variant = config.removeprefix(FEATURES_PREFIX)
+        what = f"no config {config!r}" if variant == config else f"no feature variant {variant!r}"
         raise UsageError(
             f"release {self.label} has {what}; configs: {', '.join(names) or 'none'}; "
             f"feature variants: {', '.join(variants) or 'none'}"

@@ -125,12 +125,8 @@ def int_column(
     if not ok.all():
         i = int(np.flatnonzero(~ok)[0])
         value = s.iloc[i]
-        if value == "":
-            found = "an empty cell"
-        elif _is_number(value):
-            found = f"{value!r}, a fractional number"
-        else:
-            found = f"{value!r}, not a number"
+        kind = "a fractional number" if _is_number(value) else "not a number"
+        found = f"{value!r}, {kind}" if value else "an empty cell"
         raise DataFormatError(
             f"{path}: line {lines[i]}, column {column!r}: expected an integer {what}, found {found}"
         )
@@ -195,9 +191,7 @@ def read_json(path: Path, expected: str) -> Any:
 def json_type(value: Any) -> str:
     """How a JSON value is named in messages (``an object``, ``a list``, ``null`` ...)."""
     names = {dict: "an object", list: "a list", str: "a string", bool: "a boolean"}
-    if value is None:
-        return "null"
-    return names.get(type(value), "a number")
+    return "null" if value is None else names.get(type(value), "a number")
 
 
 def is_id(value: Any) -> bool:
