@@ -276,6 +276,8 @@ def _upload(
     from huggingface_hub import constants
     from huggingface_hub.errors import HfHubHTTPError, OfflineModeIsEnabled
 
+    failures = (Deadline, HfHubHTTPError, httpx2.HTTPError, httpx2.InvalidURL, ValueError, OSError)
+
     def call(name: str, seconds: float = timeout, **kwargs: Any) -> Any:
         method = getattr(api, name)
         return with_deadline(
@@ -298,13 +300,6 @@ def _upload(
             )
     except OfflineModeIsEnabled as err:
         raise UsageError(_OFFLINE) from err
-    except (
-        Deadline,
-        HfHubHTTPError,
-        httpx2.HTTPError,
-        httpx2.InvalidURL,
-        ValueError,
-        OSError,
-    ) as err:
+    except failures as err:
         raise _hub_error(err, plan.repo_id, api.endpoint, api.token) from None
     return repo_url, before, info

@@ -87,18 +87,17 @@ def read_inter(
             f"{path}: line {lines[i]}: x_label must be 0 (train), 1 (valid) or 2 (test), found "
             f"{int(labels[i])}"
         )
-    n = len(df)
     if "rating" in df.columns:
         ratings = pa.array(float_column(df, "rating", lines, path), pa.float64(), from_pandas=True)
     else:
-        ratings = pa.nulls(n, pa.float32())
+        ratings = pa.nulls(len(df), pa.float32())
     if "timestamp" in df.columns:
         ts = int_column(
             df, "timestamp", lines, path, "timestamp", nullable=True, allow_point_zero=True
         )
         timestamps = pa.array(ts, pa.int64(), from_pandas=True)
     else:
-        timestamps = pa.nulls(n, pa.int64())
+        timestamps = pa.nulls(len(df), pa.int64())
     return users, items, ratings, timestamps, labels.astype(np.int8), lines
 
 
