@@ -149,9 +149,8 @@ def _hub_error(err: Exception, repo_id: str, endpoint: str, token: str | None) -
     from huggingface_hub.errors import HfHubHTTPError, RepositoryNotFoundError
 
     endpoint = public_url(endpoint)
-    status = None
-    if isinstance(err, HfHubHTTPError) and err.response is not None:
-        status = err.response.status_code
+    response = err.response if isinstance(err, HfHubHTTPError) else None
+    status = None if response is None else response.status_code
     problem = network_problem(err, endpoint, f"publishing {repo_id}")
     if problem is not None:
         msg = problem

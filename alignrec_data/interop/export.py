@@ -46,6 +46,8 @@ logger = logging.getLogger(__name__)
 
 # The file `export mmrec` writes into every folder it fills (what it wrote, for the next run).
 EXPORT_MARKER = "alignrec_export.json"
+# How the tables of the MMRec layout are written (pandas.DataFrame.to_csv options).
+_TSV = {"sep": "\t", "index": False, "quoting": csv.QUOTE_NONE, "lineterminator": "\n"}
 
 
 def _tsv_keys(keys: list[str], what: str) -> list[str]:
@@ -87,10 +89,6 @@ def mmrec_frames(
         ),
         ITEM_MAP_FILE: pd.DataFrame({"asin": ikeys, "itemID": items.column("item_id").to_numpy()}),
     }
-
-
-def _write_tsv(frame: pd.DataFrame, path: Path) -> None:
-    frame.to_csv(path, sep="\t", index=False, quoting=csv.QUOTE_NONE, lineterminator="\n")
 
 
 def write_all(out: Path, writers: dict[str, Callable[[Path], None]]) -> None:
@@ -225,7 +223,7 @@ def write_export(
             )
         logger.warning("%s (not written by this tool) is left as it is", out / other)
 
-    writers = {f: partial(_write_tsv, fr) for f, fr in frames.items()}
+    writers = {f: partial(fr.to_csv, **_TSV) for f, fr in frames.items()}
     writers |= {f: partial(write_npy_to, matrix=i.matrix) for f, i in feature_files.items()}
     write_all(out, writers)
     for f in stale:

@@ -212,8 +212,7 @@ def read_tsv_map(path: Path, key_col: str, id_col: str) -> dict[str, int] | None
     if key_col not in df.columns or id_col not in df.columns:
         raise DataFormatError(f"{path}: expected {expected}, found columns {list(df.columns)}")
     ids = int_column(df, id_col, lines, path, "id")
-    keys = df[key_col].astype(str).tolist()
-    mapping = dict(zip(keys, ids.tolist(), strict=True))
+    mapping = dict(zip(df[key_col].astype(str).tolist(), ids.tolist(), strict=True))
     if len(mapping) != len(df):
         raise DataFormatError(f"{path}: a key appears twice in column {key_col!r}")
     return mapping
@@ -227,10 +226,9 @@ def read_json_map(path: Path) -> dict[str, int] | None:
     """
     if not path.is_file():
         return None
-    expected = "an id map {raw key: id}"
-    data = read_json(path, expected)
+    data = read_json(path, "an id map {raw key: id}")
     if not isinstance(data, dict):
-        found = json_type(data)
-        msg = f"{path} is not an id map: expected an object {{raw key: id}}, found {found}"
-        raise DataFormatError(msg)
+        raise DataFormatError(
+            f"{path} is not an id map: expected an object {{raw key: id}}, found {json_type(data)}"
+        )
     return data
