@@ -184,8 +184,7 @@ class HubRelease:
         manifest = read_manifest(folder, self.label)
         for config in manifest["configs"].values():
             for split in config["splits"].values():
-                for shard in split["shards"]:
-                    self.sizes[shard["path"]] = int(shard["bytes"])
+                self.sizes.update((s["path"], int(s["bytes"])) for s in split["shards"])
         return ReleaseSource(folder, self.label, manifest, self.fetch)
 
 

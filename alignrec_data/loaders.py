@@ -118,9 +118,8 @@ def open_release(
             the deadline, and the Hub cache lacks the file.
     """
     timeout = check_timeout(timeout, "timeout")
-    path = Path(source)
-    if path.is_dir():
-        return local_release(path)
+    if Path(source).is_dir():
+        return local_release(Path(source))
     if is_repo_id(source):
         hub = {"endpoint": endpoint, "token": token, "cache_dir": cache_dir, "timeout": timeout}
         return HubRelease(str(source), revision, **hub).open()
@@ -251,21 +250,6 @@ def load_features(
 # ----------------------------------------------------------------------------- tables
 
 
-def _as_arrays(table: pa.Table, columns: list[str], return_type: str) -> dict[str, Any]:
-    """Interaction columns as numpy / torch: ratings float32 (NaN unknown), timestamps -1."""
-    out = {}
-    for c in columns:
-        col = table.column(c)
-        if c == "rating":
-            arr = col.to_numpy(zero_copy_only=False).astype(np.float32)  # nulls -> NaN
-        elif c == "timestamp" and col.null_count:
-            arr = col.fill_null(-1).to_numpy()  # unknown timestamps -> -1
-        else:
-            arr = col.to_numpy(zero_copy_only=False)
-        out[c] = _as_type(np.ascontiguousarray(arr), return_type)
-    return out
-
-
 @_one_hub_session
 def load_interactions(
     source: str | Path,
@@ -318,8 +302,18 @@ def load_interactions(
     table = pa.concat_tables(parts) if len(parts) > 1 else parts[0]
     if return_type == "pandas":
         return table.to_pandas()
-    cols = ["user_id", "item_id", "rating", "timestamp"] + (["x_label"] if split is None else [])
-    return _as_arrays(table, cols, return_type)
+    # numpy / torch arrays: ratings float32 (NaN unknown), unknown timestamps -1
+    out = {}
+    for c in ["user_id", "item_id", "rating", "timestamp"] + (["x_label"] if split is None else []):
+        col = table.column(c)
+        if c == "rating":
+            arr = col.to_numpy(zero_copy_only=False).astype(np.float32)  # nulls -> NaN
+        elif c == "timestamp" and col.null_count:
+            arr = col.fill_null(-1).to_numpy()
+        else:
+            arr = col.to_numpy(zero_copy_only=False)
+        out[c] = _as_type(np.ascontiguousarray(arr), return_type)
+    return out
 
 
 @_one_hub_session

@@ -169,24 +169,14 @@ def read_npy_features(folder: Path, n_items: int) -> list[ImportedFeature]:
     return out
 
 
-def _warn_fused_layout(folder: Path, features: list[ImportedFeature]) -> None:
-    """Warn when our own export marker says image_feat.npy holds the fused AlignRec feature."""
+def _read_mmrec(folder: Path) -> ImportedTables:
+    """Read and check the ``.inter`` file, the id maps and the ``*.npy`` of an MMRec folder.
+
+    A warning says when our own export marker says ``image_feat.npy`` holds the fused
+    AlignRec feature (it is imported as ``mmrec-image``).
+    """
     from alignrec_data.interop.export import EXPORT_MARKER, read_marker
 
-    marker = folder / EXPORT_MARKER
-    if not marker.is_file() or not any(f.variant == "mmrec-image" for f in features):
-        return
-    doc = read_marker(folder)
-    if isinstance(doc, dict) and doc.get("layout") == "alignrec":
-        logger.warning(
-            "%s says this folder has the AlignRec layout: its image_feat.npy holds the fused "
-            "image+text feature, imported as mmrec-image (read as an image feature)",
-            marker,
-        )
-
-
-def _read_mmrec(folder: Path) -> ImportedTables:
-    """Read and check the ``.inter`` file and the id maps of an MMRec folder."""
     inter_path = find_inter_file(folder)
     users, items, ratings, timestamps, codes, lines = read_inter(inter_path)
 
@@ -199,7 +189,15 @@ def _read_mmrec(folder: Path) -> ImportedTables:
         users, items, locate, (folder / USER_MAP_FILE, umap), (folder / ITEM_MAP_FILE, imap)
     )
     features = read_npy_features(folder, len(item_keys))
-    _warn_fused_layout(folder, features)
+    marker = folder / EXPORT_MARKER  # ours may say image_feat.npy holds the fused feature
+    if marker.is_file() and any(f.variant == "mmrec-image" for f in features):
+        doc = read_marker(folder)
+        if isinstance(doc, dict) and doc.get("layout") == "alignrec":
+            logger.warning(
+                "%s says this folder has the AlignRec layout: its image_feat.npy holds the fused "
+                "image+text feature, imported as mmrec-image (read as an image feature)",
+                marker,
+            )
     files = [inter_path.name, *maps, *(f.file for f in features)]
     return ImportedTables(
         "mmrec", users, items, ratings, timestamps, codes, user_keys, item_keys, files, features

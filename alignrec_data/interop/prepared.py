@@ -196,8 +196,6 @@ def write_import(paths: DatasetPaths, t: ImportedTables, dependents: list[Path])
         t.users, t.items, t.user_keys, t.item_keys, t.ratings, t.timestamps, t.codes
     )
     stats = _stats(paths, t, inter)
-    item_table = items_table(t.item_keys, None)
-    user_table = users_table(t.user_keys, t.users)
     for d in DEPENDENT_FOLDERS:
         clean_stale(paths.root, d)  # leftovers of an import killed mid-way
     aside: list[tuple[Path, Path]] = []
@@ -205,8 +203,8 @@ def write_import(paths: DatasetPaths, t: ImportedTables, dependents: list[Path])
     try:
         with atomic_dir(paths.prepared) as stage:
             write_parquet(stage / INTERACTIONS_FILE, inter)
-            write_parquet(stage / ITEMS_FILE, item_table)
-            write_parquet(stage / USERS_FILE, user_table)
+            write_parquet(stage / ITEMS_FILE, items_table(t.item_keys, None))
+            write_parquet(stage / USERS_FILE, users_table(t.user_keys, t.users))
             write_json(stage / STATS_FILE, stats)
             if t.features:
                 features_stage = _stage_features(paths, t)
