@@ -205,8 +205,7 @@ def _remember_ref(snapshot: Path, ref: str, commit: str) -> None:
         return
     path = snapshot.parent.parent.joinpath("refs", *parts)
     try:
-        if path.is_file() and path.read_text() == commit:
-            return
-        write_text(path, commit)
+        if not (path.is_file() and path.read_text() == commit):
+            write_text(path, commit)
     except OSError as err:  # a read-only cache must not break loading
         log.debug("could not record %s -> %s in the Hub cache (%s)", ref, commit, err)

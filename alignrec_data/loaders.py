@@ -79,8 +79,7 @@ def _one_hub_session(func: F) -> F:
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         bound = signature.bind_partial(*args, **kwargs).arguments
-        source = bound.get("source")
-        if is_repo_id(source) and not Path(source).is_dir():
+        if is_repo_id(bound.get("source")) and not Path(bound["source"]).is_dir():
             timeout = check_timeout(bound.get("timeout", DEFAULT_TIMEOUT), "timeout")
             with hub_timeouts(timeout):
                 return func(*args, **kwargs)

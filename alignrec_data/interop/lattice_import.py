@@ -39,10 +39,8 @@ def _read_split_file(path: Path) -> tuple[np.ndarray, np.ndarray]:
         raise DataFormatError(msg)
     us, its = [np.zeros(0, np.int64)], [np.zeros(0, np.int64)]
     for user, lst in data.items():
-        if not isinstance(lst, list):
-            found = json_type(lst)
-        else:
-            found = next((repr(x)[:80] for x in lst if not is_id(x)), None)
+        bad = (repr(x)[:80] for x in lst if not is_id(x)) if isinstance(lst, list) else None
+        found = json_type(lst) if bad is None else next(bad, None)
         if found is not None:
             raise DataFormatError(
                 f"{path}: user {user!r}: expected a list of integer item ids (0 to 2**63-1), "

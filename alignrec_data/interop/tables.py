@@ -70,12 +70,9 @@ def read_tsv(path: Path, expected: str) -> tuple[pd.DataFrame, np.ndarray]:
     except pd.errors.EmptyDataError as err:
         raise DataFormatError(f"{path} holds no header line; expected {expected}") from err
     except pd.errors.ParserError as err:
-        m = re.search(r"Expected (\d+) fields in line (\d+), saw (\d+)", str(err))
-        found = (
-            f"line {m.group(2)} has {m.group(3)} tab-separated fields, the header {m.group(1)}"
-            if m
-            else str(err).strip()
-        )
+        found = str(err).strip()
+        if m := re.search(r"Expected (\d+) fields in line (\d+), saw (\d+)", found):
+            found = f"line {m[2]} has {m[3]} tab-separated fields, the header {m[1]}"
         raise DataFormatError(f"{path}: {found}; expected {expected}") from err
     lines = np.arange(len(df), dtype=np.int64) + 2  # line 1 is the header
     blank = (df == "").all(axis=1).to_numpy() if len(df.columns) else np.zeros(len(df), bool)
