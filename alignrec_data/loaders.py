@@ -80,8 +80,7 @@ def _one_hub_session(func: F) -> F:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         bound = signature.bind_partial(*args, **kwargs).arguments
         if is_repo_id(bound.get("source")) and not Path(bound["source"]).is_dir():
-            timeout = check_timeout(bound.get("timeout", DEFAULT_TIMEOUT), "timeout")
-            with hub_timeouts(timeout):
+            with hub_timeouts(check_timeout(bound.get("timeout", DEFAULT_TIMEOUT), "timeout")):
                 return func(*args, **kwargs)
         return func(*args, **kwargs)
 

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import asdict, dataclass, replace
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -278,10 +279,8 @@ def _upload(
     failures = (Deadline, HfHubHTTPError, httpx2.HTTPError, httpx2.InvalidURL, ValueError, OSError)
 
     def call(name: str, seconds: float = timeout, **kwargs: Any) -> Any:
-        method = getattr(api, name)
-        return with_deadline(
-            lambda: method(repo_id=plan.repo_id, repo_type="dataset", **kwargs), seconds, name
-        )
+        hub_call = partial(getattr(api, name), repo_id=plan.repo_id, repo_type="dataset", **kwargs)
+        return with_deadline(hub_call, seconds, name)
 
     try:
         with hub_timeouts(timeout):
