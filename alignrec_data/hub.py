@@ -49,7 +49,8 @@ def check_timeout(timeout: Any, option: str = "--timeout") -> float:
     """
     number = isinstance(timeout, int | float) and not isinstance(timeout, bool)
     if not (number and 0 < timeout < math.inf):
-        raise UsageError(f"{option} must be a positive number of seconds, found {timeout!r}")
+        msg = f"{option} must be a positive number of seconds, found {timeout!r}"
+        raise UsageError(msg)
     return float(timeout)
 
 
@@ -73,10 +74,11 @@ def check_endpoint(endpoint: str, option: str = "--endpoint") -> str:
     except ValueError:
         ok = False
     if not ok:
-        raise UsageError(
+        msg = (
             f"{option} {public_url(value)!r} is not a Hub URL; expected http(s)://HOST[:PORT], "
             "e.g. https://huggingface.co"
         )
+        raise UsageError(msg)
     return value.rstrip("/")
 
 

@@ -101,10 +101,11 @@ class HubRelease:
         except OfflineModeIsEnabled:
             log.info("HF_HUB_OFFLINE is set: loading %s from the Hub cache only", self.label)
         except RepositoryNotFoundError as err:
-            raise UsageError(
+            msg = (
                 f"Hub dataset repo {self.repo_id!r} was not found (or it is private and no valid "
                 "token was given); check the id, or log in with `hf auth login` / set HF_TOKEN"
-            ) from err
+            )
+            raise UsageError(msg) from err
         except RevisionNotFoundError as err:
             msg = f"Hub dataset repo {self.repo_id!r} has no revision {self.revision!r}"
             raise UsageError(msg) from err
@@ -156,10 +157,11 @@ class HubRelease:
                 raise DownloadError(text) from None
             if not missing:
                 raise
-            raise DataFormatError(
+            msg = (
                 f"release {self.label}: {rel} could not be fetched ({type(err).__name__}); "
                 "with HF_HUB_OFFLINE=1 only files already in the Hub cache can be loaded"
-            ) from err
+            )
+            raise DataFormatError(msg) from err
 
     def open(self) -> ReleaseSource:
         """Resolve the revision and fetch the manifest: the release, its shards fetched later.
@@ -173,11 +175,12 @@ class HubRelease:
         try:
             manifest_path = self.fetch(MANIFEST_NAME)
         except DataFormatError as err:
-            raise DataFormatError(
+            msg = (
                 f"Hub dataset repo {self.label} has no readable {MANIFEST_NAME}: it was not "
                 "built by `alignrec-data release` (use datasets.load_dataset for other repos) "
                 f"({err})"
-            ) from err
+            )
+            raise DataFormatError(msg) from err
         folder = manifest_path.parent
         if self.unreachable is None and self.commit:
             _remember_ref(folder, self.revision or "main", self.commit)

@@ -139,13 +139,15 @@ def _read_feature_matrix(
         table = read_shard(path, src.label, rel, ["item_id", "embedding"])
         emb = table.column("embedding").combine_chunks()
         if not pa.types.is_fixed_size_list(emb.type):
-            raise DataFormatError(
+            msg = (
                 f"release {src.label}: shard {rel}: embedding is {emb.type}, not a fixed-size list"
             )
+            raise DataFormatError(msg)
         if dim is not None and emb.type.list_size != dim:
-            raise DataFormatError(
+            msg = (
                 f"release {src.label}: shard {rel} has dimension {emb.type.list_size}, others {dim}"
             )
+            raise DataFormatError(msg)
         dim = emb.type.list_size
         values = emb.flatten().to_numpy(zero_copy_only=False)  # zero-copy for float32 w/o nulls
         emb_parts.append(values.astype(np.float32, copy=False).reshape(-1, dim))
@@ -174,7 +176,8 @@ def _as_type(matrix: np.ndarray, return_type: str) -> Any:
 
 def _check_return_type(return_type: str, allowed: Sequence[str] = RETURN_TYPES) -> None:
     if return_type not in allowed:
-        raise UsageError(f"return_type {return_type!r} is not one of {', '.join(allowed)}")
+        msg = f"return_type {return_type!r} is not one of {', '.join(allowed)}"
+        raise UsageError(msg)
 
 
 @_one_hub_session
@@ -231,10 +234,11 @@ def load_features(
     entry = src.manifest["configs"][config]
     rows, dim = entry["splits"]["train"]["rows"], entry.get("dim")
     if matrix.shape[0] != rows or (dim and matrix.shape[1] != dim):
-        raise DataFormatError(
+        msg = (
             f"release {src.label}: {config} has shape {matrix.shape}, {MANIFEST_NAME} says "
             f"({rows}, {dim}); rebuild or download the release again"
         )
+        raise DataFormatError(msg)
     result = _as_type(matrix, return_type)
     if not with_keys:
         return result

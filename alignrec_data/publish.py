@@ -129,7 +129,8 @@ def check_release_folder(folder: str | Path) -> None:
         msg = f"{card}: its YAML front matter does not parse ({why}); rebuild the release"
         raise UsageError(msg) from err
     if not meta.get("configs"):
-        raise UsageError(f"{card} has no `configs:` in its YAML front matter; rebuild the release")
+        msg = f"{card} has no `configs:` in its YAML front matter; rebuild the release"
+        raise UsageError(msg)
     src = ReleaseSource(folder, str(folder), read_manifest(folder))
     listed = set()
     for config, entry in src.manifest["configs"].items():
@@ -139,10 +140,11 @@ def check_release_folder(folder: str | Path) -> None:
                 listed.add(shard["path"])
     for rel, _ in release_files(folder):
         if rel.endswith(".parquet") and rel not in listed:
-            raise DataFormatError(
+            msg = (
                 f"release {folder}: {rel} is not listed in {MANIFEST_NAME} (it would be published "
                 "and loaded with the release unverified); remove it or rebuild the release"
             )
+            raise DataFormatError(msg)
 
 
 def _hub_error(err: Exception, repo_id: str, endpoint: str, token: str | None) -> PublishError:
@@ -215,9 +217,10 @@ def publish_release(
     from huggingface_hub import constants
 
     if not is_repo_id(repo_id):
-        raise UsageError(
+        msg = (
             f"--repo-id {repo_id!r} is not a Hub repo id; expected ORG/NAME (letters, digits, ._-)"
         )
+        raise UsageError(msg)
     timeout = check_timeout(timeout)
     if endpoint is not None:
         endpoint = check_endpoint(endpoint)
@@ -251,10 +254,11 @@ def _hub_api(repo_id: str, endpoint: str | None, token: str | None) -> Any:
     endpoint = endpoint or check_endpoint(constants.ENDPOINT, "$HF_ENDPOINT")
     token = token or get_token()
     if not token:
-        raise UsageError(
+        msg = (
             f"no Hugging Face token found to publish {repo_id}; set HF_TOKEN or run "
             "`hf auth login` (a token with write access)"
         )
+        raise UsageError(msg)
     if constants.HF_HUB_OFFLINE:
         raise UsageError(_OFFLINE)
     return HfApi(endpoint=endpoint, token=token)

@@ -49,15 +49,17 @@ def verify_shard(path: Path, entry: dict[str, Any], label: str, rel: str) -> Non
     """
     size = path.stat().st_size
     if size != entry["bytes"]:
-        raise DataFormatError(
+        msg = (
             f"release {label}: shard {rel} is corrupt or truncated ({size} bytes, "
             f"{MANIFEST_NAME} says {entry['bytes']}); rebuild or download the release again"
         )
+        raise DataFormatError(msg)
     if sha256_file(path) != entry["sha256"]:
-        raise DataFormatError(
+        msg = (
             f"release {label}: shard {rel} is corrupt (sha256 differs from {MANIFEST_NAME}); "
             "rebuild or download the release again"
         )
+        raise DataFormatError(msg)
 
 
 def read_shard(path: Path, label: str, rel: str, columns: list[str] | None = None) -> pa.Table:
@@ -101,10 +103,11 @@ class ReleaseSource:
         variants = [c.removeprefix(FEATURES_PREFIX) for c in names if c.startswith(FEATURES_PREFIX)]
         variant = config.removeprefix(FEATURES_PREFIX)
         what = f"no config {config!r}" if variant == config else f"no feature variant {variant!r}"
-        raise UsageError(
+        msg = (
             f"release {self.label} has {what}; configs: {', '.join(names) or 'none'}; "
             f"feature variants: {', '.join(variants) or 'none'}"
         )
+        raise UsageError(msg)
 
     def splits(self, config: str) -> list[str]:
         """Split names of a config."""
@@ -135,10 +138,11 @@ class ReleaseSource:
                 self.fetch(rel)
             path = self.folder / rel
             if not path.is_file():
-                raise DataFormatError(
+                msg = (
                     f"release {self.label}: shard {rel} is missing (listed in {MANIFEST_NAME}); "
                     "rebuild the release (`alignrec-data release`) or download it again"
                 )
+                raise DataFormatError(msg)
             out.append((path, e))
         return out
 
@@ -165,10 +169,11 @@ def local_release(path: Path) -> ReleaseSource:
         DataFormatError: The manifest is missing or not valid.
     """
     if not (path / MANIFEST_NAME).is_file() and not (path / CARD_NAME).is_file():
-        raise UsageError(
+        msg = (
             f"{path} is not a release folder (no {MANIFEST_NAME} and no {CARD_NAME}); "
             "build one with `alignrec-data release DATASET --out FOLDER`"
         )
+        raise UsageError(msg)
     return ReleaseSource(path, str(path), read_manifest(path, str(path)))
 
 

@@ -54,10 +54,11 @@ def _tsv_keys(keys: list[str], what: str) -> list[str]:
     """``keys``, each checked to be writable to a tab-separated id map."""
     for k in keys:
         if any(c in k for c in "\t\n\r") or k == "":
-            raise DataFormatError(
+            msg = (
                 f"{what} key {k!r} is empty or holds a tab or newline; it cannot be written to "
                 "the tab-separated MMRec id map"
             )
+            raise DataFormatError(msg)
     return keys
 
 
@@ -216,11 +217,12 @@ def write_export(
         if other in new or other in own or not (out / other).exists():
             continue  # ours, or absent: a foreign feature file is refused or kept with a warning
         if layout == "alignrec":
-            raise UsageError(
+            msg = (
                 f"{out / other} was not written by alignrec-data export, and the AlignRec "
                 "code would read it with the new image_feat.npy; move it away or choose "
                 f"another {option}"
             )
+            raise UsageError(msg)
         logger.warning("%s (not written by this tool) is left as it is", out / other)
 
     writers = {f: partial(fr.to_csv, **_TSV) for f, fr in frames.items()}

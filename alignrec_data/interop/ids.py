@@ -23,13 +23,15 @@ def _mapped_ids(mapping: dict[str, int], what: str, map_path: Path | None) -> np
     """The ids of an id map, each checked to be an id and given to one key only."""
     for key, idx in mapping.items():
         if not is_id(idx):
-            raise DataFormatError(
+            msg = (
                 f"{map_path}: {what} key {key!r} maps to {idx!r}; expected a non-negative "
                 f"integer id below 2**63"
             )
+            raise DataFormatError(msg)
     mapped = np.fromiter(mapping.values(), dtype=np.int64, count=len(mapping))
     if len(np.unique(mapped)) != len(mapped):
-        raise DataFormatError(f"{map_path}: the {what} map gives the same id to two keys")
+        msg = f"{map_path}: the {what} map gives the same id to two keys"
+        raise DataFormatError(msg)
     return mapped
 
 
@@ -55,7 +57,8 @@ def keys_from_map(
     used_ids = np.asarray(used_ids, dtype=np.int64)
     if len(used_ids) and int(used_ids.min()) < 0:
         i = int(np.argmin(used_ids))
-        raise DataFormatError(f"{locate(i)}: {what} ids must be >= 0, found {int(used_ids[i])}")
+        msg = f"{locate(i)}: {what} ids must be >= 0, found {int(used_ids[i])}"
+        raise DataFormatError(msg)
     uniq = np.unique(used_ids)
     mapped = np.zeros(0, np.int64) if mapping is None else _mapped_ids(mapping, what, map_path)
     # n distinct ids contiguous from 0 are exactly 0..n-1: refuse any beyond that before
@@ -69,10 +72,11 @@ def keys_from_map(
         have = f"{len(uniq):,} distinct {what} ids used" + (
             f" and {len(mapped):,} mapped" if mapping is not None else ""
         )
-        raise DataFormatError(
+        msg = (
             f"{where}: {what} id {n - 1} is out of range: ids must be contiguous from 0, and "
             f"{have} can only be 0..{room - 1}; renumber the {what} ids as 0..N-1"
         )
+        raise DataFormatError(msg)
     known = np.zeros(n, dtype=bool)
     known[uniq] = True
     known[mapped] = True
@@ -84,16 +88,18 @@ def keys_from_map(
             keys[idx] = str(key)
         unmapped = np.setdiff1d(uniq, mapped)
         if len(unmapped):
-            raise DataFormatError(
+            msg = (
                 f"{map_path}: {len(unmapped)} {what} id(s) used but not in the map, e.g. "
                 f"{int(unmapped[0])}"
             )
+            raise DataFormatError(msg)
     if not known.all():
         where = str(map_path) if mapping is not None else locate(None)
-        raise DataFormatError(
+        msg = (
             f"{where}: {what} ids must be contiguous from 0; id {int(np.flatnonzero(~known)[0])} "
             f"of 0..{n - 1} is neither used nor mapped"
         )
+        raise DataFormatError(msg)
     return keys
 
 

@@ -42,14 +42,16 @@ def _read_split_file(path: Path) -> tuple[np.ndarray, np.ndarray]:
         bad = (repr(x)[:80] for x in lst if not is_id(x)) if isinstance(lst, list) else None
         found = json_type(lst) if bad is None else next(bad, None)
         if found is not None:
-            raise DataFormatError(
+            msg = (
                 f"{path}: user {user!r}: expected a list of integer item ids (0 to 2**63-1), "
                 f"found {found}"
             )
+            raise DataFormatError(msg)
         try:
             uid = int(user)
         except ValueError as err:
-            raise DataFormatError(f"{path}: user key {user!r} is not an integer id") from err
+            msg = f"{path}: user key {user!r} is not an integer id"
+            raise DataFormatError(msg) from err
         if not is_id(uid):
             msg = f"{path}: user key {user!r} is not an integer id from 0 to 2**63-1"
             raise DataFormatError(msg)
@@ -79,7 +81,8 @@ def _read_lattice(folder: Path) -> ImportedTables:
         codes.append(np.full(len(u), SPLIT_CODES[split], dtype=np.int8))
     users, items = np.concatenate(us), np.concatenate(its)
     if len(users) == 0:
-        raise DataFormatError(f"{folder}: the split files hold no interaction")
+        msg = f"{folder}: the split files hold no interaction"
+        raise DataFormatError(msg)
     ends = np.cumsum([len(u) for u in us])
 
     def locate(i: int | None) -> str:

@@ -71,22 +71,25 @@ def read_inter(
     df, lines = read_tsv(path, expected)
     missing = [c for c in ("userID", "itemID", "x_label") if c not in df.columns]
     if missing:
-        raise DataFormatError(
+        msg = (
             f"{path}: missing column(s) {missing}; found {list(df.columns)} (expected "
             "userID itemID rating timestamp x_label, tab-separated)"
         )
+        raise DataFormatError(msg)
     if len(df) == 0:
-        raise DataFormatError(f"{path} holds a header but no interaction; expected {expected}")
+        msg = f"{path} holds a header but no interaction; expected {expected}"
+        raise DataFormatError(msg)
     users = int_column(df, "userID", lines, path, "user id")
     items = int_column(df, "itemID", lines, path, "item id")
     labels = int_column(df, "x_label", lines, path, "split label (0, 1 or 2)")
     bad = ~np.isin(labels, list(SPLIT_CODES.values()))
     if bad.any():
         i = int(np.flatnonzero(bad)[0])
-        raise DataFormatError(
+        msg = (
             f"{path}: line {lines[i]}: x_label must be 0 (train), 1 (valid) or 2 (test), found "
             f"{int(labels[i])}"
         )
+        raise DataFormatError(msg)
     if "rating" in df.columns:
         ratings = pa.array(float_column(df, "rating", lines, path), pa.float64(), from_pandas=True)
     else:
@@ -111,11 +114,12 @@ def npy_variant(path: Path) -> str:
     try:
         return check_name(variant, "feature variant")
     except UsageError as err:
-        raise DataFormatError(
+        msg = (
             f"{path}: its name gives the feature variant {variant!r}, which is not a valid "
             "name (letters, digits, '.', '_', '+', '-'); rename the file or move it out of "
             "the folder"
-        ) from err
+        )
+        raise DataFormatError(msg) from err
 
 
 def _rows_error(path: Path, rows: int, n_items: int) -> DataFormatError:
@@ -151,10 +155,11 @@ def read_npy_features(folder: Path, n_items: int) -> list[ImportedFeature]:
             continue
         variant = npy_variant(path)
         if variant in variants:
-            raise DataFormatError(
+            msg = (
                 f"{path} and {variants[variant].name} would both become the feature variant "
                 f"{variant!r}; rename or move one of them"
             )
+            raise DataFormatError(msg)
         variants[variant] = path
         rows = npy_header(path)[0][0]
         if rows != n_items:

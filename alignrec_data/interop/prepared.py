@@ -119,11 +119,12 @@ def check_import_target(paths: DatasetPaths, overwrite: bool) -> list[Path]:
     if existing and not overwrite:
         names = ", ".join(f"{p.name}/" for p in existing)
         removes = ", ".join(f"{p.name}/" for p in dependents)
-        raise UsageError(
+        msg = (
             f"dataset {paths.name!r} already exists in {paths.root} ({names}); choose another "
             "--name, or pass --overwrite to replace its prepared/"
             + (f" and remove {removes}, built on its old items" if dependents else "")
         )
+        raise UsageError(msg)
     return dependents
 
 
@@ -141,7 +142,8 @@ def run_import(
     """
     source = Path(folder)
     if not source.is_dir():
-        raise UsageError(f"{source} is not a folder; pass the dataset folder to import")
+        msg = f"{source} is not a folder; pass the dataset folder to import"
+        raise UsageError(msg)
     paths = DatasetPaths.of(data_dir, name)
     dependents = check_import_target(paths, overwrite)
     return write_import(paths, read(source), dependents)

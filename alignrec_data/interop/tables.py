@@ -32,7 +32,8 @@ def check_text_file(path: Path, expected: str) -> None:
         DataFormatError: The file is empty or holds NUL bytes (binary, not text).
     """
     if path.stat().st_size == 0:
-        raise DataFormatError(f"{path} is empty; expected {expected}")
+        msg = f"{path} is empty; expected {expected}"
+        raise DataFormatError(msg)
     with open(path, "rb") as f:
         head = f.read(_SNIFF_BYTES)
     if b"\x00" in head:
@@ -68,12 +69,14 @@ def read_tsv(path: Path, expected: str) -> tuple[pd.DataFrame, np.ndarray]:
     except UnicodeDecodeError as err:
         raise _not_utf8(path, err, expected) from err
     except pd.errors.EmptyDataError as err:
-        raise DataFormatError(f"{path} holds no header line; expected {expected}") from err
+        msg = f"{path} holds no header line; expected {expected}"
+        raise DataFormatError(msg) from err
     except pd.errors.ParserError as err:
         found = str(err).strip()
         if m := re.search(r"Expected (\d+) fields in line (\d+), saw (\d+)", found):
             found = f"line {m[2]} has {m[3]} tab-separated fields, the header {m[1]}"
-        raise DataFormatError(f"{path}: {found}; expected {expected}") from err
+        msg = f"{path}: {found}; expected {expected}"
+        raise DataFormatError(msg) from err
     lines = np.arange(len(df), dtype=np.int64) + 2  # line 1 is the header
     blank = (df == "").all(axis=1).to_numpy() if len(df.columns) else np.zeros(len(df), bool)
     return df[~blank].reset_index(drop=True), lines[~blank]
@@ -124,9 +127,10 @@ def int_column(
         value = s.iloc[i]
         kind = "a fractional number" if _is_number(value) else "not a number"
         found = f"{value!r}, {kind}" if value else "an empty cell"
-        raise DataFormatError(
+        msg = (
             f"{path}: line {lines[i]}, column {column!r}: expected an integer {what}, found {found}"
         )
+        raise DataFormatError(msg)
     if allow_point_zero:
         s = s.str.replace(r"\.0*$", "", regex=True)
     # Beyond the int64 range? Compared as text (no overflow): the digits without sign and
@@ -135,10 +139,11 @@ def int_column(
     big = (digits > _INT64_MAX_DIGITS).to_numpy(dtype=bool)
     if big.any():
         i = int(np.flatnonzero(big)[0])
-        raise DataFormatError(
+        msg = (
             f"{path}: line {lines[i]}, column {column!r}: {what} {s.iloc[i]} is beyond the "
             f"64-bit integer range (at most {INT64_MAX}); renumber the {what}s from 0"
         )
+        raise DataFormatError(msg)
     if nullable:
         return pd.array(s.where(~empty, None), dtype="Int64")
     return s.astype(np.int64).to_numpy()
@@ -156,10 +161,11 @@ def float_column(df: pd.DataFrame, column: str, lines: np.ndarray, path: Path) -
     bad = ~empty & ~np.isfinite(values)
     if bad.any():
         i = int(np.flatnonzero(bad)[0])
-        raise DataFormatError(
+        msg = (
             f"{path}: line {lines[i]}, column {column!r}: expected a finite number or an empty "
             f"cell, found {s.iloc[i]!r}"
         )
+        raise DataFormatError(msg)
     return values
 
 
@@ -177,12 +183,14 @@ def read_json(path: Path, expected: str) -> Any:
     try:
         return json.loads(text)
     except json.JSONDecodeError as err:
-        raise DataFormatError(
+        msg = (
             f"{path} is not valid JSON (line {err.lineno}, column {err.colno}: {err.msg}); "
             f"expected {expected}"
-        ) from err
+        )
+        raise DataFormatError(msg) from err
     except ValueError as err:  # e.g. an integer of more than 4300 digits
-        raise DataFormatError(f"{path} is not usable JSON ({err}); expected {expected}") from err
+        msg = f"{path} is not usable JSON ({err}); expected {expected}"
+        raise DataFormatError(msg) from err
 
 
 def json_type(value: Any) -> str:
@@ -207,11 +215,13 @@ def read_tsv_map(path: Path, key_col: str, id_col: str) -> dict[str, int] | None
     expected = f"tab-separated columns {key_col!r} and {id_col!r} with a header row"
     df, lines = read_tsv(path, expected)
     if key_col not in df.columns or id_col not in df.columns:
-        raise DataFormatError(f"{path}: expected {expected}, found columns {list(df.columns)}")
+        msg = f"{path}: expected {expected}, found columns {list(df.columns)}"
+        raise DataFormatError(msg)
     ids = int_column(df, id_col, lines, path, "id")
     mapping = dict(zip(df[key_col].astype(str).tolist(), ids.tolist(), strict=True))
     if len(mapping) != len(df):
-        raise DataFormatError(f"{path}: a key appears twice in column {key_col!r}")
+        msg = f"{path}: a key appears twice in column {key_col!r}"
+        raise DataFormatError(msg)
     return mapping
 
 
@@ -225,7 +235,8 @@ def read_json_map(path: Path) -> dict[str, int] | None:
         return None
     data = read_json(path, "an id map {raw key: id}")
     if not isinstance(data, dict):
-        raise DataFormatError(
+        msg = (
             f"{path} is not an id map: expected an object {{raw key: id}}, found {json_type(data)}"
         )
+        raise DataFormatError(msg)
     return data
