@@ -111,14 +111,16 @@ def load_params(path: str | Path | None) -> dict[str, Any]:
     p = Path(path)
     try:
         if p.stat().st_size > 16 * 1024 * 1024:
-            raise UsageError(f"params file {p} is over 16 MB; pass a params YAML file to --params")
+            msg = f"params file {p} is over 16 MB; pass a params YAML file to --params"
+            raise UsageError(msg)
         data = yaml.safe_load(p.read_text(encoding="utf-8"))
     except UnicodeDecodeError as err:
         byte = err.object[err.start]
-        raise UsageError(
+        msg = (
             f"params file {p} is not UTF-8 text (byte {err.start} is {byte:#04x}); "
             "pass a params YAML file to --params"
-        ) from err
+        )
+        raise UsageError(msg) from err
     except OSError as err:
         msg = f"params file {p} cannot be read ({err.strerror}); pass a readable YAML file"
         raise UsageError(msg) from err
@@ -138,7 +140,8 @@ def _mapping(value: Any, where: str, expected: str = "a mapping") -> dict[str, A
         UsageError: ``<where>: expected <expected>, found <type>``.
     """
     if not isinstance(value, dict):
-        raise UsageError(f"{where}: expected {expected}, found {type(value).__name__}")
+        msg = f"{where}: expected {expected}, found {type(value).__name__}"
+        raise UsageError(msg)
     return value
 
 
@@ -193,7 +196,8 @@ def _coerce(value: Any, annotation: Any, where: str) -> Any:
     accepted = (float, int) if annotation is float else annotation
     if annotation in (int, float, str, bool) and not isinstance(value, accepted):
         found = f"{value!r} ({type(value).__name__})"
-        raise UsageError(f"{where}: expected {annotation.__name__}, found {found}")
+        msg = f"{where}: expected {annotation.__name__}, found {found}"
+        raise UsageError(msg)
     return value
 
 
@@ -207,7 +211,8 @@ def _field_hints(cls: type, values: Any, where: str) -> dict[str, Any]:
     unknown = sorted(str(k) for k in set(_mapping(values, where)) - names)
     if unknown:
         known = ", ".join(sorted(names))
-        raise UsageError(f"{where}: unknown key(s) {', '.join(unknown)}; known keys are {known}")
+        msg = f"{where}: unknown key(s) {', '.join(unknown)}; known keys are {known}"
+        raise UsageError(msg)
     return typing.get_type_hints(cls)
 
 
@@ -335,10 +340,11 @@ def _section_overrides(table: Any, section: str, where: str) -> dict[str, Any]:
     table = _mapping(table, where, f"a mapping of sections ({sections})")
     unknown = sorted(str(k) for k in table if k not in SETTINGS_SECTIONS)
     if unknown:
-        raise UsageError(
+        msg = (
             f"{where}: unknown section(s) {', '.join(unknown)}; per-dataset settings are "
             f"written overrides.<section>.<dataset>.<key> with section one of {sections}"
         )
+        raise UsageError(msg)
     per_dataset = table.get(section)
     if per_dataset is None:
         return {}

@@ -36,20 +36,16 @@ def cache_root(cache_dir: str | Path | None) -> Path:
     return Path(base) / "alignrec"
 
 
-def _cache_key(shards: list[tuple[Path, dict[str, Any]]], variant: str) -> str:
+def cache_file(
+    cache_dir: str | Path | None, shards: list[tuple[Path, dict[str, Any]]], variant: str
+) -> Path:
+    """The cache file of a feature set read from ``shards`` (each with its manifest entry)."""
     h = hashlib.sha256(variant.encode())
     for path, entry in shards:
         st = path.stat()
         rec = [str(path.resolve()), st.st_size, st.st_mtime_ns, entry["sha256"]]
         h.update(json.dumps(rec).encode())
-    return h.hexdigest()[:32]
-
-
-def cache_file(
-    cache_dir: str | Path | None, shards: list[tuple[Path, dict[str, Any]]], variant: str
-) -> Path:
-    """The cache file of a feature set read from ``shards`` (each with its manifest entry)."""
-    return cache_root(cache_dir) / "features" / f"{_cache_key(shards, variant)}.npy"
+    return cache_root(cache_dir) / "features" / f"{h.hexdigest()[:32]}.npy"
 
 
 def read_cached(path: Path) -> np.ndarray | None:
@@ -58,11 +54,10 @@ def read_cached(path: Path) -> np.ndarray | None:
         return None
     try:
         # Copy-on-write map: no read now, writable (torch.from_numpy needs that).
-        matrix = np.load(path, mmap_mode="c", allow_pickle=False).view(np.ndarray)
+        return np.load(path, mmap_mode="c", allow_pickle=False).view(np.ndarray)
     except (ValueError, OSError) as err:
         log.warning("ignoring unreadable cache file %s (%s)", path, err)
         return None
-    return matrix
 
 
 def write_cache(path: Path, matrix: np.ndarray) -> None:

@@ -109,7 +109,8 @@ def read_features(path: str | Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]
     names = table.column_names
     for col in ("item_id", "embedding"):
         if col not in names:
-            raise DataFormatError(f"feature file {path} has no column {col!r} (found {names})")
+            msg = f"feature file {path} has no column {col!r} (found {names})"
+            raise DataFormatError(msg)
     ids = table.column("item_id").to_numpy()
     if not np.array_equal(ids, np.arange(len(ids))):
         msg = f"feature file {path}: item_id must be 0..N-1 in order"

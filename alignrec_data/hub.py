@@ -47,13 +47,8 @@ def check_timeout(timeout: Any, option: str = "--timeout") -> float:
     Raises:
         UsageError: Anything else (the message names ``option``).
     """
-    ok = (
-        isinstance(timeout, int | float)
-        and not isinstance(timeout, bool)
-        and math.isfinite(timeout)
-        and timeout > 0
-    )
-    if not ok:
+    number = isinstance(timeout, int | float) and not isinstance(timeout, bool)
+    if not (number and 0 < timeout < math.inf):
         msg = f"{option} must be a positive number of seconds, found {timeout!r}"
         raise UsageError(msg)
     return float(timeout)
@@ -73,11 +68,8 @@ def check_endpoint(endpoint: str, option: str = "--endpoint") -> str:
     value = str(endpoint).strip()
     try:
         parts = urlsplit(value)
-        ok = (
-            parts.scheme in ("http", "https")
-            and bool(parts.hostname)
-            and not any(c.isspace() or ord(c) < 32 for c in value)
-        )
+        bad_char = any(c.isspace() or ord(c) < 32 for c in value)
+        ok = parts.scheme in ("http", "https") and bool(parts.hostname) and not bad_char
         parts.port  # noqa: B018 (raises ValueError for a bad port)
     except ValueError:
         ok = False

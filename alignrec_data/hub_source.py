@@ -15,19 +15,19 @@ from __future__ import annotations
 
 import logging
 import re
+from functools import partial
 from pathlib import Path
 
-from alignrec_data.atomic import atomic_path
+from alignrec_data.atomic import write_text
 from alignrec_data.errors import DataFormatError, DownloadError, UsageError
 from alignrec_data.hub import (
     MIN_TRANSFER_RATE,
     check_endpoint,
     hub_timeouts,
     network_problem,
-    public_url,
     with_deadline,
 )
-from alignrec_data.release import MANIFEST_NAME, read_manifest
+from alignrec_data.release_layout import MANIFEST_NAME, read_manifest
 from alignrec_data.release_source import ReleaseSource
 
 log = logging.getLogger(__name__)
@@ -53,8 +53,6 @@ class HubRelease:
         cache_dir: str | Path | None,
         timeout: float,
     ) -> None:
-        from huggingface_hub import constants
-
         self.repo_id = repo_id
         self.revision = revision
         self.token = token
@@ -62,16 +60,18 @@ class HubRelease:
         self.timeout = timeout
         self.label = f"{repo_id}@{revision or 'main'}"
         self.endpoint = check_endpoint(endpoint, "endpoint") if endpoint is not None else None
-        self.shown = public_url(self.endpoint or constants.ENDPOINT)  # no user:password@
         self.commit = revision
         self.unreachable: str | None = None
         self.sizes: dict[str, int] = {}
 
     def problem(self, err: BaseException) -> str | None:
-        """One line naming the endpoint and the fix when ``err`` is a network failure."""
+        """One line naming the endpoint (no user:password@) and the fix for a network failure."""
+        from huggingface_hub import constants
+
         hint = f"timeout= (now {self.timeout:g} s)"
         doing = f"loading dataset repo {self.label}"
-        return network_problem(err, self.shown, doing, endpoint_hint="endpoint=", timeout_hint=hint)
+        endpoint = self.endpoint or constants.ENDPOINT
+        return network_problem(err, endpoint, doing, endpoint_hint="endpoint=", timeout_hint=hint)
 
     def resolve(self) -> None:
         """Resolve the revision to a commit; on a network failure use the Hub cache only.
@@ -116,10 +116,19 @@ class HubRelease:
             else:
                 log.warning("repo_info of %s failed (%s); trying the downloads", self.label, err)
 
-    def _download(self, rel: str) -> str:
-        from huggingface_hub import hf_hub_download
+    def fetch(self, rel: str) -> Path:
+        """Fetch one file of the repo into the Hub cache, within its deadline.
 
-        return hf_hub_download(
+        Raises:
+            DownloadError: The Hub could not be reached and the cache lacks the file.
+            DataFormatError: The repo has no such file.
+            UsageError: The repo does not exist.
+        """
+        from huggingface_hub import hf_hub_download
+        from huggingface_hub.errors import EntryNotFoundError, RepositoryNotFoundError
+
+        download = partial(
+            hf_hub_download,
             self.repo_id,
             rel,
             repo_type="dataset",
@@ -131,46 +140,28 @@ class HubRelease:
             local_files_only=self.unreachable is not None,
         )
 
-    def fetch(self, rel: str) -> Path:
-        """Fetch one file of the repo into the Hub cache, within its deadline.
-
-        Raises:
-            DownloadError: The Hub could not be reached and the cache lacks the file.
-            DataFormatError: The repo has no such file.
-            UsageError: The repo does not exist.
-        """
-        from huggingface_hub.errors import (
-            EntryNotFoundError,
-            LocalEntryNotFoundError,
-            RepositoryNotFoundError,
-        )
-
         seconds = self.timeout + self.sizes.get(rel, 0) / MIN_TRANSFER_RATE
         try:
             with hub_timeouts(self.timeout):
-                return Path(
-                    with_deadline(lambda: self._download(rel), seconds, f"the download of {rel}")
-                )
-        except (EntryNotFoundError, LocalEntryNotFoundError) as err:
-            if self.unreachable is not None:
+                return Path(with_deadline(download, seconds, f"the download of {rel}"))
+        except RepositoryNotFoundError as err:
+            msg = f"Hub dataset repo {self.repo_id!r} was not found (or it is private)"
+            raise UsageError(msg) from err
+        except Exception as err:
+            missing = isinstance(err, EntryNotFoundError)  # also LocalEntryNotFoundError
+            if missing and self.unreachable is not None:
                 msg = f"{self.unreachable} ({rel} is not in the Hub cache either)"
                 raise DownloadError(msg) from None
             text = self.problem(err)
             if text is not None:
                 raise DownloadError(text) from None
+            if not missing:
+                raise
             msg = (
                 f"release {self.label}: {rel} could not be fetched ({type(err).__name__}); "
                 "with HF_HUB_OFFLINE=1 only files already in the Hub cache can be loaded"
             )
             raise DataFormatError(msg) from err
-        except RepositoryNotFoundError as err:
-            msg = f"Hub dataset repo {self.repo_id!r} was not found (or it is private)"
-            raise UsageError(msg) from err
-        except Exception as err:
-            text = self.problem(err)
-            if text is None:
-                raise
-            raise DownloadError(text) from None
 
     def open(self) -> ReleaseSource:
         """Resolve the revision and fetch the manifest: the release, its shards fetched later.
@@ -196,8 +187,7 @@ class HubRelease:
         manifest = read_manifest(folder, self.label)
         for config in manifest["configs"].values():
             for split in config["splits"].values():
-                for shard in split["shards"]:
-                    self.sizes[shard["path"]] = int(shard["bytes"])
+                self.sizes.update((s["path"], int(s["bytes"])) for s in split["shards"])
         return ReleaseSource(folder, self.label, manifest, self.fetch)
 
 
@@ -218,9 +208,7 @@ def _remember_ref(snapshot: Path, ref: str, commit: str) -> None:
         return
     path = snapshot.parent.parent.joinpath("refs", *parts)
     try:
-        if path.is_file() and path.read_text() == commit:
-            return
-        with atomic_path(path) as tmp:
-            Path(tmp).write_text(commit)
+        if not (path.is_file() and path.read_text() == commit):
+            write_text(path, commit)
     except OSError as err:  # a read-only cache must not break loading
         log.debug("could not record %s -> %s in the Hub cache (%s)", ref, commit, err)

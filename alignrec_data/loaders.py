@@ -46,15 +46,10 @@ import numpy as np
 import pyarrow as pa
 
 from alignrec_data.errors import DataFormatError, UsageError
-from alignrec_data.feature_cache import (
-    CACHE_ENV,  # noqa: F401 (a public name here)
-    cache_file,
-    read_cached,
-    write_cache,
-)
+from alignrec_data.feature_cache import cache_file, read_cached, write_cache
 from alignrec_data.hub import DEFAULT_TIMEOUT, check_timeout, hub_timeouts
 from alignrec_data.hub_source import HubRelease
-from alignrec_data.release import FEATURES_PREFIX, MANIFEST_NAME
+from alignrec_data.release_layout import FEATURES_PREFIX, MANIFEST_NAME
 from alignrec_data.release_source import (
     X_LABELS,
     ReleaseSource,
@@ -84,10 +79,8 @@ def _one_hub_session(func: F) -> F:
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         bound = signature.bind_partial(*args, **kwargs).arguments
-        source = bound.get("source")
-        if is_repo_id(source) and not Path(source).is_dir():
-            timeout = check_timeout(bound.get("timeout", DEFAULT_TIMEOUT), "timeout")
-            with hub_timeouts(timeout):
+        if is_repo_id(bound.get("source")) and not Path(bound["source"]).is_dir():
+            with hub_timeouts(check_timeout(bound.get("timeout", DEFAULT_TIMEOUT), "timeout")):
                 return func(*args, **kwargs)
         return func(*args, **kwargs)
 
@@ -123,19 +116,11 @@ def open_release(
             the deadline, and the Hub cache lacks the file.
     """
     timeout = check_timeout(timeout, "timeout")
-    path = Path(source)
-    if path.is_dir():
-        return local_release(path)
+    if Path(source).is_dir():
+        return local_release(Path(source))
     if is_repo_id(source):
-        hub = HubRelease(
-            str(source),
-            revision,
-            endpoint=endpoint,
-            token=token,
-            cache_dir=cache_dir,
-            timeout=timeout,
-        )
-        return hub.open()
+        hub = {"endpoint": endpoint, "token": token, "cache_dir": cache_dir, "timeout": timeout}
+        return HubRelease(str(source), revision, **hub).open()
     msg = f"release source {source!r} is neither an existing folder nor a Hub repo id ORG/NAME"
     raise UsageError(msg)
 
@@ -176,9 +161,7 @@ def _read_feature_matrix(
             msg = f"release {src.label}: {config} item_id values are not 0..{n - 1} (each once)"
             raise DataFormatError(msg)
         matrix = matrix[order]
-    if not matrix.flags.writeable or not matrix.flags.c_contiguous:
-        matrix = np.array(matrix, dtype=np.float32, order="C")
-    return matrix
+    return np.require(matrix, np.float32, ["C_CONTIGUOUS", "WRITEABLE"])
 
 
 def _as_type(matrix: np.ndarray, return_type: str) -> Any:
@@ -195,17 +178,6 @@ def _check_return_type(return_type: str, allowed: Sequence[str] = RETURN_TYPES) 
     if return_type not in allowed:
         msg = f"return_type {return_type!r} is not one of {', '.join(allowed)}"
         raise UsageError(msg)
-
-
-def _check_shape(src: ReleaseSource, config: str, matrix: np.ndarray) -> None:
-    entry = src.manifest["configs"][config]
-    rows, dim = entry["splits"]["train"]["rows"], entry.get("dim")
-    if matrix.shape[0] != rows or (dim and matrix.shape[1] != dim):
-        msg = (
-            f"release {src.label}: {config} has shape {matrix.shape}, {MANIFEST_NAME} says "
-            f"({rows}, {dim}); rebuild or download the release again"
-        )
-        raise DataFormatError(msg)
 
 
 @_one_hub_session
@@ -251,17 +223,22 @@ def load_features(
     config = FEATURES_PREFIX + variant
     src.require(config)
     shards = src.shards(config, "train")
-    matrix = None
     cached = cache_file(cache_dir, shards, variant) if cache else None
-    if cached is not None:
-        matrix = read_cached(cached)
-        if matrix is not None:
-            log.debug("cached load of %s from %s", config, cached)
-    if matrix is None:
+    matrix = None if cached is None else read_cached(cached)
+    if matrix is not None:
+        log.debug("cached load of %s from %s", config, cached)
+    else:
         matrix = _read_feature_matrix(src, config, shards)
         if cached is not None:
             write_cache(cached, matrix)
-    _check_shape(src, config, matrix)
+    entry = src.manifest["configs"][config]
+    rows, dim = entry["splits"]["train"]["rows"], entry.get("dim")
+    if matrix.shape[0] != rows or (dim and matrix.shape[1] != dim):
+        msg = (
+            f"release {src.label}: {config} has shape {matrix.shape}, {MANIFEST_NAME} says "
+            f"({rows}, {dim}); rebuild or download the release again"
+        )
+        raise DataFormatError(msg)
     result = _as_type(matrix, return_type)
     if not with_keys:
         return result
@@ -273,25 +250,6 @@ def load_features(
 
 
 # ----------------------------------------------------------------------------- tables
-
-
-def _split_name(split: str) -> str:
-    return "validation" if split == "valid" else split
-
-
-def _as_arrays(table: pa.Table, columns: list[str], return_type: str) -> dict[str, Any]:
-    """Interaction columns as numpy / torch: ratings float32 (NaN unknown), timestamps -1."""
-    out = {}
-    for c in columns:
-        col = table.column(c)
-        if c in ("rating",):
-            arr = col.to_numpy(zero_copy_only=False).astype(np.float32)  # nulls -> NaN
-        elif c == "timestamp" and col.null_count:
-            arr = col.fill_null(-1).to_numpy()  # unknown timestamps -> -1
-        else:
-            arr = col.to_numpy(zero_copy_only=False)
-        out[c] = _as_type(np.ascontiguousarray(arr), return_type)
-    return out
 
 
 @_one_hub_session
@@ -330,12 +288,11 @@ def load_interactions(
     _check_return_type(return_type, (*RETURN_TYPES, "pandas"))
     src = open_release(source, revision=revision, endpoint=endpoint, token=token, timeout=timeout)
     names = src.splits("interactions")
-    wanted = names if split is None else [_split_name(split)]
-    for s in wanted:
-        if s not in names:
-            have = ", ".join(names)
-            msg = f"release {src.label}: interactions have no split {split!r}; splits: {have}"
-            raise UsageError(msg)
+    wanted = names if split is None else ["validation" if split == "valid" else split]
+    if any(s not in names for s in wanted):
+        have = ", ".join(names)
+        msg = f"release {src.label}: interactions have no split {split!r}; splits: {have}"
+        raise UsageError(msg)
     parts = []
     for s in wanted:
         t = src.read("interactions", s)
@@ -347,8 +304,18 @@ def load_interactions(
     table = pa.concat_tables(parts) if len(parts) > 1 else parts[0]
     if return_type == "pandas":
         return table.to_pandas()
-    cols = ["user_id", "item_id", "rating", "timestamp"] + (["x_label"] if split is None else [])
-    return _as_arrays(table, cols, return_type)
+    # numpy / torch arrays: ratings float32 (NaN unknown), unknown timestamps -1
+    out = {}
+    for c in ["user_id", "item_id", "rating", "timestamp"] + (["x_label"] if split is None else []):
+        col = table.column(c)
+        if c == "rating":
+            arr = col.to_numpy(zero_copy_only=False).astype(np.float32)  # nulls -> NaN
+        elif c == "timestamp" and col.null_count:
+            arr = col.fill_null(-1).to_numpy()
+        else:
+            arr = col.to_numpy(zero_copy_only=False)
+        out[c] = _as_type(np.ascontiguousarray(arr), return_type)
+    return out
 
 
 @_one_hub_session
@@ -381,20 +348,23 @@ def load_items(
 # ----------------------------------------------------------------------------- MMRec
 
 
+def _modality(src: ReleaseSource, variant: str) -> str:
+    """``image``, ``text`` or ``fused``: what the manifest records for a feature variant."""
+    from alignrec_data.export_features import release_modality
+
+    config = src.manifest["configs"].get(FEATURES_PREFIX + variant, {})
+    return release_modality(variant, config.get("modality"))
+
+
 def _feature_inputs(
     src: ReleaseSource, source: str | Path, variants: list[str], hub: dict[str, Any]
 ) -> list[Any]:
     """The feature sets ``variants`` of the release, uncached, as export inputs."""
-    from alignrec_data.export_features import FeatureInput, release_modality
+    from alignrec_data.export_features import FeatureInput
 
     again = src.folder if src.fetch is None else source  # the features from the same place
-    configs = src.manifest["configs"]
     return [
-        FeatureInput(
-            v,
-            release_modality(v, configs.get(FEATURES_PREFIX + v, {}).get("modality")),
-            load_features(again, v, cache=False, **hub),
-        )
+        FeatureInput(v, _modality(src, v), load_features(again, v, cache=False, **hub))
         for v in variants
     ]
 
@@ -444,28 +414,27 @@ def to_mmrec(
         UsageError: Bad name, unknown variant, a layout that cannot hold the features, or an
             ``out`` that may not be written.
     """
-    from alignrec_data.export_features import check_specs, parse_feature_specs, release_modality
-    from alignrec_data.interop.export import check_export_dir, export_frames, mmrec_frames
+    from alignrec_data.export_features import assign_files, check_specs, parse_feature_specs
+    from alignrec_data.interop.export import check_export_dir, mmrec_frames, write_export
     from alignrec_data.paths import check_name
 
     out = Path(out)
     name = check_name(name or out.name, "MMRec dataset name")
     check_export_dir(out, overwrite=overwrite, option="out")
     src = open_release(source, revision=revision, endpoint=endpoint, token=token, timeout=timeout)
-    configs = src.manifest["configs"]
     modalities = {}
     for v in parse_feature_specs(features):
         src.require(FEATURES_PREFIX + v)
-        modalities[v] = release_modality(v, configs[FEATURES_PREFIX + v].get("modality"))
+        modalities[v] = _modality(src, v)
     # the layout can hold them: checked before reading
     specs = check_specs(features, layout, modalities=modalities)
     inter, items, users = prepared_tables(src)
     hub = {"revision": revision, "endpoint": endpoint, "token": token, "timeout": timeout}
     inputs = _feature_inputs(src, source, specs, hub)
-    written = export_frames(
+    written = write_export(
         out,
         mmrec_frames(inter, items, users, name),
-        inputs,
+        assign_files(inputs, layout) if inputs else {},
         layout=layout,
         meta={"tool": "alignrec_data.to_mmrec", "source": src.label, "name": name},
         overwrite=overwrite,
@@ -481,10 +450,4 @@ def to_mmrec(
     }
 
 
-__all__ = [
-    "load_features",
-    "load_interactions",
-    "load_items",
-    "open_release",
-    "to_mmrec",
-]
+__all__ = ["load_features", "load_interactions", "load_items", "open_release", "to_mmrec"]

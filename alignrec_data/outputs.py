@@ -33,7 +33,8 @@ def _resolved(path: Path) -> Path:
     try:
         return path.resolve()
     except (OSError, RuntimeError) as err:  # a symlink loop
-        raise UsageError(f"cannot resolve {path}: {err}; choose another output folder") from err
+        msg = f"cannot resolve {path}: {err}; choose another output folder"
+        raise UsageError(msg) from err
 
 
 def protected_folders(data_dir: str | Path, *, allow: Iterable[str | Path] = ()) -> list[Path]:
@@ -94,10 +95,11 @@ def check_output_dir(
     target = _resolved(out)
     for folder in map(Path, protected):
         if _resolved(folder).is_relative_to(target):  # the target itself or inside it
-            raise UsageError(
+            msg = (
                 f"{option} {out} would replace {folder}, which holds a dataset's files; "
                 f"choose a folder outside it for the {what}"
             )
+            raise UsageError(msg)
     if out.exists() and not out.is_dir():
         msg = f"{option} {out} exists and is not a folder; choose a new or empty folder"
         raise UsageError(msg)
@@ -108,10 +110,11 @@ def check_output_dir(
             msg = f"{option} {out} cannot be read ({err.strerror}); choose another folder"
             raise UsageError(msg) from err
         if non_empty and not (out / marker).is_file() and not overwrite:
-            raise UsageError(
+            msg = (
                 f"{option} {out} is not empty and is not a previous {what} (it has no {marker}); "
                 f"choose a new or empty folder, or pass {overwrite_flag} to {overwrite_means}"
             )
+            raise UsageError(msg)
     # Making out needs its nearest existing ancestor writable; replacing it renames it inside
     # its parent, so then the parent must be writable.
     parent = out.parent

@@ -34,10 +34,11 @@ def check_name(value: object, what: str) -> str:
             characters.
     """
     if not isinstance(value, str) or not _NAME_RE.fullmatch(value) or ".." in value:
-        raise UsageError(
+        msg = (
             f"{what} {value!r} is not a valid name: use 1-128 letters, digits, '.', '_', '+' "
             "or '-', starting with a letter or digit (no '/', '\\' or '..')"
         )
+        raise UsageError(msg)
     return value
 
 

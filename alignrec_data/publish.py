@@ -29,7 +29,8 @@ mechanism (:mod:`alignrec_data.hub`) is the one the loaders use.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, replace
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -87,27 +88,17 @@ class PublishResult:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form."""
-        return {
-            "repo_id": self.repo_id,
-            "revision": self.revision,
-            "files": [{"path": p, "bytes": b} for p, b in self.files],
-            "total_bytes": self.total_bytes,
-            "dry_run": self.dry_run,
-            "url": self.url,
-            "commit": self.commit,
-            "committed": self.committed,
-        }
+        return {**asdict(self), "files": [{"path": p, "bytes": b} for p, b in self.files]}
 
 
 def release_files(folder: str | Path) -> list[tuple[str, int]]:
     """``(relative posix path, size)`` of every non-hidden file of the folder, sorted."""
     folder = Path(folder)
-    out = []
-    for p in sorted(folder.rglob("*")):
-        rel = p.relative_to(folder)
-        if p.is_file() and not any(part.startswith(".") for part in rel.parts):
-            out.append((rel.as_posix(), p.stat().st_size))
-    return out
+    return [
+        (p.relative_to(folder).as_posix(), p.stat().st_size)
+        for p in sorted(folder.rglob("*"))
+        if p.is_file() and not any(part.startswith(".") for part in p.relative_to(folder).parts)
+    ]
 
 
 def check_release_folder(folder: str | Path) -> None:
@@ -121,11 +112,25 @@ def check_release_folder(folder: str | Path) -> None:
         DataFormatError: No (valid) manifest, a shard listed in it is missing or corrupt, or a
             parquet file is not listed in it (each named).
     """
+    import yaml
+
     folder = Path(folder)
     if not folder.is_dir():
         msg = f"release folder {folder} does not exist; build it with `alignrec-data release`"
         raise UsageError(msg)
-    _check_card(folder)
+    card = folder / CARD_NAME  # it exists, its YAML front matter parses and has configs:
+    if not card.is_file():
+        msg = f"{folder} has no {CARD_NAME}: not a release folder (run `alignrec-data release`)"
+        raise UsageError(msg)
+    try:
+        meta = front_matter(card.read_text(encoding="utf-8", errors="replace"))
+    except yaml.YAMLError as err:
+        why = str(err).splitlines()[0] if str(err) else type(err).__name__
+        msg = f"{card}: its YAML front matter does not parse ({why}); rebuild the release"
+        raise UsageError(msg) from err
+    if not meta.get("configs"):
+        msg = f"{card} has no `configs:` in its YAML front matter; rebuild the release"
+        raise UsageError(msg)
     src = ReleaseSource(folder, str(folder), read_manifest(folder))
     listed = set()
     for config, entry in src.manifest["configs"].items():
@@ -142,34 +147,13 @@ def check_release_folder(folder: str | Path) -> None:
             raise DataFormatError(msg)
 
 
-def _check_card(folder: Path) -> None:
-    """The card exists and its YAML front matter parses and has ``configs:`` (else UsageError)."""
-    import yaml
-
-    card = folder / CARD_NAME
-    if not card.is_file():
-        msg = f"{folder} has no {CARD_NAME}: not a release folder (run `alignrec-data release`)"
-        raise UsageError(msg)
-    try:
-        meta = front_matter(card.read_text(encoding="utf-8", errors="replace"))
-    except yaml.YAMLError as err:
-        why = str(err).splitlines()[0] if str(err) else type(err).__name__
-        msg = f"{card}: its YAML front matter does not parse ({why}); rebuild the release"
-        raise UsageError(msg) from err
-    if not meta.get("configs"):
-        msg = f"{card} has no `configs:` in its YAML front matter; rebuild the release"
-        raise UsageError(msg)
-
-
 def _hub_error(err: Exception, repo_id: str, endpoint: str, token: str | None) -> PublishError:
     """A clear, token-free error for a failed Hub call."""
     from huggingface_hub.errors import HfHubHTTPError, RepositoryNotFoundError
 
-    secrets = [token] if token else []
     endpoint = public_url(endpoint)
-    status = None
-    if isinstance(err, HfHubHTTPError) and err.response is not None:
-        status = err.response.status_code
+    response = err.response if isinstance(err, HfHubHTTPError) else None
+    status = None if response is None else response.status_code
     problem = network_problem(err, endpoint, f"publishing {repo_id}")
     if problem is not None:
         msg = problem
@@ -190,7 +174,7 @@ def _hub_error(err: Exception, repo_id: str, endpoint: str, token: str | None) -
         )
     else:
         msg = f"publishing {repo_id} to {endpoint} failed: {type(err).__name__}: {reason(err)}"
-    return PublishError(scrub(msg, secrets))
+    return PublishError(scrub(msg, [token] if token else []))
 
 
 def publish_release(
@@ -245,37 +229,27 @@ def publish_release(
     files = release_files(folder)
     total = sum(b for _, b in files)
     branch = revision or constants.DEFAULT_REVISION
+    result = PublishResult(repo_id, branch, files, total, dry_run=dry_run)
     if dry_run:
         log.info("dry run: %d files, %d bytes would be uploaded to %s", len(files), total, repo_id)
-        return PublishResult(repo_id, branch, files, total, dry_run=True)
+        return result
 
-    endpoint, token = _credentials(repo_id, endpoint, token)
-    target = _Target(folder, repo_id, branch, endpoint, token)
+    api = _hub_api(repo_id, endpoint, token)
     message = commit_message or f"Upload release of {folder.name} (alignrec)"
-    repo_url, before, info = _upload(target, private, message, timeout, total)
+    repo_url, before, info = _upload(api, folder, result, private, message, timeout)
     commit = getattr(info, "oid", None)
     committed = commit is not None and commit != before
-    state = "published" if committed else "unchanged"
-    log.info("%s %s@%s: %s", state, repo_id, branch, commit)
-    return PublishResult(
-        repo_id,
-        branch,
-        files,
-        total,
-        dry_run=False,
-        url=str(repo_url),
-        commit=commit,
-        committed=committed,
-    )
+    log.info("%s %s@%s: %s", "published" if committed else "unchanged", repo_id, branch, commit)
+    return replace(result, url=str(repo_url), commit=commit, committed=committed)
 
 
-def _credentials(repo_id: str, endpoint: str | None, token: str | None) -> tuple[str, str]:
-    """The endpoint (default ``$HF_ENDPOINT`` or the Hub) and token to publish with.
+def _hub_api(repo_id: str, endpoint: str | None, token: str | None) -> Any:
+    """The Hub client to publish with: ``endpoint`` (default ``$HF_ENDPOINT`` or the Hub), token.
 
     Raises:
         UsageError: No token anywhere, or offline mode.
     """
-    from huggingface_hub import constants, get_token
+    from huggingface_hub import HfApi, constants, get_token
 
     endpoint = endpoint or check_endpoint(constants.ENDPOINT, "$HF_ENDPOINT")
     token = token or get_token()
@@ -287,22 +261,11 @@ def _credentials(repo_id: str, endpoint: str | None, token: str | None) -> tuple
         raise UsageError(msg)
     if constants.HF_HUB_OFFLINE:
         raise UsageError(_OFFLINE)
-    return endpoint, token
-
-
-@dataclass(frozen=True)
-class _Target:
-    """Where :func:`_upload` writes: the folder, the repo and branch, the Hub and token."""
-
-    folder: Path
-    repo_id: str
-    branch: str
-    endpoint: str
-    token: str
+    return HfApi(endpoint=endpoint, token=token)
 
 
 def _upload(
-    target: _Target, private: bool, message: str, timeout: float, total: int
+    api: Any, folder: Path, plan: PublishResult, private: bool, message: str, timeout: float
 ) -> tuple[Any, str | None, Any]:
     """Create the repo (and branch), then upload the folder, each Hub call under its deadline.
 
@@ -314,49 +277,31 @@ def _upload(
         PublishError: A Hub call failed or ran past its deadline (token scrubbed).
     """
     import httpx2
-    from huggingface_hub import HfApi, constants
+    from huggingface_hub import constants
     from huggingface_hub.errors import HfHubHTTPError, OfflineModeIsEnabled
 
-    api = HfApi(endpoint=target.endpoint, token=target.token)
-    repo_id, branch = target.repo_id, target.branch
+    failures = (Deadline, HfHubHTTPError, httpx2.HTTPError, httpx2.InvalidURL, ValueError, OSError)
+
+    def call(name: str, seconds: float = timeout, **kwargs: Any) -> Any:
+        hub_call = partial(getattr(api, name), repo_id=plan.repo_id, repo_type="dataset", **kwargs)
+        return with_deadline(hub_call, seconds, name)
+
     try:
         with hub_timeouts(timeout):
-            repo_url = with_deadline(
-                lambda: api.create_repo(
-                    repo_id, repo_type="dataset", exist_ok=True, private=private
-                ),
-                timeout,
-                "create_repo",
-            )
-            if branch != constants.DEFAULT_REVISION:
-                with_deadline(
-                    lambda: api.create_branch(
-                        repo_id, repo_type="dataset", branch=branch, exist_ok=True
-                    ),
-                    timeout,
-                    "create_branch",
-                )
-            before = with_deadline(
-                lambda: api.repo_info(repo_id, repo_type="dataset", revision=branch).sha,
-                timeout,
-                "repo_info",
-            )
-            info = with_deadline(
-                lambda: api.upload_folder(
-                    folder_path=target.folder,
-                    repo_id=repo_id,
-                    repo_type="dataset",
-                    revision=branch,
-                    commit_message=message,
-                    ignore_patterns=IGNORE_PATTERNS,
-                ),
-                timeout + total / MIN_UPLOAD_RATE,
+            repo_url = call("create_repo", exist_ok=True, private=private)
+            if plan.revision != constants.DEFAULT_REVISION:
+                call("create_branch", branch=plan.revision, exist_ok=True)
+            before = call("repo_info", revision=plan.revision).sha
+            info = call(
                 "upload_folder",
+                timeout + plan.total_bytes / MIN_UPLOAD_RATE,
+                folder_path=folder,
+                revision=plan.revision,
+                commit_message=message,
+                ignore_patterns=IGNORE_PATTERNS,
             )
-    except Deadline as err:
-        raise _hub_error(err, repo_id, target.endpoint, target.token) from None
     except OfflineModeIsEnabled as err:
         raise UsageError(_OFFLINE) from err
-    except (HfHubHTTPError, httpx2.HTTPError, httpx2.InvalidURL, ValueError, OSError) as err:
-        raise _hub_error(err, repo_id, target.endpoint, target.token) from None
+    except failures as err:
+        raise _hub_error(err, plan.repo_id, api.endpoint, api.token) from None
     return repo_url, before, info

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -20,13 +21,13 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from alignrec_data.errors import DataFormatError, UsageError
-from alignrec_data.release import (
+from alignrec_data.integrity import sha256_file
+from alignrec_data.release_layout import (
     CARD_NAME,
     FEATURES_PREFIX,
     MANIFEST_NAME,
     SPLIT_NAMES,
     read_manifest,
-    sha256_file,
 )
 
 # A Hub repo id ORG/NAME: each part starts with a letter or digit, at most 96 characters.
@@ -77,6 +78,7 @@ def read_shard(path: Path, label: str, rel: str, columns: list[str] | None = Non
         raise DataFormatError(msg) from err
 
 
+@dataclass(eq=False)
 class ReleaseSource:
     """A release folder on disk (local, or a Hub snapshot in the Hub cache).
 
@@ -88,34 +90,19 @@ class ReleaseSource:
         fetch: Callable fetching a relative path for Hub sources (None when local).
     """
 
-    def __init__(
-        self,
-        folder: Path,
-        label: str,
-        manifest: dict[str, Any],
-        fetch: Callable[[str], Path] | None = None,
-    ):
-        self.folder = folder
-        self.label = label
-        self.manifest = manifest
-        self.fetch = fetch
-
-    # -- configs -------------------------------------------------------------------------
-
-    def configs(self) -> list[str]:
-        """Config names of the release."""
-        return list(self.manifest["configs"])
+    folder: Path
+    label: str
+    manifest: dict[str, Any]
+    fetch: Callable[[str], Path] | None = None
 
     def require(self, config: str) -> None:
         """Raise a UsageError listing the configs when ``config`` is not one of them."""
-        names = self.configs()
+        names = list(self.manifest["configs"])
         if config in names:
             return
-        variants = [c[len(FEATURES_PREFIX) :] for c in names if c.startswith(FEATURES_PREFIX)]
-        if config.startswith(FEATURES_PREFIX):
-            what = f"no feature variant {config[len(FEATURES_PREFIX) :]!r}"
-        else:
-            what = f"no config {config!r}"
+        variants = [c.removeprefix(FEATURES_PREFIX) for c in names if c.startswith(FEATURES_PREFIX)]
+        variant = config.removeprefix(FEATURES_PREFIX)
+        what = f"no config {config!r}" if variant == config else f"no feature variant {variant!r}"
         msg = (
             f"release {self.label} has {what}; configs: {', '.join(names) or 'none'}; "
             f"feature variants: {', '.join(variants) or 'none'}"
@@ -125,9 +112,9 @@ class ReleaseSource:
     def splits(self, config: str) -> list[str]:
         """Split names of a config."""
         self.require(config)
-        names = list(self.manifest["configs"][config]["splits"])
-        order = {s: i for i, s in enumerate(X_LABELS)}  # train, validation, test first
-        return sorted(names, key=lambda s: (order.get(s, len(order)), s))
+        names = self.manifest["configs"][config]["splits"]
+        # train, validation, test first (the x_label order), then the others by name
+        return sorted(names, key=lambda s: (X_LABELS.get(s, len(X_LABELS)), s))
 
     # -- shards --------------------------------------------------------------------------
 
@@ -187,8 +174,7 @@ def local_release(path: Path) -> ReleaseSource:
             "build one with `alignrec-data release DATASET --out FOLDER`"
         )
         raise UsageError(msg)
-    label = str(path)
-    return ReleaseSource(path, label, read_manifest(path, label))
+    return ReleaseSource(path, str(path), read_manifest(path, str(path)))
 
 
 def prepared_tables(src: ReleaseSource) -> tuple[pa.Table, pa.Table, pa.Table]:

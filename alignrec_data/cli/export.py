@@ -89,13 +89,7 @@ def mmrec(
     from alignrec_data.interop import export_mmrec
 
     result = export_mmrec(
-        data_dir,
-        dataset,
-        out,
-        name=name,
-        features=features,
-        layout=layout,
-        overwrite=overwrite,
+        data_dir, dataset, out, name=name, features=features, layout=layout, overwrite=overwrite
     )
     lines = [f"exported {dataset} to {out}: " + ", ".join(result["files"])]
     if result["removed"]:

@@ -44,19 +44,15 @@ def command() -> None:
     """  # noqa: D301 (click needs a real \b)
 
 
-def _name_option(f):
-    return click.option(
-        "--name", required=True, help="Name of the dataset to create under DATA_DIR."
-    )(f)
-
-
-def _overwrite_option(f):
-    return click.option(
-        "--overwrite",
-        is_flag=True,
-        help="Replace the prepared/ of an existing dataset NAME, and remove its features/, "
-        "models/, metrics/, report/ and release/ (built on the old items).",
-    )(f)
+_name_option = click.option(
+    "--name", required=True, help="Name of the dataset to create under DATA_DIR."
+)
+_overwrite_option = click.option(
+    "--overwrite",
+    is_flag=True,
+    help="Replace the prepared/ of an existing dataset NAME, and remove its features/, "
+    "models/, metrics/, report/ and release/ (built on the old items).",
+)
 
 
 @command.command("mmrec")

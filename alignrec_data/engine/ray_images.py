@@ -73,7 +73,8 @@ def require_ray(workers: int | None = None) -> ModuleType:
         UsageError: ``workers`` below 1, or ray is not installed.
     """
     if workers is not None and workers < 1:
-        raise UsageError(f"--workers must be >= 1, found {workers}")
+        msg = f"--workers must be >= 1, found {workers}"
+        raise UsageError(msg)
     try:
         import ray
     except ImportError as err:

@@ -25,54 +25,17 @@ needs ``overwrite=True`` and then removes the folders that were built on the old
 and never deletes a file it did not write.
 """
 
-from alignrec_data.interop.export import (
-    EXPORT_MARKER,
-    check_export_dir,
-    export_mmrec,
-    mmrec_frames,
-    write_all,
-    write_export,
-)
-from alignrec_data.interop.lattice_import import (
-    LATTICE_ITEM_MAP,
-    LATTICE_SPLIT_FILES,
-    LATTICE_USER_MAP,
-    import_lattice,
-)
-from alignrec_data.interop.mmrec_import import (
-    INTER_COLUMNS,
-    ITEM_MAP_FILE,
-    NPY_VARIANTS,
-    USER_MAP_FILE,
-    find_inter_file,
-    import_mmrec,
-    npy_variant,
-    read_inter,
-    read_npy_features,
-)
+from alignrec_data.interop.export import EXPORT_MARKER, export_mmrec, mmrec_frames, write_export
+from alignrec_data.interop.lattice_import import import_lattice
+from alignrec_data.interop.mmrec_import import import_mmrec
 from alignrec_data.interop.prepared import DEPENDENT_FOLDERS
-from alignrec_data.interop.tables import INT64_MAX
 
 __all__ = [
     "DEPENDENT_FOLDERS",
     "EXPORT_MARKER",
-    "INT64_MAX",
-    "INTER_COLUMNS",
-    "ITEM_MAP_FILE",
-    "LATTICE_ITEM_MAP",
-    "LATTICE_SPLIT_FILES",
-    "LATTICE_USER_MAP",
-    "NPY_VARIANTS",
-    "USER_MAP_FILE",
-    "check_export_dir",
     "export_mmrec",
-    "find_inter_file",
     "import_lattice",
     "import_mmrec",
     "mmrec_frames",
-    "npy_variant",
-    "read_inter",
-    "read_npy_features",
-    "write_all",
     "write_export",
 ]

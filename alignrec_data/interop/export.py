@@ -17,6 +17,7 @@ import csv
 import logging
 import os
 from collections.abc import Callable, Iterable, Sequence
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -39,15 +40,18 @@ from alignrec_data.interop.tables import read_json
 from alignrec_data.outputs import check_output_dir, protected_folders
 from alignrec_data.paths import DatasetPaths, check_name
 from alignrec_data.prepare import read_prepared, split_counts
-from alignrec_data.schema import SPLIT_CODES, SPLITS
+from alignrec_data.schema import SPLIT_CODES
 
 logger = logging.getLogger(__name__)
 
 # The file `export mmrec` writes into every folder it fills (what it wrote, for the next run).
 EXPORT_MARKER = "alignrec_export.json"
+# How the tables of the MMRec layout are written (pandas.DataFrame.to_csv options).
+_TSV = {"sep": "\t", "index": False, "quoting": csv.QUOTE_NONE, "lineterminator": "\n"}
 
 
-def _check_tsv_keys(keys: list[str], what: str) -> None:
+def _tsv_keys(keys: list[str], what: str) -> list[str]:
+    """``keys``, each checked to be writable to a tab-separated id map."""
     for k in keys:
         if any(c in k for c in "\t\n\r") or k == "":
             msg = (
@@ -55,6 +59,7 @@ def _check_tsv_keys(keys: list[str], what: str) -> None:
                 "the tab-separated MMRec id map"
             )
             raise DataFormatError(msg)
+    return keys
 
 
 def mmrec_frames(
@@ -65,7 +70,6 @@ def mmrec_frames(
     Raises:
         DataFormatError: A raw key cannot be written to a tab-separated id map.
     """
-    codes = {s: SPLIT_CODES[s] for s in SPLITS}
     inter = pd.DataFrame(
         {
             "userID": interactions.column("user_id").to_numpy(),
@@ -73,14 +77,12 @@ def mmrec_frames(
             "rating": interactions.column("rating").to_pandas(),
             "timestamp": interactions.column("timestamp").to_pandas().astype("Int64"),
             "x_label": pd.Series(interactions.column("split").to_pylist())
-            .map(codes)
+            .map(SPLIT_CODES)
             .astype(np.int64),
         }
     )
-    ukeys = users.column("user_key").to_pylist()
-    ikeys = items.column("item_key").to_pylist()
-    _check_tsv_keys(ukeys, "user")
-    _check_tsv_keys(ikeys, "item")
+    ukeys = _tsv_keys(users.column("user_key").to_pylist(), "user")
+    ikeys = _tsv_keys(items.column("item_key").to_pylist(), "item")
     return {
         f"{name}.inter": inter,
         USER_MAP_FILE: pd.DataFrame(
@@ -90,19 +92,12 @@ def mmrec_frames(
     }
 
 
-def _write_tsv(frame: pd.DataFrame, path: Path) -> None:
-    frame.to_csv(path, sep="\t", index=False, quoting=csv.QUOTE_NONE, lineterminator="\n")
-
-
-def write_all(out: Path, writers: dict[str, Callable[[Path], None]]) -> list[Path]:
+def write_all(out: Path, writers: dict[str, Callable[[Path], None]]) -> None:
     """Write several files into ``out`` all or none: every file to a temporary, then renames.
 
     Args:
         out: The folder (created if needed; removed again if a write fails and it was new).
         writers: File name -> function writing that file to the path it is given.
-
-    Returns:
-        The written files.
     """
     created = [p for p in (out, *out.parents) if not p.exists()]
     out.mkdir(parents=True, exist_ok=True)
@@ -117,7 +112,14 @@ def write_all(out: Path, writers: dict[str, Callable[[Path], None]]) -> list[Pat
             with contextlib.suppress(OSError):
                 p.rmdir()
         raise
-    return [out / fname for fname in writers]
+
+
+def read_marker(folder: Path) -> Any:
+    """The JSON of the :data:`EXPORT_MARKER` of ``folder``, or None when it is not readable."""
+    try:
+        return read_json(folder / EXPORT_MARKER, "the marker of an export")
+    except (DataFormatError, OSError):
+        return None
 
 
 def _own_files(out: Path) -> list[str]:
@@ -125,10 +127,7 @@ def _own_files(out: Path) -> list[str]:
     marker = out / EXPORT_MARKER
     if not marker.is_file():
         return []
-    try:
-        doc = read_json(marker, "the marker of a previous export")
-    except (DataFormatError, OSError):
-        doc = None
+    doc = read_marker(out)
     if not isinstance(doc, dict):
         logger.warning("%s is not readable JSON; no previous file of it is removed", marker)
         return []
@@ -167,27 +166,6 @@ def check_export_dir(
     if out.is_dir() and not os.access(out, os.W_OK | os.X_OK):
         msg = f"{option} {out} is read-only (permission denied); make it writable or choose another"
         raise UsageError(msg)
-
-
-def _check_foreign_features(
-    out: Path, new: list[str], own: list[str], layout: str, option: str
-) -> None:
-    """Refuse (AlignRec layout) or warn about (MMRec) a feature file no export wrote.
-
-    Raises:
-        UsageError: The AlignRec layout and a foreign feature file of the other modality.
-    """
-    for other in FEATURE_FILES.values():
-        if other in new or other in own or not (out / other).exists():
-            continue
-        if layout == "alignrec":
-            msg = (
-                f"{out / other} was not written by alignrec-data export, and the AlignRec "
-                "code would read it with the new image_feat.npy; move it away or choose "
-                f"another {option}"
-            )
-            raise UsageError(msg)
-        logger.warning("%s (not written by this tool) is left as it is", out / other)
 
 
 def write_export(
@@ -235,14 +213,20 @@ def write_export(
     own = _own_files(out)
     new = [*frames, *feature_files]
     stale = [f for f in own if f not in new and (out / f).is_file()]
-    if feature_files:
-        _check_foreign_features(out, new, own, layout, option)
+    for other in FEATURE_FILES.values() if feature_files else ():
+        if other in new or other in own or not (out / other).exists():
+            continue  # ours, or absent: a foreign feature file is refused or kept with a warning
+        if layout == "alignrec":
+            msg = (
+                f"{out / other} was not written by alignrec-data export, and the AlignRec "
+                "code would read it with the new image_feat.npy; move it away or choose "
+                f"another {option}"
+            )
+            raise UsageError(msg)
+        logger.warning("%s (not written by this tool) is left as it is", out / other)
 
-    writers: dict[str, Callable[[Path], None]] = {
-        f: (lambda p, fr=fr: _write_tsv(fr, p)) for f, fr in frames.items()
-    }
-    for f, inp in feature_files.items():
-        writers[f] = lambda p, m=inp.matrix: write_npy_to(p, m)
+    writers = {f: partial(fr.to_csv, **_TSV) for f, fr in frames.items()}
+    writers |= {f: partial(write_npy_to, matrix=i.matrix) for f, i in feature_files.items()}
     write_all(out, writers)
     for f in stale:
         (out / f).unlink(missing_ok=True)
@@ -254,23 +238,6 @@ def write_export(
     marker = {**meta, "layout": layout, "files": sorted(new), "features": described}
     write_json(out / EXPORT_MARKER, marker)
     return {"files": new, "removed": stale, "features": described}
-
-
-def export_frames(
-    out: Path,
-    frames: dict[str, pd.DataFrame],
-    inputs: Sequence[FeatureInput],
-    *,
-    layout: str,
-    **options: Any,
-) -> dict[str, Any]:
-    """:func:`write_export` with each feature put in its file of ``layout`` (``assign_files``).
-
-    ``options`` are those of :func:`write_export` (``meta``, ``overwrite``, ``protected``,
-    ``option``). Shared by :func:`export_mmrec` and :func:`alignrec_data.loaders.to_mmrec`.
-    """
-    files = assign_files(inputs, layout) if inputs else {}
-    return write_export(out, frames, files, layout=layout, **options)
 
 
 def export_mmrec(
@@ -321,23 +288,22 @@ def export_mmrec(
     inter, items, users = read_prepared(paths.prepared)
     frames = mmrec_frames(inter, items, users, name)
     inputs = resolve_features(specs, paths.features, items.column("item_key").to_pylist())
-    written = export_frames(
+    written = write_export(
         out,
         frames,
-        inputs,
+        assign_files(inputs, layout) if inputs else {},
         layout=layout,
         meta={"tool": "alignrec-data export mmrec", "dataset": dataset, "name": name},
         overwrite=overwrite,
         protected=protected,
     )
     logger.info("exported %s to %s", dataset, out)
-    stale = written["removed"]
     return {
         "dataset": dataset,
         "out": str(out),
         "name": name,
         "files": written["files"],
-        "removed": stale,
+        "removed": written["removed"],
         "users": users.num_rows,
         "items": items.num_rows,
         "interactions": inter.num_rows,
@@ -345,6 +311,6 @@ def export_mmrec(
         "features": {
             "layout": layout,
             "features": written["features"],
-            "removed": [f for f in stale if f in FEATURE_FILES.values()],
+            "removed": [f for f in written["removed"] if f in FEATURE_FILES.values()],
         },
     }

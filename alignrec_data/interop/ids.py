@@ -35,34 +35,6 @@ def _mapped_ids(mapping: dict[str, int], what: str, map_path: Path | None) -> np
     return mapped
 
 
-def _check_range(
-    used_ids: np.ndarray,
-    uniq: np.ndarray,
-    mapped: np.ndarray,
-    has_map: bool,
-    what: str,
-    locate: Locate,
-    map_path: Path | None,
-) -> int:
-    """The number of ids n (1 + the largest used or mapped), refused when it cannot be dense."""
-    # n distinct ids contiguous from 0 are exactly 0..n-1.
-    room = len(uniq) + len(mapped)
-    top_used = int(uniq[-1]) if len(uniq) else -1
-    top_mapped = int(mapped.max()) if len(mapped) else -1
-    if max(top_used, top_mapped) >= room:
-        where = locate(int(np.argmax(used_ids))) if top_used >= top_mapped else str(map_path)
-        found = max(top_used, top_mapped)
-        have = f"{len(uniq):,} distinct {what} ids used" + (
-            f" and {len(mapped):,} mapped" if has_map else ""
-        )
-        msg = (
-            f"{where}: {what} id {found} is out of range: ids must be contiguous from 0, and "
-            f"{have} can only be 0..{room - 1}; renumber the {what} ids as 0..N-1"
-        )
-        raise DataFormatError(msg)
-    return max(top_used, top_mapped) + 1
-
-
 def keys_from_map(
     mapping: dict[str, int] | None,
     used_ids: np.ndarray,
@@ -89,15 +61,31 @@ def keys_from_map(
         raise DataFormatError(msg)
     uniq = np.unique(used_ids)
     mapped = np.zeros(0, np.int64) if mapping is None else _mapped_ids(mapping, what, map_path)
-    n = _check_range(used_ids, uniq, mapped, mapping is not None, what, locate, map_path)
+    # n distinct ids contiguous from 0 are exactly 0..n-1: refuse any beyond that before
+    # allocating by id.
+    room = len(uniq) + len(mapped)
+    top_used = int(uniq[-1]) if len(uniq) else -1
+    top_mapped = int(mapped.max()) if len(mapped) else -1
+    n = max(top_used, top_mapped) + 1
+    if n > room:
+        where = locate(int(np.argmax(used_ids))) if top_used >= top_mapped else str(map_path)
+        have = f"{len(uniq):,} distinct {what} ids used" + (
+            f" and {len(mapped):,} mapped" if mapping is not None else ""
+        )
+        msg = (
+            f"{where}: {what} id {n - 1} is out of range: ids must be contiguous from 0, and "
+            f"{have} can only be 0..{room - 1}; renumber the {what} ids as 0..N-1"
+        )
+        raise DataFormatError(msg)
     known = np.zeros(n, dtype=bool)
+    known[uniq] = True
+    known[mapped] = True
     if mapping is None:
         keys = [str(k) for k in range(n)]
     else:
         keys = [""] * n
         for key, idx in mapping.items():
             keys[idx] = str(key)
-        known[mapped] = True
         unmapped = np.setdiff1d(uniq, mapped)
         if len(unmapped):
             msg = (
@@ -105,7 +93,6 @@ def keys_from_map(
                 f"{int(unmapped[0])}"
             )
             raise DataFormatError(msg)
-    known[uniq] = True
     if not known.all():
         where = str(map_path) if mapping is not None else locate(None)
         msg = (

@@ -37,13 +37,11 @@ def _read_split_file(path: Path) -> tuple[np.ndarray, np.ndarray]:
     if not isinstance(data, dict):
         msg = f"{path} is not a valid split file: expected {expected}, found {json_type(data)}"
         raise DataFormatError(msg)
-    us, its = [], []
+    us, its = [np.zeros(0, np.int64)], [np.zeros(0, np.int64)]
     for user, lst in data.items():
-        if not isinstance(lst, list) or not all(is_id(x) for x in lst):
-            if isinstance(lst, list):
-                found = repr(next(x for x in lst if not is_id(x)))[:80]
-            else:
-                found = json_type(lst)
+        bad = (repr(x)[:80] for x in lst if not is_id(x)) if isinstance(lst, list) else None
+        found = json_type(lst) if bad is None else next(bad, None)
+        if found is not None:
             msg = (
                 f"{path}: user {user!r}: expected a list of integer item ids (0 to 2**63-1), "
                 f"found {found}"
@@ -59,65 +57,47 @@ def _read_split_file(path: Path) -> tuple[np.ndarray, np.ndarray]:
             raise DataFormatError(msg)
         us.append(np.full(len(lst), uid, dtype=np.int64))
         its.append(np.asarray(lst, dtype=np.int64))
-    if not us:
-        return np.zeros(0, np.int64), np.zeros(0, np.int64)
     return np.concatenate(us), np.concatenate(its)
 
 
-def _read_splits(folder: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """``(users, items, split codes, end row of each split file)`` of the three split files.
+def _read_lattice(folder: Path) -> ImportedTables:
+    """Read and check the split files and the id maps of a LATTICE folder.
 
     Raises:
         UsageError: A split file is missing.
-        DataFormatError: A split file does not parse, or none holds an interaction.
+        DataFormatError: A file does not parse, no split file holds an interaction, or the ids
+            do not fit.
     """
-    us, its, codes, counts = [], [], [], []
+    split_files = list(LATTICE_SPLIT_FILES.values())
+    us, its, codes = [], [], []
     for split, fname in LATTICE_SPLIT_FILES.items():
         path = folder / fname
         if not path.is_file():
-            msg = (
-                f"{path} does not exist; a LATTICE folder holds "
-                f"{', '.join(LATTICE_SPLIT_FILES.values())}"
-            )
+            msg = f"{path} does not exist; a LATTICE folder holds {', '.join(split_files)}"
             raise UsageError(msg)
         u, i = _read_split_file(path)
         us.append(u)
         its.append(i)
         codes.append(np.full(len(u), SPLIT_CODES[split], dtype=np.int8))
-        counts.append(len(u))
-    users, items, labels = np.concatenate(us), np.concatenate(its), np.concatenate(codes)
+    users, items = np.concatenate(us), np.concatenate(its)
     if len(users) == 0:
         msg = f"{folder}: the split files hold no interaction"
         raise DataFormatError(msg)
-    return users, items, labels, np.cumsum(counts)
-
-
-def _read_lattice(folder: Path) -> ImportedTables:
-    """Read and check the split files and the id maps of a LATTICE folder."""
-    users, items, labels, ends = _read_splits(folder)
-    split_files = list(LATTICE_SPLIT_FILES.values())
+    ends = np.cumsum([len(u) for u in us])
 
     def locate(i: int | None) -> str:
-        if i is None:
-            return str(folder)
-        return str(folder / split_files[int(np.searchsorted(ends, i, side="right"))])
+        return str(folder if i is None else folder / split_files[np.searchsorted(ends, i, "right")])
 
     umap = read_json_map(folder / LATTICE_USER_MAP)
     imap = read_json_map(folder / LATTICE_ITEM_MAP)
     user_keys, item_keys, maps = keys_from_maps(
         users, items, locate, (folder / LATTICE_USER_MAP, umap), (folder / LATTICE_ITEM_MAP, imap)
     )
-    n = len(users)
+    # The layout has neither ratings nor timestamps.
+    ratings, timestamps = pa.nulls(len(users), pa.float32()), pa.nulls(len(users), pa.int64())
+    labels, files = np.concatenate(codes), [*split_files, *maps]
     return ImportedTables(
-        "lattice",
-        users,
-        items,
-        pa.nulls(n, pa.float32()),
-        pa.nulls(n, pa.int64()),
-        labels,
-        user_keys,
-        item_keys,
-        [*split_files, *maps],
+        "lattice", users, items, ratings, timestamps, labels, user_keys, item_keys, files
     )
 
 

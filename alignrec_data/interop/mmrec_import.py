@@ -14,7 +14,6 @@ finite values. A file that fails is refused with its name; nothing is imported.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from pathlib import Path
 from typing import Any
@@ -24,6 +23,7 @@ import pyarrow as pa
 
 from alignrec_data.errors import DataFormatError, UsageError
 from alignrec_data.export_features import load_npy, npy_header
+from alignrec_data.integrity import sha256_file
 from alignrec_data.interop.ids import keys_from_maps
 from alignrec_data.interop.prepared import ImportedFeature, ImportedTables, run_import
 from alignrec_data.interop.tables import float_column, int_column, read_tsv, read_tsv_map
@@ -52,13 +52,15 @@ def find_inter_file(folder: Path) -> Path:
     raise UsageError(msg)
 
 
-def read_inter(path: str | Path) -> dict[str, Any]:
+def read_inter(
+    path: str | Path,
+) -> tuple[np.ndarray, np.ndarray, pa.Array, pa.Array, np.ndarray, np.ndarray]:
     """Read and check an MMRec ``.inter`` file.
 
     Returns:
-        ``{"users", "items", "labels", "ratings", "timestamps", "lines"}``: int64 arrays, int8
-        split codes, a float pyarrow array and an int64 pyarrow array (nulls for empty cells or
-        a missing column), and the line number of each row.
+        ``(users, items, ratings, timestamps, codes, lines)``: int64 arrays, a float pyarrow
+        array and an int64 pyarrow array (nulls for empty cells or a missing column), int8
+        split codes, and the line number of each row.
 
     Raises:
         DataFormatError: Empty, binary, columns missing, or a value that is not what its column
@@ -88,26 +90,18 @@ def read_inter(path: str | Path) -> dict[str, Any]:
             f"{int(labels[i])}"
         )
         raise DataFormatError(msg)
-    n = len(df)
     if "rating" in df.columns:
         ratings = pa.array(float_column(df, "rating", lines, path), pa.float64(), from_pandas=True)
     else:
-        ratings = pa.nulls(n, pa.float32())
+        ratings = pa.nulls(len(df), pa.float32())
     if "timestamp" in df.columns:
         ts = int_column(
             df, "timestamp", lines, path, "timestamp", nullable=True, allow_point_zero=True
         )
         timestamps = pa.array(ts, pa.int64(), from_pandas=True)
     else:
-        timestamps = pa.nulls(n, pa.int64())
-    return {
-        "users": users,
-        "items": items,
-        "labels": labels.astype(np.int8),
-        "ratings": ratings,
-        "timestamps": timestamps,
-        "lines": lines,
-    }
+        timestamps = pa.nulls(len(df), pa.int64())
+    return users, items, ratings, timestamps, labels.astype(np.int8), lines
 
 
 def npy_variant(path: Path) -> str:
@@ -128,26 +122,12 @@ def npy_variant(path: Path) -> str:
         raise DataFormatError(msg) from err
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def _rows_error(path: Path, rows: int, n_items: int) -> DataFormatError:
-    msg = (
+    return DataFormatError(
         f"{path}: {rows} rows, but the dataset has {n_items} items (row i must be itemID i); "
         "every *.npy of an MMRec folder is read as an item feature matrix: fix it or move it "
         "out of the folder"
     )
-    return DataFormatError(msg)
-
-
-def npy_files(folder: Path) -> list[Path]:
-    """The ``*.npy`` files of ``folder`` (regular files, not hidden), sorted by name."""
-    return sorted(p for p in folder.glob("*.npy") if not p.name.startswith(".") and p.is_file())
 
 
 def read_npy_features(folder: Path, n_items: int) -> list[ImportedFeature]:
@@ -169,9 +149,10 @@ def read_npy_features(folder: Path, n_items: int) -> list[ImportedFeature]:
         DataFormatError: A file that is not such a matrix, or two files giving one variant
             (each message names the file).
     """
-    files = npy_files(folder)
     variants: dict[str, Path] = {}
-    for path in files:
+    for path in sorted(folder.glob("*.npy")):
+        if path.name.startswith(".") or not path.is_file():
+            continue
         variant = npy_variant(path)
         if variant in variants:
             msg = (
@@ -185,8 +166,7 @@ def read_npy_features(folder: Path, n_items: int) -> list[ImportedFeature]:
             raise _rows_error(path, rows, n_items)
     out = []
     for variant, path in variants.items():
-        sha = _sha256(path)
-        dtype = str(npy_header(path)[1])
+        sha, dtype = sha256_file(path), str(npy_header(path)[1])
         matrix = load_npy(path)
         if matrix.shape[0] != n_items:  # the file changed since its header was read
             raise _rows_error(path, matrix.shape[0], n_items)
@@ -194,31 +174,16 @@ def read_npy_features(folder: Path, n_items: int) -> list[ImportedFeature]:
     return out
 
 
-def _warn_fused_layout(folder: Path, features: list[ImportedFeature]) -> None:
-    """Warn when our own export marker says image_feat.npy holds the fused AlignRec feature."""
-    from alignrec_data.interop.export import EXPORT_MARKER
-    from alignrec_data.interop.tables import read_json
-
-    marker = folder / EXPORT_MARKER
-    if not marker.is_file() or not any(f.variant == "mmrec-image" for f in features):
-        return
-    try:
-        doc = read_json(marker, "the marker of an export")
-    except (DataFormatError, OSError):
-        return
-    if isinstance(doc, dict) and doc.get("layout") == "alignrec":
-        logger.warning(
-            "%s says this folder has the AlignRec layout: its image_feat.npy holds the fused "
-            "image+text feature, imported as mmrec-image (read as an image feature)",
-            marker,
-        )
-
-
 def _read_mmrec(folder: Path) -> ImportedTables:
-    """Read and check the ``.inter`` file and the id maps of an MMRec folder."""
+    """Read and check the ``.inter`` file, the id maps and the ``*.npy`` of an MMRec folder.
+
+    A warning says when our own export marker says ``image_feat.npy`` holds the fused
+    AlignRec feature (it is imported as ``mmrec-image``).
+    """
+    from alignrec_data.interop.export import EXPORT_MARKER, read_marker
+
     inter_path = find_inter_file(folder)
-    parsed = read_inter(inter_path)
-    lines = parsed["lines"]
+    users, items, ratings, timestamps, codes, lines = read_inter(inter_path)
 
     def locate(i: int | None) -> str:
         return str(inter_path) if i is None else f"{inter_path}, line {lines[i]}"
@@ -226,25 +191,21 @@ def _read_mmrec(folder: Path) -> ImportedTables:
     umap = read_tsv_map(folder / USER_MAP_FILE, "user_id", "userID")
     imap = read_tsv_map(folder / ITEM_MAP_FILE, "asin", "itemID")
     user_keys, item_keys, maps = keys_from_maps(
-        parsed["users"],
-        parsed["items"],
-        locate,
-        (folder / USER_MAP_FILE, umap),
-        (folder / ITEM_MAP_FILE, imap),
+        users, items, locate, (folder / USER_MAP_FILE, umap), (folder / ITEM_MAP_FILE, imap)
     )
     features = read_npy_features(folder, len(item_keys))
-    _warn_fused_layout(folder, features)
+    marker = folder / EXPORT_MARKER  # ours may say image_feat.npy holds the fused feature
+    if marker.is_file() and any(f.variant == "mmrec-image" for f in features):
+        doc = read_marker(folder)
+        if isinstance(doc, dict) and doc.get("layout") == "alignrec":
+            logger.warning(
+                "%s says this folder has the AlignRec layout: its image_feat.npy holds the fused "
+                "image+text feature, imported as mmrec-image (read as an image feature)",
+                marker,
+            )
+    files = [inter_path.name, *maps, *(f.file for f in features)]
     return ImportedTables(
-        "mmrec",
-        parsed["users"],
-        parsed["items"],
-        parsed["ratings"],
-        parsed["timestamps"],
-        parsed["labels"],
-        user_keys,
-        item_keys,
-        [inter_path.name, *maps, *(f.file for f in features)],
-        features,
+        "mmrec", users, items, ratings, timestamps, codes, user_keys, item_keys, files, features
     )
 
 

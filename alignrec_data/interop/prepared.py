@@ -102,18 +102,6 @@ class ImportedTables:
     features: list[ImportedFeature] = field(default_factory=list)
 
 
-def check_folder(folder: Path) -> Path:
-    """Return ``folder`` if it is a folder.
-
-    Raises:
-        UsageError: It is not.
-    """
-    if not folder.is_dir():
-        msg = f"{folder} is not a folder; pass the dataset folder to import"
-        raise UsageError(msg)
-    return folder
-
-
 def check_import_target(paths: DatasetPaths, overwrite: bool) -> list[Path]:
     """Refuse to import over an existing dataset unless ``overwrite``.
 
@@ -152,24 +140,13 @@ def run_import(
     Returns:
         The statistics written to ``stats.json``, plus ``removed``: the folders removed.
     """
-    source = check_folder(Path(folder))
+    source = Path(folder)
+    if not source.is_dir():
+        msg = f"{source} is not a folder; pass the dataset folder to import"
+        raise UsageError(msg)
     paths = DatasetPaths.of(data_dir, name)
     dependents = check_import_target(paths, overwrite)
     return write_import(paths, read(source), dependents)
-
-
-def _set_aside(folder: Path) -> Path:
-    """Rename ``folder`` (or a link) to a hidden ``.<name>.old-<pid>-*`` sibling (see atomic)."""
-    aside = folder.parent / f".{folder.name}.old-{os.getpid()}-{secrets.token_hex(4)}"
-    os.replace(folder, aside)
-    return aside
-
-
-def _remove(path: Path) -> None:
-    if path.is_symlink() or not path.is_dir():
-        path.unlink(missing_ok=True)
-    else:
-        shutil.rmtree(path, ignore_errors=True)
 
 
 def _stats(paths: DatasetPaths, t: ImportedTables, inter: pa.Table) -> dict[str, Any]:
@@ -195,17 +172,13 @@ def _stats(paths: DatasetPaths, t: ImportedTables, inter: pa.Table) -> dict[str,
 
 def _stage_features(paths: DatasetPaths, t: ImportedTables) -> Path:
     """Write the imported features into a hidden staging sibling of ``features/``."""
-    stage = Path(
-        tempfile.mkdtemp(prefix=f".{paths.features.name}.tmp-{os.getpid()}-", dir=paths.root)
-    )
+    prefix = f".{paths.features.name}.tmp-{os.getpid()}-"
+    stage = Path(tempfile.mkdtemp(prefix=prefix, dir=paths.root))
     try:
         os.chmod(stage, 0o777 & ~_umask())  # the mode a plain mkdir gives, not mkdtemp's 0700
         for f in t.features:
             write_features(
-                stage / f"{f.variant}.parquet",
-                t.item_keys,
-                f.matrix,
-                metadata=f.metadata(t.source),
+                stage / f"{f.variant}.parquet", t.item_keys, f.matrix, metadata=f.metadata(t.source)
             )
     except BaseException:
         shutil.rmtree(stage, ignore_errors=True)
@@ -225,38 +198,38 @@ def write_import(paths: DatasetPaths, t: ImportedTables, dependents: list[Path])
         t.users, t.items, t.user_keys, t.item_keys, t.ratings, t.timestamps, t.codes
     )
     stats = _stats(paths, t, inter)
-    item_table = items_table(t.item_keys, None)
-    user_table = users_table(t.user_keys, t.users)
     for d in DEPENDENT_FOLDERS:
         clean_stale(paths.root, d)  # leftovers of an import killed mid-way
     aside: list[tuple[Path, Path]] = []
-    features_stage: Path | None = None
-    features_placed = False
+    features_stage: Path | None = None  # then features/ itself once it is placed
     try:
         with atomic_dir(paths.prepared) as stage:
             write_parquet(stage / INTERACTIONS_FILE, inter)
-            write_parquet(stage / ITEMS_FILE, item_table)
-            write_parquet(stage / USERS_FILE, user_table)
+            write_parquet(stage / ITEMS_FILE, items_table(t.item_keys, None))
+            write_parquet(stage / USERS_FILE, users_table(t.user_keys, t.users))
             write_json(stage / STATS_FILE, stats)
             if t.features:
                 features_stage = _stage_features(paths, t)
-            for folder in dependents:
-                aside.append((folder, _set_aside(folder)))
+            for folder in dependents:  # renamed (even a link) to a hidden sibling, see atomic
+                old = folder.parent / f".{folder.name}.old-{os.getpid()}-{secrets.token_hex(4)}"
+                os.replace(folder, old)
+                aside.append((folder, old))
             if features_stage is not None:
                 # features/ was set aside above (a dependent) or never existed.
                 os.replace(features_stage, paths.features)
-                features_placed = True
+                features_stage = paths.features
     except BaseException:
-        if features_placed:
-            shutil.rmtree(paths.features, ignore_errors=True)
-        elif features_stage is not None:
+        if features_stage is not None:
             shutil.rmtree(features_stage, ignore_errors=True)
         for folder, old in reversed(aside):
             with contextlib.suppress(OSError):
                 os.replace(old, folder)
         raise
     for _, old in aside:
-        _remove(old)
+        if old.is_symlink() or not old.is_dir():
+            old.unlink(missing_ok=True)
+        else:
+            shutil.rmtree(old, ignore_errors=True)
     removed = [f"{folder.name}/" for folder, _ in aside]
     if removed:
         logger.warning(

@@ -20,7 +20,8 @@ import pandas as pd
 from alignrec_data.errors import DataFormatError
 
 INT64_MAX = int(np.iinfo(np.int64).max)
-_INT64_MAX_DIGITS = str(INT64_MAX)
+_DIGITS = 40  # wider than INT64_MAX: longer digit strings start with 1-9, above its padding
+_INT64_MAX_DIGITS = str(INT64_MAX).zfill(_DIGITS)
 _SNIFF_BYTES = 64 * 1024
 
 
@@ -71,20 +72,14 @@ def read_tsv(path: Path, expected: str) -> tuple[pd.DataFrame, np.ndarray]:
         msg = f"{path} holds no header line; expected {expected}"
         raise DataFormatError(msg) from err
     except pd.errors.ParserError as err:
-        m = re.search(r"Expected (\d+) fields in line (\d+), saw (\d+)", str(err))
-        found = (
-            f"line {m.group(2)} has {m.group(3)} tab-separated fields, the header {m.group(1)}"
-            if m
-            else str(err).strip()
-        )
+        found = str(err).strip()
+        if m := re.search(r"Expected (\d+) fields in line (\d+), saw (\d+)", found):
+            found = f"line {m[2]} has {m[3]} tab-separated fields, the header {m[1]}"
         msg = f"{path}: {found}; expected {expected}"
         raise DataFormatError(msg) from err
     lines = np.arange(len(df), dtype=np.int64) + 2  # line 1 is the header
     blank = (df == "").all(axis=1).to_numpy() if len(df.columns) else np.zeros(len(df), bool)
-    if blank.any():
-        df = df[~blank].reset_index(drop=True)
-        lines = lines[~blank]
-    return df, lines
+    return df[~blank].reset_index(drop=True), lines[~blank]
 
 
 def _is_number(text: str) -> bool:
@@ -130,31 +125,18 @@ def int_column(
     if not ok.all():
         i = int(np.flatnonzero(~ok)[0])
         value = s.iloc[i]
-        if value == "":
-            found = "an empty cell"
-        elif _is_number(value):
-            found = f"{value!r}, a fractional number"
-        else:
-            found = f"{value!r}, not a number"
+        kind = "a fractional number" if _is_number(value) else "not a number"
+        found = f"{value!r}, {kind}" if value else "an empty cell"
         msg = (
             f"{path}: line {lines[i]}, column {column!r}: expected an integer {what}, found {found}"
         )
         raise DataFormatError(msg)
     if allow_point_zero:
         s = s.str.replace(r"\.0*$", "", regex=True)
-    _check_int64_range(s, column, lines, path, what)
-    if nullable:
-        return pd.array(s.where(~empty, None), dtype="Int64")
-    return s.astype(np.int64).to_numpy()
-
-
-def _check_int64_range(s: pd.Series, column: str, lines: np.ndarray, path: Path, what: str) -> None:
-    """Refuse integer strings beyond the int64 range, compared as text (no overflow)."""
-    digits = s.str.lstrip("+-").str.lstrip("0")
-    n_digits = digits.str.len().to_numpy()
-    big = (n_digits > len(_INT64_MAX_DIGITS)) | (
-        (n_digits == len(_INT64_MAX_DIGITS)) & (digits > _INT64_MAX_DIGITS).to_numpy(dtype=bool)
-    )
+    # Beyond the int64 range? Compared as text (no overflow): the digits without sign and
+    # leading zeros, zero-padded to one width, compare as the numbers do.
+    digits = s.str.lstrip("+-").str.lstrip("0").str.zfill(_DIGITS)
+    big = (digits > _INT64_MAX_DIGITS).to_numpy(dtype=bool)
     if big.any():
         i = int(np.flatnonzero(big)[0])
         msg = (
@@ -162,6 +144,9 @@ def _check_int64_range(s: pd.Series, column: str, lines: np.ndarray, path: Path,
             f"64-bit integer range (at most {INT64_MAX}); renumber the {what}s from 0"
         )
         raise DataFormatError(msg)
+    if nullable:
+        return pd.array(s.where(~empty, None), dtype="Int64")
+    return s.astype(np.int64).to_numpy()
 
 
 def float_column(df: pd.DataFrame, column: str, lines: np.ndarray, path: Path) -> np.ndarray:
@@ -191,9 +176,8 @@ def read_json(path: Path, expected: str) -> Any:
         DataFormatError: Empty, binary, not UTF-8 or not JSON.
     """
     check_text_file(path, expected)
-    data = path.read_bytes()
     try:
-        text = data.decode("utf-8")
+        text = path.read_bytes().decode("utf-8")
     except UnicodeDecodeError as err:
         raise _not_utf8(path, err, expected) from err
     try:
@@ -212,9 +196,7 @@ def read_json(path: Path, expected: str) -> Any:
 def json_type(value: Any) -> str:
     """How a JSON value is named in messages (``an object``, ``a list``, ``null`` ...)."""
     names = {dict: "an object", list: "a list", str: "a string", bool: "a boolean"}
-    if value is None:
-        return "null"
-    return names.get(type(value), "a number")
+    return "null" if value is None else names.get(type(value), "a number")
 
 
 def is_id(value: Any) -> bool:
@@ -236,8 +218,7 @@ def read_tsv_map(path: Path, key_col: str, id_col: str) -> dict[str, int] | None
         msg = f"{path}: expected {expected}, found columns {list(df.columns)}"
         raise DataFormatError(msg)
     ids = int_column(df, id_col, lines, path, "id")
-    keys = df[key_col].astype(str).tolist()
-    mapping = dict(zip(keys, ids.tolist(), strict=True))
+    mapping = dict(zip(df[key_col].astype(str).tolist(), ids.tolist(), strict=True))
     if len(mapping) != len(df):
         msg = f"{path}: a key appears twice in column {key_col!r}"
         raise DataFormatError(msg)
@@ -252,10 +233,10 @@ def read_json_map(path: Path) -> dict[str, int] | None:
     """
     if not path.is_file():
         return None
-    expected = "an id map {raw key: id}"
-    data = read_json(path, expected)
+    data = read_json(path, "an id map {raw key: id}")
     if not isinstance(data, dict):
-        found = json_type(data)
-        msg = f"{path} is not an id map: expected an object {{raw key: id}}, found {found}"
+        msg = (
+            f"{path} is not an id map: expected an object {{raw key: id}}, found {json_type(data)}"
+        )
         raise DataFormatError(msg)
     return data
