@@ -44,14 +44,12 @@ _TOP_RENAMES = {
     "vision_embed.mask_token": "mask_token",
 }
 _LAYER_KEY = re.compile(r"^encoder\.layers\.(\d+)\.(.+)\.([AB])\.(.+)$")
-_MULTIWAY_KEY = re.compile(
-    r"^encoder\.(embed_positions|layer_norm|layernorm_embedding)\.([AB])\.(.+)$"
-)
 _OURS_MULTIWAY = {
     "embed_positions": "pos_embed",
     "layer_norm": "final_norm",
     "layernorm_embedding": "embed_norm",
 }
+_MULTIWAY_KEY = re.compile(rf"^encoder\.({'|'.join(_OURS_MULTIWAY)})\.([AB])\.(.+)$")
 
 
 def torchscale_to_mmenc(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -83,17 +81,13 @@ def torchscale_to_mmenc(state: dict[str, torch.Tensor]) -> dict[str, torch.Tenso
             if module in _LAYER_RENAMES:
                 out[f"layers.{i}.{_LAYER_RENAMES[module]}.{expert}.{param}"] = value
                 continue
-        msg = f"BEiT-3 checkpoint key {key!r} has no counterpart in MMEnc"
-        raise DataFormatError(msg)
+        raise DataFormatError(f"BEiT-3 checkpoint key {key!r} has no counterpart in MMEnc")
     for (i, expert, param), parts in sorted(qkv.items()):
         if set(parts) != {"q", "k", "v"}:
-            msg = (
+            raise DataFormatError(
                 f"BEiT-3 checkpoint layer {i} {expert} {param}: q/k/v incomplete ({sorted(parts)})"
             )
-            raise DataFormatError(msg)
-        out[f"layers.{i}.attn.qkv.{expert}.{param}"] = torch.cat(
-            [parts["q"], parts["k"], parts["v"]]
-        )
+        out[f"layers.{i}.attn.qkv.{expert}.{param}"] = torch.cat([parts[n] for n in "qkv"])
     return out
 
 
@@ -117,8 +111,7 @@ def mmenc_to_torchscale(state: dict[str, torch.Tensor]) -> dict[str, torch.Tenso
             continue
         m = re.match(r"^layers\.(\d+)\.(.+)\.(vision|language|vl)\.(.+)$", key)
         if m is None or m[3] == "vl":
-            msg = f"MMEnc key {key!r} has no torchscale BEiT3 counterpart"
-            raise DataFormatError(msg)
+            raise DataFormatError(f"MMEnc key {key!r} has no torchscale BEiT3 counterpart")
         i, module, ex, param = m[1], m[2], expert[m[3]], m[4]
         if module == "attn.qkv":
             for name, chunk in zip("qkv", value.chunk(3), strict=True):
@@ -182,8 +175,7 @@ def load_beit3_state(model: MMEnc, state: dict[str, torch.Tensor], source: str) 
             raise UsageError(
                 msg, hint="official BEiT-3 base needs size=base (vocab 64010, image 224, patch 16)"
             )
-    vl_keys = [k for k in own if ".vl." in k]
-    for key in vl_keys:
+    for key in [k for k in own if ".vl." in k]:
         mapped[key] = mapped.get(key.replace(".vl.", ".language."), own[key])
     missing = sorted(set(own) - set(mapped))
     if missing:

@@ -72,8 +72,7 @@ class MMEncConfig:
             UsageError: Unknown size or unknown override key.
         """
         if size not in _SIZES:
-            msg = f"unknown encoder size {size!r}; choose one of {', '.join(SIZES)}"
-            raise UsageError(msg)
+            raise UsageError(f"unknown encoder size {size!r}; choose one of {', '.join(SIZES)}")
         names = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(overrides) - names)
         if unknown:
