@@ -89,12 +89,11 @@ class VariantEntry:
 
     def __post_init__(self) -> None:
         """Reject entries extraction cannot run."""
-        where = f"extract.variants[{self.name}]"
         check_name(self.name, "feature variant")
         possible = KIND_OUTPUTS.get(self.kind, ())
         check_ranges(
             self,
-            where,
+            f"extract.variants[{self.name}]",
             {
                 "kind": (self.kind in KINDS, f"one of {', '.join(KINDS)}"),
                 "model": (
@@ -168,26 +167,18 @@ def parse_entry(value: Any) -> VariantEntry:
         return value
     if isinstance(value, str):
         if value not in BUILTINS:
-            msg = (
+            raise UsageError(
                 f"extract.variants: unknown built-in variant {value!r}; built-ins are "
                 f"{', '.join(BUILTINS)}, or write a mapping {{name, kind, model, ...}} "
                 "(docs/features.md)"
             )
-            raise UsageError(msg)
         return BUILTINS[value]
     if not isinstance(value, dict) or "name" not in value or "kind" not in value:
-        msg = (
+        raise UsageError(
             f"extract.variants: an entry must be a built-in name or a mapping with at least "
             f"name and kind; found {value!r}"
         )
-        raise UsageError(msg)
-    where = f"extract.variants[{value.get('name')}]"
-    return from_dict(VariantEntry, value, where)
-
-
-def _merge_key(entry: VariantEntry) -> tuple:
-    """Entries equal up to ``outputs`` share one encoder run."""
-    return dataclasses.astuple(dataclasses.replace(entry, outputs=()))
+    return from_dict(VariantEntry, value, f"extract.variants[{value.get('name')}]")
 
 
 def resolve_entries(values: tuple[Any, ...]) -> list[VariantEntry]:
@@ -198,10 +189,9 @@ def resolve_entries(values: tuple[Any, ...]) -> list[VariantEntry]:
     """
     merged: dict[tuple, VariantEntry] = {}
     for entry in (parse_entry(v) for v in values):
-        key = _merge_key(entry)
+        key = dataclasses.astuple(dataclasses.replace(entry, outputs=()))  # all but outputs
         if key in merged:
-            have = merged[key].wanted
-            both = have + tuple(o for o in entry.wanted if o not in have)
+            both = set(merged[key].wanted) | set(entry.wanted)
             order = KIND_OUTPUTS[entry.kind]
             entry = dataclasses.replace(entry, outputs=tuple(o for o in order if o in both))
         merged[key] = entry
@@ -209,10 +199,9 @@ def resolve_entries(values: tuple[Any, ...]) -> list[VariantEntry]:
     for entry in merged.values():
         for variant in entry.variants().values():
             if variant in seen:
-                msg = (
+                raise UsageError(
                     f"extract.variants: two entries write features/{variant}.parquet "
                     f"({seen[variant]} and {entry.name}); give them different names"
                 )
-                raise UsageError(msg)
             seen[variant] = entry.name
     return list(merged.values())
