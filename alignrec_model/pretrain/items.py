@@ -98,17 +98,13 @@ def compute_feature_maps(model: MMEnc, data: ItemData, batch_size: int = 64) -> 
     ``mmenc.pt`` is the one extraction runs.
     """
     mean, std = pixel_stats(model.cfg.image_stem)
-    backbone = model.image_stem
-    backbone.backbone.eval()  # FeatureStem.train() keeps it so; a new module starts in training
+    stem = model.image_stem
+    stem.backbone.eval()  # FeatureStem.train() keeps it so; a new module starts in training
     device = next(model.parameters()).device
-    out = None
-    with torch.no_grad():
-        for start in range(0, len(data.images), batch_size):
-            x = normalize_pixels(data.images[start : start + batch_size], mean, std)
-            fm = backbone.feature_map(x.to(device)).float().cpu()
-            if out is None:
-                out = torch.zeros(len(data.images), *fm.shape[1:])
-            out[start : start + len(fm)] = fm
-    assert out is not None
+    maps = [
+        stem.feature_map(normalize_pixels(chunk, mean, std).to(device)).float().cpu()
+        for chunk in data.images.split(batch_size)
+    ]
+    out = torch.cat(maps)
     out[torch.from_numpy(~data.has_image)] = 0
     return out
