@@ -137,12 +137,9 @@ def tokenize(
     Returns:
         ``(input_ids, padding_mask)``: (B, T) int64 and (B, T) bool (True = padding).
     """
+    texts = [t if isinstance(t, str) else "" for t in texts]
     enc = tokenizer(
-        [t if isinstance(t, str) else "" for t in texts],
-        padding="longest",
-        truncation=True,
-        max_length=max_len,
-        return_tensors="pt",
+        texts, padding="longest", truncation=True, max_length=max_len, return_tensors="pt"
     )
     return enc["input_ids"].long(), enc["attention_mask"] == 0
 
