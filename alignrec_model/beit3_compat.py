@@ -137,7 +137,7 @@ def encoder_state_from_checkpoint(obj: object, source: str) -> dict[str, torch.T
         raise DataFormatError(msg)
     state, dropped = {}, []
     for key, value in obj.items():
-        name = key[len("beit3.") :] if key.startswith("beit3.") else key
+        name = key.removeprefix("beit3.")
         if name.startswith(_PREFIXES):
             state[name] = value
         else:

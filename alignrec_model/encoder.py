@@ -20,7 +20,8 @@ token of a joint input. The model runs image-only (``s = L``), text-only (``s = 
 The image stem is either a convolutional patch embedding on pixels (``image_stem="patch"``,
 BEiT-3 faithful) or the feature map of EfficientNet-Lite0 projected to the hidden size
 (``image_stem="efficientnet"``, the offline hybrid, :mod:`alignrec_model.hybrid`). The config
-and its size presets are in :mod:`alignrec_model.encoder_config` (re-exported here).
+and its size presets are in :mod:`alignrec_model.encoder_config` (:class:`MMEncConfig` is
+re-exported here).
 """
 
 from __future__ import annotations

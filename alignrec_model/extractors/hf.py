@@ -177,9 +177,8 @@ class HFClip(_HFEncoder):
         self.image_size = self.entry.image_size or processor_size(self.processor)
         text_config = getattr(self.model.config, "text_config", self.model.config)
         self.max_length = _max_length(self.entry, self.tokenizer, text_config)
-        self.padding: bool | str = (
-            "max_length" if self.model.config.model_type.startswith("siglip") else True
-        )
+        siglip = self.model.config.model_type.startswith("siglip")  # trained on max-length texts
+        self.padding: bool | str = "max_length" if siglip else True
         self._text_args = set(inspect.signature(self.model.get_text_features).parameters)
 
     def _text_features(self, texts: list[str]) -> torch.Tensor:
