@@ -81,12 +81,14 @@ def torchscale_to_mmenc(state: dict[str, torch.Tensor]) -> dict[str, torch.Tenso
             if module in _LAYER_RENAMES:
                 out[f"layers.{i}.{_LAYER_RENAMES[module]}.{expert}.{param}"] = value
                 continue
-        raise DataFormatError(f"BEiT-3 checkpoint key {key!r} has no counterpart in MMEnc")
+        msg = f"BEiT-3 checkpoint key {key!r} has no counterpart in MMEnc"
+        raise DataFormatError(msg)
     for (i, expert, param), parts in sorted(qkv.items()):
         if set(parts) != {"q", "k", "v"}:
-            raise DataFormatError(
+            msg = (
                 f"BEiT-3 checkpoint layer {i} {expert} {param}: q/k/v incomplete ({sorted(parts)})"
             )
+            raise DataFormatError(msg)
         out[f"layers.{i}.attn.qkv.{expert}.{param}"] = torch.cat([parts[n] for n in "qkv"])
     return out
 
@@ -111,7 +113,8 @@ def mmenc_to_torchscale(state: dict[str, torch.Tensor]) -> dict[str, torch.Tenso
             continue
         m = re.match(r"^layers\.(\d+)\.(.+)\.(vision|language|vl)\.(.+)$", key)
         if m is None or m[3] == "vl":
-            raise DataFormatError(f"MMEnc key {key!r} has no torchscale BEiT3 counterpart")
+            msg = f"MMEnc key {key!r} has no torchscale BEiT3 counterpart"
+            raise DataFormatError(msg)
         i, module, ex, param = m[1], m[2], expert[m[3]], m[4]
         if module == "attn.qkv":
             for name, chunk in zip("qkv", value.chunk(3), strict=True):

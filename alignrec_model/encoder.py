@@ -300,16 +300,18 @@ class MMEnc(nn.Module):
         """
         has_image = pixel_values is not None or feature_map is not None
         if not has_image and input_ids is None:
-            raise ValueError("MMEnc.forward needs pixel_values/feature_map, input_ids or both")
+            msg = "MMEnc.forward needs pixel_values/feature_map, input_ids or both"
+            raise ValueError(msg)
         parts = []
         if has_image:
             parts.append(self.embed_image(pixel_values, image_mask, feature_map))
         if input_ids is not None:
             if input_ids.shape[1] + self.cfg.position_offset > self.cfg.text_positions:
-                raise ValueError(
+                msg = (
                     f"text of {input_ids.shape[1]} tokens exceeds the "
                     f"{self.cfg.text_positions - self.cfg.position_offset} text positions"
                 )
+                raise ValueError(msg)
             parts.append(self.text_embed(input_ids))  # (B, T, D)
         x = torch.cat(parts, dim=1)  # (B, L, D)
         b, length, _ = x.shape

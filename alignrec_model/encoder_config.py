@@ -72,7 +72,8 @@ class MMEncConfig:
             UsageError: Unknown size or unknown override key.
         """
         if size not in _SIZES:
-            raise UsageError(f"unknown encoder size {size!r}; choose one of {', '.join(SIZES)}")
+            msg = f"unknown encoder size {size!r}; choose one of {', '.join(SIZES)}"
+            raise UsageError(msg)
         names = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(overrides) - names)
         if unknown:

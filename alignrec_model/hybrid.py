@@ -122,18 +122,21 @@ def build_hybrid(cfg: MMEncConfig, vision_init: str = "language") -> MMEnc:
         UsageError: ``cfg`` does not have MiniLM's shape, or an unknown ``vision_init``.
     """
     if vision_init not in VISION_INITS:
-        raise UsageError(f"vision_init {vision_init!r} is not one of {', '.join(VISION_INITS)}")
+        msg = f"vision_init {vision_init!r} is not one of {', '.join(VISION_INITS)}"
+        raise UsageError(msg)
     minilm = MMEncConfig.from_size("hybrid-minilm")
     wrong = {k: getattr(cfg, k) for k in _MINILM_SHAPE if getattr(cfg, k) != getattr(minilm, k)}
     if wrong:
-        raise UsageError(
+        msg = (
             f"the hybrid needs MiniLM's shape (size hybrid-minilm); these settings differ: {wrong}"
         )
+        raise UsageError(msg)
     model = MMEnc(cfg)
     state = model.state_dict()
     lang = minilm_to_mmenc(minilm_state(), cfg.layers)
     if lang["pos_embed.language.weight"].shape != state["pos_embed.language.weight"].shape:
-        raise UsageError(f"text_positions must be 512 for MiniLM, found {cfg.text_positions}")
+        msg = f"text_positions must be 512 for MiniLM, found {cfg.text_positions}"
+        raise UsageError(msg)
     state.update(lang)
     if vision_init == "language":
         for key in list(state):

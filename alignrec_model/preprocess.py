@@ -147,7 +147,8 @@ def tokenize(
 def special_ids(tokenizer: Any) -> tuple[int, int, list[int]]:
     """``(pad_id, mask_id, all_special_ids)`` of a tokenizer (for masked language modelling)."""
     if tokenizer.mask_token_id is None or tokenizer.pad_token_id is None:
-        raise UsageError(f"tokenizer {type(tokenizer).__name__} has no [MASK] or [PAD] token")
+        msg = f"tokenizer {type(tokenizer).__name__} has no [MASK] or [PAD] token"
+        raise UsageError(msg)
     return (
         int(tokenizer.pad_token_id),
         int(tokenizer.mask_token_id),

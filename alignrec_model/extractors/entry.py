@@ -167,17 +167,19 @@ def parse_entry(value: Any) -> VariantEntry:
         return value
     if isinstance(value, str):
         if value not in BUILTINS:
-            raise UsageError(
+            msg = (
                 f"extract.variants: unknown built-in variant {value!r}; built-ins are "
                 f"{', '.join(BUILTINS)}, or write a mapping {{name, kind, model, ...}} "
                 "(docs/features.md)"
             )
+            raise UsageError(msg)
         return BUILTINS[value]
     if not isinstance(value, dict) or "name" not in value or "kind" not in value:
-        raise UsageError(
+        msg = (
             f"extract.variants: an entry must be a built-in name or a mapping with at least "
             f"name and kind; found {value!r}"
         )
+        raise UsageError(msg)
     return from_dict(VariantEntry, value, f"extract.variants[{value.get('name')}]")
 
 
@@ -199,9 +201,10 @@ def resolve_entries(values: tuple[Any, ...]) -> list[VariantEntry]:
     for entry in merged.values():
         for variant in entry.variants().values():
             if variant in seen:
-                raise UsageError(
+                msg = (
                     f"extract.variants: two entries write features/{variant}.parquet "
                     f"({seen[variant]} and {entry.name}); give them different names"
                 )
+                raise UsageError(msg)
             seen[variant] = entry.name
     return list(merged.values())

@@ -81,10 +81,11 @@ class _HFEncoder(Encoder):
             return cls.from_pretrained(str(path), local_files_only=True)
         except (OSError, ValueError, KeyError, TypeError) as err:
             first = (str(err).strip().splitlines() or [type(err).__name__])[0]
-            raise UsageError(
+            msg = (
                 f"extract.variants[{entry.name}]: kind {entry.kind}: {path} has no usable "
                 f"{what} ({first})"
-            ) from err
+            )
+            raise UsageError(msg) from err
 
     def _tokens(self, texts: list[str], padding: bool | str = True) -> Any:
         """The tokenizer's tensors of ``texts`` (truncated to ``max_length``)."""
@@ -138,10 +139,11 @@ class HFImage(_HFEncoder):
         pooling = self.entry.pooling_used
         if pooling == "pooler":
             if getattr(out, "pooler_output", None) is None:
-                raise UsageError(
+                msg = (
                     f"extract.variants[{self.entry.name}]: the model has no pooler output; "
                     "use pooling: mean or cls"
                 )
+                raise UsageError(msg)
             return out.pooler_output.flatten(1)  # (B, D) also for (B, D, 1, 1)
         hidden = out.last_hidden_state
         if hidden.ndim == 4:  # (B, C, H, W) of a convolutional model
@@ -168,10 +170,11 @@ class HFClip(_HFEncoder):
         self.model = self._load("AutoModel").to(self.device).eval()
         for method in ("get_text_features", "get_image_features"):
             if not hasattr(self.model, method):
-                raise UsageError(
+                msg = (
                     f"extract.variants[{self.entry.name}]: kind hf-clip needs a dual-tower model "
                     f"with {method}; {type(self.model).__name__} in {self.source.path} has none"
                 )
+                raise UsageError(msg)
         self.tokenizer = self._load("AutoTokenizer")
         self.processor = self._load("AutoImageProcessor")
         self.image_size = self.entry.image_size or processor_size(self.processor)

@@ -58,10 +58,11 @@ class EffNetEncoder(Encoder):
         entry, path = self.entry, self.source.path
         self.image_size = entry.image_size
         if entry.model and not path.is_file():
-            raise UsageError(
+            msg = (
                 f"extract.variants[{entry.name}]: kind effnet needs a weights file "
                 f"(EfficientNet-Lite0 state dict); {entry.model} is not a file"
             )
+            raise UsageError(msg)
         self.model = load_efficientnet(self.image_size, path).to(self.device).eval()
 
     @torch.no_grad()

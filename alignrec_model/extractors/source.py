@@ -87,10 +87,11 @@ def resolve_model(model: str, revision: str, entry: str) -> ModelSource:
         )
         raise UsageError(msg)
     if not revision:
-        raise UsageError(
+        msg = (
             f"extract.variants[{entry}]: Hub model {model} needs a pinned revision "
             "(a commit hash or tag) so that the features can be reproduced"
         )
+        raise UsageError(msg)
     from huggingface_hub import snapshot_download
 
     cache = hub_cache_dir()
@@ -99,12 +100,13 @@ def resolve_model(model: str, revision: str, entry: str) -> ModelSource:
             snapshot_download(model, revision=revision, cache_dir=cache, local_files_only=True)
         )
     except Exception as err:  # noqa: BLE001 (any lookup failure: not usable offline)
-        raise UsageError(
+        msg = (
             f"extract.variants[{entry}]: Hub model {model} at revision {revision} is not in the "
             f"huggingface_hub cache {cache} ({type(err).__name__}); on a machine with network run "
             f"`huggingface-cli download {model} --revision {revision}` and copy the cache "
             "here (HF_HOME), or set model: to a local folder"
-        ) from err
+        )
+        raise UsageError(msg) from err
     return ModelSource(folder, hub_id=model, revision=folder.name)
 
 
