@@ -44,14 +44,12 @@ _TOP_RENAMES = {
     "vision_embed.mask_token": "mask_token",
 }
 _LAYER_KEY = re.compile(r"^encoder\.layers\.(\d+)\.(.+)\.([AB])\.(.+)$")
-_MULTIWAY_KEY = re.compile(
-    r"^encoder\.(embed_positions|layer_norm|layernorm_embedding)\.([AB])\.(.+)$"
-)
 _OURS_MULTIWAY = {
     "embed_positions": "pos_embed",
     "layer_norm": "final_norm",
     "layernorm_embedding": "embed_norm",
 }
+_MULTIWAY_KEY = re.compile(rf"^encoder\.({'|'.join(_OURS_MULTIWAY)})\.([AB])\.(.+)$")
 
 
 def torchscale_to_mmenc(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -91,9 +89,7 @@ def torchscale_to_mmenc(state: dict[str, torch.Tensor]) -> dict[str, torch.Tenso
                 f"BEiT-3 checkpoint layer {i} {expert} {param}: q/k/v incomplete ({sorted(parts)})"
             )
             raise DataFormatError(msg)
-        out[f"layers.{i}.attn.qkv.{expert}.{param}"] = torch.cat(
-            [parts["q"], parts["k"], parts["v"]]
-        )
+        out[f"layers.{i}.attn.qkv.{expert}.{param}"] = torch.cat([parts[n] for n in "qkv"])
     return out
 
 
@@ -144,7 +140,7 @@ def encoder_state_from_checkpoint(obj: object, source: str) -> dict[str, torch.T
         raise DataFormatError(msg)
     state, dropped = {}, []
     for key, value in obj.items():
-        name = key[len("beit3.") :] if key.startswith("beit3.") else key
+        name = key.removeprefix("beit3.")
         if name.startswith(_PREFIXES):
             state[name] = value
         else:
@@ -182,8 +178,7 @@ def load_beit3_state(model: MMEnc, state: dict[str, torch.Tensor], source: str) 
             raise UsageError(
                 msg, hint="official BEiT-3 base needs size=base (vocab 64010, image 224, patch 16)"
             )
-    vl_keys = [k for k in own if ".vl." in k]
-    for key in vl_keys:
+    for key in [k for k in own if ".vl." in k]:
         mapped[key] = mapped.get(key.replace(".vl.", ".language."), own[key])
     missing = sorted(set(own) - set(mapped))
     if missing:

@@ -20,7 +20,8 @@ token of a joint input. The model runs image-only (``s = L``), text-only (``s = 
 The image stem is either a convolutional patch embedding on pixels (``image_stem="patch"``,
 BEiT-3 faithful) or the feature map of EfficientNet-Lite0 projected to the hidden size
 (``image_stem="efficientnet"``, the offline hybrid, :mod:`alignrec_model.hybrid`). The config
-and its size presets are in :mod:`alignrec_model.encoder_config` (re-exported here).
+and its size presets are in :mod:`alignrec_model.encoder_config` (:class:`MMEncConfig` is
+re-exported here).
 """
 
 from __future__ import annotations
@@ -32,29 +33,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from alignrec_model.encoder_config import (
-    EFFICIENTNET_CHANNELS,
-    EFFICIENTNET_STRIDE,
-    SIZES,
-    MMEncConfig,
-)
-
-__all__ = [  # the encoder API; the config names are re-exported from encoder_config
-    "EFFICIENTNET_CHANNELS",
-    "EFFICIENTNET_STRIDE",
-    "SIZES",
-    "EncoderOutput",
-    "FeatureStem",
-    "FeedForward",
-    "MMEnc",
-    "MMEncConfig",
-    "Multiway",
-    "MultiwayAttention",
-    "MultiwayLayer",
-    "PatchStem",
-    "count_parameters",
-    "run_stack",
-]
+from alignrec_model.encoder_config import EFFICIENTNET_CHANNELS, MMEncConfig
 
 
 @dataclass
@@ -106,6 +85,11 @@ def _layernorm(cfg: MMEncConfig, dim: int | None = None) -> nn.LayerNorm:
     return nn.LayerNorm(dim or cfg.hidden, eps=cfg.layernorm_eps)
 
 
+def _norms(cfg: MMEncConfig, vl: bool = False) -> Multiway:
+    """A LayerNorm per expert (a third for the VL expert with ``vl``)."""
+    return Multiway(_layernorm(cfg), _layernorm(cfg), _layernorm(cfg) if vl else None)
+
+
 class FeedForward(nn.Module):
     """FFN(x) = W2 [LN](GELU(W1 x)) (the LayerNorm only with ``subln``)."""
 
@@ -133,13 +117,10 @@ class MultiwayAttention(nn.Module):
     def __init__(self, cfg: MMEncConfig):
         super().__init__()
         self.heads = cfg.heads
-        self.qkv = Multiway(
-            nn.Linear(cfg.hidden, 3 * cfg.hidden), nn.Linear(cfg.hidden, 3 * cfg.hidden)
-        )
-        self.inner_attn_ln = Multiway(_layernorm(cfg), _layernorm(cfg)) if cfg.subln else None
-        self.out_proj = Multiway(
-            nn.Linear(cfg.hidden, cfg.hidden), nn.Linear(cfg.hidden, cfg.hidden)
-        )
+        d = cfg.hidden
+        self.qkv = Multiway(nn.Linear(d, 3 * d), nn.Linear(d, 3 * d))
+        self.inner_attn_ln = _norms(cfg) if cfg.subln else None
+        self.out_proj = Multiway(nn.Linear(d, d), nn.Linear(d, d))
         self.attn_dropout = cfg.dropout
 
     def forward(
@@ -173,9 +154,9 @@ class MultiwayLayer(nn.Module):
     def __init__(self, cfg: MMEncConfig, vl: bool = False):
         super().__init__()
         self.normalize_before = cfg.normalize_before
-        self.attn_norm = Multiway(_layernorm(cfg), _layernorm(cfg))
+        self.attn_norm = _norms(cfg)
         self.attn = MultiwayAttention(cfg)
-        self.ffn_norm = Multiway(_layernorm(cfg), _layernorm(cfg), _layernorm(cfg) if vl else None)
+        self.ffn_norm = _norms(cfg, vl)
         self.ffn = Multiway(FeedForward(cfg), FeedForward(cfg), FeedForward(cfg) if vl else None)
         self.dropout = nn.Dropout(cfg.dropout)
 
@@ -253,17 +234,11 @@ class MMEnc(nn.Module):
         self.pos_embed = Multiway(
             nn.Embedding(cfg.vision_positions, d), nn.Embedding(cfg.text_positions, d)
         )
-        self.embed_norm = (
-            Multiway(_layernorm(cfg), _layernorm(cfg)) if cfg.layernorm_embedding else None
-        )
+        self.embed_norm = _norms(cfg) if cfg.layernorm_embedding else None
         self.embed_dropout = nn.Dropout(cfg.dropout)
         first_vl = cfg.layers - cfg.vl_layers
         self.layers = nn.ModuleList(MultiwayLayer(cfg, vl=i >= first_vl) for i in range(cfg.layers))
-        self.final_norm = (
-            Multiway(_layernorm(cfg), _layernorm(cfg))
-            if cfg.normalize_before and cfg.normalize_output
-            else None
-        )
+        self.final_norm = _norms(cfg) if cfg.normalize_before and cfg.normalize_output else None
         self.apply(self._init_weights)
 
     @staticmethod
@@ -300,11 +275,6 @@ class MMEnc(nn.Module):
         cls = self.cls_token.expand(x.shape[0], -1, -1).to(x.dtype)
         return torch.cat([cls, x], dim=1)  # (B, 1 + N, D)
 
-    def _positions(self, n_image: int, n_text: int, device: torch.device) -> torch.Tensor:
-        off = self.cfg.position_offset
-        ids = [torch.arange(off, off + n, device=device) for n in (n_image, n_text) if n]
-        return torch.cat(ids)  # (L,) per-modality position ids
-
     # ---- forward ----------------------------------------------------------------------------
     def embed(
         self,
@@ -314,7 +284,14 @@ class MMEnc(nn.Module):
         image_mask: torch.Tensor | None = None,
         feature_map: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, int, torch.Tensor]:
-        """The input of the first layer (arguments as :meth:`forward`).
+        """The input of the first layer: image-only, text-only or joint input embedded.
+
+        Args:
+            pixel_values: (B, 3, H, W) normalised pixels, or None.
+            input_ids: (B, T) token ids (right-padded), or None.
+            text_padding_mask: (B, T) bool, True at padding; None = no padding.
+            image_mask: (B, N) bool, True = replace the patch by the mask token.
+            feature_map: (B, 1280, g, g) precomputed EfficientNet map instead of pixels.
 
         Returns:
             ``(x, n_image, padding_mask)``: (B, L, D) embedded tokens (positions, embedding norm
@@ -336,15 +313,16 @@ class MMEnc(nn.Module):
                 )
                 raise ValueError(msg)
             parts.append(self.text_embed(input_ids))  # (B, T, D)
-        x = torch.cat(parts, dim=1) if len(parts) > 1 else parts[0]  # (B, L, D)
+        x = torch.cat(parts, dim=1)  # (B, L, D)
         b, length, _ = x.shape
         n_image = parts[0].shape[1] if has_image else 0
-        n_text = length - n_image
-
         pad = torch.zeros(b, length, dtype=torch.bool, device=x.device)
-        if text_padding_mask is not None and n_text:
+        if text_padding_mask is not None and length > n_image:
             pad[:, n_image:] = text_padding_mask.to(torch.bool)
-        pos = self._positions(n_image, n_text, x.device)  # (L,)
+        off = self.cfg.position_offset  # per-modality position ids, (L,)
+        pos = torch.cat(
+            [torch.arange(off, off + n, device=x.device) for n in (n_image, length - n_image) if n]
+        )
         x = x + self.pos_embed(pos.unsqueeze(0), n_image)  # (1, L, D) broadcast over B
         if self.embed_norm is not None:
             x = self.embed_norm(x, n_image)
@@ -369,29 +347,13 @@ class MMEnc(nn.Module):
         final_norm = self.final_norm if stop == len(self.layers) else None
         return run_stack(self.layers[start:stop], final_norm, x, n_image, padding_mask)
 
-    def forward(
-        self,
-        pixel_values: torch.Tensor | None = None,
-        input_ids: torch.Tensor | None = None,
-        text_padding_mask: torch.Tensor | None = None,
-        image_mask: torch.Tensor | None = None,
-        feature_map: torch.Tensor | None = None,
-    ) -> EncoderOutput:
-        """Encode image-only, text-only or joint input.
-
-        Args:
-            pixel_values: (B, 3, H, W) normalised pixels, or None.
-            input_ids: (B, T) token ids (right-padded), or None.
-            text_padding_mask: (B, T) bool, True at padding; None = no padding.
-            image_mask: (B, N) bool, True = replace the patch by the mask token.
-            feature_map: (B, 1280, g, g) precomputed EfficientNet map instead of pixels.
+    def forward(self, *args: torch.Tensor | None, **kwargs: torch.Tensor | None) -> EncoderOutput:
+        """Encode image-only, text-only or joint input (the arguments of :meth:`embed`).
 
         Returns:
             :class:`EncoderOutput` with hidden states (B, L, D).
         """
-        x, n_image, pad = self.embed(
-            pixel_values, input_ids, text_padding_mask, image_mask, feature_map
-        )
+        x, n_image, pad = self.embed(*args, **kwargs)
         x = self.run_layers(x, n_image, pad)
         return EncoderOutput(hidden=x, n_image=n_image, padding_mask=pad)
 
@@ -410,8 +372,3 @@ def run_stack(
     if final_norm is not None:
         x = final_norm(x, n_image)
     return x
-
-
-def count_parameters(model: nn.Module, trainable_only: bool = False) -> int:
-    """Number of (trainable) parameters."""
-    return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)

@@ -1,7 +1,7 @@
 """The shape and layout of MMEnc: the size presets and :class:`MMEncConfig`.
 
 A config is stored in every checkpoint; :class:`alignrec_model.encoder.MMEnc` is built from one
-(and :mod:`alignrec_model.encoder` re-exports :class:`MMEncConfig` and :data:`SIZES`).
+(and :mod:`alignrec_model.encoder` re-exports :class:`MMEncConfig`).
 """
 
 from __future__ import annotations

@@ -35,13 +35,8 @@ from alignrec_data.atomic import write_json
 from alignrec_data.config import check_ranges
 from alignrec_data.features import write_features
 from alignrec_data.paths import DatasetPaths
-from alignrec_model.extractors import (
-    BUILTINS,
-    ImageCache,
-    VariantEntry,
-    build_encoder,
-    resolve_entries,
-)
+from alignrec_model.extractors import BUILTINS, VariantEntry, build_encoder, resolve_entries
+from alignrec_model.extractors.base import ImageCache
 from alignrec_model.extractors.mmenc import encode_items, image_inputs
 from alignrec_model.pretrain import read_items
 from alignrec_model.runtime import DEVICES, resolve_device, torch_threads
@@ -87,15 +82,16 @@ class ExtractConfig:
 
     def entries(self) -> list[VariantEntry]:
         """The entries, merged per encoder, with the section's defaults filled in."""
-        out = []
-        for e in resolve_entries(self.variants):
-            builtin_minilm = e.kind == "sentence-transformers" and not e.model
-            default_bs = self.minilm_batch_size if builtin_minilm else self.batch_size
-            fill: dict[str, Any] = {"batch_size": e.batch_size or default_bs}
-            if e.kind == "effnet":
-                fill["image_size"] = e.image_size or self.effnet_image_size
-            out.append(dataclasses.replace(e, **fill))
-        return out
+        return [self.fill(e) for e in resolve_entries(self.variants)]
+
+    def fill(self, e: VariantEntry) -> VariantEntry:
+        """``e`` with the section's defaults where it leaves ``batch_size`` / ``image_size`` 0."""
+        builtin_minilm = e.kind == "sentence-transformers" and not e.model
+        default_bs = self.minilm_batch_size if builtin_minilm else self.batch_size
+        fill: dict[str, Any] = {"batch_size": e.batch_size or default_bs}
+        if e.kind == "effnet":
+            fill["image_size"] = e.image_size or self.effnet_image_size
+        return dataclasses.replace(e, **fill)
 
 
 def extract(data_dir: str | Path, dataset: str, cfg: ExtractConfig) -> dict[str, Any]:

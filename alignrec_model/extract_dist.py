@@ -35,18 +35,12 @@ import numpy as np
 import torch
 
 from alignrec_data.atomic import write_json
-from alignrec_data.engine.shards import (
-    merge_parts,
-    part_key,
-    part_path,
-    remove_shards,
-    shard_key,
-    write_part,
-)
+from alignrec_data.engine import shards
 from alignrec_data.paths import DatasetPaths
 from alignrec_model.extract import METRICS_FILE, ExtractConfig
 from alignrec_model.extractors import VariantEntry, build_encoder, entry_source, weights_sha256
 from alignrec_model.pretrain import read_items
+from alignrec_model.runtime import resolve_device
 
 logger = logging.getLogger(__name__)
 
@@ -65,11 +59,6 @@ def entry_fingerprints(entries: Sequence[VariantEntry], paths: DatasetPaths) -> 
             build_encoder(entry, paths, "cpu")  # raises the kind's own error for missing weights
         out.append(sha)
     return out
-
-
-def _settings(cfg: ExtractConfig, device: torch.device) -> dict[str, Any]:
-    """What the rows depend on besides the entry, weights and items."""
-    return {"device": device.type, "bf16": bool(cfg.bf16 and device.type == "cuda")}
 
 
 def compute_shard(
@@ -107,12 +96,14 @@ def compute_shard(
     ids = rows["item_id"].to_numpy()
     images: dict = {}
     out: dict[str, Any] = {"number": number, "items": len(ids), "computed": [], "kept": []}
+    # What the rows depend on besides the entry, weights and items.
+    settings = {"device": device.type, "bf16": bool(cfg.bf16 and device.type == "cuda")}
     t0, c0 = time.perf_counter(), time.process_time()
     for entry, sha in zip(cfg.entries(), fingerprints, strict=True):
-        key = shard_key(dataclasses.asdict(entry), sha, ids, texts, _settings(cfg, device))
+        key = shards.shard_key(dataclasses.asdict(entry), sha, ids, texts, settings)
         variants = entry.variants()
-        targets = {v: part_path(paths.features, v, number) for v in variants.values()}
-        if all(part_key(p) == key for p in targets.values()):
+        targets = {v: shards.part_path(paths.features, v, number) for v in variants.values()}
+        if all(shards.part_key(p) == key for p in targets.values()):
             out["kept"] += list(targets)
             continue
         encoder = build_encoder(entry, paths, device, cfg.bf16)
@@ -120,7 +111,7 @@ def compute_shard(
         for output, variant in variants.items():
             matrix, missing = feats[variant]
             meta = encoder.metadata(output, matrix.shape[1])
-            write_part(targets[variant], ids, matrix, missing, meta, key)
+            shards.write_part(targets[variant], ids, matrix, missing, meta, key)
             out["computed"].append(variant)
         del encoder
     out["seconds"] = time.perf_counter() - t0
@@ -157,7 +148,7 @@ def merge_run(
     metrics: dict[str, Any] = {"items": n, "variants": {}, "items_per_s": {}}
     variants = [v for e in cfg.entries() for v in e.variants().values()]
     for variant in variants:
-        target = merge_parts(paths.features, variant, keys, numbers)
+        target = shards.merge_parts(paths.features, variant, keys, numbers)
         _, matrix, missing = read_features(target)
         metrics["variants"][variant] = {"dim": int(matrix.shape[1]), "missing": int(missing.sum())}
     speed = round(n / seconds, 2) if seconds > 0 else None
@@ -165,23 +156,11 @@ def merge_run(
         metrics["items_per_s"][entry.name] = speed
         if entry.kind == "mmenc" and not entry.model:
             metrics["mmenc_items_per_s"] = speed
-    remove_shards(paths.features, variants)
+    shards.remove_shards(paths.features, variants)
     metrics.update(extra or {})
     write_json(paths.metrics / METRICS_FILE, metrics)
     logger.info("merged %d feature files for %d items", len(variants), n)
     return metrics
-
-
-def _rank_device(cfg: ExtractConfig) -> torch.device:
-    """This rank's device: ``cuda:LOCAL_RANK`` when the params allow CUDA and it exists."""
-    from alignrec_model.runtime import resolve_device
-
-    device = resolve_device(cfg.device, "extract")
-    if device.type == "cuda":
-        local = int(os.environ.get("LOCAL_RANK", "0"))
-        torch.cuda.set_device(local)
-        return torch.device("cuda", local)
-    return device
 
 
 def run_rank(data_dir: str | Path, dataset: str, cfg: ExtractConfig) -> dict[str, Any] | None:
@@ -193,7 +172,10 @@ def run_rank(data_dir: str | Path, dataset: str, cfg: ExtractConfig) -> dict[str
     import torch.distributed as dist
 
     paths = DatasetPaths.of(data_dir, dataset)
-    device = _rank_device(cfg)
+    device = resolve_device(cfg.device, "extract")
+    if device.type == "cuda":  # one GPU a rank: cuda:LOCAL_RANK
+        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+        torch.cuda.set_device(device)
     dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
     try:
         rank, world = dist.get_rank(), dist.get_world_size()

@@ -29,6 +29,11 @@ logger = logging.getLogger(__name__)
 
 VISION_INITS = ("language", "random")
 MINILM_CLS_ID, MINILM_MASK_ID = 101, 103  # [CLS] and [MASK] in MiniLM's WordPiece vocabulary
+# The settings that make MiniLM's weights fit (the hybrid-minilm preset's values).
+_MINILM_SHAPE = (
+    "hidden layers heads ffn vocab_size image_stem normalize_before subln layernorm_embedding "
+    "position_offset"
+).split()
 
 
 def minilm_path() -> Path:
@@ -45,19 +50,25 @@ def efficientnet_weights_path() -> Path:
     return Path(EfficientnetLite0ModelFile.get_model_file_path())
 
 
-def efficientnet_state() -> dict[str, torch.Tensor]:
-    """EfficientNet-Lite0 backbone weights (classifier ``_fc`` removed), weights-only load."""
-    state = torch.load(efficientnet_weights_path(), map_location="cpu", weights_only=True)
+def efficientnet_state(path: Path | None = None) -> dict[str, torch.Tensor]:
+    """EfficientNet-Lite0 backbone weights (classifier ``_fc`` removed), weights-only load.
+
+    ``path``: a state dict file of the same architecture (default: the offline ImageNet weights).
+    """
+    state = torch.load(path or efficientnet_weights_path(), map_location="cpu", weights_only=True)
     return {k: v for k, v in state.items() if not k.startswith("_fc.")}
 
 
-def load_efficientnet(image_size: int) -> torch.nn.Module:
-    """A pretrained EfficientNet-Lite0 for ``image_size`` inputs, eval mode, without its head."""
+def load_efficientnet(image_size: int, path: Path | None = None) -> torch.nn.Module:
+    """A pretrained EfficientNet-Lite0 for ``image_size`` inputs, eval mode, without its head.
+
+    ``path``: the weights file (default: the offline ImageNet weights).
+    """
     from efficientnet_lite_pytorch import EfficientNet
 
     model = EfficientNet.from_name("efficientnet-lite0", image_size=image_size)
     del model._fc
-    model.load_state_dict(efficientnet_state(), strict=True)
+    model.load_state_dict(efficientnet_state(path), strict=True)
     return model.eval()
 
 
@@ -96,14 +107,13 @@ def minilm_to_mmenc(state: dict[str, torch.Tensor], layers: int) -> dict[str, to
     return out
 
 
-def build_hybrid(cfg: MMEncConfig, vision_init: str = "language", pretrained: bool = True) -> MMEnc:
+def build_hybrid(cfg: MMEncConfig, vision_init: str = "language") -> MMEnc:
     """The hybrid encoder, initialised from the offline MiniLM and EfficientNet-Lite0.
 
     Args:
         cfg: A ``hybrid-minilm`` config (MiniLM's shape, ``image_stem="efficientnet"``).
         vision_init: ``"language"`` (vision and VL experts start as copies of the language
             experts) or ``"random"``.
-        pretrained: False builds the same architecture with random weights (fast, for tests).
 
     Returns:
         The model (train mode).
@@ -114,27 +124,14 @@ def build_hybrid(cfg: MMEncConfig, vision_init: str = "language", pretrained: bo
     if vision_init not in VISION_INITS:
         msg = f"vision_init {vision_init!r} is not one of {', '.join(VISION_INITS)}"
         raise UsageError(msg)
-    want = dict(
-        hidden=384,
-        layers=6,
-        heads=12,
-        ffn=1536,
-        vocab_size=30522,
-        image_stem="efficientnet",
-        normalize_before=False,
-        subln=False,
-        layernorm_embedding=True,
-        position_offset=0,
-    )
-    wrong = {k: getattr(cfg, k) for k, v in want.items() if getattr(cfg, k) != v}
+    minilm = MMEncConfig.from_size("hybrid-minilm")
+    wrong = {k: getattr(cfg, k) for k in _MINILM_SHAPE if getattr(cfg, k) != getattr(minilm, k)}
     if wrong:
         msg = (
             f"the hybrid needs MiniLM's shape (size hybrid-minilm); these settings differ: {wrong}"
         )
         raise UsageError(msg)
     model = MMEnc(cfg)
-    if not pretrained:
-        return model
     state = model.state_dict()
     lang = minilm_to_mmenc(minilm_state(), cfg.layers)
     if lang["pos_embed.language.weight"].shape != state["pos_embed.language.weight"].shape:

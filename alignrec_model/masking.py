@@ -35,11 +35,7 @@ def _randint(g: torch.Generator, low: int, high: int) -> int:
 
 
 def block_mask(
-    grid: int,
-    num_masked: int,
-    g: torch.Generator,
-    min_block: int = 4,
-    min_aspect: float = 0.3,
+    grid: int, num_masked: int, g: torch.Generator, min_block: int = 4, min_aspect: float = 0.3
 ) -> torch.Tensor:
     """Block-wise image mask (BEiT's ``MaskingGenerator``), exactly ``num_masked`` patches.
 
@@ -62,7 +58,6 @@ def block_mask(
     log_lo, log_hi = math.log(min_aspect), math.log(1 / min_aspect)
     while count < num_masked:
         budget = num_masked - count
-        added = 0
         for _ in range(10):
             lo = min(min_block, budget)
             area = _uniform(g, lo, budget)
@@ -75,11 +70,10 @@ def block_mask(
                 new = int((~block).sum())
                 if 0 < new <= budget:
                     block[:] = True
-                    added = new
+                    count += new
                     break
-        if added == 0:
+        else:  # no block fits in 10 tries
             break
-        count += added
     if count < num_masked:  # top up with single patches
         free = (~mask.view(-1)).nonzero().squeeze(1)
         pick = free[torch.randperm(len(free), generator=g)[: num_masked - count]]

@@ -11,7 +11,7 @@ official BEiT-3 ``beit3.spm``, read with ``XLMRobertaTokenizer`` as microsoft/un
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -33,11 +33,9 @@ INCEPTION_STD = (0.5, 0.5, 0.5)
 
 def pixel_stats(image_stem: str) -> tuple[tuple[float, ...], tuple[float, ...]]:
     """(mean, std) used with an image stem: ImageNet for EfficientNet, 0.5/0.5 for BEiT-3."""
-    return (
-        (IMAGENET_MEAN, IMAGENET_STD)
-        if image_stem == "efficientnet"
-        else (INCEPTION_MEAN, INCEPTION_STD)
-    )
+    if image_stem == "efficientnet":
+        return IMAGENET_MEAN, IMAGENET_STD
+    return INCEPTION_MEAN, INCEPTION_STD
 
 
 def image_to_uint8(image: Image.Image, size: int) -> torch.Tensor:
@@ -70,23 +68,6 @@ def normalize_pixels(
     return (images.float() / 255.0 - m) / s
 
 
-def _iter_images(images_dir: Path, item_ids: Sequence[int]) -> Iterator[tuple[int, Image.Image]]:
-    # The packed image store of the `images` stage (alignrec_data.images).
-    try:
-        from alignrec_data.images import iter_images
-    except ImportError:  # package __init__ without re-exports
-        from alignrec_data.images.store import iter_images
-    return iter_images(images_dir, item_ids)
-
-
-def _image_index(images_dir: Path):
-    try:
-        from alignrec_data.images import load_image_index
-    except ImportError:
-        from alignrec_data.images.store import load_image_index
-    return load_image_index(images_dir)
-
-
 def load_item_images(
     images_dir: str | Path, item_ids: Sequence[int], size: int
 ) -> tuple[torch.Tensor, np.ndarray]:
@@ -103,14 +84,16 @@ def load_item_images(
     Raises:
         UsageError: No image index (the hint names the ``images`` command).
     """
+    from alignrec_data.images import iter_images, load_image_index  # the `images` stage's store
+
     images_dir = Path(images_dir)
-    index = _image_index(images_dir)
+    index = load_image_index(images_dir)
     stored = set(index.loc[index["has_image"].astype(bool), "item_id"].astype(int))
     position = {int(i): k for k, i in enumerate(item_ids)}
     wanted = [i for i in position if i in stored]
     out = torch.zeros(len(position), 3, size, size, dtype=torch.uint8)
     has = np.zeros(len(position), dtype=bool)
-    for item_id, image in _iter_images(images_dir, wanted):
+    for item_id, image in iter_images(images_dir, wanted):
         k = position[int(item_id)]
         out[k] = image_to_uint8(image, size)
         has[k] = True
@@ -154,12 +137,9 @@ def tokenize(
     Returns:
         ``(input_ids, padding_mask)``: (B, T) int64 and (B, T) bool (True = padding).
     """
+    texts = [t if isinstance(t, str) else "" for t in texts]
     enc = tokenizer(
-        [t if isinstance(t, str) else "" for t in texts],
-        padding="longest",
-        truncation=True,
-        max_length=max_len,
-        return_tensors="pt",
+        texts, padding="longest", truncation=True, max_length=max_len, return_tensors="pt"
     )
     return enc["input_ids"].long(), enc["attention_mask"] == 0
 

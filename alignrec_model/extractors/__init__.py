@@ -9,45 +9,26 @@ sharded extraction calls per worker).
 
 from __future__ import annotations
 
-import dataclasses
-
 import numpy as np
 import pandas as pd
 import torch
 
 from alignrec_data.paths import DatasetPaths
-from alignrec_model.extractors.base import Encoder, ImageCache, combine_towers, l2_normalize
-from alignrec_model.extractors.entry import (
-    BUILTINS,
-    KINDS,
-    VariantEntry,
-    parse_entry,
-    resolve_entries,
-)
-from alignrec_model.extractors.source import (
-    ModelSource,
-    entry_source,
-    resolve_model,
-    weights_sha256,
-)
 
-DEFAULT_BATCH_SIZE = 64  # ExtractConfig.batch_size's default
-DEFAULT_EFFNET_SIZE = 224  # ExtractConfig.effnet_image_size's default
+# What other modules, the tests and the benchmarks import from the package.
+from alignrec_model.extractors.base import Encoder, ImageCache
+from alignrec_model.extractors.entry import BUILTINS, VariantEntry, parse_entry, resolve_entries
+from alignrec_model.extractors.source import entry_source, resolve_model, weights_sha256
 
 __all__ = [
     "BUILTINS",
-    "KINDS",
-    "Encoder",
     "ImageCache",
-    "ModelSource",
     "VariantEntry",
     "build_encoder",
-    "combine_towers",
     "encode_entry",
-    "l2_normalize",
+    "entry_source",
     "parse_entry",
     "resolve_entries",
-    "entry_source",
     "resolve_model",
     "weights_sha256",
 ]
@@ -64,11 +45,10 @@ def build_encoder(
     Raises:
         UsageError: The model cannot be found offline or does not fit the kind.
     """
+    from alignrec_model.extract import ExtractConfig  # (which imports this package)
+
     device = torch.device(device)
-    fill = {"batch_size": entry.batch_size or DEFAULT_BATCH_SIZE}
-    if entry.kind == "effnet":
-        fill["image_size"] = entry.image_size or DEFAULT_EFFNET_SIZE
-    entry = dataclasses.replace(entry, **fill)
+    entry = ExtractConfig().fill(entry)
     source = entry_source(entry, paths)
     if entry.kind == "mmenc":
         from alignrec_model.extractors.mmenc import MMEncEncoder

@@ -28,8 +28,6 @@ from alignrec_data.paths import DatasetPaths
 from alignrec_model.extractors.entry import VariantEntry
 from alignrec_model.extractors.source import ModelSource
 
-#: The modality recorded in the metadata of each output.
-OUTPUT_MODALITY = {"image": "image", "text": "text", "joint": "joint"}
 #: Item images decoded once per side and reused by the entries of one run: size -> (images, has).
 ImageCache = dict[int, tuple[torch.Tensor, np.ndarray]]
 
@@ -55,15 +53,6 @@ def combine_towers(
     return l2_normalize(img + txt)  # (N, d), needs d_img == d_txt (CLIP's projection)
 
 
-def missing_mask(output: str, has_image: np.ndarray, has_text: np.ndarray) -> np.ndarray:
-    """Items lacking an input ``output`` needs (joint: either input)."""
-    if output == "image":
-        return ~has_image
-    if output == "text":
-        return ~has_text
-    return ~(has_image & has_text)
-
-
 def batches(n: int, batch_size: int, desc: str) -> Iterator[slice]:
     """Consecutive slices of ``batch_size`` over ``n`` rows, with a progress bar on stderr."""
     for start in tqdm(range(0, n, batch_size), desc=desc, unit="batch", leave=False):
@@ -82,11 +71,21 @@ class Encoder:
 
     image_size: int = 0
 
-    def __init__(self, entry: VariantEntry, device: torch.device, bf16: bool = False) -> None:
+    def __init__(
+        self,
+        entry: VariantEntry,
+        source: ModelSource | None,
+        device: torch.device,
+        bf16: bool = False,
+    ) -> None:
         self.entry = entry
+        self.source = source
         self.device = device
         self.bf16 = bf16 and device.type == "cuda"
-        self.source: ModelSource | None = None
+        self.load()
+
+    def load(self) -> None:
+        """Load the kind's model from :attr:`source` (eval mode, on :attr:`device`)."""
 
     def encode_texts(self, texts: list[str]) -> np.ndarray:
         """(N, d) float32 vectors of non-empty texts."""
@@ -95,6 +94,16 @@ class Encoder:
     def encode_images(self, images: torch.Tensor) -> np.ndarray:
         """(N, d) float32 vectors of (N, 3, S, S) uint8 images, S = :attr:`image_size`."""
         raise NotImplementedError(f"kind {self.entry.kind} encodes no image")
+
+    def batched(self, n: int, fn: Callable[[slice], torch.Tensor], tower: str = "") -> np.ndarray:
+        """``fn`` over batches of ``batch_size`` rows (progress bar ``extract <name><tower>``).
+
+        Returns:
+            The (N, d) float32 rows of every batch, concatenated.
+        """
+        desc = f"extract {self.entry.name}{tower}"
+        out = [fn(sl).float().cpu().numpy() for sl in batches(n, self.entry.batch_size, desc)]
+        return np.concatenate(out)
 
     def autocast(self) -> contextlib.AbstractContextManager:
         """bf16 autocast on CUDA when ``extract.bf16`` is set, else nothing."""
@@ -159,11 +168,10 @@ class Encoder:
             pixels, has_image = cache[self.image_size]
         with torch.no_grad(), self.autocast():
             feats = self.encode_items(texts, pixels, has_image, has_text)
+        # Items lacking an input the output needs (joint: either input).
+        missing = {"image": ~has_image, "text": ~has_text, "joint": ~(has_image & has_text)}
         return {
-            self.entry.variant(o): (
-                np.ascontiguousarray(m, dtype=np.float32),
-                missing_mask(o, has_image, has_text),
-            )
+            self.entry.variant(o): (np.ascontiguousarray(m, dtype=np.float32), missing[o])
             for o, m in feats.items()
         }
 
@@ -185,7 +193,7 @@ class Encoder:
             extra["image_size"] = self.image_size
         return feature_metadata(
             e.variant(output),
-            OUTPUT_MODALITY[output],
+            output,  # the modality: image, text or joint
             e.kind,
             dim,
             model=self.source.metadata() if self.source else None,

@@ -89,12 +89,11 @@ class VariantEntry:
 
     def __post_init__(self) -> None:
         """Reject entries extraction cannot run."""
-        where = f"extract.variants[{self.name}]"
         check_name(self.name, "feature variant")
         possible = KIND_OUTPUTS.get(self.kind, ())
         check_ranges(
             self,
-            where,
+            f"extract.variants[{self.name}]",
             {
                 "kind": (self.kind in KINDS, f"one of {', '.join(KINDS)}"),
                 "model": (
@@ -181,13 +180,7 @@ def parse_entry(value: Any) -> VariantEntry:
             f"name and kind; found {value!r}"
         )
         raise UsageError(msg)
-    where = f"extract.variants[{value.get('name')}]"
-    return from_dict(VariantEntry, value, where)
-
-
-def _merge_key(entry: VariantEntry) -> tuple:
-    """Entries equal up to ``outputs`` share one encoder run."""
-    return dataclasses.astuple(dataclasses.replace(entry, outputs=()))
+    return from_dict(VariantEntry, value, f"extract.variants[{value.get('name')}]")
 
 
 def resolve_entries(values: tuple[Any, ...]) -> list[VariantEntry]:
@@ -198,10 +191,9 @@ def resolve_entries(values: tuple[Any, ...]) -> list[VariantEntry]:
     """
     merged: dict[tuple, VariantEntry] = {}
     for entry in (parse_entry(v) for v in values):
-        key = _merge_key(entry)
+        key = dataclasses.astuple(dataclasses.replace(entry, outputs=()))  # all but outputs
         if key in merged:
-            have = merged[key].wanted
-            both = have + tuple(o for o in entry.wanted if o not in have)
+            both = set(merged[key].wanted) | set(entry.wanted)
             order = KIND_OUTPUTS[entry.kind]
             entry = dataclasses.replace(entry, outputs=tuple(o for o in order if o in both))
         merged[key] = entry

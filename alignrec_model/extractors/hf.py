@@ -23,9 +23,8 @@ import numpy as np
 import torch
 
 from alignrec_data.errors import UsageError
-from alignrec_model.extractors.base import Encoder, batches
+from alignrec_model.extractors.base import Encoder
 from alignrec_model.extractors.entry import VariantEntry
-from alignrec_model.extractors.source import ModelSource
 
 DEFAULT_MAX_LENGTH = 512
 DEFAULT_IMAGE_SIZE = 224
@@ -52,26 +51,6 @@ def processor_size(processor: Any) -> int:
     return DEFAULT_IMAGE_SIZE
 
 
-def _load(what: str, source: ModelSource, entry: VariantEntry) -> Any:
-    """``transformers.<what>.from_pretrained`` of the local folder, offline.
-
-    Raises:
-        UsageError: The folder does not hold what the kind needs.
-    """
-    import transformers
-
-    cls = getattr(transformers, what)
-    try:
-        return cls.from_pretrained(str(source.path), local_files_only=True)
-    except (OSError, ValueError, KeyError, TypeError) as err:
-        first = (str(err).strip().splitlines() or [type(err).__name__])[0]
-        msg = (
-            f"extract.variants[{entry.name}]: kind {entry.kind}: {source.path} has no usable "
-            f"{what} ({first})"
-        )
-        raise UsageError(msg) from err
-
-
 def _max_length(entry: VariantEntry, tokenizer: Any, config: Any) -> int:
     """``max_length`` of the entry, else the smaller of the tokenizer's and the model's limit."""
     if entry.max_length:
@@ -80,57 +59,76 @@ def _max_length(entry: VariantEntry, tokenizer: Any, config: Any) -> int:
     return int(min(tokenizer.model_max_length or limit, limit))
 
 
-def _pixel_batch(processor: Any, images: torch.Tensor) -> torch.Tensor:
-    """(B, 3, S, S) uint8 -> the processor's ``pixel_values`` (channels-last arrays in)."""
-    arrays = [im.permute(1, 2, 0).numpy() for im in images]  # (S, S, 3) uint8 each
-    return processor(images=arrays, return_tensors="pt")["pixel_values"]
-
-
 def _features(out: Any) -> torch.Tensor:
     """A ``get_*_features`` result: a tensor, or an output whose ``pooler_output`` is it."""
     return out if isinstance(out, torch.Tensor) else out.pooler_output
 
 
-class HFText(Encoder):
+class _HFEncoder(Encoder):
+    """Shared by the transformers kinds: loading, inputs for the tokenizer and image processor."""
+
+    def _load(self, what: str) -> Any:
+        """``transformers.<what>.from_pretrained`` of the local folder, offline.
+
+        Raises:
+            UsageError: The folder does not hold what the kind needs.
+        """
+        import transformers
+
+        cls = getattr(transformers, what)
+        path, entry = self.source.path, self.entry
+        try:
+            return cls.from_pretrained(str(path), local_files_only=True)
+        except (OSError, ValueError, KeyError, TypeError) as err:
+            first = (str(err).strip().splitlines() or [type(err).__name__])[0]
+            msg = (
+                f"extract.variants[{entry.name}]: kind {entry.kind}: {path} has no usable "
+                f"{what} ({first})"
+            )
+            raise UsageError(msg) from err
+
+    def _tokens(self, texts: list[str], padding: bool | str = True) -> Any:
+        """The tokenizer's tensors of ``texts`` (truncated to ``max_length``)."""
+        return self.tokenizer(
+            texts, padding=padding, truncation=True, max_length=self.max_length, return_tensors="pt"
+        )
+
+    def _pixels(self, images: torch.Tensor) -> torch.Tensor:
+        """(B, 3, S, S) uint8 -> the processor's ``pixel_values`` on the device."""
+        arrays = [im.permute(1, 2, 0).numpy() for im in images]  # (S, S, 3) uint8 each
+        return self.processor(images=arrays, return_tensors="pt")["pixel_values"].to(self.device)
+
+
+class HFText(_HFEncoder):
     """``hf-text``: a transformers text encoder with ``cls`` or masked ``mean`` pooling."""
 
-    def __init__(self, entry: VariantEntry, source: ModelSource, device: torch.device, bf16: bool):
-        super().__init__(entry, device, bf16)
-        self.source = source
-        self.tokenizer = _load("AutoTokenizer", source, entry)
-        self.model = _load("AutoModel", source, entry).to(device).eval()
-        self.max_length = _max_length(entry, self.tokenizer, self.model.config)
+    def load(self) -> None:
+        """The tokenizer and the model."""
+        self.tokenizer = self._load("AutoTokenizer")
+        self.model = self._load("AutoModel").to(self.device).eval()
+        self.max_length = _max_length(self.entry, self.tokenizer, self.model.config)
+
+    def _pool(self, texts: list[str]) -> torch.Tensor:
+        enc = self._tokens(texts).to(self.device)
+        hidden = self.model(**enc).last_hidden_state  # (B, T, D)
+        if self.entry.pooling_used == "cls":
+            return hidden[:, 0]
+        return masked_mean(hidden, enc["attention_mask"])
 
     @torch.no_grad()
     def encode_texts(self, texts: list[str]) -> np.ndarray:
         """Pooled last hidden states (N, hidden)."""
-        out = []
-        for sl in batches(len(texts), self.entry.batch_size, f"extract {self.entry.name}"):
-            enc = self.tokenizer(
-                texts[sl],
-                padding=True,
-                truncation=True,
-                max_length=self.max_length,
-                return_tensors="pt",
-            ).to(self.device)
-            hidden = self.model(**enc).last_hidden_state  # (B, T, D)
-            if self.entry.pooling_used == "cls":
-                pooled = hidden[:, 0]
-            else:
-                pooled = masked_mean(hidden, enc["attention_mask"])
-            out.append(pooled.float().cpu().numpy())
-        return np.concatenate(out)
+        return self.batched(len(texts), lambda sl: self._pool(texts[sl]))
 
 
-class HFImage(Encoder):
+class HFImage(_HFEncoder):
     """``hf-image``: a transformers vision encoder with ``pooler``, ``mean`` or ``cls``."""
 
-    def __init__(self, entry: VariantEntry, source: ModelSource, device: torch.device, bf16: bool):
-        super().__init__(entry, device, bf16)
-        self.source = source
-        self.processor = _load("AutoImageProcessor", source, entry)
-        self.model = _load("AutoModel", source, entry).to(device).eval()
-        self.image_size = entry.image_size or processor_size(self.processor)
+    def load(self) -> None:
+        """The image processor and the model."""
+        self.processor = self._load("AutoImageProcessor")
+        self.model = self._load("AutoModel").to(self.device).eval()
+        self.image_size = self.entry.image_size or processor_size(self.processor)
 
     def pool(self, out: Any) -> torch.Tensor:
         """One (B, D) vector per image from the model output.
@@ -155,59 +153,54 @@ class HFImage(Encoder):
     @torch.no_grad()
     def encode_images(self, images: torch.Tensor) -> np.ndarray:
         """Pooled features (N, D)."""
-        out = []
-        for sl in batches(len(images), self.entry.batch_size, f"extract {self.entry.name}"):
-            px = _pixel_batch(self.processor, images[sl]).to(self.device)
-            out.append(self.pool(self.model(pixel_values=px)).float().cpu().numpy())
-        return np.concatenate(out)
+        return self.batched(
+            len(images), lambda sl: self.pool(self.model(pixel_values=self._pixels(images[sl])))
+        )
 
 
-class HFClip(Encoder):
+class HFClip(_HFEncoder):
     """``hf-clip``: projected image and text embeddings of a dual-tower model."""
 
-    def __init__(self, entry: VariantEntry, source: ModelSource, device: torch.device, bf16: bool):
-        super().__init__(entry, device, bf16)
-        self.source = source
-        self.model = _load("AutoModel", source, entry).to(device).eval()
+    def load(self) -> None:
+        """The dual-tower model, its tokenizer and image processor.
+
+        Raises:
+            UsageError: The model lacks ``get_text_features`` or ``get_image_features``.
+        """
+        self.model = self._load("AutoModel").to(self.device).eval()
         for method in ("get_text_features", "get_image_features"):
             if not hasattr(self.model, method):
                 msg = (
-                    f"extract.variants[{entry.name}]: kind hf-clip needs a dual-tower model "
-                    f"with {method}; {type(self.model).__name__} in {source.path} has none"
+                    f"extract.variants[{self.entry.name}]: kind hf-clip needs a dual-tower model "
+                    f"with {method}; {type(self.model).__name__} in {self.source.path} has none"
                 )
                 raise UsageError(msg)
-        self.tokenizer = _load("AutoTokenizer", source, entry)
-        self.processor = _load("AutoImageProcessor", source, entry)
-        self.image_size = entry.image_size or processor_size(self.processor)
+        self.tokenizer = self._load("AutoTokenizer")
+        self.processor = self._load("AutoImageProcessor")
+        self.image_size = self.entry.image_size or processor_size(self.processor)
         text_config = getattr(self.model.config, "text_config", self.model.config)
-        self.max_length = _max_length(entry, self.tokenizer, text_config)
-        self.padding: bool | str = (
-            "max_length" if self.model.config.model_type.startswith("siglip") else True
-        )
+        self.max_length = _max_length(self.entry, self.tokenizer, text_config)
+        siglip = self.model.config.model_type.startswith("siglip")  # trained on max-length texts
+        self.padding: bool | str = "max_length" if siglip else True
         self._text_args = set(inspect.signature(self.model.get_text_features).parameters)
+
+    def _text_features(self, texts: list[str]) -> torch.Tensor:
+        enc = self._tokens(texts, self.padding)
+        args = {k: v.to(self.device) for k, v in enc.items() if k in self._text_args}
+        return _features(self.model.get_text_features(**args))
 
     @torch.no_grad()
     def encode_texts(self, texts: list[str]) -> np.ndarray:
         """``get_text_features`` (N, projection_dim)."""
-        out = []
-        for sl in batches(len(texts), self.entry.batch_size, f"extract {self.entry.name}-text"):
-            enc = self.tokenizer(
-                texts[sl],
-                padding=self.padding,
-                truncation=True,
-                max_length=self.max_length,
-                return_tensors="pt",
-            )
-            args = {k: v.to(self.device) for k, v in enc.items() if k in self._text_args}
-            out.append(_features(self.model.get_text_features(**args)).float().cpu().numpy())
-        return np.concatenate(out)
+        return self.batched(len(texts), lambda sl: self._text_features(texts[sl]), "-text")
 
     @torch.no_grad()
     def encode_images(self, images: torch.Tensor) -> np.ndarray:
         """``get_image_features`` (N, projection_dim)."""
-        out = []
-        for sl in batches(len(images), self.entry.batch_size, f"extract {self.entry.name}-image"):
-            px = _pixel_batch(self.processor, images[sl]).to(self.device)
-            feats = _features(self.model.get_image_features(pixel_values=px))
-            out.append(feats.float().cpu().numpy())
-        return np.concatenate(out)
+        return self.batched(
+            len(images),
+            lambda sl: _features(
+                self.model.get_image_features(pixel_values=self._pixels(images[sl]))
+            ),
+            "-image",
+        )

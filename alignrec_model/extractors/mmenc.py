@@ -14,8 +14,6 @@ import numpy as np
 import torch
 
 from alignrec_model.extractors.base import Encoder, batches
-from alignrec_model.extractors.entry import VariantEntry
-from alignrec_model.extractors.source import ModelSource
 from alignrec_model.preprocess import load_tokenizer, normalize_pixels, pixel_stats, tokenize
 
 
@@ -33,7 +31,7 @@ def image_inputs(model: torch.nn.Module, px: torch.Tensor) -> dict[str, torch.Te
 def encode_items(
     model: torch.nn.Module,
     texts: list[str],
-    images: torch.Tensor,
+    images: torch.Tensor | None,
     has_image: np.ndarray,
     batch_size: int,
     device: torch.device,
@@ -44,7 +42,7 @@ def encode_items(
     Args:
         model: An :class:`~alignrec_model.encoder.MMEnc` in eval mode on ``device``.
         texts: N item texts.
-        images: (N, 3, S, S) uint8 at the encoder's image size.
+        images: (N, 3, S, S) uint8 at the encoder's image size (None: no item has one).
         has_image: (N,) bool.
         batch_size: Items per batch.
         device: Where to run.
@@ -64,43 +62,34 @@ def encode_items(
         ids, pad = ids.to(device), pad.to(device)
         has = torch.from_numpy(has_image[sl]).to(device)
         with autocast:
-            text_cls = model(input_ids=ids, text_padding_mask=pad).cls.float()
-            out["mmenc-text"][sl] = text_cls.cpu().numpy()
-            joint = text_cls.clone()
+            text_cls = model(input_ids=ids, text_padding_mask=pad).cls.float().cpu().numpy()
+            out["mmenc-text"][sl] = out["alignrec"][sl] = text_cls
             if bool(has.any()):
                 px = normalize_pixels(images[sl][has.cpu()].to(device), mean, std)
                 image_in = image_inputs(model, px)
-                img_cls = model(**image_in).cls.float()
-                joint_cls = model(
-                    **image_in, input_ids=ids[has], text_padding_mask=pad[has]
-                ).cls.float()
-                joint[has] = joint_cls
-                img_full = torch.zeros_like(text_cls)
-                img_full[has] = img_cls
-                out["mmenc-image"][sl] = img_full.cpu().numpy()
-            out["alignrec"][sl] = joint.cpu().numpy()
+                img_cls = model(**image_in).cls
+                joint_cls = model(**image_in, input_ids=ids[has], text_padding_mask=pad[has]).cls
+                out["mmenc-image"][sl][has_image[sl]] = img_cls.float().cpu().numpy()
+                out["alignrec"][sl][has_image[sl]] = joint_cls.float().cpu().numpy()
     return out
 
 
 class MMEncEncoder(Encoder):
     """``mmenc``: the pretrained multiway encoder (checkpoint ``model`` or models/mmenc.pt)."""
 
-    def __init__(
-        self, entry: VariantEntry, source: ModelSource, device: torch.device, bf16: bool
-    ) -> None:
+    def load(self) -> None:
+        """The encoder of the checkpoint, and its tokenizer."""
         from alignrec_model.pretrain import encoder_from_checkpoint, load_checkpoint
 
-        super().__init__(entry, device, bf16)
-        path = source.path
-        self.model = encoder_from_checkpoint(load_checkpoint(path), str(path)).to(device).eval()
-        self.source = source
+        path = self.source.path
+        self.model = encoder_from_checkpoint(load_checkpoint(path), str(path)).to(self.device)
+        self.model.eval()
         self.image_size = self.model.cfg.image_size
         load_tokenizer(self.model.cfg.tokenizer)  # loaded before the clock starts
 
     def encode_texts(self, texts: list[str]) -> np.ndarray:
         """Text-only CLS outputs (N, hidden)."""
-        images = torch.zeros(len(texts), 3, self.image_size, self.image_size, dtype=torch.uint8)
-        return self._run(texts, images, np.zeros(len(texts), dtype=bool))["mmenc-text"]
+        return self._run(texts, None, np.zeros(len(texts), dtype=bool))["mmenc-text"]
 
     def encode_images(self, images: torch.Tensor) -> np.ndarray:
         """Image-only CLS outputs (N, hidden)."""
@@ -108,7 +97,7 @@ class MMEncEncoder(Encoder):
             "mmenc-image"
         ]
 
-    def _run(self, texts: list[str], images: torch.Tensor, has: np.ndarray) -> dict:
+    def _run(self, texts: list[str], images: torch.Tensor | None, has: np.ndarray) -> dict:
         bs = self.entry.batch_size
         return encode_items(self.model, texts, images, has, bs, self.device, self.bf16)
 

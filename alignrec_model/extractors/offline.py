@@ -16,9 +16,7 @@ import numpy as np
 import torch
 
 from alignrec_data.errors import UsageError
-from alignrec_model.extractors.base import Encoder, batches
-from alignrec_model.extractors.entry import VariantEntry
-from alignrec_model.extractors.source import ModelSource
+from alignrec_model.extractors.base import Encoder
 from alignrec_model.preprocess import IMAGENET_MEAN, IMAGENET_STD, normalize_pixels
 
 logger = logging.getLogger(__name__)
@@ -27,27 +25,20 @@ logger = logging.getLogger(__name__)
 class SentenceTransformerEncoder(Encoder):
     """``sentence-transformers``: ``SentenceTransformer(folder).encode`` of the item texts."""
 
-    def __init__(
-        self, entry: VariantEntry, source: ModelSource, device: torch.device, bf16: bool
-    ) -> None:
+    def load(self) -> None:
+        """The sentence-transformers folder (``max_length``: its ``max_seq_length``)."""
         from sentence_transformers import SentenceTransformer
 
-        super().__init__(entry, device, bf16)
-        self.source = source
-        self.model = SentenceTransformer(
-            str(self.source.path), device=str(device), local_files_only=True
-        )
-        if entry.max_length:
-            self.model.max_seq_length = entry.max_length
+        path, device = str(self.source.path), str(self.device)
+        self.model = SentenceTransformer(path, device=device, local_files_only=True)
+        if self.entry.max_length:
+            self.model.max_seq_length = self.entry.max_length
 
     @torch.no_grad()
     def encode_texts(self, texts: list[str]) -> np.ndarray:
         """Sentence embeddings (N, d), batched (length-sorted) by sentence-transformers."""
         emb = self.model.encode(
-            texts,
-            batch_size=self.entry.batch_size,
-            show_progress_bar=False,
-            convert_to_numpy=True,
+            texts, batch_size=self.entry.batch_size, show_progress_bar=False, convert_to_numpy=True
         )
         return np.asarray(emb, dtype=np.float32)
 
@@ -55,33 +46,31 @@ class SentenceTransformerEncoder(Encoder):
 class EffNetEncoder(Encoder):
     """``effnet``: EfficientNet-Lite0 global-average-pooled features (N, 1280)."""
 
-    def __init__(
-        self, entry: VariantEntry, source: ModelSource, device: torch.device, bf16: bool
-    ) -> None:
+    def load(self) -> None:
+        """EfficientNet-Lite0 with the entry's weights file, else the offline ImageNet weights.
+
+        Raises:
+            UsageError: ``model`` is not a file.
+        """
         from alignrec_model.hybrid import load_efficientnet
 
-        super().__init__(entry, device, bf16)
+        # source.path: the offline ImageNet weights when the entry names no model (entry_source)
+        entry, path = self.entry, self.source.path
         self.image_size = entry.image_size
-        self.model = load_efficientnet(self.image_size)
-        self.source = source
-        if entry.model:
-            path = source.path
-            if not path.is_file():
-                msg = (
-                    f"extract.variants[{entry.name}]: kind effnet needs a weights file "
-                    f"(EfficientNet-Lite0 state dict); {entry.model} is not a file"
-                )
-                raise UsageError(msg)
-            state = torch.load(path, map_location="cpu", weights_only=True)
-            state = {k: v for k, v in state.items() if not k.startswith("_fc.")}
-            self.model.load_state_dict(state, strict=True)
-        self.model = self.model.to(device).eval()
+        if entry.model and not path.is_file():
+            msg = (
+                f"extract.variants[{entry.name}]: kind effnet needs a weights file "
+                f"(EfficientNet-Lite0 state dict); {entry.model} is not a file"
+            )
+            raise UsageError(msg)
+        self.model = load_efficientnet(self.image_size, path).to(self.device).eval()
 
     @torch.no_grad()
     def encode_images(self, images: torch.Tensor) -> np.ndarray:
         """Feature maps averaged over the grid, (N, 1280)."""
-        out = []
-        for sl in batches(len(images), self.entry.batch_size, f"extract {self.entry.name}"):
-            x = normalize_pixels(images[sl].to(self.device), IMAGENET_MEAN, IMAGENET_STD)
-            out.append(self.model.extract_features(x).mean((2, 3)).float().cpu().numpy())
-        return np.concatenate(out)
+        return self.batched(
+            len(images),
+            lambda sl: self.model.extract_features(
+                normalize_pixels(images[sl].to(self.device), IMAGENET_MEAN, IMAGENET_STD)
+            ).mean((2, 3)),
+        )

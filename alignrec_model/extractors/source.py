@@ -46,12 +46,10 @@ class ModelSource:
 
     def metadata(self) -> dict[str, Any]:
         """``{"id", "revision", "sha256"}`` (Hub) or ``{"path", "sha256"}`` (local)."""
-        where = (
-            {"id": self.hub_id, "revision": self.revision}
-            if self.hub_id
-            else {"path": self.label or str(self.path)}
-        )
-        return {**where, "sha256": weights_sha256(self.path)}
+        sha256 = weights_sha256(self.path)
+        if self.hub_id:
+            return {"id": self.hub_id, "revision": self.revision, "sha256": sha256}
+        return {"path": self.label or str(self.path), "sha256": sha256}
 
 
 def hub_cache_dir() -> Path:
@@ -159,14 +157,14 @@ def _sha256_cached(path: str, size: int, mtime_ns: int) -> str:
 
 def weights_sha256(path: Path) -> str:
     """The combined sha256 of the weights (see the module docstring); "" when none exist."""
-    files = weight_files(Path(path))
-    if not files:
+    path = Path(path)
+    digests = {
+        f: _sha256_cached(str(f), f.stat().st_size, f.stat().st_mtime_ns)
+        for f in weight_files(path)
+    }
+    if not digests:
         return ""
-    digests = []
-    for f in files:
-        st = f.stat()
-        digests.append((_sha256_cached(str(f), st.st_size, st.st_mtime_ns), f))
-    if Path(path).is_file():
-        return digests[0][0]
-    lines = "".join(f"{d}  {f.relative_to(path).as_posix()}\n" for d, f in digests)
+    if path.is_file():
+        return digests[path]
+    lines = "".join(f"{d}  {f.relative_to(path).as_posix()}\n" for f, d in digests.items())
     return hashlib.sha256(lines.encode()).hexdigest()

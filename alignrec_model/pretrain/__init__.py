@@ -37,66 +37,35 @@ and the schedule), ``checkpoint`` (checkpoint I/O and resume checks), ``distribu
 (command line).
 """
 
-from alignrec_model.pretrain.batches import make_parts
+# What other modules, the tests and the benchmarks import from the package.
 from alignrec_model.pretrain.checkpoint import (
     CHECKPOINT_FILE,
-    CHECKPOINT_FORMAT,
     RESUME_FILE,
-    check_resume_config,
     encoder_from_checkpoint,
     load_checkpoint,
 )
-from alignrec_model.pretrain.config import INITS, PretrainConfig
-from alignrec_model.pretrain.distributed import Dist, ranks_in_sync, setup_distributed
-from alignrec_model.pretrain.entry import main, run_pretrain
-from alignrec_model.pretrain.heads import (
-    MIMHead,
-    MLMHead,
-    PretrainModel,
-    build_encoder,
-    build_model,
-)
-from alignrec_model.pretrain.items import (
-    ItemData,
-    compute_feature_maps,
-    load_item_data,
-    read_items,
-)
-from alignrec_model.pretrain.loop import NonFiniteLossError, StepCallback, pretrain, probe_losses
-from alignrec_model.pretrain.metrics import HISTORY_FILE, METRICS_FILE, write_history
-from alignrec_model.pretrain.optim import lr_at, make_optimizer
+from alignrec_model.pretrain.config import PretrainConfig
+from alignrec_model.pretrain.entry import run_pretrain
+from alignrec_model.pretrain.heads import PretrainModel, build_encoder
+from alignrec_model.pretrain.items import compute_feature_maps, read_items
+from alignrec_model.pretrain.loop import NonFiniteLossError, pretrain
+from alignrec_model.pretrain.metrics import HISTORY_FILE, METRICS_FILE
+from alignrec_model.pretrain.optim import make_optimizer
 
 __all__ = [
     "CHECKPOINT_FILE",
-    "CHECKPOINT_FORMAT",
     "HISTORY_FILE",
-    "INITS",
     "METRICS_FILE",
     "RESUME_FILE",
-    "Dist",
-    "ItemData",
-    "MIMHead",
-    "MLMHead",
     "NonFiniteLossError",
     "PretrainConfig",
     "PretrainModel",
-    "StepCallback",
     "build_encoder",
-    "build_model",
-    "check_resume_config",
     "compute_feature_maps",
     "encoder_from_checkpoint",
     "load_checkpoint",
-    "load_item_data",
-    "lr_at",
-    "main",
     "make_optimizer",
-    "make_parts",
     "pretrain",
-    "probe_losses",
-    "ranks_in_sync",
     "read_items",
     "run_pretrain",
-    "setup_distributed",
-    "write_history",
 ]

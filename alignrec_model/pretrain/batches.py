@@ -35,91 +35,55 @@ def make_parts(
     ``image_mask_ratio``); items without -> text-only (``text_mask_prob``). Unimodal step:
     image-only for items with an image, text-only for every item.
     """
+
+    def generator(row: int, kind: int) -> torch.Generator:
+        return sample_generator(cfg.seed, epoch, int(data.item_ids[row]), kind)
+
+    def text(rows: torch.Tensor, prob: float, kind: int) -> dict[str, torch.Tensor]:
+        """Masked ``input_ids``, ``text_padding_mask``, ``labels`` of ``rows`` (longest text)."""
+        ids, labels = [], []
+        for r in rows.tolist():
+            g = generator(r, kind)
+            i, lab = mask_text(
+                data.input_ids[r], data.valid[r], prob, mask_id, enc_cfg.vocab_size, g
+            )
+            ids.append(i)
+            labels.append(lab)
+        t = int(data.lengths[rows].max())  # trim to the longest text of these rows
+        return {
+            "input_ids": torch.stack(ids)[:, :t],
+            "text_padding_mask": torch.arange(t)[None, :] >= data.lengths[rows][:, None],  # (B, t)
+            "labels": torch.stack(labels)[:, :t],
+        }
+
+    def image(rows: torch.Tensor, kind: int) -> dict[str, Any]:
+        """``image_mask`` plus the pixels and/or cached feature maps of ``rows``."""
+        n_mask = max(1, int(round(cfg.image_mask_ratio * enc_cfg.num_patches)))
+        masks = [block_mask(enc_cfg.grid, n_mask, generator(r, kind)) for r in rows.tolist()]
+        part: dict[str, Any] = {"image_mask": torch.stack(masks)}
+        fmaps = data.feature_maps
+        if fmaps is not None:
+            part["target_map"] = fmaps[rows]
+            if not cfg.train_backbone:
+                part["feature_map"] = fmaps[rows]
+        if fmaps is None or cfg.train_backbone:
+            mean, std = pixel_stats(enc_cfg.image_stem)
+            part["pixels"] = normalize_pixels(data.images[rows], mean, std)
+        return part
+
     idx_t = torch.tensor(idx, dtype=torch.long)
     has = torch.from_numpy(data.has_image[idx])
     with_img, without = idx_t[has], idx_t[~has]
-    parts = []
     if unimodal:
-        if len(with_img):
-            parts.append(_image_part(data, with_img, epoch, _K_IMAGE, cfg, enc_cfg))
-        parts.append(
-            _text_part(data, idx_t, epoch, cfg.text_mask_prob, _K_TEXT, cfg, enc_cfg, mask_id)
-        )
-        return parts
-    if len(with_img):
-        part = _image_part(data, with_img, epoch, _K_JOINT_IMAGE, cfg, enc_cfg)
-        part.update(
-            _text_part(
-                data,
-                with_img,
-                epoch,
-                cfg.joint_text_mask_prob,
-                _K_JOINT_TEXT,
-                cfg,
-                enc_cfg,
-                mask_id,
-            )
-        )
-        parts.append(part)
+        parts = [image(with_img, _K_IMAGE)] if len(with_img) else []
+        return [*parts, text(idx_t, cfg.text_mask_prob, _K_TEXT)]
+    parts = []
+    if len(with_img):  # joint: the image part, then the text part, of the same items
+        joint_text = (with_img, cfg.joint_text_mask_prob, _K_JOINT_TEXT)
+        parts.append({**image(with_img, _K_JOINT_IMAGE), **text(*joint_text)})
     if len(without):
-        parts.append(
-            _text_part(data, without, epoch, cfg.text_mask_prob, _K_TEXT, cfg, enc_cfg, mask_id)
-        )
+        parts.append(text(without, cfg.text_mask_prob, _K_TEXT))
     return parts
-
-
-def _text_part(
-    data: ItemData,
-    rows: torch.Tensor,
-    epoch: int,
-    prob: float,
-    kind: int,
-    cfg: PretrainConfig,
-    enc_cfg: MMEncConfig,
-    mask_id: int,
-) -> dict[str, torch.Tensor]:
-    """Masked ``input_ids``, ``text_padding_mask``, ``labels`` of ``rows`` (longest text)."""
-    ids, labels = [], []
-    for r in rows.tolist():
-        g = sample_generator(cfg.seed, epoch, int(data.item_ids[r]), kind)
-        i, lab = mask_text(data.input_ids[r], data.valid[r], prob, mask_id, enc_cfg.vocab_size, g)
-        ids.append(i)
-        labels.append(lab)
-    t = int(data.lengths[rows].max())  # trim to the longest text of these rows
-    pad = torch.arange(t)[None, :] >= data.lengths[rows][:, None]  # (B, t)
-    return {
-        "input_ids": torch.stack(ids)[:, :t],
-        "text_padding_mask": pad,
-        "labels": torch.stack(labels)[:, :t],
-    }
-
-
-def _image_part(
-    data: ItemData,
-    rows: torch.Tensor,
-    epoch: int,
-    kind: int,
-    cfg: PretrainConfig,
-    enc_cfg: MMEncConfig,
-) -> dict[str, Any]:
-    """``image_mask`` plus the pixels and/or cached feature maps of ``rows``."""
-    n_mask = max(1, int(round(cfg.image_mask_ratio * enc_cfg.num_patches)))
-    masks = [
-        block_mask(
-            enc_cfg.grid, n_mask, sample_generator(cfg.seed, epoch, int(data.item_ids[r]), kind)
-        )
-        for r in rows.tolist()
-    ]
-    part: dict[str, Any] = {"image_mask": torch.stack(masks)}
-    fmaps = data.feature_maps
-    if fmaps is not None:
-        part["target_map"] = fmaps[rows]
-        if not cfg.train_backbone:
-            part["feature_map"] = fmaps[rows]
-    if fmaps is None or cfg.train_backbone:
-        mean, std = pixel_stats(enc_cfg.image_stem)
-        part["pixels"] = normalize_pixels(data.images[rows], mean, std)
-    return part
 
 
 def masked_counts(parts: list[dict[str, Any]]) -> tuple[float, float]:

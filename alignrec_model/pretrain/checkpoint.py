@@ -22,41 +22,31 @@ from alignrec_model.encoder import MMEnc, MMEncConfig
 from alignrec_model.pretrain.config import PretrainConfig
 
 if TYPE_CHECKING:
-    from alignrec_model.pretrain.heads import PretrainModel
+    from alignrec_model.pretrain.loop import _Run
 
 CHECKPOINT_FORMAT = "alignrec-mmenc/1"
 CHECKPOINT_FILE = "mmenc.pt"
 RESUME_FILE = "mmenc.resume.pt"
 # Config keys that do not change the result (allowed to differ when resuming).
 RESUME_FREE = ("checkpoint_every", "resume", "num_threads", "device", "log_every")
+_MODULES = ("encoder", "mlm_head", "mim_head")  # the trained parts of a PretrainModel
 
 
-def checkpoint_state(
-    model: PretrainModel,
-    optimizer: torch.optim.Optimizer | None,
-    step: int,
-    history: list[dict[str, Any]],
-    probe_before: dict[str, float],
-    resume_key: dict[str, Any],
-    cfg: PretrainConfig,
-    enc_cfg: MMEncConfig,
-) -> dict[str, Any]:
-    """The checkpoint of a run after ``step`` optimizer steps (tensors on CPU)."""
+def checkpoint_state(run: _Run, optimizer: torch.optim.Optimizer | None = None) -> dict[str, Any]:
+    """The checkpoint of ``run`` at its current step (tensors on CPU), ``optimizer`` included."""
 
     def cpu(module: torch.nn.Module) -> dict[str, torch.Tensor]:
         return {k: v.detach().cpu() for k, v in module.state_dict().items()}
 
     state = {
         "format": CHECKPOINT_FORMAT,
-        "encoder_config": enc_cfg.to_dict(),
-        "pretrain_config": to_dict(cfg),
-        "resume_key": resume_key,
-        "encoder": cpu(model.encoder),
-        "mlm_head": cpu(model.mlm_head),
-        "mim_head": cpu(model.mim_head),
-        "step": step,
-        "history": history,
-        "probe_before": probe_before,
+        "encoder_config": run.enc_cfg.to_dict(),
+        "pretrain_config": to_dict(run.cfg),
+        "resume_key": run.resume_key,
+        **{name: cpu(getattr(run.model, name)) for name in _MODULES},
+        "step": run.step,
+        "history": run.history,
+        "probe_before": run.probe_before,
     }
     if optimizer is not None:
         state["optimizer"] = optimizer.state_dict()
@@ -131,9 +121,23 @@ def check_resume_config(saved: dict[str, Any], current: dict[str, Any], source: 
         )
 
 
-def restore(model: PretrainModel, optimizer: torch.optim.Optimizer, ckpt: dict[str, Any]) -> None:
-    """Load a resume checkpoint's encoder, heads and optimizer state into a fresh run."""
-    model.encoder.load_state_dict(ckpt["encoder"])
-    model.mlm_head.load_state_dict(ckpt["mlm_head"])
-    model.mim_head.load_state_dict(ckpt["mim_head"])
-    optimizer.load_state_dict(ckpt["optimizer"])
+def resume(run: _Run) -> bool:
+    """Continue ``run`` from its resume checkpoint, if ``pretrain.resume`` and the file exist.
+
+    Loads the encoder, heads and optimizer state, step, history and probe losses before
+    training, after checking the checkpoint was written with the same params.
+
+    Returns:
+        Whether the run resumed.
+    """
+    path = run.resume_path
+    if not (run.cfg.resume and path.is_file()):
+        return False
+    ckpt = load_checkpoint(path)
+    check_resume_config(ckpt["resume_key"], run.resume_key, str(path))
+    for name in _MODULES:
+        getattr(run.model, name).load_state_dict(ckpt[name])
+    run.optimizer.load_state_dict(ckpt["optimizer"])
+    run.step, run.history = int(ckpt["step"]), list(ckpt["history"])
+    run.probe_before = ckpt["probe_before"]
+    return True

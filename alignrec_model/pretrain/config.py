@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 from alignrec_data.config import check_ranges
-from alignrec_model.encoder import SIZES, MMEncConfig
+from alignrec_model.encoder_config import SIZES, MMEncConfig
 from alignrec_model.runtime import DEVICES
 
 INITS = ("hybrid", "scratch", "beit3")
@@ -92,11 +91,5 @@ class PretrainConfig:
 
     def encoder_config(self) -> MMEncConfig:
         """The encoder config these params describe."""
-        over: dict[str, Any] = dict(
-            max_text_len=self.max_text_len,
-            vl_layers=self.vl_layers,
-            dropout=self.dropout,
-            tokenizer=self.tokenizer,
-            image_size=self.image_size,
-        )
-        return MMEncConfig.from_size(self.size, **over)
+        keys = ("max_text_len", "vl_layers", "dropout", "tokenizer", "image_size")
+        return MMEncConfig.from_size(self.size, **{k: getattr(self, k) for k in keys})

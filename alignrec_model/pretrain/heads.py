@@ -155,8 +155,3 @@ def build_encoder(cfg: PretrainConfig) -> MMEnc:
     if enc_cfg.image_stem == "efficientnet":
         model.image_stem.backbone.requires_grad_(cfg.train_backbone)
     return model
-
-
-def build_model(cfg: PretrainConfig) -> PretrainModel:
-    """The encoder at its starting point with freshly initialised heads (seeded by ``cfg.seed``)."""
-    return PretrainModel(build_encoder(cfg), seed=cfg.seed)

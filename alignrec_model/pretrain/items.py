@@ -11,15 +11,8 @@ import torch
 from alignrec_data.errors import DataFormatError, UsageError
 from alignrec_data.paths import DatasetPaths
 from alignrec_data.schema import ITEMS_FILE
+from alignrec_model import preprocess
 from alignrec_model.encoder import MMEnc, MMEncConfig
-from alignrec_model.preprocess import (
-    load_item_images,
-    load_tokenizer,
-    normalize_pixels,
-    pixel_stats,
-    special_ids,
-    tokenize,
-)
 
 
 @dataclass
@@ -71,13 +64,15 @@ def read_items(paths: DatasetPaths, max_items: int = 0) -> pd.DataFrame:
 def load_item_data(paths: DatasetPaths, cfg: MMEncConfig, max_items: int = 0) -> ItemData:
     """Tokenise the texts and decode the images of the dataset's items."""
     items = read_items(paths, max_items)
-    tok = load_tokenizer(cfg.tokenizer)
-    ids, pad = tokenize(tok, items["text"].fillna("").tolist(), cfg.max_text_len)
-    _, _, specials = special_ids(tok)
+    tok = preprocess.load_tokenizer(cfg.tokenizer)
+    ids, pad = preprocess.tokenize(tok, items["text"].fillna("").tolist(), cfg.max_text_len)
+    _, _, specials = preprocess.special_ids(tok)
     valid = ~pad & ~torch.isin(ids, torch.tensor(specials))
     if int(ids.max()) >= cfg.vocab_size:
         raise UsageError(f"tokenizer ids reach {int(ids.max())} but vocab_size is {cfg.vocab_size}")
-    images, has = load_item_images(paths.images, items["item_id"].tolist(), cfg.image_size)
+    images, has = preprocess.load_item_images(
+        paths.images, items["item_id"].tolist(), cfg.image_size
+    )
     return ItemData(
         item_ids=items["item_id"].to_numpy(),
         input_ids=ids,
@@ -97,18 +92,14 @@ def compute_feature_maps(model: MMEnc, data: ItemData, batch_size: int = 64) -> 
     image targets) are a function of the pixels alone, and the backbone saved in
     ``mmenc.pt`` is the one extraction runs.
     """
-    mean, std = pixel_stats(model.cfg.image_stem)
-    backbone = model.image_stem
-    backbone.backbone.eval()  # FeatureStem.train() keeps it so; a new module starts in training
+    mean, std = preprocess.pixel_stats(model.cfg.image_stem)
+    stem = model.image_stem
+    stem.backbone.eval()  # FeatureStem.train() keeps it so; a new module starts in training
     device = next(model.parameters()).device
-    out = None
-    with torch.no_grad():
-        for start in range(0, len(data.images), batch_size):
-            x = normalize_pixels(data.images[start : start + batch_size], mean, std)
-            fm = backbone.feature_map(x.to(device)).float().cpu()
-            if out is None:
-                out = torch.zeros(len(data.images), *fm.shape[1:])
-            out[start : start + len(fm)] = fm
-    assert out is not None
+    maps = [
+        stem.feature_map(preprocess.normalize_pixels(chunk, mean, std).to(device)).float().cpu()
+        for chunk in data.images.split(batch_size)
+    ]
+    out = torch.cat(maps)
     out[torch.from_numpy(~data.has_image)] = 0
     return out

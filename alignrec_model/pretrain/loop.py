@@ -13,7 +13,7 @@ import logging
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -31,10 +31,8 @@ from alignrec_model.pretrain.batches import make_parts, masked_counts, to_device
 from alignrec_model.pretrain.checkpoint import (
     CHECKPOINT_FILE,
     RESUME_FILE,
-    check_resume_config,
     checkpoint_state,
-    load_checkpoint,
-    restore,
+    resume,
     resume_key,
     save_checkpoint,
 )
@@ -46,7 +44,7 @@ from alignrec_model.pretrain.distributed import (
     ranks_in_sync,
     setup_distributed,
 )
-from alignrec_model.pretrain.heads import PretrainModel, build_model
+from alignrec_model.pretrain.heads import PretrainModel, build_encoder
 from alignrec_model.pretrain.items import ItemData, compute_feature_maps, load_item_data
 from alignrec_model.pretrain.metrics import HISTORY_FILE, METRICS_FILE, run_metrics, write_history
 from alignrec_model.pretrain.optim import lr_at, make_optimizer
@@ -78,6 +76,11 @@ class _Run:
     total: int
     global_batch: int
     resume_key: dict[str, Any]
+    step: int = 0  # optimizer steps done (resumed ones included)
+    history: list[dict[str, Any]] = field(default_factory=list)  # one record per step
+    probe_before: dict[str, float] = field(default_factory=dict)  # probe losses before training
+    ddp: nn.Module | None = None  # the model (under DDP with torchrun) while training
+    autocast: Any = None  # bf16 autocast on CUDA (when enabled) while training
 
     @property
     def resume_path(self) -> Path:
@@ -85,10 +88,7 @@ class _Run:
 
 
 def pretrain(
-    data_dir: str | Path,
-    dataset: str,
-    cfg: PretrainConfig,
-    on_step: StepCallback | None = None,
+    data_dir: str | Path, dataset: str, cfg: PretrainConfig, on_step: StepCallback | None = None
 ) -> dict[str, Any]:
     """Pretrain MMEnc on one dataset; see :mod:`alignrec_model.pretrain`.
 
@@ -117,45 +117,32 @@ def pretrain(
 
 def _pretrain(run: _Run, on_step: StepCallback | None) -> dict[str, Any]:
     cfg, d = run.cfg, run.d
-    step, history, probe_before = _start(run)
-    ddp = _wrap_ddp(run.model, d)
-    autocast = (
-        torch.autocast("cuda", dtype=torch.bfloat16)
-        if d.device.type == "cuda" and cfg.bf16
-        else contextlib.nullcontext()
-    )
+    _start(run)
+    run.ddp = _wrap_ddp(run.model, d)
+    bf16 = d.device.type == "cuda" and cfg.bf16
+    run.autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=bf16)
     run.model.train()
-    bar = tqdm(total=run.total, initial=step, desc="pretrain", unit="step", disable=not d.main)
-    t0, steps_run = time.perf_counter(), 0
-    while step < run.total:
-        record, mlm, mim = _train_step(run, ddp, autocast, step)
-        step, steps_run = step + 1, steps_run + 1
-        history.append(record)
+    bar = tqdm(total=run.total, initial=run.step, desc="pretrain", unit="step", disable=not d.main)
+    t0, first = time.perf_counter(), run.step
+    while run.step < run.total:
+        record, mlm, mim = _train_step(run)
+        run.step += 1
+        run.history.append(record)
         bar.update(1)
         bar.set_postfix(mlm=f"{mlm:.3f}", mim=f"{mim:.3f}")
+        step = run.step
         if d.main and cfg.log_every > 0 and step % cfg.log_every == 0:
             logger.info(
                 "step %d/%d lr %.2e mlm %.4f mim %.4f", step, run.total, record["lr"], mlm, mim
             )
         if cfg.checkpoint_every > 0 and step % cfg.checkpoint_every == 0 and step < run.total:
             if d.main:
-                state = checkpoint_state(
-                    run.model,
-                    run.optimizer,
-                    step,
-                    history,
-                    probe_before,
-                    run.resume_key,
-                    cfg,
-                    run.enc_cfg,
-                )
-                save_checkpoint(run.resume_path, state)
+                save_checkpoint(run.resume_path, checkpoint_state(run, run.optimizer))
             barrier(d)
         if on_step is not None:
             on_step(record)
     bar.close()
-    seconds = time.perf_counter() - t0
-    return _finish(run, step, history, probe_before, steps_run, seconds)
+    return _finish(run, run.step - first, time.perf_counter() - t0)
 
 
 def _prepare(paths: DatasetPaths, cfg: PretrainConfig, d: Dist) -> _Run:
@@ -163,7 +150,7 @@ def _prepare(paths: DatasetPaths, cfg: PretrainConfig, d: Dist) -> _Run:
     enc_cfg = cfg.encoder_config()
     _, mask_id, _ = special_ids(load_tokenizer(enc_cfg.tokenizer))
     data = load_item_data(paths, enc_cfg, cfg.max_items)
-    model = build_model(cfg)
+    model = PretrainModel(build_encoder(cfg), seed=cfg.seed)  # heads seeded by cfg.seed too
     if enc_cfg.image_stem == "efficientnet":
         data.feature_maps = compute_feature_maps(model.encoder, data)
     model.to(d.device)
@@ -201,19 +188,13 @@ def _plan(n_per_rank: int, cfg: PretrainConfig, world: int) -> tuple[int, int]:
     return steps_per_epoch, min(total, cfg.max_steps) if cfg.max_steps > 0 else total
 
 
-def _start(run: _Run) -> tuple[int, list[dict[str, Any]], dict[str, float]]:
+def _start(run: _Run) -> None:
     """Step, history and probe losses before training: from the resume checkpoint, or fresh."""
-    step, history, probe_before = 0, [], None
-    if run.cfg.resume and run.resume_path.is_file():
-        ckpt = load_checkpoint(run.resume_path)
-        check_resume_config(ckpt["resume_key"], run.resume_key, str(run.resume_path))
-        restore(run.model, run.optimizer, ckpt)
-        step, history, probe_before = int(ckpt["step"]), list(ckpt["history"]), ckpt["probe_before"]
+    if resume(run):
         if run.d.main:
-            logger.info("resuming from %s at step %d of %d", run.resume_path, step, run.total)
-    if probe_before is None:
-        probe_before = probe_losses(run.model, run.data, run.cfg, run.mask_id, run.d.device)
-    return step, history, probe_before
+            logger.info("resuming from %s at step %d of %d", run.resume_path, run.step, run.total)
+    else:
+        run.probe_before = probe_losses(run.model, run.data, run.cfg, run.mask_id, run.d.device)
 
 
 def _wrap_ddp(model: PretrainModel, d: Dist) -> nn.Module:
@@ -227,9 +208,9 @@ def _wrap_ddp(model: PretrainModel, d: Dist) -> nn.Module:
     )
 
 
-def _micro_batches(run: _Run, step: int) -> tuple[int, bool, list[list[dict[str, Any]]]]:
-    """Epoch, step kind and the masked micro-batches of this rank for optimizer step ``step``."""
-    cfg = run.cfg
+def _micro_batches(run: _Run) -> tuple[int, bool, list[list[dict[str, Any]]]]:
+    """Epoch, step kind and the masked micro-batches of this rank for the next optimizer step."""
+    cfg, step = run.cfg, run.step
     epoch = step // run.steps_per_epoch
     run.sampler.set_epoch(epoch)
     order = list(run.sampler)
@@ -243,34 +224,29 @@ def _micro_batches(run: _Run, step: int) -> tuple[int, bool, list[list[dict[str,
     return epoch, unimodal, parts
 
 
-def _train_step(
-    run: _Run, ddp: nn.Module, autocast: Any, step: int
-) -> tuple[dict[str, Any], float, float]:
-    """One optimizer step; returns its history record and the raw MLM and MIM losses.
+def _train_step(run: _Run) -> tuple[dict[str, Any], float, float]:
+    """The next optimizer step; returns its history record and the raw MLM and MIM losses.
 
     L = w_mlm * ce_sum / M_t + w_mim * sq_err_sum / M_p, with M_t, M_p the masked tokens and
     patches of the whole step over all processes.
     """
-    cfg, d = run.cfg, run.d
+    cfg, d, step = run.cfg, run.d, run.step
     torch.manual_seed(cfg.seed * 1_000_003 + step * 7919 + d.rank)  # dropout RNG
-    epoch, unimodal, micro_parts = _micro_batches(run, step)
-    counts = [masked_counts(p) for p in micro_parts]
-    totals = torch.tensor(
-        [sum(c[0] for c in counts), sum(c[1] for c in counts)], dtype=torch.float64
-    )
-    totals = all_sum(totals, d)
+    epoch, unimodal, micro_parts = _micro_batches(run)
+    counts = zip(*(masked_counts(p) for p in micro_parts), strict=True)  # (texts, patches)
+    totals = all_sum(torch.tensor([sum(c) for c in counts], dtype=torch.float64), d)
     n_text, n_patch = max(float(totals[0]), 1.0), max(float(totals[1]), 1.0)
     lr = lr_at(step, run.total, cfg)
     for group in run.optimizer.param_groups:
         group["lr"] = lr
-    sums = _backward(run, ddp, autocast, micro_parts, n_text, n_patch)
+    sums = _backward(run, micro_parts, n_text, n_patch)
     mlm, mim = float(sums[0]) / n_text, float(sums[2]) / n_patch
     if not (math.isfinite(mlm) and math.isfinite(mim)):
         raise NonFiniteLossError(
             f"non-finite loss at step {step} (mlm {mlm}, mim {mim}); the run stops",
             hint="lower pretrain.lr or check the inputs",
         )
-    _optimizer_step(run, step)
+    _optimizer_step(run)
     record = {
         "step": step + 1,
         "epoch": epoch,
@@ -285,21 +261,15 @@ def _train_step(
 
 
 def _backward(
-    run: _Run,
-    ddp: nn.Module,
-    autocast: Any,
-    micro_parts: list[list[dict[str, Any]]],
-    n_text: float,
-    n_patch: float,
+    run: _Run, micro_parts: list[list[dict[str, Any]]], n_text: float, n_patch: float
 ) -> torch.Tensor:
     """Accumulate the step's gradients; (4,) float64 loss sums and counts over all processes."""
-    cfg, d = run.cfg, run.d
+    cfg, d, ddp = run.cfg, run.d, run.ddp
     sums = torch.zeros(4, dtype=torch.float64)
     for a, parts in enumerate(micro_parts):
-        sync = a == len(micro_parts) - 1
-        ctx = ddp.no_sync() if (d.world > 1 and not sync) else contextlib.nullcontext()
-        with ctx:
-            with autocast:
+        last = a == len(micro_parts) - 1  # gradients are synchronised there
+        with ddp.no_sync() if d.world > 1 and not last else contextlib.nullcontext():
+            with run.autocast:
                 s = ddp([to_device(p, d.device) for p in parts]).sum(0)  # (4,)
             loss = cfg.mlm_weight * s[0] / n_text + cfg.mim_weight * s[2] / n_patch
             (loss * d.world).backward()  # DDP averages gradients over the world
@@ -307,10 +277,10 @@ def _backward(
     return all_sum(sums.to(torch.float64), d)
 
 
-def _optimizer_step(run: _Run, step: int) -> None:
+def _optimizer_step(run: _Run) -> None:
     """Clip and apply the gradients (heads only during ``head_warmup_steps``)."""
     cfg = run.cfg
-    if step < cfg.head_warmup_steps:
+    if run.step < cfg.head_warmup_steps:
         # Heads first (LP-FT): the randomly initialised heads' first gradients would
         # distort the pretrained encoder, so its weights wait (no update, no decay).
         for p in run.model.encoder.parameters():
@@ -341,42 +311,21 @@ def probe_losses(
     }
 
 
-def _finish(
-    run: _Run,
-    step: int,
-    history: list[dict[str, Any]],
-    probe_before: dict[str, float],
-    steps_run: int,
-    seconds: float,
-) -> dict[str, Any]:
+def _finish(run: _Run, steps_run: int, seconds: float) -> dict[str, Any]:
     """Probe after training, metrics; rank 0 writes the checkpoint, metrics and history."""
     cfg, d, paths = run.cfg, run.d, run.paths
     probe_after = probe_losses(run.model, run.data, cfg, run.mask_id, d.device)
     in_sync = ranks_in_sync(run.model, d)
     if in_sync is False:
         logger.error("parameters differ between ranks after training")
-    samples = steps_run * run.global_batch
-    metrics = run_metrics(
-        history,
-        probe_before,
-        probe_after,
-        steps_run,
-        samples,
-        seconds,
-        d,
-        cfg,
-        run.global_batch,
-        run.model,
-    )
+    metrics = run_metrics(run, probe_after, steps_run, seconds)
     metrics["ranks_in_sync"] = in_sync
     if d.main:
-        state = checkpoint_state(
-            run.model, None, step, history, probe_before, run.resume_key, cfg, run.enc_cfg
-        )
+        state = checkpoint_state(run)
         state["metrics"] = metrics
         save_checkpoint(paths.models / CHECKPOINT_FILE, state)
         write_json(paths.metrics / METRICS_FILE, metrics)
-        write_history(paths.metrics / HISTORY_FILE, history)
+        write_history(paths.metrics / HISTORY_FILE, run.history)
         run.resume_path.unlink(missing_ok=True)
         logger.info("wrote %s and %s", paths.models / CHECKPOINT_FILE, paths.metrics / METRICS_FILE)
     barrier(d)

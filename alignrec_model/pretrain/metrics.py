@@ -6,14 +6,14 @@ import csv
 import io
 import math
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from torch import nn
 
 from alignrec_data.atomic import write_text
-from alignrec_model.pretrain.config import PretrainConfig
-from alignrec_model.pretrain.distributed import Dist
+
+if TYPE_CHECKING:
+    from alignrec_model.pretrain.loop import _Run
 
 METRICS_FILE = "pretrain.json"
 HISTORY_FILE = "pretrain_history.csv"
@@ -30,33 +30,21 @@ def _finite(x: dict[str, float]) -> dict[str, float | None]:
 
 
 def run_metrics(
-    history: list[dict[str, Any]],
-    before: dict[str, float],
-    after: dict[str, float],
-    steps_run: int,
-    samples: int,
-    seconds: float,
-    d: Dist,
-    cfg: PretrainConfig,
-    global_batch: int,
-    model: nn.Module,
+    run: _Run, after: dict[str, float], steps_run: int, seconds: float
 ) -> dict[str, Any]:
     """Probe losses before/after, first and last training losses, speed and run shape.
 
     Args:
-        history: One record per optimizer step (resumed steps included).
-        before: Probe losses before training.
+        run: The run (its history of every step, resumed ones included, the probe losses
+            before training, process group, params, global batch, model).
         after: Probe losses after training.
         steps_run: Steps run by this process (not resumed ones), for the speed.
-        samples: Samples (global) of those steps.
         seconds: Wall time of those steps.
-        d: The process group.
-        cfg: The ``pretrain`` params.
-        global_batch: Items per optimizer step over all processes.
-        model: The model with its ``encoder`` (for the parameter count).
     """
+    samples = steps_run * run.global_batch  # over all processes
+    history = run.history
     return {
-        "probe_before": _finite(before),
+        "probe_before": _finite(run.probe_before),
         "probe_after": _finite(after),
         "train": {
             "steps": len(history),
@@ -67,12 +55,12 @@ def run_metrics(
             "seconds": round(seconds, 3),
             "samples_per_s": round(samples / seconds, 3) if seconds > 0 and steps_run else None,
         },
-        "world_size": d.world,
-        "global_batch": global_batch,
-        "device": d.device.type,
-        "parameters": sum(p.numel() for p in model.encoder.parameters()),
-        "init": cfg.init,
-        "size": cfg.size,
+        "world_size": run.d.world,
+        "global_batch": run.global_batch,
+        "device": run.d.device.type,
+        "parameters": sum(p.numel() for p in run.model.encoder.parameters()),
+        "init": run.cfg.init,
+        "size": run.cfg.size,
     }
 
 

@@ -27,12 +27,9 @@ def make_optimizer(model: nn.Module, cfg: PretrainConfig) -> torch.optim.AdamW:
     """AdamW; no weight decay on biases, norms, CLS/mask tokens and position tables."""
     decay, no_decay = [], []
     for name, p in model.named_parameters():
-        if not p.requires_grad:
-            continue
-        if p.ndim < 2 or "pos_embed" in name or name.endswith(("cls_token", "mask_token")):
-            no_decay.append(p)
-        else:
-            decay.append(p)
+        if p.requires_grad:
+            exempt = p.ndim < 2 or "pos_embed" in name or name.endswith(("cls_token", "mask_token"))
+            (no_decay if exempt else decay).append(p)
     groups = [
         {"params": decay, "weight_decay": cfg.weight_decay},
         {"params": no_decay, "weight_decay": 0.0},
