@@ -43,18 +43,17 @@ from __future__ import annotations
 
 import logging
 import re
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 from alignrec_data import card
 from alignrec_data.atomic import atomic_dir
-from alignrec_data.config import check_ranges, load_params, load_section, to_dict
+from alignrec_data.config import check_ranges, load_params, to_dict
 from alignrec_data.integrity import sha256_file
 from alignrec_data.outputs import check_output_dir, protected_folders
 from alignrec_data.paths import DatasetPaths
 from alignrec_data.release_configs import (
-    IMAGE_FEATURES,
     ConfigWriter,
     ImagesConfig,
     features_config,
@@ -66,15 +65,11 @@ from alignrec_data.release_inputs import Prepared, read_prepared, select_variant
 from alignrec_data.release_layout import (
     CARD_NAME,
     FEATURES_PREFIX,
-    MANIFEST_FORMAT,
     MANIFEST_NAME,
-    MANIFEST_VERSION,
     SPLIT_NAMES,
     ConfigInfo,
-    ShardInfo,
     manifest_text,
     read_manifest,
-    shard_name,
 )
 from alignrec_data.release_provenance import (
     code_version,
@@ -89,22 +84,13 @@ from alignrec_data.release_shards import ShardWriter
 __all__ = [  # the release API; the layout names are re-exported for loaders and publish
     "CARD_NAME",
     "FEATURES_PREFIX",
-    "IMAGE_FEATURES",
-    "MANIFEST_FORMAT",
     "MANIFEST_NAME",
-    "MANIFEST_VERSION",
     "SPLIT_NAMES",
-    "ConfigInfo",
     "ReleaseConfig",
     "ReleaseResult",
-    "ShardInfo",
     "build_release",
-    "code_version",
-    "load_config",
-    "params_hash",
     "read_manifest",
     "sha256_file",
-    "shard_name",
 ]
 
 log = logging.getLogger(__name__)
@@ -158,11 +144,6 @@ class ReleaseConfig:
         )
 
 
-def load_config(params_path: str | Path | None) -> ReleaseConfig:
-    """Load the ``release:`` section (defaults without a params file)."""
-    return load_section(params_path, "release", ReleaseConfig)
-
-
 @dataclass(frozen=True)
 class ReleaseResult:
     """What :func:`build_release` wrote.
@@ -185,14 +166,7 @@ class ReleaseResult:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form (for ``--format json``)."""
-        return {
-            "out": str(self.out),
-            "configs": self.configs,
-            "variants": self.variants,
-            "files": self.files,
-            "total_bytes": self.total_bytes,
-            "notes": self.notes,
-        }
+        return {**asdict(self), "out": str(self.out)}
 
 
 # ----------------------------------------------------------------------------- build
@@ -258,8 +232,22 @@ def build_release(
     with atomic_dir(out) as staging:
         shards = ShardWriter(staging, max_bytes, config.compression)
         configs = [_write_shards(w, shards) for w in writers]
-        context = _card_context(
-            paths, dataset, prepared, configs, staging, config, sections, ckpt_sha, notes
+        context = card.CardContext(
+            dataset=dataset,
+            spec=dataset_spec(dataset),
+            configs=configs,
+            n_users=prepared.n_users,
+            n_items=prepared.items.num_rows,
+            stats=prepared.stats,
+            raw_files=read_lock(paths.raw),
+            metrics=read_metrics(paths.metrics),
+            report=copy_report(paths.root / "report", staging),  # figures copied into staging
+            params_sections=sections,
+            params_hash=params_hash(sections),
+            release_config=to_dict(config),
+            code=code_version(),
+            checkpoint_sha256=ckpt_sha,
+            notes=notes,
         )
         (staging / CARD_NAME).write_text(card.render_card(context), encoding="utf-8")
         # The manifest is written last: a folder holding it is a complete release.
@@ -315,34 +303,3 @@ def _writers(
     elif config.images:
         writers.append(ImagesConfig(paths.images, image_index))
     return writers, notes
-
-
-def _card_context(
-    paths: DatasetPaths,
-    dataset: str,
-    prepared: Prepared,
-    configs: list[ConfigInfo],
-    staging: Path,
-    config: ReleaseConfig,
-    sections: dict[str, Any],
-    checkpoint_sha256: str | None,
-    notes: list[str],
-) -> card.CardContext:
-    """Everything the card shows (the report's figures are copied into ``staging``)."""
-    return card.CardContext(
-        dataset=dataset,
-        spec=dataset_spec(dataset),
-        configs=configs,
-        n_users=prepared.n_users,
-        n_items=prepared.items.num_rows,
-        stats=prepared.stats,
-        raw_files=read_lock(paths.raw),
-        metrics=read_metrics(paths.metrics),
-        report=copy_report(paths.root / "report", staging),
-        params_sections=sections,
-        params_hash=params_hash(sections),
-        release_config=to_dict(config),
-        code=code_version(),
-        checkpoint_sha256=checkpoint_sha256,
-        notes=notes,
-    )

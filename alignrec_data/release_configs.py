@@ -13,7 +13,7 @@ import json
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -26,39 +26,25 @@ from alignrec_data.release_inputs import Prepared, feature_meta, read_features
 from alignrec_data.release_layout import FEATURES_PREFIX, SPLIT_NAMES, ConfigInfo
 from alignrec_data.release_shards import ShardWriter
 
-IMAGE_FEATURES = {
-    "item_id": {"dtype": "int64", "_type": "Value"},
-    "item_key": {"dtype": "string", "_type": "Value"},
-    "image": {"_type": "Image"},
-    "width": {"dtype": "int32", "_type": "Value"},
-    "height": {"dtype": "int32", "_type": "Value"},
-    "sha256": {"dtype": "string", "_type": "Value"},
-    "url": {"dtype": "string", "_type": "Value"},
-}
 # The image column is a ``datasets.Image`` struct, declared in the ``huggingface`` metadata so
 # that ``load_dataset`` decodes it.
+_IMAGE_FIELDS = [
+    ("item_id", pa.int64()),
+    ("item_key", pa.string()),
+    ("image", pa.struct([("bytes", pa.binary()), ("path", pa.string())])),
+    ("width", pa.int32()),
+    ("height", pa.int32()),
+    ("sha256", pa.string()),
+    ("url", pa.string()),
+]
+IMAGE_FEATURES = {
+    name: {"_type": "Image"} if name == "image" else {"dtype": str(dtype), "_type": "Value"}
+    for name, dtype in _IMAGE_FIELDS
+}
 IMAGE_SCHEMA = pa.schema(
-    [
-        ("item_id", pa.int64()),
-        ("item_key", pa.string()),
-        ("image", pa.struct([("bytes", pa.binary()), ("path", pa.string())])),
-        ("width", pa.int32()),
-        ("height", pa.int32()),
-        ("sha256", pa.string()),
-        ("url", pa.string()),
-    ],
+    _IMAGE_FIELDS,
     metadata={b"huggingface": json.dumps({"info": {"features": IMAGE_FEATURES}}).encode()},
 )
-
-
-class ConfigWriter(Protocol):
-    """Writes one config's shards and describes them."""
-
-    name: str
-
-    def write(self, shards: ShardWriter) -> ConfigInfo:
-        """Write the config under ``shards.root`` and return what was written."""
-        ...
 
 
 @dataclass
@@ -235,14 +221,9 @@ class ImagesConfig:
 
         meta = {int(r["item_id"]): r for r in self.index.to_pylist() if r["has_image"]}
         for item_id, data in iter_image_bytes(self.images_dir):
-            m = meta[item_id]
-            row = {
-                "item_id": item_id,
-                "item_key": m["item_key"],
-                "image": {"bytes": data, "path": None},
-                "width": m["width"],
-                "height": m["height"],
-                "sha256": m["sha256"],
-                "url": m["url"],
-            }
-            yield row, len(data)
+            # The index row also holds item_key, width, height, sha256 and url (the schema's).
+            yield {**meta[item_id], "image": {"bytes": data, "path": None}}, len(data)
+
+
+# What build_release calls ``write(shards)`` on: one per config.
+ConfigWriter = TableConfig | ImagesConfig
