@@ -107,9 +107,8 @@ def card_metadata(ctx: CardContext) -> dict[str, Any]:
     else:
         licence = {"license": "unknown"}
     n = sum(c.rows() for c in ctx.configs if c.kind == "interactions")
-    sizes = [(1_000, "n<1K"), (10_000, "1K<n<10K"), (100_000, "10K<n<100K")]
-    sizes += [(1_000_000, "100K<n<1M"), (10_000_000, "1M<n<10M")]
-    size = next((label for limit, label in sizes if n < limit), "10M<n<100M")
+    sizes = ("n<1K", "1K<n<10K", "10K<n<100K", "100K<n<1M", "1M<n<10M")  # below 10**3, 10**4...
+    size = next((label for e, label in enumerate(sizes, 3) if n < 10**e), "10M<n<100M")
     default = next((c.name for c in ctx.configs if c.name == "features-alignrec"), "interactions")
     configs = []
     for c in ctx.configs:
@@ -118,7 +117,7 @@ def card_metadata(ctx: CardContext) -> dict[str, Any]:
             entry["default"] = True
         entry["data_files"] = [{"split": sp, "path": f"{c.name}/{sp}-*.parquet"} for sp in c.splits]
         configs.append(entry)
-    doc = {
+    return {
         "pretty_name": f"alignrec {ctx.dataset}: items, interactions and multimodal item features",
         **{k: v for k, v in licence.items() if v is not None},
         "task_categories": ["feature-extraction"],
@@ -126,7 +125,6 @@ def card_metadata(ctx: CardContext) -> dict[str, Any]:
         "size_categories": [size],
         "configs": configs,
     }
-    return doc
 
 
 def _summary(ctx: CardContext) -> str:
@@ -160,9 +158,7 @@ def _summary(ctx: CardContext) -> str:
             "- **No item features are included**: this release holds the items and "
             "interactions only (no feature files existed when it was built)."
         )
-    for note in ctx.notes:
-        if "no feature files" not in note:
-            lines.append(f"- Note: {note}.")
+    lines += [f"- Note: {note}." for note in ctx.notes if "no feature files" not in note]
     return "\n".join(lines) + "\n"
 
 

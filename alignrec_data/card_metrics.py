@@ -79,25 +79,25 @@ def statistics_section(
         rows += [[f"interactions ({sp})", interactions.rows(sp)] for sp in interactions.splits]
     rows.append(["density", f"{density:.6f}"])
     out = markdown_table(["", "value"], rows)
-    if stats:
-        flat = flatten(stats)
-        if flat:
-            items = sorted(flat.items())[:60]
-            out += "\n\nFrom `prepared/stats.json` (counts before and after each step):\n\n"
-            out += markdown_table(["key", "value"], [[f"`{k}`", v] for k, v in items])
+    table = _leaves_table(stats, 60)
+    if table:
+        out += "\n\nFrom `prepared/stats.json` (counts before and after each step):\n\n" + table
     return out
+
+
+def _leaves_table(doc: Any, limit: int) -> str | None:
+    """The first ``limit`` numeric leaves of a JSON object, sorted by key (None without any)."""
+    leaves = sorted(flatten(doc).items())[:limit] if isinstance(doc, dict) else []
+    rows = [[f"`{k}`", v] for k, v in leaves]
+    return markdown_table(["key", "value"], rows) if rows else None
 
 
 def evaluation_section(metrics: dict[str, Any]) -> str:
     """The recommender, feature-evaluation and pretraining tables (``metrics/*.json``)."""
     out = _train_tables(metrics) + _eval_tables(metrics)
-    pre = metrics.get("pretrain")
-    if isinstance(pre, dict):
-        flat = flatten(pre)
-        if flat:
-            out += ["", "### Encoder pretraining (MMEnc)", ""]
-            rows = [[f"`{k}`", v] for k, v in sorted(flat.items())[:30]]
-            out.append(markdown_table(["key", "value"], rows))
+    table = _leaves_table(metrics.get("pretrain"), 30)
+    if table:
+        out += ["", "### Encoder pretraining (MMEnc)", "", table]
     if not out:
         return "No metrics were available when this release was built (`metrics/*.json` absent)."
     return "\n".join(out).lstrip("\n")
@@ -122,15 +122,15 @@ def _train_tables(metrics: dict[str, Any]) -> list[str]:
     runs = _train_runs(metrics)
     if not runs:
         return []
-    head_keys: list[tuple[str, str]] = []
-    for split in ("valid", "test"):
-        keys = {k for _, _, d in runs for k in flatten(d.get(split, {}))}
-        at20 = sorted((k for k in keys if k.endswith("@20")), key=_metric_order)
-        head_keys += [(split, k) for k in at20]
+    flat = [{sp: flatten(d.get(sp, {})) for sp in ("valid", "test")} for _, _, d in runs]
+    head_keys = [
+        (sp, k)
+        for sp in ("valid", "test")
+        for k in sorted({k for f in flat for k in f[sp] if k.endswith("@20")}, key=_metric_order)
+    ]
     rows = [
-        [model, f"`{variant}`", d.get("best_epoch")]
-        + [flatten(d.get(sp, {})).get(k) for sp, k in head_keys]
-        for model, variant, d in runs
+        [model, f"`{variant}`", d.get("best_epoch")] + [f[sp].get(k) for sp, k in head_keys]
+        for (model, variant, d), f in zip(runs, flat, strict=True)
     ]
     header = ["model", "features", "best epoch"] + [f"{sp} {k}" for sp, k in head_keys]
     out = [
@@ -138,13 +138,11 @@ def _train_tables(metrics: dict[str, Any]) -> list[str]:
         "",
         markdown_table(header, rows),
     ]
-    test_keys = sorted(
-        {k for _, _, d in runs for k in flatten(d.get("test", {}))}, key=_metric_order
-    )
+    test_keys = sorted({k for f in flat for k in f["test"]}, key=_metric_order)
     if len(test_keys) > len(head_keys) // 2:
         rows = [
-            [model, f"`{variant}`"] + [flatten(d.get("test", {})).get(k) for k in test_keys]
-            for model, variant, d in runs
+            [model, f"`{variant}`"] + [f["test"].get(k) for k in test_keys]
+            for (model, variant, _), f in zip(runs, flat, strict=True)
         ]
         table = markdown_table(["model", "features", *test_keys], rows)
         out += ["", "All test metrics:", "", table]

@@ -122,6 +122,10 @@ def parse_feature_specs(value: str | Sequence[str] | None) -> list[str]:
 _NPY_MAGIC = b"\x93NUMPY"
 _NPY_MAX_HEADER = 10_000  # bytes; numpy's own limit for a header it reads safely
 _SNIFF_BYTES = 64 * 1024
+_NPY_HEADER_READERS = {
+    (1, 0): np.lib.format.read_array_header_1_0,
+    (2, 0): np.lib.format.read_array_header_2_0,
+}
 
 
 def _looks_like_pickle(head: bytes) -> bool:
@@ -180,17 +184,12 @@ def npy_header(path: str | Path) -> tuple[tuple[int, ...], np.dtype, int]:
         f.seek(0)
         try:
             version = np.lib.format.read_magic(f)
-            if version == (1, 0):
-                shape, fortran, dtype = np.lib.format.read_array_header_1_0(
-                    f, max_header_size=_NPY_MAX_HEADER
-                )
-            elif version == (2, 0):
-                shape, fortran, dtype = np.lib.format.read_array_header_2_0(
-                    f, max_header_size=_NPY_MAX_HEADER
-                )
-            else:
+            read_header = _NPY_HEADER_READERS.get(version)
+            if read_header is None:
                 msg = f"unsupported .npy format version {version[0]}.{version[1]}"
                 raise ValueError(msg)
+            # The memory order is not needed: np.load handles either.
+            shape, _fortran, dtype = read_header(f, max_header_size=_NPY_MAX_HEADER)
         except (ValueError, SyntaxError, TypeError, OverflowError, EOFError) as err:
             msg = f"{path} has a malformed .npy header ({err}); {save_hint}"
             raise DataFormatError(msg) from err
@@ -212,7 +211,6 @@ def npy_header(path: str | Path) -> tuple[tuple[int, ...], np.dtype, int]:
             f"not a valid .npy file; {save_hint}"
         )
         raise DataFormatError(msg)
-    del fortran  # np.load handles either order
     return tuple(shape), dtype, offset
 
 

@@ -94,7 +94,8 @@ def items_config(items: pa.Table, image_index: pa.Table | None) -> TableConfig:
         else [u is not None for u in image_url]
     )
     if image_index is not None:  # the images stage ran: the URL that served, and whether one did
-        fetched = _fetched_images(image_index)
+        rows = image_index.select(["item_id", "has_image", "url"]).to_pylist()
+        fetched = {int(r["item_id"]): r["url"] for r in rows if r["has_image"]}
         image_url = [fetched.get(i, image_url[i]) for i in range(n)]
         has_image = [i in fetched for i in range(n)]
 
@@ -190,12 +191,6 @@ def read_image_index(images_dir: Path) -> pa.Table | None:
 
     path = images_dir / INDEX_FILE
     return pq.read_table(path) if path.is_file() else None
-
-
-def _fetched_images(index: pa.Table) -> dict[int, str | None]:
-    """item_id -> URL that served, for items with a stored image."""
-    rows = index.select(["item_id", "has_image", "url"]).to_pylist()
-    return {int(r["item_id"]): r["url"] for r in rows if r["has_image"]}
 
 
 @dataclass

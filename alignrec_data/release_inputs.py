@@ -149,12 +149,8 @@ def read_features(path: Path, variant: str, item_keys: list[str]) -> tuple[pa.Ta
             f"({len(item_keys)} items in prepared/items.parquet), found {len(ids)} rows"
         )
         raise DataFormatError(msg)
-    keys = (
-        table.column("item_key").to_pylist()
-        if "item_key" in table.column_names
-        else list(item_keys)
-    )
-    if keys != list(item_keys):
+    keys = table.column("item_key").to_pylist() if "item_key" in table.column_names else item_keys
+    if keys != item_keys:
         bad = next(i for i, (a, b) in enumerate(zip(keys, item_keys, strict=True)) if a != b)
         msg = (
             f"feature file {path}: item {bad} has key {keys[bad]!r} but prepared/items.parquet "
