@@ -19,6 +19,7 @@ the same bytes.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 from dataclasses import dataclass, field
@@ -255,21 +256,16 @@ def _how_to_load(ctx: CardContext) -> str:
     image = next((v for v in variants if v.endswith("-image")), None)
     text = next((v for v in variants if v.endswith("-text")), None)
     ds = ctx.dataset
-    if image and text:
-        lines.append(f"alignrec-data export mmrec {ds} --features {image},{text} --out data/{ds}")
+    exports = [f"--features {image},{text}"] if image and text else []
     if "alignrec" in variants:
-        lines.append(
-            f"alignrec-data export mmrec {ds} --layout alignrec --features alignrec --out data/{ds}"
-        )
-    if not (image and text) and "alignrec" not in variants:
+        exports.append("--layout alignrec --features alignrec")
+    for options in exports:
+        lines.append(f"alignrec-data export mmrec {ds} {options} --out data/{ds}")
+    if not exports:
         lines.append(f"alignrec-data export mmrec {ds} --out data/{ds}  # interactions only")
+    layout = ', features=["alignrec"], layout="alignrec"' if "alignrec" in variants else ""
     lines += ["```", ""]
-    pyline = (
-        f'to_mmrec("{repo}", "data/{ds}", features=["alignrec"], layout="alignrec")'
-        if "alignrec" in variants
-        else f'to_mmrec("{repo}", "data/{ds}")'
-    )
-    lines.append(f"or, from this repository directly, `{pyline}`.")
+    lines.append(f'or, from this repository directly, `to_mmrec("{repo}", "data/{ds}"{layout})`.')
     return "\n".join(lines)
 
 
@@ -327,12 +323,10 @@ def _licence(ctx: CardContext) -> str:
 def _secrets() -> list[str]:
     """Hub tokens huggingface_hub could use here (never to appear in a card)."""
     found = [os.environ.get(k) for k in ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN")]
-    try:
+    with contextlib.suppress(Exception):  # the scrub must never break a build
         from huggingface_hub import get_token
 
         found.append(get_token())
-    except Exception:  # noqa: BLE001 - the scrub must never break a build
-        pass
     return [t for t in found if t and len(t) >= 8]
 
 
@@ -365,12 +359,7 @@ def render_card(ctx: CardContext) -> str:
         synthetic_note=_synthetic_note(ctx),
         configs_table=_configs_table(ctx),
         how_to_load=_how_to_load(ctx),
-        statistics=statistics_section(
-            ctx.n_users,
-            ctx.n_items,
-            next((c for c in ctx.configs if c.kind == "interactions"), None),
-            ctx.stats,
-        ),
+        statistics=statistics_section(ctx),
         features=features_section(ctx),
         raw_files=raw_files_section(ctx),
         evaluation=evaluation_section(ctx.metrics),

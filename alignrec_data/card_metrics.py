@@ -9,9 +9,12 @@ zero-shot, item-CF and mask-modality;
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from alignrec_data.markdown import markdown_table
+
+if TYPE_CHECKING:
+    from alignrec_data.card import CardContext
 
 HEADLINE_METRICS = ("recall", "ndcg", "precision", "map")
 # The train settings shown per run (from ``settings`` of train-<run>.json); the full
@@ -57,29 +60,18 @@ def _metric_order(key: str) -> tuple[int, int, str]:
     return (int(k) if k.isdigit() else 10**6, rank, key)
 
 
-def statistics_section(
-    n_users: int, n_items: int, interactions: Any, stats: dict[str, Any] | None
-) -> str:
-    """Counts per split, density and ``prepared/stats.json``.
-
-    Args:
-        n_users: Users.
-        n_items: Items.
-        interactions: The ``interactions`` config (``release_layout.ConfigInfo``) or None.
-        stats: ``prepared/stats.json`` or None.
-    """
+def statistics_section(ctx: CardContext) -> str:
+    """Counts per split, density and ``prepared/stats.json``."""
+    interactions = next((c for c in ctx.configs if c.kind == "interactions"), None)
+    n_users, n_items = ctx.n_users, ctx.n_items
     n = interactions.rows() if interactions else 0
     density = n / (n_users * n_items) if n_users and n_items else 0.0
-    rows: list[list[Any]] = [
-        ["users", n_users],
-        ["items", n_items],
-        ["interactions", n],
-    ]
+    rows: list[list[Any]] = [["users", n_users], ["items", n_items], ["interactions", n]]
     if interactions:
         rows += [[f"interactions ({sp})", interactions.rows(sp)] for sp in interactions.splits]
     rows.append(["density", f"{density:.6f}"])
     out = markdown_table(["", "value"], rows)
-    table = _leaves_table(stats, 60)
+    table = _leaves_table(ctx.stats, 60)
     if table:
         out += "\n\nFrom `prepared/stats.json` (counts before and after each step):\n\n" + table
     return out
@@ -207,10 +199,8 @@ def _eval_tables(metrics: dict[str, Any]) -> list[str]:
         if not stem.startswith("eval-"):
             continue
         proto, variant = _eval_name(stem, doc)
-        body = (
-            doc.get("test") if isinstance(doc, dict) and isinstance(doc.get("test"), dict) else doc
-        )
-        flat = flatten(body)
+        test = doc.get("test") if isinstance(doc, dict) else None
+        flat = flatten(test if isinstance(test, dict) else doc)
         if flat:
             by_proto.setdefault(proto, []).append((variant, flat))
     out = []

@@ -35,7 +35,6 @@ VARIANT_DESCRIPTIONS = {
         "to 1280-d."
     ),
 }
-ENCODER_VARIANTS = ("alignrec", "mmenc-")
 # How each kind turns its model's outputs into one vector, per pooling.
 _POOLING_TEXT = {
     "mean": "attention-masked mean of the last hidden states",
@@ -166,22 +165,16 @@ def features_section(ctx: CardContext) -> str:
             yaml_block(model_cfg),
         ]
     for c in feats:
-        v = c.variant
-        desc = variant_description(v, c.extra.get("file_meta"))
-        lines += [
-            "",
-            f"### `features-{v}`",
-            "",
-            desc,
-            "",
+        v, meta = c.variant, c.extra.get("file_meta")
+        lines += ["", f"### `features-{v}`", "", variant_description(v, meta), ""]
+        lines.append(
             f"- Dimension {c.dim}, {c.rows():,} items, {c.extra.get('missing', 0):,} with "
-            "`missing = true` (input absent).",
-        ]
+            "`missing = true` (input absent)."
+        )
         if c.extra.get("checkpoint_sha256"):
             lines.append(f"- Encoder checkpoint sha256: `{c.extra['checkpoint_sha256']}`.")
         elif uses_encoder(v):
             lines.append("- Encoder checkpoint: not found when the release was built.")
-        meta = c.extra.get("file_meta")
         if meta:
             lines += ["- Producer metadata (from the feature file):", "", yaml_block(meta)]
     return "\n".join(lines)

@@ -98,10 +98,9 @@ def spec_modality(spec: str, features_dir: str | Path | None = None) -> str:
     Raises:
         UsageError: ``MODALITY`` is not one of :data:`MODALITIES`.
     """
-    if "=" in spec:
-        modality = spec.partition("=")[0].strip()
-    else:
-        modality = variant_modality(spec, features_dir)
+    modality = (
+        spec.partition("=")[0].strip() if "=" in spec else variant_modality(spec, features_dir)
+    )
     if modality not in MODALITIES:
         msg = (
             f"feature spec {spec!r}: modality {modality!r} is not one of "
@@ -113,9 +112,7 @@ def spec_modality(spec: str, features_dir: str | Path | None = None) -> str:
 
 def parse_feature_specs(value: str | Sequence[str] | None) -> list[str]:
     """Split ``"a,b"`` (or a list of such strings) into specs, dropping blanks."""
-    if value is None:
-        return []
-    parts = [value] if isinstance(value, str) else list(value)
+    parts = [value] if isinstance(value, str) else list(value or [])
     return [s.strip() for p in parts for s in str(p).split(",") if s.strip()]
 
 
@@ -274,9 +271,7 @@ def _read_variant(features_dir: Path, variant: str, item_keys: Sequence[str]) ->
 
     path = features_dir / f"{check_name(variant, 'feature variant')}.parquet"
     if not path.is_file():
-        have = (
-            sorted(p.stem for p in features_dir.glob("*.parquet")) if features_dir.is_dir() else []
-        )
+        have = sorted(p.stem for p in features_dir.glob("*.parquet"))
         msg = (
             f"feature variant {variant!r} has no file {path} (variants there: "
             f"{', '.join(have) or 'none'}); run `alignrec-data extract` or pick one of those"
@@ -344,13 +339,11 @@ def assign_files(inputs: Sequence[FeatureInput], layout: str) -> dict[str, Featu
                 f"found {found}: pass --features alignrec"
             )
             raise UsageError(msg)
-        if inputs[0].modality != "fused":
-            log.warning(
-                "%s is a %s feature, written as image_feat.npy of the AlignRec layout",
-                inputs[0].source,
-                inputs[0].modality,
-            )
-        return {FEATURE_FILES["image"]: inputs[0]}
+        only = inputs[0]
+        if only.modality != "fused":
+            warning = "%s is a %s feature, written as image_feat.npy of the AlignRec layout"
+            log.warning(warning, only.source, only.modality)
+        return {FEATURE_FILES["image"]: only}
     files: dict[str, FeatureInput] = {}
     for inp in inputs:
         if inp.modality == "fused":

@@ -113,11 +113,8 @@ def read_prepared(paths: DatasetPaths, dataset: str) -> Prepared:
 
 def select_variants(features_dir: Path, requested: tuple[str, ...]) -> list[str]:
     """The feature variants to release: ``requested``, or every file in ``features_dir``."""
-    found = (
-        sorted(p.stem for p in features_dir.glob("*.parquet") if not p.name.startswith("."))
-        if features_dir.is_dir()
-        else []
-    )
+    # (glob finds nothing in a folder that does not exist)
+    found = sorted(p.stem for p in features_dir.glob("*.parquet") if not p.name.startswith("."))
     variants = list(requested) or found
     absent = [v for v in variants if v not in found]
     if absent:

@@ -147,8 +147,7 @@ def read_manifest(folder: str | Path, label: str | None = None) -> dict[str, Any
             if not isinstance(shards, list) or not shards or not isinstance(entry.get("rows"), int):
                 raise bad(f"config {name!r} split {split!r} has no `rows` and `shards` list")
             for shard in shards:
-                problem = _shard_problem(name, split, shard)
-                if problem:
+                if problem := _shard_problem(name, split, shard):
                     raise bad(problem)
     return doc
 

@@ -78,8 +78,7 @@ def read_lock(raw_dir: Path) -> dict[str, dict[str, Any]]:
 
 def read_metrics(metrics_dir: Path) -> dict[str, Any]:
     """All readable ``metrics/*.json`` files by stem."""
-    paths = sorted(metrics_dir.glob("*.json")) if metrics_dir.is_dir() else []
-    docs = {p.stem: read_json_or_none(p) for p in paths}
+    docs = {p.stem: read_json_or_none(p) for p in sorted(metrics_dir.glob("*.json"))}
     return {stem: doc for stem, doc in docs.items() if doc is not None}
 
 
@@ -100,8 +99,7 @@ def copy_report(report_dir: Path, out: Path) -> str | None:
         if re.match(r"^[a-z]+://", src) or src.startswith("/"):
             return m.group(0)
         fig = (report_dir / src).resolve()
-        inside = root in fig.parents
-        if not inside or fig.suffix.lower() not in (".png", ".jpg", ".jpeg", ".svg"):
+        if root not in fig.parents or fig.suffix.lower() not in (".png", ".jpg", ".jpeg", ".svg"):
             log.warning("report figure %s is outside %s or not an image: not copied", src, root)
             return f"*(figure `{src}` not included)*"
         if not fig.is_file():
