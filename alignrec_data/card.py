@@ -85,11 +85,6 @@ class CardContext:
     checkpoint_sha256: str | None
     notes: list[str] = field(default_factory=list)
 
-    @property
-    def repo_id(self) -> str:
-        """The repo id shown in the loading lines."""
-        return self.release_config.get("repo_id") or PLACEHOLDER_REPO
-
 
 # ----------------------------------------------------------------------------- sections
 
@@ -130,16 +125,13 @@ def card_metadata(ctx: CardContext) -> dict[str, Any]:
 
 def _summary(ctx: CardContext) -> str:
     spec = ctx.spec
+    source = (
+        "imported data whose source is unknown to alignrec (the dataset id is not in the registry)"
+    )
     if spec is not None:
-        desc = spec.description.strip().rstrip(".")
-        source = f"{desc} (Amazon {spec.release} release, category {spec.category})"
-        if getattr(spec, "synthetic", False):
-            source = desc
-    else:
-        source = (
-            "imported data whose source is unknown to alignrec (the dataset id is not in the "
-            "registry)"
-        )
+        source = spec.description.strip().rstrip(".")
+        if not getattr(spec, "synthetic", False):
+            source += f" (Amazon {spec.release} release, category {spec.category})"
     variants = [c.variant for c in ctx.configs if c.kind == "features"]
     lines = [
         f"Items, user-item interactions and multimodal item features of **{ctx.dataset}**: "
@@ -207,7 +199,7 @@ def _configs_table(ctx: CardContext) -> str:
 
 
 def _how_to_load(ctx: CardContext) -> str:
-    repo = ctx.repo_id
+    repo = ctx.release_config.get("repo_id") or PLACEHOLDER_REPO  # in the loading lines
     variants = [c.variant for c in ctx.configs if c.kind == "features"]
     main = "alignrec" if "alignrec" in variants else (variants[0] if variants else None)
     lines = [

@@ -31,15 +31,12 @@ EVAL_PROTOCOLS = (
     "mask-text",
     "maskmodality",
 )
-_ZERO_SHOT = "Zero-shot (user = mean of its train items' features; cosine ranking)"
-_ITEM_CF = "Item-CF (ItemKNN on the features, cosine with shrink 10, top-10 neighbours)"
 EVAL_TITLES = {
-    "zero-shot": _ZERO_SHOT,
-    "zeroshot": _ZERO_SHOT,
-    "item-cf": _ITEM_CF,
-    "itemcf": _ITEM_CF,
+    "zero-shot": "Zero-shot (user = mean of its train items' features; cosine ranking)",
+    "item-cf": "Item-CF (ItemKNN on the features, cosine with shrink 10, top-10 neighbours)",
     "mask-modality": "Mask modality (50% of items lose one modality; drop vs no masking)",
 }
+EVAL_TITLES |= {"zeroshot": EVAL_TITLES["zero-shot"], "itemcf": EVAL_TITLES["item-cf"]}
 
 
 def flatten(doc: Any, prefix: str = "") -> dict[str, float | int]:

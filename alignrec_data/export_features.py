@@ -134,12 +134,9 @@ def _looks_like_pickle(head: bytes) -> bool:
     if len(head) >= 2 and head[0] == 0x80 and 2 <= head[1] <= 5:
         return True
     try:
-        for op, _arg, _pos in pickletools.genops(io.BytesIO(head)):
-            if op.name == "STOP":
-                return True
+        return any(op.name == "STOP" for op, _arg, _pos in pickletools.genops(io.BytesIO(head)))
     except Exception:  # noqa: BLE001 (any decoding failure means: not a pickle)
         return False
-    return False
 
 
 def _pickle_error(path: Path) -> DataFormatError:

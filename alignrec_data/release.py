@@ -218,16 +218,7 @@ def build_release(
     ckpt = paths.models / CHECKPOINT_NAME
     ckpt_sha = sha256_file(ckpt) if ckpt.is_file() else None
     writers, notes = _writers(paths, dataset, config, prepared, variants, ckpt_sha)
-    params = load_params(params_path)
-    sections = {s: params[s] for s in PROVENANCE_SECTIONS if s in params}
-    own = {  # this dataset's per-dataset settings (overrides.SECTION.DATASET), if any
-        s: per[dataset]
-        for s, per in (params.get("overrides") or {}).items()
-        if s in PROVENANCE_SECTIONS and isinstance(per, dict) and per.get(dataset)
-    }
-    if own:
-        sections["overrides"] = own
-
+    sections = _params_sections(params_path, dataset)
     max_bytes = max(1, int(config.shard_size_mb * 1024 * 1024))
     with atomic_dir(out) as staging:
         shards = ShardWriter(staging, max_bytes, config.compression)
@@ -258,14 +249,22 @@ def build_release(
         log.warning("%s", note)
     total = sum(p.stat().st_size for p in files)
     log.info("release of %s written to %s (%d files, %d bytes)", dataset, out, len(files), total)
-    return ReleaseResult(
-        out=out,
-        configs={c.name: {sp: c.rows(sp) for sp in c.splits} for c in configs},
-        variants=variants,
-        files=len(files),
-        total_bytes=total,
-        notes=notes,
-    )
+    rows = {c.name: {sp: c.rows(sp) for sp in c.splits} for c in configs}
+    return ReleaseResult(out, rows, variants, len(files), total, notes)
+
+
+def _params_sections(params_path: str | Path | None, dataset: str) -> dict[str, Any]:
+    """The :data:`PROVENANCE_SECTIONS` of the params, with this dataset's overrides."""
+    params = load_params(params_path)
+    sections = {s: params[s] for s in PROVENANCE_SECTIONS if s in params}
+    own = {  # this dataset's per-dataset settings (overrides.SECTION.DATASET), if any
+        s: per[dataset]
+        for s, per in (params.get("overrides") or {}).items()
+        if s in PROVENANCE_SECTIONS and isinstance(per, dict) and per.get(dataset)
+    }
+    if own:
+        sections["overrides"] = own
+    return sections
 
 
 def _write_shards(writer: ConfigWriter, shards: ShardWriter) -> ConfigInfo:
