@@ -156,10 +156,8 @@ def _summary(ctx: CardContext) -> str:
 
 
 def _imported_from(stats: dict[str, Any] | None) -> str | None:
-    if not stats:
-        return None
     for key in ("imported_from", "import_source", "source"):
-        v = stats.get(key)
+        v = (stats or {}).get(key)
         if isinstance(v, str) and v and v != "raw":  # "raw": prepared from the raw files
             files = stats.get("source_files")
             if isinstance(files, list) and files:

@@ -116,18 +116,14 @@ def yaml_block(obj: Any) -> str:
     return "```yaml\n" + yaml.safe_dump(obj, sort_keys=True, allow_unicode=True).rstrip() + "\n```"
 
 
-def param_seeds(sections: dict[str, Any]) -> dict[str, Any]:
+def param_seeds(sections: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     """Every ``*seed*`` key of the params sections, as ``{"section.key": value}``."""
     out: dict[str, Any] = {}
-
-    def walk(obj: Any, prefix: str) -> None:
-        if isinstance(obj, dict):
-            for k, v in obj.items():
-                if "seed" in str(k).lower() and not isinstance(v, dict | list):
-                    out[f"{prefix}{k}"] = v
-                walk(v, f"{prefix}{k}.")
-
-    walk(sections, "")
+    for k, v in sections.items():
+        if "seed" in str(k).lower() and not isinstance(v, dict | list):
+            out[f"{prefix}{k}"] = v
+        if isinstance(v, dict):
+            out |= param_seeds(v, f"{prefix}{k}.")
     return out
 
 

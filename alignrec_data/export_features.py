@@ -384,12 +384,8 @@ def check_specs(
     if layout == "alignrec" and not specs:
         specs = ["alignrec"]
     known = modalities or {}
-    stubs = [
-        FeatureInput(
-            s, known.get(s) or spec_modality(s, features_dir), np.empty((0, 0), np.float32)
-        )
-        for s in specs
-    ]
+    empty = np.empty((0, 0), np.float32)
+    stubs = [FeatureInput(s, known.get(s) or spec_modality(s, features_dir), empty) for s in specs]
     assign_files(stubs, layout)
     return specs
 

@@ -53,15 +53,8 @@ from alignrec_data.config import check_ranges, load_params, to_dict
 from alignrec_data.integrity import sha256_file
 from alignrec_data.outputs import check_output_dir, protected_folders
 from alignrec_data.paths import DatasetPaths
-from alignrec_data.release_configs import (
-    ConfigWriter,
-    ImagesConfig,
-    features_config,
-    interactions_config,
-    items_config,
-    read_image_index,
-)
-from alignrec_data.release_inputs import Prepared, read_prepared, select_variants
+from alignrec_data.release_configs import ConfigWriter, config_writers
+from alignrec_data.release_inputs import read_prepared, select_variants
 from alignrec_data.release_layout import (
     CARD_NAME,
     FEATURES_PREFIX,
@@ -126,22 +119,15 @@ class ReleaseConfig:
     def __post_init__(self) -> None:
         """Reject values the release writer cannot run with."""
         bad = [v for v in self.features if not _VARIANT.match(v)]
-        check_ranges(
-            self,
-            "release",
-            {
-                "shard_size_mb": (self.shard_size_mb > 0, "> 0"),
-                "compression": (
-                    self.compression in COMPRESSIONS,
-                    f"one of {', '.join(COMPRESSIONS)}",
-                ),
-                "features": (
-                    not bad,
-                    "variant names of a-z, 0-9, '.', '_' and '-', starting with a letter or digit"
-                    + (f" (not valid: {', '.join(map(repr, bad))})" if bad else ""),
-                ),
-            },
-        )
+        names = "variant names of a-z, 0-9, '.', '_' and '-', starting with a letter or digit"
+        if bad:
+            names += f" (not valid: {', '.join(map(repr, bad))})"
+        ranges = {
+            "shard_size_mb": (self.shard_size_mb > 0, "> 0"),
+            "compression": (self.compression in COMPRESSIONS, f"one of {', '.join(COMPRESSIONS)}"),
+            "features": (not bad, names),
+        }
+        check_ranges(self, "release", ranges)
 
 
 @dataclass(frozen=True)
@@ -217,7 +203,7 @@ def build_release(
     variants = select_variants(paths.features, config.features)
     ckpt = paths.models / CHECKPOINT_NAME
     ckpt_sha = sha256_file(ckpt) if ckpt.is_file() else None
-    writers, notes = _writers(paths, dataset, config, prepared, variants, ckpt_sha)
+    writers, notes = config_writers(paths, dataset, config.images, prepared, variants, ckpt_sha)
     sections = _params_sections(params_path, dataset)
     max_bytes = max(1, int(config.shard_size_mb * 1024 * 1024))
     with atomic_dir(out) as staging:
@@ -270,35 +256,3 @@ def _params_sections(params_path: str | Path | None, dataset: str) -> dict[str, 
 def _write_shards(writer: ConfigWriter, shards: ShardWriter) -> ConfigInfo:
     """Write one config's shards (a seam: tests/hostile slows it down to kill a build)."""
     return writer.write(shards)
-
-
-def _writers(
-    paths: DatasetPaths,
-    dataset: str,
-    config: ReleaseConfig,
-    prepared: Prepared,
-    variants: list[str],
-    checkpoint_sha256: str | None,
-) -> tuple[list[ConfigWriter], list[str]]:
-    """The writer of every config, in card order, and what the release will lack (notes)."""
-    features = [
-        features_config(paths.features / f"{v}.parquet", v, prepared.item_keys, checkpoint_sha256)
-        for v in variants
-    ]
-    image_index = read_image_index(paths.images)
-    writers: list[ConfigWriter] = [
-        items_config(prepared.items, image_index),
-        interactions_config(prepared),
-        *features,
-    ]
-    notes = []
-    if not variants:
-        notes.append(f"no feature files in {paths.features}: the release has no features")
-    if config.images and image_index is None:
-        notes.append(
-            f"release.images is true but {paths.images} has no index.parquet "
-            f"(run `alignrec-data images {dataset}`): no images config"
-        )
-    elif config.images:
-        writers.append(ImagesConfig(paths.images, image_index))
-    return writers, notes

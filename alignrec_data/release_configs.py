@@ -22,6 +22,7 @@ import pyarrow.parquet as pq
 from alignrec_data.card_provenance import uses_encoder
 from alignrec_data.errors import DataFormatError
 from alignrec_data.feature_info import feature_info
+from alignrec_data.paths import DatasetPaths
 from alignrec_data.release_inputs import Prepared, feature_meta, read_features
 from alignrec_data.release_layout import FEATURES_PREFIX, SPLIT_NAMES, ConfigInfo
 from alignrec_data.release_shards import ShardWriter
@@ -74,6 +75,47 @@ class TableConfig:
         return ConfigInfo(
             self.name, self.kind, written, columns, self.dim, self.variant, self.extra
         )
+
+
+def config_writers(
+    paths: DatasetPaths,
+    dataset: str,
+    images: bool,
+    prepared: Prepared,
+    variants: list[str],
+    checkpoint_sha256: str | None,
+) -> tuple[list[ConfigWriter], list[str]]:
+    """The writer of every config, in card order, and what the release will lack (notes).
+
+    Args:
+        paths: The dataset's folders.
+        dataset: Dataset id (for the notes).
+        images: Add the ``images`` config (``release.images``).
+        prepared: The checked prepared tables.
+        variants: Feature variants to release.
+        checkpoint_sha256: sha256 of the encoder checkpoint, recorded for encoder variants.
+    """
+    features = [
+        features_config(paths.features / f"{v}.parquet", v, prepared.item_keys, checkpoint_sha256)
+        for v in variants
+    ]
+    image_index = read_image_index(paths.images)
+    writers: list[ConfigWriter] = [
+        items_config(prepared.items, image_index),
+        interactions_config(prepared),
+        *features,
+    ]
+    notes = []
+    if not variants:
+        notes.append(f"no feature files in {paths.features}: the release has no features")
+    if images and image_index is None:
+        notes.append(
+            f"release.images is true but {paths.images} has no index.parquet "
+            f"(run `alignrec-data images {dataset}`): no images config"
+        )
+    elif images:
+        writers.append(ImagesConfig(paths.images, image_index))
+    return writers, notes
 
 
 # ----------------------------------------------------------------------------- items
