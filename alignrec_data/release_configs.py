@@ -26,6 +26,7 @@ from alignrec_data.paths import DatasetPaths
 from alignrec_data.release_inputs import Prepared, feature_meta, read_features
 from alignrec_data.release_layout import FEATURES_PREFIX, SPLIT_NAMES, ConfigInfo
 from alignrec_data.release_shards import ShardWriter
+from alignrec_data.schema import INTERACTIONS_SCHEMA
 
 # The image column is a ``datasets.Image`` struct, declared in the ``huggingface`` metadata so
 # that ``load_dataset`` decodes it.
@@ -179,15 +180,9 @@ def interactions_config(prepared: Prepared) -> TableConfig:
             return pa.array([item_keys[i] for i in item_ids], pa.string())
         return pa.nulls(n, dtype)
 
-    dtypes = {
-        "user_id": pa.int64(),
-        "item_id": pa.int64(),
-        "user_key": pa.string(),
-        "item_key": pa.string(),
-        "rating": pa.float32(),
-        "timestamp": pa.int64(),
-    }
-    pub = pa.table({name: column(name, dtype) for name, dtype in dtypes.items()})
+    # The published columns are the prepared layout's, without the split.
+    fields = [f for f in INTERACTIONS_SCHEMA if f.name != "split"]
+    pub = pa.table({f.name: column(f.name, f.type) for f in fields})
     split_col = inter.column("split").to_numpy(zero_copy_only=False)
     unknown = sorted(set(split_col) - set(SPLIT_NAMES))
     if unknown:
