@@ -253,8 +253,8 @@ class ImagesConfig:
 
         meta = {int(r["item_id"]): r for r in self.index.to_pylist() if r["has_image"]}
         for item_id, data in iter_image_bytes(self.images_dir):
-            # The index row also holds item_key, width, height, sha256 and url (the schema's).
-            yield {**meta[item_id], "image": {"bytes": data, "path": None}}, len(data)
+            row = {k: meta[item_id][k] for k in ("item_key", "width", "height", "sha256", "url")}
+            yield {**row, "item_id": item_id, "image": {"bytes": data, "path": None}}, len(data)
 
 
 # What build_release calls ``write(shards)`` on: one per config.
