@@ -19,6 +19,7 @@ the same bytes.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 from dataclasses import dataclass, field
@@ -84,11 +85,6 @@ class CardContext:
     checkpoint_sha256: str | None
     notes: list[str] = field(default_factory=list)
 
-    @property
-    def repo_id(self) -> str:
-        """The repo id shown in the loading lines."""
-        return self.release_config.get("repo_id") or PLACEHOLDER_REPO
-
 
 # ----------------------------------------------------------------------------- sections
 
@@ -107,9 +103,8 @@ def card_metadata(ctx: CardContext) -> dict[str, Any]:
     else:
         licence = {"license": "unknown"}
     n = sum(c.rows() for c in ctx.configs if c.kind == "interactions")
-    sizes = [(1_000, "n<1K"), (10_000, "1K<n<10K"), (100_000, "10K<n<100K")]
-    sizes += [(1_000_000, "100K<n<1M"), (10_000_000, "1M<n<10M")]
-    size = next((label for limit, label in sizes if n < limit), "10M<n<100M")
+    sizes = ("n<1K", "1K<n<10K", "10K<n<100K", "100K<n<1M", "1M<n<10M")  # below 10**3, 10**4...
+    size = next((label for e, label in enumerate(sizes, 3) if n < 10**e), "10M<n<100M")
     default = next((c.name for c in ctx.configs if c.name == "features-alignrec"), "interactions")
     configs = []
     for c in ctx.configs:
@@ -118,7 +113,7 @@ def card_metadata(ctx: CardContext) -> dict[str, Any]:
             entry["default"] = True
         entry["data_files"] = [{"split": sp, "path": f"{c.name}/{sp}-*.parquet"} for sp in c.splits]
         configs.append(entry)
-    doc = {
+    return {
         "pretty_name": f"alignrec {ctx.dataset}: items, interactions and multimodal item features",
         **{k: v for k, v in licence.items() if v is not None},
         "task_categories": ["feature-extraction"],
@@ -126,21 +121,17 @@ def card_metadata(ctx: CardContext) -> dict[str, Any]:
         "size_categories": [size],
         "configs": configs,
     }
-    return doc
 
 
 def _summary(ctx: CardContext) -> str:
     spec = ctx.spec
+    source = (
+        "imported data whose source is unknown to alignrec (the dataset id is not in the registry)"
+    )
     if spec is not None:
-        desc = spec.description.strip().rstrip(".")
-        source = f"{desc} (Amazon {spec.release} release, category {spec.category})"
-        if getattr(spec, "synthetic", False):
-            source = desc
-    else:
-        source = (
-            "imported data whose source is unknown to alignrec (the dataset id is not in the "
-            "registry)"
-        )
+        source = spec.description.strip().rstrip(".")
+        if not getattr(spec, "synthetic", False):
+            source += f" (Amazon {spec.release} release, category {spec.category})"
     variants = [c.variant for c in ctx.configs if c.kind == "features"]
     lines = [
         f"Items, user-item interactions and multimodal item features of **{ctx.dataset}**: "
@@ -160,17 +151,13 @@ def _summary(ctx: CardContext) -> str:
             "- **No item features are included**: this release holds the items and "
             "interactions only (no feature files existed when it was built)."
         )
-    for note in ctx.notes:
-        if "no feature files" not in note:
-            lines.append(f"- Note: {note}.")
+    lines += [f"- Note: {note}." for note in ctx.notes if "no feature files" not in note]
     return "\n".join(lines) + "\n"
 
 
 def _imported_from(stats: dict[str, Any] | None) -> str | None:
-    if not stats:
-        return None
     for key in ("imported_from", "import_source", "source"):
-        v = stats.get(key)
+        v = (stats or {}).get(key)
         if isinstance(v, str) and v and v != "raw":  # "raw": prepared from the raw files
             files = stats.get("source_files")
             if isinstance(files, list) and files:
@@ -210,7 +197,7 @@ def _configs_table(ctx: CardContext) -> str:
 
 
 def _how_to_load(ctx: CardContext) -> str:
-    repo = ctx.repo_id
+    repo = ctx.release_config.get("repo_id") or PLACEHOLDER_REPO  # in the loading lines
     variants = [c.variant for c in ctx.configs if c.kind == "features"]
     main = "alignrec" if "alignrec" in variants else (variants[0] if variants else None)
     lines = [
@@ -259,21 +246,16 @@ def _how_to_load(ctx: CardContext) -> str:
     image = next((v for v in variants if v.endswith("-image")), None)
     text = next((v for v in variants if v.endswith("-text")), None)
     ds = ctx.dataset
-    if image and text:
-        lines.append(f"alignrec-data export mmrec {ds} --features {image},{text} --out data/{ds}")
+    exports = [f"--features {image},{text}"] if image and text else []
     if "alignrec" in variants:
-        lines.append(
-            f"alignrec-data export mmrec {ds} --layout alignrec --features alignrec --out data/{ds}"
-        )
-    if not (image and text) and "alignrec" not in variants:
+        exports.append("--layout alignrec --features alignrec")
+    for options in exports:
+        lines.append(f"alignrec-data export mmrec {ds} {options} --out data/{ds}")
+    if not exports:
         lines.append(f"alignrec-data export mmrec {ds} --out data/{ds}  # interactions only")
+    layout = ', features=["alignrec"], layout="alignrec"' if "alignrec" in variants else ""
     lines += ["```", ""]
-    pyline = (
-        f'to_mmrec("{repo}", "data/{ds}", features=["alignrec"], layout="alignrec")'
-        if "alignrec" in variants
-        else f'to_mmrec("{repo}", "data/{ds}")'
-    )
-    lines.append(f"or, from this repository directly, `{pyline}`.")
+    lines.append(f'or, from this repository directly, `to_mmrec("{repo}", "data/{ds}"{layout})`.')
     return "\n".join(lines)
 
 
@@ -331,12 +313,10 @@ def _licence(ctx: CardContext) -> str:
 def _secrets() -> list[str]:
     """Hub tokens huggingface_hub could use here (never to appear in a card)."""
     found = [os.environ.get(k) for k in ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN")]
-    try:
+    with contextlib.suppress(Exception):  # the scrub must never break a build
         from huggingface_hub import get_token
 
         found.append(get_token())
-    except Exception:  # noqa: BLE001 - the scrub must never break a build
-        pass
     return [t for t in found if t and len(t) >= 8]
 
 
@@ -369,12 +349,7 @@ def render_card(ctx: CardContext) -> str:
         synthetic_note=_synthetic_note(ctx),
         configs_table=_configs_table(ctx),
         how_to_load=_how_to_load(ctx),
-        statistics=statistics_section(
-            ctx.n_users,
-            ctx.n_items,
-            next((c for c in ctx.configs if c.kind == "interactions"), None),
-            ctx.stats,
-        ),
+        statistics=statistics_section(ctx),
         features=features_section(ctx),
         raw_files=raw_files_section(ctx),
         evaluation=evaluation_section(ctx.metrics),

@@ -9,9 +9,12 @@ zero-shot, item-CF and mask-modality;
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from alignrec_data.markdown import markdown_table
+
+if TYPE_CHECKING:
+    from alignrec_data.card import CardContext
 
 HEADLINE_METRICS = ("recall", "ndcg", "precision", "map")
 # The train settings shown per run (from ``settings`` of train-<run>.json); the full
@@ -28,15 +31,12 @@ EVAL_PROTOCOLS = (
     "mask-text",
     "maskmodality",
 )
-_ZERO_SHOT = "Zero-shot (user = mean of its train items' features; cosine ranking)"
-_ITEM_CF = "Item-CF (ItemKNN on the features, cosine with shrink 10, top-10 neighbours)"
 EVAL_TITLES = {
-    "zero-shot": _ZERO_SHOT,
-    "zeroshot": _ZERO_SHOT,
-    "item-cf": _ITEM_CF,
-    "itemcf": _ITEM_CF,
+    "zero-shot": "Zero-shot (user = mean of its train items' features; cosine ranking)",
+    "item-cf": "Item-CF (ItemKNN on the features, cosine with shrink 10, top-10 neighbours)",
     "mask-modality": "Mask modality (50% of items lose one modality; drop vs no masking)",
 }
+EVAL_TITLES |= {"zeroshot": EVAL_TITLES["zero-shot"], "itemcf": EVAL_TITLES["item-cf"]}
 
 
 def flatten(doc: Any, prefix: str = "") -> dict[str, float | int]:
@@ -57,47 +57,36 @@ def _metric_order(key: str) -> tuple[int, int, str]:
     return (int(k) if k.isdigit() else 10**6, rank, key)
 
 
-def statistics_section(
-    n_users: int, n_items: int, interactions: Any, stats: dict[str, Any] | None
-) -> str:
-    """Counts per split, density and ``prepared/stats.json``.
-
-    Args:
-        n_users: Users.
-        n_items: Items.
-        interactions: The ``interactions`` config (``release_layout.ConfigInfo``) or None.
-        stats: ``prepared/stats.json`` or None.
-    """
+def statistics_section(ctx: CardContext) -> str:
+    """Counts per split, density and ``prepared/stats.json``."""
+    interactions = next((c for c in ctx.configs if c.kind == "interactions"), None)
+    n_users, n_items = ctx.n_users, ctx.n_items
     n = interactions.rows() if interactions else 0
     density = n / (n_users * n_items) if n_users and n_items else 0.0
-    rows: list[list[Any]] = [
-        ["users", n_users],
-        ["items", n_items],
-        ["interactions", n],
-    ]
+    rows: list[list[Any]] = [["users", n_users], ["items", n_items], ["interactions", n]]
     if interactions:
         rows += [[f"interactions ({sp})", interactions.rows(sp)] for sp in interactions.splits]
     rows.append(["density", f"{density:.6f}"])
     out = markdown_table(["", "value"], rows)
-    if stats:
-        flat = flatten(stats)
-        if flat:
-            items = sorted(flat.items())[:60]
-            out += "\n\nFrom `prepared/stats.json` (counts before and after each step):\n\n"
-            out += markdown_table(["key", "value"], [[f"`{k}`", v] for k, v in items])
+    table = _leaves_table(ctx.stats, 60)
+    if table:
+        out += "\n\nFrom `prepared/stats.json` (counts before and after each step):\n\n" + table
     return out
+
+
+def _leaves_table(doc: Any, limit: int) -> str | None:
+    """The first ``limit`` numeric leaves of a JSON object, sorted by key (None without any)."""
+    leaves = sorted(flatten(doc).items())[:limit] if isinstance(doc, dict) else []
+    rows = [[f"`{k}`", v] for k, v in leaves]
+    return markdown_table(["key", "value"], rows) if rows else None
 
 
 def evaluation_section(metrics: dict[str, Any]) -> str:
     """The recommender, feature-evaluation and pretraining tables (``metrics/*.json``)."""
     out = _train_tables(metrics) + _eval_tables(metrics)
-    pre = metrics.get("pretrain")
-    if isinstance(pre, dict):
-        flat = flatten(pre)
-        if flat:
-            out += ["", "### Encoder pretraining (MMEnc)", ""]
-            rows = [[f"`{k}`", v] for k, v in sorted(flat.items())[:30]]
-            out.append(markdown_table(["key", "value"], rows))
+    table = _leaves_table(metrics.get("pretrain"), 30)
+    if table:
+        out += ["", "### Encoder pretraining (MMEnc)", "", table]
     if not out:
         return "No metrics were available when this release was built (`metrics/*.json` absent)."
     return "\n".join(out).lstrip("\n")
@@ -122,15 +111,15 @@ def _train_tables(metrics: dict[str, Any]) -> list[str]:
     runs = _train_runs(metrics)
     if not runs:
         return []
-    head_keys: list[tuple[str, str]] = []
-    for split in ("valid", "test"):
-        keys = {k for _, _, d in runs for k in flatten(d.get(split, {}))}
-        at20 = sorted((k for k in keys if k.endswith("@20")), key=_metric_order)
-        head_keys += [(split, k) for k in at20]
+    flat = [{sp: flatten(d.get(sp, {})) for sp in ("valid", "test")} for _, _, d in runs]
+    head_keys = [
+        (sp, k)
+        for sp in ("valid", "test")
+        for k in sorted({k for f in flat for k in f[sp] if k.endswith("@20")}, key=_metric_order)
+    ]
     rows = [
-        [model, f"`{variant}`", d.get("best_epoch")]
-        + [flatten(d.get(sp, {})).get(k) for sp, k in head_keys]
-        for model, variant, d in runs
+        [model, f"`{variant}`", d.get("best_epoch")] + [f[sp].get(k) for sp, k in head_keys]
+        for (model, variant, d), f in zip(runs, flat, strict=True)
     ]
     header = ["model", "features", "best epoch"] + [f"{sp} {k}" for sp, k in head_keys]
     out = [
@@ -138,13 +127,11 @@ def _train_tables(metrics: dict[str, Any]) -> list[str]:
         "",
         markdown_table(header, rows),
     ]
-    test_keys = sorted(
-        {k for _, _, d in runs for k in flatten(d.get("test", {}))}, key=_metric_order
-    )
+    test_keys = sorted({k for f in flat for k in f["test"]}, key=_metric_order)
     if len(test_keys) > len(head_keys) // 2:
         rows = [
-            [model, f"`{variant}`"] + [flatten(d.get("test", {})).get(k) for k in test_keys]
-            for model, variant, d in runs
+            [model, f"`{variant}`"] + [f["test"].get(k) for k in test_keys]
+            for (model, variant, _), f in zip(runs, flat, strict=True)
         ]
         table = markdown_table(["model", "features", *test_keys], rows)
         out += ["", "All test metrics:", "", table]
@@ -209,10 +196,8 @@ def _eval_tables(metrics: dict[str, Any]) -> list[str]:
         if not stem.startswith("eval-"):
             continue
         proto, variant = _eval_name(stem, doc)
-        body = (
-            doc.get("test") if isinstance(doc, dict) and isinstance(doc.get("test"), dict) else doc
-        )
-        flat = flatten(body)
+        test = doc.get("test") if isinstance(doc, dict) else None
+        flat = flatten(test if isinstance(test, dict) else doc)
         if flat:
             by_proto.setdefault(proto, []).append((variant, flat))
     out = []

@@ -35,7 +35,6 @@ VARIANT_DESCRIPTIONS = {
         "to 1280-d."
     ),
 }
-ENCODER_VARIANTS = ("alignrec", "mmenc-")
 # How each kind turns its model's outputs into one vector, per pooling.
 _POOLING_TEXT = {
     "mean": "attention-masked mean of the last hidden states",
@@ -117,18 +116,14 @@ def yaml_block(obj: Any) -> str:
     return "```yaml\n" + yaml.safe_dump(obj, sort_keys=True, allow_unicode=True).rstrip() + "\n```"
 
 
-def param_seeds(sections: dict[str, Any]) -> dict[str, Any]:
+def param_seeds(sections: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     """Every ``*seed*`` key of the params sections, as ``{"section.key": value}``."""
     out: dict[str, Any] = {}
-
-    def walk(obj: Any, prefix: str) -> None:
-        if isinstance(obj, dict):
-            for k, v in obj.items():
-                if "seed" in str(k).lower() and not isinstance(v, dict | list):
-                    out[f"{prefix}{k}"] = v
-                walk(v, f"{prefix}{k}.")
-
-    walk(sections, "")
+    for k, v in sections.items():
+        if "seed" in str(k).lower() and not isinstance(v, dict | list):
+            out[f"{prefix}{k}"] = v
+        if isinstance(v, dict):
+            out |= param_seeds(v, f"{prefix}{k}.")
     return out
 
 
@@ -166,22 +161,16 @@ def features_section(ctx: CardContext) -> str:
             yaml_block(model_cfg),
         ]
     for c in feats:
-        v = c.variant
-        desc = variant_description(v, c.extra.get("file_meta"))
-        lines += [
-            "",
-            f"### `features-{v}`",
-            "",
-            desc,
-            "",
+        v, meta = c.variant, c.extra.get("file_meta")
+        lines += ["", f"### `features-{v}`", "", variant_description(v, meta), ""]
+        lines.append(
             f"- Dimension {c.dim}, {c.rows():,} items, {c.extra.get('missing', 0):,} with "
-            "`missing = true` (input absent).",
-        ]
+            "`missing = true` (input absent)."
+        )
         if c.extra.get("checkpoint_sha256"):
             lines.append(f"- Encoder checkpoint sha256: `{c.extra['checkpoint_sha256']}`.")
         elif uses_encoder(v):
             lines.append("- Encoder checkpoint: not found when the release was built.")
-        meta = c.extra.get("file_meta")
         if meta:
             lines += ["- Producer metadata (from the feature file):", "", yaml_block(meta)]
     return "\n".join(lines)

@@ -98,10 +98,9 @@ def spec_modality(spec: str, features_dir: str | Path | None = None) -> str:
     Raises:
         UsageError: ``MODALITY`` is not one of :data:`MODALITIES`.
     """
-    if "=" in spec:
-        modality = spec.partition("=")[0].strip()
-    else:
-        modality = variant_modality(spec, features_dir)
+    modality = (
+        spec.partition("=")[0].strip() if "=" in spec else variant_modality(spec, features_dir)
+    )
     if modality not in MODALITIES:
         msg = (
             f"feature spec {spec!r}: modality {modality!r} is not one of "
@@ -113,15 +112,17 @@ def spec_modality(spec: str, features_dir: str | Path | None = None) -> str:
 
 def parse_feature_specs(value: str | Sequence[str] | None) -> list[str]:
     """Split ``"a,b"`` (or a list of such strings) into specs, dropping blanks."""
-    if value is None:
-        return []
-    parts = [value] if isinstance(value, str) else list(value)
+    parts = [value] if isinstance(value, str) else list(value or [])
     return [s.strip() for p in parts for s in str(p).split(",") if s.strip()]
 
 
 _NPY_MAGIC = b"\x93NUMPY"
 _NPY_MAX_HEADER = 10_000  # bytes; numpy's own limit for a header it reads safely
 _SNIFF_BYTES = 64 * 1024
+_NPY_HEADER_READERS = {
+    (1, 0): np.lib.format.read_array_header_1_0,
+    (2, 0): np.lib.format.read_array_header_2_0,
+}
 
 
 def _looks_like_pickle(head: bytes) -> bool:
@@ -133,12 +134,9 @@ def _looks_like_pickle(head: bytes) -> bool:
     if len(head) >= 2 and head[0] == 0x80 and 2 <= head[1] <= 5:
         return True
     try:
-        for op, _arg, _pos in pickletools.genops(io.BytesIO(head)):
-            if op.name == "STOP":
-                return True
+        return any(op.name == "STOP" for op, _arg, _pos in pickletools.genops(io.BytesIO(head)))
     except Exception:  # noqa: BLE001 (any decoding failure means: not a pickle)
         return False
-    return False
 
 
 def _pickle_error(path: Path) -> DataFormatError:
@@ -180,17 +178,12 @@ def npy_header(path: str | Path) -> tuple[tuple[int, ...], np.dtype, int]:
         f.seek(0)
         try:
             version = np.lib.format.read_magic(f)
-            if version == (1, 0):
-                shape, fortran, dtype = np.lib.format.read_array_header_1_0(
-                    f, max_header_size=_NPY_MAX_HEADER
-                )
-            elif version == (2, 0):
-                shape, fortran, dtype = np.lib.format.read_array_header_2_0(
-                    f, max_header_size=_NPY_MAX_HEADER
-                )
-            else:
+            read_header = _NPY_HEADER_READERS.get(version)
+            if read_header is None:
                 msg = f"unsupported .npy format version {version[0]}.{version[1]}"
                 raise ValueError(msg)
+            # The memory order is not needed: np.load handles either.
+            shape, _fortran, dtype = read_header(f, max_header_size=_NPY_MAX_HEADER)
         except (ValueError, SyntaxError, TypeError, OverflowError, EOFError) as err:
             msg = f"{path} has a malformed .npy header ({err}); {save_hint}"
             raise DataFormatError(msg) from err
@@ -212,7 +205,6 @@ def npy_header(path: str | Path) -> tuple[tuple[int, ...], np.dtype, int]:
             f"not a valid .npy file; {save_hint}"
         )
         raise DataFormatError(msg)
-    del fortran  # np.load handles either order
     return tuple(shape), dtype, offset
 
 
@@ -276,9 +268,7 @@ def _read_variant(features_dir: Path, variant: str, item_keys: Sequence[str]) ->
 
     path = features_dir / f"{check_name(variant, 'feature variant')}.parquet"
     if not path.is_file():
-        have = (
-            sorted(p.stem for p in features_dir.glob("*.parquet")) if features_dir.is_dir() else []
-        )
+        have = sorted(p.stem for p in features_dir.glob("*.parquet"))
         msg = (
             f"feature variant {variant!r} has no file {path} (variants there: "
             f"{', '.join(have) or 'none'}); run `alignrec-data extract` or pick one of those"
@@ -346,13 +336,11 @@ def assign_files(inputs: Sequence[FeatureInput], layout: str) -> dict[str, Featu
                 f"found {found}: pass --features alignrec"
             )
             raise UsageError(msg)
-        if inputs[0].modality != "fused":
-            log.warning(
-                "%s is a %s feature, written as image_feat.npy of the AlignRec layout",
-                inputs[0].source,
-                inputs[0].modality,
-            )
-        return {FEATURE_FILES["image"]: inputs[0]}
+        only = inputs[0]
+        if only.modality != "fused":
+            warning = "%s is a %s feature, written as image_feat.npy of the AlignRec layout"
+            log.warning(warning, only.source, only.modality)
+        return {FEATURE_FILES["image"]: only}
     files: dict[str, FeatureInput] = {}
     for inp in inputs:
         if inp.modality == "fused":
@@ -396,12 +384,8 @@ def check_specs(
     if layout == "alignrec" and not specs:
         specs = ["alignrec"]
     known = modalities or {}
-    stubs = [
-        FeatureInput(
-            s, known.get(s) or spec_modality(s, features_dir), np.empty((0, 0), np.float32)
-        )
-        for s in specs
-    ]
+    empty = np.empty((0, 0), np.float32)
+    stubs = [FeatureInput(s, known.get(s) or spec_modality(s, features_dir), empty) for s in specs]
     assign_files(stubs, layout)
     return specs
 

@@ -43,38 +43,26 @@ from __future__ import annotations
 
 import logging
 import re
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 from alignrec_data import card
 from alignrec_data.atomic import atomic_dir
-from alignrec_data.config import check_ranges, load_params, load_section, to_dict
+from alignrec_data.config import check_ranges, load_params, to_dict
 from alignrec_data.integrity import sha256_file
 from alignrec_data.outputs import check_output_dir, protected_folders
 from alignrec_data.paths import DatasetPaths
-from alignrec_data.release_configs import (
-    IMAGE_FEATURES,
-    ConfigWriter,
-    ImagesConfig,
-    features_config,
-    interactions_config,
-    items_config,
-    read_image_index,
-)
-from alignrec_data.release_inputs import Prepared, read_prepared, select_variants
+from alignrec_data.release_configs import ConfigWriter, config_writers
+from alignrec_data.release_inputs import read_prepared, select_variants
 from alignrec_data.release_layout import (
     CARD_NAME,
     FEATURES_PREFIX,
-    MANIFEST_FORMAT,
     MANIFEST_NAME,
-    MANIFEST_VERSION,
     SPLIT_NAMES,
     ConfigInfo,
-    ShardInfo,
     manifest_text,
     read_manifest,
-    shard_name,
 )
 from alignrec_data.release_provenance import (
     code_version,
@@ -89,22 +77,13 @@ from alignrec_data.release_shards import ShardWriter
 __all__ = [  # the release API; the layout names are re-exported for loaders and publish
     "CARD_NAME",
     "FEATURES_PREFIX",
-    "IMAGE_FEATURES",
-    "MANIFEST_FORMAT",
     "MANIFEST_NAME",
-    "MANIFEST_VERSION",
     "SPLIT_NAMES",
-    "ConfigInfo",
     "ReleaseConfig",
     "ReleaseResult",
-    "ShardInfo",
     "build_release",
-    "code_version",
-    "load_config",
-    "params_hash",
     "read_manifest",
     "sha256_file",
-    "shard_name",
 ]
 
 log = logging.getLogger(__name__)
@@ -140,27 +119,15 @@ class ReleaseConfig:
     def __post_init__(self) -> None:
         """Reject values the release writer cannot run with."""
         bad = [v for v in self.features if not _VARIANT.match(v)]
-        check_ranges(
-            self,
-            "release",
-            {
-                "shard_size_mb": (self.shard_size_mb > 0, "> 0"),
-                "compression": (
-                    self.compression in COMPRESSIONS,
-                    f"one of {', '.join(COMPRESSIONS)}",
-                ),
-                "features": (
-                    not bad,
-                    "variant names of a-z, 0-9, '.', '_' and '-', starting with a letter or digit"
-                    + (f" (not valid: {', '.join(map(repr, bad))})" if bad else ""),
-                ),
-            },
-        )
-
-
-def load_config(params_path: str | Path | None) -> ReleaseConfig:
-    """Load the ``release:`` section (defaults without a params file)."""
-    return load_section(params_path, "release", ReleaseConfig)
+        names = "variant names of a-z, 0-9, '.', '_' and '-', starting with a letter or digit"
+        if bad:
+            names += f" (not valid: {', '.join(map(repr, bad))})"
+        ranges = {
+            "shard_size_mb": (self.shard_size_mb > 0, "> 0"),
+            "compression": (self.compression in COMPRESSIONS, f"one of {', '.join(COMPRESSIONS)}"),
+            "features": (not bad, names),
+        }
+        check_ranges(self, "release", ranges)
 
 
 @dataclass(frozen=True)
@@ -185,14 +152,7 @@ class ReleaseResult:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form (for ``--format json``)."""
-        return {
-            "out": str(self.out),
-            "configs": self.configs,
-            "variants": self.variants,
-            "files": self.files,
-            "total_bytes": self.total_bytes,
-            "notes": self.notes,
-        }
+        return {**asdict(self), "out": str(self.out)}
 
 
 # ----------------------------------------------------------------------------- build
@@ -243,23 +203,28 @@ def build_release(
     variants = select_variants(paths.features, config.features)
     ckpt = paths.models / CHECKPOINT_NAME
     ckpt_sha = sha256_file(ckpt) if ckpt.is_file() else None
-    writers, notes = _writers(paths, dataset, config, prepared, variants, ckpt_sha)
-    params = load_params(params_path)
-    sections = {s: params[s] for s in PROVENANCE_SECTIONS if s in params}
-    own = {  # this dataset's per-dataset settings (overrides.SECTION.DATASET), if any
-        s: per[dataset]
-        for s, per in (params.get("overrides") or {}).items()
-        if s in PROVENANCE_SECTIONS and isinstance(per, dict) and per.get(dataset)
-    }
-    if own:
-        sections["overrides"] = own
-
+    writers, notes = config_writers(paths, dataset, config.images, prepared, variants, ckpt_sha)
+    sections = _params_sections(params_path, dataset)
     max_bytes = max(1, int(config.shard_size_mb * 1024 * 1024))
     with atomic_dir(out) as staging:
         shards = ShardWriter(staging, max_bytes, config.compression)
         configs = [_write_shards(w, shards) for w in writers]
-        context = _card_context(
-            paths, dataset, prepared, configs, staging, config, sections, ckpt_sha, notes
+        context = card.CardContext(
+            dataset=dataset,
+            spec=dataset_spec(dataset),
+            configs=configs,
+            n_users=prepared.n_users,
+            n_items=prepared.items.num_rows,
+            stats=prepared.stats,
+            raw_files=read_lock(paths.raw),
+            metrics=read_metrics(paths.metrics),
+            report=copy_report(paths.root / "report", staging),  # figures copied into staging
+            params_sections=sections,
+            params_hash=params_hash(sections),
+            release_config=to_dict(config),
+            code=code_version(),
+            checkpoint_sha256=ckpt_sha,
+            notes=notes,
         )
         (staging / CARD_NAME).write_text(card.render_card(context), encoding="utf-8")
         # The manifest is written last: a folder holding it is a complete release.
@@ -270,79 +235,24 @@ def build_release(
         log.warning("%s", note)
     total = sum(p.stat().st_size for p in files)
     log.info("release of %s written to %s (%d files, %d bytes)", dataset, out, len(files), total)
-    return ReleaseResult(
-        out=out,
-        configs={c.name: {sp: c.rows(sp) for sp in c.splits} for c in configs},
-        variants=variants,
-        files=len(files),
-        total_bytes=total,
-        notes=notes,
-    )
+    rows = {c.name: {sp: c.rows(sp) for sp in c.splits} for c in configs}
+    return ReleaseResult(out, rows, variants, len(files), total, notes)
+
+
+def _params_sections(params_path: str | Path | None, dataset: str) -> dict[str, Any]:
+    """The :data:`PROVENANCE_SECTIONS` of the params, with this dataset's overrides."""
+    params = load_params(params_path)
+    sections = {s: params[s] for s in PROVENANCE_SECTIONS if s in params}
+    own = {  # this dataset's per-dataset settings (overrides.SECTION.DATASET), if any
+        s: per[dataset]
+        for s, per in (params.get("overrides") or {}).items()
+        if s in PROVENANCE_SECTIONS and isinstance(per, dict) and per.get(dataset)
+    }
+    if own:
+        sections["overrides"] = own
+    return sections
 
 
 def _write_shards(writer: ConfigWriter, shards: ShardWriter) -> ConfigInfo:
     """Write one config's shards (a seam: tests/hostile slows it down to kill a build)."""
     return writer.write(shards)
-
-
-def _writers(
-    paths: DatasetPaths,
-    dataset: str,
-    config: ReleaseConfig,
-    prepared: Prepared,
-    variants: list[str],
-    checkpoint_sha256: str | None,
-) -> tuple[list[ConfigWriter], list[str]]:
-    """The writer of every config, in card order, and what the release will lack (notes)."""
-    features = [
-        features_config(paths.features / f"{v}.parquet", v, prepared.item_keys, checkpoint_sha256)
-        for v in variants
-    ]
-    image_index = read_image_index(paths.images)
-    writers: list[ConfigWriter] = [
-        items_config(prepared.items, image_index),
-        interactions_config(prepared),
-        *features,
-    ]
-    notes = []
-    if not variants:
-        notes.append(f"no feature files in {paths.features}: the release has no features")
-    if config.images and image_index is None:
-        notes.append(
-            f"release.images is true but {paths.images} has no index.parquet "
-            f"(run `alignrec-data images {dataset}`): no images config"
-        )
-    elif config.images:
-        writers.append(ImagesConfig(paths.images, image_index))
-    return writers, notes
-
-
-def _card_context(
-    paths: DatasetPaths,
-    dataset: str,
-    prepared: Prepared,
-    configs: list[ConfigInfo],
-    staging: Path,
-    config: ReleaseConfig,
-    sections: dict[str, Any],
-    checkpoint_sha256: str | None,
-    notes: list[str],
-) -> card.CardContext:
-    """Everything the card shows (the report's figures are copied into ``staging``)."""
-    return card.CardContext(
-        dataset=dataset,
-        spec=dataset_spec(dataset),
-        configs=configs,
-        n_users=prepared.n_users,
-        n_items=prepared.items.num_rows,
-        stats=prepared.stats,
-        raw_files=read_lock(paths.raw),
-        metrics=read_metrics(paths.metrics),
-        report=copy_report(paths.root / "report", staging),
-        params_sections=sections,
-        params_hash=params_hash(sections),
-        release_config=to_dict(config),
-        code=code_version(),
-        checkpoint_sha256=checkpoint_sha256,
-        notes=notes,
-    )

@@ -13,7 +13,7 @@ import json
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -22,43 +22,31 @@ import pyarrow.parquet as pq
 from alignrec_data.card_provenance import uses_encoder
 from alignrec_data.errors import DataFormatError
 from alignrec_data.feature_info import feature_info
+from alignrec_data.paths import DatasetPaths
 from alignrec_data.release_inputs import Prepared, feature_meta, read_features
 from alignrec_data.release_layout import FEATURES_PREFIX, SPLIT_NAMES, ConfigInfo
 from alignrec_data.release_shards import ShardWriter
+from alignrec_data.schema import INTERACTIONS_SCHEMA
 
-IMAGE_FEATURES = {
-    "item_id": {"dtype": "int64", "_type": "Value"},
-    "item_key": {"dtype": "string", "_type": "Value"},
-    "image": {"_type": "Image"},
-    "width": {"dtype": "int32", "_type": "Value"},
-    "height": {"dtype": "int32", "_type": "Value"},
-    "sha256": {"dtype": "string", "_type": "Value"},
-    "url": {"dtype": "string", "_type": "Value"},
-}
 # The image column is a ``datasets.Image`` struct, declared in the ``huggingface`` metadata so
 # that ``load_dataset`` decodes it.
+_IMAGE_FIELDS = [
+    ("item_id", pa.int64()),
+    ("item_key", pa.string()),
+    ("image", pa.struct([("bytes", pa.binary()), ("path", pa.string())])),
+    ("width", pa.int32()),
+    ("height", pa.int32()),
+    ("sha256", pa.string()),
+    ("url", pa.string()),
+]
+IMAGE_FEATURES = {
+    name: {"_type": "Image"} if name == "image" else {"dtype": str(dtype), "_type": "Value"}
+    for name, dtype in _IMAGE_FIELDS
+}
 IMAGE_SCHEMA = pa.schema(
-    [
-        ("item_id", pa.int64()),
-        ("item_key", pa.string()),
-        ("image", pa.struct([("bytes", pa.binary()), ("path", pa.string())])),
-        ("width", pa.int32()),
-        ("height", pa.int32()),
-        ("sha256", pa.string()),
-        ("url", pa.string()),
-    ],
+    _IMAGE_FIELDS,
     metadata={b"huggingface": json.dumps({"info": {"features": IMAGE_FEATURES}}).encode()},
 )
-
-
-class ConfigWriter(Protocol):
-    """Writes one config's shards and describes them."""
-
-    name: str
-
-    def write(self, shards: ShardWriter) -> ConfigInfo:
-        """Write the config under ``shards.root`` and return what was written."""
-        ...
 
 
 @dataclass
@@ -90,6 +78,47 @@ class TableConfig:
         )
 
 
+def config_writers(
+    paths: DatasetPaths,
+    dataset: str,
+    images: bool,
+    prepared: Prepared,
+    variants: list[str],
+    checkpoint_sha256: str | None,
+) -> tuple[list[ConfigWriter], list[str]]:
+    """The writer of every config, in card order, and what the release will lack (notes).
+
+    Args:
+        paths: The dataset's folders.
+        dataset: Dataset id (for the notes).
+        images: Add the ``images`` config (``release.images``).
+        prepared: The checked prepared tables.
+        variants: Feature variants to release.
+        checkpoint_sha256: sha256 of the encoder checkpoint, recorded for encoder variants.
+    """
+    features = [
+        features_config(paths.features / f"{v}.parquet", v, prepared.item_keys, checkpoint_sha256)
+        for v in variants
+    ]
+    image_index = read_image_index(paths.images)
+    writers: list[ConfigWriter] = [
+        items_config(prepared.items, image_index),
+        interactions_config(prepared),
+        *features,
+    ]
+    notes = []
+    if not variants:
+        notes.append(f"no feature files in {paths.features}: the release has no features")
+    if images and image_index is None:
+        notes.append(
+            f"release.images is true but {paths.images} has no index.parquet "
+            f"(run `alignrec-data images {dataset}`): no images config"
+        )
+    elif images:
+        writers.append(ImagesConfig(paths.images, image_index))
+    return writers, notes
+
+
 # ----------------------------------------------------------------------------- items
 
 
@@ -108,7 +137,8 @@ def items_config(items: pa.Table, image_index: pa.Table | None) -> TableConfig:
         else [u is not None for u in image_url]
     )
     if image_index is not None:  # the images stage ran: the URL that served, and whether one did
-        fetched = _fetched_images(image_index)
+        rows = image_index.select(["item_id", "has_image", "url"]).to_pylist()
+        fetched = {int(r["item_id"]): r["url"] for r in rows if r["has_image"]}
         image_url = [fetched.get(i, image_url[i]) for i in range(n)]
         has_image = [i in fetched for i in range(n)]
 
@@ -150,15 +180,9 @@ def interactions_config(prepared: Prepared) -> TableConfig:
             return pa.array([item_keys[i] for i in item_ids], pa.string())
         return pa.nulls(n, dtype)
 
-    dtypes = {
-        "user_id": pa.int64(),
-        "item_id": pa.int64(),
-        "user_key": pa.string(),
-        "item_key": pa.string(),
-        "rating": pa.float32(),
-        "timestamp": pa.int64(),
-    }
-    pub = pa.table({name: column(name, dtype) for name, dtype in dtypes.items()})
+    # The published columns are the prepared layout's, without the split.
+    fields = [f for f in INTERACTIONS_SCHEMA if f.name != "split"]
+    pub = pa.table({f.name: column(f.name, f.type) for f in fields})
     split_col = inter.column("split").to_numpy(zero_copy_only=False)
     unknown = sorted(set(split_col) - set(SPLIT_NAMES))
     if unknown:
@@ -206,12 +230,6 @@ def read_image_index(images_dir: Path) -> pa.Table | None:
     return pq.read_table(path) if path.is_file() else None
 
 
-def _fetched_images(index: pa.Table) -> dict[int, str | None]:
-    """item_id -> URL that served, for items with a stored image."""
-    rows = index.select(["item_id", "has_image", "url"]).to_pylist()
-    return {int(r["item_id"]): r["url"] for r in rows if r["has_image"]}
-
-
 @dataclass
 class ImagesConfig:
     """``images``: the stored image bytes, streamed in storage order (one shard in memory).
@@ -235,14 +253,9 @@ class ImagesConfig:
 
         meta = {int(r["item_id"]): r for r in self.index.to_pylist() if r["has_image"]}
         for item_id, data in iter_image_bytes(self.images_dir):
-            m = meta[item_id]
-            row = {
-                "item_id": item_id,
-                "item_key": m["item_key"],
-                "image": {"bytes": data, "path": None},
-                "width": m["width"],
-                "height": m["height"],
-                "sha256": m["sha256"],
-                "url": m["url"],
-            }
-            yield row, len(data)
+            row = {k: meta[item_id][k] for k in ("item_key", "width", "height", "sha256", "url")}
+            yield {**row, "item_id": item_id, "image": {"bytes": data, "path": None}}, len(data)
+
+
+# What build_release calls ``write(shards)`` on: one per config.
+ConfigWriter = TableConfig | ImagesConfig

@@ -113,11 +113,8 @@ def read_prepared(paths: DatasetPaths, dataset: str) -> Prepared:
 
 def select_variants(features_dir: Path, requested: tuple[str, ...]) -> list[str]:
     """The feature variants to release: ``requested``, or every file in ``features_dir``."""
-    found = (
-        sorted(p.stem for p in features_dir.glob("*.parquet") if not p.name.startswith("."))
-        if features_dir.is_dir()
-        else []
-    )
+    # (glob finds nothing in a folder that does not exist)
+    found = sorted(p.stem for p in features_dir.glob("*.parquet") if not p.name.startswith("."))
     variants = list(requested) or found
     absent = [v for v in variants if v not in found]
     if absent:
@@ -149,12 +146,8 @@ def read_features(path: Path, variant: str, item_keys: list[str]) -> tuple[pa.Ta
             f"({len(item_keys)} items in prepared/items.parquet), found {len(ids)} rows"
         )
         raise DataFormatError(msg)
-    keys = (
-        table.column("item_key").to_pylist()
-        if "item_key" in table.column_names
-        else list(item_keys)
-    )
-    if keys != list(item_keys):
+    keys = table.column("item_key").to_pylist() if "item_key" in table.column_names else item_keys
+    if keys != item_keys:
         bad = next(i for i, (a, b) in enumerate(zip(keys, item_keys, strict=True)) if a != b)
         msg = (
             f"feature file {path}: item {bad} has key {keys[bad]!r} but prepared/items.parquet "

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -73,23 +73,16 @@ class ConfigInfo:
             "kind": self.kind,
             "columns": self.columns,
             "splits": {
-                sp: {
-                    "rows": sum(s.rows for s in shards),
-                    "shards": [
-                        {"path": s.path, "rows": s.rows, "bytes": s.bytes, "sha256": s.sha256}
-                        for s in shards
-                    ],
-                }
+                sp: {"rows": self.rows(sp), "shards": [asdict(s) for s in shards]}
                 for sp, shards in self.splits.items()
             },
         }
-        if self.dim is not None:
-            out["dim"] = self.dim
-        if self.variant is not None:
-            out["variant"] = self.variant
-        if self.extra.get("modality"):
-            out["modality"] = self.extra["modality"]  # image | text | joint (feature_info)
-        return out
+        optional = {
+            "dim": self.dim,
+            "variant": self.variant,
+            "modality": self.extra.get("modality") or None,  # image | text | joint (feature_info)
+        }
+        return out | {k: v for k, v in optional.items() if v is not None}
 
 
 def manifest_text(
@@ -154,8 +147,7 @@ def read_manifest(folder: str | Path, label: str | None = None) -> dict[str, Any
             if not isinstance(shards, list) or not shards or not isinstance(entry.get("rows"), int):
                 raise bad(f"config {name!r} split {split!r} has no `rows` and `shards` list")
             for shard in shards:
-                problem = _shard_problem(name, split, shard)
-                if problem:
+                if problem := _shard_problem(name, split, shard):
                     raise bad(problem)
     return doc
 

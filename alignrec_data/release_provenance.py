@@ -68,25 +68,18 @@ def read_lock(raw_dir: Path) -> dict[str, dict[str, Any]]:
     files = doc.get("files") if isinstance(doc, dict) else None
     if not isinstance(files, dict):
         return {}
-    out = {}
-    for name, entry in sorted(files.items()):
-        if isinstance(entry, dict):
-            out[str(name)] = {
-                k: entry.get(k) for k in ("role", "url", "size", "sha256", "trust") if k in entry
-            }
-    return out
+    keep = ("role", "url", "size", "sha256", "trust")
+    return {
+        str(name): {k: entry[k] for k in keep if k in entry}
+        for name, entry in sorted(files.items())
+        if isinstance(entry, dict)
+    }
 
 
 def read_metrics(metrics_dir: Path) -> dict[str, Any]:
     """All readable ``metrics/*.json`` files by stem."""
-    if not metrics_dir.is_dir():
-        return {}
-    out = {}
-    for p in sorted(metrics_dir.glob("*.json")):
-        doc = read_json_or_none(p)
-        if doc is not None:
-            out[p.stem] = doc
-    return out
+    docs = {p.stem: read_json_or_none(p) for p in sorted(metrics_dir.glob("*.json"))}
+    return {stem: doc for stem, doc in docs.items() if doc is not None}
 
 
 def copy_report(report_dir: Path, out: Path) -> str | None:
@@ -106,8 +99,7 @@ def copy_report(report_dir: Path, out: Path) -> str | None:
         if re.match(r"^[a-z]+://", src) or src.startswith("/"):
             return m.group(0)
         fig = (report_dir / src).resolve()
-        inside = root in fig.parents
-        if not inside or fig.suffix.lower() not in (".png", ".jpg", ".jpeg", ".svg"):
+        if root not in fig.parents or fig.suffix.lower() not in (".png", ".jpg", ".jpeg", ".svg"):
             log.warning("report figure %s is outside %s or not an image: not copied", src, root)
             return f"*(figure `{src}` not included)*"
         if not fig.is_file():

@@ -40,16 +40,14 @@ class ShardWriter:
     def write_table(self, table: pa.Table, config: str, split: str) -> list[ShardInfo]:
         """Write ``table`` as equal-row shards ``config/<split>-0000i-of-0000n.parquet``."""
         n_rows = table.num_rows
-        n = max(1, math.ceil(table.nbytes / self.max_bytes)) if n_rows else 1
-        n = min(n, max(1, n_rows))
-        per = math.ceil(n_rows / n) if n_rows else 0
+        n = min(max(1, math.ceil(table.nbytes / self.max_bytes)), max(1, n_rows))
+        per = math.ceil(n_rows / n)
         folder = self._folder(config)
         shards = []
         for i in range(n):
             part = table.slice(i * per, per) if n_rows else table
             path = folder / shard_name(split, i, n)
-            row_group = max(1, min(max(part.num_rows, 1), MAX_ROW_GROUP))
-            self._write(part, path, row_group_size=row_group)
+            self._write(part, path, row_group_size=min(max(part.num_rows, 1), MAX_ROW_GROUP))
             shards.append(self._info(config, path, part.num_rows))
         return shards
 

@@ -79,16 +79,10 @@ def command(
     from alignrec_data.release import ReleaseConfig, build_release
 
     config = load_settings(params, "release", ReleaseConfig, dataset)
-    changes: dict = {}
+    options = {"images": images, "shard_size_mb": shard_size_mb, "repo_id": repo_id}
     if features is not None:
-        changes["features"] = tuple(parse_feature_specs(features))
-    if images is not None:
-        changes["images"] = images
-    if shard_size_mb is not None:
-        changes["shard_size_mb"] = shard_size_mb
-    if repo_id is not None:
-        changes["repo_id"] = repo_id
-    config = dataclasses.replace(config, **changes)
+        options["features"] = tuple(parse_feature_specs(features))
+    config = dataclasses.replace(config, **{k: v for k, v in options.items() if v is not None})
     result = build_release(data_dir, dataset, out, config, params_path=params, overwrite=overwrite)
     lines = [
         f"release of {dataset} -> {result.out} ({result.files} files, {result.total_bytes:,} bytes)"
