@@ -16,6 +16,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from operator import attrgetter
 from typing import Generic, TypeVar
 
 from alignrec_data.errors import UsageError
@@ -67,21 +68,18 @@ def shard_count(n_items: int, workers: int, max_items: int) -> int:
     return min(n_items, max(workers, math.ceil(n_items / max_items)))
 
 
-def plan_shards(
-    items: Sequence[T], n_shards: int, first_number: int, key: str = "item_id"
-) -> list[ShardTask[T]]:
+def plan_shards(items: Sequence[T], n_shards: int, first_number: int) -> list[ShardTask[T]]:
     """Split ``items`` into ``n_shards`` contiguous id ranges of near-equal size.
 
     Args:
-        items: The items (any objects with the attribute ``key``).
+        items: The items (any objects with an ``item_id`` attribute, which orders them).
         n_shards: How many tasks (see :func:`shard_count`).
         first_number: The number of the first shard (one past the highest on disk).
-        key: The attribute that orders the items.
 
     Returns:
         The tasks, numbered ``first_number``, ``first_number + 1``, ...; none is empty.
     """
-    ordered = sorted(items, key=lambda it: getattr(it, key))
+    ordered = sorted(items, key=attrgetter("item_id"))
     n, k = len(ordered), min(n_shards, len(ordered))
     return [
         ShardTask(first_number + i, tuple(ordered[i * n // k : (i + 1) * n // k])) for i in range(k)

@@ -28,13 +28,11 @@ from typing import Any
 from tqdm.auto import tqdm
 
 from alignrec_data.engine.plan import ShardTask, plan_shards, shard_count
-from alignrec_data.engine.ray_images import _connected, require_ray, run_tasks
+from alignrec_data.engine.ray_images import TASK_RETRIES, _connected, require_ray, run_tasks
 from alignrec_data.paths import DatasetPaths
 
 log = logging.getLogger(__name__)
 
-# Times Ray runs a shard task again after its worker died.
-TASK_RETRIES = 3
 # Most items in one shard task (more tasks than workers only when a range would be larger).
 SHARD_ITEMS = 20_000
 

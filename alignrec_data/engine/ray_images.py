@@ -120,7 +120,7 @@ def fetch_shard(
     for row in rows:
         row["shard"] = shard if row["has_image"] else None
     call("ping")  # the driver still runs (else this raises and nothing is written)
-    store.write_index_part(images_dir, task.number, rows, index_settings)
+    store.write_index(images_dir, rows, index_settings, part=task.number)
     writer.flush()
     return rows, requests, dict(fetcher.requests_by_host), writer.names
 

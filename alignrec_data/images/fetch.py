@@ -32,6 +32,7 @@ import logging
 import threading
 import time
 from collections import Counter
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
@@ -161,11 +162,8 @@ class HostRateLimiter:
 
     def wait(self, host: str) -> None:
         """Block until a request to ``host`` may start."""
-        if self.interval <= 0:
-            return
-        delay = self._slot(host) - time.monotonic()
-        if delay > 0:
-            time.sleep(delay)
+        if self.interval > 0:
+            time.sleep(max(0.0, self._slot(host) - time.monotonic()))
 
     def _slot(self, host: str) -> float:
         """The start time of the next request to ``host`` (a shared limiter asks elsewhere)."""
@@ -180,7 +178,7 @@ class _Deadline(Exception):
     """The request's ``total_timeout`` passed."""
 
 
-class Fetcher:
+class Fetcher(AbstractContextManager["Fetcher"]):
     """Fetch URLs with retries, a per-host rate limit and a size cap; safe to share by threads.
 
     Each thread gets its own :class:`requests.Session` (connection reuse per thread). The
@@ -233,9 +231,6 @@ class Fetcher:
                 s.close()
             self._sessions.clear()
 
-    def __enter__(self) -> Fetcher:
-        return self
-
     def __exit__(self, *exc: object) -> None:
         self.close()
 
@@ -282,8 +277,7 @@ class Fetcher:
         reason = "connection-error"
         n = 0
         tries = policy.retries + 1
-        if max_requests is not None:
-            tries = min(tries, max_requests)
+        tries = tries if max_requests is None else min(tries, max_requests)
         timeouts = (s.timeout, min(s.timeout, s.total_timeout))  # connect, each read
         for attempt in range(tries):
             if self.breaker.is_down(host):

@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import pyarrow.parquet as pq
+
 from alignrec_data.errors import UsageError
 from alignrec_data.images import store
 from alignrec_data.images.config import ACCEPT_KEYS, ENCODE_KEYS
@@ -41,75 +43,59 @@ def empty_row(item: Item) -> dict[str, Any]:
     return row
 
 
-def check_shard_settings(
-    by_shard: dict[str, Any], wanted: dict[str, Any], images_dir: Path, dataset: str
-) -> None:
-    """Refuse shards whose encoding settings differ from ``wanted`` (they cannot be mixed)."""
-    want_encode = {k: wanted[k] for k in ENCODE_KEYS}
+def _read_previous(
+    images_dir: Path, index_settings: dict[str, Any], dataset: str
+) -> tuple[dict[str, dict[str, Any]], dict[str, dict[str, Any]], bool]:
+    """What earlier runs left in ``images_dir``.
+
+    ``index_settings`` are the settings the index records (those of the shards and the
+    mirror rules).
+
+    Returns:
+        The stored images' shard records by item key, the old index rows by item key, and
+        whether the acceptance settings and mirrors are unchanged (old failures hold).
+    """
+    catalog, by_shard = store.read_shard_catalog(images_dir)
+    want_encode = {k: index_settings[k] for k in ENCODE_KEYS}
     for name, got in sorted(by_shard.items()):
         got_encode = {k: (got or {}).get(k) for k in ENCODE_KEYS}
         if got_encode != want_encode:
             msg = (
-                f"{images_dir / name} holds images made with {got_encode}, but the params say "
-                f"{want_encode}; images made with different settings cannot be mixed"
+                f"{images_dir / name} holds images made with {got_encode}, but the params "
+                f"say {want_encode}; images made with different settings cannot be mixed"
             )
-            raise UsageError(
-                msg, hint=f"rerun with `alignrec-data images {dataset} --force` to rebuild them"
-            )
+            hint = f"rerun with `alignrec-data images {dataset} --force` to rebuild them"
+            raise UsageError(msg, hint=hint)
+
+    def same(recorded: dict[str, Any] | None) -> bool:
+        keys = (*ACCEPT_KEYS, "mirrors")
+        return recorded is not None and all(recorded.get(k) == index_settings[k] for k in keys)
+
+    index_path = images_dir / store.INDEX_FILE
+    has_index = index_path.is_file()
+    rows = pq.read_table(index_path).to_pylist() if has_index else []
+    index = {r["item_key"]: r for r in rows}
+    accept_same = same(store.read_settings(index_path)) if has_index else True
+    # Index parts of a distributed run that did not finish are newer than the index.
+    parts = [rows for recorded, rows in store.read_index_parts(images_dir) if same(recorded)]
+    for rows in parts:
+        index.update((r["item_key"], r) for r in rows)
+    return catalog, index, accept_same and (has_index or bool(parts))
 
 
-@dataclass
-class Previous:
-    """What earlier runs left.
+def _is_permanent(old: dict[str, Any] | None, item: Item) -> bool:
+    """True when ``old``, the item's earlier index row, is a failure a rerun keeps.
 
-    Attributes:
-        catalog: The stored images' shard records, by item key.
-        index: The old index rows, by item key.
-        accept_same: The acceptance settings and mirrors are unchanged (old failures hold).
+    Kept: a failure with the same candidate URLs and no transient reason (a later run may
+    cure those: also host-down and skipped items).
     """
-
-    catalog: dict[str, dict[str, Any]] = field(default_factory=dict)
-    index: dict[str, dict[str, Any]] = field(default_factory=dict)
-    accept_same: bool = False
-
-    @classmethod
-    def read(
-        cls, images_dir: Path, index_settings: dict[str, Any], dataset: str, force: bool
-    ) -> Previous:
-        """Read the shards and index in ``images_dir`` (nothing with ``force``).
-
-        ``index_settings`` are the settings the index records (those of the shards and the
-        mirror rules).
-        """
-        if force:
-            return cls()
-        catalog, by_shard = store.read_shard_catalog(images_dir)
-        check_shard_settings(by_shard, index_settings, images_dir, dataset)
-
-        def same(recorded: dict[str, Any] | None) -> bool:
-            keys = (*ACCEPT_KEYS, "mirrors")
-            return recorded is not None and all(recorded.get(k) == index_settings[k] for k in keys)
-
-        index_path = images_dir / store.INDEX_FILE
-        has_index = index_path.is_file()
-        index = {r["item_key"]: r for r in store.read_index_rows(images_dir)}
-        accept_same = same(store.read_settings(index_path)) if has_index else True
-        # Index parts of a distributed run that did not finish are newer than the index.
-        parts = [rows for recorded, rows in store.read_index_parts(images_dir) if same(recorded)]
-        for rows in parts:
-            index.update((r["item_key"], r) for r in rows)
-        return cls(catalog, index, accept_same and (has_index or bool(parts)))
-
-    def keeps_failure(self, item: Item, retry_missing: bool) -> dict[str, Any] | None:
-        """The old index row of ``item`` when its permanent failure is kept, else None."""
-        prev = self.index.get(item.item_key)
-        if prev is None or prev["has_image"] or retry_missing or not self.accept_same:
-            return None
-        if list(prev["candidates"]) != [c.source for c in item.candidates]:
-            return None
-        if is_transient(prev["reason"]) or any(is_transient(a) for a in prev["attempts"]):
-            return None  # a later run may cure it (also host-down and skipped items)
-        return prev
+    return (
+        old is not None
+        and not old["has_image"]
+        and list(old["candidates"]) == [c.source for c in item.candidates]
+        and not is_transient(old["reason"])
+        and not any(is_transient(a) for a in old["attempts"])
+    )
 
 
 @dataclass
@@ -125,26 +111,38 @@ class Plan:
 def plan(
     items: list[tuple[int, str, list[str]]],
     rules: MirrorRules,
-    prev: Previous,
+    images_dir: Path,
+    index_settings: dict[str, Any],
+    dataset: str,
+    *,
+    force: bool,
     retry_missing: bool,
 ) -> Plan:
-    """Sort ``items`` (id, key, image URLs) into rows kept and items to fetch."""
+    """Sort ``items`` (id, key, image URLs) into rows kept and items to fetch.
+
+    What earlier runs left in ``images_dir`` is read unless ``force``; ``index_settings`` are
+    the settings the index records (those of the shards and the mirror rules).
+
+    Raises:
+        UsageError: Shards made with other encoding settings.
+    """
+    previous = ({}, {}, False) if force else _read_previous(images_dir, index_settings, dataset)
+    catalog, index, accept_same = previous
     out = Plan()
     for item_id, item_key, urls in items:
         item = Item(item_id, item_key, tuple(rules.resolve(u) for u in image_candidates(urls)))
         row = empty_row(item)
-        if item_key in prev.catalog:
-            old = prev.index.get(item_key)
+        old = index.get(item_key)
+        if item_key in catalog:
             kept = old if old is not None and old["has_image"] else {"attempts": []}
-            stored = prev.catalog[item_key]
-            row.update({k: stored[k] for k in SHARD_FIELDS})
+            row.update({k: catalog[item_key][k] for k in SHARD_FIELDS})
             row.update(
                 has_image=True, fetched_url=kept.get("fetched_url"), attempts=list(kept["attempts"])
             )
             out.stored += 1
-        elif (failed := prev.keeps_failure(item, retry_missing)) is not None:
-            row.update({k: failed[k] for k in ("reason", "url", "http_status")})
-            row.update(fetched_url=failed.get("fetched_url"), attempts=list(failed["attempts"]))
+        elif accept_same and not retry_missing and _is_permanent(old, item):
+            row.update({k: old[k] for k in ("reason", "url", "http_status")})
+            row.update(fetched_url=old.get("fetched_url"), attempts=list(old["attempts"]))
             out.failed += 1
         elif not item.candidates:
             row["reason"] = "no-url"

@@ -39,7 +39,7 @@ from alignrec_data.images import store
 from alignrec_data.images.config import ImagesConfig
 from alignrec_data.images.fetch import SKIPPED, Fetcher
 from alignrec_data.images.hosts import host_stats, report_hosts_down
-from alignrec_data.images.resume import Item, Previous, empty_row, plan
+from alignrec_data.images.resume import Item, empty_row, plan
 from alignrec_data.images.urls import mirror_rules
 from alignrec_data.images.work import ShardWriter, fetch_items
 from alignrec_data.links import check_links
@@ -211,8 +211,9 @@ def fetch_images(
         log.info("removed %s, left by an interrupted run", path.name)
     # Index metadata also records the mirror rules: other mirrors may cure earlier failures.
     index_settings = {**settings, "mirrors": [[r.prefix, r.replacement] for r in rules.rules]}
-    prev = Previous.read(images_dir, index_settings, dataset, force)
-    kept = plan(items, rules, prev, retry_missing)
+    kept = plan(
+        items, rules, images_dir, index_settings, dataset, force=force, retry_missing=retry_missing
+    )
     result = ImagesResult(images_dir, {}, resumed_stored=kept.stored, resumed_failed=kept.failed)
     log.info("images %s: %d stored, %d known failures kept, %d to fetch", dataset, kept.stored,
              kept.failed, len(kept.todo))  # fmt: skip

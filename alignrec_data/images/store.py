@@ -136,8 +136,7 @@ def clean_stale_temporaries(images_dir: str | Path) -> list[Path]:
 
 def next_shard_number(images_dir: str | Path) -> int:
     """The number of the next shard to write (one past the highest existing)."""
-    files = shard_files(images_dir)
-    return int(_SHARD_NAME.match(files[-1].name).group(1)) + 1 if files else 0  # type: ignore[union-attr]
+    return max((int(m.group(1)) + 1 for m, _ in _matching(images_dir, _SHARD_NAME)), default=0)
 
 
 def _write_rows(
@@ -216,25 +215,19 @@ def read_shard_catalog(
     return catalog, settings
 
 
-def read_index_rows(images_dir: str | Path) -> list[dict[str, Any]]:
-    """The rows of ``index.parquet`` as dicts (None for nulls); [] when there is no index."""
-    path = Path(images_dir) / INDEX_FILE
-    return pq.read_table(path).to_pylist() if path.is_file() else []
-
-
 def write_index(
-    images_dir: str | Path, rows: list[dict[str, Any]], settings: dict[str, Any]
-) -> None:
-    """Atomically (re)write ``index.parquet``, sorted by ``item_id``."""
-    rows = sorted(rows, key=lambda r: r["item_id"])
-    _write_rows(Path(images_dir) / INDEX_FILE, rows, INDEX_SCHEMA, settings, compression="zstd")
-
-
-def write_index_part(
-    images_dir: str | Path, number: int, rows: list[dict[str, Any]], settings: dict[str, Any]
+    images_dir: str | Path,
+    rows: list[dict[str, Any]],
+    settings: dict[str, Any],
+    part: int | None = None,
 ) -> str:
-    """Atomically write the index rows of one shard task (``index-part-<number>.parquet``)."""
-    name = INDEX_PART_TEMPLATE.format(number)
+    """Atomically (re)write ``index.parquet``, sorted by ``item_id``.
+
+    With ``part``, write instead the index rows of that shard task
+    (``index-part-<part:05d>.parquet``). Returns the file name.
+    """
+    name = INDEX_FILE if part is None else INDEX_PART_TEMPLATE.format(part)
+    rows = sorted(rows, key=lambda r: r["item_id"])
     _write_rows(Path(images_dir) / name, rows, INDEX_SCHEMA, settings, compression="zstd")
     return name
 

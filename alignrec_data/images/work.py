@@ -136,28 +136,27 @@ class ShardWriter:
         self.images_dir, self.settings, self.limit = images_dir, settings, limit
         self.number = store.next_shard_number(images_dir) if number is None else number
         self.names: list[str] = []  # shards written
-        self._records: list[dict[str, Any]] = []
-        self._rows: list[dict[str, Any]] = []
+        self._buffer: list[tuple[dict[str, Any], bytes]] = []  # (index row, image)
         self._bytes = 0
 
     def add(self, row: dict[str, Any], image: bytes) -> None:
         """Buffer ``image`` for the index row ``row`` (its ``shard`` is set when written)."""
-        self._records.append({**row, "image": image})
-        self._rows.append(row)
+        self._buffer.append((row, image))
         self._bytes += len(image)
         if self._bytes >= self.limit:
             self.flush()
 
     def flush(self) -> None:
         """Write the buffered images as the next shard (nothing when none is buffered)."""
-        if not self._records:
+        if not self._buffer:
             return
-        name = store.write_shard(self.images_dir, self.number, self._records, self.settings)
-        for r in self._rows:
-            r["shard"] = name
+        records = [{**row, "image": image} for row, image in self._buffer]
+        name = store.write_shard(self.images_dir, self.number, records, self.settings)
+        for row, _ in self._buffer:
+            row["shard"] = name
         self.names.append(name)
         self.number += 1
-        self._records, self._rows, self._bytes = [], [], 0
+        self._buffer, self._bytes = [], 0
 
 
 def fetch_items(
