@@ -68,9 +68,8 @@ def is_transient(reason: str | None) -> bool:
     Time-outs, connection errors, HTTP 408, 429 and any 5xx, a host that was down
     (``host-down``) and an item not fetched at all (``skipped``).
     """
-    if reason is None:
-        return False
-    return reason in TRANSIENT_REASONS or (reason.startswith("http-5") and len(reason) == 8)
+    http_5xx = reason is not None and reason.startswith("http-5") and len(reason) == 8
+    return reason in TRANSIENT_REASONS or http_5xx
 
 
 @dataclass(frozen=True)

@@ -99,8 +99,7 @@ def target_size(width: int, height: int, shorter_side: int) -> tuple[int, int]:
     Returns:
         ``(width, height)``; the source size when it is already small enough.
     """
-    short = min(width, height)
-    if short <= shorter_side:
+    if min(width, height) <= shorter_side:
         return width, height
     if width <= height:
         return shorter_side, max(1, round(height * shorter_side / width))
