@@ -58,6 +58,7 @@ from alignrec_data.prepared import (
 from alignrec_data.readers import BadLineLog, InteractionColumns, ItemMeta, reader_for
 from alignrec_data.readers.amazon2014 import DEFAULT_MAX_LITERAL_LINE_BYTES
 from alignrec_data.readers.base import MAX_IMAGE_URLS
+from alignrec_data.readers.columns import read_review_columns
 from alignrec_data.readers.lines import DEFAULT_MAX_LINE_BYTES
 from alignrec_data.registry import DatasetSpec, get_dataset, raw_path
 from alignrec_data.splits import SPLIT_METHODS
@@ -231,7 +232,8 @@ def _read_reviews(
     rlog = BadLineLog(path.name, strict, config.max_reported_bad_lines)
     logger.info("reading %s", path)
     with tqdm(desc="reviews", unit=" lines", disable=None, mininterval=1.0) as bar:
-        cols = reader.read_columns(path, rlog, config.max_line_bytes, bar)
+        fields, divisor = reader.REVIEW_FIELDS, reader.TIMESTAMP_DIVISOR
+        cols = read_review_columns(path, rlog, config.max_line_bytes, fields, divisor, bar)
     if len(cols) > 0:
         return cols, rlog
     found = (
