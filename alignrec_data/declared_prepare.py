@@ -110,10 +110,10 @@ def prepare_declared(
         logger.info("reading %s", files["meta"])
         records = read_items(d, files["meta"], mlog, images.url, set(kept.item_keys))
     declared_text = d.decl.items is not None and d.decl.items.text is not None
-    items = items_step(records, kept.item_keys, config, mlog, declared_text)
+    items = items_step(records, kept.item_keys, config, declared_text)
     mirror = declared_mod.image_mirror(spec)
     head = _head(spec, raw_files, images, mirror)
-    stats = finish(paths, head, config, kept, items, logger)
+    stats = finish(paths, head, config, kept, items, mlog, logger)
     if mirror is not None and images.counts["local"]:
         logger.info(
             "%s: %d items have local images; fetch them with `alignrec-data images %s --mirror %s`",

@@ -45,7 +45,7 @@ from alignrec_data.declared import PARTS
 from alignrec_data.errors import DataFormatError, DownloadError, UsageError
 from alignrec_data.links import check_links
 from alignrec_data.paths import DatasetPaths
-from alignrec_data.prepare_steps import ItemsStep, clean_interactions, finish
+from alignrec_data.prepare_steps import clean_interactions, finish
 from alignrec_data.prepared import (
     interactions_table,
     items_table,
@@ -315,14 +315,18 @@ def items_step(
     records: Iterable[ItemMeta],
     item_keys: list[str],
     config: PrepareConfig,
-    bad_lines: BadLineLog,
     declared_text: bool = False,
-) -> ItemsStep:
+) -> tuple[pa.Table, dict[str, Any]]:
     """Step 5: the kept items' metadata, repeated records merged (:func:`merge_metadata`).
 
     Then the items table with fallback titles (:func:`build_items`); with ``declared_text``
     its ``text`` column is the ``text`` each record carries (a declared template, filled by
     the reader).
+
+    Returns:
+        ``(items, stats)``: the table, and what ``stats.json`` records of it
+        (``items_without_metadata``, ``duplicate_metadata_records``, ``metadata_merge``,
+        ``title_sources``).
     """
     metas, counts = merge_metadata(records, set(item_keys))
     items, title_sources = build_items(
@@ -331,7 +335,13 @@ def items_step(
     if declared_text:
         texts = [getattr(metas.get(key), "text", "") for key in item_keys]
         items = replace_column(items, "text", pa.array(texts, pa.string()))
-    return ItemsStep(items, title_sources, len(metas), counts, bad_lines)
+    stats = {
+        "items_without_metadata": len(item_keys) - len(metas),
+        "duplicate_metadata_records": counts["duplicate_lines"],
+        "metadata_merge": counts,
+        "title_sources": title_sources,
+    }
+    return items, stats
 
 
 def build_items(
@@ -416,11 +426,11 @@ def prepare_dataset(
         disable=None,
         mininterval=1.0,
     )
-    items = items_step(records, kept.item_keys, config, mlog)  # 5. metadata
+    items = items_step(records, kept.item_keys, config)  # 5. metadata
     head = {
         "dataset": dataset_id,
         "release": spec.release,
         "source": "raw",
         "raw_files": raw_files,
     }
-    return finish(paths, head, config, kept, items, logger)
+    return finish(paths, head, config, kept, items, mlog, logger)

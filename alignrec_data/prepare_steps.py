@@ -3,7 +3,7 @@
 Both readers feed them: the Amazon releases (:mod:`alignrec_data.prepare`) and the datasets
 declared in ``params.yaml`` (:mod:`alignrec_data.declared_prepare`). After a reader has read
 the interactions into columns (step 1), :func:`clean_interactions` runs steps 2-4 (``dedupe``,
-``k_core``, ids); the reader then builds the items table (step 5, :class:`ItemsStep`) and
+``k_core``, ids); the reader then builds the items table (step 5, :func:`prepare.items_step`) and
 :func:`finish` runs step 6 (the seeded ``split``), builds ``users.parquet`` and ``stats.json``
 and writes the prepared folder (:func:`alignrec_data.prepared.write_prepared`).
 """
@@ -58,25 +58,6 @@ class Cleaned:
     has_timestamps: bool
 
 
-@dataclass
-class ItemsStep:
-    """Step 5: the items table and what ``stats.json`` records of it.
-
-    Attributes:
-        table: ``items.parquet``.
-        title_sources: Items per source of the shown title (:func:`prepare.build_items`).
-        with_metadata: Kept items that have a metadata record.
-        merge_counts: :func:`prepare.merge_metadata`'s counts of merged repeated records.
-        bad_lines: The bad lines of the metadata (items) file.
-    """
-
-    table: pa.Table
-    title_sources: dict[str, int]
-    with_metadata: int
-    merge_counts: dict[str, int]
-    bad_lines: BadLineLog
-
-
 def _step(name: str, users: np.ndarray, items: np.ndarray, **extra: Any) -> dict[str, Any]:
     return {
         "step": name,
@@ -116,10 +97,29 @@ def clean_interactions(
     return Cleaned(user_ids, item_ids, user_keys, item_keys, r, t, steps, bad_lines, *has)
 
 
-def _split(config: PrepareConfig, kept: Cleaned) -> tuple[pa.Table, dict[str, Any]]:
-    """Step 6: assign the splits; returns the interactions table and the split's statistics.
+def finish(
+    paths: DatasetPaths,
+    head: dict[str, Any],
+    config: PrepareConfig,
+    kept: Cleaned,
+    items: tuple[pa.Table, dict[str, Any]],
+    meta_bad_lines: BadLineLog,
+    log: logging.Logger,
+) -> dict[str, Any]:
+    """Step 6 and the write: split, ``users.parquet``, ``stats.json``, the prepared folder.
 
-    A column the source does not have (``has_ratings`` / ``has_timestamps`` False) is null.
+    Args:
+        paths: The dataset's folders.
+        head: The first keys of ``stats.json``: ``dataset``, ``release``, ``source`` (and
+            what the source adds), ``raw_files``.
+        config: The ``prepare`` params.
+        kept: Steps 1-4.
+        items: Step 5: ``items.parquet`` and its statistics (:func:`prepare.items_step`).
+        meta_bad_lines: The bad lines of the metadata (items) file.
+        log: The stage's logger (the summary line is logged as the stage).
+
+    Returns:
+        The statistics also written to ``stats.json``.
     """
     codes, split_info = assign_splits(
         config.split,
@@ -132,7 +132,7 @@ def _split(config: PrepareConfig, kept: Cleaned) -> tuple[pa.Table, dict[str, An
         test_start=config.temporal_test_start,
         quantiles=config.temporal_quantiles,
     )
-    n = len(kept.user_ids)
+    n = len(kept.user_ids)  # a column the source does not have is null
     inter = interactions_table(
         kept.user_ids,
         kept.item_ids,
@@ -142,35 +142,10 @@ def _split(config: PrepareConfig, kept: Cleaned) -> tuple[pa.Table, dict[str, An
         pa.array(kept.timestamps, pa.int64()) if kept.has_timestamps else pa.nulls(n, pa.int64()),
         codes,
     )
-    return inter, split_info
-
-
-def finish(
-    paths: DatasetPaths,
-    head: dict[str, Any],
-    config: PrepareConfig,
-    kept: Cleaned,
-    items: ItemsStep,
-    log: logging.Logger,
-) -> dict[str, Any]:
-    """Step 6 and the write: split, ``users.parquet``, ``stats.json``, the prepared folder.
-
-    Args:
-        paths: The dataset's folders.
-        head: The first keys of ``stats.json``: ``dataset``, ``release``, ``source`` (and
-            what the source adds), ``raw_files``.
-        config: The ``prepare`` params.
-        kept: Steps 1-4.
-        items: Step 5.
-        log: The stage's logger (the summary line is logged as the stage).
-
-    Returns:
-        The statistics also written to ``stats.json``.
-    """
-    inter, split_info = _split(config, kept)
     users = users_table(kept.user_keys, kept.user_ids)
+    table, item_stats = items
     n_items = len(kept.item_keys)
-    has_image = items.table.column("has_image").to_numpy(zero_copy_only=False)
+    has_image = table.column("has_image").to_numpy(zero_copy_only=False)
     stats: dict[str, Any] = {
         **head,
         "params": to_dict(config),
@@ -180,16 +155,13 @@ def finish(
         "interactions": inter.num_rows,
         "splits": split_counts(inter),
         "split": split_info,
-        "bad_lines": {"reviews": kept.bad_lines.as_dict(), "meta": items.bad_lines.as_dict()},
-        "items_without_metadata": n_items - items.with_metadata,
-        "duplicate_metadata_records": items.merge_counts["duplicate_lines"],
-        "metadata_merge": items.merge_counts,
-        "title_sources": items.title_sources,
+        "bad_lines": {"reviews": kept.bad_lines.as_dict(), "meta": meta_bad_lines.as_dict()},
+        **item_stats,
         "missing_image_url_rate": float(1.0 - has_image.mean()) if n_items else 0.0,
         "has_ratings": kept.has_ratings,
         "has_timestamps": kept.has_timestamps,
     }
-    write_prepared(paths.prepared, inter, items.table, users, stats)
+    write_prepared(paths.prepared, inter, table, users, stats)
     log.info(
         "prepared %s: %d users, %d items, %d interactions -> %s",
         head["dataset"],
