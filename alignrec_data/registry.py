@@ -58,6 +58,7 @@ __all__ = [
     "REGISTRY_RESOURCE",
     "RELEASES",
     "ROLES",
+    "SHA256",
     "DatasetSpec",
     "FileSpec",
     "broken_link",
@@ -81,7 +82,7 @@ RELEASES = ("2014", "2018", "2023", "synthetic")
 GROUPS = (*RELEASES, "declared")  # what `datasets --release` filters: + datasets of params.yaml
 
 _SAFE_PART = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]*$")
-_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+SHA256 = re.compile(r"^[0-9a-f]{64}$")  # also checks the sha256 of declared files
 
 
 @dataclass(frozen=True)
@@ -306,7 +307,7 @@ def _build(entry: dict[str, Any], releases: dict[str, Any], where: str) -> Datas
             msg = f"{where}: file role {f.role!r} is not one of {', '.join(ROLES)}"
             raise UsageError(msg)
         validate_name(f.name, f"{where} file name")
-        if f.sha256 is not None and not _SHA256.match(f.sha256):
+        if f.sha256 is not None and not SHA256.match(f.sha256):
             msg = (
                 f"{where}: sha256 of {f.name} must be 64 lower-case hex digits, found {f.sha256!r}"
             )
@@ -389,8 +390,6 @@ def _parse(folder: Path | Traversable, name: str, where: str) -> dict[str, Datas
 
 def _declared(params: str | Path | None) -> dict[str, DatasetSpec]:
     """The datasets declared in ``params`` (lazy import: declared imports this module)."""
-    if params is None:
-        return {}
     from alignrec_data.declared import declared_specs
 
     return declared_specs(params)
