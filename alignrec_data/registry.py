@@ -276,20 +276,17 @@ def file_url(base_url: str, f: FileSpec) -> str:
 def _build(entry: dict[str, Any], releases: dict[str, Any], where: str) -> DatasetSpec:
     """Build and check one DatasetSpec from its JSON entry."""
     try:
-        release = entry["release"]
-        rel_defaults = releases.get(release, {})
+        rel_defaults = releases.get(entry["release"], {})
         files = tuple(
             FileSpec(role=f["role"], name=f["name"], size=f.get("size"), sha256=f.get("sha256"))
             for f in entry["files"]
         )
         spec = DatasetSpec(
-            id=entry["id"],
-            release=release,
-            category=entry["category"],
-            description=entry["description"],
-            license=entry.get("license", rel_defaults.get("license", "")),
-            citation=entry.get("citation", rel_defaults.get("citation", "")),
-            homepage=entry.get("homepage", rel_defaults.get("homepage", "")),
+            **{k: entry[k] for k in ("id", "release", "category", "description")},
+            **{
+                k: entry.get(k, rel_defaults.get(k, ""))
+                for k in ("license", "citation", "homepage")
+            },
             base_url=entry["base_url"],
             files=files,
             image_base_url=entry.get("image_base_url"),
