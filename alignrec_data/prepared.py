@@ -100,11 +100,9 @@ def items_table(
         template: Item text template.
         category_separator: Joins the categories in the template.
     """
-    cols: dict[str, list] = {
-        k: [] for k in ("title", "brand", "categories", "description", "text", "image_urls")
-    }
     empty = ItemMeta("", "", "", [], "", [])
-    for key in item_keys:
+    rows = []
+    for n, key in enumerate(item_keys):
         m = (metas or {}).get(key, empty)
         fields = {
             "title": clean_text(m.title),
@@ -113,18 +111,10 @@ def items_table(
             "description": clean_text(m.description),
         }
         text = assemble_text(template, **fields, category_separator=category_separator, clean=False)
-        for k, v in {**fields, "text": text, "image_urls": list(m.image_urls)}.items():
-            cols[k].append(v)
-    has_image = [bool(u) for u in cols["image_urls"]]
-    return pa.table(
-        {
-            "item_id": pa.array(np.arange(len(item_keys), dtype=np.int64)),
-            "item_key": pa.array(item_keys, pa.string()),
-            **{k: pa.array(v, ITEMS_SCHEMA.field(k).type) for k, v in cols.items()},
-            "has_image": pa.array(has_image, pa.bool_()),
-        },
-        schema=ITEMS_SCHEMA,
-    )
+        urls = list(m.image_urls)
+        extra = {"text": text, "image_urls": urls, "has_image": bool(urls)}
+        rows.append({"item_id": n, "item_key": key, **fields, **extra})
+    return pa.Table.from_pylist(rows, schema=ITEMS_SCHEMA)
 
 
 def replace_column(table: pa.Table, name: str, values: pa.Array) -> pa.Table:
