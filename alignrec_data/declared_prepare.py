@@ -29,7 +29,7 @@ from alignrec_data import declared as declared_mod
 from alignrec_data.errors import UsageError
 from alignrec_data.paths import DatasetPaths
 from alignrec_data.prepare import PrepareConfig, check_raw_files, items_step
-from alignrec_data.prepare_steps import clean_interactions, finish
+from alignrec_data.prepared import clean_interactions, finish
 from alignrec_data.readers.lines import BadLineLog
 from alignrec_data.readers.tabular import DeclaredMeta, read_interactions, read_items
 from alignrec_data.registry import DatasetSpec

@@ -23,7 +23,7 @@ and written by :mod:`alignrec_data.prepared`: into a staging folder next to ``pr
 then replaces it, so ``prepared/`` is always complete or absent (and has the mode of a plain
 ``mkdir``).
 Steps 2-4, 6 and the write are shared with the datasets declared in ``params.yaml``
-(:mod:`alignrec_data.prepare_steps`). Same inputs and params give byte-identical files.
+(:mod:`alignrec_data.prepared`). Same inputs and params give byte-identical files.
 """
 
 from __future__ import annotations
@@ -45,8 +45,9 @@ from alignrec_data.declared import PARTS
 from alignrec_data.errors import DataFormatError, DownloadError, UsageError
 from alignrec_data.links import check_links
 from alignrec_data.paths import DatasetPaths
-from alignrec_data.prepare_steps import clean_interactions, finish
 from alignrec_data.prepared import (
+    clean_interactions,
+    finish,
     interactions_table,
     items_table,
     read_prepared,
