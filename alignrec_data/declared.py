@@ -412,17 +412,12 @@ def expected(f: FileSpec, entry: LockEntry | None, final: Path, url: str) -> Exp
 # --- images -------------------------------------------------------------------------------------
 
 
-def image_prefix(dataset_id: str) -> str:
-    """The URL prefix of a declared dataset's local images in items.parquet."""
-    return f"{IMAGE_HOST}{dataset_id}/"
-
-
 def image_mirror(spec: DatasetSpec) -> str | None:
     """``PREFIX=FOLDER``: the ``images --mirror`` rule that reads the local images, or None."""
     d: Declared | None = spec.declared
     if d is None or d.image_root is None:
         return None
-    return f"{image_prefix(d.id)}={d.image_root}/"
+    return f"{IMAGE_HOST}{d.id}/={d.image_root}/"
 
 
 def image_url(value: str, d: Declared) -> str | None:
@@ -448,7 +443,7 @@ def image_url(value: str, d: Declared) -> str | None:
     if not resolved.is_relative_to(root) or resolved == root:
         return None
     rel = resolved.relative_to(root).as_posix()
-    return image_prefix(d.id) + quote(rel, safe="/")
+    return f"{IMAGE_HOST}{d.id}/{quote(rel, safe='/')}"
 
 
 class ImageCounts:

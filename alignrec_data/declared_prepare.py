@@ -37,30 +37,6 @@ from alignrec_data.registry import DatasetSpec
 logger = logging.getLogger(__name__)
 
 
-def _head(
-    spec: DatasetSpec,
-    raw_files: dict[str, dict[str, Any]],
-    images: declared_mod.ImageCounts,
-    mirror: str | None,
-) -> dict[str, Any]:
-    """The first keys of ``stats.json``: the dataset, and where its declaration came from."""
-    d: declared_mod.Declared = spec.declared
-    return {
-        "dataset": spec.id,
-        "release": spec.release,
-        "source": "declared",
-        "declared": {
-            "params": d.where.rsplit(":", 1)[0],
-            "interactions": {"url": d.urls["reviews"], "format": d.formats["reviews"]},
-            "items": (
-                {"url": d.urls["meta"], "format": d.formats["meta"]} if "meta" in d.urls else None
-            ),
-            "images": {**images.counts, "mirror": mirror},
-        },
-        "raw_files": raw_files,
-    }
-
-
 def prepare_declared(
     spec: DatasetSpec,
     data_dir: str | Path,
@@ -112,7 +88,20 @@ def prepare_declared(
     declared_text = d.decl.items is not None and d.decl.items.text is not None
     items = items_step(records, kept.item_keys, config, declared_text)
     mirror = declared_mod.image_mirror(spec)
-    head = _head(spec, raw_files, images, mirror)
+    head = {  # the dataset, and where its declaration came from
+        "dataset": spec.id,
+        "release": spec.release,
+        "source": "declared",
+        "declared": {
+            "params": d.where.rsplit(":", 1)[0],
+            "interactions": {"url": d.urls["reviews"], "format": d.formats["reviews"]},
+            "items": (
+                {"url": d.urls["meta"], "format": d.formats["meta"]} if "meta" in d.urls else None
+            ),
+            "images": {**images.counts, "mirror": mirror},
+        },
+        "raw_files": raw_files,
+    }
     stats = finish(paths, head, config, kept, items, mlog, logger)
     if mirror is not None and images.counts["local"]:
         logger.info(

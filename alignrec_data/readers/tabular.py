@@ -214,11 +214,8 @@ def read_interactions(d: Declared, path: Path, log: BadLineLog) -> InteractionCo
         log.add(k + 1, why[k])
     keep = [k for k in range(n) if k not in why]
     if not keep:
-        first = (
-            f"; first bad row {log.examples[0].line}: {log.examples[0].reason}"
-            if log.examples
-            else ""
-        )
+        ex = log.examples
+        first = f"; first bad row {ex[0].line}: {ex[0].reason}" if ex else ""
         msg = f"interactions file {path} holds no usable row ({n:,} rows, {log.count:,} bad{first})"
         raise DataFormatError(msg, hint=f"check {where}")
     cols = InteractionColumns(bool(decl.rating), bool(decl.timestamp))
