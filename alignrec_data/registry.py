@@ -370,8 +370,7 @@ def _parse(folder: Path | Traversable, name: str, where: str) -> dict[str, Datas
     for i, entry in enumerate(doc.get("datasets", [])):
         source = f"{where} dataset #{i} ({entry.get('id', '?')})"
         add(_build(entry, releases, source), source)
-    aliases = doc.get("aliases", {})
-    for alias, target in aliases.items():
+    for alias, target in doc.get("aliases", {}).items():
         check_name(alias, f"{where}: alias")
         if alias in out:
             msg = f"{where}: alias {alias} is also a dataset id"
