@@ -311,10 +311,9 @@ def read_items(
         url = image_url(value) if value is not None else None
         yield DeclaredMeta(
             key=key,
-            title=_text(row.get(decl.title)) if decl.title else "",
-            brand=_text(row.get(decl.brand)) if decl.brand else "",
+            # the frame holds only the mapped columns: an unmapped field is ''
+            **{k: _text(row.get(getattr(decl, k))) for k in ("title", "brand", "description")},
             categories=[_text(row.get(c)) for c in decl.categories],
-            description=_text(row.get(decl.description)) if decl.description else "",
             image_urls=[url] if url is not None else [],
             text=(fill(decl.text, row, clean=True) or "") if decl.text is not None else "",
         )
