@@ -10,10 +10,8 @@ from alignrec_data.cli._common import common_options, emit
 
 
 def _int_list(ctx: click.Context, param: click.Parameter, value: str | None):
-    if value is None:
-        return None
     try:
-        return tuple(int(s) for s in value.split(",") if s.strip())
+        return None if value is None else tuple(int(s) for s in _names(value))
     except ValueError as err:
         raise click.BadParameter(f"expected integers separated by commas, found {value!r}") from err
 
