@@ -221,11 +221,10 @@ def mask_modality_features(
             "masked %s of %d items of %s with rows of %s", modality, len(ids), variant, source
         )
         return out, ids
-    uses = info.modality if info.modality in MODALITIES else None
-    if uses is not None and uses != modality:
+    if info.modality in MODALITIES and info.modality != modality:
         msg = (
-            f"feature variant {variant!r} is computed from the {uses} only: masking its "
-            f"{modality} changes nothing; mask {uses} instead"
+            f"feature variant {variant!r} is computed from the {info.modality} only: masking "
+            f"its {modality} changes nothing; mask {info.modality} instead"
         )
         raise UsageError(msg)
     out[ids] = 0.0
@@ -320,6 +319,7 @@ def evaluate_features(
     *,
     modality: str | None = None,
     model: str | None = None,
+    replacement: str | None = None,
     progress: bool | None = None,
     write: bool = True,
 ) -> dict[str, Any]:
@@ -334,6 +334,7 @@ def evaluate_features(
         train_config: The train section (mask-modality only).
         modality: Mask-modality: overrides ``config.mask_modality``.
         model: Mask-modality: overrides ``config.mask_model``.
+        replacement: Mask-modality: see :func:`mask_modality_features`.
         progress: tqdm bars (mask-modality).
         write: Write ``metrics/eval-<protocol>-<variant>.json``.
 
@@ -361,6 +362,7 @@ def evaluate_features(
             train_config,
             modality=modality,
             model=model,
+            replacement=replacement,
             progress=progress,
         )
         # --modality / --model replace the section's values

@@ -185,25 +185,21 @@ def compute_cell(cell: Cell, data_dir: Path, ds: str, config: Any, evaluate: Any
     """
     from alignrec_model import feature_eval
 
-    paths = DatasetPaths.of(data_dir, ds)
-    if cell.protocol in ("zero-shot", "item-cf"):
+    if cell.protocol in feature_eval.PROTOCOLS:  # zero-shot, item-cf, mask-modality
         out = feature_eval.evaluate_features(
-            data_dir, ds, cell.variants[0], cell.protocol, evaluate, write=False
-        )
-        return {"valid": out["valid"], "test": out["test"], "best_epoch": 0}
-    if cell.protocol == "mask-modality":
-        from alignrec_model.data import load_interactions
-
-        out = feature_eval.mask_modality(
-            load_interactions(paths.prepared),
+            data_dir,
+            ds,
             cell.variants[0],
-            paths.features,
+            cell.protocol,
             evaluate,
             config,
             modality=cell.masked,
             replacement=cell.replacement,
             progress=False,
+            write=False,
         )
+        if cell.protocol != "mask-modality":
+            return {"valid": out["valid"], "test": out["test"], "best_epoch": 0}
         keep = ("valid", "test", "best_epoch", "unmasked", "drop", "n_masked", "model")
         return {k: out[k] for k in keep}
     from alignrec_model.recommenders import build_model
