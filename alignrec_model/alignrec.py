@@ -78,9 +78,8 @@ class AlignRecConfig:
     temperature: float = 0.2  # InfoNCE temperature (code: 0.2)
     mask_duplicate_negatives: bool = False  # True: in-batch duplicates of the anchor's id are
     #   not negatives in the InfoNCE (the code keeps them, so the default is False)
-    freeze_features: bool = (
-        False  # True: F is fixed; the code trains it (nn.Embedding, freeze=False)
-    )
+    freeze_features: bool = False  # True: F is fixed; the code trains it (nn.Embedding,
+    #   freeze=False)
     feature_layer_norm: bool = False  # LayerNorm on F before mm_proj (code: --use_ln, off)
     finetune_encoder_layers: int = 0  # >0: the pipeline fine-tunes the encoder's top layers
     #   jointly and passes it as ``feature_fn`` (0 = frozen stage-1 features, the paper's default)

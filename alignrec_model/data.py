@@ -166,8 +166,7 @@ def from_arrays(
         msg = "user and item ids must be non-negative integers"
         raise DataFormatError(msg)
     n_u, n_i = _id_count(users, n_users, "user"), _id_count(items, n_items, "item")
-    shape = (n_u, n_i)
-    mats = [_binary_csr(users[codes == c], items[codes == c], shape) for c in range(3)]
+    mats = [_binary_csr(users[codes == c], items[codes == c], (n_u, n_i)) for c in range(3)]
     train = mats[0]
     if train.nnz == 0:
         msg = "the train split is empty: nothing to train or rank against"

@@ -152,9 +152,7 @@ def run_grid(
     finished = {cell_key(c) for c in done}
     cells: list[dict[str, Any]] = list(done)
     todo = [
-        cfg
-        for cfg in grid_configs(config, model)
-        if cell_key(cell_settings(cfg, model)) not in finished
+        c for c in grid_configs(config, model) if cell_key(cell_settings(c, model)) not in finished
     ]
     if done:
         logger.info("grid %s: %d cells done earlier, %d to train", model, len(done), len(todo))

@@ -348,15 +348,14 @@ def _train(model, data, config, name, on_epoch, progress) -> tuple[_Best, list[d
     rng = np.random.default_rng(config.seed)
     sampler = NegativeSampler(data, rng)
     optimizer, scheduler = make_optimizer(model, config)
-    pairs = data.train_pairs
-    n_batches = math.ceil(len(pairs) / config.batch_size)
+    n_batches = math.ceil(data.n_train / config.batch_size)
     best = _Best()
     bar = tqdm(range(config.epochs), desc=f"train {name}", unit="epoch", disable=no_bar(progress))
     for epoch in bar:
         t = time.perf_counter()
         lr_now = optimizer.param_groups[0]["lr"]
         sums = train_one_epoch(
-            model, optimizer, sampler, pairs, config.batch_size, rng, name, device
+            model, optimizer, sampler, data.train_pairs, config.batch_size, rng, name, device
         )
         scheduler.step()
         t_train = time.perf_counter() - t

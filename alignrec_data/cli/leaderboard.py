@@ -78,8 +78,7 @@ def command(
     evaluate = load_settings(params, "evaluate", EvaluateConfig, dataset)
     doc = build_leaderboard(data_dir, dataset, train, evaluate, board, force=force)
     out = Path(data_dir) / dataset / "leaderboard"
-    lines = [doc["markdown"], ""]
-    lines += [f"note: {n}" for n in doc["notes"]]
+    lines = [doc["markdown"], "", *(f"note: {n}" for n in doc["notes"])]
     lines += [
         f"{doc['n_cells']} cells ({doc['computed']} computed, "
         f"{doc['n_cells'] - doc['computed']} cached)",
