@@ -171,8 +171,12 @@ def check_ranges(config: Any, section: str, checks: Mapping[str, tuple[bool, str
 
 
 def _shown(value: Any) -> Any:
-    """A value as written in ``params.yaml`` (tuples as lists)."""
-    return [_shown(v) for v in value] if isinstance(value, tuple) else value
+    """A value as written in ``params.yaml`` (tuples as lists, in mappings too)."""
+    if isinstance(value, tuple | list):
+        return [_shown(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _shown(v) for k, v in value.items()}
+    return value
 
 
 def _coerce(value: Any, annotation: Any, where: str) -> Any:
@@ -267,15 +271,7 @@ def _from_params(
 
 def to_dict(config: Any) -> dict[str, Any]:
     """Return a config dataclass as a plain dict (tuples as lists), e.g. for metadata."""
-
-    def plain(v: Any) -> Any:
-        if isinstance(v, tuple | list):
-            return [plain(x) for x in v]
-        if isinstance(v, dict):
-            return {k: plain(x) for k, x in v.items()}
-        return v
-
-    return {k: plain(v) for k, v in dataclasses.asdict(config).items()}
+    return _shown(dataclasses.asdict(config))
 
 
 # ----------------------------------------------------------------------- settings per dataset

@@ -29,7 +29,6 @@ from __future__ import annotations
 import functools
 import logging
 import os
-import re
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING
@@ -39,12 +38,12 @@ from urllib.request import url2pathname
 from alignrec_data.config import from_dict, load_params
 from alignrec_data.errors import UsageError
 from alignrec_data.paths import check_name
+from alignrec_data.registry import SHA256, DatasetSpec, FileSpec, load_registry
 from alignrec_data.text import template_fields
 
 if TYPE_CHECKING:
     from alignrec_data.download_result import Expected
     from alignrec_data.lockfile import LockEntry
-    from alignrec_data.registry import DatasetSpec, FileSpec
 
 log = logging.getLogger(__name__)
 
@@ -68,7 +67,6 @@ URL_SCHEMES = ("http", "https", "file")
 PARTS = {"reviews": "interactions", "meta": "items"}
 # Local images are written to items.parquet under this prefix (+ "<id>/"): see image_mirror.
 IMAGE_HOST = "https://declared.invalid/"
-_SHA256 = re.compile(r"^[0-9a-f]{64}$")
 
 
 # --- the declaration ---------------------------------------------------------------------------
@@ -278,7 +276,7 @@ def check_declaration(
                 what = "file" if name == "path" else "column"
                 msg = f"{key}.{name} is required (the {name} {what})"
                 raise UsageError(msg)
-        if part.sha256 is not None and not _SHA256.match(part.sha256):
+        if part.sha256 is not None and not SHA256.match(part.sha256):
             msg = f"{key}.sha256 must be 64 lower-case hex digits, found {part.sha256!r}"
             raise UsageError(msg)
         urls[role] = _source_url(part.path, base_dir, f"{key}.path")
@@ -298,8 +296,6 @@ def _raw_name(role: str, fmt: str, url: str) -> str:
 
 
 def _spec(d: Declared) -> DatasetSpec:
-    from alignrec_data.registry import DatasetSpec, FileSpec
-
     files = tuple(
         FileSpec(role, _raw_name(role, d.formats[role], url), None, d.part(role).sha256, url=url)
         for role, url in d.urls.items()
@@ -338,8 +334,6 @@ def declared_specs(params: str | Path | None) -> dict[str, DatasetSpec]:
 def _cached_specs(
     resolved: str, mtime_ns: int | None, size: int | None, *, shown: str
 ) -> dict[str, DatasetSpec]:
-    from alignrec_data.registry import load_registry
-
     section = load_params(shown).get(SECTION)
     if section is None:
         return {}
@@ -418,17 +412,12 @@ def expected(f: FileSpec, entry: LockEntry | None, final: Path, url: str) -> Exp
 # --- images -------------------------------------------------------------------------------------
 
 
-def image_prefix(dataset_id: str) -> str:
-    """The URL prefix of a declared dataset's local images in items.parquet."""
-    return f"{IMAGE_HOST}{dataset_id}/"
-
-
 def image_mirror(spec: DatasetSpec) -> str | None:
     """``PREFIX=FOLDER``: the ``images --mirror`` rule that reads the local images, or None."""
     d: Declared | None = spec.declared
     if d is None or d.image_root is None:
         return None
-    return f"{image_prefix(d.id)}={d.image_root}/"
+    return f"{IMAGE_HOST}{d.id}/={d.image_root}/"
 
 
 def image_url(value: str, d: Declared) -> str | None:
@@ -454,7 +443,7 @@ def image_url(value: str, d: Declared) -> str | None:
     if not resolved.is_relative_to(root) or resolved == root:
         return None
     rel = resolved.relative_to(root).as_posix()
-    return image_prefix(d.id) + quote(rel, safe="/")
+    return f"{IMAGE_HOST}{d.id}/{quote(rel, safe='/')}"
 
 
 class ImageCounts:

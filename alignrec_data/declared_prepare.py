@@ -29,36 +29,12 @@ from alignrec_data import declared as declared_mod
 from alignrec_data.errors import UsageError
 from alignrec_data.paths import DatasetPaths
 from alignrec_data.prepare import PrepareConfig, check_raw_files, items_step
-from alignrec_data.prepare_steps import clean_interactions, finish
+from alignrec_data.prepared import clean_interactions, finish
 from alignrec_data.readers.lines import BadLineLog
 from alignrec_data.readers.tabular import DeclaredMeta, read_interactions, read_items
 from alignrec_data.registry import DatasetSpec
 
 logger = logging.getLogger(__name__)
-
-
-def _head(
-    spec: DatasetSpec,
-    raw_files: dict[str, dict[str, Any]],
-    images: declared_mod.ImageCounts,
-    mirror: str | None,
-) -> dict[str, Any]:
-    """The first keys of ``stats.json``: the dataset, and where its declaration came from."""
-    d: declared_mod.Declared = spec.declared
-    return {
-        "dataset": spec.id,
-        "release": spec.release,
-        "source": "declared",
-        "declared": {
-            "params": d.where.rsplit(":", 1)[0],
-            "interactions": {"url": d.urls["reviews"], "format": d.formats["reviews"]},
-            "items": (
-                {"url": d.urls["meta"], "format": d.formats["meta"]} if "meta" in d.urls else None
-            ),
-            "images": {**images.counts, "mirror": mirror},
-        },
-        "raw_files": raw_files,
-    }
 
 
 def prepare_declared(
@@ -110,10 +86,23 @@ def prepare_declared(
         logger.info("reading %s", files["meta"])
         records = read_items(d, files["meta"], mlog, images.url, set(kept.item_keys))
     declared_text = d.decl.items is not None and d.decl.items.text is not None
-    items = items_step(records, kept.item_keys, config, mlog, declared_text)
+    items = items_step(records, kept.item_keys, config, declared_text)
     mirror = declared_mod.image_mirror(spec)
-    head = _head(spec, raw_files, images, mirror)
-    stats = finish(paths, head, config, kept, items, logger)
+    head = {  # the dataset, and where its declaration came from
+        "dataset": spec.id,
+        "release": spec.release,
+        "source": "declared",
+        "declared": {
+            "params": d.where.rsplit(":", 1)[0],
+            "interactions": {"url": d.urls["reviews"], "format": d.formats["reviews"]},
+            "items": (
+                {"url": d.urls["meta"], "format": d.formats["meta"]} if "meta" in d.urls else None
+            ),
+            "images": {**images.counts, "mirror": mirror},
+        },
+        "raw_files": raw_files,
+    }
+    stats = finish(paths, head, config, kept, items, mlog, logger)
     if mirror is not None and images.counts["local"]:
         logger.info(
             "%s: %d items have local images; fetch them with `alignrec-data images %s --mirror %s`",

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import re
+from dataclasses import KW_ONLY, dataclass, field
 from functools import partial
 from pathlib import Path
 
@@ -33,6 +34,7 @@ from alignrec_data.release_source import ReleaseSource
 log = logging.getLogger(__name__)
 
 
+@dataclass(eq=False)
 class HubRelease:
     """The files of one Hub dataset repo at one revision, fetched with deadlines.
 
@@ -43,26 +45,21 @@ class HubRelease:
         sizes: Shard path -> bytes (from the manifest), sizing each download's deadline.
     """
 
-    def __init__(
-        self,
-        repo_id: str,
-        revision: str | None,
-        *,
-        endpoint: str | None,
-        token: str | bool | None,
-        cache_dir: str | Path | None,
-        timeout: float,
-    ) -> None:
-        self.repo_id = repo_id
-        self.revision = revision
-        self.token = token
-        self.cache_dir = cache_dir
-        self.timeout = timeout
-        self.label = f"{repo_id}@{revision or 'main'}"
-        self.endpoint = check_endpoint(endpoint, "endpoint") if endpoint is not None else None
-        self.commit = revision
-        self.unreachable: str | None = None
-        self.sizes: dict[str, int] = {}
+    repo_id: str
+    revision: str | None
+    _: KW_ONLY
+    endpoint: str | None
+    token: str | bool | None = field(repr=False)
+    cache_dir: str | Path | None
+    timeout: float
+    unreachable: str | None = field(default=None, init=False)
+    sizes: dict[str, int] = field(default_factory=dict, init=False)
+
+    def __post_init__(self) -> None:
+        self.label = f"{self.repo_id}@{self.revision or 'main'}"
+        if self.endpoint is not None:
+            self.endpoint = check_endpoint(self.endpoint, "endpoint")
+        self.commit = self.revision
 
     def problem(self, err: BaseException) -> str | None:
         """One line naming the endpoint (no user:password@) and the fix for a network failure."""

@@ -36,7 +36,6 @@ endpoint, what failed and the fix (check the network / ``endpoint``, or raise ``
 from __future__ import annotations
 
 import functools
-import inspect
 import logging
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -74,15 +73,13 @@ def _one_hub_session(func: F) -> F:
     the whole call lets the shard downloads share the client's connections (it is closed,
     ending any call abandoned at its deadline, when the loader returns or raises).
     """
-    signature = inspect.signature(func)
 
     @functools.wraps(func)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        bound = signature.bind_partial(*args, **kwargs).arguments
-        if is_repo_id(bound.get("source")) and not Path(bound["source"]).is_dir():
-            with hub_timeouts(check_timeout(bound.get("timeout", DEFAULT_TIMEOUT), "timeout")):
-                return func(*args, **kwargs)
-        return func(*args, **kwargs)
+    def wrapper(source: Any, *args: Any, **kwargs: Any) -> Any:
+        if is_repo_id(source) and not Path(source).is_dir():
+            with hub_timeouts(check_timeout(kwargs.get("timeout", DEFAULT_TIMEOUT), "timeout")):
+                return func(source, *args, **kwargs)
+        return func(source, *args, **kwargs)
 
     return wrapper  # type: ignore[return-value]
 

@@ -23,7 +23,7 @@ and written by :mod:`alignrec_data.prepared`: into a staging folder next to ``pr
 then replaces it, so ``prepared/`` is always complete or absent (and has the mode of a plain
 ``mkdir``).
 Steps 2-4, 6 and the write are shared with the datasets declared in ``params.yaml``
-(:mod:`alignrec_data.prepare_steps`). Same inputs and params give byte-identical files.
+(:mod:`alignrec_data.prepared`). Same inputs and params give byte-identical files.
 """
 
 from __future__ import annotations
@@ -45,8 +45,9 @@ from alignrec_data.declared import PARTS
 from alignrec_data.errors import DataFormatError, DownloadError, UsageError
 from alignrec_data.links import check_links
 from alignrec_data.paths import DatasetPaths
-from alignrec_data.prepare_steps import ItemsStep, clean_interactions, finish
 from alignrec_data.prepared import (
+    clean_interactions,
+    finish,
     interactions_table,
     items_table,
     read_prepared,
@@ -58,6 +59,7 @@ from alignrec_data.prepared import (
 from alignrec_data.readers import BadLineLog, InteractionColumns, ItemMeta, reader_for
 from alignrec_data.readers.amazon2014 import DEFAULT_MAX_LITERAL_LINE_BYTES
 from alignrec_data.readers.base import MAX_IMAGE_URLS
+from alignrec_data.readers.columns import read_review_columns
 from alignrec_data.readers.lines import DEFAULT_MAX_LINE_BYTES
 from alignrec_data.registry import DatasetSpec, get_dataset, raw_path
 from alignrec_data.splits import SPLIT_METHODS
@@ -231,7 +233,8 @@ def _read_reviews(
     rlog = BadLineLog(path.name, strict, config.max_reported_bad_lines)
     logger.info("reading %s", path)
     with tqdm(desc="reviews", unit=" lines", disable=None, mininterval=1.0) as bar:
-        cols = reader.read_columns(path, rlog, config.max_line_bytes, bar)
+        fields, divisor = reader.REVIEW_FIELDS, reader.TIMESTAMP_DIVISOR
+        cols = read_review_columns(path, rlog, config.max_line_bytes, fields, divisor, bar)
     if len(cols) > 0:
         return cols, rlog
     found = (
@@ -313,14 +316,18 @@ def items_step(
     records: Iterable[ItemMeta],
     item_keys: list[str],
     config: PrepareConfig,
-    bad_lines: BadLineLog,
     declared_text: bool = False,
-) -> ItemsStep:
+) -> tuple[pa.Table, dict[str, Any]]:
     """Step 5: the kept items' metadata, repeated records merged (:func:`merge_metadata`).
 
     Then the items table with fallback titles (:func:`build_items`); with ``declared_text``
     its ``text`` column is the ``text`` each record carries (a declared template, filled by
     the reader).
+
+    Returns:
+        ``(items, stats)``: the table, and what ``stats.json`` records of it
+        (``items_without_metadata``, ``duplicate_metadata_records``, ``metadata_merge``,
+        ``title_sources``).
     """
     metas, counts = merge_metadata(records, set(item_keys))
     items, title_sources = build_items(
@@ -329,7 +336,13 @@ def items_step(
     if declared_text:
         texts = [getattr(metas.get(key), "text", "") for key in item_keys]
         items = replace_column(items, "text", pa.array(texts, pa.string()))
-    return ItemsStep(items, title_sources, len(metas), counts, bad_lines)
+    stats = {
+        "items_without_metadata": len(item_keys) - len(metas),
+        "duplicate_metadata_records": counts["duplicate_lines"],
+        "metadata_merge": counts,
+        "title_sources": title_sources,
+    }
+    return items, stats
 
 
 def build_items(
@@ -414,11 +427,11 @@ def prepare_dataset(
         disable=None,
         mininterval=1.0,
     )
-    items = items_step(records, kept.item_keys, config, mlog)  # 5. metadata
+    items = items_step(records, kept.item_keys, config)  # 5. metadata
     head = {
         "dataset": dataset_id,
         "release": spec.release,
         "source": "raw",
         "raw_files": raw_files,
     }
-    return finish(paths, head, config, kept, items, logger)
+    return finish(paths, head, config, kept, items, mlog, logger)

@@ -58,6 +58,7 @@ __all__ = [
     "REGISTRY_RESOURCE",
     "RELEASES",
     "ROLES",
+    "SHA256",
     "DatasetSpec",
     "FileSpec",
     "broken_link",
@@ -81,7 +82,7 @@ RELEASES = ("2014", "2018", "2023", "synthetic")
 GROUPS = (*RELEASES, "declared")  # what `datasets --release` filters: + datasets of params.yaml
 
 _SAFE_PART = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]*$")
-_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+SHA256 = re.compile(r"^[0-9a-f]{64}$")  # also checks the sha256 of declared files
 
 
 @dataclass(frozen=True)
@@ -275,20 +276,17 @@ def file_url(base_url: str, f: FileSpec) -> str:
 def _build(entry: dict[str, Any], releases: dict[str, Any], where: str) -> DatasetSpec:
     """Build and check one DatasetSpec from its JSON entry."""
     try:
-        release = entry["release"]
-        rel_defaults = releases.get(release, {})
+        rel_defaults = releases.get(entry["release"], {})
         files = tuple(
             FileSpec(role=f["role"], name=f["name"], size=f.get("size"), sha256=f.get("sha256"))
             for f in entry["files"]
         )
         spec = DatasetSpec(
-            id=entry["id"],
-            release=release,
-            category=entry["category"],
-            description=entry["description"],
-            license=entry.get("license", rel_defaults.get("license", "")),
-            citation=entry.get("citation", rel_defaults.get("citation", "")),
-            homepage=entry.get("homepage", rel_defaults.get("homepage", "")),
+            **{k: entry[k] for k in ("id", "release", "category", "description")},
+            **{
+                k: entry.get(k, rel_defaults.get(k, ""))
+                for k in ("license", "citation", "homepage")
+            },
             base_url=entry["base_url"],
             files=files,
             image_base_url=entry.get("image_base_url"),
@@ -306,7 +304,7 @@ def _build(entry: dict[str, Any], releases: dict[str, Any], where: str) -> Datas
             msg = f"{where}: file role {f.role!r} is not one of {', '.join(ROLES)}"
             raise UsageError(msg)
         validate_name(f.name, f"{where} file name")
-        if f.sha256 is not None and not _SHA256.match(f.sha256):
+        if f.sha256 is not None and not SHA256.match(f.sha256):
             msg = (
                 f"{where}: sha256 of {f.name} must be 64 lower-case hex digits, found {f.sha256!r}"
             )
@@ -372,8 +370,7 @@ def _parse(folder: Path | Traversable, name: str, where: str) -> dict[str, Datas
     for i, entry in enumerate(doc.get("datasets", [])):
         source = f"{where} dataset #{i} ({entry.get('id', '?')})"
         add(_build(entry, releases, source), source)
-    aliases = doc.get("aliases", {})
-    for alias, target in aliases.items():
+    for alias, target in doc.get("aliases", {}).items():
         check_name(alias, f"{where}: alias")
         if alias in out:
             msg = f"{where}: alias {alias} is also a dataset id"
@@ -389,8 +386,6 @@ def _parse(folder: Path | Traversable, name: str, where: str) -> dict[str, Datas
 
 def _declared(params: str | Path | None) -> dict[str, DatasetSpec]:
     """The datasets declared in ``params`` (lazy import: declared imports this module)."""
-    if params is None:
-        return {}
     from alignrec_data.declared import declared_specs
 
     return declared_specs(params)

@@ -42,7 +42,7 @@ from torch import nn
 
 from alignrec_data.config import check_ranges
 from alignrec_data.errors import UsageError
-from alignrec_model.base import Recommender
+from alignrec_model.base import EmbeddingRecommender
 from alignrec_model.graph import build_item_graph, csr_transpose, lightgcn_propagate, spmm
 from alignrec_model.losses import (
     BPRLoss,
@@ -78,9 +78,8 @@ class AlignRecConfig:
     temperature: float = 0.2  # InfoNCE temperature (code: 0.2)
     mask_duplicate_negatives: bool = False  # True: in-batch duplicates of the anchor's id are
     #   not negatives in the InfoNCE (the code keeps them, so the default is False)
-    freeze_features: bool = (
-        False  # True: F is fixed; the code trains it (nn.Embedding, freeze=False)
-    )
+    freeze_features: bool = False  # True: F is fixed; the code trains it (nn.Embedding,
+    #   freeze=False)
     feature_layer_norm: bool = False  # LayerNorm on F before mm_proj (code: --use_ln, off)
     finetune_encoder_layers: int = 0  # >0: the pipeline fine-tunes the encoder's top layers
     #   jointly and passes it as ``feature_fn`` (0 = frozen stage-1 features, the paper's default)
@@ -120,7 +119,7 @@ class AlignRecOutput(NamedTuple):
     mm_items: torch.Tensor  # (I, d) Hmm_i after the item-item layer(s)
 
 
-class AlignRec(Recommender):
+class AlignRec(EmbeddingRecommender):
     """The AlignRec recommender (stage 2); see the module docstring for the equations.
 
     Args:
@@ -170,7 +169,6 @@ class AlignRec(Recommender):
                 "an encoder (feature_fn); set it to 0 to train on fixed stage-1 features"
             )
             raise UsageError(msg)
-        self.n_users, self.n_items = int(data.n_users), int(data.n_items)
         d, d_f = config.embedding_dim, f0.shape[1]
 
         # Constant graphs, built once (never rebuilt); not saved in checkpoints.
@@ -186,10 +184,7 @@ class AlignRec(Recommender):
 
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
-            self.user_embedding = nn.Embedding(self.n_users, d)  # E_u
-            self.item_embedding = nn.Embedding(self.n_items, d)  # E_i
-            nn.init.xavier_uniform_(self.user_embedding.weight)
-            nn.init.xavier_uniform_(self.item_embedding.weight)
+            self.init_embeddings(data, d)
             self.feature_norm = nn.LayerNorm(d_f) if config.feature_layer_norm else nn.Identity()
             self.mm_proj = nn.Linear(d_f, d)
             self.gate = nn.Sequential(nn.Linear(d, d), nn.Sigmoid())
@@ -207,7 +202,6 @@ class AlignRec(Recommender):
         self.l2 = EmbeddingL2(config.l2_divisor or None)
         self.info_nce = InfoNCE(config.temperature, config.mask_duplicate_negatives)
         self.sim = SimilarityPreservationLoss()
-        self._cache: tuple[torch.Tensor, torch.Tensor] | None = None
 
     # ----------------------------------------------------------------- features
     def item_features(self, grad_items: torch.Tensor | None = None) -> torch.Tensor:
@@ -273,14 +267,8 @@ class AlignRec(Recommender):
         h_id = self.forward_id()  # (U+I, d)
         mm_users, mm_items = self.forward_content(self.item_features(grad_items))
         id_users, id_items = torch.split(h_id, [self.n_users, self.n_items])
-        return AlignRecOutput(
-            z_users=id_users + mm_users,
-            z_items=id_items + mm_items,
-            id_users=id_users,
-            id_items=id_items,
-            mm_users=mm_users,
-            mm_items=mm_items,
-        )
+        z_users, z_items = id_users + mm_users, id_items + mm_items
+        return AlignRecOutput(z_users, z_items, id_users, id_items, mm_users, mm_items)
 
     # ----------------------------------------------------------------- loss
     def loss(
@@ -302,23 +290,17 @@ class AlignRec(Recommender):
         grad_items = torch.unique(torch.cat([pos, neg])) if self.feature_fn is not None else None
         out = self.forward(grad_items)
         zu, zp, zn = out.z_users[users], out.z_items[pos], out.z_items[neg]  # (B, d) each
-        mm_pos = out.mm_items[pos]  # (B, d)
-        zero = zu.new_zeros(())  # a term of weight 0 is not computed
-        parts = {
-            "bpr": self.bpr((zu * zp).sum(-1), (zu * zn).sum(-1)),
-            "uia": cfg.uia_weight * self.uia(zu, zp) if cfg.uia_weight else zero,
-            "l2": cfg.reg_weight * self.l2(zu, zp, zn) if cfg.reg_weight else zero,
-            "cca_item": cfg.cl_weight * self.info_nce(mm_pos, out.id_items[pos], pos)
-            if cfg.cl_weight
-            else zero,
-            "cca_user": cfg.cl_weight
-            * self.info_nce(out.mm_users[users], out.id_users[users], users)
-            if cfg.cl_weight
-            else zero,
-            "sim": cfg.sim_weight * self.sim(mm_pos, self.raw_features[pos])
-            if cfg.sim_weight
-            else zero,
+        mm_pos, mm_u, id_u = out.mm_items[pos], out.mm_users[users], out.id_users[users]
+        weighted = {  # name: (weight, unweighted term); a term of weight 0 is not computed
+            "uia": (cfg.uia_weight, lambda: self.uia(zu, zp)),
+            "l2": (cfg.reg_weight, lambda: self.l2(zu, zp, zn)),
+            "cca_item": (cfg.cl_weight, lambda: self.info_nce(mm_pos, out.id_items[pos], pos)),
+            "cca_user": (cfg.cl_weight, lambda: self.info_nce(mm_u, id_u, users)),
+            "sim": (cfg.sim_weight, lambda: self.sim(mm_pos, self.raw_features[pos])),
         }
+        zero = zu.new_zeros(())
+        parts = {"bpr": self.bpr((zu * zp).sum(-1), (zu * zn).sum(-1))}
+        parts |= {k: w * term() if w else zero for k, (w, term) in weighted.items()}
         total = torch.stack(list(parts.values())).sum()
         values = torch.stack([v.detach() for v in parts.values()]).tolist()  # one sync
         return total, dict(zip(parts, values, strict=True))
@@ -326,24 +308,12 @@ class AlignRec(Recommender):
     # ----------------------------------------------------------------- scoring
     def prepare_eval(self) -> None:
         """Refresh fine-tuned features (if any) and cache Z of all users and items."""
-        with torch.no_grad():
-            self.refresh_features()
-            out = self.forward()
-            self._cache = (out.z_users, out.z_items)
+        self.refresh_features()
+        super().prepare_eval()
 
-    def scores(self, users: torch.Tensor) -> torch.Tensor:
-        """Scores ``<Z_u, Z_i>`` of every item for a batch of users.
-
-        Args:
-            users: (B,) user ids.
-
-        Returns:
-            (B, I) scores.
-        """
-        if self._cache is None:
-            self.prepare_eval()
-        z_users, z_items = self._cache
-        return z_users[users.to(z_users.device)] @ z_items.T  # (B, I)
+    def propagate(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(Z_u, Z_i)``: the fused (U, d) user and (I, d) item embeddings."""
+        return self.forward()[:2]
 
     # ----------------------------------------------------------------- optimiser
     def param_groups(self, lr: float, encoder_lr: float | None = None) -> list[dict]:
@@ -363,12 +333,7 @@ class AlignRec(Recommender):
         own = [p for p in self.parameters() if p.requires_grad and id(p) not in encoder_ids]
         groups = [{"params": own, "lr": lr, "name": "recommender"}]
         encoder = [p for p in encoder if p.requires_grad]
+        encoder_lr = self.config.encoder_lr if encoder_lr is None else encoder_lr
         if encoder:
-            groups.append(
-                {
-                    "params": encoder,
-                    "lr": self.config.encoder_lr if encoder_lr is None else encoder_lr,
-                    "name": "encoder",
-                }
-            )
+            groups.append({"params": encoder, "lr": encoder_lr, "name": "encoder"})
         return groups

@@ -19,10 +19,9 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from torch import nn
 
 from alignrec_data.errors import UsageError
-from alignrec_model.base import Recommender
+from alignrec_model.base import EmbeddingRecommender, Recommender
 from alignrec_model.data import InteractionData
 from alignrec_model.graph import knn_csr, knn_topk, lightgcn_propagate
 from alignrec_model.losses import BPRLoss, EmbeddingL2
@@ -79,7 +78,7 @@ class ItemKNNCBF(Recommender):
         return torch.from_numpy(np.asarray(s.todense(), dtype=np.float32))
 
 
-class _EmbeddingModel(Recommender):
+class _EmbeddingModel(EmbeddingRecommender):
     """Shared parts of MF and LightGCN: tables, BPR + L2 loss, cached final embeddings."""
 
     def __init__(self, data: InteractionData, dim: int, reg_weight: float, seed: int) -> None:
@@ -87,21 +86,12 @@ class _EmbeddingModel(Recommender):
         if dim < 1:
             msg = f"embedding dimension must be >= 1, found {dim}"
             raise UsageError(msg)
-        self.n_users, self.n_items = data.n_users, data.n_items
         self.reg_weight = reg_weight
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
-            self.user_embedding = nn.Embedding(self.n_users, dim)  # (U, d)
-            self.item_embedding = nn.Embedding(self.n_items, dim)  # (I, d)
-            nn.init.xavier_uniform_(self.user_embedding.weight)
-            nn.init.xavier_uniform_(self.item_embedding.weight)
+            self.init_embeddings(data, dim)
         self.bpr = BPRLoss()
         self.l2 = EmbeddingL2()
-        self._cache: tuple[torch.Tensor, torch.Tensor] | None = None
-
-    def propagate(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """Final (U, d) user and (I, d) item embeddings."""
-        raise NotImplementedError
 
     def loss(self, users, pos, neg):  # noqa: D102
         self._cache = None
@@ -113,16 +103,6 @@ class _EmbeddingModel(Recommender):
         )
         parts = torch.stack([bpr.detach(), l2.detach()]).tolist()
         return bpr + l2, {"bpr": parts[0], "l2": parts[1]}
-
-    def prepare_eval(self) -> None:  # noqa: D102
-        with torch.no_grad():
-            self._cache = self.propagate()
-
-    def scores(self, users: torch.Tensor) -> torch.Tensor:  # noqa: D102
-        if self._cache is None:
-            self.prepare_eval()
-        u_all, i_all = self._cache
-        return u_all[users.to(u_all.device)] @ i_all.T  # (B, I)
 
 
 class MFBPR(_EmbeddingModel):

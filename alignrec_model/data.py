@@ -18,7 +18,8 @@ that appears only in valid or test still has a row in every embedding table.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -62,9 +63,6 @@ class InteractionData:
     valid: sp.csr_matrix
     test: sp.csr_matrix
     train_pairs: np.ndarray
-    _graphs: tuple[torch.Tensor, torch.Tensor] | None = field(
-        default=None, init=False, repr=False
-    )  # (A_hat, R_hat), built on first use
 
     @property
     def n_train(self) -> int:
@@ -82,10 +80,10 @@ class InteractionData:
         """(n_items,) number of train interactions of each item."""
         return np.asarray(self.train.sum(axis=0)).ravel()
 
-    def _graph(self, which: int) -> torch.Tensor:
-        if self._graphs is None:  # built once, both at a time
-            self._graphs = bipartite_graph(self.train_pairs, self.n_users, self.n_items)
-        return self._graphs[which]
+    @cached_property
+    def _graphs(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """(A_hat, R_hat), built together on first use."""
+        return bipartite_graph(self.train_pairs, self.n_users, self.n_items)
 
     def normalized_adjacency(self) -> torch.Tensor:
         """A_hat = D^-1/2 A D^-1/2 with A = [[0, R], [R^T, 0]] (:func:`graph.bipartite_graph`).
@@ -96,7 +94,7 @@ class InteractionData:
         Returns:
             (U+I, U+I) torch sparse CSR float32 tensor, symmetric.
         """
-        return self._graph(0)
+        return self._graphs[0]
 
     def normalized_user_item(self) -> torch.Tensor:
         """R_hat = D_u^-1/2 R D_i^-1/2, the user-item block of :meth:`normalized_adjacency`.
@@ -104,7 +102,7 @@ class InteractionData:
         Returns:
             (n_users, n_items) torch sparse CSR float32 tensor.
         """
-        return self._graph(1)
+        return self._graphs[1]
 
     def summary(self) -> dict[str, int]:
         """Counts for logs and metrics files."""
@@ -152,13 +150,12 @@ def from_arrays(
         raise DataFormatError(msg)
     if split_arr.dtype.kind in "iu":
         codes = split_arr.astype(np.int64)
-        bad = ~np.isin(codes, [0, 1, 2])
     else:
         split_arr = split_arr.astype(str)
         codes = np.full(len(split_arr), -1, dtype=np.int64)
         for code, name in enumerate(SPLITS):
             codes[split_arr == name] = code
-        bad = codes < 0
+    bad = ~np.isin(codes, [0, 1, 2])
     if bad.any():
         msg = (
             f"unknown split value {split_arr[bad][0]!r}; expected train/valid/test "
@@ -168,28 +165,26 @@ def from_arrays(
     if len(users) and (users.min() < 0 or items.min() < 0):
         msg = "user and item ids must be non-negative integers"
         raise DataFormatError(msg)
-    n_u = int(users.max() + 1) if len(users) else 0
-    n_i = int(items.max() + 1) if len(items) else 0
-    if n_users is not None:
-        if n_users < n_u:
-            msg = f"n_users={n_users} but the interactions hold user id {n_u - 1}"
-            raise DataFormatError(msg)
-        n_u = int(n_users)
-    if n_items is not None:
-        if n_items < n_i:
-            msg = f"n_items={n_items} but the interactions hold item id {n_i - 1}"
-            raise DataFormatError(msg)
-        n_i = int(n_items)
-    shape = (n_u, n_i)
-    mats = [_binary_csr(users[codes == c], items[codes == c], shape) for c in range(3)]
+    n_u, n_i = _id_count(users, n_users, "user"), _id_count(items, n_items, "item")
+    mats = [_binary_csr(users[codes == c], items[codes == c], (n_u, n_i)) for c in range(3)]
     train = mats[0]
     if train.nnz == 0:
         msg = "the train split is empty: nothing to train or rank against"
         raise DataFormatError(msg)
-    coo = train.tocoo()
-    order = np.lexsort((coo.col, coo.row))
-    pairs = np.stack([coo.row[order], coo.col[order]], axis=1).astype(np.int64)
+    coo = train.tocoo()  # by user, then item: _binary_csr sorts the columns of each row
+    pairs = np.stack([coo.row, coo.col], axis=1).astype(np.int64)
     return InteractionData(n_u, n_i, train, mats[1], mats[2], pairs)
+
+
+def _id_count(ids: np.ndarray, given: int | None, name: str) -> int:
+    """Number of users or items: ``given`` (checked to cover ``ids``), else max id + 1."""
+    found = int(ids.max() + 1) if len(ids) else 0
+    if given is None:
+        return found
+    if given < found:
+        msg = f"n_{name}s={given} but the interactions hold {name} id {found - 1}"
+        raise DataFormatError(msg)
+    return int(given)
 
 
 def load_interactions(prepared_dir: str | Path) -> InteractionData:

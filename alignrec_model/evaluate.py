@@ -46,24 +46,6 @@ EVAL_BATCH_SIZE = 1024
 ScoreFn = Callable[[torch.Tensor], torch.Tensor]
 
 
-def metrics_from_hits(
-    hits: np.ndarray, n_pos: np.ndarray, topks: Sequence[int]
-) -> dict[str, float]:
-    """MMRec's four metrics from the hit matrix of the evaluated users.
-
-    Args:
-        hits: (U, K_max) bool, ``hits[u, r]`` is True when the item at rank r + 1 is held out.
-        n_pos: (U,) number of held-out items of each user (all >= 1).
-        topks: Cut-offs K <= K_max.
-
-    Returns:
-        ``{"recall@K": ..., "ndcg@K": ..., "precision@K": ..., "map@K": ...}`` averaged over
-        the U users (0.0 for every metric when U = 0).
-    """
-    per_user = per_user_metrics(hits, n_pos, topks)
-    return {k: (float(v.mean()) if len(v) else 0.0) for k, v in per_user.items()}
-
-
 def per_user_metrics(
     hits: np.ndarray, n_pos: np.ndarray, topks: Sequence[int]
 ) -> dict[str, np.ndarray]:
@@ -186,7 +168,7 @@ def evaluate_scores(
     users = np.unique(np.concatenate([per_split[s] for s in splits]))
     # per-user values, averaged once at the end: results do not depend on the batch size
     values: dict[str, dict[str, list[np.ndarray]]] = {
-        s: {k: [] for k in _keys(topks)} for s in splits
+        s: {f"{m}@{k}": [] for m in METRICS for k in topks} for s in splits
     }
     for start in range(0, len(users), batch_size):
         batch = users[start : start + batch_size]
@@ -209,10 +191,6 @@ def evaluate_scores(
             logger.warning("no user has both a train and a %s item: %s metrics are 0", s, s)
         out[s] = {k: (float(np.concatenate(v).mean()) if n else 0.0) for k, v in values[s].items()}
     return out
-
-
-def _keys(topks: Sequence[int]) -> list[str]:
-    return [f"{m}@{k}" for m in METRICS for k in topks]
 
 
 @torch.no_grad()

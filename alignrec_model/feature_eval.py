@@ -34,10 +34,9 @@ excluded, Recall/NDCG/Precision/MAP at 5/10/20/50).
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -63,11 +62,6 @@ logger = logging.getLogger(__name__)
 PROTOCOLS: tuple[str, ...] = ("zero-shot", "item-cf", "mask-modality")
 MODALITIES: tuple[str, ...] = ("image", "text")
 
-#: Joint features and their replacements per masked modality, for files without metadata
-#: (kept for importers; :func:`mask_modality_features` reads each file's ``feature_info``).
-JOINT_REPLACEMENTS: dict[str, dict[str, str]] = {
-    v: dict(d["without"]) for v, d in LEGACY_VARIANTS.items() if d.get("without")
-}
 #: Unimodal variants and the modality they are computed from, for files without metadata.
 UNIMODAL_VARIANTS: dict[str, str] = {
     v: d["modality"] for v, d in LEGACY_VARIANTS.items() if d["modality"] != "joint"
@@ -93,10 +87,7 @@ class EvaluateConfig:
             self,
             "evaluate",
             {
-                "topks": (
-                    bool(self.topks) and min(self.topks) >= 1,
-                    "a non-empty list of K >= 1",
-                ),
+                "topks": (bool(self.topks) and min(self.topks) >= 1, "a non-empty list of K >= 1"),
                 "batch_size": (self.batch_size >= 1, ">= 1"),
                 "knn_k": (self.knn_k >= 1, ">= 1"),
                 "knn_shrink": (self.knn_shrink >= 0, ">= 0"),
@@ -210,17 +201,18 @@ def mask_modality_features(
     if modality not in MODALITIES:
         msg = f"modality must be image or text, found {modality!r}"
         raise UsageError(msg)
-    features_dir = Path(features_dir)
-    _, matrix, _ = read_features(_feature_path(features_dir, variant))
+    path = _feature_path(features_dir, variant)
+    _, matrix, _ = read_features(path)
     ids = masked_items(matrix.shape[0], fraction, seed)
     out = matrix.copy()
-    info = feature_info(_feature_path(features_dir, variant))
+    info = feature_info(path)
     source = replacement or info.without.get(modality)
     if source is not None:
-        _, other, _ = read_features(_feature_path(features_dir, source))
+        source_path = _feature_path(features_dir, source)
+        _, other, _ = read_features(source_path)
         if other.shape != matrix.shape:
             msg = (
-                f"{_feature_path(features_dir, source)} has shape {other.shape}, expected "
+                f"{source_path} has shape {other.shape}, expected "
                 f"{matrix.shape} like {variant}: both must come from the same encoder and items"
             )
             raise UsageError(msg)
@@ -229,23 +221,15 @@ def mask_modality_features(
             "masked %s of %d items of %s with rows of %s", modality, len(ids), variant, source
         )
         return out, ids
-    uses = info.modality if info.modality in MODALITIES else None
-    if uses is not None and uses != modality:
+    if info.modality in MODALITIES and info.modality != modality:
         msg = (
-            f"feature variant {variant!r} is computed from the {uses} only: masking its "
-            f"{modality} changes nothing; mask {uses} instead"
+            f"feature variant {variant!r} is computed from the {info.modality} only: masking "
+            f"its {modality} changes nothing; mask {info.modality} instead"
         )
         raise UsageError(msg)
     out[ids] = 0.0
     logger.info("zeroed %d of %d rows of %s (%s masked)", len(ids), len(out), variant, modality)
     return out, ids
-
-
-def metric_drop(
-    before: dict[str, dict[str, float]], after: dict[str, dict[str, float]]
-) -> dict[str, dict[str, float]]:
-    """``before - after`` for every split and metric (positive: masking hurt)."""
-    return {s: {k: before[s][k] - after[s][k] for k in before[s]} for s in before}
 
 
 def mask_modality(
@@ -287,14 +271,11 @@ def mask_modality(
         msg = f"mask-modality needs a model that reads features ({', '.join(FEATURE_MODELS)})"
         raise UsageError(msg)
     tcfg = train_config or TrainConfig()
-    tcfg = dataclasses.replace(tcfg, topks=tuple(config.topks), eval_batch_size=config.batch_size)
+    tcfg = replace(tcfg, topks=tuple(config.topks), eval_batch_size=config.batch_size)
     if tcfg.alignrec.finetune_encoder_layers:
         # The masked features are fixed vectors: there is no encoder input to fine-tune on.
         logger.info("mask-modality trains on fixed features (finetune_encoder_layers ignored)")
-        tcfg = dataclasses.replace(
-            tcfg, alignrec=dataclasses.replace(tcfg.alignrec, finetune_encoder_layers=0)
-        )
-    features_dir = Path(features_dir)
+        tcfg = replace(tcfg, alignrec=replace(tcfg.alignrec, finetune_encoder_layers=0))
     _, full, _ = read_features(_feature_path(features_dir, variant))
     masked, ids = mask_modality_features(
         variant, modality, features_dir, config.mask_fraction, config.mask_seed, replacement
@@ -306,9 +287,8 @@ def mask_modality(
         runs[label] = fit(
             net, data, tcfg, name=f"{model}-{label}", features=variant, progress=progress
         )
-    before = {"valid": runs["unmasked"].valid, "test": runs["unmasked"].test}
-    after = {"valid": runs["masked"].valid, "test": runs["masked"].test}
-    drop = metric_drop(before, after)
+    before, after = ({"valid": r.valid, "test": r.test} for r in runs.values())
+    drop = {s: {k: before[s][k] - after[s][k] for k in before[s]} for s in before}  # > 0: hurt
     relative = {
         s: {k: (v / before[s][k] if before[s][k] else 0.0) for k, v in drop[s].items()}
         for s in drop
@@ -321,8 +301,7 @@ def mask_modality(
         "n_masked": int(len(ids)),
         "best_epoch": runs["masked"].best_epoch,
         "unmasked_best_epoch": runs["unmasked"].best_epoch,
-        "valid": after["valid"],
-        "test": after["test"],
+        **after,  # valid and test
         "unmasked": before,
         "drop": drop,
         "relative_drop": relative,
@@ -340,6 +319,7 @@ def evaluate_features(
     *,
     modality: str | None = None,
     model: str | None = None,
+    replacement: str | None = None,
     progress: bool | None = None,
     write: bool = True,
 ) -> dict[str, Any]:
@@ -354,6 +334,7 @@ def evaluate_features(
         train_config: The train section (mask-modality only).
         modality: Mask-modality: overrides ``config.mask_modality``.
         model: Mask-modality: overrides ``config.mask_model``.
+        replacement: Mask-modality: see :func:`mask_modality_features`.
         progress: tqdm bars (mask-modality).
         write: Write ``metrics/eval-<protocol>-<variant>.json``.
 
@@ -371,6 +352,7 @@ def evaluate_features(
     paths = DatasetPaths.of(data_dir, dataset)
     check_name(variant, "feature variant")  # before anything is read or written
     data = load_interactions(paths.prepared)
+    used = to_dict(config)
     if protocol == "mask-modality":
         result = mask_modality(
             data,
@@ -380,8 +362,11 @@ def evaluate_features(
             train_config,
             modality=modality,
             model=model,
+            replacement=replacement,
             progress=progress,
         )
+        # --modality / --model replace the section's values
+        used.update(mask_modality=result["modality"], mask_model=result["model"])
     else:
         _, feats, _ = read_features(paths.feature_file(variant))
         if feats.shape[0] != data.n_items:
@@ -397,9 +382,6 @@ def evaluate_features(
                 data, feats, config.knn_k, config.knn_shrink, config.topks, config.batch_size
             )
     out = {"protocol": protocol, "features": variant, "dataset": dataset, **result}
-    used = to_dict(config)
-    if protocol == "mask-modality":  # --modality / --model replace the section's values
-        used.update(mask_modality=result["modality"], mask_model=result["model"])
     out["settings"] = {"evaluate": used, **result.get("settings", {})}
     if write:
         write_json(paths.metrics / f"eval-{protocol}-{variant}.json", out)

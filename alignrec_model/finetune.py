@@ -86,15 +86,6 @@ class EncoderTop(nn.Module):
         self.register_buffer("group", group.to(torch.int8), persistent=False)
         self.register_buffer("row", row.to(torch.int64), persistent=False)
 
-    @property
-    def n_items(self) -> int:
-        """Number of items with cached states."""
-        return int(self.group.numel())
-
-    def _top(self, x: torch.Tensor, padding: torch.Tensor, n_image: int) -> torch.Tensor:
-        """The top layers (and final norm) over (B, L, D) states -> (B, D) first outputs."""
-        return run_stack(self.layers, self.final_norm, x, n_image, padding)[:, 0]
-
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
         """(n,) item ids -> (n, D) float32 features (with gradient to the top layers)."""
         ids = ids.to(self.group.device)
@@ -109,12 +100,11 @@ class EncoderTop(nn.Module):
                 continue
             rows = self.row[ids[sel]]
             x = states[rows].to(torch.float32)  # (b, L, D)
-            parts.append(self._top(x, padding[rows], n_image))
+            # the top layers (and final norm) -> (b, D) first outputs
+            parts.append(run_stack(self.layers, self.final_norm, x, n_image, padding[rows])[:, 0])
             order.append(sel)
-        out = torch.cat(parts)  # (n, D) in group order
-        inverse = torch.empty_like(torch.cat(order))
-        inverse[torch.cat(order)] = torch.arange(len(inverse), device=inverse.device)
-        return out[inverse]
+        # (n, D) in group order; argsort of the permutation puts it back in the order of ids
+        return torch.cat(parts)[torch.argsort(torch.cat(order))]
 
 
 def _or(t: torch.Tensor | None, default: torch.Tensor) -> torch.Tensor:
@@ -160,12 +150,7 @@ def lower_states(
         The keyword arguments of :class:`EncoderTop` except ``encoder`` and ``n_layers``.
     """
     from alignrec_model.extract import image_inputs
-    from alignrec_model.preprocess import (
-        load_tokenizer,
-        normalize_pixels,
-        pixel_stats,
-        tokenize,
-    )
+    from alignrec_model.preprocess import load_tokenizer, normalize_pixels, pixel_stats, tokenize
 
     encoder.eval()
     device = device or next(encoder.parameters()).device
@@ -188,10 +173,9 @@ def lower_states(
         chunks, pads = [], []
         for start in range(0, len(members), batch_size):
             sel = torch.from_numpy(members[start : start + batch_size])
-            kwargs = {
-                "input_ids": ids_all[sel].to(device),
-                "text_padding_mask": pad_all[sel].to(device),
-            }
+            kwargs = dict(
+                input_ids=ids_all[sel].to(device), text_padding_mask=pad_all[sel].to(device)
+            )
             if g == 0:
                 kwargs |= image_inputs(encoder, normalize_pixels(images[sel].to(device), mean, std))
             x, n_image, pad = encoder.embed(**kwargs)
@@ -200,8 +184,7 @@ def lower_states(
             pads.append(pad)
             if g == 0:
                 out["n_image"] = n_image
-        out[f"{name}_states"] = torch.cat(chunks)
-        out[f"{name}_padding"] = torch.cat(pads)
+        out[f"{name}_states"], out[f"{name}_padding"] = torch.cat(chunks), torch.cat(pads)
     out["group"], out["row"] = group, row
     return out
 
@@ -260,15 +243,7 @@ def encoder_top_for_dataset(
         total,
     )
     states = lower_states(
-        encoder,
-        texts,
-        images,
-        has_image,
-        n_layers,
-        batch_size,
-        device,
-        cache_dtype,
-        text_only,
+        encoder, texts, images, has_image, n_layers, batch_size, device, cache_dtype, text_only
     )
     top = EncoderTop(encoder, n_layers=n_layers, **states).to(device)
     del encoder
@@ -298,7 +273,7 @@ def _item_inputs(
 def _check_reproduces(top: EncoderTop, reference: np.ndarray, n: int, source: Path) -> None:
     was = top.training
     top.eval()
-    ids = torch.arange(min(n, top.n_items))
+    ids = torch.arange(min(n, top.group.numel()))
     mine = top(ids).float().cpu().numpy()
     top.train(was)
     ref = np.asarray(reference[: len(ids)], dtype=np.float32)

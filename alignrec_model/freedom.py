@@ -72,7 +72,7 @@ from torch import nn
 
 from alignrec_data.config import check_ranges
 from alignrec_data.errors import UsageError
-from alignrec_model.base import Recommender
+from alignrec_model.base import EmbeddingRecommender
 from alignrec_model.graph import (
     bipartite_graph,
     combine_graphs,
@@ -124,10 +124,7 @@ class FreedomConfig:
                 "dropout": (0 <= self.dropout < 1, "in [0, 1) (the share of edges pruned)"),
                 "reg_weight": (self.reg_weight >= 0, ">= 0"),
                 "grid_reg_weight": (all(v >= 0 for v in self.grid_reg_weight), "values >= 0"),
-                "grid_dropout": (
-                    all(0 <= v < 1 for v in self.grid_dropout),
-                    "values in [0, 1)",
-                ),
+                "grid_dropout": (all(0 <= v < 1 for v in self.grid_dropout), "values in [0, 1)"),
             },
         )
 
@@ -151,7 +148,7 @@ def _check_features(features, n_items: int) -> list[torch.Tensor]:
     return mats
 
 
-class Freedom(Recommender):
+class Freedom(EmbeddingRecommender):
     """The FREEDOM recommender; see the module docstring for the equations.
 
     Args:
@@ -174,7 +171,6 @@ class Freedom(Recommender):
         config = config or FreedomConfig()
         self.config = config
         mats = _check_features(features, data.n_items)
-        self.n_users, self.n_items = int(data.n_users), int(data.n_items)
         d = config.embedding_dim
 
         # Frozen item-item graph S (built once from the raw features, never rebuilt or saved).
@@ -186,21 +182,17 @@ class Freedom(Recommender):
         self.register_buffer("adj", data.normalized_adjacency(), persistent=False)  # A_hat
         # Degree-sensitive pruning: the train edges, their weights and the draw's generator.
         self.pairs = np.asarray(data.train_pairs)  # (M, 2)
-        self.edge_weights = degree_edge_weights(self.pairs, self.n_users, self.n_items)  # (M,)
+        self.edge_weights = degree_edge_weights(self.pairs, data.n_users, data.n_items)  # (M,)
         self.generator = torch.Generator().manual_seed(seed)
         self.masked_adj: torch.Tensor | None = None  # A~ of the current epoch
 
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
-            self.user_embedding = nn.Embedding(self.n_users, d)  # E_u
-            self.item_embedding = nn.Embedding(self.n_items, d)  # E_i
-            nn.init.xavier_uniform_(self.user_embedding.weight)
-            nn.init.xavier_uniform_(self.item_embedding.weight)
+            self.init_embeddings(data, d)
             # MMRec: nn.Embedding.from_pretrained(feat, freeze=False) then nn.Linear(d_m, d).
             self.features = nn.ParameterList([nn.Parameter(f) for f in mats])  # F^m
             self.projections = nn.ModuleList([nn.Linear(f.shape[1], d) for f in mats])
         self.bpr = BPRLoss()
-        self._cache: tuple[torch.Tensor, torch.Tensor] | None = None
 
     # ------------------------------------------------------------------ graphs
     def start_epoch(self) -> None:
@@ -244,12 +236,5 @@ class Freedom(Recommender):
         parts = torch.stack([bpr.detach(), modal.detach()]).tolist()
         return bpr + modal, {"bpr": parts[0], "modal_bpr": parts[1]}
 
-    def prepare_eval(self) -> None:  # noqa: D102
-        with torch.no_grad():
-            self._cache = self.forward(self.adj)  # the full graph, never pruned
-
-    def scores(self, users: torch.Tensor) -> torch.Tensor:  # noqa: D102
-        if self._cache is None:
-            self.prepare_eval()
-        z_u, z_i = self._cache
-        return z_u[users.to(z_u.device)] @ z_i.T  # (B, I)
+    def propagate(self) -> tuple[torch.Tensor, torch.Tensor]:  # noqa: D102
+        return self.forward(self.adj)  # the full graph, never pruned

@@ -120,30 +120,22 @@ def bipartite_graph(
 
 
 # ----------------------------------------------------------------- sparse operator
-def _csr(crow: torch.Tensor, col: torch.Tensor, values: torch.Tensor, size) -> torch.Tensor:
-    with warnings.catch_warnings():  # "sparse CSR support is in beta": known, not actionable
-        warnings.simplefilter("ignore", UserWarning)
-        return torch.sparse_csr_tensor(crow, col, values, size=size, check_invariants=False)
-
-
 def to_torch_csr(m: sp.spmatrix) -> torch.Tensor:
     """A scipy sparse matrix as a torch sparse CSR float32 tensor (columns sorted per row)."""
     m = m.tocsr()
     m.sort_indices()
     # int32 indices when they fit: torch's CPU kernel converts int64 ones at every product
     index_dtype = np.int32 if m.nnz < np.iinfo(np.int32).max else np.int64
-    return _csr(  # built from a sorted scipy CSR: valid by construction
-        torch.from_numpy(m.indptr.astype(index_dtype)),
-        torch.from_numpy(m.indices.astype(index_dtype)),
-        torch.from_numpy(m.data.astype(np.float32)),
-        m.shape,
-    )
+    crow, col = (torch.from_numpy(a.astype(index_dtype)) for a in (m.indptr, m.indices))
+    values = torch.from_numpy(m.data.astype(np.float32))
+    # "sparse CSR support is in beta": known, not actionable; a sorted scipy CSR is valid
+    with warnings.catch_warnings(action="ignore", category=UserWarning):
+        return torch.sparse_csr_tensor(crow, col, values, size=m.shape, check_invariants=False)
 
 
 def csr_transpose(m: torch.Tensor) -> torch.Tensor:
     """The transpose of a torch sparse CSR matrix, as a sparse CSR matrix."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)
+    with warnings.catch_warnings(action="ignore", category=UserWarning):
         return m.t().to_sparse_coo().coalesce().to_sparse_csr()
 
 
@@ -334,11 +326,10 @@ def knn_binary_graph(
         (N, N) scipy CSR float32 with ``k`` entries per row, columns sorted.
     """
     _, indices = knn_topk(features, k=k, chunk_size=chunk_size)  # (N, k)
-    n = indices.shape[0]
+    indices = indices.cpu()
     ones = torch.ones(indices.shape, dtype=torch.float32)  # (N, k) B_ij
-    deg = ones.sum(dim=1)  # (N,) d_i = k
-    rows = torch.arange(n)[:, None]  # (N, 1)
-    return knn_csr(sym_norm(rows, indices.cpu(), ones, deg), indices.cpu())
+    rows = torch.arange(len(indices))[:, None]  # (N, 1)
+    return knn_csr(sym_norm(rows, indices, ones, ones.sum(dim=1)), indices)  # d_i = k
 
 
 def combine_graphs(graphs: list[sp.spmatrix], weights: list[float]) -> torch.Tensor:

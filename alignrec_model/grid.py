@@ -14,13 +14,12 @@ resumable through :class:`GridProgress`.
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import itertools
 import json
 import logging
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -73,15 +72,9 @@ class GridResult:
         """The chosen run's object plus ``grid`` (every cell) and ``chosen`` (its settings)."""
         out = self.best.to_json()
         out["grid"] = self.cells
-        out["chosen"] = (
-            cell_settings(self.best.config, "freedom")
-            if self.best.model == "freedom"
-            else {
-                "lr": self.best.config.lr,
-                "cl_weight": self.best.config.alignrec.cl_weight,
-                "sim_weight": self.best.config.alignrec.sim_weight,
-            }
-        )
+        # every model but FREEDOM reports AlignRec's loss weights, searched or not
+        chosen = "freedom" if self.best.model == "freedom" else "alignrec"
+        out["chosen"] = cell_settings(self.best.config, chosen)
         return out
 
 
@@ -90,32 +83,27 @@ def grid_configs(config: TrainConfig, model: str) -> list[TrainConfig]:
     if model == "freedom":
         f = config.freedom
         combos = itertools.product(f.grid_reg_weight, f.grid_dropout)
-        return [
-            dataclasses.replace(config, freedom=dataclasses.replace(f, reg_weight=reg, dropout=rho))
-            for reg, rho in combos
-        ]
+        return [replace(config, freedom=replace(f, reg_weight=r, dropout=d)) for r, d in combos]
     if get_spec(model).grid_weights:
+        a = config.alignrec
         combos = itertools.product(config.grid_lr, config.grid_cl, config.grid_sim)
         return [
-            dataclasses.replace(
-                config,
-                lr=lr,
-                alignrec=dataclasses.replace(config.alignrec, cl_weight=cl, sim_weight=sim),
-            )
+            replace(config, lr=lr, alignrec=replace(a, cl_weight=cl, sim_weight=sim))
             for lr, cl, sim in combos
         ]
-    return [dataclasses.replace(config, lr=lr) for lr in config.grid_lr]
+    return [replace(config, lr=lr) for lr in config.grid_lr]
 
 
 def cell_settings(cfg: TrainConfig, model: str) -> dict[str, Any]:
     """The :data:`SETTINGS` (FREEDOM: :data:`FREEDOM_SETTINGS`) of the cell ``cfg`` trains."""
     if model == "freedom":
         return {"lr": cfg.lr, "reg_weight": cfg.freedom.reg_weight, "dropout": cfg.freedom.dropout}
-    weights = get_spec(model).grid_weights
+    if not get_spec(model).grid_weights:
+        return {"lr": cfg.lr, "cl_weight": None, "sim_weight": None}
     return {
         "lr": cfg.lr,
-        "cl_weight": cfg.alignrec.cl_weight if weights else None,
-        "sim_weight": cfg.alignrec.sim_weight if weights else None,
+        "cl_weight": cfg.alignrec.cl_weight,
+        "sim_weight": cfg.alignrec.sim_weight,
     }
 
 
@@ -123,9 +111,6 @@ def cell_key(record: dict[str, Any]) -> tuple:
     """A cell's identity: its :data:`SETTINGS` values (from a cell or result record)."""
     keys = FREEDOM_SETTINGS if "dropout" in record else SETTINGS
     return tuple(record[k] for k in keys)
-
-
-CellCallback = Callable[[dict[str, Any], TrainResult, bool], None]
 
 
 def run_grid(
@@ -136,7 +121,7 @@ def run_grid(
     variant: str | None = None,
     *,
     progress: bool | None = None,
-    on_cell: CellCallback | None = None,
+    on_cell: Callable[[dict[str, Any], TrainResult, bool], None] | None = None,
     feature_fn_factory: Callable[[], torch.nn.Module] | None = None,
     done: Sequence[dict[str, Any]] = (),
     best: TrainResult | None = None,
@@ -167,9 +152,7 @@ def run_grid(
     finished = {cell_key(c) for c in done}
     cells: list[dict[str, Any]] = list(done)
     todo = [
-        cfg
-        for cfg in grid_configs(config, model)
-        if cell_key(cell_settings(cfg, model)) not in finished
+        c for c in grid_configs(config, model) if cell_key(cell_settings(c, model)) not in finished
     ]
     if done:
         logger.info("grid %s: %d cells done earlier, %d to train", model, len(done), len(todo))
@@ -177,13 +160,8 @@ def run_grid(
         feature_fn = feature_fn_factory() if feature_fn_factory else None
         net = build_model(model, data, cfg, features, feature_fn=feature_fn)
         result = fit(net, data, cfg, name=model, features=variant, progress=progress)
-        cell = {
-            **cell_settings(cfg, model),
-            "best_epoch": result.best_epoch,
-            "epochs": result.epochs,
-            "valid": result.valid,
-            "test": result.test,
-        }
+        scores = {f: getattr(result, f) for f in ("best_epoch", "epochs", "valid", "test")}
+        cell = {**cell_settings(cfg, model), **scores}
         cells.append(cell)
         improved = best is None or result.valid[key] > best.valid[key]
         if improved:
@@ -249,13 +227,11 @@ class GridProgress:
         cfg = by_key.get(cell_key(record))
         if cfg is None:
             return [], None
-        fields = ("model", "features", "best_epoch", "epochs", "valid", "test", "history")
         state = load_checkpoint(self.best_ckpt)["state_dict"]
-        best = TrainResult(*(record[f] for f in fields), state, record["seconds"], cfg)
+        best = TrainResult(**{f: record[f] for f in _RECORDED}, best_state=state, config=cfg)
         cells = [c for c in saved["cells"] if cell_key(c) in by_key]
         logger.info("resuming the grid from %s (%d cells done)", self.partial, len(cells))
-        self.state["cells"] = list(cells)
-        self.state["best"] = _result_record(best)
+        self.state.update(cells=list(cells), best=_result_record(best))
         return cells, best
 
     def record(self, cell: dict[str, Any], result: TrainResult, improved: bool) -> None:
@@ -272,27 +248,18 @@ class GridProgress:
         self.best_ckpt.unlink(missing_ok=True)
 
 
+#: The fields of the best cell's :class:`TrainResult` that the progress file records.
+_RECORDED = ("model", "features", "best_epoch", "epochs", "valid", "test", "history", "seconds")
+
+
 def _result_record(result: TrainResult) -> dict[str, Any]:
     """What a resumed grid needs of the best cell's result besides its checkpoint."""
-    return {
-        **cell_settings(result.config, result.model),
-        "model": result.model,
-        "features": result.features,
-        "best_epoch": result.best_epoch,
-        "epochs": result.epochs,
-        "valid": result.valid,
-        "test": result.test,
-        "history": result.history,
-        "seconds": result.seconds,
-    }
+    recorded = {f: getattr(result, f) for f in _RECORDED}
+    return {**cell_settings(result.config, result.model), **recorded}
 
 
 def grid_fingerprint(
-    config: TrainConfig,
-    model: str,
-    variant: str | None,
-    data: InteractionData,
-    paths: DatasetPaths,
+    config: TrainConfig, model: str, variant: str | None, data: InteractionData, paths: DatasetPaths
 ) -> str:
     """What a resumed grid must share with the interrupted one: settings, data and features."""
     settings = to_dict(config)
@@ -354,9 +321,7 @@ def grid_dataset(
     return result
 
 
-def _fresh_encoder_top(
-    top: torch.nn.Module | None,
-) -> Callable[[], torch.nn.Module] | None:
+def _fresh_encoder_top(top: torch.nn.Module | None) -> Callable[[], torch.nn.Module] | None:
     """A factory that resets ``top`` to its stage-1 weights for each cell (None: no top)."""
     if top is None:
         return None

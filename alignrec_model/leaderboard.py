@@ -14,8 +14,8 @@ on VALID by the trainer, the numbers reported on TEST) and writes, under ``<ds>/
 
 Which protocol applies to a variant is read from the file (:func:`feature_info`): mask-modality
 masks each modality a joint variant names a replacement for (when that file exists), and the
-modality a unimodal variant has; FREEDOM (when ``"freedom"`` is in the recommender registry)
-runs on each unimodal variant and on (image, text) pairs.
+modality a unimodal variant has; FREEDOM runs on each unimodal variant and on (image, text)
+pairs.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 from tqdm.auto import tqdm
 
-from alignrec_data.atomic import atomic_path, write_json, write_text
+from alignrec_data.atomic import write_json, write_text
 from alignrec_data.errors import UsageError
 from alignrec_data.feature_info import FeatureInfo, feature_info
 from alignrec_data.markdown import markdown_table
@@ -96,8 +96,6 @@ def plan_cells(
     notes: list[str],
 ) -> list[Cell]:
     """Every cell of the board, in protocol order (deterministic protocols: one seed)."""
-    from alignrec_model.recommenders import MODELS
-
     cells: list[Cell] = []
     for proto in board.protocols:
         seeds = (None,) if proto in DETERMINISTIC else board.seeds
@@ -107,9 +105,6 @@ def plan_cells(
             for v, info in variants.items():
                 cells += _mask_cells(v, info, seeds, paths, notes)
         elif proto == "freedom":
-            if "freedom" not in MODELS:
-                notes.append("freedom is not in the recommender registry: FREEDOM rows skipped")
-                continue
             uni = [v for v, i in variants.items() if i.modality in ("image", "text")]
             groups = [(v,) for v in uni] + [tuple(p) for p in pairs]
             cells += [Cell(proto, g, s) for g in groups for s in seeds]
@@ -175,12 +170,11 @@ def aggregate(results: list[tuple[Cell, dict[str, Any]]], variants) -> list[dict
         if masked:
             row["drop"] = {k: _stats([r["drop"]["test"][k] for _, r in items]) for k in HEADLINE}
         rows.append(row)
-    order = {p: i for i, p in enumerate(PROTOCOLS)}
     rows.sort(
         key=lambda r: (
             -r["test"]["recall@20"]["mean"],
             -r["test"]["ndcg@20"]["mean"],
-            order[r["protocol"]],
+            PROTOCOLS.index(r["protocol"]),
             r["variant"],
             r["masked"] or "",
         )
@@ -193,12 +187,9 @@ def aggregate(results: list[tuple[Cell, dict[str, Any]]], variants) -> list[dict
 
 def _use_for(rows: list[dict[str, Any]]) -> None:
     """Fill each row's ``use_for``: the line to beat, the floor, best per modality / consumer."""
+    references = {"lightgcn": "line to beat (ids only)", "pop": "floor (most popular)"}
     for row in rows:
-        row["use_for"] = []
-        if row["protocol"] == "lightgcn":
-            row["use_for"].append("line to beat (ids only)")
-        elif row["protocol"] == "pop":
-            row["use_for"].append("floor (most popular)")
+        row["use_for"] = [references[row["protocol"]]] if row["protocol"] in references else []
     single = [r for r in rows if r["protocol"] in CONSUMERS and len(r["variants"]) == 1]
     for modality in ("joint", "image", "text"):
         best = next((r for r in single if r["modality"] == modality), None)  # rows are sorted
@@ -250,6 +241,8 @@ def plot(rows: list[dict[str, Any]], path: Path, title: str) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from alignrec_model.report import save_figure
+
     labels = [
         f"{r['protocol']}{' -' + r['masked'] if r['masked'] else ''} | {r['variant']}" for r in rows
     ]
@@ -268,9 +261,7 @@ def plot(rows: list[dict[str, Any]], path: Path, title: str) -> None:
     ax.set_title(title, fontsize=9)
     if ax.get_legend_handles_labels()[0]:
         ax.legend(fontsize=7)
-    with atomic_path(path, suffix=".png") as tmp:
-        fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight", metadata={"Software": None})
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def build_leaderboard(
@@ -305,10 +296,8 @@ def build_leaderboard(
     if not inter.is_file():
         msg = f"{inter} does not exist; run `alignrec-data prepare {dataset}` first"
         raise UsageError(msg)
-    data_dir = Path(data_dir)
     variants = discover_variants(paths, board.features)
-    needs_features = [p for p in board.protocols if p not in ID_ONLY]
-    if not variants and needs_features:
+    if not variants and any(p not in ID_ONLY for p in board.protocols):
         logger.warning("%s has no features/*.parquet: only the ID-only rows", dataset)
     notes: list[str] = []
     memo: dict[Path, str] = {}

@@ -177,62 +177,42 @@ def read_cell(path: Path, key: str) -> dict[str, Any] | None:
     return doc if isinstance(doc, dict) and doc.get("key") == key else None
 
 
-def _train_config(train: Any, board: LeaderboardConfig, seed: int) -> Any:
-    """``train`` with ``seed`` and, when set, the board's epoch cap."""
-    epochs = min(train.epochs, board.epochs) if board.epochs else train.epochs
-    return dataclasses.replace(train, seed=seed, epochs=epochs)
+def compute_cell(cell: Cell, data_dir: Path, ds: str, config: Any, evaluate: Any) -> dict[str, Any]:
+    """Run one cell; ``{"valid", "test", "best_epoch", ...}`` (mask-modality adds the drop).
 
-
-def _fit_model(data_dir: Path, ds: str, config: Any, model: str, cell: Cell) -> dict[str, Any]:
-    """Train (or score) a registered model the way ``alignrec-data train`` does, no files."""
-    from alignrec_model.recommenders import build_model
-    from alignrec_model.runs import encoder_top, open_run
-    from alignrec_model.train import fit
-
-    features = ",".join(cell.variants) or None
-    run = open_run(data_dir, ds, config, model, features)
-    feature_fn = encoder_top(run.paths, config, model, run.variant, run.matrix)
-    net = build_model(model, run.data, config, run.matrix, seed=config.seed, feature_fn=feature_fn)
-    result = fit(net, run.data, config, name=model, features=run.variant, progress=False)
-    return {
-        "valid": result.valid,
-        "test": result.test,
-        "best_epoch": result.best_epoch,
-        "epochs": result.epochs,
-        "seconds": round(result.seconds, 3),
-    }
-
-
-def compute_cell(
-    cell: Cell, data_dir: Path, ds: str, train: Any, evaluate: Any, board: LeaderboardConfig
-) -> dict[str, Any]:
-    """Run one cell; ``{"valid", "test", "best_epoch", ...}`` (mask-modality adds the drop)."""
+    ``config`` is the train section with the cell's seed and the board's epoch cap; the
+    trained models are trained (or scored) the way ``alignrec-data train`` does, no files.
+    """
     from alignrec_model import feature_eval
 
-    paths = DatasetPaths.of(data_dir, ds)
-    if cell.protocol in ("zero-shot", "item-cf"):
+    if cell.protocol in feature_eval.PROTOCOLS:  # zero-shot, item-cf, mask-modality
         out = feature_eval.evaluate_features(
-            data_dir, ds, cell.variants[0], cell.protocol, evaluate, write=False
-        )
-        return {"valid": out["valid"], "test": out["test"], "best_epoch": 0}
-    if cell.protocol == "mask-modality":
-        from alignrec_model.data import load_interactions
-
-        config = _train_config(train, board, cell.seed)
-        out = feature_eval.mask_modality(
-            load_interactions(paths.prepared),
+            data_dir,
+            ds,
             cell.variants[0],
-            paths.features,
+            cell.protocol,
             evaluate,
             config,
             modality=cell.masked,
             replacement=cell.replacement,
             progress=False,
+            write=False,
         )
+        if cell.protocol != "mask-modality":
+            return {"valid": out["valid"], "test": out["test"], "best_epoch": 0}
         keep = ("valid", "test", "best_epoch", "unmasked", "drop", "n_masked", "model")
         return {k: out[k] for k in keep}
-    seed = train.seed if cell.seed is None else cell.seed
-    return _fit_model(data_dir, ds, _train_config(train, board, seed), cell.protocol, cell)
+    from alignrec_model.recommenders import build_model
+    from alignrec_model.runs import encoder_top, open_run
+    from alignrec_model.train import fit
+
+    model = cell.protocol
+    run = open_run(data_dir, ds, config, model, ",".join(cell.variants) or None)
+    feature_fn = encoder_top(run.paths, config, model, run.variant, run.matrix)
+    net = build_model(model, run.data, config, run.matrix, seed=config.seed, feature_fn=feature_fn)
+    result = fit(net, run.data, config, name=model, features=run.variant, progress=False)
+    scores = {f: getattr(result, f) for f in ("valid", "test", "best_epoch", "epochs")}
+    return {**scores, "seconds": round(result.seconds, 3)}
 
 
 def run_cell(
@@ -251,7 +231,9 @@ def run_cell(
     train, evaluate, board = configs
     paths = DatasetPaths.of(data_dir, ds)
     seed = train.seed if cell.seed is None else cell.seed
-    settings = cell_settings(cell, _train_config(train, board, seed), evaluate)
+    epochs = min(train.epochs, board.epochs) if board.epochs else train.epochs
+    config = dataclasses.replace(train, seed=seed, epochs=epochs)  # the board's epoch cap
+    settings = cell_settings(cell, config, evaluate)
     inputs = cell_inputs(cell, paths, memo)
     key = cell_key(cell, settings, inputs)
     path = paths.root / "leaderboard" / "cells" / cell.filename
@@ -260,8 +242,7 @@ def run_cell(
         logger.debug("cell %s: cached", cell.filename)
         return cached, False
     logger.info("cell %s: computing", cell.filename)
-    result = compute_cell(cell, data_dir, ds, train, evaluate, board)
-    doc = {"key": key, **dataclasses.asdict(cell), "settings": settings, "inputs": inputs}
-    doc.update(result)
+    result = compute_cell(cell, data_dir, ds, config, evaluate)
+    doc = {"key": key, **dataclasses.asdict(cell), "settings": settings, "inputs": inputs, **result}
     write_json(path, doc)
     return json.loads(json.dumps(doc)), True

@@ -69,8 +69,7 @@ class EmbeddingL2(nn.Module):
             msg = "EmbeddingL2 needs at least one embedding matrix"
             raise ValueError(msg)
         divisor = self.divisor if self.divisor is not None else embeddings[0].shape[0]
-        total = sum(e.pow(2).sum() for e in embeddings)
-        return 0.5 * total / divisor
+        return 0.5 * sum(e.pow(2).sum() for e in embeddings) / divisor
 
 
 class UIACosineLoss(nn.Module):
@@ -205,10 +204,4 @@ class SimilarityPreservationLoss(nn.Module):
         return (sq.sqrt() / b).to(emb.dtype)
 
 
-__all__ = [
-    "BPRLoss",
-    "EmbeddingL2",
-    "InfoNCE",
-    "SimilarityPreservationLoss",
-    "UIACosineLoss",
-]
+__all__ = ["BPRLoss", "EmbeddingL2", "InfoNCE", "SimilarityPreservationLoss", "UIACosineLoss"]

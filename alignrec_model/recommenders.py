@@ -33,9 +33,6 @@ if TYPE_CHECKING:
     from alignrec_model.data import InteractionData
     from alignrec_model.train import TrainConfig
 
-#: ``(data, config, features, seed, feature_fn) -> Recommender``.
-Builder = Callable[..., "Recommender"]
-
 
 @dataclass(frozen=True)
 class RecommenderSpec:
@@ -56,7 +53,7 @@ class RecommenderSpec:
 
     name: str
     summary: str
-    build: Builder
+    build: Callable[..., Recommender]
     keys: tuple[str, ...] = ()
     uses_features: bool = False
     finetunes_encoder: bool = False

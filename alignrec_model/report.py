@@ -38,7 +38,8 @@ def _fmt(v: Any) -> str:
     return "" if v is None else str(v)
 
 
-def _save(fig: Any, path: Path) -> None:
+def save_figure(fig: Any, path: Path) -> None:
+    """Write a matplotlib figure to ``path`` as PNG (atomically, no timestamp) and close it."""
     import matplotlib.pyplot as plt
 
     with atomic_path(path, suffix=".png") as tmp:
@@ -62,8 +63,7 @@ def pca_2d(matrix: np.ndarray) -> np.ndarray:
     _, _, vt = np.linalg.svd(x, full_matrices=False)
     comps = vt[:2]
     signs = np.sign(comps[np.arange(len(comps)), np.abs(comps).argmax(axis=1)])
-    comps = comps * signs[:, None]
-    out = x @ comps.T
+    out = x @ (comps * signs[:, None]).T
     if out.shape[1] < 2:
         out = np.pad(out, ((0, 0), (0, 2 - out.shape[1])))
     return out
@@ -118,41 +118,32 @@ def build_report(dataset_root: Path, out_dir: Path, *, title: str | None = None)
 
 def _recommendation_section(metrics_dir: Path, fig_dir: Path) -> list[str]:
     """1. Recommender metrics (best epoch chosen by validation Recall@20) and Recall@K bars."""
-    runs = []
-    for path in sorted(metrics_dir.glob("train-*.json")):
-        runs.append((path.stem.removeprefix("train-"), _read_json(path)))
+    paths = sorted(metrics_dir.glob("train-*.json"))
+    runs = [(path.stem.removeprefix("train-"), _read_json(path)) for path in paths]
     if not runs:
         return []
-    rows = []
-    for name, r in runs:
-        test = r.get("test", {})
-        rows.append(
-            [name, r.get("best_epoch"), r.get("valid", {}).get("recall@20")]
-            + [test.get(k) for k in HEADLINE]
-        )
-    lines = [
+    rows = [
+        [name, r.get("best_epoch"), r.get("valid", {}).get("recall@20")]
+        + [r.get("test", {}).get(k) for k in HEADLINE]
+        for name, r in runs
+    ]
+    return [
         "## Recommendation (full ranking, test split; best epoch by valid Recall@20)",
         "",
         markdown_table(
             ["run", "best epoch", "valid R@20", *[f"test {k}" for k in HEADLINE]], rows, _fmt
         ),
         "",
+        *_recall_figure(runs, fig_dir),
     ]
-    return lines + _recall_figure(runs, fig_dir)
 
 
 def _recall_figure(runs: list[tuple[str, Any]], fig_dir: Path) -> list[str]:
     """Test Recall@K bars of every run (nothing when no run has a ``recall@K``)."""
     import matplotlib.pyplot as plt
 
-    ks = sorted(
-        {
-            int(k.split("@")[1])
-            for _, r in runs
-            for k in r.get("test", {})
-            if k.startswith("recall@")
-        }
-    )
+    tested = [k for _, r in runs for k in r.get("test", {})]
+    ks = sorted({int(k.removeprefix("recall@")) for k in tested if k.startswith("recall@")})
     if not ks:
         return []
     fig, ax = plt.subplots(figsize=(7, 3.5))
@@ -163,7 +154,7 @@ def _recall_figure(runs: list[tuple[str, Any]], fig_dir: Path) -> list[str]:
     ax.set_xticks(np.arange(len(ks)) + 0.4 - width / 2, [f"R@{k}" for k in ks])
     ax.set_ylabel("test recall")
     ax.legend(fontsize=7)
-    _save(fig, fig_dir / "recall_at_k.png")
+    save_figure(fig, fig_dir / "recall_at_k.png")
     return ["![Recall@K per model](figures/recall_at_k.png)", ""]
 
 
@@ -185,10 +176,9 @@ def _curves_section(metrics_dir: Path, fig_dir: Path) -> list[str]:
         if key is None:
             continue
         ax.plot([r["epoch"] for r in rows], [r[key] for r in rows], label=path.stem[8:])
-    ax.set_xlabel("epoch")
-    ax.set_ylabel("valid Recall@20")
+    ax.set(xlabel="epoch", ylabel="valid Recall@20")
     ax.legend(fontsize=7)
-    _save(fig, fig_dir / "valid_curves.png")
+    save_figure(fig, fig_dir / "valid_curves.png")
     return ["## Training curves", "", "![validation curves](figures/valid_curves.png)", ""]
 
 
@@ -213,7 +203,7 @@ def _pretraining_section(metrics_dir: Path, fig_dir: Path) -> list[str]:
             ax.plot(*zip(*pts, strict=True), label=k)
     ax.set_xlabel("step")
     ax.legend(fontsize=7)
-    _save(fig, fig_dir / "pretrain_losses.png")
+    save_figure(fig, fig_dir / "pretrain_losses.png")
     return ["## Pretraining", "", "![pretraining losses](figures/pretrain_losses.png)", ""]
 
 
@@ -286,10 +276,8 @@ def _feature_maps_section(dataset_root: Path, fig_dir: Path) -> list[str]:
         xy = pca_2d(matrix)
         fig, ax = plt.subplots(figsize=(5, 4))
         ax.scatter(xy[:, 0], xy[:, 1], c=color, cmap=cmap, s=6, vmin=0, vmax=max(len(names) - 1, 1))
-        ax.set_title(path.stem)
-        ax.set_xticks([])
-        ax.set_yticks([])
+        ax.set(title=path.stem, xticks=[], yticks=[])
         png = f"features_{path.stem}.png"
-        _save(fig, fig_dir / png)
+        save_figure(fig, fig_dir / png)
         lines += [f"![{path.stem}](figures/{png})", ""]
     return lines

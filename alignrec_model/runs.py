@@ -22,7 +22,7 @@ import torch
 from alignrec_data.atomic import atomic_path
 from alignrec_data.config import to_dict
 from alignrec_data.errors import UsageError
-from alignrec_data.paths import DatasetPaths
+from alignrec_data.paths import DatasetPaths, check_name
 from alignrec_model.data import InteractionData, load_interactions
 from alignrec_model.recommenders import get_spec
 from alignrec_model.runtime import resolve_device
@@ -56,8 +56,6 @@ def variant_names(model: str, features: str) -> list[str]:
         UsageError: A list for a one-variant model, more than two variants, an empty or
             repeated name, or an invalid one.
     """
-    from alignrec_data.paths import check_name
-
     if not get_spec(model).multi_features:
         if "," in features:
             msg = (
@@ -139,8 +137,7 @@ def load_feature_matrix(paths: DatasetPaths, variant: str) -> np.ndarray:
     """Read ``features/<variant>.parquet`` as an (N_items, d) float32 matrix."""
     from alignrec_data.features import read_features
 
-    _, matrix, _ = read_features(paths.feature_file(variant))
-    return matrix
+    return read_features(paths.feature_file(variant))[1]
 
 
 def save_checkpoint(path: Path, result: TrainResult, data: InteractionData) -> None:

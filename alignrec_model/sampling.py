@@ -39,8 +39,7 @@ class NegativeSampler:
     def is_train(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
         """(N,) bool: ``items[k]`` is a train item of ``users[k]``."""
         q = users.astype(np.int64) * self.n_items + items
-        pos = np.searchsorted(self.keys, q)
-        pos = np.minimum(pos, len(self.keys) - 1)
+        pos = np.minimum(np.searchsorted(self.keys, q), len(self.keys) - 1)
         return self.keys[pos] == q
 
     def sample(self, users: np.ndarray) -> np.ndarray:

@@ -37,18 +37,14 @@ def headline_metrics(dataset_root: str | Path) -> dict[str, Any]:
         The headline numbers found under ``metrics/`` (empty sections when none).
     """
     metrics = Path(dataset_root) / "metrics"
-    runs = {}
-    for path in sorted(metrics.glob("train-*.json")):
-        r = _read(path)
-        runs[path.stem.removeprefix("train-")] = {
-            split: _pick(r.get(split)) for split in ("valid", "test")
-        }
-    evaluations = {}
-    for path in sorted(metrics.glob("eval-*.json")):
-        r = _read(path)
-        key = path.stem.removeprefix("eval-")
-        if "drop" in r:
-            evaluations[key] = {"test_drop": _pick(r["drop"].get("test"))}
-        else:
-            evaluations[key] = {"test": _pick(r.get("test"))}
-    return {"runs": runs, "evaluations": evaluations}
+    runs = {p.stem.removeprefix("train-"): _read(p) for p in sorted(metrics.glob("train-*.json"))}
+    evals = {p.stem.removeprefix("eval-"): _read(p) for p in sorted(metrics.glob("eval-*.json"))}
+    return {
+        "runs": {run: {s: _pick(r.get(s)) for s in ("valid", "test")} for run, r in runs.items()},
+        "evaluations": {  # mask-modality: the drop
+            key: {"test_drop": _pick(r["drop"].get("test"))}
+            if "drop" in r
+            else {"test": _pick(r.get("test"))}
+            for key, r in evals.items()
+        },
+    }

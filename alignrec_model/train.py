@@ -45,13 +45,10 @@ from alignrec_model.base import Recommender
 from alignrec_model.data import InteractionData
 from alignrec_model.evaluate import METRICS, evaluate_model
 from alignrec_model.freedom import FreedomConfig
-from alignrec_model.recommenders import FEATURE_MODELS as FEATURE_MODELS
-from alignrec_model.recommenders import MODELS as MODELS
 from alignrec_model.recommenders import build_model
 from alignrec_model.runs import encoder_top, open_run, save_checkpoint
 from alignrec_model.runs import load_checkpoint as load_checkpoint
 from alignrec_model.runs import load_feature_matrix as load_feature_matrix
-from alignrec_model.runs import run_name as run_name
 from alignrec_model.runtime import DEVICES, resolve_device, torch_threads
 from alignrec_model.sampling import NegativeSampler
 
@@ -107,10 +104,7 @@ class TrainConfig:
                 "lr_decay_epochs": (self.lr_decay_epochs > 0, "> 0"),
                 "patience": (self.patience >= 0, ">= 0"),
                 "eval_batch_size": (self.eval_batch_size >= 1, ">= 1"),
-                "topks": (
-                    bool(self.topks) and min(self.topks) >= 1,
-                    "a non-empty list of K >= 1",
-                ),
+                "topks": (bool(self.topks) and min(self.topks) >= 1, "a non-empty list of K >= 1"),
                 "valid_metric": (
                     metric in METRICS and k.isdigit() and int(k) in self.topks,
                     f"<metric>@<K> with metric in {', '.join(METRICS)} and K in train.topks "
@@ -163,7 +157,7 @@ class TrainResult:
 
     def to_json(self) -> dict[str, Any]:
         """The documented result object (what ``train --format json`` prints)."""
-        trained = [h for h in self.history if "seconds_train" in h]
+        trained = [h["seconds_train"] for h in self.history if "seconds_train" in h]
         return {
             "model": self.model,
             "features": self.features,
@@ -175,19 +169,14 @@ class TrainResult:
             "valid": self.valid,
             "test": self.test,
             "seconds": round(self.seconds, 3),
-            "seconds_per_epoch": (
-                round(sum(h["seconds_train"] for h in trained) / len(trained), 3)
-                if trained
-                else 0.0
-            ),
-            "seconds_per_evaluation": round(
-                sum(h["seconds_eval"] for h in self.history) / max(len(self.history), 1), 3
-            ),
+            "seconds_per_epoch": _mean_seconds(trained),
+            "seconds_per_evaluation": _mean_seconds([h["seconds_eval"] for h in self.history]),
             "settings": to_dict(self.config),  # the resolved train settings of this run
         }
 
 
-EpochCallback = Callable[[dict[str, float]], None]
+def _mean_seconds(seconds: list[float]) -> float:
+    return round(sum(seconds) / len(seconds), 3) if seconds else 0.0
 
 
 def no_bar(progress: bool | None) -> bool | None:
@@ -214,12 +203,8 @@ def make_optimizer(
     model: Recommender, config: TrainConfig
 ) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LambdaLR]:
     """Adam (no weight decay) over the model's parameter groups and the per-epoch decay."""
-    groups = (
-        model.param_groups(config.lr)
-        if hasattr(model, "param_groups")
-        else [{"params": [p for p in model.parameters() if p.requires_grad], "lr": config.lr}]
-    )
-    optimizer = torch.optim.Adam(groups, fused=True)  # one kernel per step on CPU and GPU
+    # one kernel per step on CPU and GPU
+    optimizer = torch.optim.Adam(model.param_groups(config.lr), fused=True)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda e: lr_factor(e, config))
     return optimizer, scheduler
 
@@ -253,9 +238,7 @@ def train_one_epoch(
         TrainingError: The loss became NaN or infinite.
     """
     model.train()
-    start_epoch = getattr(model, "start_epoch", None)  # per-epoch graph (FREEDOM's pruning)
-    if start_epoch is not None:
-        start_epoch()
+    model.start_epoch()  # per-epoch graph (FREEDOM's pruning)
     perm = rng.permutation(len(pairs))
     users_all = pairs[perm, 0]  # (M,)
     pos_all = pairs[perm, 1]  # (M,)
@@ -287,7 +270,7 @@ def fit(
     *,
     name: str = "model",
     features: str | None = None,
-    on_epoch: EpochCallback | None = None,
+    on_epoch: Callable[[dict[str, float]], None] | None = None,
     progress: bool | None = None,
 ) -> TrainResult:
     """Train ``model`` with early stopping on the valid metric (see the module docstring).
@@ -307,10 +290,22 @@ def fit(
     Raises:
         TrainingError: The loss became NaN or infinite.
     """
+    t0 = time.perf_counter()
     with torch_threads(config.num_threads):
-        if not model.trainable:
-            return _evaluate_once(model, data, config, name, features, on_epoch)
-        return _fit(model, data, config, name, features, on_epoch, progress)
+        if model.trainable:
+            best, history = _train(model, data, config, name, on_epoch, progress)
+        else:  # nothing to train: one evaluation, epoch 0 of 0
+            metrics, t_eval = _evaluate(model, data, config)
+            history = [_history_record(0, None, {}, 0, metrics, 0.0, t_eval)]
+            if on_epoch:
+                on_epoch(history[0])
+            state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+            best = _Best(epoch=0, metrics=metrics, state=state)
+    epochs = len(history) if model.trainable else 0
+    valid, test, seconds = best.metrics["valid"], best.metrics["test"], time.perf_counter() - t0
+    return TrainResult(
+        name, features, best.epoch, epochs, valid, test, history, best.state, seconds, config
+    )
 
 
 def _evaluate(
@@ -320,28 +315,6 @@ def _evaluate(
     t = time.perf_counter()
     m = evaluate_model(model, data, ("valid", "test"), config.topks, config.eval_batch_size)
     return m, time.perf_counter() - t
-
-
-def _evaluate_once(model, data, config, name, features, on_epoch) -> TrainResult:
-    """:func:`fit` of a model with nothing to train: one evaluation, epoch 0 of 0."""
-    t0 = time.perf_counter()
-    metrics, t_eval = _evaluate(model, data, config)
-    rec = _history_record(0, None, {}, 0, metrics, 0.0, t_eval)
-    if on_epoch:
-        on_epoch(rec)
-    state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-    return TrainResult(
-        name,
-        features,
-        0,
-        0,
-        metrics["valid"],
-        metrics["test"],
-        [rec],
-        state,
-        time.perf_counter() - t0,
-        config,
-    )
 
 
 @dataclass
@@ -365,9 +338,8 @@ class _Best:
         return True
 
 
-def _fit(model, data, config, name, features, on_epoch, progress) -> TrainResult:
-    """:func:`fit` of a trainable model, the thread setting applied."""
-    t0 = time.perf_counter()
+def _train(model, data, config, name, on_epoch, progress) -> tuple[_Best, list[dict[str, float]]]:
+    """The epochs of :func:`fit` for a trainable model: the best one and one record per epoch."""
     history: list[dict[str, float]] = []
     key = config.valid_metric
     device = resolve_device(config.device, "train")
@@ -376,16 +348,14 @@ def _fit(model, data, config, name, features, on_epoch, progress) -> TrainResult
     rng = np.random.default_rng(config.seed)
     sampler = NegativeSampler(data, rng)
     optimizer, scheduler = make_optimizer(model, config)
-    pairs = data.train_pairs
-    n_batches = math.ceil(len(pairs) / config.batch_size)
+    n_batches = math.ceil(data.n_train / config.batch_size)
     best = _Best()
-    epoch = -1
     bar = tqdm(range(config.epochs), desc=f"train {name}", unit="epoch", disable=no_bar(progress))
     for epoch in bar:
         t = time.perf_counter()
         lr_now = optimizer.param_groups[0]["lr"]
         sums = train_one_epoch(
-            model, optimizer, sampler, pairs, config.batch_size, rng, name, device
+            model, optimizer, sampler, data.train_pairs, config.batch_size, rng, name, device
         )
         scheduler.step()
         t_train = time.perf_counter() - t
@@ -407,18 +377,7 @@ def _fit(model, data, config, name, features, on_epoch, progress) -> TrainResult
             logger.info("%s: early stop at epoch %d, best epoch %d", name, epoch, best.epoch)
             break
     bar.close()
-    return TrainResult(
-        name,
-        features,
-        best.epoch,
-        epoch + 1,
-        best.metrics["valid"],
-        best.metrics["test"],
-        history,
-        best.state,
-        time.perf_counter() - t0,
-        config,
-    )
+    return best, history
 
 
 # ----------------------------------------------------------------------------- one run
@@ -440,8 +399,8 @@ def train_dataset(
         data_dir: The data directory.
         dataset: The dataset id (``<data_dir>/<dataset>/prepared/interactions.parquet``).
         config: The train section.
-        model: One of :data:`MODELS`.
-        features: Feature variant for the models of :data:`FEATURE_MODELS` (default
+        model: One of :data:`~alignrec_model.recommenders.MODELS`.
+        features: Feature variant of the models that read features (default
             ``config.features``); ignored by the ID-only models.
         progress: tqdm bar on stderr (None: on a terminal only).
         write: Write ``models/<run>.pt``, ``metrics/train-<run>.json`` and
@@ -473,9 +432,8 @@ def train_dataset(
 
 def metric_table(metrics: dict[str, dict[str, float]], topks: Sequence[int]) -> list[str]:
     """Text lines ``split  metric@K ...`` for the CLI."""
-    lines = []
-    for split, values in metrics.items():
-        keys = [f"{m}@{t}" for m in METRICS for t in topks]
-        cells = [f"{k}={values[k]:.4f}" for k in keys if k in values]
-        lines.append(f"{split:<5} " + " ".join(cells))
-    return lines
+    keys = [f"{m}@{t}" for m in METRICS for t in topks]
+    return [
+        f"{split:<5} " + " ".join(f"{k}={values[k]:.4f}" for k in keys if k in values)
+        for split, values in metrics.items()
+    ]

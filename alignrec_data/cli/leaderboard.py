@@ -10,10 +10,8 @@ from alignrec_data.cli._common import common_options, emit
 
 
 def _int_list(ctx: click.Context, param: click.Parameter, value: str | None):
-    if value is None:
-        return None
     try:
-        return tuple(int(s) for s in value.split(",") if s.strip())
+        return None if value is None else tuple(int(s) for s in _names(value))
     except ValueError as err:
         raise click.BadParameter(f"expected integers separated by commas, found {value!r}") from err
 
@@ -80,8 +78,7 @@ def command(
     evaluate = load_settings(params, "evaluate", EvaluateConfig, dataset)
     doc = build_leaderboard(data_dir, dataset, train, evaluate, board, force=force)
     out = Path(data_dir) / dataset / "leaderboard"
-    lines = [doc["markdown"], ""]
-    lines += [f"note: {n}" for n in doc["notes"]]
+    lines = [doc["markdown"], "", *(f"note: {n}" for n in doc["notes"])]
     lines += [
         f"{doc['n_cells']} cells ({doc['computed']} computed, "
         f"{doc['n_cells'] - doc['computed']} cached)",

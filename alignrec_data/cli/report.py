@@ -45,7 +45,6 @@ def command(dataset: str, data_dir: Path, fmt: str) -> None:
     write_json(paths.root / SUMMARY_FILE, summary)
     lines = [f"report  {page}", f"summary {paths.root / SUMMARY_FILE}"]
     for run, m in summary["runs"].items():
-        test = m.get("test", {})
-        vals = "  ".join(f"test {k} {v:.4f}" for k, v in test.items())
+        vals = "  ".join(f"test {k} {v:.4f}" for k, v in m.get("test", {}).items())
         lines.append(f"  {run:<28} {vals}")
     emit(fmt, {"report": str(page), "summary": summary}, lines)

@@ -102,7 +102,6 @@ def command(
         result = grid_dataset(data_dir, dataset, config, model, variant).best
     else:
         result = train_dataset(data_dir, dataset, config, model, variant)
-    obj = result.to_json()
     name = run_name(model, result.features)  # features is None for the ID-only models
     paths = DatasetPaths.of(data_dir, dataset)
     lines = [
@@ -111,4 +110,4 @@ def command(
         f"checkpoint {paths.models / (name + '.pt')}",
         f"metrics    {paths.metrics / ('train-' + name + '.json')}",
     ]
-    emit(fmt, obj, lines)
+    emit(fmt, result.to_json(), lines)

@@ -1,10 +1,10 @@
 """Streaming readers of the three Amazon raw releases (one module each) and what they share.
 
-- :mod:`~alignrec_data.readers.lines`: bounded line reading and the bad-line log.
+- :mod:`~alignrec_data.readers.lines`: bounded line reading, the bad-line log, and
+  :class:`ReleaseReader`, the one streaming reader that each release module (``amazon2014``,
+  ``amazon2018``, ``amazon2023``) parameterises.
 - :mod:`~alignrec_data.readers.base`: the records read and the field checks.
 - :mod:`~alignrec_data.readers.columns`: reviews into compact columns (Arrow fast path).
-- :mod:`~alignrec_data.readers.stream`: :class:`ReleaseReader`, the one streaming reader that
-  each release module (``amazon2014``, ``amazon2018``, ``amazon2023``) parameterises.
 """
 
 from __future__ import annotations
@@ -15,8 +15,7 @@ from alignrec_data.errors import UsageError
 from alignrec_data.readers import amazon2014, amazon2018, amazon2023
 from alignrec_data.readers.base import ItemMeta, url_candidates
 from alignrec_data.readers.columns import InteractionColumns
-from alignrec_data.readers.lines import BadLine, BadLineLog, iter_lines, open_raw
-from alignrec_data.readers.stream import ReleaseReader
+from alignrec_data.readers.lines import BadLine, BadLineLog, ReleaseReader, iter_lines, open_raw
 
 READERS: dict[str, ModuleType] = {"2014": amazon2014, "2018": amazon2018, "2023": amazon2023}
 
@@ -37,8 +36,8 @@ __all__ = [
 def reader_for(release: str) -> ModuleType:
     """The reader module of a raw release (``"2014"``, ``"2018"`` or ``"2023"``).
 
-    The module has ``REVIEW_FIELDS``, ``TIMESTAMP_DIVISOR``, ``read_reviews``, ``read_meta``,
-    ``read_columns`` and ``meta_record`` (its :class:`ReleaseReader` is ``READER``).
+    The module has ``REVIEW_FIELDS``, ``TIMESTAMP_DIVISOR``, ``read_reviews``, ``read_meta``
+    and ``meta_record`` (its :class:`ReleaseReader` is ``READER``).
 
     Raises:
         UsageError: No reader for that release.

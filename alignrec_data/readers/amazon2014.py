@@ -12,7 +12,7 @@ from __future__ import annotations
 import ast
 
 from alignrec_data.readers.base import ItemMeta, as_str, as_str_list, get_key, url_candidates
-from alignrec_data.readers.stream import ReleaseReader
+from alignrec_data.readers.lines import ReleaseReader
 
 # User, item, rating and timestamp fields of a review line, and timestamp units per second.
 REVIEW_FIELDS = ("reviewerID", "asin", "overall", "unixReviewTime")
@@ -50,4 +50,4 @@ READER = ReleaseReader(
     meta_format="Python literal",
     meta_max_line_bytes=DEFAULT_MAX_LITERAL_LINE_BYTES,
 )
-read_reviews, read_meta, read_columns = READER.read_reviews, READER.read_meta, READER.read_columns
+read_reviews, read_meta = READER.read_reviews, READER.read_meta

@@ -15,7 +15,7 @@ from __future__ import annotations
 from itertools import zip_longest
 
 from alignrec_data.readers.base import ItemMeta, as_str, as_str_list, get_key, url_candidates
-from alignrec_data.readers.stream import ReleaseReader
+from alignrec_data.readers.lines import ReleaseReader
 
 # User, item, rating and timestamp fields of a review line, and timestamp units per second.
 REVIEW_FIELDS = ("reviewerID", "asin", "overall", "unixReviewTime")
@@ -36,4 +36,4 @@ def meta_record(obj: dict) -> ItemMeta:
 
 
 READER = ReleaseReader(REVIEW_FIELDS, TIMESTAMP_DIVISOR, meta_record)
-read_reviews, read_meta, read_columns = READER.read_reviews, READER.read_meta, READER.read_columns
+read_reviews, read_meta = READER.read_reviews, READER.read_meta

@@ -43,8 +43,6 @@ class InteractionColumns:
         self.has_ratings, self.has_timestamps = has_ratings, has_timestamps
         self._blocks: list[tuple[Any, Any, np.ndarray, np.ndarray]] = []
         self._done: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None = None
-        self._user_keys: list[str] = []
-        self._item_keys: list[str] = []
 
     def extend(self, records: Iterable[tuple[str, str, float, int]]) -> None:
         """Append ``(user_key, item_key, rating, timestamp_seconds)`` records."""

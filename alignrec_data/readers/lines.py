@@ -6,6 +6,11 @@ Every reader reads its file as a stream of lines, each read with a bounded ``rea
 does not parse, or lacks a required field, is counted in a :class:`BadLineLog`, which keeps the
 first few (file name, line number, reason) and, in strict mode, raises
 :class:`~alignrec_data.errors.DataFormatError` at the first one.
+
+:class:`ReleaseReader` streams one raw Amazon release this way. The releases differ only in the
+names of the four review fields, the unit of the timestamp, how a metadata object maps to
+:class:`~alignrec_data.readers.base.ItemMeta` and how a metadata line is decoded (JSON, or
+Python literals for 2014); each release module builds one reader from these.
 """
 
 from __future__ import annotations
@@ -18,13 +23,14 @@ import zlib
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import IO, Any, TypeVar
 
 import numpy as np
 
 from alignrec_data.errors import DataFormatError
-from alignrec_data.readers.base import BadRecord
+from alignrec_data.readers.base import BadRecord, ItemMeta, parse_review
 
 # parse_json: one JSON line (raises ValueError or RecursionError on bad input). orjson comes
 # with dvc (a dependency) and parses 2-3x faster; json is the fallback.
@@ -286,3 +292,51 @@ def short_error(err: BaseException, limit: int = 120) -> str:
     # gives the same report, so stats.json is reproducible.
     text = _ADDRESS.sub("", f"{type(err).__name__}: {err}")
     return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+@dataclass(frozen=True)
+class ReleaseReader:
+    """Reads the reviews and metadata files of one raw release.
+
+    Attributes:
+        review_fields: Names of the user, item, rating and timestamp fields of a review.
+        timestamp_divisor: Timestamp units per second (1000 for milliseconds).
+        meta_record: One decoded metadata object as :class:`ItemMeta` (raises
+            :class:`~alignrec_data.readers.base.BadRecord` for an unusable one).
+        meta_decode: Parser of one metadata line.
+        meta_format: Name of that format in bad-line reasons (``JSON``, ``Python literal``).
+        meta_max_line_bytes: Default longest metadata line.
+    """
+
+    review_fields: tuple[str, str, str, str]
+    timestamp_divisor: int
+    meta_record: Callable[[dict], ItemMeta]
+    meta_decode: Callable[[bytes], Any] = parse_json
+    meta_format: str = "JSON"
+    meta_max_line_bytes: int = DEFAULT_MAX_LINE_BYTES
+
+    def read_reviews(
+        self, path: str | Path, log: BadLineLog, max_line_bytes: int = DEFAULT_MAX_LINE_BYTES
+    ) -> Iterator[tuple[str, str, float, int]]:
+        """Stream ``(user_key, item_key, rating, timestamp_seconds)`` from a reviews file.
+
+        (``prepare`` reads through the faster
+        :func:`~alignrec_data.readers.columns.read_review_columns`; both apply the same checks.)
+        """
+        review = partial(parse_review, fields=self.review_fields, ts_divisor=self.timestamp_divisor)
+        return (r for _, r in parse_lines(iter_lines(path, log, max_line_bytes), log, review))
+
+    def read_meta(
+        self, path: str | Path, log: BadLineLog, max_line_bytes: int | None = None
+    ) -> Iterator[ItemMeta]:
+        """Stream :class:`ItemMeta` from a metadata file.
+
+        Args:
+            path: The metadata file.
+            log: Where bad lines are counted.
+            max_line_bytes: Longest accepted line; None: :attr:`meta_max_line_bytes`.
+        """
+        cap = self.meta_max_line_bytes if max_line_bytes is None else max_line_bytes
+        lines = iter_lines(path, log, cap)
+        records = parse_lines(lines, log, self.meta_record, self.meta_decode, self.meta_format)
+        return (r for _, r in records)

@@ -28,16 +28,13 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from alignrec_data.errors import DataFormatError, UsageError
-from alignrec_data.readers.base import ItemMeta
+from alignrec_data.readers.base import MAX_ABS_NUMBER, ItemMeta
 from alignrec_data.readers.columns import InteractionColumns
 from alignrec_data.readers.lines import BadLineLog
-from alignrec_data.text import clean_text
+from alignrec_data.text import clean_text, template_fields
 
 if TYPE_CHECKING:
     from alignrec_data.declared import Declared
-
-# Interactions with a timestamp beyond this are bad rows (int64-safe, as the release readers).
-MAX_ABS_SECONDS = 2**62
 
 
 @dataclass(frozen=True)
@@ -155,7 +152,7 @@ def seconds(values: pd.Series) -> tuple[np.ndarray, np.ndarray]:
         return np.zeros(len(values), np.int64), np.zeros(len(values), bool)
     if pd.api.types.is_numeric_dtype(values):
         num = values.to_numpy(dtype=np.float64, na_value=np.nan)
-        ok = np.isfinite(num) & (np.abs(num) < MAX_ABS_SECONDS)
+        ok = np.isfinite(num) & (np.abs(num) < MAX_ABS_NUMBER)  # int64-safe, as reviews
         out = np.zeros(len(num), np.int64)
         out[ok] = np.floor(num[ok]).astype(np.int64)
         return out, ok
@@ -217,11 +214,8 @@ def read_interactions(d: Declared, path: Path, log: BadLineLog) -> InteractionCo
         log.add(k + 1, why[k])
     keep = [k for k in range(n) if k not in why]
     if not keep:
-        first = (
-            f"; first bad row {log.examples[0].line}: {log.examples[0].reason}"
-            if log.examples
-            else ""
-        )
+        ex = log.examples
+        first = f"; first bad row {ex[0].line}: {ex[0].reason}" if ex else ""
         msg = f"interactions file {path} holds no usable row ({n:,} rows, {log.count:,} bad{first})"
         raise DataFormatError(msg, hint=f"check {where}")
     cols = InteractionColumns(bool(decl.rating), bool(decl.timestamp))
@@ -277,13 +271,6 @@ def fill(template: str, row: dict[str, Any], clean: bool) -> str | None:
     return " ".join(text.split()) if clean else text
 
 
-def template_columns(template: str | None) -> list[str]:
-    """The column names a template uses."""
-    if template is None:
-        return []
-    return [name for _, name, _, _ in string.Formatter().parse(template) if name]
-
-
 def read_items(
     d: Declared, path: Path, log: BadLineLog, image_url: Any, wanted: set[str] | None = None
 ) -> Iterator[DeclaredMeta]:
@@ -307,7 +294,7 @@ def read_items(
     for k, col in enumerate(decl.categories):
         mapped[f"categories[{k}]"] = col
     for what in ("text", "image"):
-        for col in template_columns(getattr(decl, what)):
+        for col, *_ in template_fields(getattr(decl, what) or "", what, ""):
             mapped.setdefault(f"{what} {{{col}}}", col)
     as_text = (decl.item,) if not decl.item_offset else ()
     frame = read_table(path, d.formats["meta"], mapped, d.key("meta"), as_text=as_text)
@@ -324,10 +311,9 @@ def read_items(
         url = image_url(value) if value is not None else None
         yield DeclaredMeta(
             key=key,
-            title=_text(row.get(decl.title)) if decl.title else "",
-            brand=_text(row.get(decl.brand)) if decl.brand else "",
+            # the frame holds only the mapped columns: an unmapped field is ''
+            **{k: _text(row.get(getattr(decl, k))) for k in ("title", "brand", "description")},
             categories=[_text(row.get(c)) for c in decl.categories],
-            description=_text(row.get(decl.description)) if decl.description else "",
             image_urls=[url] if url is not None else [],
             text=(fill(decl.text, row, clean=True) or "") if decl.text is not None else "",
         )
