@@ -29,8 +29,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from alignrec_data.atomic import write_json
 from alignrec_data.config import check_ranges
 from alignrec_data.features import write_features
@@ -94,6 +92,17 @@ class ExtractConfig:
         return dataclasses.replace(e, **fill)
 
 
+def record_speed(metrics: dict[str, Any], entry: VariantEntry, n: int, seconds: float) -> None:
+    """Record ``entry``'s ``items_per_s`` (``n`` items in ``seconds``) in ``metrics``.
+
+    The built-in mmenc entry's speed is also ``mmenc_items_per_s``.
+    """
+    speed = round(n / seconds, 2) if seconds > 0 else None
+    metrics["items_per_s"][entry.name] = speed
+    if entry.kind == "mmenc" and not entry.model:
+        metrics["mmenc_items_per_s"] = speed
+
+
 def extract(data_dir: str | Path, dataset: str, cfg: ExtractConfig) -> dict[str, Any]:
     """Write the feature files of ``cfg.variants`` for every item of the dataset.
 
@@ -111,34 +120,27 @@ def extract(data_dir: str | Path, dataset: str, cfg: ExtractConfig) -> dict[str,
     paths = DatasetPaths.of(data_dir, dataset)
     device = resolve_device(cfg.device, "extract")
     with torch_threads(cfg.num_threads):
-        return _extract(paths, cfg, device)
-
-
-def _extract(paths: DatasetPaths, cfg: ExtractConfig, device: torch.device) -> dict[str, Any]:
-    items = read_items(paths)
-    keys = items["item_key"].astype(str).tolist()
-    n = len(items)
-    metrics: dict[str, Any] = {"items": n, "variants": {}, "items_per_s": {}}
-    images: ImageCache = {}
-    for entry in cfg.entries():
-        encoder = build_encoder(entry, paths, device, cfg.bf16)
-        t0 = time.perf_counter()
-        rows = encoder.rows(paths, items, images)
-        seconds = time.perf_counter() - t0
-        for output, variant in entry.variants().items():
-            matrix, missing = rows[variant]
-            meta = encoder.metadata(output, matrix.shape[1])
-            write_features(paths.features / f"{variant}.parquet", keys, matrix, missing, meta)
-            metrics["variants"][variant] = {
-                "dim": int(matrix.shape[1]),
-                "missing": int(missing.sum()),
-            }
-        speed = round(n / seconds, 2) if seconds > 0 else None
-        metrics["items_per_s"][entry.name] = speed
-        if entry.kind == "mmenc" and not entry.model:
-            metrics["mmenc_items_per_s"] = speed
-        logger.info("%s (%s): %d items in %.2f s", entry.name, entry.kind, n, seconds)
-        del encoder
+        items = read_items(paths)
+        keys = items["item_key"].astype(str).tolist()
+        n = len(items)
+        metrics: dict[str, Any] = {"items": n, "variants": {}, "items_per_s": {}}
+        images: ImageCache = {}
+        for entry in cfg.entries():
+            encoder = build_encoder(entry, paths, device, cfg.bf16)
+            t0 = time.perf_counter()
+            rows = encoder.rows(paths, items, images)
+            seconds = time.perf_counter() - t0
+            for output, variant in entry.variants().items():
+                matrix, missing = rows[variant]
+                meta = encoder.metadata(output, matrix.shape[1])
+                write_features(paths.features / f"{variant}.parquet", keys, matrix, missing, meta)
+                metrics["variants"][variant] = {
+                    "dim": int(matrix.shape[1]),
+                    "missing": int(missing.sum()),
+                }
+            record_speed(metrics, entry, n, seconds)
+            logger.info("%s (%s): %d items in %.2f s", entry.name, entry.kind, n, seconds)
+            del encoder
     if images:
         metrics["items_with_image"] = int(next(iter(images.values()))[1].sum())
     write_json(paths.metrics / METRICS_FILE, metrics)

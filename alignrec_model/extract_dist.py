@@ -37,7 +37,7 @@ import torch
 from alignrec_data.atomic import write_json
 from alignrec_data.engine import shards
 from alignrec_data.paths import DatasetPaths
-from alignrec_model.extract import METRICS_FILE, ExtractConfig
+from alignrec_model.extract import METRICS_FILE, ExtractConfig, record_speed
 from alignrec_model.extractors import VariantEntry, build_encoder, entry_source, weights_sha256
 from alignrec_model.pretrain import read_items
 from alignrec_model.runtime import resolve_device
@@ -151,11 +151,8 @@ def merge_run(
         target = shards.merge_parts(paths.features, variant, keys, numbers)
         _, matrix, missing = read_features(target)
         metrics["variants"][variant] = {"dim": int(matrix.shape[1]), "missing": int(missing.sum())}
-    speed = round(n / seconds, 2) if seconds > 0 else None
     for entry in cfg.entries():
-        metrics["items_per_s"][entry.name] = speed
-        if entry.kind == "mmenc" and not entry.model:
-            metrics["mmenc_items_per_s"] = speed
+        record_speed(metrics, entry, n, seconds)
     shards.remove_shards(paths.features, variants)
     metrics.update(extra or {})
     write_json(paths.metrics / METRICS_FILE, metrics)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -59,6 +60,7 @@ def batches(n: int, batch_size: int, desc: str) -> Iterator[slice]:
         yield slice(start, min(n, start + batch_size))
 
 
+@dataclass(eq=False)
 class Encoder:
     """Base of every kind: batching, missing inputs, joint outputs, metadata.
 
@@ -69,19 +71,15 @@ class Encoder:
         device: Where the model runs.
     """
 
-    image_size: int = 0
+    entry: VariantEntry
+    source: ModelSource | None
+    device: torch.device
+    bf16: bool = False  # bf16 autocast, on CUDA only
+    image_size = 0  # a class default, not a field
 
-    def __init__(
-        self,
-        entry: VariantEntry,
-        source: ModelSource | None,
-        device: torch.device,
-        bf16: bool = False,
-    ) -> None:
-        self.entry = entry
-        self.source = source
-        self.device = device
-        self.bf16 = bf16 and device.type == "cuda"
+    def __post_init__(self) -> None:
+        """bf16 only on CUDA; load the model."""
+        self.bf16 = self.bf16 and self.device.type == "cuda"
         self.load()
 
     def load(self) -> None:

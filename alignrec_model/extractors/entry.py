@@ -23,25 +23,19 @@ from alignrec_data.config import check_ranges, from_dict
 from alignrec_data.errors import UsageError
 from alignrec_data.paths import check_name
 
-#: Kinds and the outputs each can write (``image``, ``text``, ``joint``).
-KIND_OUTPUTS: dict[str, tuple[str, ...]] = {
-    "hf-text": ("text",),
-    "hf-image": ("image",),
-    "hf-clip": ("image", "text", "joint"),
-    "sentence-transformers": ("text",),
-    "mmenc": ("image", "text", "joint"),
-    "effnet": ("image",),
+#: Per kind: the outputs it can write (``image``, ``text``, ``joint``) and its pooling choices,
+#: the first being the default ("" in an entry).
+_KINDS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
+    "hf-text": (("text",), ("mean", "cls")),
+    "hf-image": (("image",), ("pooler", "mean", "cls")),
+    "hf-clip": (("image", "text", "joint"), ("projection",)),
+    "sentence-transformers": (("text",), ("model",)),
+    "mmenc": (("image", "text", "joint"), ("cls",)),
+    "effnet": (("image",), ("mean",)),
 }
-KINDS: tuple[str, ...] = tuple(KIND_OUTPUTS)
-#: Pooling choices per kind; the first is the default ("" in an entry).
-POOLINGS: dict[str, tuple[str, ...]] = {
-    "hf-text": ("mean", "cls"),
-    "hf-image": ("pooler", "mean", "cls"),
-    "hf-clip": ("projection",),
-    "sentence-transformers": ("model",),
-    "mmenc": ("cls",),
-    "effnet": ("mean",),
-}
+KIND_OUTPUTS = {kind: outputs for kind, (outputs, _) in _KINDS.items()}
+POOLINGS = {kind: poolings for kind, (_, poolings) in _KINDS.items()}
+KINDS: tuple[str, ...] = tuple(_KINDS)
 JOINTS: tuple[str, ...] = ("sum", "concat")
 #: Kinds whose model must be given (the others default to an offline model: see ``model``).
 NEEDS_MODEL: tuple[str, ...] = ("hf-text", "hf-image", "hf-clip")
