@@ -58,7 +58,7 @@ from alignrec_data.errors import UsageError
 from alignrec_data.integrity import sha256_file
 from alignrec_data.outputs import check_output_dir, protected_folders
 from alignrec_data.paths import DatasetPaths
-from alignrec_data.release_configs import ConfigWriter, ShardWriter, config_writers
+from alignrec_data.release_configs import ShardWriter, config_writers, write_config
 from alignrec_data.release_inputs import read_json_or_none, read_prepared, select_variants
 from alignrec_data.release_layout import (
     CARD_NAME,
@@ -251,9 +251,9 @@ def _params_sections(params_path: str | Path | None, dataset: str) -> dict[str, 
     return sections
 
 
-def _write_shards(writer: ConfigWriter, shards: ShardWriter) -> ConfigInfo:
+def _write_shards(config: ConfigInfo, shards: ShardWriter) -> ConfigInfo:
     """Write one config's shards (a seam: tests/hostile slows it down to kill a build)."""
-    return writer.write(shards)
+    return write_config(config, shards)
 
 
 # ----------------------------------------------------------------------------- provenance

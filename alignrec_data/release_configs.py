@@ -1,10 +1,10 @@
 """One writer per release config: ``items``, ``interactions``, ``features-<variant>``, ``images``.
 
-Each ``*_config`` function reads and checks its inputs and returns a writer; nothing is
-written until :func:`alignrec_data.release.build_release` calls ``writer.write(shards)`` with
-the one :class:`ShardWriter` of the staging folder. Every writer
-returns the :class:`~alignrec_data.release_layout.ConfigInfo` that the card and the manifest
-describe.
+Each ``*_config`` function reads and checks its inputs and returns a
+:class:`~alignrec_data.release_layout.ConfigInfo` whose splits hold the tables (``images``: a
+lazy row stream); nothing is written until :func:`alignrec_data.release.build_release` calls
+:func:`write_config` with the one :class:`ShardWriter` of the staging folder, which returns
+the config with its written shards, as the card and the manifest describe it.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import json
 import math
 import os
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -57,33 +57,15 @@ IMAGE_SCHEMA = pa.schema(
 )
 
 
-@dataclass
-class TableConfig:
-    """A config whose splits are tables already read and checked (items, interactions, features).
-
-    Attributes:
-        name: Config name.
-        kind: ``items``, ``interactions`` or ``features``.
-        splits: Published split name -> its table.
-        dim: Embedding length (features only).
-        variant: Feature variant (features only).
-        extra: Card details (features: missing count, producer metadata, checkpoint sha256).
-    """
-
-    name: str
-    kind: str
-    splits: dict[str, pa.Table]
-    dim: int | None = None
-    variant: str | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
-
-    def write(self, shards: ShardWriter) -> ConfigInfo:
-        """Write every split's shards."""
-        written = {sp: shards.write_table(t, self.name, sp) for sp, t in self.splits.items()}
-        columns = next(iter(self.splits.values())).column_names
-        return ConfigInfo(
-            self.name, self.kind, written, columns, self.dim, self.variant, self.extra
-        )
+def write_config(config: ConfigInfo, shards: ShardWriter) -> ConfigInfo:
+    """Write a config's splits (tables, or the image row stream) as shards: the written config."""
+    written = {
+        sp: shards.write_table(data, config.name, sp)
+        if isinstance(data, pa.Table)
+        else shards.write_stream(data, IMAGE_SCHEMA, config.name, sp)
+        for sp, data in config.splits.items()
+    }
+    return replace(config, splits=written)
 
 
 def config_writers(
@@ -93,8 +75,8 @@ def config_writers(
     prepared: Prepared,
     variants: list[str],
     checkpoint_sha256: str | None,
-) -> tuple[list[ConfigWriter], list[str]]:
-    """The writer of every config, in card order, and what the release will lack (notes).
+) -> tuple[list[ConfigInfo], list[str]]:
+    """Every config, in card order, not written yet, and what the release will lack (notes).
 
     Args:
         paths: The dataset's folders.
@@ -109,7 +91,7 @@ def config_writers(
         for v in variants
     ]
     image_index = read_image_index(paths.images)
-    writers: list[ConfigWriter] = [
+    writers = [
         items_config(prepared.items, image_index),
         interactions_config(prepared),
         *features,
@@ -123,7 +105,8 @@ def config_writers(
             f"(run `alignrec-data images {dataset}`): no images config"
         )
     elif images:
-        writers.append(ImagesConfig(paths.images, image_index))
+        rows = _image_rows(paths.images, image_index)
+        writers.append(ConfigInfo("images", "images", {"train": rows}, list(IMAGE_FEATURES)))
     return writers, notes
 
 
@@ -216,7 +199,7 @@ class ShardWriter:
 # ----------------------------------------------------------------------------- items
 
 
-def items_config(items: pa.Table, image_index: pa.Table | None) -> TableConfig:
+def items_config(items: pa.Table, image_index: pa.Table | None) -> ConfigInfo:
     """``items``: ids, keys, title, text, the image URL and whether an image exists.
 
     With the images stage's index, ``image_url`` is the URL that served and ``has_image``
@@ -251,13 +234,13 @@ def items_config(items: pa.Table, image_index: pa.Table | None) -> TableConfig:
             "has_image": pa.array(has_image, pa.bool_()),
         }
     )
-    return TableConfig("items", "items", {"train": table})
+    return ConfigInfo("items", "items", {"train": table}, table.column_names)
 
 
 # ----------------------------------------------------------------------------- interactions
 
 
-def interactions_config(prepared: Prepared) -> TableConfig:
+def interactions_config(prepared: Prepared) -> ConfigInfo:
     """``interactions``: one split per prepared split (``valid`` published as ``validation``).
 
     Raises:
@@ -286,7 +269,7 @@ def interactions_config(prepared: Prepared) -> TableConfig:
         )
         raise DataFormatError(msg)
     splits = {dst: pub.filter(pa.array(split_col == src)) for src, dst in SPLIT_NAMES.items()}
-    return TableConfig("interactions", "interactions", splits)
+    return ConfigInfo("interactions", "interactions", splits, pub.column_names)
 
 
 # ----------------------------------------------------------------------------- features
@@ -294,7 +277,7 @@ def interactions_config(prepared: Prepared) -> TableConfig:
 
 def features_config(
     path: Path, variant: str, item_keys: list[str], checkpoint_sha256: str | None
-) -> TableConfig:
+) -> ConfigInfo:
     """``features-<variant>``: row i = item i (see :func:`~.release_inputs.read_features`).
 
     Args:
@@ -310,7 +293,8 @@ def features_config(
         "modality": feature_info(path).modality,
         "checkpoint_sha256": checkpoint_sha256 if uses_encoder(variant) else None,
     }
-    return TableConfig(FEATURES_PREFIX + variant, "features", {"train": table}, dim, variant, extra)
+    name, columns = FEATURES_PREFIX + variant, table.column_names
+    return ConfigInfo(name, "features", {"train": table}, columns, dim, variant, extra)
 
 
 # ----------------------------------------------------------------------------- images
@@ -324,32 +308,11 @@ def read_image_index(images_dir: Path) -> pa.Table | None:
     return pq.read_table(path) if path.is_file() else None
 
 
-@dataclass
-class ImagesConfig:
-    """``images``: the stored image bytes, streamed in storage order (one shard in memory).
+def _image_rows(images_dir: Path, index: pa.Table) -> Iterator[tuple[dict[str, Any], int]]:
+    """The stored images as ``(row, size)``, in storage order (read only while written)."""
+    from alignrec_data.images.store import iter_image_bytes
 
-    Attributes:
-        images_dir: The images stage's folder.
-        index: Its ``index.parquet``.
-    """
-
-    images_dir: Path
-    index: pa.Table
-    name: str = "images"
-
-    def write(self, shards: ShardWriter) -> ConfigInfo:
-        """Stream the stored images into ``images/train-*.parquet``."""
-        written = shards.write_stream(self._rows(), IMAGE_SCHEMA, self.name, "train")
-        return ConfigInfo(self.name, "images", {"train": written}, list(IMAGE_FEATURES))
-
-    def _rows(self) -> Iterator[tuple[dict[str, Any], int]]:
-        from alignrec_data.images.store import iter_image_bytes
-
-        meta = {int(r["item_id"]): r for r in self.index.to_pylist() if r["has_image"]}
-        for item_id, data in iter_image_bytes(self.images_dir):
-            row = {k: meta[item_id][k] for k in ("item_key", "width", "height", "sha256", "url")}
-            yield {**row, "item_id": item_id, "image": {"bytes": data, "path": None}}, len(data)
-
-
-# What build_release calls ``write(shards)`` on: one per config.
-ConfigWriter = TableConfig | ImagesConfig
+    meta = {int(r["item_id"]): r for r in index.to_pylist() if r["has_image"]}
+    for item_id, data in iter_image_bytes(images_dir):
+        row = {k: meta[item_id][k] for k in ("item_key", "width", "height", "sha256", "url")}
+        yield {**row, "item_id": item_id, "image": {"bytes": data, "path": None}}, len(data)

@@ -47,7 +47,7 @@ class ConfigInfo:
     Attributes:
         name: Config name (``items``, ``interactions``, ``features-<variant>``, ``images``).
         kind: ``items``, ``interactions``, ``features`` or ``images``.
-        splits: Split name -> its shards.
+        splits: Split name -> its shards (before writing: its table or row stream).
         columns: Column names.
         dim: Embedding length (feature configs only).
         variant: Feature variant (feature configs only).
@@ -56,7 +56,7 @@ class ConfigInfo:
 
     name: str
     kind: str
-    splits: dict[str, list[ShardInfo]]
+    splits: dict[str, Any]  # list[ShardInfo] once written
     columns: list[str]
     dim: int | None = None
     variant: str | None = None
