@@ -112,36 +112,17 @@ def card_metadata(ctx: CardContext) -> dict[str, Any]:
     }
 
 
-def _summary(ctx: CardContext) -> str:
-    spec = ctx.spec
-    source = (
-        "imported data whose source is unknown to alignrec (the dataset id is not in the registry)"
-    )
-    if spec is not None:
-        source = spec.description.strip().rstrip(".")
-        if not getattr(spec, "synthetic", False):
-            source += f" (Amazon {spec.release} release, category {spec.category})"
-    variants = [c.variant for c in ctx.configs if c.kind == "features"]
-    lines = [
-        f"Items, user-item interactions and multimodal item features of **{ctx.dataset}**: "
-        f"{source}. Built by alignrec following AlignRec "
-        "(Liu et al., CIKM 2024) so that the features drop unchanged into MMRec-style "
-        "recommenders.",
-        "",
-        f"- {ctx.n_users:,} users, {ctx.n_items:,} items, "
-        f"{sum(c.rows() for c in ctx.configs if c.kind == 'interactions'):,} interactions.",
-        "- Feature sets: " + (", ".join(f"`{v}`" for v in variants) if variants else "none") + ".",
-    ]
-    imported = _imported_from(ctx.stats)
-    if imported:
-        lines.append(f"- Imported from: {imported}.")
-    if not variants:
-        lines.append(
-            "- **No item features are included**: this release holds the items and "
-            "interactions only (no feature files existed when it was built)."
+def _source(spec: Any) -> str:
+    """What the data is, for the card's first sentence."""
+    if spec is None:
+        return (
+            "imported data whose source is unknown to alignrec (the dataset id is not in the "
+            "registry)"
         )
-    lines += [f"- Note: {note}." for note in ctx.notes if "no feature files" not in note]
-    return "\n".join(lines) + "\n"
+    source = spec.description.strip().rstrip(".")
+    if not getattr(spec, "synthetic", False):
+        source += f" (Amazon {spec.release} release, category {spec.category})"
+    return source
 
 
 def _imported_from(stats: dict[str, Any] | None) -> str | None:
@@ -235,6 +216,7 @@ def render_card(ctx: CardContext) -> str:
     from huggingface_hub import DatasetCard, DatasetCardData
 
     metadata = card_metadata(ctx)
+    interactions = sum(c.rows() for c in ctx.configs if c.kind == "interactions")
     front = yaml.safe_dump(metadata, sort_keys=False, allow_unicode=True, width=1000).rstrip()
     template = resources.files("alignrec_data").joinpath(*TEMPLATE).read_text("utf-8")
     card = DatasetCard.from_template(
@@ -244,7 +226,11 @@ def render_card(ctx: CardContext) -> str:
         dataset=ctx.dataset,
         spec=ctx.spec,
         synthetic=ctx.spec is not None and getattr(ctx.spec, "synthetic", False),
-        summary=_summary(ctx),
+        source=_source(ctx.spec),
+        counts=(ctx.n_users, ctx.n_items, interactions),
+        variants=[c.variant for c in ctx.configs if c.kind == "features"],
+        imported=_imported_from(ctx.stats),
+        notes=[note for note in ctx.notes if "no feature files" not in note],
         configs_table=_configs_table(ctx),
         shard_mb=ctx.release_config.get("shard_size_mb"),
         **_loading(ctx),

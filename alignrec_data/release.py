@@ -62,25 +62,14 @@ from alignrec_data.release_configs import ShardWriter, config_writers, write_con
 from alignrec_data.release_inputs import read_json_or_none, read_prepared, select_variants
 from alignrec_data.release_layout import (
     CARD_NAME,
-    FEATURES_PREFIX,
     MANIFEST_NAME,
-    SPLIT_NAMES,
     ConfigInfo,
     manifest_text,
     read_manifest,
 )
 
-__all__ = [  # the release API; the layout names are re-exported for loaders and publish
-    "CARD_NAME",
-    "FEATURES_PREFIX",
-    "MANIFEST_NAME",
-    "SPLIT_NAMES",
-    "ReleaseConfig",
-    "ReleaseResult",
-    "build_release",
-    "read_manifest",
-    "sha256_file",
-]
+# The release API; MANIFEST_NAME and read_manifest are re-exported (tests, release_source docs).
+__all__ = ["MANIFEST_NAME", "ReleaseConfig", "ReleaseResult", "build_release", "read_manifest"]
 
 log = logging.getLogger(__name__)
 # The card's provenance readers log under their former module name (users' logs keep it).
