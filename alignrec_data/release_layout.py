@@ -147,26 +147,19 @@ def read_manifest(folder: str | Path, label: str | None = None) -> dict[str, Any
             if not isinstance(shards, list) or not shards or not isinstance(entry.get("rows"), int):
                 raise bad(f"config {name!r} split {split!r} has no `rows` and `shards` list")
             for shard in shards:
-                if problem := _shard_problem(name, split, shard):
-                    raise bad(problem)
+                ok = (
+                    isinstance(shard, dict)
+                    and isinstance(shard.get("path"), str)
+                    and isinstance(shard.get("bytes"), int)
+                    and isinstance(shard.get("sha256"), str)
+                    and re.fullmatch(r"[0-9a-f]{64}", shard["sha256"]) is not None
+                )
+                if not ok:
+                    raise bad(
+                        f"config {name!r} split {split!r} lists a shard without path, bytes "
+                        f"and sha256: {str(shard)[:80]}"
+                    )
+                path = shard["path"]
+                if path.startswith("/") or any(p in ("", ".", "..") for p in path.split("/")):
+                    raise bad(f"lists shard path {path!r}, not a safe relative path")
     return doc
-
-
-def _shard_problem(config: str, split: str, shard: Any) -> str | None:
-    """What is wrong with one manifest shard entry (None when it is well formed)."""
-    ok = (
-        isinstance(shard, dict)
-        and isinstance(shard.get("path"), str)
-        and isinstance(shard.get("bytes"), int)
-        and isinstance(shard.get("sha256"), str)
-        and re.fullmatch(r"[0-9a-f]{64}", shard["sha256"]) is not None
-    )
-    if not ok:
-        return (
-            f"config {config!r} split {split!r} lists a shard without path, bytes "
-            f"and sha256: {str(shard)[:80]}"
-        )
-    parts = shard["path"].split("/")
-    if shard["path"].startswith("/") or any(p in ("", ".", "..") for p in parts):
-        return f"lists shard path {shard['path']!r}, not a safe relative path"
-    return None
