@@ -98,10 +98,10 @@ def _train_runs(metrics: dict[str, Any]) -> list[tuple[str, str, dict[str, Any]]
     for stem, doc in sorted(metrics.items()):
         if not stem.startswith("train-") or not isinstance(doc, dict):
             continue
-        model = str(doc.get("model") or stem[len("train-") :].split("-")[0])
+        rest = stem.removeprefix("train-")
+        model = str(doc.get("model") or rest.split("-")[0])
         variant = doc.get("variant") or doc.get("features")
         if variant is None:
-            rest = stem[len("train-") :]
             variant = rest[len(model) + 1 :] if rest.startswith(model + "-") else "—"
         runs.append((model, str(variant), doc))
     return runs
