@@ -135,14 +135,8 @@ class ShardWriter:
         n_rows = table.num_rows
         n = min(max(1, math.ceil(table.nbytes / self.max_bytes)), max(1, n_rows))
         per = math.ceil(n_rows / n)
-        folder = self._folder(config)
-        shards = []
-        for i in range(n):
-            part = table.slice(i * per, per) if n_rows else table
-            path = folder / shard_name(split, i, n)
-            self._write(part, path, row_group_size=min(max(part.num_rows, 1), MAX_ROW_GROUP))
-            shards.append(self._info(config, path, part.num_rows))
-        return shards
+        parts = (table.slice(i * per, per) if n_rows else table for i in range(n))
+        return self._write_parts(parts, config, split, row_groups=True)
 
     def write_stream(
         self,
@@ -153,47 +147,48 @@ class ShardWriter:
     ) -> list[ShardInfo]:
         """Write ``(row, size)`` pairs in order, starting a shard once ``max_bytes`` is reached.
 
-        Memory stays bounded by one shard: each is written as ``.part-<i>.parquet`` and
-        renamed once the number of shards is known. An empty stream gives one empty shard.
+        Memory stays bounded by one shard. An empty stream gives one empty shard.
         """
-        folder = self._folder(config)
-        parts: list[tuple[Path, int]] = []
+        return self._write_parts(self._batches(rows, schema), config, split, row_groups=False)
+
+    def _batches(
+        self, rows: Iterable[tuple[dict[str, Any], int]], schema: pa.Schema
+    ) -> Iterator[pa.Table]:
         batch: list[dict[str, Any]] = []
-        size = 0
+        size = n = 0
         for row, row_size in rows:
             batch.append(row)
             size += row_size
             if size >= self.max_bytes:
-                parts.append(self._write_part(folder, len(parts), batch, schema))
-                batch, size = [], 0
-        if batch or not parts:
-            parts.append(self._write_part(folder, len(parts), batch, schema))
+                yield pa.Table.from_pylist(batch, schema=schema)
+                batch, size, n = [], 0, n + 1
+        if batch or not n:
+            yield pa.Table.from_pylist(batch, schema=schema)
+
+    def _write_parts(
+        self, tables: Iterable[pa.Table], config: str, split: str, row_groups: bool
+    ) -> list[ShardInfo]:
+        """Write each table as ``.part-<i>.parquet``, then rename all once their number is known.
+
+        Table shards get row groups of at most :data:`MAX_ROW_GROUP` rows; streamed shards keep
+        pyarrow's default (``row_groups=False``).
+        """
+        folder = self.root / config
+        folder.mkdir(parents=True, exist_ok=True)
+        codec = None if self.compression == "none" else self.compression
+        parts = []
+        for i, table in enumerate(tables):
+            part = folder / f".part-{i:05d}.parquet"
+            group = min(max(table.num_rows, 1), MAX_ROW_GROUP) if row_groups else None
+            pq.write_table(table, part, compression=codec, row_group_size=group)
+            parts.append((part, table.num_rows))
         shards = []
         for i, (part, n_rows) in enumerate(parts):
             path = folder / shard_name(split, i, len(parts))
             os.replace(part, path)
-            shards.append(self._info(config, path, n_rows))
+            size = path.stat().st_size
+            shards.append(ShardInfo(f"{config}/{path.name}", n_rows, size, sha256_file(path)))
         return shards
-
-    def _folder(self, config: str) -> Path:
-        folder = self.root / config
-        folder.mkdir(parents=True, exist_ok=True)
-        return folder
-
-    def _write_part(
-        self, folder: Path, i: int, rows: list[dict[str, Any]], schema: pa.Schema
-    ) -> tuple[Path, int]:
-        part = folder / f".part-{i:05d}.parquet"
-        self._write(pa.Table.from_pylist(rows, schema=schema), part)
-        return part, len(rows)
-
-    def _write(self, table: pa.Table, path: Path, row_group_size: int | None = None) -> None:
-        # Streamed shards keep pyarrow's default row groups (row_group_size None).
-        codec = None if self.compression == "none" else self.compression
-        pq.write_table(table, path, compression=codec, row_group_size=row_group_size)
-
-    def _info(self, config: str, path: Path, rows: int) -> ShardInfo:
-        return ShardInfo(f"{config}/{path.name}", rows, path.stat().st_size, sha256_file(path))
 
 
 # ----------------------------------------------------------------------------- items
