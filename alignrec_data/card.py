@@ -225,7 +225,6 @@ def render_card(ctx: CardContext) -> str:
         front_matter=front,
         dataset=ctx.dataset,
         spec=ctx.spec,
-        synthetic=ctx.spec is not None and getattr(ctx.spec, "synthetic", False),
         source=_source(ctx.spec),
         counts=(ctx.n_users, ctx.n_items, interactions),
         variants=[c.variant for c in ctx.configs if c.kind == "features"],

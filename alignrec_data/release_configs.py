@@ -32,7 +32,6 @@ from alignrec_data.release_layout import (
     SPLIT_NAMES,
     ConfigInfo,
     ShardInfo,
-    shard_name,
 )
 from alignrec_data.schema import INTERACTIONS_SCHEMA
 
@@ -184,7 +183,7 @@ class ShardWriter:
             parts.append((part, table.num_rows))
         shards = []
         for i, (part, n_rows) in enumerate(parts):
-            path = folder / shard_name(split, i, len(parts))
+            path = folder / f"{split}-{i:05d}-of-{len(parts):05d}.parquet"
             os.replace(part, path)
             size = path.stat().st_size
             shards.append(ShardInfo(f"{config}/{path.name}", n_rows, size, sha256_file(path)))

@@ -25,11 +25,6 @@ FEATURES_PREFIX = "features-"
 SPLIT_NAMES = {"train": "train", "valid": "validation", "test": "test"}
 
 
-def shard_name(split: str, i: int, n: int) -> str:
-    """``<split>-<i:05d>-of-<n:05d>.parquet``."""
-    return f"{split}-{i:05d}-of-{n:05d}.parquet"
-
-
 @dataclass(frozen=True)
 class ShardInfo:
     """One parquet shard of a config split (path relative to the release folder)."""
