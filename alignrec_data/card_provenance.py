@@ -167,8 +167,8 @@ def features_section(ctx: CardContext) -> str:
             f"- Dimension {c.dim}, {c.rows():,} items, {c.extra.get('missing', 0):,} with "
             "`missing = true` (input absent)."
         )
-        if c.extra.get("checkpoint_sha256"):
-            lines.append(f"- Encoder checkpoint sha256: `{c.extra['checkpoint_sha256']}`.")
+        if uses_encoder(v) and ctx.checkpoint_sha256:
+            lines.append(f"- Encoder checkpoint sha256: `{ctx.checkpoint_sha256}`.")
         elif uses_encoder(v):
             lines.append("- Encoder checkpoint: not found when the release was built.")
         if meta:

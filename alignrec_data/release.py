@@ -190,7 +190,7 @@ def build_release(
     variants = select_variants(paths.features, config.features)
     ckpt = paths.models / CHECKPOINT_NAME
     ckpt_sha = sha256_file(ckpt) if ckpt.is_file() else None
-    writers, notes = config_writers(paths, dataset, config.images, prepared, variants, ckpt_sha)
+    writers, notes = config_writers(paths, dataset, config.images, prepared, variants)
     sections = _params_sections(params_path, dataset)
     max_bytes = max(1, int(config.shard_size_mb * 1024 * 1024))
     with atomic_dir(out) as staging:

@@ -21,7 +21,6 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from alignrec_data.card_provenance import uses_encoder
 from alignrec_data.errors import DataFormatError
 from alignrec_data.feature_info import feature_info
 from alignrec_data.integrity import sha256_file
@@ -73,7 +72,6 @@ def config_writers(
     images: bool,
     prepared: Prepared,
     variants: list[str],
-    checkpoint_sha256: str | None,
 ) -> tuple[list[ConfigInfo], list[str]]:
     """Every config, in card order, not written yet, and what the release will lack (notes).
 
@@ -83,11 +81,9 @@ def config_writers(
         images: Add the ``images`` config (``release.images``).
         prepared: The checked prepared tables.
         variants: Feature variants to release.
-        checkpoint_sha256: sha256 of the encoder checkpoint, recorded for encoder variants.
     """
     features = [
-        features_config(paths.features / f"{v}.parquet", v, prepared.item_keys, checkpoint_sha256)
-        for v in variants
+        features_config(paths.features / f"{v}.parquet", v, prepared.item_keys) for v in variants
     ]
     image_index = read_image_index(paths.images)
     writers = [
@@ -269,23 +265,19 @@ def interactions_config(prepared: Prepared) -> ConfigInfo:
 # ----------------------------------------------------------------------------- features
 
 
-def features_config(
-    path: Path, variant: str, item_keys: list[str], checkpoint_sha256: str | None
-) -> ConfigInfo:
+def features_config(path: Path, variant: str, item_keys: list[str]) -> ConfigInfo:
     """``features-<variant>``: row i = item i (see :func:`~.release_inputs.read_features`).
 
     Args:
         path: ``features/<variant>.parquet``.
         variant: The feature variant.
         item_keys: The prepared item keys the rows must match.
-        checkpoint_sha256: sha256 of the encoder checkpoint, recorded for encoder variants.
     """
     table, dim = read_features(path, variant, item_keys)
     extra = {
         "missing": int(np.count_nonzero(table.column("missing").to_numpy(zero_copy_only=False))),
         "file_meta": feature_meta(path),
         "modality": feature_info(path).modality,
-        "checkpoint_sha256": checkpoint_sha256 if uses_encoder(variant) else None,
     }
     name, columns = FEATURES_PREFIX + variant, table.column_names
     return ConfigInfo(name, "features", {"train": table}, columns, dim, variant, extra)
