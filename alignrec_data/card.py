@@ -1,7 +1,8 @@
 """The dataset card (``README.md``) of a release folder.
 
-:func:`render_card` renders ``alignrec_data/templates/dataset_card.md`` (a Jinja template,
-one variable per section) with :meth:`huggingface_hub.DatasetCard.from_template`, from a
+:func:`render_card` renders ``alignrec_data/templates/dataset_card.md`` (a Jinja template
+holding the fixed text, the summary, loading lines and licence; one variable per computed
+section) with :meth:`huggingface_hub.DatasetCard.from_template`, from a
 :class:`CardContext` that :mod:`alignrec_data.release` collects. The YAML front matter
 (:func:`card_metadata`) holds ``configs:`` (one entry per config with its parquet shards),
 ``license``, ``pretty_name``, ``task_categories``, ``tags`` and ``size_categories``.

@@ -41,6 +41,7 @@ temporary that the next build removes.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -264,7 +265,7 @@ def code_version() -> dict[str, str | None]:
     from alignrec_data import __version__
 
     commit = None
-    try:
+    with contextlib.suppress(OSError, subprocess.SubprocessError):
         res = subprocess.run(
             ["git", "rev-parse", "HEAD"],
             cwd=Path(__file__).resolve().parent,
@@ -275,8 +276,6 @@ def code_version() -> dict[str, str | None]:
         )
         if res.returncode == 0 and re.fullmatch(r"[0-9a-f]{40}", res.stdout.strip()):
             commit = res.stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        commit = None
     return {"version": __version__, "git_commit": commit}
 
 
