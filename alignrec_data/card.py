@@ -151,7 +151,7 @@ def _configs_table(ctx: CardContext) -> str:
 
 
 def _loading(ctx: CardContext) -> dict[str, Any]:
-    """What the template's loading lines name: repo id, main variant, export options."""
+    """The released variants and what the loading lines name: repo id, main variant, exports."""
     variants = [c.variant for c in ctx.configs if c.kind == "features"]
     image = next((v for v in variants if v.endswith("-image")), None)
     text = next((v for v in variants if v.endswith("-text")), None)
@@ -162,7 +162,7 @@ def _loading(ctx: CardContext) -> dict[str, Any]:
         "repo": ctx.release_config.get("repo_id") or PLACEHOLDER_REPO,
         "main": "alignrec" if "alignrec" in variants else (variants[0] if variants else None),
         "exports": exports,
-        "fused": "alignrec" in variants,
+        "variants": variants,
     }
 
 
@@ -228,7 +228,6 @@ def render_card(ctx: CardContext) -> str:
         spec=ctx.spec,
         source=_source(ctx.spec),
         counts=(ctx.n_users, ctx.n_items, interactions),
-        variants=[c.variant for c in ctx.configs if c.kind == "features"],
         imported=_imported_from(ctx.stats),
         notes=[note for note in ctx.notes if "no feature files" not in note],
         configs_table=_configs_table(ctx),
