@@ -150,11 +150,13 @@ def read_manifest(folder: str | Path, label: str | None = None) -> dict[str, Any
                     and re.fullmatch(r"[0-9a-f]{64}", shard["sha256"]) is not None
                 )
                 if not ok:
-                    raise bad(
+                    msg = (
                         f"config {name!r} split {split!r} lists a shard without path, bytes "
                         f"and sha256: {str(shard)[:80]}"
                     )
+                    raise bad(msg)
                 path = shard["path"]
                 if path.startswith("/") or any(p in ("", ".", "..") for p in path.split("/")):
-                    raise bad(f"lists shard path {path!r}, not a safe relative path")
+                    msg = f"lists shard path {path!r}, not a safe relative path"
+                    raise bad(msg)
     return doc
