@@ -60,10 +60,9 @@ def _metric_order(key: str) -> tuple[int, int, str]:
 def statistics_section(ctx: CardContext) -> str:
     """Counts per split, density and ``prepared/stats.json``."""
     interactions = next((c for c in ctx.configs if c.kind == "interactions"), None)
-    n_users, n_items = ctx.n_users, ctx.n_items
     n = interactions.rows() if interactions else 0
-    density = n / (n_users * n_items) if n_users and n_items else 0.0
-    rows: list[list[Any]] = [["users", n_users], ["items", n_items], ["interactions", n]]
+    density = n / (ctx.n_users * ctx.n_items) if ctx.n_users and ctx.n_items else 0.0
+    rows: list[list[Any]] = [["users", ctx.n_users], ["items", ctx.n_items], ["interactions", n]]
     if interactions:
         rows += [[f"interactions ({sp})", interactions.rows(sp)] for sp in interactions.splits]
     rows.append(["density", f"{density:.6f}"])
@@ -98,10 +97,10 @@ def _train_runs(metrics: dict[str, Any]) -> list[tuple[str, str, dict[str, Any]]
     for stem, doc in sorted(metrics.items()):
         if not stem.startswith("train-") or not isinstance(doc, dict):
             continue
-        model = str(doc.get("model") or stem[len("train-") :].split("-")[0])
+        rest = stem.removeprefix("train-")
+        model = str(doc.get("model") or rest.split("-")[0])
         variant = doc.get("variant") or doc.get("features")
         if variant is None:
-            rest = stem[len("train-") :]
             variant = rest[len(model) + 1 :] if rest.startswith(model + "-") else "—"
         runs.append((model, str(variant), doc))
     return runs

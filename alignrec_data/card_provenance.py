@@ -130,17 +130,14 @@ def param_seeds(sections: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 def features_section(ctx: CardContext) -> str:
     """How the features were made: code, params hash, seeds, checkpoint, each variant."""
     feats = [c for c in ctx.configs if c.kind == "features"]
-    code = ctx.code
-    commit = code.get("git_commit") or "unknown (not built from a git checkout)"
+    commit = ctx.code.get("git_commit") or "unknown (not built from a git checkout)"
+    seeds = sorted(param_seeds(ctx.params_sections).items())
     lines = [
-        f"- Code: alignrec {code.get('version')}, git commit `{commit}`.",
+        f"- Code: alignrec {ctx.code.get('version')}, git commit `{commit}`.",
         f"- Params hash: `{ctx.params_hash}` (sha256 of the canonical JSON of the params "
         f"sections {', '.join(ctx.params_sections) or '(none: packaged defaults)'}).",
+        f"- Seeds: {', '.join(f'`{k}` = {v}' for k, v in seeds) or '—'}.",
     ]
-    seeds = param_seeds(ctx.params_sections)
-    lines.append(
-        "- Seeds: " + (", ".join(f"`{k}` = {v}" for k, v in sorted(seeds.items())) or "—") + "."
-    )
     if ctx.checkpoint_sha256:
         lines.append(f"- Encoder checkpoint `models/mmenc.pt`: sha256 `{ctx.checkpoint_sha256}`.")
     if not feats:
@@ -167,8 +164,8 @@ def features_section(ctx: CardContext) -> str:
             f"- Dimension {c.dim}, {c.rows():,} items, {c.extra.get('missing', 0):,} with "
             "`missing = true` (input absent)."
         )
-        if c.extra.get("checkpoint_sha256"):
-            lines.append(f"- Encoder checkpoint sha256: `{c.extra['checkpoint_sha256']}`.")
+        if uses_encoder(v) and ctx.checkpoint_sha256:
+            lines.append(f"- Encoder checkpoint sha256: `{ctx.checkpoint_sha256}`.")
         elif uses_encoder(v):
             lines.append("- Encoder checkpoint: not found when the release was built.")
         if meta:

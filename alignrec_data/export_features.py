@@ -380,9 +380,7 @@ def check_specs(
     Raises:
         UsageError: Unknown layout, bad spec, or a combination the layout cannot hold.
     """
-    specs = parse_feature_specs(features)
-    if layout == "alignrec" and not specs:
-        specs = ["alignrec"]
+    specs = parse_feature_specs(features) or (["alignrec"] if layout == "alignrec" else [])
     known = modalities or {}
     empty = np.empty((0, 0), np.float32)
     stubs = [FeatureInput(s, known.get(s) or spec_modality(s, features_dir), empty) for s in specs]

@@ -23,7 +23,7 @@
 
 The build reads and checks every input first (:mod:`alignrec_data.release_inputs`), makes one
 writer per config (:mod:`alignrec_data.release_configs`), then, in a staging folder, has each
-writer write its shards through the one :class:`~alignrec_data.release_shards.ShardWriter`,
+writer write its shards through the one :class:`~alignrec_data.release_configs.ShardWriter`,
 renders the card and writes the manifest (:mod:`alignrec_data.release_layout`) last.
 
 Shards hold at most ``shard_size_mb`` MB of (uncompressed) Arrow data and are named
@@ -41,8 +41,13 @@ temporary that the next build removes.
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
+import json
 import logging
 import re
+import shutil
+import subprocess
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -50,43 +55,26 @@ from typing import Any
 from alignrec_data import card
 from alignrec_data.atomic import atomic_dir
 from alignrec_data.config import check_ranges, load_params, to_dict
+from alignrec_data.errors import UsageError
 from alignrec_data.integrity import sha256_file
 from alignrec_data.outputs import check_output_dir, protected_folders
 from alignrec_data.paths import DatasetPaths
-from alignrec_data.release_configs import ConfigWriter, config_writers
-from alignrec_data.release_inputs import read_prepared, select_variants
+from alignrec_data.release_configs import ShardWriter, config_writers, write_config
+from alignrec_data.release_inputs import read_json_or_none, read_prepared, select_variants
 from alignrec_data.release_layout import (
     CARD_NAME,
-    FEATURES_PREFIX,
     MANIFEST_NAME,
-    SPLIT_NAMES,
     ConfigInfo,
     manifest_text,
     read_manifest,
 )
-from alignrec_data.release_provenance import (
-    code_version,
-    copy_report,
-    dataset_spec,
-    params_hash,
-    read_lock,
-    read_metrics,
-)
-from alignrec_data.release_shards import ShardWriter
 
-__all__ = [  # the release API; the layout names are re-exported for loaders and publish
-    "CARD_NAME",
-    "FEATURES_PREFIX",
-    "MANIFEST_NAME",
-    "SPLIT_NAMES",
-    "ReleaseConfig",
-    "ReleaseResult",
-    "build_release",
-    "read_manifest",
-    "sha256_file",
-]
+# The release API; MANIFEST_NAME and read_manifest are re-exported (tests, release_source docs).
+__all__ = ["MANIFEST_NAME", "ReleaseConfig", "ReleaseResult", "build_release", "read_manifest"]
 
 log = logging.getLogger(__name__)
+# The card's provenance readers log under their former module name (users' logs keep it).
+_prov_log = logging.getLogger("alignrec_data.release_provenance")
 
 CHECKPOINT_NAME = "mmenc.pt"
 # Params sections that describe how the released data and features were made (hashed for the card).
@@ -203,7 +191,7 @@ def build_release(
     variants = select_variants(paths.features, config.features)
     ckpt = paths.models / CHECKPOINT_NAME
     ckpt_sha = sha256_file(ckpt) if ckpt.is_file() else None
-    writers, notes = config_writers(paths, dataset, config.images, prepared, variants, ckpt_sha)
+    writers, notes = config_writers(paths, dataset, config.images, prepared, variants)
     sections = _params_sections(params_path, dataset)
     max_bytes = max(1, int(config.shard_size_mb * 1024 * 1024))
     with atomic_dir(out) as staging:
@@ -253,6 +241,104 @@ def _params_sections(params_path: str | Path | None, dataset: str) -> dict[str, 
     return sections
 
 
-def _write_shards(writer: ConfigWriter, shards: ShardWriter) -> ConfigInfo:
+def _write_shards(config: ConfigInfo, shards: ShardWriter) -> ConfigInfo:
     """Write one config's shards (a seam: tests/hostile slows it down to kill a build)."""
-    return writer.write(shards)
+    return write_config(config, shards)
+
+
+# ----------------------------------------------------------------------------- provenance
+# What the card says about where a release came from: raw files, metrics, report, code, params.
+# Read defensively: a missing or unreadable provenance file leaves its card section empty (with
+# a warning), it never stops a build.
+
+_FIGURE = re.compile(r"!\[(?P<alt>[^\]]*)\]\((?P<src>[^)\s]+)\)")
+
+
+def params_hash(sections: dict[str, Any]) -> str:
+    """sha256 of the canonical JSON (sorted keys, no spaces) of some params sections."""
+    text = json.dumps(sections, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def code_version() -> dict[str, str | None]:
+    """The package version and, when the package lives in a git checkout, its commit."""
+    from alignrec_data import __version__
+
+    commit = None
+    with contextlib.suppress(OSError, subprocess.SubprocessError):
+        res = subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            cwd=Path(__file__).resolve().parent,
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=False,
+        )
+        if res.returncode == 0 and re.fullmatch(r"[0-9a-f]{40}", res.stdout.strip()):
+            commit = res.stdout.strip()
+    return {"version": __version__, "git_commit": commit}
+
+
+def dataset_spec(dataset: str) -> Any:
+    """The registry entry, or None for imported datasets the registry does not know."""
+    from alignrec_data.registry import get_dataset
+
+    try:
+        return get_dataset(dataset)
+    except UsageError:
+        return None
+
+
+def read_lock(raw_dir: Path) -> dict[str, dict[str, Any]]:
+    """Raw files pinned by ``raw/alignrec.lock.json`` ({} when absent or unreadable)."""
+    from alignrec_data.lockfile import LOCK_NAME
+
+    doc = read_json_or_none(raw_dir / LOCK_NAME) if (raw_dir / LOCK_NAME).is_file() else None
+    files = doc.get("files") if isinstance(doc, dict) else None
+    if not isinstance(files, dict):
+        return {}
+    keep = ("role", "url", "size", "sha256", "trust")
+    return {
+        str(name): {k: entry[k] for k in keep if k in entry}
+        for name, entry in sorted(files.items())
+        if isinstance(entry, dict)
+    }
+
+
+def read_metrics(metrics_dir: Path) -> dict[str, Any]:
+    """All readable ``metrics/*.json`` files by stem."""
+    docs = {p.stem: read_json_or_none(p) for p in sorted(metrics_dir.glob("*.json"))}
+    return {stem: doc for stem, doc in docs.items() if doc is not None}
+
+
+def copy_report(report_dir: Path, out: Path) -> str | None:
+    """The pipeline report with its local figures copied to ``out/figures`` (links rewritten).
+
+    Figures outside ``report_dir``, missing or not images are replaced by a note. Returns
+    None when there is no ``report.md``.
+    """
+    path = report_dir / "report.md"
+    if not path.is_file():
+        return None
+    text = path.read_text(encoding="utf-8")
+    root = report_dir.resolve()
+
+    def copy(m: re.Match[str]) -> str:
+        src = m.group("src")
+        if re.match(r"^[a-z]+://", src) or src.startswith("/"):
+            return m.group(0)
+        fig = (report_dir / src).resolve()
+        if root not in fig.parents or fig.suffix.lower() not in (".png", ".jpg", ".jpeg", ".svg"):
+            _prov_log.warning(
+                "report figure %s is outside %s or not an image: not copied", src, root
+            )
+            return f"*(figure `{src}` not included)*"
+        if not fig.is_file():
+            _prov_log.warning("report figure %s does not exist: not copied", fig)
+            return f"*(figure `{src}` not included)*"
+        rel = fig.relative_to(root).as_posix().replace("/", "_")
+        (out / "figures").mkdir(exist_ok=True)
+        shutil.copyfile(fig, out / "figures" / rel)
+        return f"![{m.group('alt')}](figures/{rel})"
+
+    return _FIGURE.sub(copy, text)

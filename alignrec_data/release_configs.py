@@ -1,17 +1,19 @@
 """One writer per release config: ``items``, ``interactions``, ``features-<variant>``, ``images``.
 
-Each ``*_config`` function reads and checks its inputs and returns a writer; nothing is
-written until :func:`alignrec_data.release.build_release` calls ``writer.write(shards)`` with
-the one :class:`~alignrec_data.release_shards.ShardWriter` of the staging folder. Every writer
-returns the :class:`~alignrec_data.release_layout.ConfigInfo` that the card and the manifest
-describe.
+Each ``*_config`` function reads and checks its inputs and returns a
+:class:`~alignrec_data.release_layout.ConfigInfo` whose splits hold the tables (``images``: a
+lazy row stream); nothing is written until :func:`alignrec_data.release.build_release` calls
+:func:`write_config` with the one :class:`ShardWriter` of the staging folder, which returns
+the config with its written shards, as the card and the manifest describe it.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
-from dataclasses import dataclass, field
+import math
+import os
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -19,13 +21,17 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from alignrec_data.card_provenance import uses_encoder
 from alignrec_data.errors import DataFormatError
 from alignrec_data.feature_info import feature_info
+from alignrec_data.integrity import sha256_file
 from alignrec_data.paths import DatasetPaths
 from alignrec_data.release_inputs import Prepared, feature_meta, read_features
-from alignrec_data.release_layout import FEATURES_PREFIX, SPLIT_NAMES, ConfigInfo
-from alignrec_data.release_shards import ShardWriter
+from alignrec_data.release_layout import (
+    FEATURES_PREFIX,
+    SPLIT_NAMES,
+    ConfigInfo,
+    ShardInfo,
+)
 from alignrec_data.schema import INTERACTIONS_SCHEMA
 
 # The image column is a ``datasets.Image`` struct, declared in the ``huggingface`` metadata so
@@ -49,33 +55,15 @@ IMAGE_SCHEMA = pa.schema(
 )
 
 
-@dataclass
-class TableConfig:
-    """A config whose splits are tables already read and checked (items, interactions, features).
-
-    Attributes:
-        name: Config name.
-        kind: ``items``, ``interactions`` or ``features``.
-        splits: Published split name -> its table.
-        dim: Embedding length (features only).
-        variant: Feature variant (features only).
-        extra: Card details (features: missing count, producer metadata, checkpoint sha256).
-    """
-
-    name: str
-    kind: str
-    splits: dict[str, pa.Table]
-    dim: int | None = None
-    variant: str | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
-
-    def write(self, shards: ShardWriter) -> ConfigInfo:
-        """Write every split's shards."""
-        written = {sp: shards.write_table(t, self.name, sp) for sp, t in self.splits.items()}
-        columns = next(iter(self.splits.values())).column_names
-        return ConfigInfo(
-            self.name, self.kind, written, columns, self.dim, self.variant, self.extra
-        )
+def write_config(config: ConfigInfo, shards: ShardWriter) -> ConfigInfo:
+    """Write a config's splits (tables, or the image row stream) as shards: the written config."""
+    written = {
+        sp: shards.write_table(data, config.name, sp)
+        if isinstance(data, pa.Table)
+        else shards.write_stream(data, IMAGE_SCHEMA, config.name, sp)
+        for sp, data in config.splits.items()
+    }
+    return replace(config, splits=written)
 
 
 def config_writers(
@@ -84,9 +72,8 @@ def config_writers(
     images: bool,
     prepared: Prepared,
     variants: list[str],
-    checkpoint_sha256: str | None,
-) -> tuple[list[ConfigWriter], list[str]]:
-    """The writer of every config, in card order, and what the release will lack (notes).
+) -> tuple[list[ConfigInfo], list[str]]:
+    """Every config, in card order, not written yet, and what the release will lack (notes).
 
     Args:
         paths: The dataset's folders.
@@ -94,14 +81,12 @@ def config_writers(
         images: Add the ``images`` config (``release.images``).
         prepared: The checked prepared tables.
         variants: Feature variants to release.
-        checkpoint_sha256: sha256 of the encoder checkpoint, recorded for encoder variants.
     """
     features = [
-        features_config(paths.features / f"{v}.parquet", v, prepared.item_keys, checkpoint_sha256)
-        for v in variants
+        features_config(paths.features / f"{v}.parquet", v, prepared.item_keys) for v in variants
     ]
     image_index = read_image_index(paths.images)
-    writers: list[ConfigWriter] = [
+    writers = [
         items_config(prepared.items, image_index),
         interactions_config(prepared),
         *features,
@@ -115,14 +100,96 @@ def config_writers(
             f"(run `alignrec-data images {dataset}`): no images config"
         )
     elif images:
-        writers.append(ImagesConfig(paths.images, image_index))
+        rows = _image_rows(paths.images, image_index)
+        writers.append(ConfigInfo("images", "images", {"train": rows}, list(IMAGE_FEATURES)))
     return writers, notes
+
+
+# ----------------------------------------------------------------------------- shards
+# The one shard writer: tables or row streams -> ``<config>/<split>-*.parquet``.
+
+MAX_ROW_GROUP = 100_000  # rows per parquet row group of a table shard
+
+
+@dataclass(frozen=True)
+class ShardWriter:
+    """Writes the shards of every config under ``root`` (the staging release folder).
+
+    Attributes:
+        root: The release folder being built.
+        max_bytes: Largest shard, in bytes of data.
+        compression: Parquet codec (``zstd``, ``snappy``, ``gzip`` or ``none``).
+    """
+
+    root: Path
+    max_bytes: int
+    compression: str
+
+    def write_table(self, table: pa.Table, config: str, split: str) -> list[ShardInfo]:
+        """Write ``table`` as equal-row shards ``config/<split>-0000i-of-0000n.parquet``."""
+        n_rows = table.num_rows
+        n = min(max(1, math.ceil(table.nbytes / self.max_bytes)), max(1, n_rows))
+        per = math.ceil(n_rows / n)
+        parts = (table.slice(i * per, per) if n_rows else table for i in range(n))
+        return self._write_parts(parts, config, split, row_groups=True)
+
+    def write_stream(
+        self,
+        rows: Iterable[tuple[dict[str, Any], int]],
+        schema: pa.Schema,
+        config: str,
+        split: str,
+    ) -> list[ShardInfo]:
+        """Write ``(row, size)`` pairs in order, starting a shard once ``max_bytes`` is reached.
+
+        Memory stays bounded by one shard. An empty stream gives one empty shard.
+        """
+        return self._write_parts(self._batches(rows, schema), config, split, row_groups=False)
+
+    def _batches(
+        self, rows: Iterable[tuple[dict[str, Any], int]], schema: pa.Schema
+    ) -> Iterator[pa.Table]:
+        batch: list[dict[str, Any]] = []
+        size = n = 0
+        for row, row_size in rows:
+            batch.append(row)
+            size += row_size
+            if size >= self.max_bytes:
+                yield pa.Table.from_pylist(batch, schema=schema)
+                batch, size, n = [], 0, n + 1
+        if batch or not n:
+            yield pa.Table.from_pylist(batch, schema=schema)
+
+    def _write_parts(
+        self, tables: Iterable[pa.Table], config: str, split: str, row_groups: bool
+    ) -> list[ShardInfo]:
+        """Write each table as ``.part-<i>.parquet``, then rename all once their number is known.
+
+        Table shards get row groups of at most :data:`MAX_ROW_GROUP` rows; streamed shards keep
+        pyarrow's default (``row_groups=False``).
+        """
+        folder = self.root / config
+        folder.mkdir(parents=True, exist_ok=True)
+        codec = None if self.compression == "none" else self.compression
+        parts = []
+        for i, table in enumerate(tables):
+            part = folder / f".part-{i:05d}.parquet"
+            group = min(max(table.num_rows, 1), MAX_ROW_GROUP) if row_groups else None
+            pq.write_table(table, part, compression=codec, row_group_size=group)
+            parts.append((part, table.num_rows))
+        shards = []
+        for i, (part, n_rows) in enumerate(parts):
+            path = folder / f"{split}-{i:05d}-of-{len(parts):05d}.parquet"
+            os.replace(part, path)
+            size = path.stat().st_size
+            shards.append(ShardInfo(f"{config}/{path.name}", n_rows, size, sha256_file(path)))
+        return shards
 
 
 # ----------------------------------------------------------------------------- items
 
 
-def items_config(items: pa.Table, image_index: pa.Table | None) -> TableConfig:
+def items_config(items: pa.Table, image_index: pa.Table | None) -> ConfigInfo:
     """``items``: ids, keys, title, text, the image URL and whether an image exists.
 
     With the images stage's index, ``image_url`` is the URL that served and ``has_image``
@@ -157,13 +224,13 @@ def items_config(items: pa.Table, image_index: pa.Table | None) -> TableConfig:
             "has_image": pa.array(has_image, pa.bool_()),
         }
     )
-    return TableConfig("items", "items", {"train": table})
+    return ConfigInfo("items", "items", {"train": table}, table.column_names)
 
 
 # ----------------------------------------------------------------------------- interactions
 
 
-def interactions_config(prepared: Prepared) -> TableConfig:
+def interactions_config(prepared: Prepared) -> ConfigInfo:
     """``interactions``: one split per prepared split (``valid`` published as ``validation``).
 
     Raises:
@@ -192,31 +259,28 @@ def interactions_config(prepared: Prepared) -> TableConfig:
         )
         raise DataFormatError(msg)
     splits = {dst: pub.filter(pa.array(split_col == src)) for src, dst in SPLIT_NAMES.items()}
-    return TableConfig("interactions", "interactions", splits)
+    return ConfigInfo("interactions", "interactions", splits, pub.column_names)
 
 
 # ----------------------------------------------------------------------------- features
 
 
-def features_config(
-    path: Path, variant: str, item_keys: list[str], checkpoint_sha256: str | None
-) -> TableConfig:
+def features_config(path: Path, variant: str, item_keys: list[str]) -> ConfigInfo:
     """``features-<variant>``: row i = item i (see :func:`~.release_inputs.read_features`).
 
     Args:
         path: ``features/<variant>.parquet``.
         variant: The feature variant.
         item_keys: The prepared item keys the rows must match.
-        checkpoint_sha256: sha256 of the encoder checkpoint, recorded for encoder variants.
     """
     table, dim = read_features(path, variant, item_keys)
     extra = {
         "missing": int(np.count_nonzero(table.column("missing").to_numpy(zero_copy_only=False))),
         "file_meta": feature_meta(path),
         "modality": feature_info(path).modality,
-        "checkpoint_sha256": checkpoint_sha256 if uses_encoder(variant) else None,
     }
-    return TableConfig(FEATURES_PREFIX + variant, "features", {"train": table}, dim, variant, extra)
+    name, columns = FEATURES_PREFIX + variant, table.column_names
+    return ConfigInfo(name, "features", {"train": table}, columns, dim, variant, extra)
 
 
 # ----------------------------------------------------------------------------- images
@@ -230,32 +294,11 @@ def read_image_index(images_dir: Path) -> pa.Table | None:
     return pq.read_table(path) if path.is_file() else None
 
 
-@dataclass
-class ImagesConfig:
-    """``images``: the stored image bytes, streamed in storage order (one shard in memory).
+def _image_rows(images_dir: Path, index: pa.Table) -> Iterator[tuple[dict[str, Any], int]]:
+    """The stored images as ``(row, size)``, in storage order (read only while written)."""
+    from alignrec_data.images.store import iter_image_bytes
 
-    Attributes:
-        images_dir: The images stage's folder.
-        index: Its ``index.parquet``.
-    """
-
-    images_dir: Path
-    index: pa.Table
-    name: str = "images"
-
-    def write(self, shards: ShardWriter) -> ConfigInfo:
-        """Stream the stored images into ``images/train-*.parquet``."""
-        written = shards.write_stream(self._rows(), IMAGE_SCHEMA, self.name, "train")
-        return ConfigInfo(self.name, "images", {"train": written}, list(IMAGE_FEATURES))
-
-    def _rows(self) -> Iterator[tuple[dict[str, Any], int]]:
-        from alignrec_data.images.store import iter_image_bytes
-
-        meta = {int(r["item_id"]): r for r in self.index.to_pylist() if r["has_image"]}
-        for item_id, data in iter_image_bytes(self.images_dir):
-            row = {k: meta[item_id][k] for k in ("item_key", "width", "height", "sha256", "url")}
-            yield {**row, "item_id": item_id, "image": {"bytes": data, "path": None}}, len(data)
-
-
-# What build_release calls ``write(shards)`` on: one per config.
-ConfigWriter = TableConfig | ImagesConfig
+    meta = {int(r["item_id"]): r for r in index.to_pylist() if r["has_image"]}
+    for item_id, data in iter_image_bytes(images_dir):
+        row = {k: meta[item_id][k] for k in ("item_key", "width", "height", "sha256", "url")}
+        yield {**row, "item_id": item_id, "image": {"bytes": data, "path": None}}, len(data)

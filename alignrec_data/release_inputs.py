@@ -66,6 +66,7 @@ class Prepared:
         interactions_path: Its path (for messages).
         item_keys: Raw item keys, row i = item i.
         stats: ``prepared/stats.json`` when it is a JSON object, else None.
+        n_users: Users (max user_id + 1; 0 without interactions).
     """
 
     items: pa.Table
@@ -73,13 +74,7 @@ class Prepared:
     interactions_path: Path
     item_keys: list[str]
     stats: dict[str, Any] | None
-
-    @property
-    def n_users(self) -> int:
-        """Users (max user_id + 1; 0 without interactions)."""
-        if not self.interactions.num_rows:
-            return 0
-        return int(self.interactions.column("user_id").to_numpy().max()) + 1
+    n_users: int
 
 
 def read_prepared(paths: DatasetPaths, dataset: str) -> Prepared:
@@ -108,6 +103,7 @@ def read_prepared(paths: DatasetPaths, dataset: str) -> Prepared:
         interactions_path=inter_path,
         item_keys=items.column("item_key").to_pylist(),
         stats=stats if isinstance(stats, dict) else None,
+        n_users=int(inter.column("user_id").to_numpy().max()) + 1 if inter.num_rows else 0,
     )
 
 

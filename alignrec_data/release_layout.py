@@ -25,11 +25,6 @@ FEATURES_PREFIX = "features-"
 SPLIT_NAMES = {"train": "train", "valid": "validation", "test": "test"}
 
 
-def shard_name(split: str, i: int, n: int) -> str:
-    """``<split>-<i:05d>-of-<n:05d>.parquet``."""
-    return f"{split}-{i:05d}-of-{n:05d}.parquet"
-
-
 @dataclass(frozen=True)
 class ShardInfo:
     """One parquet shard of a config split (path relative to the release folder)."""
@@ -47,7 +42,7 @@ class ConfigInfo:
     Attributes:
         name: Config name (``items``, ``interactions``, ``features-<variant>``, ``images``).
         kind: ``items``, ``interactions``, ``features`` or ``images``.
-        splits: Split name -> its shards.
+        splits: Split name -> its shards (before writing: its table or row stream).
         columns: Column names.
         dim: Embedding length (feature configs only).
         variant: Feature variant (feature configs only).
@@ -56,7 +51,7 @@ class ConfigInfo:
 
     name: str
     kind: str
-    splits: dict[str, list[ShardInfo]]
+    splits: dict[str, Any]  # list[ShardInfo] once written
     columns: list[str]
     dim: int | None = None
     variant: str | None = None
@@ -147,26 +142,21 @@ def read_manifest(folder: str | Path, label: str | None = None) -> dict[str, Any
             if not isinstance(shards, list) or not shards or not isinstance(entry.get("rows"), int):
                 raise bad(f"config {name!r} split {split!r} has no `rows` and `shards` list")
             for shard in shards:
-                if problem := _shard_problem(name, split, shard):
-                    raise bad(problem)
+                ok = (
+                    isinstance(shard, dict)
+                    and isinstance(shard.get("path"), str)
+                    and isinstance(shard.get("bytes"), int)
+                    and isinstance(shard.get("sha256"), str)
+                    and re.fullmatch(r"[0-9a-f]{64}", shard["sha256"]) is not None
+                )
+                if not ok:
+                    msg = (
+                        f"config {name!r} split {split!r} lists a shard without path, bytes "
+                        f"and sha256: {str(shard)[:80]}"
+                    )
+                    raise bad(msg)
+                path = shard["path"]
+                if path.startswith("/") or any(p in ("", ".", "..") for p in path.split("/")):
+                    msg = f"lists shard path {path!r}, not a safe relative path"
+                    raise bad(msg)
     return doc
-
-
-def _shard_problem(config: str, split: str, shard: Any) -> str | None:
-    """What is wrong with one manifest shard entry (None when it is well formed)."""
-    ok = (
-        isinstance(shard, dict)
-        and isinstance(shard.get("path"), str)
-        and isinstance(shard.get("bytes"), int)
-        and isinstance(shard.get("sha256"), str)
-        and re.fullmatch(r"[0-9a-f]{64}", shard["sha256"]) is not None
-    )
-    if not ok:
-        return (
-            f"config {config!r} split {split!r} lists a shard without path, bytes "
-            f"and sha256: {str(shard)[:80]}"
-        )
-    parts = shard["path"].split("/")
-    if shard["path"].startswith("/") or any(p in ("", ".", "..") for p in parts):
-        return f"lists shard path {shard['path']!r}, not a safe relative path"
-    return None

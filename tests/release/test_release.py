@@ -315,7 +315,7 @@ def test_one_shard_writer_for_tables_and_streams(tmp_path: Path) -> None:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from alignrec_data.release_shards import ShardWriter
+    from alignrec_data.release_configs import ShardWriter
 
     writer = ShardWriter(tmp_path, max_bytes=800, compression="none")
     table = pa.table({"x": pa.array(range(300), pa.int64())})  # 2,400 bytes: 3 shards
