@@ -98,13 +98,8 @@ def cell_settings(cfg: TrainConfig, model: str) -> dict[str, Any]:
     """The :data:`SETTINGS` (FREEDOM: :data:`FREEDOM_SETTINGS`) of the cell ``cfg`` trains."""
     if model == "freedom":
         return {"lr": cfg.lr, "reg_weight": cfg.freedom.reg_weight, "dropout": cfg.freedom.dropout}
-    if not get_spec(model).grid_weights:
-        return {"lr": cfg.lr, "cl_weight": None, "sim_weight": None}
-    return {
-        "lr": cfg.lr,
-        "cl_weight": cfg.alignrec.cl_weight,
-        "sim_weight": cfg.alignrec.sim_weight,
-    }
+    weights = cfg.alignrec if get_spec(model).grid_weights else None
+    return {"lr": cfg.lr, **{k: getattr(weights, k, None) for k in SETTINGS[1:]}}
 
 
 def cell_key(record: dict[str, Any]) -> tuple:
