@@ -197,7 +197,13 @@ def encoder_top_for_dataset(
         UsageError: Unknown variant, bad ``n_layers``, missing checkpoint/images, or features
             that the checkpoint does not reproduce (re-run extract after pretrain).
     """
-    from alignrec_model.pretrain import CHECKPOINT_FILE, encoder_from_checkpoint, load_checkpoint
+    from alignrec_model.preprocess import load_item_images
+    from alignrec_model.pretrain import (
+        CHECKPOINT_FILE,
+        encoder_from_checkpoint,
+        load_checkpoint,
+        read_items,
+    )
 
     if variant not in FINETUNE_VARIANTS:
         msg = (
@@ -209,8 +215,13 @@ def encoder_top_for_dataset(
     device = device or torch.device("cpu")
     ckpt_path = paths.models / CHECKPOINT_FILE
     encoder = encoder_from_checkpoint(load_checkpoint(ckpt_path), str(ckpt_path)).to(device)
+    items = read_items(paths)
+    texts = items["text"].fillna("").astype(str).tolist()
     text_only = variant == "mmenc-text"
-    texts, images, has_image = _item_inputs(paths, encoder, text_only)
+    images, has_image = None, np.zeros(len(texts), dtype=bool)  # text only: no image is read
+    if not text_only:
+        ids = items["item_id"].tolist()
+        images, has_image = load_item_images(paths.images, ids, encoder.cfg.image_size)
     total = len(encoder.layers)
     _check_top_layers(n_layers, total, str(ckpt_path))
     logger.info(
@@ -227,23 +238,6 @@ def encoder_top_for_dataset(
     if reference is not None and check_items > 0:
         _check_reproduces(top, reference, check_items, paths.feature_file(variant))
     return top.train()
-
-
-def _item_inputs(
-    paths: DatasetPaths, encoder: MMEnc, text_only: bool
-) -> tuple[list[str], torch.Tensor | None, np.ndarray]:
-    """``(texts, images, has_image)`` of every item, by item id (no images when text only)."""
-    from alignrec_model.preprocess import load_item_images
-    from alignrec_model.pretrain import read_items
-
-    items = read_items(paths)
-    texts = items["text"].fillna("").astype(str).tolist()
-    if text_only:
-        return texts, None, np.zeros(len(texts), dtype=bool)
-    images, has_image = load_item_images(
-        paths.images, items["item_id"].tolist(), encoder.cfg.image_size
-    )
-    return texts, images, has_image
 
 
 @torch.no_grad()
