@@ -78,11 +78,11 @@ def evaluated_users(data: InteractionData, split: str) -> np.ndarray:
     return np.flatnonzero(held & has_train)
 
 
-def _row_keys(m: sp.csr_matrix, users: np.ndarray, n_items: int) -> np.ndarray:
-    """Sorted int64 keys ``local_row * n_items + item`` of the rows ``users`` of ``m``."""
+def _entries(m: sp.csr_matrix, users: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(local_row, item)`` int64 arrays of the nonzeros in the rows ``users`` of ``m``."""
     sub = m[users]
     rows = np.repeat(np.arange(len(users), dtype=np.int64), np.diff(sub.indptr))
-    return rows * n_items + sub.indices.astype(np.int64)
+    return rows, sub.indices.astype(np.int64)
 
 
 def _masked_topk(score_fn: ScoreFn, data: InteractionData, users: np.ndarray, k: int) -> np.ndarray:
@@ -97,10 +97,8 @@ def _masked_topk(score_fn: ScoreFn, data: InteractionData, users: np.ndarray, k:
     scores = scores.detach().to(torch.float32)  # (B, I)
     if scores._base is not None or not scores.is_contiguous():
         scores = scores.clone()  # a view of the model's state (e.g. an expand): never modify it
-    sub = data.train[users]
-    rows = torch.from_numpy(np.repeat(np.arange(len(users)), np.diff(sub.indptr)))
-    cols = torch.from_numpy(sub.indices.astype(np.int64))
-    scores[rows.to(scores.device), cols.to(scores.device)] = -torch.inf
+    rows, cols = (torch.from_numpy(a).to(scores.device) for a in _entries(data.train, users))
+    scores[rows, cols] = -torch.inf
     return torch.topk(scores, k, dim=1).indices.cpu().numpy()
 
 
@@ -160,8 +158,8 @@ def evaluate_scores(
     if batch_size < 1:
         msg = f"evaluation batch size must be >= 1, found {batch_size}"
         raise UsageError(msg)
-    k_max = min(topks[-1], data.n_items)
-    if k_max < topks[-1]:
+    k_max = topks[-1]
+    if k_max > data.n_items:
         msg = f"largest cut-off K={topks[-1]} exceeds the number of items ({data.n_items})"
         raise UsageError(msg)
     per_split = {s: evaluated_users(data, s) for s in splits}
@@ -178,7 +176,8 @@ def evaluate_scores(
             keep = np.isin(batch, per_split[s], assume_unique=True)
             if not keep.any():
                 continue
-            keys = _row_keys(held, batch[keep], data.n_items)
+            rows, items = _entries(held, batch[keep])
+            keys = rows * data.n_items + items  # sorted: row-major CSR order
             local = np.arange(int(keep.sum()), dtype=np.int64)[:, None] * data.n_items
             hits = np.isin(local + top[keep], keys)  # (B_s, K_max)
             n_pos = np.diff(held[batch[keep]].indptr)

@@ -44,30 +44,17 @@ class EncoderTop(nn.Module):
 
     Args:
         encoder: The stage-1 encoder (its top layers and final norm are kept, trainable).
-        joint_states: (N_j, L_j, D) states after layer ``L - n`` of the items encoded with an
-            image (image tokens first), or None.
-        joint_padding: (N_j, L_j) bool padding mask of those states.
-        n_image: Image tokens at the start of ``joint_states`` (0 when there are none).
-        text_states: (N_t, T, D) states of the items encoded from text only, or None.
-        text_padding: (N_t, T) bool padding mask.
-        group: (N,) int: 0 = item ``i`` is row ``row[i]`` of the joint states, 1 = of the text
-            states.
-        row: (N,) int64 row of each item in its group.
         n_layers: Top layers fine-tuned (1 .. encoder layers).
+        n_image: Image tokens at the start of ``joint_states`` (0 when there are none).
+        **states: The cached buffers (:func:`lower_states`): ``joint_states`` (N_j, L_j, D)
+            after layer ``L - n`` of the items encoded with an image (image tokens first) and
+            ``joint_padding`` (N_j, L_j) bool; ``text_states`` (N_t, T, D) of the items encoded
+            from text only and ``text_padding`` (N_t, T); ``group`` (N,) int8: 0 = item ``i``
+            is row ``row[i]`` of the joint states, 1 = of the text states; ``row`` (N,) int64.
+            An empty group's states are (0, 1, D) and its padding (0, 1).
     """
 
-    def __init__(
-        self,
-        encoder: MMEnc,
-        joint_states: torch.Tensor | None,
-        joint_padding: torch.Tensor | None,
-        n_image: int,
-        text_states: torch.Tensor | None,
-        text_padding: torch.Tensor | None,
-        group: torch.Tensor,
-        row: torch.Tensor,
-        n_layers: int,
-    ) -> None:
+    def __init__(self, encoder: MMEnc, n_layers: int, n_image: int, **states: torch.Tensor) -> None:
         super().__init__()
         total = len(encoder.layers)
         _check_top_layers(n_layers, total, "the encoder")
@@ -76,15 +63,8 @@ class EncoderTop(nn.Module):
         for p in self.parameters():
             p.requires_grad_(True)
         self.n_image = int(n_image)
-        self.hidden = int(encoder.cfg.hidden)
-        empty = torch.zeros(0, 1, self.hidden)
-        no_pad = torch.zeros(0, 1, dtype=torch.bool)
-        self.register_buffer("joint_states", _or(joint_states, empty), persistent=False)
-        self.register_buffer("joint_padding", _or(joint_padding, no_pad), persistent=False)
-        self.register_buffer("text_states", _or(text_states, empty), persistent=False)
-        self.register_buffer("text_padding", _or(text_padding, no_pad), persistent=False)
-        self.register_buffer("group", group.to(torch.int8), persistent=False)
-        self.register_buffer("row", row.to(torch.int64), persistent=False)
+        for name, tensor in states.items():
+            self.register_buffer(name, tensor, persistent=False)
 
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
         """(n,) item ids -> (n, D) float32 features (with gradient to the top layers)."""
@@ -105,10 +85,6 @@ class EncoderTop(nn.Module):
             order.append(sel)
         # (n, D) in group order; argsort of the permutation puts it back in the order of ids
         return torch.cat(parts)[torch.argsort(torch.cat(order))]
-
-
-def _or(t: torch.Tensor | None, default: torch.Tensor) -> torch.Tensor:
-    return default if t is None else t
 
 
 def _check_top_layers(n_layers: int, total: int, owner: str) -> None:
@@ -132,7 +108,7 @@ def lower_states(
     device: torch.device | None = None,
     cache_dtype: torch.dtype = torch.float32,
     text_only: bool = False,
-) -> dict[str, torch.Tensor | int | None]:
+) -> dict[str, torch.Tensor | int]:
     """States after the lower ``L - n_layers`` layers of every item (eval mode, no gradient).
 
     Args:
@@ -162,13 +138,14 @@ def lower_states(
     use_image = np.zeros(n, dtype=bool) if text_only or images is None else has_image.astype(bool)
     group = torch.from_numpy((~use_image).astype(np.int8))
     row = torch.zeros(n, dtype=torch.int64)
-    out: dict[str, torch.Tensor | int | None] = {"n_image": 0}
+    out: dict[str, torch.Tensor | int] = {"n_image": 0}
     mean, std = pixel_stats(cfg.image_stem)
     for g, name in ((0, "joint"), (1, "text")):
         members = np.flatnonzero(group.numpy() == g)
         row[members] = torch.arange(len(members))
         if len(members) == 0:
-            out[f"{name}_states"] = out[f"{name}_padding"] = None
+            out[f"{name}_states"] = torch.zeros(0, 1, cfg.hidden)
+            out[f"{name}_padding"] = torch.zeros(0, 1, dtype=torch.bool)
             continue
         chunks, pads = [], []
         for start in range(0, len(members), batch_size):
@@ -220,7 +197,13 @@ def encoder_top_for_dataset(
         UsageError: Unknown variant, bad ``n_layers``, missing checkpoint/images, or features
             that the checkpoint does not reproduce (re-run extract after pretrain).
     """
-    from alignrec_model.pretrain import CHECKPOINT_FILE, encoder_from_checkpoint, load_checkpoint
+    from alignrec_model.preprocess import load_item_images
+    from alignrec_model.pretrain import (
+        CHECKPOINT_FILE,
+        encoder_from_checkpoint,
+        load_checkpoint,
+        read_items,
+    )
 
     if variant not in FINETUNE_VARIANTS:
         msg = (
@@ -232,8 +215,13 @@ def encoder_top_for_dataset(
     device = device or torch.device("cpu")
     ckpt_path = paths.models / CHECKPOINT_FILE
     encoder = encoder_from_checkpoint(load_checkpoint(ckpt_path), str(ckpt_path)).to(device)
+    items = read_items(paths)
+    texts = items["text"].fillna("").astype(str).tolist()
     text_only = variant == "mmenc-text"
-    texts, images, has_image = _item_inputs(paths, encoder, text_only)
+    images, has_image = None, np.zeros(len(texts), dtype=bool)  # text only: no image is read
+    if not text_only:
+        ids = items["item_id"].tolist()
+        images, has_image = load_item_images(paths.images, ids, encoder.cfg.image_size)
     total = len(encoder.layers)
     _check_top_layers(n_layers, total, str(ckpt_path))
     logger.info(
@@ -250,23 +238,6 @@ def encoder_top_for_dataset(
     if reference is not None and check_items > 0:
         _check_reproduces(top, reference, check_items, paths.feature_file(variant))
     return top.train()
-
-
-def _item_inputs(
-    paths: DatasetPaths, encoder: MMEnc, text_only: bool
-) -> tuple[list[str], torch.Tensor | None, np.ndarray]:
-    """``(texts, images, has_image)`` of every item, by item id (no images when text only)."""
-    from alignrec_model.preprocess import load_item_images
-    from alignrec_model.pretrain import read_items
-
-    items = read_items(paths)
-    texts = items["text"].fillna("").astype(str).tolist()
-    if text_only:
-        return texts, None, np.zeros(len(texts), dtype=bool)
-    images, has_image = load_item_images(
-        paths.images, items["item_id"].tolist(), encoder.cfg.image_size
-    )
-    return texts, images, has_image
 
 
 @torch.no_grad()

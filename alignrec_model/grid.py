@@ -31,12 +31,11 @@ from alignrec_data.atomic import write_json
 from alignrec_data.config import to_dict
 from alignrec_data.errors import UsageError
 from alignrec_data.integrity import sha256_file
-from alignrec_data.paths import DatasetPaths
 from alignrec_model.data import InteractionData
 from alignrec_model.recommenders import build_model, get_spec
 from alignrec_model.runs import (
+    RunInputs,
     encoder_top,
-    feature_files,
     load_checkpoint,
     open_run,
     save_checkpoint,
@@ -98,13 +97,8 @@ def cell_settings(cfg: TrainConfig, model: str) -> dict[str, Any]:
     """The :data:`SETTINGS` (FREEDOM: :data:`FREEDOM_SETTINGS`) of the cell ``cfg`` trains."""
     if model == "freedom":
         return {"lr": cfg.lr, "reg_weight": cfg.freedom.reg_weight, "dropout": cfg.freedom.dropout}
-    if not get_spec(model).grid_weights:
-        return {"lr": cfg.lr, "cl_weight": None, "sim_weight": None}
-    return {
-        "lr": cfg.lr,
-        "cl_weight": cfg.alignrec.cl_weight,
-        "sim_weight": cfg.alignrec.sim_weight,
-    }
+    weights = cfg.alignrec if get_spec(model).grid_weights else None
+    return {"lr": cfg.lr, **{k: getattr(weights, k, None) for k in SETTINGS[1:]}}
 
 
 def cell_key(record: dict[str, Any]) -> tuple:
@@ -186,18 +180,14 @@ class GridProgress:
     (settings, interactions, features) is the same; :meth:`clear` removes both files.
 
     Args:
-        paths: The dataset's folders.
-        name: The run name.
+        run: The grid's inputs (folders, run name, interactions for the checkpoint's counts).
         fingerprint: :func:`grid_fingerprint` of this grid.
-        data: The interactions (counts for the checkpoint).
     """
 
-    def __init__(
-        self, paths: DatasetPaths, name: str, fingerprint: str, data: InteractionData
-    ) -> None:
-        self.partial = paths.metrics / f"grid-{name}.partial.json"
-        self.best_ckpt = paths.models / f"{name}.grid-best.pt"
-        self.data = data
+    def __init__(self, run: RunInputs, fingerprint: str) -> None:
+        self.partial = run.paths.metrics / f"grid-{run.name}.partial.json"
+        self.best_ckpt = run.paths.models / f"{run.name}.grid-best.pt"
+        self.data = run.data
         self.state: dict[str, Any] = {"fingerprint": fingerprint, "cells": [], "best": None}
 
     def load(
@@ -258,18 +248,16 @@ def _result_record(result: TrainResult) -> dict[str, Any]:
     return {**cell_settings(result.config, result.model), **recorded}
 
 
-def grid_fingerprint(
-    config: TrainConfig, model: str, variant: str | None, data: InteractionData, paths: DatasetPaths
-) -> str:
+def grid_fingerprint(config: TrainConfig, model: str, run: RunInputs) -> str:
     """What a resumed grid must share with the interrupted one: settings, data and features."""
     settings = to_dict(config)
     for free in ("grid_lr", "grid_cl", "grid_sim", "device", "num_threads"):
         settings.pop(free, None)  # the grid may grow; where it runs does not change a cell
     for free in ("grid_reg_weight", "grid_dropout"):
         settings["freedom"].pop(free, None)
-    files = [paths.prepared / "interactions.parquet", *feature_files(paths, model, variant)]
+    files = [run.paths.prepared / "interactions.parquet", *run.files]
     hashes = [sha256_file(path) for path in files]
-    doc = json.dumps([settings, model, variant, data.summary(), hashes], sort_keys=True)
+    doc = json.dumps([settings, model, run.variant, run.data.summary(), hashes], sort_keys=True)
     return hashlib.sha256(doc.encode()).hexdigest()
 
 
@@ -298,8 +286,7 @@ def grid_dataset(
     run = open_run(data_dir, dataset, config, model, features)
     if not grid_configs(config, model):
         raise UsageError(EMPTY_GRID)
-    fingerprint = grid_fingerprint(config, model, run.variant, run.data, run.paths)
-    progress_files = GridProgress(run.paths, run.name, fingerprint, run.data)
+    progress_files = GridProgress(run, grid_fingerprint(config, model, run))
     done, best = progress_files.load(config, model)
     top = encoder_top(run.paths, config, model, run.variant, run.matrix)
     result = run_grid(

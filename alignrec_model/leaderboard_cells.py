@@ -202,15 +202,11 @@ def compute_cell(cell: Cell, data_dir: Path, ds: str, config: Any, evaluate: Any
             return {"valid": out["valid"], "test": out["test"], "best_epoch": 0}
         keep = ("valid", "test", "best_epoch", "unmasked", "drop", "n_masked", "model")
         return {k: out[k] for k in keep}
-    from alignrec_model.recommenders import build_model
-    from alignrec_model.runs import encoder_top, open_run
-    from alignrec_model.train import fit
+    from alignrec_model.runs import open_run
+    from alignrec_model.train import fit_run
 
-    model = cell.protocol
-    run = open_run(data_dir, ds, config, model, ",".join(cell.variants) or None)
-    feature_fn = encoder_top(run.paths, config, model, run.variant, run.matrix)
-    net = build_model(model, run.data, config, run.matrix, seed=config.seed, feature_fn=feature_fn)
-    result = fit(net, run.data, config, name=model, features=run.variant, progress=False)
+    run = open_run(data_dir, ds, config, cell.protocol, ",".join(cell.variants) or None)
+    result = fit_run(run, config, cell.protocol, progress=False)
     scores = {f: getattr(result, f) for f in ("valid", "test", "best_epoch", "epochs")}
     return {**scores, "seconds": round(result.seconds, 3)}
 

@@ -85,6 +85,7 @@ class RunInputs:
         data: The interactions.
         matrix: (N_items, d) features of ``variant`` (FREEDOM: a tuple of one or two), or None.
         name: The run name (:func:`run_name`).
+        files: The feature files read (none for the ID-only models).
     """
 
     paths: DatasetPaths
@@ -92,6 +93,7 @@ class RunInputs:
     data: InteractionData
     matrix: np.ndarray | tuple[np.ndarray, ...] | None
     name: str
+    files: list[Path]
 
 
 def open_run(
@@ -116,8 +118,8 @@ def open_run(
         logger.warning("model %s uses no features: --features %s is ignored", model, features)
     given = (features or config.features) if uses_features else None
     names = variant_names(model, given) if given else []  # checked before anything is read
-    for name in names:
-        path = paths.feature_file(name)
+    files = [paths.feature_file(name) for name in names]
+    for path in files:
         if not path.is_file():
             msg = f"feature file {path} does not exist; run `alignrec-data extract` first"
             raise UsageError(msg)
@@ -125,12 +127,7 @@ def open_run(
     matrices = tuple(load_feature_matrix(paths, name) for name in names)
     variant = "+".join(names) or None
     matrix = matrices if get_spec(model).multi_features else (matrices[0] if names else None)
-    return RunInputs(paths, variant, data, matrix, run_name(model, variant))
-
-
-def feature_files(paths: DatasetPaths, model: str, variant: str | None) -> list[Path]:
-    """The feature files a run of ``model`` on ``variant`` reads (none for ID-only runs)."""
-    return [paths.feature_file(n) for n in variant_names(model, variant)] if variant else []
+    return RunInputs(paths, variant, data, matrix, run_name(model, variant), files)
 
 
 def load_feature_matrix(paths: DatasetPaths, variant: str) -> np.ndarray:

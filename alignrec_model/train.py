@@ -46,7 +46,7 @@ from alignrec_model.data import InteractionData
 from alignrec_model.evaluate import METRICS, evaluate_model
 from alignrec_model.freedom import FreedomConfig
 from alignrec_model.recommenders import build_model
-from alignrec_model.runs import encoder_top, open_run, save_checkpoint
+from alignrec_model.runs import RunInputs, encoder_top, open_run, save_checkpoint
 from alignrec_model.runs import load_checkpoint as load_checkpoint
 from alignrec_model.runs import load_feature_matrix as load_feature_matrix
 from alignrec_model.runtime import DEVICES, resolve_device, torch_threads
@@ -418,16 +418,28 @@ def train_dataset(
             write_json(run.paths.metrics / f"history-{run.name}.json", history)
 
     logger.info("train %s on %s: %s", run.name, dataset, run.data.summary())
-    feature_fn = encoder_top(run.paths, config, model, run.variant, run.matrix)
-    net = build_model(model, run.data, config, run.matrix, feature_fn=feature_fn)
-    result = fit(
-        net, run.data, config, name=model, features=run.variant, on_epoch=on_epoch,
-        progress=progress,
-    )  # fmt: skip
+    result = fit_run(run, config, model, on_epoch=on_epoch, progress=progress)
     if write:
         save_checkpoint(run.paths.models / f"{run.name}.pt", result, run.data)
         write_json(run.paths.metrics / f"train-{run.name}.json", result.to_json())
     return result
+
+
+def fit_run(
+    run: RunInputs,
+    config: TrainConfig,
+    model: str,
+    *,
+    on_epoch: Callable[[dict[str, float]], None] | None = None,
+    progress: bool | None = None,
+) -> TrainResult:
+    """Build ``model`` on a run's inputs (with its encoder top, if any) and :func:`fit` it."""
+    feature_fn = encoder_top(run.paths, config, model, run.variant, run.matrix)
+    net = build_model(model, run.data, config, run.matrix, feature_fn=feature_fn)
+    return fit(
+        net, run.data, config, name=model, features=run.variant, on_epoch=on_epoch,
+        progress=progress,
+    )  # fmt: skip
 
 
 def metric_table(metrics: dict[str, dict[str, float]], topks: Sequence[int]) -> list[str]:
