@@ -151,8 +151,8 @@ def save_checkpoint(path: Path, result: TrainResult, data: InteractionData) -> N
         "config": to_dict(result.config),
         "state_dict": result.best_state,
     }
-    with atomic_path(path, suffix=".pt") as tmp:
-        torch.save(payload, tmp)
+    with atomic_path(path, suffix=".pt") as tmp, open(tmp, "wb") as fh:
+        torch.save(payload, fh)  # a file object: no random temporary name inside the archive
 
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:

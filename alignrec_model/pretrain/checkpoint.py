@@ -54,9 +54,13 @@ def checkpoint_state(run: _Run, optimizer: torch.optim.Optimizer | None = None) 
 
 
 def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
-    """Write ``state`` to ``path`` atomically (temporary file in the same folder, then rename)."""
-    with atomic_path(path, suffix=".pt") as tmp:
-        torch.save(state, tmp)
+    """Write ``state`` to ``path`` atomically (temporary file in the same folder, then rename).
+
+    Saved through a file object, so the archive's inner name is torch's fixed ``archive`` rather
+    than the random temporary name: the same state gives the same bytes (and sha256).
+    """
+    with atomic_path(path, suffix=".pt") as tmp, open(tmp, "wb") as fh:
+        torch.save(state, fh)
 
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:

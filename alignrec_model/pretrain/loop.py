@@ -46,7 +46,13 @@ from alignrec_model.pretrain.distributed import (
 )
 from alignrec_model.pretrain.heads import PretrainModel, build_encoder
 from alignrec_model.pretrain.items import ItemData, compute_feature_maps, load_item_data
-from alignrec_model.pretrain.metrics import HISTORY_FILE, METRICS_FILE, run_metrics, write_history
+from alignrec_model.pretrain.metrics import (
+    HISTORY_FILE,
+    METRICS_FILE,
+    run_metrics,
+    without_wall_time,
+    write_history,
+)
 from alignrec_model.pretrain.optim import lr_at, make_optimizer
 from alignrec_model.runtime import torch_threads
 
@@ -322,7 +328,7 @@ def _finish(run: _Run, steps_run: int, seconds: float) -> dict[str, Any]:
     metrics["ranks_in_sync"] = in_sync
     if d.main:
         state = checkpoint_state(run)
-        state["metrics"] = metrics
+        state["metrics"] = without_wall_time(metrics)  # same run, same checkpoint bytes
         save_checkpoint(paths.models / CHECKPOINT_FILE, state)
         write_json(paths.metrics / METRICS_FILE, metrics)
         write_history(paths.metrics / HISTORY_FILE, run.history)

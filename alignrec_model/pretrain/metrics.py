@@ -64,6 +64,19 @@ def run_metrics(
     }
 
 
+WALL_TIME_KEYS = ("seconds", "samples_per_s")  # of metrics["train"]: differ from run to run
+
+
+def without_wall_time(metrics: dict[str, Any]) -> dict[str, Any]:
+    """``metrics`` without the wall-time fields, as stored in the checkpoint.
+
+    The same params then give a byte-identical ``mmenc.pt``, so the sha256 that feature files and
+    releases record for it repeats too; the times stay in ``pretrain.json``.
+    """
+    train = {k: v for k, v in metrics["train"].items() if k not in WALL_TIME_KEYS}
+    return {**metrics, "train": train}
+
+
 def write_history(path: Path, history: list[dict[str, Any]]) -> None:
     """Per-step losses as CSV (``step,epoch,kind,lr,loss,mlm_loss,mim_loss``) for DVC plots."""
     buf = io.StringIO()

@@ -189,6 +189,20 @@ def test_metrics_and_checkpoint_contents(reference) -> None:
     assert header == "step,epoch,kind,lr,loss,mlm_loss,mim_loss"
 
 
+def test_same_params_write_a_byte_identical_checkpoint(reference, tmp_path: Path) -> None:
+    # Feature files and releases record mmenc.pt's sha256: it must repeat with the params, so
+    # the checkpoint holds no wall time and no random temporary name.
+    ref_dir, ref_metrics = reference
+    synthetic_dataset(tmp_path / "data", n=16)
+    params = _params(tmp_path / "params.yaml")
+    pretrain(tmp_path / "data", "synth", load_section(params, "pretrain", PretrainConfig))
+    ours = (tmp_path / "data/synth/models" / CHECKPOINT_FILE).read_bytes()
+    assert ours == (ref_dir / "synth/models" / CHECKPOINT_FILE).read_bytes()
+    stored = load_checkpoint(tmp_path / "data/synth/models" / CHECKPOINT_FILE)["metrics"]
+    assert "seconds" not in stored["train"] and "samples_per_s" not in stored["train"]
+    assert stored["train"]["last_mlm_loss"] == ref_metrics["train"]["last_mlm_loss"]
+
+
 def test_head_warmup_keeps_the_encoder_and_trains_the_heads(reference, tmp_path: Path) -> None:
     """head_warmup_steps: the first steps update the heads only; the encoder waits."""
     from alignrec_model.pretrain import build_encoder
