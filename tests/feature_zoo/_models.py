@@ -93,3 +93,12 @@ def tiny_clip(folder: Path) -> Path:
         size={"shortest_edge": SIDE}, crop_size={"height": SIDE, "width": SIDE}
     ).save_pretrained(folder)
     return folder
+
+
+def tiny_models(root: Path) -> dict[str, Path]:
+    """The three tiny models, each in its own folder under ``root``."""
+    return {
+        "bert": tiny_bert(root / "bert"),
+        "vit": tiny_vit(root / "vit"),
+        "clip": tiny_clip(root / "clip"),
+    }

@@ -25,7 +25,7 @@ from alignrec_model.extract import ExtractConfig, extract
 from alignrec_model.extractors import weights_sha256
 from alignrec_model.preprocess import load_item_images
 from tests.encoder._data import write_dataset
-from tests.feature_zoo._models import SIDE, tiny_bert, tiny_clip, tiny_vit
+from tests.feature_zoo._models import SIDE, tiny_models
 
 N = 14
 EMPTY_TEXT = (3, 9)  # items with an empty / blank text
@@ -34,12 +34,7 @@ NO_IMAGE = (4, 9, 13)  # items without image (item 9 has neither)
 
 @pytest.fixture(scope="module")
 def models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    root = tmp_path_factory.mktemp("zoo")
-    return {
-        "bert": tiny_bert(root / "bert"),
-        "vit": tiny_vit(root / "vit"),
-        "clip": tiny_clip(root / "clip"),
-    }
+    return tiny_models(tmp_path_factory.mktemp("zoo"))
 
 
 @pytest.fixture(scope="module")

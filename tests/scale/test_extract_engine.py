@@ -34,7 +34,7 @@ from alignrec_model.extract import ExtractConfig, extract
 from alignrec_model.extract_dist import compute_shard, entry_fingerprints, merge_run
 from tests.conftest import REPO
 from tests.encoder._data import write_dataset
-from tests.feature_zoo._models import tiny_bert, tiny_clip, tiny_vit
+from tests.feature_zoo._models import tiny_bert, tiny_models
 from tests.scale.conftest import ray_worker_pids
 
 N = 60
@@ -45,12 +45,7 @@ ENV = {"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TOKENIZERS_PARALLELIS
 
 @pytest.fixture(scope="module")
 def models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    root = tmp_path_factory.mktemp("zoo")
-    return {
-        "bert": tiny_bert(root / "bert"),
-        "vit": tiny_vit(root / "vit"),
-        "clip": tiny_clip(root / "clip"),
-    }
+    return tiny_models(tmp_path_factory.mktemp("zoo"))
 
 
 def entries(models: dict[str, Path]) -> list[dict]:

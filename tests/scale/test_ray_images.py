@@ -16,6 +16,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from alignrec_data.engine import ray_images
 from alignrec_data.images import (
     ImagesConfig,
     fetch_images,
@@ -31,9 +32,6 @@ from tests.images.server import ClosingHost, ImageServer, Reply
 from tests.images.test_hm_sample import serve_hm
 from tests.scale.conftest import ray_worker_pids
 
-ray_images = pytest.importorskip(
-    "alignrec_data.engine.ray_images", reason="needs alignrec_data.engine"
-)
 pytest.importorskip("ray", reason="ray is not installed: pip install 'alignrec[scale]'")
 
 CONFIG = ImagesConfig(
