@@ -16,8 +16,16 @@ from alignrec_data.errors import UsageError
 # Sizes: (hidden, layers, heads, ffn) plus the settings that differ between them.
 _SIZES: dict[str, dict[str, Any]] = {
     # For tests: 2 x 32, a 32 px image in 8 px patches (16 patches).
-    "tiny": dict(hidden=32, layers=2, heads=2, ffn=64, image_size=32, patch_size=8,
-                 text_positions=66, max_text_len=64),
+    "tiny": dict(
+        hidden=32,
+        layers=2,
+        heads=2,
+        ffn=64,
+        image_size=32,
+        patch_size=8,
+        text_positions=66,
+        max_text_len=64,
+    ),
     # A 6 x 384 BEiT-3 layout model (from scratch).
     "small": dict(hidden=384, layers=6, heads=6, ffn=1536),
     # The BEiT-3 base shape: 12 x 768, 12 heads, FFN 3072, 224 px / 16 px patches,
@@ -25,11 +33,23 @@ _SIZES: dict[str, dict[str, Any]] = {
     "base": dict(hidden=768, layers=12, heads=12, ffn=3072, vocab_size=64010),
     # The offline hybrid: MiniLM-L6's shape and BERT layout (post-LN, embedding LayerNorm,
     # positions from 0, eps 1e-12) with EfficientNet-Lite0 feature-map image tokens.
-    "hybrid-minilm": dict(hidden=384, layers=6, heads=12, ffn=1536, vocab_size=30522,
-                          text_positions=512, position_offset=0, normalize_before=False,
-                          subln=False, layernorm_embedding=True, normalize_output=False,
-                          layernorm_eps=1e-12, image_stem="efficientnet", image_size=128),
-}  # fmt: skip
+    "hybrid-minilm": dict(
+        hidden=384,
+        layers=6,
+        heads=12,
+        ffn=1536,
+        vocab_size=30522,
+        text_positions=512,
+        position_offset=0,
+        normalize_before=False,
+        subln=False,
+        layernorm_embedding=True,
+        normalize_output=False,
+        layernorm_eps=1e-12,
+        image_stem="efficientnet",
+        image_size=128,
+    ),
+}
 SIZES = tuple(_SIZES)
 
 EFFICIENTNET_CHANNELS = 1280  # channels of EfficientNet-Lite0's last feature map

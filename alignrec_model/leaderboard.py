@@ -215,19 +215,40 @@ def _pm(stats: dict[str, float]) -> str:
 def markdown(rows: list[dict[str, Any]]) -> str:
     """The leaderboard as a Markdown table (the LightGCN row in bold: the line to beat)."""
     line = next((r for r in rows if r["protocol"] == "lightgcn"), None)
-    header = ["#", "protocol", "variant", "modality", "seeds", "test R@20 mean ± std",
-              "[min, max]", "test N@20 mean ± std", "valid R@20", "vs LightGCN", "best epoch",
-              "use for"]  # fmt: skip
+    header = [
+        "#",
+        "protocol",
+        "variant",
+        "modality",
+        "seeds",
+        "test R@20 mean ± std",
+        "[min, max]",
+        "test N@20 mean ± std",
+        "valid R@20",
+        "vs LightGCN",
+        "best epoch",
+        "use for",
+    ]
     body = []
     for r in rows:
         proto = r["protocol"] + (f" (mask {r['masked']})" if r["masked"] else "")
         t = r["test"]["recall@20"]
         seeds = "1 (deterministic)" if r["deterministic"] else str(r["n_seeds"])
         vs = "" if line is None else f"{t['mean'] - line['test']['recall@20']['mean']:+.4f}"
-        cells = [r["rank"], proto, r["variant"], r["modality"] or "-", seeds, _pm(t),
-                 f"[{t['min']:.4f}, {t['max']:.4f}]", _pm(r["test"]["ndcg@20"]),
-                 f"{r['valid']['recall@20']['mean']:.4f}", vs,
-                 ", ".join(str(e) for e in r["best_epochs"]), "; ".join(r["use_for"])]  # fmt: skip
+        cells = [
+            r["rank"],
+            proto,
+            r["variant"],
+            r["modality"] or "-",
+            seeds,
+            _pm(t),
+            f"[{t['min']:.4f}, {t['max']:.4f}]",
+            _pm(r["test"]["ndcg@20"]),
+            f"{r['valid']['recall@20']['mean']:.4f}",
+            vs,
+            ", ".join(str(e) for e in r["best_epochs"]),
+            "; ".join(r["use_for"]),
+        ]
         if r is line:
             cells = [f"**{c}**" if c != "" else c for c in cells]
         body.append(cells)
@@ -262,6 +283,16 @@ def plot(rows: list[dict[str, Any]], path: Path, title: str) -> None:
     if ax.get_legend_handles_labels()[0]:
         ax.legend(fontsize=7)
     save_figure(fig, path)
+
+
+def _write(paths: DatasetPaths, doc: dict[str, Any]) -> None:
+    """Write ``leaderboard/leaderboard.{json,md,png}`` and the copy under ``metrics/``."""
+    out = paths.root / "leaderboard"
+    write_json(out / "leaderboard.json", doc)
+    write_json(paths.metrics / "leaderboard.json", doc)
+    write_text(out / "leaderboard.md", _page(doc))
+    if doc["rows"]:
+        plot(doc["rows"], out / "leaderboard.png", f"{doc['dataset']}: feature leaderboard")
 
 
 def build_leaderboard(
@@ -333,14 +364,14 @@ def build_leaderboard(
         "markdown": markdown(rows),
         "notes": notes,
     }
-    out = paths.root / "leaderboard"
-    write_json(out / "leaderboard.json", doc)
-    write_json(paths.metrics / "leaderboard.json", doc)
-    write_text(out / "leaderboard.md", _page(doc))
-    if rows:
-        plot(rows, out / "leaderboard.png", f"{dataset}: feature leaderboard")
-    logger.info("leaderboard %s: %d cells, %d computed, %d cached", dataset, len(cells),
-                computed, len(cells) - computed)  # fmt: skip
+    _write(paths, doc)
+    logger.info(
+        "leaderboard %s: %d cells, %d computed, %d cached",
+        dataset,
+        len(cells),
+        computed,
+        len(cells) - computed,
+    )
     return {**doc, "computed": computed}
 
 

@@ -437,9 +437,14 @@ def fit_run(
     feature_fn = encoder_top(run.paths, config, model, run.variant, run.matrix)
     net = build_model(model, run.data, config, run.matrix, feature_fn=feature_fn)
     return fit(
-        net, run.data, config, name=model, features=run.variant, on_epoch=on_epoch,
+        net,
+        run.data,
+        config,
+        name=model,
+        features=run.variant,
+        on_epoch=on_epoch,
         progress=progress,
-    )  # fmt: skip
+    )
 
 
 def metric_table(metrics: dict[str, dict[str, float]], topks: Sequence[int]) -> list[str]:

@@ -22,14 +22,26 @@ def _names(value: str | None) -> tuple[str, ...] | None:
 
 @click.command("leaderboard")
 @click.argument("dataset")
-@click.option("--seeds", callback=_int_list, default=None, metavar="S,S,...",
-              help="Seeds of the trained cells [default: leaderboard.seeds].")  # fmt: skip
-@click.option("--features", default=None, metavar="V,V,...",
-              help="Feature variants [default: leaderboard.features; empty: every "
-              "features/*.parquet].")  # fmt: skip
-@click.option("--protocols", default=None, metavar="P,P,...",
-              help="Protocols (zero-shot, item-cf, itemknn, mask-modality, alignrec, freedom, "
-              "lightgcn, pop) [default: leaderboard.protocols].")  # fmt: skip
+@click.option(
+    "--seeds",
+    callback=_int_list,
+    default=None,
+    metavar="S,S,...",
+    help="Seeds of the trained cells [default: leaderboard.seeds].",
+)
+@click.option(
+    "--features",
+    default=None,
+    metavar="V,V,...",
+    help="Feature variants [default: leaderboard.features; empty: every features/*.parquet].",
+)
+@click.option(
+    "--protocols",
+    default=None,
+    metavar="P,P,...",
+    help="Protocols (zero-shot, item-cf, itemknn, mask-modality, alignrec, freedom, "
+    "lightgcn, pop) [default: leaderboard.protocols].",
+)
 @click.option("--force", is_flag=True, help="Recompute every cell, even the cached ones.")
 @common_options
 def command(

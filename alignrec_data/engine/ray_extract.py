@@ -103,8 +103,13 @@ def extract_ray(
         tasks = plan_shards(items, shard_count(n, n_workers, shard_items), 0)
         threads = cfg.num_threads or cpus_per_task
         remote = ray.remote(_shard_task).options(max_retries=TASK_RETRIES, **resources)
-        log.info("extract %s: %d items in %d shard tasks, %d at a time", dataset, n,
-                 len(tasks), n_workers)  # fmt: skip
+        log.info(
+            "extract %s: %d items in %d shard tasks, %d at a time",
+            dataset,
+            n,
+            len(tasks),
+            n_workers,
+        )
         t0 = time.perf_counter()
         kept, cpu = 0, 0.0
         disable = None if progress is None else not progress
@@ -119,6 +124,11 @@ def extract_ray(
                 cpu += out["cpu_seconds"]
                 bar.update(len(task.items))
         seconds = time.perf_counter() - t0
-    extra = {"engine": "ray", "workers": n_workers, "shards": len(tasks), "shards_kept": kept,
-             "task_cpu_seconds": round(cpu, 2)}  # fmt: skip
+    extra = {
+        "engine": "ray",
+        "workers": n_workers,
+        "shards": len(tasks),
+        "shards_kept": kept,
+        "task_cpu_seconds": round(cpu, 2),
+    }
     return merge_run(paths, cfg, [t.number for t in tasks], seconds, extra)

@@ -140,8 +140,13 @@ def _run_shards(
     import ray
 
     tasks = plan_shards(todo, shard_count(len(todo), workers, shard_items), writer.number)
-    log.info("images %s: %d items in %d shard tasks, %d at a time", dataset, len(todo),
-             len(tasks), workers)  # fmt: skip
+    log.info(
+        "images %s: %d items in %d shard tasks, %d at a time",
+        dataset,
+        len(todo),
+        len(tasks),
+        workers,
+    )
     state = (
         ray.remote(HostState).options(num_cpus=0).remote(config.per_host_rate, config.host_failures)
     )

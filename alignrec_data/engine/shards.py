@@ -51,8 +51,13 @@ def part_path(features_dir: str | Path, variant: str, number: int) -> Path:
     return shard_dir(features_dir, variant) / PART_TEMPLATE.format(number)
 
 
-def shard_key(entry: dict[str, Any], weights_sha256: str, ids: Sequence[int], texts: Sequence[str],
-              settings: dict[str, Any]) -> str:  # fmt: skip
+def shard_key(
+    entry: dict[str, Any],
+    weights_sha256: str,
+    ids: Sequence[int],
+    texts: Sequence[str],
+    settings: dict[str, Any],
+) -> str:
     """sha256 of what one entry's rows for ``ids`` depend on.
 
     Args:

@@ -215,8 +215,13 @@ def fetch_images(
         items, rules, images_dir, index_settings, dataset, force=force, retry_missing=retry_missing
     )
     result = ImagesResult(images_dir, {}, resumed_stored=kept.stored, resumed_failed=kept.failed)
-    log.info("images %s: %d stored, %d known failures kept, %d to fetch", dataset, kept.stored,
-             kept.failed, len(kept.todo))  # fmt: skip
+    log.info(
+        "images %s: %d stored, %d known failures kept, %d to fetch",
+        dataset,
+        kept.stored,
+        kept.failed,
+        len(kept.todo),
+    )
     rows, todo = kept.rows, kept.todo
     if skip_images:
         rows += [{**empty_row(item), "reason": SKIPPED} for item in todo]
