@@ -137,7 +137,3 @@ class MMEncConfig:
     def vision_positions(self) -> int:
         """Rows of the vision position table: CLS + patches + offset (torchscale layout)."""
         return self.num_patches + 1 + self.position_offset
-
-    def to_dict(self) -> dict[str, Any]:
-        """The config as a plain dict (for checkpoints)."""
-        return dataclasses.asdict(self)

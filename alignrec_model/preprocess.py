@@ -144,13 +144,9 @@ def tokenize(
     return enc["input_ids"].long(), enc["attention_mask"] == 0
 
 
-def special_ids(tokenizer: Any) -> tuple[int, int, list[int]]:
-    """``(pad_id, mask_id, all_special_ids)`` of a tokenizer (for masked language modelling)."""
+def special_ids(tokenizer: Any) -> tuple[int, list[int]]:
+    """``(mask_id, all_special_ids)`` of a tokenizer with a [MASK] and a [PAD] token (for MLM)."""
     if tokenizer.mask_token_id is None or tokenizer.pad_token_id is None:
         msg = f"tokenizer {type(tokenizer).__name__} has no [MASK] or [PAD] token"
         raise UsageError(msg)
-    return (
-        int(tokenizer.pad_token_id),
-        int(tokenizer.mask_token_id),
-        list(tokenizer.all_special_ids),
-    )
+    return int(tokenizer.mask_token_id), list(tokenizer.all_special_ids)

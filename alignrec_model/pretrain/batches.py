@@ -27,7 +27,6 @@ def make_parts(
     unimodal: bool,
     cfg: PretrainConfig,
     enc_cfg: MMEncConfig,
-    mask_id: int,
 ) -> list[dict[str, Any]]:
     """The masked inputs of one micro-batch (on CPU), one dict per input kind.
 
@@ -45,7 +44,7 @@ def make_parts(
         for r in rows.tolist():
             g = generator(r, kind)
             i, lab = mask_text(
-                data.input_ids[r], data.valid[r], prob, mask_id, enc_cfg.vocab_size, g
+                data.input_ids[r], data.valid[r], prob, data.mask_id, enc_cfg.vocab_size, g
             )
             ids.append(i)
             labels.append(lab)

@@ -40,7 +40,7 @@ def checkpoint_state(run: _Run, optimizer: torch.optim.Optimizer | None = None) 
 
     state = {
         "format": CHECKPOINT_FORMAT,
-        "encoder_config": run.enc_cfg.to_dict(),
+        "encoder_config": to_dict(run.model.encoder.cfg),
         "pretrain_config": to_dict(run.cfg),
         "resume_key": run.resume_key,
         **{name: cpu(getattr(run.model, name)) for name in _MODULES},
@@ -96,8 +96,7 @@ def encoder_from_checkpoint(ckpt: dict[str, Any], source: str = "checkpoint") ->
     unknown = sorted(set(raw) - names)
     if unknown:
         raise DataFormatError(f"{source}: unknown encoder config key(s) {unknown}")
-    cfg = MMEncConfig(**raw).validated()
-    model = MMEnc(cfg)
+    model = MMEnc(MMEncConfig(**raw))  # checks the values fit together
     try:
         model.load_state_dict(ckpt["encoder"], strict=True)
     except RuntimeError as err:

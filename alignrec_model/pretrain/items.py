@@ -26,6 +26,7 @@ class ItemData:
         valid: (N, T) bool, maskable text tokens (not padding or special).
         images: (N, 3, S, S) uint8 (zeros without image), or None.
         has_image: (N,) bool.
+        mask_id: The tokenizer's [MASK] id.
         feature_maps: (N, 1280, g, g) frozen EfficientNet maps (hybrid), or None.
     """
 
@@ -35,6 +36,7 @@ class ItemData:
     valid: torch.Tensor
     images: torch.Tensor
     has_image: np.ndarray
+    mask_id: int
     feature_maps: torch.Tensor | None = None
 
 
@@ -63,10 +65,10 @@ def read_items(paths: DatasetPaths, max_items: int = 0) -> pd.DataFrame:
 
 def load_item_data(paths: DatasetPaths, cfg: MMEncConfig, max_items: int = 0) -> ItemData:
     """Tokenise the texts and decode the images of the dataset's items."""
-    items = read_items(paths, max_items)
     tok = preprocess.load_tokenizer(cfg.tokenizer)
+    mask_id, specials = preprocess.special_ids(tok)  # checked before the items are read
+    items = read_items(paths, max_items)
     ids, pad = preprocess.tokenize(tok, items["text"].fillna("").tolist(), cfg.max_text_len)
-    _, _, specials = preprocess.special_ids(tok)
     valid = ~pad & ~torch.isin(ids, torch.tensor(specials))
     if int(ids.max()) >= cfg.vocab_size:
         raise UsageError(f"tokenizer ids reach {int(ids.max())} but vocab_size is {cfg.vocab_size}")
@@ -80,6 +82,7 @@ def load_item_data(paths: DatasetPaths, cfg: MMEncConfig, max_items: int = 0) ->
         valid=valid,
         images=images,
         has_image=has,
+        mask_id=mask_id,
     )
 
 

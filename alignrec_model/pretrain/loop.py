@@ -25,8 +25,6 @@ from tqdm import tqdm
 from alignrec_data.atomic import write_json
 from alignrec_data.errors import AlignrecError, UsageError
 from alignrec_data.paths import DatasetPaths
-from alignrec_model.encoder import MMEncConfig
-from alignrec_model.preprocess import load_tokenizer, special_ids
 from alignrec_model.pretrain.batches import make_parts, masked_counts, to_device
 from alignrec_model.pretrain.checkpoint import (
     CHECKPOINT_FILE,
@@ -72,8 +70,6 @@ class _Run:
     paths: DatasetPaths
     cfg: PretrainConfig
     d: Dist
-    enc_cfg: MMEncConfig
-    mask_id: int
     data: ItemData
     model: PretrainModel
     optimizer: torch.optim.Optimizer
@@ -154,7 +150,6 @@ def _pretrain(run: _Run, on_step: StepCallback | None) -> dict[str, Any]:
 def _prepare(paths: DatasetPaths, cfg: PretrainConfig, d: Dist) -> _Run:
     """Items, model (encoder at its starting point + heads), sampler, plan and optimizer."""
     enc_cfg = cfg.encoder_config()
-    _, mask_id, _ = special_ids(load_tokenizer(enc_cfg.tokenizer))
     data = load_item_data(paths, enc_cfg, cfg.max_items)
     model = PretrainModel(build_encoder(cfg), seed=cfg.seed)  # heads seeded by cfg.seed too
     if enc_cfg.image_stem == "efficientnet":
@@ -169,8 +164,6 @@ def _prepare(paths: DatasetPaths, cfg: PretrainConfig, d: Dist) -> _Run:
         paths=paths,
         cfg=cfg,
         d=d,
-        enc_cfg=enc_cfg,
-        mask_id=mask_id,
         data=data,
         model=model,
         optimizer=make_optimizer(model, cfg),
@@ -200,7 +193,7 @@ def _start(run: _Run) -> None:
         if run.d.main:
             logger.info("resuming from %s at step %d of %d", run.resume_path, run.step, run.total)
     else:
-        run.probe_before = probe_losses(run.model, run.data, run.cfg, run.mask_id, run.d.device)
+        run.probe_before = probe_losses(run.model, run.data, run.cfg, run.d.device)
 
 
 def _wrap_ddp(model: PretrainModel, d: Dist) -> nn.Module:
@@ -224,9 +217,7 @@ def _micro_batches(run: _Run) -> tuple[int, bool, list[list[dict[str, Any]]]]:
     first = (step % run.steps_per_epoch) * cfg.grad_accum * micro
     batches = [order[first + a * micro : first + (a + 1) * micro] for a in range(cfg.grad_accum)]
     unimodal = cfg.unimodal_every > 0 and (step + 1) % cfg.unimodal_every == 0
-    parts = [
-        make_parts(run.data, b, epoch, unimodal, cfg, run.enc_cfg, run.mask_id) for b in batches
-    ]
+    parts = [make_parts(run.data, b, epoch, unimodal, cfg, run.model.encoder.cfg) for b in batches]
     return epoch, unimodal, parts
 
 
@@ -299,7 +290,7 @@ def _optimizer_step(run: _Run) -> None:
 
 @torch.no_grad()
 def probe_losses(
-    model: PretrainModel, data: ItemData, cfg: PretrainConfig, mask_id: int, device: torch.device
+    model: PretrainModel, data: ItemData, cfg: PretrainConfig, device: torch.device
 ) -> dict[str, float]:
     """Masked losses on a fixed probe set with fixed masks (joint + text-only inputs)."""
     was_training = model.training
@@ -308,7 +299,7 @@ def probe_losses(
     sums = torch.zeros(4)
     for start in range(0, n, cfg.batch_size):
         idx = list(range(start, min(n, start + cfg.batch_size)))
-        parts = make_parts(data, idx, -1, False, cfg, model.encoder.cfg, mask_id)
+        parts = make_parts(data, idx, -1, False, cfg, model.encoder.cfg)
         sums += model([to_device(p, device) for p in parts]).sum(0).cpu()
     model.train(was_training)
     return {
@@ -320,7 +311,7 @@ def probe_losses(
 def _finish(run: _Run, steps_run: int, seconds: float) -> dict[str, Any]:
     """Probe after training, metrics; rank 0 writes the checkpoint, metrics and history."""
     cfg, d, paths = run.cfg, run.d, run.paths
-    probe_after = probe_losses(run.model, run.data, cfg, run.mask_id, d.device)
+    probe_after = probe_losses(run.model, run.data, cfg, d.device)
     in_sync = ranks_in_sync(run.model, d)
     if in_sync is False:
         logger.error("parameters differ between ranks after training")
