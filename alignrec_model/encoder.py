@@ -60,7 +60,7 @@ class Multiway(nn.Module):
     """Two (or three) copies of a module; tokens go to the copy of their modality.
 
     ``forward(x, n_image)`` applies ``vision`` to ``x[:, :n_image]`` and ``language`` to the
-    rest; with ``use_vl`` (a joint input in a top layer) the ``vl`` expert takes every token.
+    rest; a ``vl`` expert (top layers' FFN) takes every token of a joint input.
     """
 
     def __init__(self, vision: nn.Module, language: nn.Module, vl: nn.Module | None = None):
@@ -69,10 +69,10 @@ class Multiway(nn.Module):
         self.language = language
         self.vl = vl
 
-    def forward(self, x: torch.Tensor, n_image: int, use_vl: bool = False) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, n_image: int) -> torch.Tensor:
         """Route tokens to experts; ``x`` is (B, L, ...) with image tokens first."""
         length = x.shape[1]
-        if use_vl and self.vl is not None and 0 < n_image < length:
+        if self.vl is not None and 0 < n_image < length:
             return self.vl(x)
         if n_image >= length:
             return self.vision(x)
@@ -164,12 +164,11 @@ class MultiwayLayer(nn.Module):
         self, x: torch.Tensor, n_image: int, attn_mask: torch.Tensor | None
     ) -> torch.Tensor:
         """(B, L, D) -> (B, L, D)."""
-        joint = 0 < n_image < x.shape[1]
         if self.normalize_before:
             x = x + self.dropout(self.attn(self.attn_norm(x, n_image), n_image, attn_mask))
-            return x + self.ffn(self.ffn_norm(x, n_image, joint), n_image, joint)
+            return x + self.ffn(self.ffn_norm(x, n_image), n_image)
         x = self.attn_norm(x + self.dropout(self.attn(x, n_image, attn_mask)), n_image)
-        return self.ffn_norm(x + self.ffn(x, n_image, joint), n_image, joint)
+        return self.ffn_norm(x + self.ffn(x, n_image), n_image)
 
 
 class PatchStem(nn.Module):
