@@ -50,19 +50,7 @@ def build_encoder(
     device = torch.device(device)
     entry = ExtractConfig().fill(entry)
     source = entry_source(entry, paths)
-    if entry.kind == "mmenc":
-        from alignrec_model.extractors.mmenc import MMEncEncoder
-
-        return MMEncEncoder(entry, source, device, bf16)
-    if entry.kind in ("sentence-transformers", "effnet"):
-        from alignrec_model.extractors.offline import EffNetEncoder, SentenceTransformerEncoder
-
-        cls = SentenceTransformerEncoder if entry.kind == "sentence-transformers" else EffNetEncoder
-        return cls(entry, source, device, bf16)
-    from alignrec_model.extractors.hf import HFClip, HFImage, HFText
-
-    cls = {"hf-text": HFText, "hf-image": HFImage, "hf-clip": HFClip}[entry.kind]
-    return cls(entry, source, device, bf16)
+    return entry.encoder_class(entry, source, device, bf16)
 
 
 def encode_entry(

@@ -14,7 +14,6 @@ each output, with the same rules for every kind:
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -103,10 +102,6 @@ class Encoder:
         out = [fn(sl).float().cpu().numpy() for sl in batches(n, self.entry.batch_size, desc)]
         return np.concatenate(out)
 
-    def autocast(self) -> contextlib.AbstractContextManager:
-        """bf16 autocast on CUDA when ``extract.bf16`` is set, else nothing."""
-        return torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.bf16)
-
     def _tower(
         self, fn: Callable[[Any], np.ndarray], inputs: Any, has: np.ndarray, blank: Any
     ) -> np.ndarray:
@@ -164,7 +159,7 @@ class Encoder:
                 ids = item_rows["item_id"].astype(int).tolist()
                 cache[self.image_size] = load_item_images(paths.images, ids, self.image_size)
             pixels, has_image = cache[self.image_size]
-        with torch.no_grad(), self.autocast():
+        with torch.no_grad(), torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.bf16):
             feats = self.encode_items(texts, pixels, has_image, has_text)
         # Items lacking an input the output needs (joint: either input).
         missing = {"image": ~has_image, "text": ~has_text, "joint": ~(has_image & has_text)}

@@ -16,6 +16,7 @@ as ``<name>`` and the towers as ``<image_name>`` / ``<text_name>`` (default ``<n
 from __future__ import annotations
 
 import dataclasses
+import importlib
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,18 +24,19 @@ from alignrec_data.config import check_ranges, from_dict
 from alignrec_data.errors import UsageError
 from alignrec_data.paths import check_name
 
-#: Per kind: the outputs it can write (``image``, ``text``, ``joint``) and its pooling choices,
-#: the first being the default ("" in an entry).
-_KINDS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
-    "hf-text": (("text",), ("mean", "cls")),
-    "hf-image": (("image",), ("pooler", "mean", "cls")),
-    "hf-clip": (("image", "text", "joint"), ("projection",)),
-    "sentence-transformers": (("text",), ("model",)),
-    "mmenc": (("image", "text", "joint"), ("cls",)),
-    "effnet": (("image",), ("mean",)),
+#: Per kind: the outputs it can write (``image``, ``text``, ``joint``), its pooling choices (the
+#: first being the default, "" in an entry) and its encoder class (``module.Class`` of this
+#: package, imported when an entry of the kind is built).
+_KINDS: dict[str, tuple[tuple[str, ...], tuple[str, ...], str]] = {
+    "hf-text": (("text",), ("mean", "cls"), "hf.HFText"),
+    "hf-image": (("image",), ("pooler", "mean", "cls"), "hf.HFImage"),
+    "hf-clip": (("image", "text", "joint"), ("projection",), "hf.HFClip"),
+    "sentence-transformers": (("text",), ("model",), "offline.SentenceTransformerEncoder"),
+    "mmenc": (("image", "text", "joint"), ("cls",), "mmenc.MMEncEncoder"),
+    "effnet": (("image",), ("mean",), "offline.EffNetEncoder"),
 }
-KIND_OUTPUTS = {kind: outputs for kind, (outputs, _) in _KINDS.items()}
-POOLINGS = {kind: poolings for kind, (_, poolings) in _KINDS.items()}
+KIND_OUTPUTS = {kind: outputs for kind, (outputs, _, _) in _KINDS.items()}
+POOLINGS = {kind: poolings for kind, (_, poolings, _) in _KINDS.items()}
 KINDS: tuple[str, ...] = tuple(_KINDS)
 JOINTS: tuple[str, ...] = ("sum", "concat")
 #: Kinds whose model must be given (the others default to an offline model: see ``model``).
@@ -122,6 +124,12 @@ class VariantEntry:
     def wanted(self) -> tuple[str, ...]:
         """The outputs this entry writes (``image`` / ``text`` / ``joint``)."""
         return self.outputs or KIND_OUTPUTS[self.kind]
+
+    @property
+    def encoder_class(self) -> type:
+        """The encoder class of the kind (from the kind table; its module is imported here)."""
+        module, name = _KINDS[self.kind][2].split(".")
+        return getattr(importlib.import_module(f"alignrec_model.extractors.{module}"), name)
 
     def variant(self, output: str) -> str:
         """The file stem of ``output``."""

@@ -60,11 +60,6 @@ def hub_cache_dir() -> Path:
     return Path(home) / "hub"
 
 
-def looks_like_path(model: str) -> bool:
-    """A local path (absolute, ``.``/``~``-relative or two+ ``/``) rather than a Hub id."""
-    return model.startswith(("/", ".", "~")) or model.count("/") > 1 or "\\" in model
-
-
 def resolve_model(model: str, revision: str, entry: str) -> ModelSource:
     """The local files of ``model`` for entry ``entry``.
 
@@ -80,7 +75,8 @@ def resolve_model(model: str, revision: str, entry: str) -> ModelSource:
     local = Path(model).expanduser()
     if local.exists():
         return ModelSource(local.resolve(), label=model)
-    if looks_like_path(model):
+    # A local path (absolute, ./~-relative or two+ /) rather than a Hub id org/name:
+    if model.startswith(("/", ".", "~")) or model.count("/") > 1 or "\\" in model:
         msg = (
             f"extract.variants[{entry}]: model folder {model} does not exist "
             f"(a Hub id is written org/name with a revision)"
