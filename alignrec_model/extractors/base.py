@@ -65,13 +65,13 @@ class Encoder:
 
     Attributes:
         entry: The entry (with defaults filled in).
-        source: The resolved model (None for kinds that record no model).
+        source: The resolved model (:func:`~alignrec_model.extractors.source.entry_source`).
         image_size: Side the item images are decoded at (0: this encoder reads no image).
         device: Where the model runs.
     """
 
     entry: VariantEntry
-    source: ModelSource | None
+    source: ModelSource
     device: torch.device
     bf16: bool = False  # bf16 autocast, on CUDA only
     image_size = 0  # a class default, not a field
@@ -189,7 +189,7 @@ class Encoder:
             output,  # the modality: image, text or joint
             e.kind,
             dim,
-            model=self.source.metadata() if self.source else None,
+            model=self.source.metadata(),
             pooling=e.pooling_used,
             without=without,
             **extra,
