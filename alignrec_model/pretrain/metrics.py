@@ -80,8 +80,7 @@ def without_wall_time(metrics: dict[str, Any]) -> dict[str, Any]:
 def write_history(path: Path, history: list[dict[str, Any]]) -> None:
     """Per-step losses as CSV (``step,epoch,kind,lr,loss,mlm_loss,mim_loss``) for DVC plots."""
     buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=HISTORY_COLUMNS, lineterminator="\n")
+    w = csv.DictWriter(buf, fieldnames=HISTORY_COLUMNS, lineterminator="\n", extrasaction="ignore")
     w.writeheader()
-    for h in history:
-        w.writerow({c: ("" if h.get(c) is None else h[c]) for c in HISTORY_COLUMNS})
+    w.writerows(history)  # csv writes None (no loss of that kind in the step) as ""
     write_text(path, buf.getvalue())
