@@ -86,8 +86,7 @@ def release_modality(variant: str, modality: str | None) -> str:
     ``modality``: what the release manifest records for ``features-<variant>`` (image, text,
     joint); releases written before it was recorded fall back to the name.
     """
-    info = legacy_info(variant) if modality is None else None
-    return EXPORT_MODALITY.get(modality or info.modality or "joint", "fused")
+    return EXPORT_MODALITY.get(modality or legacy_info(variant).modality or "joint", "fused")
 
 
 def spec_modality(spec: str, features_dir: str | Path | None = None) -> str:

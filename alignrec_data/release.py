@@ -64,7 +64,6 @@ from alignrec_data.release_inputs import read_json_or_none, read_prepared, selec
 from alignrec_data.release_layout import (
     CARD_NAME,
     MANIFEST_NAME,
-    ConfigInfo,
     manifest_text,
     read_manifest,
 )
@@ -196,7 +195,7 @@ def build_release(
     max_bytes = max(1, int(config.shard_size_mb * 1024 * 1024))
     with atomic_dir(out) as staging:
         shards = ShardWriter(staging, max_bytes, config.compression)
-        configs = [_write_shards(w, shards) for w in writers]
+        configs = [write_config(w, shards) for w in writers]
         context = card.CardContext(
             dataset=dataset,
             spec=dataset_spec(dataset),
@@ -239,11 +238,6 @@ def _params_sections(params_path: str | Path | None, dataset: str) -> dict[str, 
     if own:
         sections["overrides"] = own
     return sections
-
-
-def _write_shards(config: ConfigInfo, shards: ShardWriter) -> ConfigInfo:
-    """Write one config's shards (a seam: tests/hostile slows it down to kill a build)."""
-    return write_config(config, shards)
 
 
 # ----------------------------------------------------------------------------- provenance
