@@ -30,7 +30,7 @@ from typing import Any
 import yaml
 
 from alignrec_data.card_metrics import evaluation_section, statistics_section
-from alignrec_data.card_provenance import features_section, raw_files_section
+from alignrec_data.card_provenance import features_section, raw_files_table
 from alignrec_data.markdown import markdown_table
 
 TEMPLATE = ("templates", "dataset_card.md")
@@ -235,7 +235,7 @@ def render_card(ctx: CardContext) -> str:
         **_loading(ctx),
         statistics=statistics_section(ctx),
         features=features_section(ctx),
-        raw_files=raw_files_section(ctx),
+        raw_files=raw_files_table(ctx),
         evaluation=evaluation_section(ctx.metrics),
         which_features=_which_features(ctx),
         report=_report(ctx),

@@ -140,12 +140,7 @@ def features_section(ctx: CardContext) -> str:
     ]
     if ctx.checkpoint_sha256:
         lines.append(f"- Encoder checkpoint `models/mmenc.pt`: sha256 `{ctx.checkpoint_sha256}`.")
-    if not feats:
-        lines += [
-            "",
-            "This release has no feature configs: no feature files existed when it was built "
-            "(run `alignrec-data extract` and rebuild the release to add them).",
-        ]
+    if not feats:  # the template says why
         return "\n".join(lines)
     model_cfg = {
         k: ctx.params_sections[k] for k in ("pretrain", "extract") if k in ctx.params_sections
@@ -173,19 +168,10 @@ def features_section(ctx: CardContext) -> str:
     return "\n".join(lines)
 
 
-def raw_files_section(ctx: CardContext) -> str:
-    """The raw files (``raw/alignrec.lock.json``) with their sha256 and source URL."""
-    if not ctx.raw_files:
-        return (
-            "No raw files are recorded for this dataset (no `raw/alignrec.lock.json`: the "
-            "interactions were imported, not downloaded by alignrec)."
-        )
+def raw_files_table(ctx: CardContext) -> str:
+    """The raw files (``raw/alignrec.lock.json``) with their sha256 and source URL ("" if none)."""
     rows = [
         [f"`{name}`", e.get("role"), e.get("size"), f"`{e.get('sha256')}`", e.get("url")]
         for name, e in ctx.raw_files.items()
     ]
-    return (
-        markdown_table(["file", "role", "bytes", "sha256", "source URL"], rows)
-        + "\n\nThe raw files are not redistributed here; `alignrec-data download` fetches and "
-        "verifies them against these hashes."
-    )
+    return markdown_table(["file", "role", "bytes", "sha256", "source URL"], rows) if rows else ""
