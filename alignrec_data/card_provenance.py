@@ -106,11 +106,6 @@ def variant_description(variant: str, meta: dict[str, Any] | None) -> str:
     return "Feature set produced by the pipeline (see metadata)."
 
 
-def uses_encoder(variant: str) -> bool:
-    """True for variants computed with the MMEnc checkpoint (``alignrec``, ``mmenc-*``)."""
-    return variant == "alignrec" or variant.startswith("mmenc-")
-
-
 def yaml_block(obj: Any) -> str:
     """A fenced YAML block (sorted keys)."""
     return "```yaml\n" + yaml.safe_dump(obj, sort_keys=True, allow_unicode=True).rstrip() + "\n```"
@@ -159,9 +154,10 @@ def features_section(ctx: CardContext) -> str:
             f"- Dimension {c.dim}, {c.rows():,} items, {c.extra.get('missing', 0):,} with "
             "`missing = true` (input absent)."
         )
-        if uses_encoder(v) and ctx.checkpoint_sha256:
+        encoder = v == "alignrec" or v.startswith("mmenc-")  # computed with the MMEnc checkpoint
+        if encoder and ctx.checkpoint_sha256:
             lines.append(f"- Encoder checkpoint sha256: `{ctx.checkpoint_sha256}`.")
-        elif uses_encoder(v):
+        elif encoder:
             lines.append("- Encoder checkpoint: not found when the release was built.")
         if meta:
             lines += ["- Producer metadata (from the feature file):", "", yaml_block(meta)]

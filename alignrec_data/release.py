@@ -277,10 +277,9 @@ def dataset_spec(dataset: str) -> Any:
     """The registry entry, or None for imported datasets the registry does not know."""
     from alignrec_data.registry import get_dataset
 
-    try:
+    with contextlib.suppress(UsageError):
         return get_dataset(dataset)
-    except UsageError:
-        return None
+    return None
 
 
 def read_lock(raw_dir: Path) -> dict[str, dict[str, Any]]:

@@ -82,10 +82,13 @@ def config_writers(
         prepared: The checked prepared tables.
         variants: Feature variants to release.
     """
+    from alignrec_data.images.store import INDEX_FILE
+
     features = [
         features_config(paths.features / f"{v}.parquet", v, prepared.item_keys) for v in variants
     ]
-    image_index = read_image_index(paths.images)
+    index = paths.images / INDEX_FILE  # written by the images stage (authoritative) if it ran
+    image_index = pq.read_table(index) if index.is_file() else None
     writers = [
         items_config(prepared.items, image_index),
         interactions_config(prepared),
@@ -237,7 +240,6 @@ def interactions_config(prepared: Prepared) -> ConfigInfo:
         DataFormatError: The prepared ``split`` column holds another value.
     """
     inter, item_keys = prepared.interactions, prepared.item_keys
-    n = inter.num_rows
 
     def column(name: str, dtype: pa.DataType) -> pa.ChunkedArray | pa.Array:
         if name in inter.column_names:
@@ -245,7 +247,7 @@ def interactions_config(prepared: Prepared) -> ConfigInfo:
         if name == "item_key":  # from the prepared items
             item_ids = inter.column("item_id").to_numpy()
             return pa.array([item_keys[i] for i in item_ids], pa.string())
-        return pa.nulls(n, dtype)
+        return pa.nulls(inter.num_rows, dtype)
 
     # The published columns are the prepared layout's, without the split.
     fields = [f for f in INTERACTIONS_SCHEMA if f.name != "split"]
@@ -284,14 +286,6 @@ def features_config(path: Path, variant: str, item_keys: list[str]) -> ConfigInf
 
 
 # ----------------------------------------------------------------------------- images
-
-
-def read_image_index(images_dir: Path) -> pa.Table | None:
-    """The images stage's ``index.parquet`` (authoritative), or None when it did not run."""
-    from alignrec_data.images.store import INDEX_FILE
-
-    path = images_dir / INDEX_FILE
-    return pq.read_table(path) if path.is_file() else None
 
 
 def _image_rows(images_dir: Path, index: pa.Table) -> Iterator[tuple[dict[str, Any], int]]:
