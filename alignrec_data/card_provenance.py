@@ -81,8 +81,7 @@ def feature_description(feat: dict[str, Any]) -> str:
     if feat.get("normalize"):
         parts.append(", L2-normalised")
     text = "".join(parts) + ". " + _MISSING_TEXT.get(modality, "")
-    without = feat.get("without") or {}
-    if without:
+    if without := feat.get("without"):
         text += (
             f" Mask-modality replacements: without image `{without.get('image')}`, without "
             f"text `{without.get('text')}`."

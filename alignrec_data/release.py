@@ -186,11 +186,11 @@ def build_release(
         protected=protected_folders(data_dir, allow=[paths.release]),
     )
     # Every input is read and checked (one writer per config) before the first byte is written.
-    prepared = read_prepared(paths, dataset)
+    prepared = read_prepared(paths)
     variants = select_variants(paths.features, config.features)
     ckpt = paths.models / CHECKPOINT_NAME
     ckpt_sha = sha256_file(ckpt) if ckpt.is_file() else None
-    writers, notes = config_writers(paths, dataset, config.images, prepared, variants)
+    writers, notes = config_writers(paths, config.images, prepared, variants)
     sections = _params_sections(params_path, dataset)
     max_bytes = max(1, int(config.shard_size_mb * 1024 * 1024))
     with atomic_dir(out) as staging:
