@@ -247,12 +247,12 @@ def load_npy(path: str | Path) -> np.ndarray:
 
 
 def check_finite(matrix: np.ndarray, source: str) -> None:
-    """Refuse a matrix holding NaN or infinite values (row named in the message).
+    """Refuse an (items, dim) matrix holding NaN or infinite values (row named in the message).
 
     Raises:
         DataFormatError: A value is not finite.
     """
-    finite = np.isfinite(matrix).all(axis=1) if matrix.ndim == 2 else np.isfinite(matrix)
+    finite = np.isfinite(matrix).all(axis=1)
     if not finite.all():
         bad = np.flatnonzero(~finite)
         msg = (

@@ -48,7 +48,7 @@ import logging
 import re
 import shutil
 import subprocess
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -136,10 +136,6 @@ class ReleaseResult:
     files: int
     total_bytes: int
     notes: list[str]
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready form (for ``--format json``)."""
-        return {**asdict(self), "out": str(self.out)}
 
 
 # ----------------------------------------------------------------------------- build
