@@ -309,7 +309,6 @@ def copy_report(report_dir: Path, out: Path) -> str | None:
     path = report_dir / "report.md"
     if not path.is_file():
         return None
-    text = path.read_text(encoding="utf-8")
     root = report_dir.resolve()
 
     def copy(m: re.Match[str]) -> str:
@@ -330,4 +329,4 @@ def copy_report(report_dir: Path, out: Path) -> str | None:
         shutil.copyfile(fig, out / "figures" / rel)
         return f"![{m.group('alt')}](figures/{rel})"
 
-    return _FIGURE.sub(copy, text)
+    return _FIGURE.sub(copy, path.read_text(encoding="utf-8"))
