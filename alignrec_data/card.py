@@ -169,9 +169,7 @@ def _loading(ctx: CardContext) -> dict[str, Any]:
 def _report(ctx: CardContext) -> str:
     if not ctx.report:
         return ""
-    body = re.sub(
-        r"^(#{1,4}) ", lambda m: "#" * min(len(m.group(1)) + 2, 6) + " ", ctx.report, flags=re.M
-    )
+    body = re.sub(r"^(#{1,4}) ", r"##\1 ", ctx.report, flags=re.M)  # headings two levels down
     return "\n## Pipeline report\n\n" + body.strip() + "\n"
 
 
