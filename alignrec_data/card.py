@@ -30,7 +30,7 @@ from typing import Any
 import yaml
 
 from alignrec_data.card_metrics import evaluation_section, statistics_section
-from alignrec_data.card_provenance import features_section, raw_files_section
+from alignrec_data.card_provenance import features_section, raw_files_table
 from alignrec_data.markdown import markdown_table
 
 TEMPLATE = ("templates", "dataset_card.md")
@@ -169,9 +169,7 @@ def _loading(ctx: CardContext) -> dict[str, Any]:
 def _report(ctx: CardContext) -> str:
     if not ctx.report:
         return ""
-    body = re.sub(
-        r"^(#{1,4}) ", lambda m: "#" * min(len(m.group(1)) + 2, 6) + " ", ctx.report, flags=re.M
-    )
+    body = re.sub(r"^(#{1,4}) ", r"##\1 ", ctx.report, flags=re.M)  # headings two levels down
     return "\n## Pipeline report\n\n" + body.strip() + "\n"
 
 
@@ -235,7 +233,7 @@ def render_card(ctx: CardContext) -> str:
         **_loading(ctx),
         statistics=statistics_section(ctx),
         features=features_section(ctx),
-        raw_files=raw_files_section(ctx),
+        raw_files=raw_files_table(ctx),
         evaluation=evaluation_section(ctx.metrics),
         which_features=_which_features(ctx),
         report=_report(ctx),

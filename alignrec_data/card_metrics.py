@@ -81,13 +81,11 @@ def _leaves_table(doc: Any, limit: int) -> str | None:
 
 
 def evaluation_section(metrics: dict[str, Any]) -> str:
-    """The recommender, feature-evaluation and pretraining tables (``metrics/*.json``)."""
+    """The recommender, feature-evaluation and pretraining tables (``metrics/*.json``), or ""."""
     out = _train_tables(metrics) + _eval_tables(metrics)
     table = _leaves_table(metrics.get("pretrain"), 30)
     if table:
         out += ["", "### Encoder pretraining (MMEnc)", "", table]
-    if not out:
-        return "No metrics were available when this release was built (`metrics/*.json` absent)."
     return "\n".join(out).lstrip("\n")
 
 

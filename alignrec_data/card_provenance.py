@@ -81,8 +81,7 @@ def feature_description(feat: dict[str, Any]) -> str:
     if feat.get("normalize"):
         parts.append(", L2-normalised")
     text = "".join(parts) + ". " + _MISSING_TEXT.get(modality, "")
-    without = feat.get("without") or {}
-    if without:
+    if without := feat.get("without"):
         text += (
             f" Mask-modality replacements: without image `{without.get('image')}`, without "
             f"text `{without.get('text')}`."
@@ -104,11 +103,6 @@ def variant_description(variant: str, meta: dict[str, Any] | None) -> str:
             "sha256 in the metadata below)."
         )
     return "Feature set produced by the pipeline (see metadata)."
-
-
-def uses_encoder(variant: str) -> bool:
-    """True for variants computed with the MMEnc checkpoint (``alignrec``, ``mmenc-*``)."""
-    return variant == "alignrec" or variant.startswith("mmenc-")
 
 
 def yaml_block(obj: Any) -> str:
@@ -140,12 +134,7 @@ def features_section(ctx: CardContext) -> str:
     ]
     if ctx.checkpoint_sha256:
         lines.append(f"- Encoder checkpoint `models/mmenc.pt`: sha256 `{ctx.checkpoint_sha256}`.")
-    if not feats:
-        lines += [
-            "",
-            "This release has no feature configs: no feature files existed when it was built "
-            "(run `alignrec-data extract` and rebuild the release to add them).",
-        ]
+    if not feats:  # the template says why
         return "\n".join(lines)
     model_cfg = {
         k: ctx.params_sections[k] for k in ("pretrain", "extract") if k in ctx.params_sections
@@ -164,28 +153,20 @@ def features_section(ctx: CardContext) -> str:
             f"- Dimension {c.dim}, {c.rows():,} items, {c.extra.get('missing', 0):,} with "
             "`missing = true` (input absent)."
         )
-        if uses_encoder(v) and ctx.checkpoint_sha256:
+        encoder = v == "alignrec" or v.startswith("mmenc-")  # computed with the MMEnc checkpoint
+        if encoder and ctx.checkpoint_sha256:
             lines.append(f"- Encoder checkpoint sha256: `{ctx.checkpoint_sha256}`.")
-        elif uses_encoder(v):
+        elif encoder:
             lines.append("- Encoder checkpoint: not found when the release was built.")
         if meta:
             lines += ["- Producer metadata (from the feature file):", "", yaml_block(meta)]
     return "\n".join(lines)
 
 
-def raw_files_section(ctx: CardContext) -> str:
-    """The raw files (``raw/alignrec.lock.json``) with their sha256 and source URL."""
-    if not ctx.raw_files:
-        return (
-            "No raw files are recorded for this dataset (no `raw/alignrec.lock.json`: the "
-            "interactions were imported, not downloaded by alignrec)."
-        )
+def raw_files_table(ctx: CardContext) -> str:
+    """The raw files (``raw/alignrec.lock.json``) with their sha256 and source URL ("" if none)."""
     rows = [
         [f"`{name}`", e.get("role"), e.get("size"), f"`{e.get('sha256')}`", e.get("url")]
         for name, e in ctx.raw_files.items()
     ]
-    return (
-        markdown_table(["file", "role", "bytes", "sha256", "source URL"], rows)
-        + "\n\nThe raw files are not redistributed here; `alignrec-data download` fetches and "
-        "verifies them against these hashes."
-    )
+    return markdown_table(["file", "role", "bytes", "sha256", "source URL"], rows) if rows else ""

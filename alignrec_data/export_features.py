@@ -86,8 +86,7 @@ def release_modality(variant: str, modality: str | None) -> str:
     ``modality``: what the release manifest records for ``features-<variant>`` (image, text,
     joint); releases written before it was recorded fall back to the name.
     """
-    info = legacy_info(variant) if modality is None else None
-    return EXPORT_MODALITY.get(modality or info.modality or "joint", "fused")
+    return EXPORT_MODALITY.get(modality or legacy_info(variant).modality or "joint", "fused")
 
 
 def spec_modality(spec: str, features_dir: str | Path | None = None) -> str:
@@ -248,12 +247,12 @@ def load_npy(path: str | Path) -> np.ndarray:
 
 
 def check_finite(matrix: np.ndarray, source: str) -> None:
-    """Refuse a matrix holding NaN or infinite values (row named in the message).
+    """Refuse an (items, dim) matrix holding NaN or infinite values (row named in the message).
 
     Raises:
         DataFormatError: A value is not finite.
     """
-    finite = np.isfinite(matrix).all(axis=1) if matrix.ndim == 2 else np.isfinite(matrix)
+    finite = np.isfinite(matrix).all(axis=1)
     if not finite.all():
         bad = np.flatnonzero(~finite)
         msg = (

@@ -48,7 +48,7 @@ import logging
 import re
 import shutil
 import subprocess
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -64,7 +64,6 @@ from alignrec_data.release_inputs import read_json_or_none, read_prepared, selec
 from alignrec_data.release_layout import (
     CARD_NAME,
     MANIFEST_NAME,
-    ConfigInfo,
     manifest_text,
     read_manifest,
 )
@@ -138,10 +137,6 @@ class ReleaseResult:
     total_bytes: int
     notes: list[str]
 
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready form (for ``--format json``)."""
-        return {**asdict(self), "out": str(self.out)}
-
 
 # ----------------------------------------------------------------------------- build
 
@@ -187,16 +182,16 @@ def build_release(
         protected=protected_folders(data_dir, allow=[paths.release]),
     )
     # Every input is read and checked (one writer per config) before the first byte is written.
-    prepared = read_prepared(paths, dataset)
+    prepared = read_prepared(paths)
     variants = select_variants(paths.features, config.features)
     ckpt = paths.models / CHECKPOINT_NAME
     ckpt_sha = sha256_file(ckpt) if ckpt.is_file() else None
-    writers, notes = config_writers(paths, dataset, config.images, prepared, variants)
+    writers, notes = config_writers(paths, config.images, prepared, variants)
     sections = _params_sections(params_path, dataset)
     max_bytes = max(1, int(config.shard_size_mb * 1024 * 1024))
     with atomic_dir(out) as staging:
         shards = ShardWriter(staging, max_bytes, config.compression)
-        configs = [_write_shards(w, shards) for w in writers]
+        configs = [write_config(w, shards) for w in writers]
         context = card.CardContext(
             dataset=dataset,
             spec=dataset_spec(dataset),
@@ -241,11 +236,6 @@ def _params_sections(params_path: str | Path | None, dataset: str) -> dict[str, 
     return sections
 
 
-def _write_shards(config: ConfigInfo, shards: ShardWriter) -> ConfigInfo:
-    """Write one config's shards (a seam: tests/hostile slows it down to kill a build)."""
-    return write_config(config, shards)
-
-
 # ----------------------------------------------------------------------------- provenance
 # What the card says about where a release came from: raw files, metrics, report, code, params.
 # Read defensively: a missing or unreadable provenance file leaves its card section empty (with
@@ -283,10 +273,9 @@ def dataset_spec(dataset: str) -> Any:
     """The registry entry, or None for imported datasets the registry does not know."""
     from alignrec_data.registry import get_dataset
 
-    try:
+    with contextlib.suppress(UsageError):
         return get_dataset(dataset)
-    except UsageError:
-        return None
+    return None
 
 
 def read_lock(raw_dir: Path) -> dict[str, dict[str, Any]]:
@@ -320,7 +309,6 @@ def copy_report(report_dir: Path, out: Path) -> str | None:
     path = report_dir / "report.md"
     if not path.is_file():
         return None
-    text = path.read_text(encoding="utf-8")
     root = report_dir.resolve()
 
     def copy(m: re.Match[str]) -> str:
@@ -341,4 +329,4 @@ def copy_report(report_dir: Path, out: Path) -> str | None:
         shutil.copyfile(fig, out / "figures" / rel)
         return f"![{m.group('alt')}](figures/{rel})"
 
-    return _FIGURE.sub(copy, text)
+    return _FIGURE.sub(copy, path.read_text(encoding="utf-8"))

@@ -68,7 +68,6 @@ def write_config(config: ConfigInfo, shards: ShardWriter) -> ConfigInfo:
 
 def config_writers(
     paths: DatasetPaths,
-    dataset: str,
     images: bool,
     prepared: Prepared,
     variants: list[str],
@@ -76,16 +75,18 @@ def config_writers(
     """Every config, in card order, not written yet, and what the release will lack (notes).
 
     Args:
-        paths: The dataset's folders.
-        dataset: Dataset id (for the notes).
+        paths: The dataset's folders (``paths.name``: the dataset id, named in the notes).
         images: Add the ``images`` config (``release.images``).
         prepared: The checked prepared tables.
         variants: Feature variants to release.
     """
+    from alignrec_data.images.store import INDEX_FILE
+
     features = [
         features_config(paths.features / f"{v}.parquet", v, prepared.item_keys) for v in variants
     ]
-    image_index = read_image_index(paths.images)
+    index = paths.images / INDEX_FILE  # written by the images stage (authoritative) if it ran
+    image_index = pq.read_table(index) if index.is_file() else None
     writers = [
         items_config(prepared.items, image_index),
         interactions_config(prepared),
@@ -97,7 +98,7 @@ def config_writers(
     if images and image_index is None:
         notes.append(
             f"release.images is true but {paths.images} has no index.parquet "
-            f"(run `alignrec-data images {dataset}`): no images config"
+            f"(run `alignrec-data images {paths.name}`): no images config"
         )
     elif images:
         rows = _image_rows(paths.images, image_index)
@@ -170,12 +171,11 @@ class ShardWriter:
         """
         folder = self.root / config
         folder.mkdir(parents=True, exist_ok=True)
-        codec = None if self.compression == "none" else self.compression
         parts = []
         for i, table in enumerate(tables):
             part = folder / f".part-{i:05d}.parquet"
             group = min(max(table.num_rows, 1), MAX_ROW_GROUP) if row_groups else None
-            pq.write_table(table, part, compression=codec, row_group_size=group)
+            pq.write_table(table, part, compression=self.compression, row_group_size=group)
             parts.append((part, table.num_rows))
         shards = []
         for i, (part, n_rows) in enumerate(parts):
@@ -198,16 +198,15 @@ def items_config(items: pa.Table, image_index: pa.Table | None) -> ConfigInfo:
     n = items.num_rows
     urls = items.column("image_urls").to_pylist() if "image_urls" in items.column_names else None
     image_url: list[str | None] = [(u[0] if u else None) for u in urls] if urls else [None] * n
-    has_image = (
-        items.column("has_image").to_pylist()
-        if "has_image" in items.column_names
-        else [u is not None for u in image_url]
-    )
     if image_index is not None:  # the images stage ran: the URL that served, and whether one did
         rows = image_index.select(["item_id", "has_image", "url"]).to_pylist()
         fetched = {int(r["item_id"]): r["url"] for r in rows if r["has_image"]}
         image_url = [fetched.get(i, image_url[i]) for i in range(n)]
         has_image = [i in fetched for i in range(n)]
+    elif "has_image" in items.column_names:
+        has_image = items.column("has_image").to_pylist()
+    else:
+        has_image = [u is not None for u in image_url]
 
     def text_col(name: str) -> pa.Array:
         if name in items.column_names:
@@ -237,7 +236,6 @@ def interactions_config(prepared: Prepared) -> ConfigInfo:
         DataFormatError: The prepared ``split`` column holds another value.
     """
     inter, item_keys = prepared.interactions, prepared.item_keys
-    n = inter.num_rows
 
     def column(name: str, dtype: pa.DataType) -> pa.ChunkedArray | pa.Array:
         if name in inter.column_names:
@@ -245,7 +243,7 @@ def interactions_config(prepared: Prepared) -> ConfigInfo:
         if name == "item_key":  # from the prepared items
             item_ids = inter.column("item_id").to_numpy()
             return pa.array([item_keys[i] for i in item_ids], pa.string())
-        return pa.nulls(n, dtype)
+        return pa.nulls(inter.num_rows, dtype)
 
     # The published columns are the prepared layout's, without the split.
     fields = [f for f in INTERACTIONS_SCHEMA if f.name != "split"]
@@ -284,14 +282,6 @@ def features_config(path: Path, variant: str, item_keys: list[str]) -> ConfigInf
 
 
 # ----------------------------------------------------------------------------- images
-
-
-def read_image_index(images_dir: Path) -> pa.Table | None:
-    """The images stage's ``index.parquet`` (authoritative), or None when it did not run."""
-    from alignrec_data.images.store import INDEX_FILE
-
-    path = images_dir / INDEX_FILE
-    return pq.read_table(path) if path.is_file() else None
 
 
 def _image_rows(images_dir: Path, index: pa.Table) -> Iterator[tuple[dict[str, Any], int]]:

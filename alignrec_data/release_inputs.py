@@ -77,9 +77,9 @@ class Prepared:
     n_users: int
 
 
-def read_prepared(paths: DatasetPaths, dataset: str) -> Prepared:
-    """Read and check the prepared items and interactions of ``dataset``."""
-    fix = f"run `alignrec-data prepare {dataset}` (or `alignrec-data import`) first"
+def read_prepared(paths: DatasetPaths) -> Prepared:
+    """Read and check the prepared items and interactions of the dataset ``paths.name``."""
+    fix = f"run `alignrec-data prepare {paths.name}` (or `alignrec-data import`) first"
     inter_path = paths.prepared / INTERACTIONS_FILE
     items_path = paths.prepared / ITEMS_FILE
     inter = read_table(inter_path, "prepared interactions", fix)

@@ -15,7 +15,6 @@ from alignrec_data.cli._common import common_options, emit
 @click.option(
     "--out",
     type=click.Path(path_type=Path),
-    default=None,
     help="Release folder, replaced as a whole when it is a previous release or empty "
     "[default: DATA_DIR/DATASET/release].",
 )
@@ -27,7 +26,6 @@ from alignrec_data.cli._common import common_options, emit
 )
 @click.option(
     "--features",
-    default=None,
     help="Comma-separated feature variants to release [default: release.features, else all].",
 )
 @click.option(
@@ -38,10 +36,9 @@ from alignrec_data.cli._common import common_options, emit
 @click.option(
     "--shard-size-mb",
     type=float,
-    default=None,
     help="Largest shard [default: release.shard_size_mb].",
 )
-@click.option("--repo-id", default=None, help="Repo id shown in the card's load_dataset lines.")
+@click.option("--repo-id", help="Repo id shown in the card's load_dataset lines.")
 @common_options
 def command(
     dataset: str,
@@ -91,4 +88,4 @@ def command(
         parts = ", ".join(f"{sp} {n:,}" for sp, n in splits.items())
         lines.append(f"  {name:<24} {parts}")
     lines += [f"  note: {n}" for n in result.notes]
-    emit(fmt, result.to_dict(), lines)
+    emit(fmt, dataclasses.asdict(result), lines)  # the Path `out` is printed as text

@@ -134,11 +134,11 @@ def test_killed_release_leaves_the_old_one_and_the_rerun_cleans_up(
     script = (
         "import sys, time\n"
         "import alignrec_data.release as r\n"
-        "orig = r._write_shards\n"
+        "orig = r.write_config\n"
         "def slow(*a, **k):\n"
         "    time.sleep(60)\n"
         "    return orig(*a, **k)\n"
-        "r._write_shards = slow\n"
+        "r.write_config = slow\n"
         f"r.build_release({str(data)!r}, {DATASET!r})\n"
     )
     proc = subprocess.Popen([sys.executable, "-c", script], cwd=REPO)
