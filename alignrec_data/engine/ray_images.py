@@ -47,7 +47,6 @@ from alignrec_data.images.config import ImagesConfig
 from alignrec_data.images.fetch import Fetcher
 from alignrec_data.images.resume import Item
 from alignrec_data.images.stage import ImagesResult, RunnerOutput, fetch_images
-from alignrec_data.images.store import SHARD_TEMPLATE
 from alignrec_data.images.work import ShardWriter, fetch_items
 
 log = logging.getLogger(__name__)
@@ -116,10 +115,7 @@ def fetch_shard(
     writer = ShardWriter(Path(images_dir), config.recorded_settings(), math.inf, task.number)
     with Fetcher(fs, limiter, breaker) as fetcher:  # type: ignore[arg-type]
         rows, requests = fetch_items(task.items, config, fetcher, writer)
-    shard = SHARD_TEMPLATE.format(task.number)
-    for row in rows:
-        row["shard"] = shard if row["has_image"] else None
-    call("ping")  # the driver still runs (else this raises and nothing is written)
+    call("state")  # the driver still runs (else this raises and nothing is written)
     store.write_index(images_dir, rows, index_settings, part=task.number)
     writer.flush()
     return rows, requests, dict(fetcher.requests_by_host), writer.names

@@ -140,7 +140,8 @@ class ShardWriter:
         self._bytes = 0
 
     def add(self, row: dict[str, Any], image: bytes) -> None:
-        """Buffer ``image`` for the index row ``row`` (its ``shard`` is set when written)."""
+        """Buffer ``image`` for the index row ``row``, naming in it the shard it goes to."""
+        row["shard"] = store.SHARD_TEMPLATE.format(self.number)
         self._buffer.append((row, image))
         self._bytes += len(image)
         if self._bytes >= self.limit:
@@ -151,10 +152,7 @@ class ShardWriter:
         if not self._buffer:
             return
         records = [{**row, "image": image} for row, image in self._buffer]
-        name = store.write_shard(self.images_dir, self.number, records, self.settings)
-        for row, _ in self._buffer:
-            row["shard"] = name
-        self.names.append(name)
+        self.names.append(store.write_shard(self.images_dir, self.number, records, self.settings))
         self.number += 1
         self._buffer, self._bytes = [], 0
 
