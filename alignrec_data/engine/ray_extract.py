@@ -8,8 +8,8 @@ parts into ``features/<variant>.parquet`` (:func:`alignrec_model.extract_dist.me
 same schema and metadata as one process) and removes the shards.
 
 Resources: a task asks for one GPU when the cluster has GPUs and ``extract.device`` is not
-``cpu``, else for ``cpus_per_task`` CPUs; it sets its torch threads to ``extract.num_threads``
-when set, else to its CPUs, so tasks do not oversubscribe the cores.
+``cpu``, else for one CPU; it sets its torch threads to ``extract.num_threads`` when set,
+else to its one CPU, so tasks do not oversubscribe the cores.
 
 Resumable: a killed worker's task is run again by Ray (up to :data:`TASK_RETRIES` times); a
 killed driver leaves the finished parts, which a rerun with the same entries, models and items
@@ -61,7 +61,6 @@ def extract_ray(
     address: str | None = None,
     workers: int | None = None,
     shard_items: int = SHARD_ITEMS,
-    cpus_per_task: int = 1,
     progress: bool | None = None,
 ) -> dict[str, Any]:
     """Run the extract stage with shard tasks on a Ray cluster (same files as one process).
@@ -73,9 +72,8 @@ def extract_ray(
         address: The cluster (``auto``: the one on this machine); None starts a local
             instance, or uses the one this process started.
         workers: Tasks at a time (None: the cluster's GPUs when it has some and the device
-            allows CUDA, else its CPUs / ``cpus_per_task``).
+            allows CUDA, else its CPUs).
         shard_items: Most items in one task.
-        cpus_per_task: CPUs a task asks for (its torch threads unless ``num_threads`` is set).
         progress: Progress bar on stderr (None: on a tty).
 
     Returns:
@@ -96,12 +94,12 @@ def extract_ray(
     with _connected(ray, address, workers):
         # One GPU a task when the cluster has GPUs and the device allows CUDA, else CPUs.
         gpu = ray.cluster_resources().get("GPU", 0) > 0 and cfg.device != "cpu"
-        resources = {"num_cpus": cpus_per_task, "num_gpus": int(gpu)}
         slots = ray.cluster_resources().get("GPU" if gpu else "CPU", 1)
-        n_workers = workers or max(1, int(slots // (1 if gpu else cpus_per_task)))
+        n_workers = workers or max(1, int(slots))
         items = [SimpleNamespace(item_id=i) for i in range(n)]
         tasks = plan_shards(items, shard_count(n, n_workers, shard_items), 0)
-        threads = cfg.num_threads or cpus_per_task
+        threads = cfg.num_threads or 1
+        resources = {"num_cpus": 1, "num_gpus": int(gpu)}
         remote = ray.remote(_shard_task).options(max_retries=TASK_RETRIES, **resources)
         log.info(
             "extract %s: %d items in %d shard tasks, %d at a time",
