@@ -32,7 +32,7 @@ import logging
 import threading
 import time
 from collections import Counter
-from contextlib import AbstractContextManager
+from contextlib import AbstractContextManager, ExitStack
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
@@ -203,7 +203,7 @@ class Fetcher(AbstractContextManager["Fetcher"]):
         self.breaker = breaker if breaker is not None else HostBreaker(settings.host_failures)
         self.requests_by_host: Counter[str] = Counter()
         self._local = threading.local()
-        self._sessions: list[requests.Session] = []
+        self._sessions = ExitStack()  # every thread's session, closed by close()
         self._lock = threading.Lock()
 
     def _session(self) -> requests.Session:
@@ -220,15 +220,13 @@ class Fetcher(AbstractContextManager["Fetcher"]):
             )
             self._local.session = session
             with self._lock:
-                self._sessions.append(session)
+                self._sessions.enter_context(session)
         return session
 
     def close(self) -> None:
         """Close every thread's session."""
         with self._lock:
-            for s in self._sessions:
-                s.close()
-            self._sessions.clear()
+            self._sessions.close()
 
     def __exit__(self, *exc: object) -> None:
         self.close()
