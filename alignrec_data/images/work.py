@@ -135,7 +135,6 @@ class ShardWriter:
     ) -> None:
         self.images_dir, self.settings, self.limit = images_dir, settings, limit
         self.number = store.next_shard_number(images_dir) if number is None else number
-        self.names: list[str] = []  # shards written
         self._buffer: list[tuple[dict[str, Any], bytes]] = []  # (index row, image)
         self._bytes = 0
 
@@ -152,7 +151,7 @@ class ShardWriter:
         if not self._buffer:
             return
         records = [{**row, "image": image} for row, image in self._buffer]
-        self.names.append(store.write_shard(self.images_dir, self.number, records, self.settings))
+        store.write_shard(self.images_dir, self.number, records, self.settings)
         self.number += 1
         self._buffer, self._bytes = [], 0
 
