@@ -152,8 +152,6 @@ class HostRateLimiter:
         :mod:`alignrec_data.engine`) hands out slots this way instead of sleeping.
         """
         now = time.monotonic()
-        if self.interval <= 0:
-            return [now] * n
         with self._lock:
             first = max(now, self._next.get(host, now))
             self._next[host] = first + n * self.interval
