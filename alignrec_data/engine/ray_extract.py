@@ -43,14 +43,16 @@ def _shard_task(
     fingerprints: list[str],
     ids: list[int],
     number: int,
-    threads: int,
 ) -> dict[str, Any]:
-    """One Ray task: :func:`~alignrec_model.extract_dist.compute_shard` on this worker's device."""
+    """One Ray task: :func:`~alignrec_model.extract_dist.compute_shard` on this worker's device.
+
+    Its torch threads: ``extract.num_threads`` when set, else its one CPU.
+    """
     from alignrec_model.extract_dist import compute_shard
     from alignrec_model.runtime import resolve_device
 
     device = resolve_device(cfg.device, "extract")  # Ray sets CUDA_VISIBLE_DEVICES per task
-    return compute_shard(paths, cfg, fingerprints, ids, number, device, threads)
+    return compute_shard(paths, cfg, fingerprints, ids, number, device, cfg.num_threads or 1)
 
 
 def extract_ray(
@@ -98,7 +100,6 @@ def extract_ray(
         n_workers = workers or max(1, int(slots))
         items = [SimpleNamespace(item_id=i) for i in range(n)]
         tasks = plan_shards(items, shard_count(n, n_workers, shard_items), 0)
-        threads = cfg.num_threads or 1
         resources = {"num_cpus": 1, "num_gpus": int(gpu)}
         remote = ray.remote(_shard_task).options(max_retries=TASK_RETRIES, **resources)
         log.info(
@@ -114,7 +115,7 @@ def extract_ray(
 
         def submit(task: ShardTask[Any]) -> Any:
             ids = [it.item_id for it in task.items]
-            return remote.remote(paths, cfg, fingerprints, ids, task.number, threads)
+            return remote.remote(paths, cfg, fingerprints, ids, task.number)
 
         with tqdm(total=n, desc=f"extract {dataset}", unit="item", disable=disable) as bar:
             for task, out in run_tasks(ray, tasks, submit, n_workers):
