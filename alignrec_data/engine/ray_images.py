@@ -88,7 +88,7 @@ def fetch_shard(
     images_dir: Path,
     index_settings: dict[str, Any],
     state: Any,
-) -> tuple[list[dict[str, Any]], int, dict[str, int]]:
+) -> tuple[list[dict[str, Any]], dict[str, int]]:
     """Fetch one shard task's items into its shard file (runs as a Ray task).
 
     Writes the task's index part, then its shard (a kill between the two only costs a fetch).
@@ -101,7 +101,7 @@ def fetch_shard(
         state: The :class:`~alignrec_data.engine.shared_hosts.HostState` actor handle.
 
     Returns:
-        The index rows, the requests made and the requests by host.
+        The index rows and the HTTP requests by host.
     """
     import ray
 
@@ -114,11 +114,11 @@ def fetch_shard(
     # One shard a task, written last (after the index part): no flush on the way.
     writer = ShardWriter(images_dir, config.recorded_settings(), math.inf, task.number)
     with Fetcher(fs, limiter, breaker) as fetcher:  # type: ignore[arg-type]
-        rows, requests = fetch_items(task.items, config, fetcher, writer)
+        rows = fetch_items(task.items, config, fetcher, writer)
     call("state")  # the driver still runs (else this raises and nothing is written)
     store.write_index(images_dir, rows, index_settings, part=task.number)
     writer.flush()
-    return rows, requests, dict(fetcher.requests_by_host)
+    return rows, dict(fetcher.requests_by_host)
 
 
 def _run_shards(
@@ -149,21 +149,19 @@ def _run_shards(
     )
     remote = ray.remote(fetch_shard).options(num_cpus=1, max_retries=TASK_RETRIES)
     rows: list[dict[str, Any]] = []
-    requests = 0
     by_host: Counter[str] = Counter()
 
     def submit(task: ShardTask[Item]) -> Any:
         return remote.remote(task, config, images_dir, index_settings, state)
 
-    for task, (task_rows, task_requests, task_by_host) in run_tasks(ray, tasks, submit, workers):
+    for task, (task_rows, task_by_host) in run_tasks(ray, tasks, submit, workers):
         rows += task_rows
-        requests += task_requests
         by_host.update(task_by_host)
         done(len(task.items))
     # A killed worker's half-written temporaries (its task was run again): all tasks are done.
     for path in store.clean_stale_temporaries(images_dir):
         log.info("removed %s, left by a killed worker", path.name)
-    return rows, requests, by_host, ray.get(state.state.remote())[0]
+    return rows, by_host, ray.get(state.state.remote())[0]
 
 
 def run_tasks(

@@ -48,9 +48,9 @@ from alignrec_data.schema import ITEMS_FILE
 
 log = logging.getLogger(__name__)
 
-# What a runner returns: the index rows of the items it fetched, the requests made, the
-# requests by host and the hosts found down.
-RunnerOutput = tuple[list[dict[str, Any]], int, dict[str, int], list[str]]
+# What a runner returns: the index rows of the items it fetched, the HTTP requests by host
+# and the hosts found down.
+RunnerOutput = tuple[list[dict[str, Any]], dict[str, int], list[str]]
 # Fetches a run's items into shards: called as
 # ``runner(todo, config, images_dir, dataset, index_settings, done)``, ``done(n)`` after each n
 # items; the default fetches in this process (a distributed one: alignrec_data.engine).
@@ -281,10 +281,11 @@ def _fetch(
     """
     disable = None if progress is None else not progress  # None: no bar unless on a terminal
     with tqdm(total=len(todo), desc=f"images {dataset}", unit="img", disable=disable) as bar:
-        rows, result.requests, by_host, result.hosts_down = runner(
+        rows, by_host, result.hosts_down = runner(
             todo, config, result.images_dir, dataset, index_settings, bar.update
         )
     result.fetched = len(rows)
+    result.requests = sum(by_host.values())
     result.new_shards = sorted({r["shard"] for r in rows if r["shard"]})
     result.requests_by_host = dict(sorted(by_host.items()))
     report_hosts_down(rows, result.hosts_down, config.host_failures)
@@ -307,6 +308,6 @@ def _fetch_local(
     limit = int(config.shard_size_mb * 1_000_000)
     writer = ShardWriter(images_dir, config.recorded_settings(), limit)
     with Fetcher(config.fetch_settings()) as fetcher:
-        rows, requests = fetch_items(todo, config, fetcher, writer, done)
+        rows = fetch_items(todo, config, fetcher, writer, done)
     writer.flush()
-    return rows, requests, fetcher.requests_by_host, fetcher.breaker.down
+    return rows, fetcher.requests_by_host, fetcher.breaker.down
