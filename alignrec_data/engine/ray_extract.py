@@ -94,7 +94,7 @@ def extract_ray(
     n = len(read_items(paths))
     fingerprints = entry_fingerprints(cfg.entries(), paths)
     with _connected(ray, address, workers):
-        # One GPU a task when the cluster has GPUs and the device allows CUDA, else CPUs.
+        # One GPU a task when the cluster has GPUs and the device allows CUDA, else one CPU.
         gpu = ray.cluster_resources().get("GPU", 0) > 0 and cfg.device != "cpu"
         slots = ray.cluster_resources().get("GPU" if gpu else "CPU", 1)
         n_workers = workers or max(1, int(slots))
