@@ -96,8 +96,7 @@ def extract_ray(
     with _connected(ray, address, workers):
         # One GPU a task when the cluster has GPUs and the device allows CUDA, else one CPU.
         gpu = ray.cluster_resources().get("GPU", 0) > 0 and cfg.device != "cpu"
-        slots = ray.cluster_resources().get("GPU" if gpu else "CPU", 1)
-        n_workers = workers or max(1, int(slots))
+        n_workers = workers or max(1, int(ray.cluster_resources().get("GPU" if gpu else "CPU", 1)))
         items = [SimpleNamespace(item_id=i) for i in range(n)]
         tasks = plan_shards(items, shard_count(n, n_workers, shard_items), 0)
         resources = {"num_cpus": 1, "num_gpus": int(gpu)}

@@ -126,8 +126,7 @@ class SharedBreaker:
 
     def _refresh(self, force: bool = False) -> None:
         """Ask for the down hosts when ``force`` or stale (never when the breaker is off)."""
-        stale = force or time.monotonic() - self._stamp >= REFRESH_SECONDS
-        if self.threshold > 0 and stale:
+        if self.threshold > 0 and (force or time.monotonic() - self._stamp >= REFRESH_SECONDS):
             self._update(*self._call("state"))
 
     def is_down(self, host: str) -> bool:
