@@ -63,9 +63,7 @@ def shard_count(n_items: int, workers: int, max_items: int) -> int:
     if workers < 1 or max_items < 1:
         msg = f"workers and items per shard must be >= 1, found {workers} and {max_items}"
         raise UsageError(msg)
-    if n_items == 0:
-        return 0
-    return min(n_items, max(workers, math.ceil(n_items / max_items)))
+    return min(n_items, max(workers, math.ceil(n_items / max_items)))  # 0 items: 0 tasks
 
 
 def plan_shards(items: Sequence[T], n_shards: int, first_number: int) -> list[ShardTask[T]]:

@@ -8,8 +8,8 @@ parts into ``features/<variant>.parquet`` (:func:`alignrec_model.extract_dist.me
 same schema and metadata as one process) and removes the shards.
 
 Resources: a task asks for one GPU when the cluster has GPUs and ``extract.device`` is not
-``cpu``, else for ``cpus_per_task`` CPUs; it sets its torch threads to ``extract.num_threads``
-when set, else to its CPUs, so tasks do not oversubscribe the cores.
+``cpu``, else for one CPU; it sets its torch threads to ``extract.num_threads`` when set,
+else to its one CPU, so tasks do not oversubscribe the cores.
 
 Resumable: a killed worker's task is run again by Ray (up to :data:`TASK_RETRIES` times); a
 killed driver leaves the finished parts, which a rerun with the same entries, models and items
@@ -43,14 +43,16 @@ def _shard_task(
     fingerprints: list[str],
     ids: list[int],
     number: int,
-    threads: int,
 ) -> dict[str, Any]:
-    """One Ray task: :func:`~alignrec_model.extract_dist.compute_shard` on this worker's device."""
+    """One Ray task: :func:`~alignrec_model.extract_dist.compute_shard` on this worker's device.
+
+    Its torch threads: ``extract.num_threads`` when set, else its one CPU.
+    """
     from alignrec_model.extract_dist import compute_shard
     from alignrec_model.runtime import resolve_device
 
     device = resolve_device(cfg.device, "extract")  # Ray sets CUDA_VISIBLE_DEVICES per task
-    return compute_shard(paths, cfg, fingerprints, ids, number, device, threads)
+    return compute_shard(paths, cfg, fingerprints, ids, number, device, cfg.num_threads or 1)
 
 
 def extract_ray(
@@ -61,7 +63,6 @@ def extract_ray(
     address: str | None = None,
     workers: int | None = None,
     shard_items: int = SHARD_ITEMS,
-    cpus_per_task: int = 1,
     progress: bool | None = None,
 ) -> dict[str, Any]:
     """Run the extract stage with shard tasks on a Ray cluster (same files as one process).
@@ -73,9 +74,8 @@ def extract_ray(
         address: The cluster (``auto``: the one on this machine); None starts a local
             instance, or uses the one this process started.
         workers: Tasks at a time (None: the cluster's GPUs when it has some and the device
-            allows CUDA, else its CPUs / ``cpus_per_task``).
+            allows CUDA, else its CPUs).
         shard_items: Most items in one task.
-        cpus_per_task: CPUs a task asks for (its torch threads unless ``num_threads`` is set).
         progress: Progress bar on stderr (None: on a tty).
 
     Returns:
@@ -94,14 +94,12 @@ def extract_ray(
     n = len(read_items(paths))
     fingerprints = entry_fingerprints(cfg.entries(), paths)
     with _connected(ray, address, workers):
-        # One GPU a task when the cluster has GPUs and the device allows CUDA, else CPUs.
+        # One GPU a task when the cluster has GPUs and the device allows CUDA, else one CPU.
         gpu = ray.cluster_resources().get("GPU", 0) > 0 and cfg.device != "cpu"
-        resources = {"num_cpus": cpus_per_task, "num_gpus": int(gpu)}
-        slots = ray.cluster_resources().get("GPU" if gpu else "CPU", 1)
-        n_workers = workers or max(1, int(slots // (1 if gpu else cpus_per_task)))
+        n_workers = workers or max(1, int(ray.cluster_resources().get("GPU" if gpu else "CPU", 1)))
         items = [SimpleNamespace(item_id=i) for i in range(n)]
         tasks = plan_shards(items, shard_count(n, n_workers, shard_items), 0)
-        threads = cfg.num_threads or cpus_per_task
+        resources = {"num_cpus": 1, "num_gpus": int(gpu)}
         remote = ray.remote(_shard_task).options(max_retries=TASK_RETRIES, **resources)
         log.info(
             "extract %s: %d items in %d shard tasks, %d at a time",
@@ -116,7 +114,7 @@ def extract_ray(
 
         def submit(task: ShardTask[Any]) -> Any:
             ids = [it.item_id for it in task.items]
-            return remote.remote(paths, cfg, fingerprints, ids, task.number, threads)
+            return remote.remote(paths, cfg, fingerprints, ids, task.number)
 
         with tqdm(total=n, desc=f"extract {dataset}", unit="item", disable=disable) as bar:
             for task, out in run_tasks(ray, tasks, submit, n_workers):

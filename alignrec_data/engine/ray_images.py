@@ -47,7 +47,6 @@ from alignrec_data.images.config import ImagesConfig
 from alignrec_data.images.fetch import Fetcher
 from alignrec_data.images.resume import Item
 from alignrec_data.images.stage import ImagesResult, RunnerOutput, fetch_images
-from alignrec_data.images.store import SHARD_TEMPLATE
 from alignrec_data.images.work import ShardWriter, fetch_items
 
 log = logging.getLogger(__name__)
@@ -86,10 +85,10 @@ def require_ray(workers: int | None = None) -> ModuleType:
 def fetch_shard(
     task: ShardTask[Item],
     config: ImagesConfig,
-    images_dir: str,
+    images_dir: Path,
     index_settings: dict[str, Any],
     state: Any,
-) -> tuple[list[dict[str, Any]], int, dict[str, int], list[str]]:
+) -> tuple[list[dict[str, Any]], dict[str, int]]:
     """Fetch one shard task's items into its shard file (runs as a Ray task).
 
     Writes the task's index part, then its shard (a kill between the two only costs a fetch).
@@ -102,7 +101,7 @@ def fetch_shard(
         state: The :class:`~alignrec_data.engine.shared_hosts.HostState` actor handle.
 
     Returns:
-        The index rows, the requests made, the requests by host and the shard file names.
+        The index rows and the HTTP requests by host.
     """
     import ray
 
@@ -113,22 +112,19 @@ def fetch_shard(
     limiter = SharedLimiter(call, fs.per_host_rate, config.concurrency)
     breaker = SharedBreaker(call, fs.host_failures)
     # One shard a task, written last (after the index part): no flush on the way.
-    writer = ShardWriter(Path(images_dir), config.recorded_settings(), math.inf, task.number)
+    writer = ShardWriter(images_dir, config.recorded_settings(), math.inf, task.number)
     with Fetcher(fs, limiter, breaker) as fetcher:  # type: ignore[arg-type]
-        rows, requests = fetch_items(task.items, config, fetcher, writer)
-    shard = SHARD_TEMPLATE.format(task.number)
-    for row in rows:
-        row["shard"] = shard if row["has_image"] else None
-    call("ping")  # the driver still runs (else this raises and nothing is written)
+        rows = fetch_items(task.items, config, fetcher, writer)
+    call("state")  # the driver still runs (else this raises and nothing is written)
     store.write_index(images_dir, rows, index_settings, part=task.number)
     writer.flush()
-    return rows, requests, dict(fetcher.requests_by_host), writer.names
+    return rows, dict(fetcher.requests_by_host)
 
 
 def _run_shards(
     todo: list[Item],
     config: ImagesConfig,
-    writer: ShardWriter,
+    images_dir: Path,
     dataset: str,
     index_settings: dict[str, Any],
     done: Callable[[int], object],
@@ -139,7 +135,8 @@ def _run_shards(
     """The runner of :func:`~alignrec_data.images.fetch_images`: shard tasks on Ray."""
     import ray
 
-    tasks = plan_shards(todo, shard_count(len(todo), workers, shard_items), writer.number)
+    first = store.next_shard_number(images_dir)  # never overwrite a shard on disk
+    tasks = plan_shards(todo, shard_count(len(todo), workers, shard_items), first)
     log.info(
         "images %s: %d items in %d shard tasks, %d at a time",
         dataset,
@@ -151,27 +148,20 @@ def _run_shards(
         ray.remote(HostState).options(num_cpus=0).remote(config.per_host_rate, config.host_failures)
     )
     remote = ray.remote(fetch_shard).options(num_cpus=1, max_retries=TASK_RETRIES)
-    images_dir = str(writer.images_dir)
     rows: list[dict[str, Any]] = []
-    requests = 0
     by_host: Counter[str] = Counter()
 
     def submit(task: ShardTask[Item]) -> Any:
         return remote.remote(task, config, images_dir, index_settings, state)
 
-    for task, (task_rows, task_requests, task_by_host, shards) in run_tasks(
-        ray, tasks, submit, workers
-    ):
+    for task, (task_rows, task_by_host) in run_tasks(ray, tasks, submit, workers):
         rows += task_rows
-        requests += task_requests
         by_host.update(task_by_host)
-        writer.names += shards
         done(len(task.items))
     # A killed worker's half-written temporaries (its task was run again): all tasks are done.
-    for path in store.clean_stale_temporaries(writer.images_dir):
+    for path in store.clean_stale_temporaries(images_dir):
         log.info("removed %s, left by a killed worker", path.name)
-    writer.names.sort()
-    return rows, requests, by_host, ray.get(state.state.remote())[0]
+    return rows, by_host, ray.get(state.state.remote())[0]
 
 
 def run_tasks(

@@ -112,16 +112,14 @@ def write_part(
     """
     matrix = np.ascontiguousarray(matrix, dtype=np.float32)
     n, d = matrix.shape
+    meta = {**metadata, SHARD_META: {"key": key, "items": int(n)}}
     table = pa.table(
         {
             "item_id": pa.array(np.asarray(ids, dtype=np.int64)),
             "embedding": pa.FixedSizeListArray.from_arrays(pa.array(matrix.reshape(-1)), d),
             "missing": pa.array(np.asarray(missing, dtype=bool)),
-        }
-    )
-    meta = {**metadata, SHARD_META: {"key": key, "items": int(n)}}
-    table = table.replace_schema_metadata(
-        {k: json.dumps(v, sort_keys=True) for k, v in meta.items()}
+        },
+        metadata={k: json.dumps(v, sort_keys=True) for k, v in meta.items()},
     )
     write_parquet(path, table)
 

@@ -16,11 +16,11 @@ Keeping the overhead low:
   "now" (clocks of different machines are not compared). A slot not used in time (more than
   half an interval late) is dropped, never used late, so slots never bunch up: the total
   rate of all workers stays at ``per_host_rate``.
-- The breaker keeps a copy of the down hosts, refreshed at most every ``refresh_s`` seconds,
-  after every failure it reports and before every request to a host with failures counted;
-  an answer is reported only for such a host. A healthy host costs no call; a failing one
-  costs one call a request, so the whole cluster makes at most ``threshold`` plus one
-  request per worker thread to a dead host.
+- The breaker keeps a copy of the down hosts, refreshed at most every
+  :data:`REFRESH_SECONDS`, after every failure it reports and before every request to a host
+  with failures counted; an answer is reported only for such a host. A healthy host costs
+  no call; a failing one costs one call a request, so the whole cluster makes at most
+  ``threshold`` plus one request per worker thread to a dead host.
 """
 
 from __future__ import annotations
@@ -72,10 +72,6 @@ class HostState:
         """Count a connection failure of ``host``; True first when it made the host down."""
         return (self.breaker.failed(host), *self.state())
 
-    def ping(self) -> bool:
-        """True (a worker checks that the run's driver, which owns this state, is alive)."""
-        return True
-
 
 class SharedLimiter(HostRateLimiter):
     """The worker side of the shared rate limit (the ``wait(host)`` the fetcher calls).
@@ -115,13 +111,11 @@ class SharedBreaker:
         call: Runs a :class:`HostState` method.
         threshold: Connection failures in a row after which a host is down (0 = never: no
             call at all).
-        refresh_s: Seconds between refreshes of the copy of the down hosts.
     """
 
-    def __init__(self, call: Call, threshold: int, refresh_s: float = REFRESH_SECONDS) -> None:
+    def __init__(self, call: Call, threshold: int) -> None:
         self._call = call
         self.threshold = threshold
-        self.refresh_s = refresh_s
         self._down: frozenset[str] = frozenset()
         self._failing: frozenset[str] = frozenset()
         self._stamp = -math.inf
@@ -131,7 +125,8 @@ class SharedBreaker:
         self._stamp = time.monotonic()
 
     def _refresh(self, force: bool = False) -> None:
-        if force or time.monotonic() - self._stamp >= self.refresh_s:
+        """Ask for the down hosts when ``force`` or stale (never when the breaker is off)."""
+        if self.threshold > 0 and (force or time.monotonic() - self._stamp >= REFRESH_SECONDS):
             self._update(*self._call("state"))
 
     def is_down(self, host: str) -> bool:
@@ -140,22 +135,18 @@ class SharedBreaker:
         A host with failures counted is asked about every time (it may go down any moment);
         any other, as of the last refresh.
         """
-        if self.threshold <= 0:
-            return False
         self._refresh(force=host in self._failing)
         return host in self._down
 
     @property
     def down(self) -> list[str]:
         """The hosts that are down, sorted."""
-        if self.threshold <= 0:
-            return []
         self._refresh(force=True)
         return sorted(self._down)
 
     def answered(self, host: str) -> None:
         """``host`` answered; reported only when it has failures counted."""
-        if self.threshold > 0 and host in self._failing:
+        if host in self._failing:  # never when the breaker is off: failed() reports nothing
             self._update(*self._call("answered", host))
 
     def failed(self, host: str) -> bool:
@@ -172,5 +163,5 @@ class SharedBreaker:
         while (left := end - time.monotonic()) > 0:
             if self.is_down(host):
                 return True
-            time.sleep(min(left, self.refresh_s))
+            time.sleep(min(left, REFRESH_SECONDS))
         return self.is_down(host)

@@ -32,7 +32,7 @@ import logging
 import threading
 import time
 from collections import Counter
-from contextlib import AbstractContextManager
+from contextlib import AbstractContextManager, ExitStack
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
@@ -152,8 +152,6 @@ class HostRateLimiter:
         :mod:`alignrec_data.engine`) hands out slots this way instead of sleeping.
         """
         now = time.monotonic()
-        if self.interval <= 0:
-            return [now] * n
         with self._lock:
             first = max(now, self._next.get(host, now))
             self._next[host] = first + n * self.interval
@@ -203,7 +201,7 @@ class Fetcher(AbstractContextManager["Fetcher"]):
         self.breaker = breaker if breaker is not None else HostBreaker(settings.host_failures)
         self.requests_by_host: Counter[str] = Counter()
         self._local = threading.local()
-        self._sessions: list[requests.Session] = []
+        self._sessions = ExitStack()  # every thread's session, closed by close()
         self._lock = threading.Lock()
 
     def _session(self) -> requests.Session:
@@ -220,15 +218,13 @@ class Fetcher(AbstractContextManager["Fetcher"]):
             )
             self._local.session = session
             with self._lock:
-                self._sessions.append(session)
+                self._sessions.enter_context(session)
         return session
 
     def close(self) -> None:
         """Close every thread's session."""
         with self._lock:
-            for s in self._sessions:
-                s.close()
-            self._sessions.clear()
+            self._sessions.close()
 
     def __exit__(self, *exc: object) -> None:
         self.close()

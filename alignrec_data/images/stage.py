@@ -48,11 +48,11 @@ from alignrec_data.schema import ITEMS_FILE
 
 log = logging.getLogger(__name__)
 
-# What a runner returns: the index rows of the items it fetched, the requests made, the
-# requests by host and the hosts found down.
-RunnerOutput = tuple[list[dict[str, Any]], int, dict[str, int], list[str]]
+# What a runner returns: the index rows of the items it fetched, the HTTP requests by host
+# and the hosts found down.
+RunnerOutput = tuple[list[dict[str, Any]], dict[str, int], list[str]]
 # Fetches a run's items into shards: called as
-# ``runner(todo, config, writer, dataset, index_settings, done)``, ``done(n)`` after each n
+# ``runner(todo, config, images_dir, dataset, index_settings, done)``, ``done(n)`` after each n
 # items; the default fetches in this process (a distributed one: alignrec_data.engine).
 Runner = Callable[..., RunnerOutput]
 
@@ -227,11 +227,9 @@ def fetch_images(
         rows += [{**empty_row(item), "reason": SKIPPED} for item in todo]
         result.skipped, todo = len(todo), []
         log.info("images %s: --skip-images: %d items not fetched", dataset, result.skipped)
-    writer = ShardWriter(images_dir, settings, int(config.shard_size_mb * 1_000_000))
     if todo:
         run = runner or _fetch_local
-        rows += _fetch(run, todo, config, writer, result, dataset, progress, index_settings)
-    result.new_shards = writer.names
+        rows += _fetch(run, todo, config, result, dataset, progress, index_settings)
     _finish(result, dataset, rows, index_settings, settings, start)
     return result
 
@@ -272,7 +270,6 @@ def _fetch(
     runner: Runner,
     todo: list[Item],
     config: ImagesConfig,
-    writer: ShardWriter,
     result: ImagesResult,
     dataset: str,
     progress: bool | None,
@@ -284,10 +281,12 @@ def _fetch(
     """
     disable = None if progress is None else not progress  # None: no bar unless on a terminal
     with tqdm(total=len(todo), desc=f"images {dataset}", unit="img", disable=disable) as bar:
-        rows, result.requests, by_host, result.hosts_down = runner(
-            todo, config, writer, dataset, index_settings, bar.update
+        rows, by_host, result.hosts_down = runner(
+            todo, config, result.images_dir, dataset, index_settings, bar.update
         )
     result.fetched = len(rows)
+    result.requests = sum(by_host.values())
+    result.new_shards = sorted({r["shard"] for r in rows if r["shard"]})
     result.requests_by_host = dict(sorted(by_host.items()))
     report_hosts_down(rows, result.hosts_down, config.host_failures)
     return rows
@@ -296,7 +295,7 @@ def _fetch(
 def _fetch_local(
     todo: list[Item],
     config: ImagesConfig,
-    writer: ShardWriter,
+    images_dir: Path,
     dataset: str,
     index_settings: dict[str, Any],
     done: Callable[[int], object],
@@ -306,7 +305,9 @@ def _fetch_local(
     ``index_settings`` is unused: one process writes no index part (a killed run leaves its
     shards, which the next run reuses; see :mod:`~alignrec_data.images.store`).
     """
+    limit = int(config.shard_size_mb * 1_000_000)
+    writer = ShardWriter(images_dir, config.recorded_settings(), limit)
     with Fetcher(config.fetch_settings()) as fetcher:
-        rows, requests = fetch_items(todo, config, fetcher, writer, done)
+        rows = fetch_items(todo, config, fetcher, writer, done)
     writer.flush()
-    return rows, requests, fetcher.requests_by_host, fetcher.breaker.down
+    return rows, fetcher.requests_by_host, fetcher.breaker.down

@@ -172,8 +172,7 @@ def process_image(data: bytes, settings: ImageSettings) -> StoredImage:
         rgb = _to_rgb(im)
     w, h = rgb.size
     tw, th = target_size(w, h, settings.shorter_side)
-    if (tw, th) != (w, h):
-        rgb = rgb.resize((tw, th), Image.Resampling.LANCZOS)
+    rgb = rgb.resize((tw, th), Image.Resampling.LANCZOS)  # a copy when the size is kept
     buf = io.BytesIO()
     rgb.save(
         buf,

@@ -49,7 +49,7 @@ def _summary_reason(attempts: Sequence[str]) -> str:
 
 def _process_item(
     item: Item, fetcher: Fetcher, settings: ImageSettings, max_requests: int
-) -> tuple[dict[str, Any], bytes | None, int]:
+) -> tuple[dict[str, Any], bytes | None]:
     """Try an item's candidates in order, at most ``max_requests`` requests in all.
 
     Never raises for bad input. When the budget runs out, the remaining ``http(s)``
@@ -57,7 +57,7 @@ def _process_item(
     cost no request and are still read.
 
     Returns:
-        The index row, the stored image (None when missing) and the requests made.
+        The index row and the stored image (None when missing).
     """
     row = empty_row(item)
     attempts: list[str] = []
@@ -93,18 +93,18 @@ def _process_item(
                         height=img.height,
                         attempts=attempts,
                     )
-                    return row, img.data, n_requests
+                    return row, img.data
         attempts.append(reason)
         failures.setdefault(reason, (cand, status))
     if not failures:
         row.update(reason="no-url")
-        return row, None, n_requests
+        return row, None
     reason = _summary_reason(attempts)
     cand, status = failures[reason]
     row.update(
         reason=reason, url=cand.source, fetched_url=cand.url, http_status=status, attempts=attempts
     )
-    return row, None, n_requests
+    return row, None
 
 
 def _ordered_map(
@@ -135,13 +135,13 @@ class ShardWriter:
     ) -> None:
         self.images_dir, self.settings, self.limit = images_dir, settings, limit
         self.number = store.next_shard_number(images_dir) if number is None else number
-        self.names: list[str] = []  # shards written
-        self._buffer: list[tuple[dict[str, Any], bytes]] = []  # (index row, image)
+        self._buffer: list[dict[str, Any]] = []  # shard rows: the index row and its image
         self._bytes = 0
 
     def add(self, row: dict[str, Any], image: bytes) -> None:
-        """Buffer ``image`` for the index row ``row`` (its ``shard`` is set when written)."""
-        self._buffer.append((row, image))
+        """Buffer ``image`` for the index row ``row``, naming in it the shard it goes to."""
+        row["shard"] = store.SHARD_TEMPLATE.format(self.number)
+        self._buffer.append({**row, "image": image})
         self._bytes += len(image)
         if self._bytes >= self.limit:
             self.flush()
@@ -150,11 +150,7 @@ class ShardWriter:
         """Write the buffered images as the next shard (nothing when none is buffered)."""
         if not self._buffer:
             return
-        records = [{**row, "image": image} for row, image in self._buffer]
-        name = store.write_shard(self.images_dir, self.number, records, self.settings)
-        for row, _ in self._buffer:
-            row["shard"] = name
-        self.names.append(name)
+        store.write_shard(self.images_dir, self.number, self._buffer, self.settings)
         self.number += 1
         self._buffer, self._bytes = [], 0
 
@@ -165,7 +161,7 @@ def fetch_items(
     fetcher: Fetcher,
     writer: ShardWriter,
     done: Callable[[int], object] | None = None,
-) -> tuple[list[dict[str, Any]], int]:
+) -> list[dict[str, Any]]:
     """Fetch and process ``items`` on ``config.concurrency`` threads into ``writer``'s shards.
 
     The one fetch loop of the stage, also run by each shard task of a distributed engine
@@ -180,11 +176,10 @@ def fetch_items(
         done: Called with 1 after each item (a progress bar's ``update``).
 
     Returns:
-        The index rows in item order and the number of HTTP requests made.
+        The index rows in item order (the fetcher counts the HTTP requests).
     """
     img_settings = config.image_settings()
     rows: list[dict[str, Any]] = []
-    requests = 0
     with ThreadPoolExecutor(config.concurrency, thread_name_prefix="images") as pool:
         work = _ordered_map(
             pool,
@@ -192,11 +187,10 @@ def fetch_items(
             items,
             window=4 * config.concurrency,
         )
-        for row, image, n in work:
+        for row, image in work:
             rows.append(row)
-            requests += n
             if done is not None:
                 done(1)
             if image is not None:
                 writer.add(row, image)
-    return rows, requests
+    return rows
