@@ -291,7 +291,7 @@ def verify_dataset(
         if exp.sha256 is None:
             msg = f"{path} has no recorded sha256 (not in the registry nor in {lock.path})"
             raise DownloadError(msg, hint=f"run `alignrec-data download {spec.id}` to record it")
-        if sha != exp.sha256 or (exp.size is not None and size != exp.size):
+        if not exp.matches(size, sha):
             msg = (
                 f"{path} changed: expected sha256 {exp.sha256} ({exp.size} bytes, from "
                 f"{'the registry' if exp.trust == 'registry' else lock.path}), found {sha} "

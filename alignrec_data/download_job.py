@@ -34,7 +34,7 @@ from alignrec_data.http import (
     moved_hint,
     open_stream,
 )
-from alignrec_data.integrity import StreamVerifier, check_gzip_file, sha256_file
+from alignrec_data.integrity import StreamVerifier
 from alignrec_data.registry import FileSpec
 
 if TYPE_CHECKING:
@@ -118,15 +118,11 @@ class FileJob:
             return None
         exp = self.expected
         size = self.final.stat().st_size
-        sha = sha256_file(self.final)
-        ok = (exp.size is None or size == exp.size) and exp.sha256 in (None, sha)
-        if ok and exp.sha256 is None and self._gzip:
-            # Present but never recorded (e.g. copied in by hand): check it, then trust it.
-            try:
-                check_gzip_file(self.final, self.url, self.config.chunk_size)
-            except DownloadError:
-                ok = False
-        if not ok:
+        # Present but never recorded (e.g. copied in by hand): checked as a fetched file is
+        # (the same verifier, one pass), then trusted.
+        gzip_check = self._gzip and exp.sha256 is None
+        sha, problem = StreamVerifier(self.final, size, gzip_check=gzip_check).result()
+        if problem is not None or not exp.matches(size, sha):
             aside = set_aside(self.final, self.final, sha)
             log.warning(
                 "%s changed on disk (size %d, sha256 %s; expected %s, %s): moved aside to %s, "
@@ -303,7 +299,7 @@ class FileJob:
         # happen in practice) is replaced by one that re-reads the file on disk.
         verifier, self._verifier = self._verifier_at(size), None
         sha, gzip_problem = verifier.result()
-        if (exp.size is not None and size != exp.size) or exp.sha256 not in (None, sha):
+        if not exp.matches(size, sha):
             aside = set_aside(self.part, self.final, sha)
             msg = (
                 f"checksum mismatch for {self.url}: expected sha256 {exp.sha256} "
