@@ -12,7 +12,6 @@ from __future__ import annotations
 import errno
 import logging
 import os
-import re
 import shutil
 import threading
 import time
@@ -27,6 +26,7 @@ from tqdm.auto import tqdm
 from alignrec_data.download_result import Expected, FileResult
 from alignrec_data.errors import AlignrecError, ChecksumError, DownloadError
 from alignrec_data.http import (
+    NotThere,
     RangeNotSatisfiable,
     TooSlow,
     Watchdog,
@@ -45,9 +45,6 @@ log = logging.getLogger("alignrec_data.download")
 
 PART_SUFFIX = ".part"
 CORRUPT_INFIX = ".corrupt-"
-
-# How alignrec_data.http words an answer saying the file is not there (404 or 410).
-_NOT_THERE = re.compile(r"failed: HTTP (?:404|410)\b")
 
 # Errors inside a body that has started (the connection was cut or stalled): resumed by the
 # loop in FileJob.fetch. Errors before the body are retried by the session (PolicyRetry).
@@ -76,17 +73,6 @@ def no_space(path: Path, size: int | None) -> DownloadError:
         "or pass --out DIR on another disk"
     )
     return DownloadError(msg, hint=hint)
-
-
-def not_there(err: DownloadError) -> bool:
-    """True when ``err`` says the file does not exist (HTTP 404/410, missing local file).
-
-    ``alignrec_data.http`` raises a plain DownloadError for any 4xx, so the status is read
-    from its message; a missing ``file://`` file is chained from FileNotFoundError.
-    """
-    if isinstance(err, ChecksumError):
-        return False
-    return isinstance(err.__cause__, FileNotFoundError) or bool(_NOT_THERE.search(str(err)))
 
 
 @dataclass
@@ -338,7 +324,7 @@ class FileJob:
         try:
             return self.check_present() or self.fetch()
         except AlignrecError as err:
-            if self.f.optional and isinstance(err, DownloadError) and not_there(err):
+            if self.f.optional and isinstance(err, NotThere):
                 log.warning("%s: optional file not found, skipped (%s)", self.final.name, err)
                 return self._result("missing", error=str(err))
             error = err

@@ -218,6 +218,10 @@ class RangeNotSatisfiable(Exception):
         self.total = total
 
 
+class NotThere(DownloadError):
+    """The file does not exist: HTTP 404 or 410, or no such local file."""
+
+
 def moved_hint(name: str) -> str:
     """The hint shown when a URL fails: how to point at a mirror."""
     return (
@@ -248,7 +252,8 @@ def open_stream(
 
     Raises:
         RangeNotSatisfiable: HTTP 416 for a non-zero offset.
-        DownloadError: 4xx/5xx after retries, a refused redirect, a missing local file.
+        NotThere: HTTP 404 or 410, or a missing local file.
+        DownloadError: Another 4xx/5xx after retries, a refused redirect.
         requests.RequestException: Connection errors left after the retries.
     """
     scheme = urlsplit(url).scheme.lower()
@@ -266,7 +271,8 @@ def open_stream(
     if resp.status_code >= 400:
         resp.close()
         msg = f"GET {current} failed: HTTP {resp.status_code} {resp.reason or ''}".rstrip()
-        raise DownloadError(msg, hint=moved_hint(current.rsplit("/", 1)[-1]))
+        error = NotThere if resp.status_code in (404, 410) else DownloadError
+        raise error(msg, hint=moved_hint(current.rsplit("/", 1)[-1]))
     if resp.status_code not in (200, 206):
         resp.close()
         msg = f"GET {current}: unexpected HTTP {resp.status_code} {resp.reason}"
@@ -375,7 +381,7 @@ def _open_file(url: str, offset: int, chunk_size: int) -> Stream:
         f = path.open("rb")
     except FileNotFoundError as err:
         msg = f"{url} does not exist (local file {path})"
-        raise DownloadError(msg, hint=moved_hint(path.name)) from err
+        raise NotThere(msg, hint=moved_hint(path.name)) from err
     except OSError as err:
         msg = f"cannot read {url}: {err}"
         raise DownloadError(msg) from err
