@@ -119,10 +119,6 @@ class DownloadConfig:
         """The retry policy these settings ask for."""
         return RetryPolicy(self.retries, self.backoff_base, self.backoff_cap, self.retry_after_max)
 
-    def backoff(self, attempt: int) -> float:
-        """Seconds to wait before retry number ``attempt`` (1-based), capped."""
-        return self.retry_policy().backoff(attempt)
-
 
 def raise_for_failures(results: Sequence[FileResult]) -> None:
     """Raise the error of the first failed file, if any.
