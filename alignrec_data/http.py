@@ -29,7 +29,7 @@ import email.utils
 import logging
 import re
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -197,17 +197,14 @@ class Stream:
         start: Offset of the first body byte in the file (0 when the server sent it all).
         total: Full file size when the server said it, else None.
         chunks: Iterator over the body's raw bytes.
+        close: Releases the connection or file.
     """
 
     url: str
     start: int
     total: int | None
     chunks: Iterator[bytes]
-    _closer: Any = field(repr=False)
-
-    def close(self) -> None:
-        """Release the connection or file."""
-        self._closer.close()
+    close: Callable[[], None] = field(repr=False)
 
 
 class RangeNotSatisfiable(Exception):
@@ -294,7 +291,7 @@ def open_stream(
         start, total = 0, (int(length) if length and length.isdigit() else None)
     # Outside a watchdog's context, one without rules (it never cuts) counts the bytes.
     chunks = _body(resp, chunk_size, current_watchdog() or Watchdog())
-    return Stream(url=current, start=start, total=total, chunks=chunks, _closer=resp)
+    return Stream(url=current, start=start, total=total, chunks=chunks, close=resp.close)
 
 
 def _get_following(
@@ -391,4 +388,4 @@ def _open_file(url: str, offset: int, chunk_size: int) -> Stream:
         raise RangeNotSatisfiable(total)
     f.seek(offset)
     chunks = iter(lambda: f.read(chunk_size), b"")
-    return Stream(url=url, start=offset, total=total, chunks=chunks, _closer=f)
+    return Stream(url=url, start=offset, total=total, chunks=chunks, close=f.close)
