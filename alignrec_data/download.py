@@ -119,10 +119,6 @@ class DownloadConfig:
         """The retry policy these settings ask for."""
         return RetryPolicy(self.retries, self.backoff_base, self.backoff_cap, self.retry_after_max)
 
-    def backoff(self, attempt: int) -> float:
-        """Seconds to wait before retry number ``attempt`` (1-based), capped."""
-        return self.retry_policy().backoff(attempt)
-
 
 def raise_for_failures(results: Sequence[FileResult]) -> None:
     """Raise the error of the first failed file, if any.
@@ -291,7 +287,7 @@ def verify_dataset(
         if exp.sha256 is None:
             msg = f"{path} has no recorded sha256 (not in the registry nor in {lock.path})"
             raise DownloadError(msg, hint=f"run `alignrec-data download {spec.id}` to record it")
-        if sha != exp.sha256 or (exp.size is not None and size != exp.size):
+        if not exp.matches(size, sha):
             msg = (
                 f"{path} changed: expected sha256 {exp.sha256} ({exp.size} bytes, from "
                 f"{'the registry' if exp.trust == 'registry' else lock.path}), found {sha} "

@@ -12,7 +12,6 @@ from __future__ import annotations
 import errno
 import logging
 import os
-import re
 import shutil
 import threading
 import time
@@ -27,6 +26,7 @@ from tqdm.auto import tqdm
 from alignrec_data.download_result import Expected, FileResult
 from alignrec_data.errors import AlignrecError, ChecksumError, DownloadError
 from alignrec_data.http import (
+    NotThere,
     RangeNotSatisfiable,
     TooSlow,
     Watchdog,
@@ -34,7 +34,7 @@ from alignrec_data.http import (
     moved_hint,
     open_stream,
 )
-from alignrec_data.integrity import StreamVerifier, check_gzip_file, sha256_file
+from alignrec_data.integrity import StreamVerifier
 from alignrec_data.registry import FileSpec
 
 if TYPE_CHECKING:
@@ -45,9 +45,6 @@ log = logging.getLogger("alignrec_data.download")
 
 PART_SUFFIX = ".part"
 CORRUPT_INFIX = ".corrupt-"
-
-# How alignrec_data.http words an answer saying the file is not there (404 or 410).
-_NOT_THERE = re.compile(r"failed: HTTP (?:404|410)\b")
 
 # Errors inside a body that has started (the connection was cut or stalled): resumed by the
 # loop in FileJob.fetch. Errors before the body are retried by the session (PolicyRetry).
@@ -76,17 +73,6 @@ def no_space(path: Path, size: int | None) -> DownloadError:
         "or pass --out DIR on another disk"
     )
     return DownloadError(msg, hint=hint)
-
-
-def not_there(err: DownloadError) -> bool:
-    """True when ``err`` says the file does not exist (HTTP 404/410, missing local file).
-
-    ``alignrec_data.http`` raises a plain DownloadError for any 4xx, so the status is read
-    from its message; a missing ``file://`` file is chained from FileNotFoundError.
-    """
-    if isinstance(err, ChecksumError):
-        return False
-    return isinstance(err.__cause__, FileNotFoundError) or bool(_NOT_THERE.search(str(err)))
 
 
 @dataclass
@@ -118,15 +104,11 @@ class FileJob:
             return None
         exp = self.expected
         size = self.final.stat().st_size
-        sha = sha256_file(self.final)
-        ok = (exp.size is None or size == exp.size) and exp.sha256 in (None, sha)
-        if ok and exp.sha256 is None and self._gzip:
-            # Present but never recorded (e.g. copied in by hand): check it, then trust it.
-            try:
-                check_gzip_file(self.final, self.url, self.config.chunk_size)
-            except DownloadError:
-                ok = False
-        if not ok:
+        # Present but never recorded (e.g. copied in by hand): checked as a fetched file is
+        # (the same verifier, one pass), then trusted.
+        gzip_check = self._gzip and exp.sha256 is None
+        sha, problem = StreamVerifier(self.final, size, gzip_check=gzip_check).result()
+        if problem is not None or not exp.matches(size, sha):
             aside = set_aside(self.final, self.final, sha)
             log.warning(
                 "%s changed on disk (size %d, sha256 %s; expected %s, %s): moved aside to %s, "
@@ -303,7 +285,7 @@ class FileJob:
         # happen in practice) is replaced by one that re-reads the file on disk.
         verifier, self._verifier = self._verifier_at(size), None
         sha, gzip_problem = verifier.result()
-        if (exp.size is not None and size != exp.size) or exp.sha256 not in (None, sha):
+        if not exp.matches(size, sha):
             aside = set_aside(self.part, self.final, sha)
             msg = (
                 f"checksum mismatch for {self.url}: expected sha256 {exp.sha256} "
@@ -342,7 +324,7 @@ class FileJob:
         try:
             return self.check_present() or self.fetch()
         except AlignrecError as err:
-            if self.f.optional and isinstance(err, DownloadError) and not_there(err):
+            if self.f.optional and isinstance(err, NotThere):
                 log.warning("%s: optional file not found, skipped (%s)", self.final.name, err)
                 return self._result("missing", error=str(err))
             error = err

@@ -74,6 +74,10 @@ class Expected:
             self.trust, "registry size"
         )
 
+    def matches(self, size: int, sha256: str) -> bool:
+        """Whether a file of ``size`` bytes and this ``sha256`` is what is expected."""
+        return (self.size is None or size == self.size) and self.sha256 in (None, sha256)
+
 
 def expected_for(f: FileSpec, entry: LockEntry | None, name: str) -> Expected:
     """The expectation for file ``f``: the registry's hash, else the lock file's, else none."""

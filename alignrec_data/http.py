@@ -29,7 +29,7 @@ import email.utils
 import logging
 import re
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -197,17 +197,14 @@ class Stream:
         start: Offset of the first body byte in the file (0 when the server sent it all).
         total: Full file size when the server said it, else None.
         chunks: Iterator over the body's raw bytes.
+        close: Releases the connection or file.
     """
 
     url: str
     start: int
     total: int | None
     chunks: Iterator[bytes]
-    _closer: Any = field(repr=False)
-
-    def close(self) -> None:
-        """Release the connection or file."""
-        self._closer.close()
+    close: Callable[[], None] = field(repr=False)
 
 
 class RangeNotSatisfiable(Exception):
@@ -216,6 +213,10 @@ class RangeNotSatisfiable(Exception):
     def __init__(self, total: int | None) -> None:
         super().__init__(total)
         self.total = total
+
+
+class NotThere(DownloadError):
+    """The file does not exist: HTTP 404 or 410, or no such local file."""
 
 
 def moved_hint(name: str) -> str:
@@ -248,7 +249,8 @@ def open_stream(
 
     Raises:
         RangeNotSatisfiable: HTTP 416 for a non-zero offset.
-        DownloadError: 4xx/5xx after retries, a refused redirect, a missing local file.
+        NotThere: HTTP 404 or 410, or a missing local file.
+        DownloadError: Another 4xx/5xx after retries, a refused redirect.
         requests.RequestException: Connection errors left after the retries.
     """
     scheme = urlsplit(url).scheme.lower()
@@ -266,7 +268,8 @@ def open_stream(
     if resp.status_code >= 400:
         resp.close()
         msg = f"GET {current} failed: HTTP {resp.status_code} {resp.reason or ''}".rstrip()
-        raise DownloadError(msg, hint=moved_hint(current.rsplit("/", 1)[-1]))
+        error = NotThere if resp.status_code in (404, 410) else DownloadError
+        raise error(msg, hint=moved_hint(current.rsplit("/", 1)[-1]))
     if resp.status_code not in (200, 206):
         resp.close()
         msg = f"GET {current}: unexpected HTTP {resp.status_code} {resp.reason}"
@@ -288,7 +291,7 @@ def open_stream(
         start, total = 0, (int(length) if length and length.isdigit() else None)
     # Outside a watchdog's context, one without rules (it never cuts) counts the bytes.
     chunks = _body(resp, chunk_size, current_watchdog() or Watchdog())
-    return Stream(url=current, start=start, total=total, chunks=chunks, _closer=resp)
+    return Stream(url=current, start=start, total=total, chunks=chunks, close=resp.close)
 
 
 def _get_following(
@@ -375,7 +378,7 @@ def _open_file(url: str, offset: int, chunk_size: int) -> Stream:
         f = path.open("rb")
     except FileNotFoundError as err:
         msg = f"{url} does not exist (local file {path})"
-        raise DownloadError(msg, hint=moved_hint(path.name)) from err
+        raise NotThere(msg, hint=moved_hint(path.name)) from err
     except OSError as err:
         msg = f"cannot read {url}: {err}"
         raise DownloadError(msg) from err
@@ -385,4 +388,4 @@ def _open_file(url: str, offset: int, chunk_size: int) -> Stream:
         raise RangeNotSatisfiable(total)
     f.seek(offset)
     chunks = iter(lambda: f.read(chunk_size), b"")
-    return Stream(url=url, start=offset, total=total, chunks=chunks, _closer=f)
+    return Stream(url=url, start=offset, total=total, chunks=chunks, close=f.close)

@@ -4,19 +4,17 @@
 length) the bytes a download writes, in a second thread, while the first one keeps reading
 the network: ``hashlib`` and ``zlib`` release the GIL on large buffers, so on two cores the
 check costs almost no wall time instead of a second pass over the file. A resumed download
-hashes the prefix already on disk in the same thread first.
+hashes the prefix already on disk in the same thread first; a file found already downloaded
+is checked the same way (all of it a prefix, nothing streamed after it).
 """
 
 from __future__ import annotations
 
-import gzip
 import hashlib
 import queue
 import threading
 import zlib
 from pathlib import Path
-
-from alignrec_data.errors import DownloadError
 
 _GZIP_MAGIC = b"\x1f\x8b"
 _INFLATE_STEP = 1 << 22  # max decompressed bytes per zlib call (bounds memory)
@@ -28,23 +26,8 @@ def sha256_file(path: str | Path) -> str:
         return hashlib.file_digest(f, "sha256").hexdigest()
 
 
-def check_gzip_file(path: Path, what: str, chunk_size: int = 1 << 20) -> None:
-    """Decompress ``path`` to the end; the stdlib checks every member's CRC32 and length.
-
-    Raises:
-        DownloadError: Truncated or corrupt gzip data (the message names ``what``).
-    """
-    try:
-        with gzip.open(path, "rb") as f:
-            while f.read(chunk_size):
-                pass
-    except (OSError, EOFError, zlib.error) as err:
-        msg = f"{what}: the downloaded file is not a complete gzip file ({err})"
-        raise DownloadError(msg) from err
-
-
 class GzipStreamCheck:
-    """Incremental gzip validation with the same rules as :mod:`gzip`.
+    """Incremental gzip validation with the rules of :mod:`gzip` (an empty file is no gzip file).
 
     Multi-member files are accepted, as is zero padding after the last member; zlib checks
     each member's CRC32 and length (``wbits=31``). Decompressed bytes are discarded.
@@ -94,7 +77,7 @@ class StreamVerifier:
 
     Args:
         prefix: A file whose first ``prefix_len`` bytes come before the streamed bytes (a
-            resumed part file), or None.
+            resumed part file, or a whole file with nothing streamed), or None.
         prefix_len: Number of bytes of ``prefix`` to hash first.
         gzip_check: Also validate the bytes as a gzip file.
     """

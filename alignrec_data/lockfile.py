@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import json
 import threading
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -99,11 +99,11 @@ class LockFile:
     def record(self, name: str, entry: LockEntry) -> None:
         """Store ``entry`` for ``name`` and rewrite the file if anything changed.
 
-        A new ``when`` alone does not count as a change: the entry keeps its first time.
+        An unchanged entry keeps its first ``when``: the caller passes it again
+        (:func:`alignrec_data.download.download_dataset`).
         """
         with self._lock:
-            old = self._entries.get(name)
-            if old is not None and replace(old, when=entry.when) == entry:
+            if self._entries.get(name) == entry:
                 return
             self._entries[name] = entry
             files = {k: asdict(v) for k, v in sorted(self._entries.items())}

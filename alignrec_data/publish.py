@@ -21,9 +21,9 @@ Deadlines (``timeout``, default :data:`DEFAULT_TIMEOUT` seconds): every request 
 may take at most ``timeout`` seconds to connect and ``timeout`` seconds for each wait for the
 server (an answer, or its next bytes); each Hub call as a whole (retries included) must end
 within ``timeout`` seconds, the upload within ``timeout`` plus one second per
-:data:`MIN_UPLOAD_RATE` bytes of the folder. A server that accepts the connection and never
-answers, or one that trickles bytes, ends in a :class:`PublishError` at the deadline. The
-mechanism (:mod:`alignrec_data.hub`) is the one the loaders use.
+:data:`~alignrec_data.hub.MIN_TRANSFER_RATE` bytes of the folder. A server that accepts the
+connection and never answers, or one that trickles bytes, ends in a :class:`PublishError` at
+the deadline. The mechanism (:mod:`alignrec_data.hub`) is the one the loaders use.
 """
 
 from __future__ import annotations
@@ -54,7 +54,6 @@ from alignrec_data.release_source import ReleaseSource, is_repo_id, verify_shard
 log = logging.getLogger(__name__)
 
 IGNORE_PATTERNS = [".*", "**/.*"]  # temporary and hidden files are never uploaded
-MIN_UPLOAD_RATE = MIN_TRANSFER_RATE  # bytes/s assumed at worst when sizing the upload deadline
 _OFFLINE = "HF_HUB_OFFLINE=1 is set: publishing needs the Hub; unset HF_HUB_OFFLINE to publish"
 
 
@@ -202,7 +201,7 @@ def publish_release(
         commit_message: Commit summary.
         timeout: Seconds: the connect and read deadline of every request, and the total
             deadline of each Hub call (the upload gets one more second per
-            :data:`MIN_UPLOAD_RATE` bytes; see module docstring).
+            :data:`~alignrec_data.hub.MIN_TRANSFER_RATE` bytes; see module docstring).
 
     Returns:
         What was (or would be) uploaded.
@@ -294,7 +293,7 @@ def _upload(
             before = call("repo_info", revision=plan.revision).sha
             info = call(
                 "upload_folder",
-                timeout + plan.total_bytes / MIN_UPLOAD_RATE,
+                timeout + plan.total_bytes / MIN_TRANSFER_RATE,
                 folder_path=folder,
                 revision=plan.revision,
                 commit_message=message,

@@ -82,7 +82,7 @@ class Watchdog:
         self.cuts = 0  # sockets shut down so far
         self.seen, self.span = 0, 0.0  # speed rule: bytes within the window that broke it
         self.received = 0  # body bytes reported by saw()
-        self.min_speed, self.window = min_speed, window
+        self.window = window
         self._min_bytes = min_speed * window if min_speed > 0 and window > 0 else 0.0
         self._tick = min(1.0, window / 4) if self._min_bytes else None
         self._passed = False  # the deadline has passed

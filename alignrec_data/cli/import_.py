@@ -18,11 +18,9 @@ def _lines(stats: dict, out: Path) -> list[str]:
         "interactions",
         f"  train {sp['train']:,} / valid {sp['valid']:,} / test {sp['test']:,}",
     ]
-    for variant, f in (stats.get("features") or {}).items():
-        lines.append(
-            f"  features/{variant}.parquet: {f.get('dim', '?')}-d from {f.get('file', '?')}"
-        )
-    if stats.get("removed"):
+    for variant, f in stats["features"].items():
+        lines.append(f"  features/{variant}.parquet: {f['dim']}-d from {f['file']}")
+    if stats["removed"]:
         lines.append(
             f"  removed {', '.join(stats['removed'])} of {stats['dataset']}: built on the "
             "replaced items"

@@ -101,24 +101,3 @@ def keys_from_map(
         )
         raise DataFormatError(msg)
     return keys
-
-
-def keys_from_maps(
-    users: np.ndarray,
-    items: np.ndarray,
-    locate: Locate,
-    user_map: tuple[Path, dict[str, int] | None],
-    item_map: tuple[Path, dict[str, int] | None],
-) -> tuple[list[str], list[str], list[str]]:
-    """The raw keys of users and items from the optional id maps (``(path, map or None)``).
-
-    Returns:
-        ``(user_keys, item_keys, map_files)``: the names of the map files that were read.
-
-    Raises:
-        DataFormatError: The ids do not fit (:func:`keys_from_map`).
-    """
-    files = [p.name for p, m in (user_map, item_map) if m is not None]
-    user_keys = keys_from_map(user_map[1], users, "user", locate, user_map[0])
-    item_keys = keys_from_map(item_map[1], items, "item", locate, item_map[0])
-    return user_keys, item_keys, files

@@ -15,7 +15,7 @@ import numpy as np
 import pyarrow as pa
 
 from alignrec_data.errors import DataFormatError, UsageError
-from alignrec_data.interop.ids import keys_from_maps
+from alignrec_data.interop.ids import keys_from_map
 from alignrec_data.interop.prepared import ImportedTables, run_import
 from alignrec_data.interop.tables import is_id, json_type, read_json, read_json_map
 from alignrec_data.schema import SPLIT_CODES
@@ -90,9 +90,11 @@ def _read_lattice(folder: Path) -> ImportedTables:
 
     umap = read_json_map(folder / LATTICE_USER_MAP)
     imap = read_json_map(folder / LATTICE_ITEM_MAP)
-    user_keys, item_keys, maps = keys_from_maps(
-        users, items, locate, (folder / LATTICE_USER_MAP, umap), (folder / LATTICE_ITEM_MAP, imap)
-    )
+    user_keys = keys_from_map(umap, users, "user", locate, folder / LATTICE_USER_MAP)
+    item_keys = keys_from_map(imap, items, "item", locate, folder / LATTICE_ITEM_MAP)
+    maps = [
+        name for name, m in ((LATTICE_USER_MAP, umap), (LATTICE_ITEM_MAP, imap)) if m is not None
+    ]
     # The layout has neither ratings nor timestamps.
     ratings, timestamps = pa.nulls(len(users), pa.float32()), pa.nulls(len(users), pa.int64())
     labels, files = np.concatenate(codes), [*split_files, *maps]

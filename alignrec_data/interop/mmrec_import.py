@@ -24,7 +24,7 @@ import pyarrow as pa
 from alignrec_data.errors import DataFormatError, UsageError
 from alignrec_data.export_features import load_npy, npy_header
 from alignrec_data.integrity import sha256_file
-from alignrec_data.interop.ids import keys_from_maps
+from alignrec_data.interop.ids import keys_from_map
 from alignrec_data.interop.prepared import ImportedFeature, ImportedTables, run_import
 from alignrec_data.interop.tables import float_column, int_column, read_tsv, read_tsv_map
 from alignrec_data.paths import check_name
@@ -190,9 +190,9 @@ def _read_mmrec(folder: Path) -> ImportedTables:
 
     umap = read_tsv_map(folder / USER_MAP_FILE, "user_id", "userID")
     imap = read_tsv_map(folder / ITEM_MAP_FILE, "asin", "itemID")
-    user_keys, item_keys, maps = keys_from_maps(
-        users, items, locate, (folder / USER_MAP_FILE, umap), (folder / ITEM_MAP_FILE, imap)
-    )
+    user_keys = keys_from_map(umap, users, "user", locate, folder / USER_MAP_FILE)
+    item_keys = keys_from_map(imap, items, "item", locate, folder / ITEM_MAP_FILE)
+    maps = [name for name, m in ((USER_MAP_FILE, umap), (ITEM_MAP_FILE, imap)) if m is not None]
     features = read_npy_features(folder, len(item_keys))
     marker = folder / EXPORT_MARKER  # ours may say image_feat.npy holds the fused feature
     if marker.is_file() and any(f.variant == "mmrec-image" for f in features):

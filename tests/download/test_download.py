@@ -383,4 +383,4 @@ def test_no_space_left_is_a_clear_error(make_spec, server, raw_dir):
 def test_config_rejects_bad_values():
     with pytest.raises(UsageError, match=r"download\.workers = 0 is out of range"):
         DownloadConfig(workers=0)
-    assert DownloadConfig(backoff_base=1, backoff_cap=5).backoff(10) == 5
+    assert DownloadConfig(backoff_base=1, backoff_cap=5).retry_policy().backoff(10) == 5
