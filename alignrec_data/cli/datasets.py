@@ -9,12 +9,12 @@ from typing import Any
 import click
 
 from alignrec_data.cli._common import common_options, emit
+from alignrec_data.links import broken_link
 from alignrec_data.paths import DatasetPaths
 from alignrec_data.registry import (
     GROUPS,
     DatasetSpec,
     FileSpec,
-    broken_link,
     get_dataset,
     list_datasets,
     raw_path,
@@ -67,7 +67,7 @@ def describe(spec: DatasetSpec, data_dir: Path) -> dict[str, Any]:
     return {
         **{f.name: getattr(spec, f.name) for f in fields(spec) if f.name not in _NOT_SHOWN},
         "aliases": list(spec.aliases),
-        "total_size": spec.total_size,
+        "total_size": _size(spec.files),
         "download_size": _size(spec.files_for(all_files=False)),
         "files": [{k: getattr(f, k) for k in _FILE_KEYS} for f in spec.files],
         "local": local_state(spec, data_dir),
