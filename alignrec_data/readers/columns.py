@@ -16,6 +16,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.json as pj
 
 from alignrec_data.readers.base import MAX_ABS_NUMBER, parse_review
 from alignrec_data.readers.lines import (
@@ -46,8 +49,6 @@ class InteractionColumns:
 
     def extend(self, records: Iterable[tuple[str, str, float, int]]) -> None:
         """Append ``(user_key, item_key, rating, timestamp_seconds)`` records."""
-        import pyarrow as pa
-
         rows = list(records)
         if rows:
             u, i, r, t = zip(*rows, strict=True)
@@ -87,8 +88,6 @@ class InteractionColumns:
 
     @staticmethod
     def _unify(chunks: list[Any]) -> tuple[np.ndarray, list[str]]:
-        import pyarrow as pa
-
         if not chunks:
             return np.zeros(0, np.int32), []
         unified = pa.chunked_array(chunks).unify_dictionaries()
@@ -160,10 +159,6 @@ class _Parser:
 
     def block(self, first: int, block: bytes) -> int:
         """Parse one block of lines into ``cols``; returns the number of lines in it."""
-        import pyarrow as pa
-        import pyarrow.compute as pc
-        import pyarrow.json as pj
-
         types = (pa.string(), pa.string(), pa.float64(), pa.int64())
         schema = pa.schema(list(zip(self.fields, types, strict=True)))
         n_lines = block.count(b"\n")

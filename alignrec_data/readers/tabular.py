@@ -272,7 +272,7 @@ def fill(template: str, row: dict[str, Any], clean: bool) -> str | None:
 
 
 def read_items(
-    d: Declared, path: Path, log: BadLineLog, image_url: Any, wanted: set[str] | None = None
+    d: Declared, path: Path, log: BadLineLog, image_url: Any, wanted: set[str]
 ) -> Iterator[DeclaredMeta]:
     """The declared items file as :class:`DeclaredMeta` records, in file order.
 
@@ -281,7 +281,7 @@ def read_items(
         path: The raw items file.
         log: Counts rows without an item key.
         image_url: Maps an image template value to the URL written to items.parquet (or None).
-        wanted: Keys to yield (the items that survived the k-core); None yields all.
+        wanted: Keys to yield (the items that survived the k-core).
 
     Raises:
         UsageError: A mapped or template column is missing.
@@ -305,7 +305,7 @@ def read_items(
         if key is None:
             log.add(n, f"column {decl.item!r} (item) is empty or not an integer")
             continue
-        if wanted is not None and key not in wanted:
+        if key not in wanted:
             continue
         value = fill(decl.image, row, clean=False) if decl.image is not None else None
         url = image_url(value) if value is not None else None
