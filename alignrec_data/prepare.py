@@ -84,7 +84,6 @@ __all__ = [
     "read_prepared",
     "split_counts",
     "users_table",
-    "verify_raw_files",
     "write_prepared",
 ]
 
@@ -152,53 +151,18 @@ class PrepareConfig:
 # --- the stage ---------------------------------------------------------------------------------
 
 
-def verify_raw_files(spec: DatasetSpec, raw_dir: Path) -> dict[str, dict[str, Any]]:
-    """Check the reviews and metadata files against their recorded size and sha256.
-
-    Only the roles prepare reads (:data:`alignrec_data.registry.PREPARE_ROLES`) must be there:
-    optional files (the all-ratings CSV) are neither required nor checked.
-
-    Args:
-        spec: The registry entry.
-        raw_dir: Its raw folder.
-
-    Returns:
-        Per role: file name, bytes, sha256 and where the expected hash came from (``trust``).
-
-    Raises:
-        ChecksumError: A file changed since its download (names the file, expected and found
-            sha256; the fix is to download it again, or to prepare with ``verify=False``).
-        DownloadError: A file has no recorded hash (not in the registry, no lock entry): it
-            was not fetched by ``alignrec-data download``, which records it.
-    """
-    from alignrec_data.download import verify_dataset
-
-    try:
-        results = verify_dataset(spec, raw_dir)  # the roles prepare reads (PREPARE_ROLES)
-    except DownloadError as err:
-        hint = (
-            f"{err.hint}; or pass --no-verify to `alignrec-data prepare` to use the file as it is"
-            if err.hint
-            else None
-        )
-        raise type(err)(str(err), hint=hint) from err
-    for r in results:
-        logger.info("verified %s: sha256 %s (%s)", r.path.name, r.sha256, r.trust)
-    return {
-        r.role: {"file": r.path.name, "bytes": r.bytes, "sha256": r.sha256, "trust": r.trust}
-        for r in results
-    }
-
-
 def check_raw_files(
     spec: DatasetSpec, paths: DatasetPaths, verify: bool, log: logging.Logger = logger
 ) -> tuple[dict[str, Path], dict[str, dict[str, Any]]]:
     """The raw files ``prepare`` reads (checked present, no broken link) and their record.
 
     The files are those of :data:`alignrec_data.registry.PREPARE_ROLES`, in the spec's order
-    (a declared dataset's interactions and items files). The record is what ``stats.json``
-    keeps of them: verified against their sha256 (:func:`verify_raw_files`), or only name and
-    size when ``verify`` is False.
+    (a declared dataset's interactions and items files); optional files (the all-ratings CSV)
+    are neither required nor checked. The record is what ``stats.json`` keeps of them: per
+    role the file name, bytes, sha256 and where the expected hash came from (``trust``),
+    checked against the sha256 of the registry or the lock file
+    (:func:`alignrec_data.download.verify_dataset`); only name and size when ``verify`` is
+    False.
 
     Args:
         spec: The dataset.
@@ -208,6 +172,10 @@ def check_raw_files(
 
     Raises:
         UsageError: A file is missing or a broken symbolic link.
+        ChecksumError: A file changed since its download (names the file, expected and found
+            sha256; the fix is to download it again, or to prepare with ``verify=False``).
+        DownloadError: A file has no recorded hash (not in the registry, no lock entry): it
+            was not fetched by ``alignrec-data download``, which records it.
     """
     files = {f.role: raw_path(paths.raw, spec, f.role) for f in spec.files_for()}
     check_links(files.values())
@@ -217,12 +185,28 @@ def check_raw_files(
             msg = f"raw {PARTS[role] if declared else role} file {path} of {spec.id} does not exist"
             download = f"alignrec-data download {spec.id}{' --params ...' if declared else ''}"
             raise UsageError(msg, hint=f"run `{download}` first")
-    if verify:
-        return files, verify_raw_files(spec, paths.raw)
-    log.warning("not verifying the raw files of %s (verify=False)", spec.id)
+    if not verify:
+        log.warning("not verifying the raw files of %s (verify=False)", spec.id)
+        return files, {
+            role: {"file": p.name, "bytes": p.stat().st_size, "sha256": None, "trust": None}
+            for role, p in files.items()
+        }
+    from alignrec_data.download import verify_dataset
+
+    try:
+        results = verify_dataset(spec, paths.raw)  # the roles prepare reads (PREPARE_ROLES)
+    except DownloadError as err:
+        hint = (
+            f"{err.hint}; or pass --no-verify to `alignrec-data prepare` to use the file as it is"
+            if err.hint
+            else None
+        )
+        raise type(err)(str(err), hint=hint) from err
+    for r in results:
+        logger.info("verified %s: sha256 %s (%s)", r.path.name, r.sha256, r.trust)
     return files, {
-        role: {"file": p.name, "bytes": p.stat().st_size, "sha256": None, "trust": None}
-        for role, p in files.items()
+        r.role: {"file": r.path.name, "bytes": r.bytes, "sha256": r.sha256, "trust": r.trust}
+        for r in results
     }
 
 
@@ -391,7 +375,7 @@ def prepare_dataset(
         data_dir: The data directory.
         config: The ``prepare`` params.
         strict: Stop at the first bad raw line instead of counting it.
-        verify: Check the raw files' sha256 first (:func:`verify_raw_files`); False prepares
+        verify: Check the raw files' sha256 first (:func:`check_raw_files`); False prepares
             files changed on purpose (or never downloaded) as they are.
         params: The params file whose ``declared:`` datasets are known too; a declared
             dataset is read by :func:`alignrec_data.declared_prepare.prepare_declared`.
