@@ -68,26 +68,22 @@ def interactions_table(
         timestamps: (n,) int64 Unix seconds (nulls allowed).
         split_codes: (n,) 0/1/2 codes of :data:`alignrec_data.schema.SPLITS`.
     """
-    user_ids = np.asarray(user_ids, dtype=np.int64)
-    item_ids = np.asarray(item_ids, dtype=np.int64)
-    ts_sort = timestamps.fill_null(np.iinfo(np.int64).min).to_numpy()
-    order = np.lexsort((item_ids, ts_sort, user_ids))
-    take = pa.array(order)
-    u, i = user_ids[order], item_ids[order]
-    return pa.table(
+    users = np.asarray(user_ids, dtype=np.int64)
+    items = np.asarray(item_ids, dtype=np.int64)
+    table = pa.table(
         {
-            "user_id": pa.array(u),
-            "item_id": pa.array(i),
-            "user_key": pa.array(user_keys, pa.string()).take(pa.array(u)),
-            "item_key": pa.array(item_keys, pa.string()).take(pa.array(i)),
-            "rating": ratings.cast(pa.float32()).take(take),
-            "timestamp": timestamps.cast(pa.int64()).take(take),
-            "split": pa.array(list(SPLITS), pa.string()).take(
-                pa.array(np.asarray(split_codes)[order])
-            ),
+            "user_id": users,
+            "item_id": items,
+            "user_key": pa.array(user_keys, pa.string()).take(users),
+            "item_key": pa.array(item_keys, pa.string()).take(items),
+            "rating": ratings.cast(pa.float32()),
+            "timestamp": timestamps.cast(pa.int64()),
+            "split": pa.array(list(SPLITS), pa.string()).take(np.asarray(split_codes)),
         },
         schema=INTERACTIONS_SCHEMA,
     )
+    ts_sort = timestamps.fill_null(np.iinfo(np.int64).min).to_numpy()  # nulls first
+    return table.take(np.lexsort((items, ts_sort, users)))
 
 
 def users_table(user_keys: list[str], user_ids: np.ndarray) -> pa.Table:
