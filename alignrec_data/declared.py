@@ -203,10 +203,7 @@ def _template_fields(template: str, where: str, allow_spec: bool) -> list[str]:
 
 
 def _source_url(value: str, base_dir: Path, where: str) -> str:
-    """A declared path or URL as an absolute URL (http, https or file)."""
-    if not isinstance(value, str) or not value.strip():
-        msg = f"{where}: a path or URL is required (e.g. path: data/interactions.csv)"
-        raise UsageError(msg)
+    """A declared path or URL (checked non-empty) as an absolute URL (http, https or file)."""
     scheme = urlsplit(value).scheme.lower()
     if scheme in URL_SCHEMES:
         return value

@@ -105,8 +105,6 @@ def read_table(
             raise UsageError(msg, hint=f"fix {where}.{key} (column names are case-sensitive)")
         columns = list(dict.fromkeys(wanted.values()))
         return _read(path, fmt, columns, [c for c in as_text if c in columns])
-    except UsageError:
-        raise
     except (ValueError, OSError, pa.ArrowException, UnicodeDecodeError) as err:
         first = " ".join(str(err).split())[:200]
         msg = f"{path} is not a readable {fmt} table ({first}); fix {where}.format or the file"
