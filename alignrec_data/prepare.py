@@ -29,6 +29,7 @@ Steps 2-4, 6 and the write are shared with the datasets declared in ``params.yam
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 from collections import Counter
 from collections.abc import Iterable
@@ -88,6 +89,8 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
+# The progress bars of the reads: on stderr when it is a terminal, redrawn at most once a second.
+_progress = functools.partial(tqdm, disable=None, mininterval=1.0)
 
 
 @dataclass(frozen=True)
@@ -216,7 +219,7 @@ def _read_reviews(
     """Step 1: the reviews file into columns; an error when not one review is readable."""
     rlog = BadLineLog(path.name, strict, config.max_reported_bad_lines)
     logger.info("reading %s", path)
-    with tqdm(desc="reviews", unit=" lines", disable=None, mininterval=1.0) as bar:
+    with _progress(desc="reviews", unit=" lines") as bar:
         fields, divisor = reader.REVIEW_FIELDS, reader.TIMESTAMP_DIVISOR
         cols = read_review_columns(path, rlog, config.max_line_bytes, fields, divisor, bar)
     if len(cols) > 0:
@@ -259,22 +262,18 @@ def merge_metadata(
     """
     metas: dict[str, ItemMeta] = {}
     repeated: set[str] = set()
-    duplicate_lines = fields_filled = 0
+    counts = dict.fromkeys(("duplicate_lines", "merged_items", "fields_filled"), 0)
     for m in records:
         if wanted is not None and m.key not in wanted:
             continue
         if m.key not in metas:
             metas[m.key] = m
             continue
-        duplicate_lines += 1
+        counts["duplicate_lines"] += 1
         repeated.add(m.key)
         metas[m.key], filled = _merge_two(metas[m.key], m)
-        fields_filled += filled
-    counts = {
-        "duplicate_lines": duplicate_lines,
-        "merged_items": len(repeated),
-        "fields_filled": fields_filled,
-    }
+        counts["fields_filled"] += filled
+    counts["merged_items"] = len(repeated)
     return metas, counts
 
 
@@ -404,13 +403,7 @@ def prepare_dataset(
     mlog = BadLineLog(files["meta"].name, strict, config.max_reported_bad_lines)
     cap = config.max_literal_line_bytes if spec.release == "2014" else config.max_line_bytes
     logger.info("reading %s", files["meta"])
-    records = tqdm(
-        reader.read_meta(files["meta"], mlog, cap),
-        desc="metadata",
-        unit=" rows",
-        disable=None,
-        mininterval=1.0,
-    )
+    records = _progress(reader.read_meta(files["meta"], mlog, cap), desc="metadata", unit=" rows")
     items = items_step(records, kept.item_keys, config)  # 5. metadata
     head = {
         "dataset": dataset_id,

@@ -228,8 +228,8 @@ def _step(name: str, users: np.ndarray, items: np.ndarray, **extra: Any) -> dict
     return {
         "step": name,
         "interactions": len(users),
-        "users": int(np.count_nonzero(np.bincount(users))) if len(users) else 0,
-        "items": int(np.count_nonzero(np.bincount(items))) if len(items) else 0,
+        "users": int(np.count_nonzero(np.bincount(users))),
+        "items": int(np.count_nonzero(np.bincount(items))),
         **extra,
     }
 
