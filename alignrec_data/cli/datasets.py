@@ -15,7 +15,6 @@ from alignrec_data.registry import (
     GROUPS,
     DatasetSpec,
     FileSpec,
-    get_dataset,
     list_datasets,
     raw_path,
 )
@@ -119,8 +118,8 @@ def command(release: str | None, data_dir: Path, params: Path | None, fmt: str) 
       alignrec-data datasets --format json
       alignrec-data datasets --data-dir /big/disk/alignrec
     """  # noqa: D301 (click needs a real \b)
-    specs = list_datasets(release, params=params)
-    rows = [describe(a, data_dir) for s in specs for a in (s, *map(get_dataset, s.aliases))]
+    specs = list_datasets(release, aliases=True, params=params)
+    rows = [describe(s, data_dir) for s in specs]
     width = max(len(r["id"]) for r in rows)
     lines = [f"{'ID':<{width}}  RELEASE    FILES  SIZE          LOCAL     DESCRIPTION"]
     for r in rows:
