@@ -162,10 +162,8 @@ def seconds(values: pd.Series) -> tuple[np.ndarray, np.ndarray]:
         values = pd.to_datetime(text, utc=True, errors="coerce", format="mixed")
     elif values.dt.tz is None:
         values = values.dt.tz_localize("UTC")
-    secs = (values - pd.Timestamp(0, tz="UTC")) // pd.Timedelta(seconds=1)
-    num = secs.to_numpy(dtype=np.float64, na_value=np.nan)
-    ok = np.isfinite(num)
-    return np.where(ok, num, 0).astype(np.int64), ok
+    # The dates as whole seconds (NaN where not a date), checked as numbers are.
+    return seconds((values - pd.Timestamp(0, tz="UTC")) // pd.Timedelta(seconds=1))
 
 
 def read_interactions(d: Declared, path: Path, log: BadLineLog) -> InteractionColumns:
