@@ -31,7 +31,6 @@ from __future__ import annotations
 import dataclasses
 import functools
 import logging
-from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,12 +46,12 @@ from alignrec_data.errors import DataFormatError, DownloadError, UsageError
 from alignrec_data.links import check_links
 from alignrec_data.paths import DatasetPaths
 from alignrec_data.prepared import (
+    build_items,
     clean_interactions,
     finish,
     interactions_table,
     items_table,
     read_prepared,
-    replace_column,
     split_counts,
     users_table,
     write_prepared,
@@ -64,14 +63,7 @@ from alignrec_data.readers.columns import read_review_columns
 from alignrec_data.readers.lines import DEFAULT_MAX_LINE_BYTES
 from alignrec_data.registry import DatasetSpec, get_dataset, raw_path
 from alignrec_data.splits import SPLIT_METHODS
-from alignrec_data.text import (
-    DEFAULT_TEMPLATE,
-    TITLE_FALLBACK,
-    clean_list,
-    clean_text,
-    fallback_title,
-    validate_template,
-)
+from alignrec_data.text import DEFAULT_TEMPLATE, clean_list, clean_text, validate_template
 
 # The tables and the folder live in :mod:`alignrec_data.prepared`; importers of this module
 # (interop, release source, users of the library API) find them here too.
@@ -303,7 +295,8 @@ def items_step(
 ) -> tuple[pa.Table, dict[str, Any]]:
     """Step 5: the kept items' metadata, repeated records merged (:func:`merge_metadata`).
 
-    Then the items table with fallback titles (:func:`build_items`); with ``declared_text``
+    Then the items table with fallback titles (:func:`~alignrec_data.prepared.build_items`);
+    with ``declared_text``
     its ``text`` column is the ``text`` each record carries (a declared template, filled by
     the reader).
 
@@ -318,7 +311,8 @@ def items_step(
     )
     if declared_text:
         texts = [getattr(metas.get(key), "text", "") for key in item_keys]
-        items = replace_column(items, "text", pa.array(texts, pa.string()))
+        column = items.schema.get_field_index("text")
+        items = items.set_column(column, "text", pa.array(texts, pa.string()))
     stats = {
         "items_without_metadata": len(item_keys) - len(metas),
         "duplicate_metadata_records": counts["duplicate_lines"],
@@ -326,36 +320,6 @@ def items_step(
         "title_sources": title_sources,
     }
     return items, stats
-
-
-def build_items(
-    item_keys: list[str],
-    metas: dict[str, ItemMeta],
-    template: str = DEFAULT_TEMPLATE,
-    category_separator: str = " ",
-) -> tuple[pa.Table, dict[str, int]]:
-    """``items.parquet`` from the merged metadata, with fallback titles.
-
-    The fields are cleaned and the text assembled by
-    :func:`~alignrec_data.prepared.items_table`; then an item whose cleaned title is empty
-    (a title that was only markup, or none) gets the title of
-    :func:`~alignrec_data.text.fallback_title` in its ``title`` column. The ``text`` column
-    keeps the template filled with the cleaned (empty) title, so the fallback's words are not
-    in it twice.
-
-    Returns:
-        ``(items, title_sources)``: the table, and per source of the shown title (``title``,
-        then those of :data:`~alignrec_data.text.TITLE_FALLBACK`, then ``none``) its count
-        of items; items without metadata count as ``none``.
-    """
-    items = items_table(item_keys, metas, template, category_separator)
-    cols = items.select(["title", "brand", "categories", "description"]).to_pydict()
-    shown = [fallback_title(*fields) for fields in zip(*cols.values(), strict=True)]
-    sources = dict.fromkeys(("title", *TITLE_FALLBACK, "none"), 0)
-    sources.update(Counter(source for _, source in shown))
-    if sources["title"] < len(item_keys):
-        items = replace_column(items, "title", pa.array([t for t, _ in shown], pa.string()))
-    return items, sources
 
 
 def prepare_dataset(

@@ -42,7 +42,14 @@ from alignrec_data.schema import (
     USERS_SCHEMA,
 )
 from alignrec_data.splits import assign_splits
-from alignrec_data.text import DEFAULT_TEMPLATE, assemble_text, clean_list, clean_text
+from alignrec_data.text import (
+    DEFAULT_TEMPLATE,
+    TITLE_FALLBACK,
+    assemble_text,
+    clean_list,
+    clean_text,
+    fallback_title,
+)
 
 if TYPE_CHECKING:
     from alignrec_data.prepare import PrepareConfig
@@ -113,10 +120,33 @@ def items_table(
         template: Item text template.
         category_separator: Joins the categories in the template.
     """
+    return build_items(item_keys, metas or {}, template, category_separator)[0]
+
+
+def build_items(
+    item_keys: list[str],
+    metas: dict[str, ItemMeta],
+    template: str = DEFAULT_TEMPLATE,
+    category_separator: str = " ",
+) -> tuple[pa.Table, dict[str, int]]:
+    """``items.parquet`` from the merged metadata, with fallback titles.
+
+    The fields are cleaned and the text assembled from them; an item whose cleaned title is
+    empty (a title that was only markup, or none) gets the title of
+    :func:`~alignrec_data.text.fallback_title` in its ``title`` column. The ``text`` column
+    keeps the template filled with the cleaned (empty) title, so the fallback's words are not
+    in it twice.
+
+    Returns:
+        ``(items, title_sources)``: the table, and per source of the shown title (``title``,
+        then those of :data:`~alignrec_data.text.TITLE_FALLBACK`, then ``none``) its count
+        of items; items without metadata count as ``none``.
+    """
     empty = ItemMeta("", "", "", [], "", [])
+    sources = dict.fromkeys(("title", *TITLE_FALLBACK, "none"), 0)
     rows = []
     for n, key in enumerate(item_keys):
-        m = (metas or {}).get(key, empty)
+        m = metas.get(key, empty)
         fields = {
             "title": clean_text(m.title),
             "brand": clean_text(m.brand),
@@ -124,16 +154,12 @@ def items_table(
             "description": clean_text(m.description),
         }
         text = assemble_text(template, **fields, category_separator=category_separator, clean=False)
+        title, source = fallback_title(**fields)
+        sources[source] += 1
         urls = list(m.image_urls)
-        extra = {"text": text, "image_urls": urls, "has_image": bool(urls)}
+        extra = {"title": title, "text": text, "image_urls": urls, "has_image": bool(urls)}
         rows.append({"item_id": n, "item_key": key, **fields, **extra})
-    return pa.Table.from_pylist(rows, schema=ITEMS_SCHEMA)
-
-
-def replace_column(table: pa.Table, name: str, values: pa.Array) -> pa.Table:
-    """``table`` with the column ``name`` replaced by ``values`` (same field)."""
-    k = table.schema.get_field_index(name)
-    return table.set_column(k, table.schema.field(k), values)
+    return pa.Table.from_pylist(rows, schema=ITEMS_SCHEMA), sources
 
 
 def split_counts(table: pa.Table) -> dict[str, int]:
