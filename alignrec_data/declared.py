@@ -457,10 +457,8 @@ class ImageCounts:
     def url(self, value: str) -> str | None:
         """The URL of ``value`` (:func:`image_url`), counted."""
         url = image_url(value, self.d)
-        if url is None:
-            self.counts["unusable"] += 1
-        else:
-            self.counts["local" if url.startswith(IMAGE_HOST) else "url"] += 1
+        kind = "unusable" if url is None else ("local" if url.startswith(IMAGE_HOST) else "url")
+        self.counts[kind] += 1
         return url
 
 

@@ -184,11 +184,9 @@ def read_interactions(d: Declared, path: Path, log: BadLineLog) -> InteractionCo
     n = log.lines = len(frame)
     user_keys, item_keys = keys(frame[decl.user]), keys(frame[decl.item])
     why: dict[int, str] = {}  # bad row -> the first reason it is bad
-    for k in range(n):
-        if user_keys[k] is None:
-            why[k] = f"column {decl.user!r} (user) is empty"
-        elif item_keys[k] is None:
-            why[k] = f"column {decl.item!r} (item) is empty"
+    for column, what, found in ((decl.user, "user", user_keys), (decl.item, "item", item_keys)):
+        for k in np.flatnonzero([key is None for key in found]).tolist():
+            why.setdefault(k, f"column {column!r} ({what}) is empty")
     ratings = np.full(n, np.nan, np.float32)
     if decl.rating:
         values = frame[decl.rating]
