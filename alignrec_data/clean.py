@@ -75,6 +75,5 @@ def remap_by_key(codes: np.ndarray, keys: Sequence[str]) -> tuple[np.ndarray, li
     used, inverse = np.unique(codes, return_inverse=True)
     used_keys = [keys[c] for c in used.tolist()]
     order = sorted(range(len(used_keys)), key=used_keys.__getitem__)
-    new_of_used = np.empty(len(used), dtype=np.int64)
-    new_of_used[np.asarray(order, dtype=np.int64)] = np.arange(len(used), dtype=np.int64)
-    return new_of_used[inverse], [used_keys[k] for k in order]
+    # argsort of the permutation ``order`` inverts it: the new id of each used code.
+    return np.argsort(order)[inverse], [used_keys[k] for k in order]
