@@ -47,18 +47,6 @@ class InteractionColumns:
         self._blocks: list[tuple[Any, Any, np.ndarray, np.ndarray]] = []
         self._done: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None = None
 
-    def extend(self, records: Iterable[tuple[str, str, float, int]]) -> None:
-        """Append ``(user_key, item_key, rating, timestamp_seconds)`` records."""
-        rows = list(records)
-        if rows:
-            u, i, r, t = zip(*rows, strict=True)
-            self.add_block(
-                pa.array(u, pa.string()),
-                pa.array(i, pa.string()),
-                np.asarray(r, np.float32),
-                np.asarray(t, np.int64),
-            )
-
     def add_block(self, users: Any, items: Any, r: np.ndarray, t: np.ndarray) -> None:
         """Append a block: Arrow string arrays of user and item keys, ratings, timestamps."""
         self._done = None
@@ -205,4 +193,11 @@ class _Parser:
                 self.log.add(n, "invalid record (field of an unexpected type or size)")
             else:
                 records.append(record)
-        self.cols.extend(records)
+        if records:
+            u, i, r, t = zip(*records, strict=True)
+            self.cols.add_block(
+                pa.array(u, pa.string()),
+                pa.array(i, pa.string()),
+                np.asarray(r, np.float32),
+                np.asarray(t, np.int64),
+            )
