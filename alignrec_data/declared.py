@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING
 from urllib.parse import quote, unquote, urlsplit
 from urllib.request import url2pathname
 
-from alignrec_data.config import from_dict, load_params
+from alignrec_data.config import check_mapping, from_dict, load_params
 from alignrec_data.errors import UsageError
 from alignrec_data.paths import check_name
 from alignrec_data.registry import SHA256, DatasetSpec, FileSpec, load_registry
@@ -334,10 +334,7 @@ def _cached_specs(
     section = load_params(shown).get(SECTION)
     if section is None:
         return {}
-    if not isinstance(section, dict):
-        found = type(section).__name__
-        msg = f"{shown}:{SECTION}: expected a mapping of dataset id to declaration, found {found}"
-        raise UsageError(msg)
+    check_mapping(section, f"{shown}:{SECTION}", "a mapping of dataset id to declaration")
     known = load_registry()
     base_dir = Path(resolved).parent
     out = {}
