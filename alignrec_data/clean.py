@@ -6,6 +6,7 @@ return index arrays or masks, so they never copy strings and run in O(n log n).
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 
 import numpy as np
@@ -51,9 +52,7 @@ def k_core(
     """
     idx = np.arange(len(users), dtype=np.int64)
     u, i = np.asarray(users), np.asarray(items)
-    rounds = 0
-    while True:
-        rounds += 1
+    for rounds in itertools.count(1):
         ok = (np.bincount(u)[u] >= min_user) & (np.bincount(i)[i] >= min_item)
         if ok.all():
             return idx, rounds
