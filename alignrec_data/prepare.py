@@ -362,7 +362,7 @@ def prepare_dataset(
     paths = DatasetPaths.of(data_dir, dataset_id)
     files, raw_files = check_raw_files(spec, paths, verify)
     cols, rlog = _read_reviews(files["reviews"], reader, spec, config, strict)
-    kept = clean_interactions(cols, config, dataset_id, rlog)  # 2-4. dedupe, k-core, ids
+    kept = clean_interactions(cols, config, dataset_id)  # 2-4. dedupe, k-core, ids
     del cols
     mlog = BadLineLog(files["meta"].name, strict, config.max_reported_bad_lines)
     cap = config.max_literal_line_bytes if spec.release == "2014" else config.max_line_bytes
@@ -375,4 +375,4 @@ def prepare_dataset(
         "source": "raw",
         "raw_files": raw_files,
     }
-    return finish(paths, head, config, kept, items, mlog, logger)
+    return finish(paths, head, config, kept, items, {"reviews": rlog, "meta": mlog}, logger)

@@ -233,7 +233,6 @@ class Cleaned:
         ratings: Rating of each kept interaction.
         timestamps: Timestamp of each kept interaction.
         steps: The ``read``, ``dedupe`` and ``k_core`` counts of ``stats.json``.
-        bad_lines: The bad lines of the interactions (reviews) file.
         has_ratings: The source has ratings (else the column is null).
         has_timestamps: The source has timestamps (else the column is null).
     """
@@ -245,7 +244,6 @@ class Cleaned:
     ratings: np.ndarray
     timestamps: np.ndarray
     steps: list[dict[str, Any]]
-    bad_lines: BadLineLog
     has_ratings: bool
     has_timestamps: bool
 
@@ -260,9 +258,7 @@ def _step(name: str, users: np.ndarray, items: np.ndarray, **extra: Any) -> dict
     }
 
 
-def clean_interactions(
-    cols: InteractionColumns, config: PrepareConfig, dataset_id: str, bad_lines: BadLineLog
-) -> Cleaned:
+def clean_interactions(cols: InteractionColumns, config: PrepareConfig, dataset_id: str) -> Cleaned:
     """Steps 2-4: dedupe (earliest pair), k-core, then ids in the sorted order of the keys.
 
     Raises:
@@ -286,7 +282,7 @@ def clean_interactions(
     user_ids, user_keys = remap_by_key(u, cols.user_keys)
     item_ids, item_keys = remap_by_key(i, cols.item_keys)
     has = (cols.has_ratings, cols.has_timestamps)
-    return Cleaned(user_ids, item_ids, user_keys, item_keys, r, t, steps, bad_lines, *has)
+    return Cleaned(user_ids, item_ids, user_keys, item_keys, r, t, steps, *has)
 
 
 def finish(
@@ -295,7 +291,7 @@ def finish(
     config: PrepareConfig,
     kept: Cleaned,
     items: tuple[pa.Table, dict[str, Any]],
-    meta_bad_lines: BadLineLog,
+    bad_lines: dict[str, BadLineLog],
     log: logging.Logger,
 ) -> dict[str, Any]:
     """Step 6 and the write: split, ``users.parquet``, ``stats.json``, the prepared folder.
@@ -307,7 +303,7 @@ def finish(
         config: The ``prepare`` params.
         kept: Steps 1-4.
         items: Step 5: ``items.parquet`` and its statistics (:func:`prepare.items_step`).
-        meta_bad_lines: The bad lines of the metadata (items) file.
+        bad_lines: The bad lines of the ``reviews`` (interactions) and ``meta`` (items) files.
         log: The stage's logger (the summary line is logged as the stage).
 
     Returns:
@@ -347,7 +343,7 @@ def finish(
         "interactions": inter.num_rows,
         "splits": split_counts(inter),
         "split": split_info,
-        "bad_lines": {"reviews": kept.bad_lines.as_dict(), "meta": meta_bad_lines.as_dict()},
+        "bad_lines": {role: log.as_dict() for role, log in bad_lines.items()},
         **item_stats,
         "missing_image_url_rate": float(1.0 - has_image.mean()) if n_items else 0.0,
         "has_ratings": kept.has_ratings,
