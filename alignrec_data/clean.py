@@ -6,6 +6,7 @@ return index arrays or masks, so they never copy strings and run in O(n log n).
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 
 import numpy as np
@@ -51,9 +52,7 @@ def k_core(
     """
     idx = np.arange(len(users), dtype=np.int64)
     u, i = np.asarray(users), np.asarray(items)
-    rounds = 0
-    while True:
-        rounds += 1
+    for rounds in itertools.count(1):
         ok = (np.bincount(u)[u] >= min_user) & (np.bincount(i)[i] >= min_item)
         if ok.all():
             return idx, rounds
@@ -75,6 +74,5 @@ def remap_by_key(codes: np.ndarray, keys: Sequence[str]) -> tuple[np.ndarray, li
     used, inverse = np.unique(codes, return_inverse=True)
     used_keys = [keys[c] for c in used.tolist()]
     order = sorted(range(len(used_keys)), key=used_keys.__getitem__)
-    new_of_used = np.empty(len(used), dtype=np.int64)
-    new_of_used[np.asarray(order, dtype=np.int64)] = np.arange(len(used), dtype=np.int64)
-    return new_of_used[inverse], [used_keys[k] for k in order]
+    # argsort of the permutation ``order`` inverts it: the new id of each used code.
+    return np.argsort(order)[inverse], [used_keys[k] for k in order]

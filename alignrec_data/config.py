@@ -130,10 +130,10 @@ def load_params(path: str | Path | None) -> dict[str, Any]:
         raise UsageError(msg) from err
     if data is None:
         return {}
-    return _mapping(data, f"params file {p}", "a mapping of sections at the top level")
+    return check_mapping(data, f"params file {p}", "a mapping of sections at the top level")
 
 
-def _mapping(value: Any, where: str, expected: str = "a mapping") -> dict[str, Any]:
+def check_mapping(value: Any, where: str, expected: str = "a mapping") -> dict[str, Any]:
     """Return ``value`` if it is a mapping.
 
     Raises:
@@ -212,7 +212,7 @@ def _field_hints(cls: type, values: Any, where: str) -> dict[str, Any]:
         UsageError: ``values`` is not a mapping, or has keys that are not fields of ``cls``.
     """
     names = {f.name for f in dataclasses.fields(cls) if f.init}
-    unknown = sorted(str(k) for k in set(_mapping(values, where)) - names)
+    unknown = sorted(str(k) for k in set(check_mapping(values, where)) - names)
     if unknown:
         known = ", ".join(sorted(names))
         msg = f"{where}: unknown key(s) {', '.join(unknown)}; known keys are {known}"
@@ -333,7 +333,7 @@ def _section_overrides(table: Any, section: str, where: str) -> dict[str, Any]:
     if table is None:
         return {}
     sections = ", ".join(SETTINGS_SECTIONS)
-    table = _mapping(table, where, f"a mapping of sections ({sections})")
+    table = check_mapping(table, where, f"a mapping of sections ({sections})")
     unknown = sorted(str(k) for k in table if k not in SETTINGS_SECTIONS)
     if unknown:
         msg = (
@@ -345,7 +345,7 @@ def _section_overrides(table: Any, section: str, where: str) -> dict[str, Any]:
     if per_dataset is None:
         return {}
     expected = f"a mapping of dataset ids to {section} settings"
-    per_dataset = _mapping(per_dataset, f"{where}.{section}", expected)
+    per_dataset = check_mapping(per_dataset, f"{where}.{section}", expected)
     return {str(k): (v if v is not None else {}) for k, v in per_dataset.items()}
 
 

@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING
 from urllib.parse import quote, unquote, urlsplit
 from urllib.request import url2pathname
 
-from alignrec_data.config import from_dict, load_params
+from alignrec_data.config import check_mapping, from_dict, load_params
 from alignrec_data.errors import UsageError
 from alignrec_data.paths import check_name
 from alignrec_data.registry import SHA256, DatasetSpec, FileSpec, load_registry
@@ -203,10 +203,7 @@ def _template_fields(template: str, where: str, allow_spec: bool) -> list[str]:
 
 
 def _source_url(value: str, base_dir: Path, where: str) -> str:
-    """A declared path or URL as an absolute URL (http, https or file)."""
-    if not isinstance(value, str) or not value.strip():
-        msg = f"{where}: a path or URL is required (e.g. path: data/interactions.csv)"
-        raise UsageError(msg)
+    """A declared path or URL (checked non-empty) as an absolute URL (http, https or file)."""
     scheme = urlsplit(value).scheme.lower()
     if scheme in URL_SCHEMES:
         return value
@@ -337,10 +334,7 @@ def _cached_specs(
     section = load_params(shown).get(SECTION)
     if section is None:
         return {}
-    if not isinstance(section, dict):
-        found = type(section).__name__
-        msg = f"{shown}:{SECTION}: expected a mapping of dataset id to declaration, found {found}"
-        raise UsageError(msg)
+    check_mapping(section, f"{shown}:{SECTION}", "a mapping of dataset id to declaration")
     known = load_registry()
     base_dir = Path(resolved).parent
     out = {}
@@ -460,10 +454,8 @@ class ImageCounts:
     def url(self, value: str) -> str | None:
         """The URL of ``value`` (:func:`image_url`), counted."""
         url = image_url(value, self.d)
-        if url is None:
-            self.counts["unusable"] += 1
-        else:
-            self.counts["local" if url.startswith(IMAGE_HOST) else "url"] += 1
+        kind = "unusable" if url is None else ("local" if url.startswith(IMAGE_HOST) else "url")
+        self.counts[kind] += 1
         return url
 
 

@@ -76,7 +76,7 @@ def prepare_declared(
             "split: random"
         )
         raise UsageError(msg)
-    kept = clean_interactions(cols, config, spec.id, rlog)
+    kept = clean_interactions(cols, config, spec.id)
     del cols
     images = declared_mod.ImageCounts(d)  # 5. the items file (when declared)
     meta = files["meta"].name if "meta" in files else ""
@@ -102,7 +102,7 @@ def prepare_declared(
         },
         "raw_files": raw_files,
     }
-    stats = finish(paths, head, config, kept, items, mlog, logger)
+    stats = finish(paths, head, config, kept, items, {"reviews": rlog, "meta": mlog}, logger)
     if mirror is not None and images.counts["local"]:
         logger.info(
             "%s: %d items have local images; fetch them with `alignrec-data images %s --mirror %s`",

@@ -63,7 +63,6 @@ class FeatureInfo:
         pooling: How token outputs became one vector, or None.
         without: Joint features: masked modality -> variant computed without it.
         extra: Every other key the producer recorded.
-        from_metadata: True when read from the file, False when inferred from the name.
     """
 
     variant: str
@@ -74,7 +73,6 @@ class FeatureInfo:
     pooling: str | None = None
     without: dict[str, str] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)
-    from_metadata: bool = False
 
     def as_dict(self) -> dict[str, Any]:
         """The JSON form (what :func:`feature_metadata` stores)."""
@@ -160,5 +158,4 @@ def feature_info(path: str | Path) -> FeatureInfo:
         meta.get("pooling"),
         {str(k): str(v) for k, v in (meta.get("without") or {}).items()},
         {k: v for k, v in meta.items() if k not in known},
-        True,
     )

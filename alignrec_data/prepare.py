@@ -29,8 +29,8 @@ Steps 2-4, 6 and the write are shared with the datasets declared in ``params.yam
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
-from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,12 +46,12 @@ from alignrec_data.errors import DataFormatError, DownloadError, UsageError
 from alignrec_data.links import check_links
 from alignrec_data.paths import DatasetPaths
 from alignrec_data.prepared import (
+    build_items,
     clean_interactions,
     finish,
     interactions_table,
     items_table,
     read_prepared,
-    replace_column,
     split_counts,
     users_table,
     write_prepared,
@@ -63,14 +63,7 @@ from alignrec_data.readers.columns import read_review_columns
 from alignrec_data.readers.lines import DEFAULT_MAX_LINE_BYTES
 from alignrec_data.registry import DatasetSpec, get_dataset, raw_path
 from alignrec_data.splits import SPLIT_METHODS
-from alignrec_data.text import (
-    DEFAULT_TEMPLATE,
-    TITLE_FALLBACK,
-    clean_list,
-    clean_text,
-    fallback_title,
-    validate_template,
-)
+from alignrec_data.text import DEFAULT_TEMPLATE, clean_list, clean_text, validate_template
 
 # The tables and the folder live in :mod:`alignrec_data.prepared`; importers of this module
 # (interop, release source, users of the library API) find them here too.
@@ -84,11 +77,12 @@ __all__ = [
     "read_prepared",
     "split_counts",
     "users_table",
-    "verify_raw_files",
     "write_prepared",
 ]
 
 logger = logging.getLogger(__name__)
+# The progress bars of the reads: on stderr when it is a terminal, redrawn at most once a second.
+_progress = functools.partial(tqdm, disable=None, mininterval=1.0)
 
 
 @dataclass(frozen=True)
@@ -152,53 +146,18 @@ class PrepareConfig:
 # --- the stage ---------------------------------------------------------------------------------
 
 
-def verify_raw_files(spec: DatasetSpec, raw_dir: Path) -> dict[str, dict[str, Any]]:
-    """Check the reviews and metadata files against their recorded size and sha256.
-
-    Only the roles prepare reads (:data:`alignrec_data.registry.PREPARE_ROLES`) must be there:
-    optional files (the all-ratings CSV) are neither required nor checked.
-
-    Args:
-        spec: The registry entry.
-        raw_dir: Its raw folder.
-
-    Returns:
-        Per role: file name, bytes, sha256 and where the expected hash came from (``trust``).
-
-    Raises:
-        ChecksumError: A file changed since its download (names the file, expected and found
-            sha256; the fix is to download it again, or to prepare with ``verify=False``).
-        DownloadError: A file has no recorded hash (not in the registry, no lock entry): it
-            was not fetched by ``alignrec-data download``, which records it.
-    """
-    from alignrec_data.download import verify_dataset
-
-    try:
-        results = verify_dataset(spec, raw_dir)  # the roles prepare reads (PREPARE_ROLES)
-    except DownloadError as err:
-        hint = (
-            f"{err.hint}; or pass --no-verify to `alignrec-data prepare` to use the file as it is"
-            if err.hint
-            else None
-        )
-        raise type(err)(str(err), hint=hint) from err
-    for r in results:
-        logger.info("verified %s: sha256 %s (%s)", r.path.name, r.sha256, r.trust)
-    return {
-        r.role: {"file": r.path.name, "bytes": r.bytes, "sha256": r.sha256, "trust": r.trust}
-        for r in results
-    }
-
-
 def check_raw_files(
     spec: DatasetSpec, paths: DatasetPaths, verify: bool, log: logging.Logger = logger
 ) -> tuple[dict[str, Path], dict[str, dict[str, Any]]]:
     """The raw files ``prepare`` reads (checked present, no broken link) and their record.
 
     The files are those of :data:`alignrec_data.registry.PREPARE_ROLES`, in the spec's order
-    (a declared dataset's interactions and items files). The record is what ``stats.json``
-    keeps of them: verified against their sha256 (:func:`verify_raw_files`), or only name and
-    size when ``verify`` is False.
+    (a declared dataset's interactions and items files); optional files (the all-ratings CSV)
+    are neither required nor checked. The record is what ``stats.json`` keeps of them: per
+    role the file name, bytes, sha256 and where the expected hash came from (``trust``),
+    checked against the sha256 of the registry or the lock file
+    (:func:`alignrec_data.download.verify_dataset`); only name and size when ``verify`` is
+    False.
 
     Args:
         spec: The dataset.
@@ -208,6 +167,10 @@ def check_raw_files(
 
     Raises:
         UsageError: A file is missing or a broken symbolic link.
+        ChecksumError: A file changed since its download (names the file, expected and found
+            sha256; the fix is to download it again, or to prepare with ``verify=False``).
+        DownloadError: A file has no recorded hash (not in the registry, no lock entry): it
+            was not fetched by ``alignrec-data download``, which records it.
     """
     files = {f.role: raw_path(paths.raw, spec, f.role) for f in spec.files_for()}
     check_links(files.values())
@@ -217,12 +180,28 @@ def check_raw_files(
             msg = f"raw {PARTS[role] if declared else role} file {path} of {spec.id} does not exist"
             download = f"alignrec-data download {spec.id}{' --params ...' if declared else ''}"
             raise UsageError(msg, hint=f"run `{download}` first")
-    if verify:
-        return files, verify_raw_files(spec, paths.raw)
-    log.warning("not verifying the raw files of %s (verify=False)", spec.id)
+    if not verify:
+        log.warning("not verifying the raw files of %s (verify=False)", spec.id)
+        return files, {
+            role: {"file": p.name, "bytes": p.stat().st_size, "sha256": None, "trust": None}
+            for role, p in files.items()
+        }
+    from alignrec_data.download import verify_dataset
+
+    try:
+        results = verify_dataset(spec, paths.raw)  # the roles prepare reads (PREPARE_ROLES)
+    except DownloadError as err:
+        hint = (
+            f"{err.hint}; or pass --no-verify to `alignrec-data prepare` to use the file as it is"
+            if err.hint
+            else None
+        )
+        raise type(err)(str(err), hint=hint) from err
+    for r in results:
+        logger.info("verified %s: sha256 %s (%s)", r.path.name, r.sha256, r.trust)
     return files, {
-        role: {"file": p.name, "bytes": p.stat().st_size, "sha256": None, "trust": None}
-        for role, p in files.items()
+        r.role: {"file": r.path.name, "bytes": r.bytes, "sha256": r.sha256, "trust": r.trust}
+        for r in results
     }
 
 
@@ -232,7 +211,7 @@ def _read_reviews(
     """Step 1: the reviews file into columns; an error when not one review is readable."""
     rlog = BadLineLog(path.name, strict, config.max_reported_bad_lines)
     logger.info("reading %s", path)
-    with tqdm(desc="reviews", unit=" lines", disable=None, mininterval=1.0) as bar:
+    with _progress(desc="reviews", unit=" lines") as bar:
         fields, divisor = reader.REVIEW_FIELDS, reader.TIMESTAMP_DIVISOR
         cols = read_review_columns(path, rlog, config.max_line_bytes, fields, divisor, bar)
     if len(cols) > 0:
@@ -275,22 +254,18 @@ def merge_metadata(
     """
     metas: dict[str, ItemMeta] = {}
     repeated: set[str] = set()
-    duplicate_lines = fields_filled = 0
+    counts = dict.fromkeys(("duplicate_lines", "merged_items", "fields_filled"), 0)
     for m in records:
         if wanted is not None and m.key not in wanted:
             continue
         if m.key not in metas:
             metas[m.key] = m
             continue
-        duplicate_lines += 1
+        counts["duplicate_lines"] += 1
         repeated.add(m.key)
         metas[m.key], filled = _merge_two(metas[m.key], m)
-        fields_filled += filled
-    counts = {
-        "duplicate_lines": duplicate_lines,
-        "merged_items": len(repeated),
-        "fields_filled": fields_filled,
-    }
+        counts["fields_filled"] += filled
+    counts["merged_items"] = len(repeated)
     return metas, counts
 
 
@@ -320,7 +295,8 @@ def items_step(
 ) -> tuple[pa.Table, dict[str, Any]]:
     """Step 5: the kept items' metadata, repeated records merged (:func:`merge_metadata`).
 
-    Then the items table with fallback titles (:func:`build_items`); with ``declared_text``
+    Then the items table with fallback titles (:func:`~alignrec_data.prepared.build_items`);
+    with ``declared_text``
     its ``text`` column is the ``text`` each record carries (a declared template, filled by
     the reader).
 
@@ -335,7 +311,8 @@ def items_step(
     )
     if declared_text:
         texts = [getattr(metas.get(key), "text", "") for key in item_keys]
-        items = replace_column(items, "text", pa.array(texts, pa.string()))
+        column = items.schema.get_field_index("text")
+        items = items.set_column(column, "text", pa.array(texts, pa.string()))
     stats = {
         "items_without_metadata": len(item_keys) - len(metas),
         "duplicate_metadata_records": counts["duplicate_lines"],
@@ -343,36 +320,6 @@ def items_step(
         "title_sources": title_sources,
     }
     return items, stats
-
-
-def build_items(
-    item_keys: list[str],
-    metas: dict[str, ItemMeta],
-    template: str = DEFAULT_TEMPLATE,
-    category_separator: str = " ",
-) -> tuple[pa.Table, dict[str, int]]:
-    """``items.parquet`` from the merged metadata, with fallback titles.
-
-    The fields are cleaned and the text assembled by
-    :func:`~alignrec_data.prepared.items_table`; then an item whose cleaned title is empty
-    (a title that was only markup, or none) gets the title of
-    :func:`~alignrec_data.text.fallback_title` in its ``title`` column. The ``text`` column
-    keeps the template filled with the cleaned (empty) title, so the fallback's words are not
-    in it twice.
-
-    Returns:
-        ``(items, title_sources)``: the table, and per source of the shown title (``title``,
-        then those of :data:`~alignrec_data.text.TITLE_FALLBACK`, then ``none``) its count
-        of items; items without metadata count as ``none``.
-    """
-    items = items_table(item_keys, metas, template, category_separator)
-    cols = items.select(["title", "brand", "categories", "description"]).to_pydict()
-    shown = [fallback_title(*fields) for fields in zip(*cols.values(), strict=True)]
-    sources = dict.fromkeys(("title", *TITLE_FALLBACK, "none"), 0)
-    sources.update(Counter(source for _, source in shown))
-    if sources["title"] < len(item_keys):
-        items = replace_column(items, "title", pa.array([t for t, _ in shown], pa.string()))
-    return items, sources
 
 
 def prepare_dataset(
@@ -391,7 +338,7 @@ def prepare_dataset(
         data_dir: The data directory.
         config: The ``prepare`` params.
         strict: Stop at the first bad raw line instead of counting it.
-        verify: Check the raw files' sha256 first (:func:`verify_raw_files`); False prepares
+        verify: Check the raw files' sha256 first (:func:`check_raw_files`); False prepares
             files changed on purpose (or never downloaded) as they are.
         params: The params file whose ``declared:`` datasets are known too; a declared
             dataset is read by :func:`alignrec_data.declared_prepare.prepare_declared`.
@@ -415,18 +362,12 @@ def prepare_dataset(
     paths = DatasetPaths.of(data_dir, dataset_id)
     files, raw_files = check_raw_files(spec, paths, verify)
     cols, rlog = _read_reviews(files["reviews"], reader, spec, config, strict)
-    kept = clean_interactions(cols, config, dataset_id, rlog)  # 2-4. dedupe, k-core, ids
+    kept = clean_interactions(cols, config, dataset_id)  # 2-4. dedupe, k-core, ids
     del cols
     mlog = BadLineLog(files["meta"].name, strict, config.max_reported_bad_lines)
     cap = config.max_literal_line_bytes if spec.release == "2014" else config.max_line_bytes
     logger.info("reading %s", files["meta"])
-    records = tqdm(
-        reader.read_meta(files["meta"], mlog, cap),
-        desc="metadata",
-        unit=" rows",
-        disable=None,
-        mininterval=1.0,
-    )
+    records = _progress(reader.read_meta(files["meta"], mlog, cap), desc="metadata", unit=" rows")
     items = items_step(records, kept.item_keys, config)  # 5. metadata
     head = {
         "dataset": dataset_id,
@@ -434,4 +375,4 @@ def prepare_dataset(
         "source": "raw",
         "raw_files": raw_files,
     }
-    return finish(paths, head, config, kept, items, mlog, logger)
+    return finish(paths, head, config, kept, items, {"reviews": rlog, "meta": mlog}, logger)

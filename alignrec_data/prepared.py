@@ -42,7 +42,14 @@ from alignrec_data.schema import (
     USERS_SCHEMA,
 )
 from alignrec_data.splits import assign_splits
-from alignrec_data.text import DEFAULT_TEMPLATE, assemble_text, clean_list, clean_text
+from alignrec_data.text import (
+    DEFAULT_TEMPLATE,
+    TITLE_FALLBACK,
+    assemble_text,
+    clean_list,
+    clean_text,
+    fallback_title,
+)
 
 if TYPE_CHECKING:
     from alignrec_data.prepare import PrepareConfig
@@ -68,26 +75,22 @@ def interactions_table(
         timestamps: (n,) int64 Unix seconds (nulls allowed).
         split_codes: (n,) 0/1/2 codes of :data:`alignrec_data.schema.SPLITS`.
     """
-    user_ids = np.asarray(user_ids, dtype=np.int64)
-    item_ids = np.asarray(item_ids, dtype=np.int64)
-    ts_sort = timestamps.fill_null(np.iinfo(np.int64).min).to_numpy()
-    order = np.lexsort((item_ids, ts_sort, user_ids))
-    take = pa.array(order)
-    u, i = user_ids[order], item_ids[order]
-    return pa.table(
+    users = np.asarray(user_ids, dtype=np.int64)
+    items = np.asarray(item_ids, dtype=np.int64)
+    table = pa.table(
         {
-            "user_id": pa.array(u),
-            "item_id": pa.array(i),
-            "user_key": pa.array(user_keys, pa.string()).take(pa.array(u)),
-            "item_key": pa.array(item_keys, pa.string()).take(pa.array(i)),
-            "rating": ratings.cast(pa.float32()).take(take),
-            "timestamp": timestamps.cast(pa.int64()).take(take),
-            "split": pa.array(list(SPLITS), pa.string()).take(
-                pa.array(np.asarray(split_codes)[order])
-            ),
+            "user_id": users,
+            "item_id": items,
+            "user_key": pa.array(user_keys, pa.string()).take(users),
+            "item_key": pa.array(item_keys, pa.string()).take(items),
+            "rating": ratings.cast(pa.float32()),
+            "timestamp": timestamps.cast(pa.int64()),
+            "split": pa.array(list(SPLITS), pa.string()).take(np.asarray(split_codes)),
         },
         schema=INTERACTIONS_SCHEMA,
     )
+    ts_sort = timestamps.fill_null(np.iinfo(np.int64).min).to_numpy()  # nulls first
+    return table.take(np.lexsort((items, ts_sort, users)))
 
 
 def users_table(user_keys: list[str], user_ids: np.ndarray) -> pa.Table:
@@ -117,10 +120,33 @@ def items_table(
         template: Item text template.
         category_separator: Joins the categories in the template.
     """
+    return build_items(item_keys, metas or {}, template, category_separator)[0]
+
+
+def build_items(
+    item_keys: list[str],
+    metas: dict[str, ItemMeta],
+    template: str = DEFAULT_TEMPLATE,
+    category_separator: str = " ",
+) -> tuple[pa.Table, dict[str, int]]:
+    """``items.parquet`` from the merged metadata, with fallback titles.
+
+    The fields are cleaned and the text assembled from them; an item whose cleaned title is
+    empty (a title that was only markup, or none) gets the title of
+    :func:`~alignrec_data.text.fallback_title` in its ``title`` column. The ``text`` column
+    keeps the template filled with the cleaned (empty) title, so the fallback's words are not
+    in it twice.
+
+    Returns:
+        ``(items, title_sources)``: the table, and per source of the shown title (``title``,
+        then those of :data:`~alignrec_data.text.TITLE_FALLBACK`, then ``none``) its count
+        of items; items without metadata count as ``none``.
+    """
     empty = ItemMeta("", "", "", [], "", [])
+    sources = dict.fromkeys(("title", *TITLE_FALLBACK, "none"), 0)
     rows = []
     for n, key in enumerate(item_keys):
-        m = (metas or {}).get(key, empty)
+        m = metas.get(key, empty)
         fields = {
             "title": clean_text(m.title),
             "brand": clean_text(m.brand),
@@ -128,16 +154,12 @@ def items_table(
             "description": clean_text(m.description),
         }
         text = assemble_text(template, **fields, category_separator=category_separator, clean=False)
+        title, source = fallback_title(**fields)
+        sources[source] += 1
         urls = list(m.image_urls)
-        extra = {"text": text, "image_urls": urls, "has_image": bool(urls)}
+        extra = {"title": title, "text": text, "image_urls": urls, "has_image": bool(urls)}
         rows.append({"item_id": n, "item_key": key, **fields, **extra})
-    return pa.Table.from_pylist(rows, schema=ITEMS_SCHEMA)
-
-
-def replace_column(table: pa.Table, name: str, values: pa.Array) -> pa.Table:
-    """``table`` with the column ``name`` replaced by ``values`` (same field)."""
-    k = table.schema.get_field_index(name)
-    return table.set_column(k, table.schema.field(k), values)
+    return pa.Table.from_pylist(rows, schema=ITEMS_SCHEMA), sources
 
 
 def split_counts(table: pa.Table) -> dict[str, int]:
@@ -211,7 +233,6 @@ class Cleaned:
         ratings: Rating of each kept interaction.
         timestamps: Timestamp of each kept interaction.
         steps: The ``read``, ``dedupe`` and ``k_core`` counts of ``stats.json``.
-        bad_lines: The bad lines of the interactions (reviews) file.
         has_ratings: The source has ratings (else the column is null).
         has_timestamps: The source has timestamps (else the column is null).
     """
@@ -223,7 +244,6 @@ class Cleaned:
     ratings: np.ndarray
     timestamps: np.ndarray
     steps: list[dict[str, Any]]
-    bad_lines: BadLineLog
     has_ratings: bool
     has_timestamps: bool
 
@@ -232,15 +252,13 @@ def _step(name: str, users: np.ndarray, items: np.ndarray, **extra: Any) -> dict
     return {
         "step": name,
         "interactions": len(users),
-        "users": int(np.count_nonzero(np.bincount(users))) if len(users) else 0,
-        "items": int(np.count_nonzero(np.bincount(items))) if len(items) else 0,
+        "users": int(np.count_nonzero(np.bincount(users))),
+        "items": int(np.count_nonzero(np.bincount(items))),
         **extra,
     }
 
 
-def clean_interactions(
-    cols: InteractionColumns, config: PrepareConfig, dataset_id: str, bad_lines: BadLineLog
-) -> Cleaned:
+def clean_interactions(cols: InteractionColumns, config: PrepareConfig, dataset_id: str) -> Cleaned:
     """Steps 2-4: dedupe (earliest pair), k-core, then ids in the sorted order of the keys.
 
     Raises:
@@ -264,7 +282,7 @@ def clean_interactions(
     user_ids, user_keys = remap_by_key(u, cols.user_keys)
     item_ids, item_keys = remap_by_key(i, cols.item_keys)
     has = (cols.has_ratings, cols.has_timestamps)
-    return Cleaned(user_ids, item_ids, user_keys, item_keys, r, t, steps, bad_lines, *has)
+    return Cleaned(user_ids, item_ids, user_keys, item_keys, r, t, steps, *has)
 
 
 def finish(
@@ -273,7 +291,7 @@ def finish(
     config: PrepareConfig,
     kept: Cleaned,
     items: tuple[pa.Table, dict[str, Any]],
-    meta_bad_lines: BadLineLog,
+    bad_lines: dict[str, BadLineLog],
     log: logging.Logger,
 ) -> dict[str, Any]:
     """Step 6 and the write: split, ``users.parquet``, ``stats.json``, the prepared folder.
@@ -285,7 +303,7 @@ def finish(
         config: The ``prepare`` params.
         kept: Steps 1-4.
         items: Step 5: ``items.parquet`` and its statistics (:func:`prepare.items_step`).
-        meta_bad_lines: The bad lines of the metadata (items) file.
+        bad_lines: The bad lines of the ``reviews`` (interactions) and ``meta`` (items) files.
         log: The stage's logger (the summary line is logged as the stage).
 
     Returns:
@@ -325,7 +343,7 @@ def finish(
         "interactions": inter.num_rows,
         "splits": split_counts(inter),
         "split": split_info,
-        "bad_lines": {"reviews": kept.bad_lines.as_dict(), "meta": meta_bad_lines.as_dict()},
+        "bad_lines": {role: log.as_dict() for role, log in bad_lines.items()},
         **item_stats,
         "missing_image_url_rate": float(1.0 - has_image.mean()) if n_items else 0.0,
         "has_ratings": kept.has_ratings,

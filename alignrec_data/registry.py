@@ -44,12 +44,10 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from alignrec_data.errors import UsageError
-from alignrec_data.links import broken_link
 from alignrec_data.paths import check_name
 from alignrec_data.registry_tables import dataset_id, table_entries
 
-# The broken-link check and the generated ids live in their own modules; importers of the
-# registry find them here too.
+# The generated ids live in their own module; importers of the registry find them here too.
 __all__ = [
     "GROUPS",
     "MIRROR_ENV",
@@ -61,7 +59,6 @@ __all__ = [
     "SHA256",
     "DatasetSpec",
     "FileSpec",
-    "broken_link",
     "closest_ids",
     "dataset_id",
     "file_url",
@@ -178,12 +175,6 @@ class DatasetSpec:
         have = ", ".join(f.role for f in self.files)
         msg = f"dataset {self.id} has no {role!r} file; it has: {have}"
         raise UsageError(msg)
-
-    @property
-    def total_size(self) -> int | None:
-        """Sum of the file sizes, or None when any size is unknown."""
-        sizes = [f.size for f in self.files]
-        return None if any(s is None for s in sizes) else sum(sizes)  # type: ignore[arg-type]
 
 
 def validate_name(name: str, where: str = "file name") -> PurePosixPath:
@@ -424,8 +415,8 @@ def _slug(dataset: str) -> str:
     return re.sub(r"^amazon(?:\d{4})?-", "", dataset.lower())
 
 
-def closest_ids(dataset: str, n: int = 5, params: str | Path | None = None) -> list[str]:
-    """The registered ids (aliases included) closest to ``dataset``, best first.
+def closest_ids(dataset: str, params: str | Path | None = None) -> list[str]:
+    """The (at most five) registered ids, aliases included, closest to ``dataset``, best first.
 
     Compares whole ids and, separately, the category parts, so ``baby`` finds
     ``amazon2014-baby`` and ``amazon2018-beauty`` finds ``amazon2018-all-beauty``.
@@ -439,7 +430,7 @@ def closest_ids(dataset: str, n: int = 5, params: str | Path | None = None) -> l
 
     known = [*_packaged_registry(), *_declared(params)]
     scored = sorted(((score(k), k) for k in known), key=lambda t: (-t[0], t[1]))
-    return [k for s, k in scored[:n] if s >= 0.6]
+    return [k for s, k in scored[:5] if s >= 0.6]
 
 
 def get_dataset(dataset_id: str, params: str | Path | None = None) -> DatasetSpec:

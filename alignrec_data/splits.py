@@ -44,9 +44,7 @@ TRAIN, VALID, TEST = (SPLIT_CODES[s] for s in SPLITS)
 def _positions(users: np.ndarray, order: np.ndarray, counts: np.ndarray) -> np.ndarray:
     """Rank (0-based) of each row within its user when rows are taken in ``order``."""
     starts = np.cumsum(counts) - counts
-    pos = np.empty(len(users), dtype=np.int64)
-    pos[order] = np.arange(len(users), dtype=np.int64) - starts[users[order]]
-    return pos
+    return np.argsort(order) - starts[users]  # argsort: the position of each row in order
 
 
 def _label(rank: np.ndarray, train_end: np.ndarray, valid_end: np.ndarray) -> np.ndarray:
@@ -95,9 +93,8 @@ def tie_keys(users: np.ndarray, items: np.ndarray, timestamps: np.ndarray, seed:
     canonical = np.lexsort(
         (np.asarray(items), np.asarray(timestamps), np.asarray(users, dtype=np.int64))
     )
-    keys = np.empty(len(canonical), dtype=np.float64)
-    keys[canonical] = np.random.default_rng(seed).random(len(canonical))
-    return keys
+    # The j-th number drawn goes to the j-th interaction in canonical order.
+    return np.random.default_rng(seed).random(len(canonical))[np.argsort(canonical)]
 
 
 def split_leave_one_out(
@@ -145,9 +142,7 @@ def split_temporal_ranked(
         (n,) int8 split codes (0 train, 1 valid, 2 test).
     """
     order = np.lexsort((keys, np.asarray(timestamps, dtype=np.int64)))
-    rank = np.empty(len(order), dtype=np.int64)
-    rank[order] = np.arange(len(order), dtype=np.int64)
-    return _label(rank, n_before_valid, n_before_test)
+    return _label(np.argsort(order), n_before_valid, n_before_test)  # the rank of each row
 
 
 def assign_splits(

@@ -93,17 +93,19 @@ def clean_list(values: Sequence[str]) -> list[str]:
     return list(dict.fromkeys(c for c in map(clean_text, values) if c))
 
 
-def first_sentence(text: str, max_chars: int = MAX_FALLBACK_TITLE_CHARS) -> str:
-    """The first sentence of a cleaned text, cut at a word boundary to at most ``max_chars``.
+def first_sentence(text: str) -> str:
+    """The first sentence of a cleaned text, cut at a word boundary to a short title.
 
-    A sentence ends at ``.``, ``!`` or ``?`` followed by whitespace. Example:
+    A sentence ends at ``.``, ``!`` or ``?`` followed by whitespace; a longer one is cut to at
+    most :data:`MAX_FALLBACK_TITLE_CHARS`. Example:
     ``"Elle is a magazine. Features include..."`` -> ``"Elle is a magazine."``.
     """
+    limit = MAX_FALLBACK_TITLE_CHARS
     sentence = _SENTENCE_END.split(text, maxsplit=1)[0]
-    if len(sentence) <= max_chars:
+    if len(sentence) <= limit:
         return sentence
-    cut = sentence[: max_chars + 1].rsplit(" ", 1)[0]
-    return cut if cut and len(cut) <= max_chars else sentence[:max_chars]
+    cut = sentence[: limit + 1].rsplit(" ", 1)[0]
+    return cut if cut and len(cut) <= limit else sentence[:limit]
 
 
 def fallback_title(
@@ -143,11 +145,8 @@ def template_fields(template: str, where: str, example: str) -> list[tuple[str, 
     return [(n, s, c, f"{{{n}{'!' + c if c else ''}{':' + s if s else ''}}}") for n, s, c in parsed]
 
 
-def validate_template(template: str) -> str:
+def validate_template(template: str) -> None:
     """Check that ``template`` uses only the fields of :data:`TEMPLATE_FIELDS`.
-
-    Returns:
-        The template.
 
     Raises:
         UsageError: Unknown field, attribute/index access, conversion or format spec, or bad braces.
@@ -160,7 +159,6 @@ def validate_template(template: str) -> str:
                 f"{', '.join('{' + f + '}' for f in TEMPLATE_FIELDS)}"
             )
             raise UsageError(msg)
-    return template
 
 
 def assemble_text(

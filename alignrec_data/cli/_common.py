@@ -29,7 +29,6 @@ data_dir_option = click.option(
 # ``--params FILE`` (default ``./params.yaml`` when present, else packaged defaults).
 params_option = click.option(
     "--params",
-    "params",
     type=click.Path(dir_okay=False, path_type=Path),
     default=None,
     callback=lambda ctx, param, value: resolve_params_path(value),

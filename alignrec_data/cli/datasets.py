@@ -9,13 +9,12 @@ from typing import Any
 import click
 
 from alignrec_data.cli._common import common_options, emit
+from alignrec_data.links import broken_link
 from alignrec_data.paths import DatasetPaths
 from alignrec_data.registry import (
     GROUPS,
     DatasetSpec,
     FileSpec,
-    broken_link,
-    get_dataset,
     list_datasets,
     raw_path,
 )
@@ -67,7 +66,7 @@ def describe(spec: DatasetSpec, data_dir: Path) -> dict[str, Any]:
     return {
         **{f.name: getattr(spec, f.name) for f in fields(spec) if f.name not in _NOT_SHOWN},
         "aliases": list(spec.aliases),
-        "total_size": spec.total_size,
+        "total_size": _size(spec.files),
         "download_size": _size(spec.files_for(all_files=False)),
         "files": [{k: getattr(f, k) for k in _FILE_KEYS} for f in spec.files],
         "local": local_state(spec, data_dir),
@@ -119,8 +118,8 @@ def command(release: str | None, data_dir: Path, params: Path | None, fmt: str) 
       alignrec-data datasets --format json
       alignrec-data datasets --data-dir /big/disk/alignrec
     """  # noqa: D301 (click needs a real \b)
-    specs = list_datasets(release, params=params)
-    rows = [describe(a, data_dir) for s in specs for a in (s, *map(get_dataset, s.aliases))]
+    specs = list_datasets(release, aliases=True, params=params)
+    rows = [describe(s, data_dir) for s in specs]
     width = max(len(r["id"]) for r in rows)
     lines = [f"{'ID':<{width}}  RELEASE    FILES  SIZE          LOCAL     DESCRIPTION"]
     for r in rows:

@@ -15,19 +15,16 @@ from alignrec_data.errors import UsageError
 from alignrec_data.readers import amazon2014, amazon2018, amazon2023
 from alignrec_data.readers.base import ItemMeta, url_candidates
 from alignrec_data.readers.columns import InteractionColumns
-from alignrec_data.readers.lines import BadLine, BadLineLog, ReleaseReader, iter_lines, open_raw
+from alignrec_data.readers.lines import BadLineLog, iter_lines
 
 READERS: dict[str, ModuleType] = {"2014": amazon2014, "2018": amazon2018, "2023": amazon2023}
 
 __all__ = [
     "READERS",
-    "BadLine",
     "BadLineLog",
     "InteractionColumns",
     "ItemMeta",
-    "ReleaseReader",
     "iter_lines",
-    "open_raw",
     "reader_for",
     "url_candidates",
 ]

@@ -136,17 +136,15 @@ def url_candidates(groups: Iterable[tuple[Any, ...]]) -> list[str]:
     Returns:
         Unique http(s) URLs; anything else (``file:``, ``javascript:``, non-strings) is dropped.
     """
-    out: list[str] = []
-    seen: set[str] = set()
+    out: dict[str, None] = {}  # an ordered set
     for group in groups:
         for url in group:
             if not isinstance(url, str) or not url.startswith(("http://", "https://")):
                 continue
             url = url.strip()
             for cand in (url, strip_size_modifier(url)):
-                if cand not in seen and not _SPACE.search(cand):
-                    seen.add(cand)
-                    out.append(cand)
+                if not _SPACE.search(cand):
+                    out[cand] = None
             if len(out) >= MAX_IMAGE_URLS:
-                return out[:MAX_IMAGE_URLS]
-    return out
+                return list(out)[:MAX_IMAGE_URLS]
+    return list(out)

@@ -16,6 +16,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.json as pj
 
 from alignrec_data.readers.base import MAX_ABS_NUMBER, parse_review
 from alignrec_data.readers.lines import (
@@ -43,20 +46,6 @@ class InteractionColumns:
         self.has_ratings, self.has_timestamps = has_ratings, has_timestamps
         self._blocks: list[tuple[Any, Any, np.ndarray, np.ndarray]] = []
         self._done: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None = None
-
-    def extend(self, records: Iterable[tuple[str, str, float, int]]) -> None:
-        """Append ``(user_key, item_key, rating, timestamp_seconds)`` records."""
-        import pyarrow as pa
-
-        rows = list(records)
-        if rows:
-            u, i, r, t = zip(*rows, strict=True)
-            self.add_block(
-                pa.array(u, pa.string()),
-                pa.array(i, pa.string()),
-                np.asarray(r, np.float32),
-                np.asarray(t, np.int64),
-            )
 
     def add_block(self, users: Any, items: Any, r: np.ndarray, t: np.ndarray) -> None:
         """Append a block: Arrow string arrays of user and item keys, ratings, timestamps."""
@@ -87,8 +76,6 @@ class InteractionColumns:
 
     @staticmethod
     def _unify(chunks: list[Any]) -> tuple[np.ndarray, list[str]]:
-        import pyarrow as pa
-
         if not chunks:
             return np.zeros(0, np.int32), []
         unified = pa.chunked_array(chunks).unify_dictionaries()
@@ -160,10 +147,6 @@ class _Parser:
 
     def block(self, first: int, block: bytes) -> int:
         """Parse one block of lines into ``cols``; returns the number of lines in it."""
-        import pyarrow as pa
-        import pyarrow.compute as pc
-        import pyarrow.json as pj
-
         types = (pa.string(), pa.string(), pa.float64(), pa.int64())
         schema = pa.schema(list(zip(self.fields, types, strict=True)))
         n_lines = block.count(b"\n")
@@ -210,4 +193,11 @@ class _Parser:
                 self.log.add(n, "invalid record (field of an unexpected type or size)")
             else:
                 records.append(record)
-        self.cols.extend(records)
+        if records:
+            u, i, r, t = zip(*records, strict=True)
+            self.cols.add_block(
+                pa.array(u, pa.string()),
+                pa.array(i, pa.string()),
+                np.asarray(r, np.float32),
+                np.asarray(t, np.int64),
+            )

@@ -49,15 +49,13 @@ _GZIP_MAGIC = b"\x1f\x8b"
 
 @dataclass(frozen=True)
 class BadLine:
-    """One reported bad line.
+    """One reported bad line (of the file its :class:`BadLineLog` names).
 
     Attributes:
-        file: File name (no folder, so reports are the same on every machine).
         line: 1-based line number.
         reason: What was wrong.
     """
 
-    file: str
     line: int
     reason: str
 
@@ -67,7 +65,7 @@ class BadLineLog:
     """Counts the bad lines of one file and keeps the first ``max_examples`` of them.
 
     Attributes:
-        file: File name used in reports.
+        file: File name used in reports (no folder, so they are the same on every machine).
         strict: Raise at the first bad line instead of counting it.
         max_examples: How many bad lines to keep (and log as warnings).
         count: Bad lines seen so far.
@@ -96,7 +94,7 @@ class BadLineLog:
             )
             raise DataFormatError(msg)
         if len(self.examples) < self.max_examples:
-            self.examples.append(BadLine(self.file, line, reason))
+            self.examples.append(BadLine(line, reason))
             logger.warning("%s line %d skipped: %s", self.file, line, reason)
 
     def as_dict(self) -> dict[str, Any]:

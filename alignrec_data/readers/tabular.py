@@ -105,8 +105,6 @@ def read_table(
             raise UsageError(msg, hint=f"fix {where}.{key} (column names are case-sensitive)")
         columns = list(dict.fromkeys(wanted.values()))
         return _read(path, fmt, columns, [c for c in as_text if c in columns])
-    except UsageError:
-        raise
     except (ValueError, OSError, pa.ArrowException, UnicodeDecodeError) as err:
         first = " ".join(str(err).split())[:200]
         msg = f"{path} is not a readable {fmt} table ({first}); fix {where}.format or the file"
@@ -164,10 +162,8 @@ def seconds(values: pd.Series) -> tuple[np.ndarray, np.ndarray]:
         values = pd.to_datetime(text, utc=True, errors="coerce", format="mixed")
     elif values.dt.tz is None:
         values = values.dt.tz_localize("UTC")
-    secs = (values - pd.Timestamp(0, tz="UTC")) // pd.Timedelta(seconds=1)
-    num = secs.to_numpy(dtype=np.float64, na_value=np.nan)
-    ok = np.isfinite(num)
-    return np.where(ok, num, 0).astype(np.int64), ok
+    # The dates as whole seconds (NaN where not a date), checked as numbers are.
+    return seconds((values - pd.Timestamp(0, tz="UTC")) // pd.Timedelta(seconds=1))
 
 
 def read_interactions(d: Declared, path: Path, log: BadLineLog) -> InteractionColumns:
@@ -188,11 +184,9 @@ def read_interactions(d: Declared, path: Path, log: BadLineLog) -> InteractionCo
     n = log.lines = len(frame)
     user_keys, item_keys = keys(frame[decl.user]), keys(frame[decl.item])
     why: dict[int, str] = {}  # bad row -> the first reason it is bad
-    for k in range(n):
-        if user_keys[k] is None:
-            why[k] = f"column {decl.user!r} (user) is empty"
-        elif item_keys[k] is None:
-            why[k] = f"column {decl.item!r} (item) is empty"
+    for column, what, found in ((decl.user, "user", user_keys), (decl.item, "item", item_keys)):
+        for k in np.flatnonzero([key is None for key in found]).tolist():
+            why.setdefault(k, f"column {column!r} ({what}) is empty")
     ratings = np.full(n, np.nan, np.float32)
     if decl.rating:
         values = frame[decl.rating]
@@ -272,7 +266,7 @@ def fill(template: str, row: dict[str, Any], clean: bool) -> str | None:
 
 
 def read_items(
-    d: Declared, path: Path, log: BadLineLog, image_url: Any, wanted: set[str] | None = None
+    d: Declared, path: Path, log: BadLineLog, image_url: Any, wanted: set[str]
 ) -> Iterator[DeclaredMeta]:
     """The declared items file as :class:`DeclaredMeta` records, in file order.
 
@@ -281,7 +275,7 @@ def read_items(
         path: The raw items file.
         log: Counts rows without an item key.
         image_url: Maps an image template value to the URL written to items.parquet (or None).
-        wanted: Keys to yield (the items that survived the k-core); None yields all.
+        wanted: Keys to yield (the items that survived the k-core).
 
     Raises:
         UsageError: A mapped or template column is missing.
@@ -305,7 +299,7 @@ def read_items(
         if key is None:
             log.add(n, f"column {decl.item!r} (item) is empty or not an integer")
             continue
-        if wanted is not None and key not in wanted:
+        if key not in wanted:
             continue
         value = fill(decl.image, row, clean=False) if decl.image is not None else None
         url = image_url(value) if value is not None else None
