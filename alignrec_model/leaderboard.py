@@ -350,7 +350,6 @@ def build_leaderboard(
         res, fresh = run_cell(cell, data_dir, dataset, configs, memo, force)
         computed += fresh
         results.append((cell, res))
-    bar.close()
     rows = aggregate(results, variants)
     doc = {
         "dataset": dataset,
