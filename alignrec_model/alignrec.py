@@ -33,7 +33,6 @@ Index conventions: users are rows ``0..U-1`` and items rows ``U..U+I-1`` of ``A_
 from __future__ import annotations
 
 import dataclasses
-import logging
 from typing import NamedTuple
 
 import numpy as np
@@ -51,8 +50,6 @@ from alignrec_model.losses import (
     SimilarityPreservationLoss,
     UIACosineLoss,
 )
-
-logger = logging.getLogger(__name__)
 
 __all__ = ["AlignRec", "AlignRecConfig", "AlignRecOutput"]
 

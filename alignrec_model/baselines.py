@@ -40,8 +40,8 @@ class Popularity(Recommender):
 
     def __init__(self, data: InteractionData) -> None:
         super().__init__()
-        pop = torch.from_numpy(data.item_popularity().astype(np.float32))
-        self.register_buffer("popularity", pop)  # (I,)
+        pop = np.asarray(data.train.sum(axis=0), dtype=np.float32).ravel()  # (I,) train counts
+        self.register_buffer("popularity", torch.from_numpy(pop))
 
     def scores(self, users: torch.Tensor) -> torch.Tensor:  # noqa: D102
         return self.popularity.unsqueeze(0).expand(len(users), -1)  # (B, I)

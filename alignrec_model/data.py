@@ -64,21 +64,12 @@ class InteractionData:
     test: sp.csr_matrix
     train_pairs: np.ndarray
 
-    @property
-    def n_train(self) -> int:
-        """Number of train interactions M."""
-        return int(self.train_pairs.shape[0])
-
     def split(self, name: str) -> sp.csr_matrix:
         """The matrix of one split: ``"train"``, ``"valid"`` or ``"test"``."""
         if name not in SPLITS:
             msg = f"unknown split {name!r}; expected one of {', '.join(SPLITS)}"
             raise UsageError(msg)
         return getattr(self, name)
-
-    def item_popularity(self) -> np.ndarray:
-        """(n_items,) number of train interactions of each item."""
-        return np.asarray(self.train.sum(axis=0)).ravel()
 
     @cached_property
     def _graphs(self) -> tuple[torch.Tensor, torch.Tensor]:

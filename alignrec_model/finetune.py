@@ -102,25 +102,24 @@ def lower_states(
     encoder: MMEnc,
     texts: list[str],
     images: torch.Tensor | None,
-    has_image: np.ndarray,
+    has_image: np.ndarray | None,
     n_layers: int,
+    device: torch.device,
+    cache_dtype: torch.dtype,
     batch_size: int = 64,
-    device: torch.device | None = None,
-    cache_dtype: torch.dtype = torch.float32,
-    text_only: bool = False,
 ) -> dict[str, torch.Tensor | int]:
     """States after the lower ``L - n_layers`` layers of every item (eval mode, no gradient).
 
     Args:
         encoder: The encoder (put in eval mode here).
         texts: N item texts.
-        images: (N, 3, S, S) uint8 at the encoder's image size (zeros where no image), or None.
-        has_image: (N,) bool.
+        images: (N, 3, S, S) uint8 at the encoder's image size (zeros where no image), or None:
+            every item is encoded from its text only (the ``mmenc-text`` variant).
+        has_image: (N,) bool, or None with ``images``.
         n_layers: Top layers that will be fine-tuned.
-        batch_size: Items per batch.
-        device: Where to run (default: the encoder's).
+        device: Where to run.
         cache_dtype: dtype of the stored states (bfloat16 halves the memory).
-        text_only: Encode every item from its text only (the ``mmenc-text`` variant).
+        batch_size: Items per batch.
 
     Returns:
         The keyword arguments of :class:`EncoderTop` except ``encoder`` and ``n_layers``.
@@ -129,13 +128,12 @@ def lower_states(
     from alignrec_model.preprocess import load_tokenizer, normalize_pixels, pixel_stats, tokenize
 
     encoder.eval()
-    device = device or next(encoder.parameters()).device
     cfg = encoder.cfg
     stop = len(encoder.layers) - n_layers
     tok = load_tokenizer(cfg.tokenizer)
     ids_all, pad_all = tokenize(tok, texts, cfg.max_text_len)  # padded to the longest text
     n = len(texts)
-    use_image = np.zeros(n, dtype=bool) if text_only or images is None else has_image.astype(bool)
+    use_image = np.zeros(n, dtype=bool) if images is None else has_image.astype(bool)
     group = torch.from_numpy((~use_image).astype(np.int8))
     row = torch.zeros(n, dtype=torch.int64)
     out: dict[str, torch.Tensor | int] = {"n_image": 0}
@@ -173,7 +171,6 @@ def encoder_top_for_dataset(
     reference: np.ndarray | None = None,
     device: torch.device | None = None,
     cache_dtype: torch.dtype = torch.float32,
-    batch_size: int = 64,
     check_items: int = 32,
 ) -> EncoderTop:
     """Build the :class:`EncoderTop` of a prepared dataset from its ``models/mmenc.pt``.
@@ -187,7 +184,6 @@ def encoder_top_for_dataset(
             the largest value), otherwise the checkpoint and the feature file disagree.
         device: Where to build the cache (default CPU).
         cache_dtype: dtype of the cached states.
-        batch_size: Items per batch while caching.
         check_items: Items compared with ``reference``.
 
     Returns:
@@ -217,9 +213,8 @@ def encoder_top_for_dataset(
     encoder = encoder_from_checkpoint(load_checkpoint(ckpt_path), str(ckpt_path)).to(device)
     items = read_items(paths)
     texts = items["text"].fillna("").astype(str).tolist()
-    text_only = variant == "mmenc-text"
-    images, has_image = None, np.zeros(len(texts), dtype=bool)  # text only: no image is read
-    if not text_only:
+    images = has_image = None  # mmenc-text: no image is read
+    if variant != "mmenc-text":
         ids = items["item_id"].tolist()
         images, has_image = load_item_images(paths.images, ids, encoder.cfg.image_size)
     total = len(encoder.layers)
@@ -230,9 +225,7 @@ def encoder_top_for_dataset(
         n_layers,
         total,
     )
-    states = lower_states(
-        encoder, texts, images, has_image, n_layers, batch_size, device, cache_dtype, text_only
-    )
+    states = lower_states(encoder, texts, images, has_image, n_layers, device, cache_dtype)
     top = EncoderTop(encoder, n_layers=n_layers, **states).to(device)
     del encoder
     if reference is not None and check_items > 0:
@@ -242,11 +235,8 @@ def encoder_top_for_dataset(
 
 @torch.no_grad()
 def _check_reproduces(top: EncoderTop, reference: np.ndarray, n: int, source: Path) -> None:
-    was = top.training
-    top.eval()
     ids = torch.arange(min(n, top.group.numel()))
-    mine = top(ids).float().cpu().numpy()
-    top.train(was)
+    mine = top.eval()(ids).float().cpu().numpy()  # the caller puts it back in train mode
     ref = np.asarray(reference[: len(ids)], dtype=np.float32)
     scale = max(1.0, float(np.abs(ref).max()))
     err = float(np.abs(mine - ref).max()) / scale

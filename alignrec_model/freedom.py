@@ -64,7 +64,6 @@ Where this differs from MMRec, and why:
 from __future__ import annotations
 
 import dataclasses
-import logging
 
 import numpy as np
 import torch
@@ -84,8 +83,6 @@ from alignrec_model.graph import (
     spmm,
 )
 from alignrec_model.losses import BPRLoss
-
-logger = logging.getLogger(__name__)
 
 __all__ = ["Freedom", "FreedomConfig"]
 

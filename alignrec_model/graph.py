@@ -110,12 +110,10 @@ def bipartite_graph(
     i = torch.from_numpy(pairs[:, 1]) + n_users  # (M,) item node ids
     n = n_users + n_items
     edge_index = torch.stack([torch.cat([u, i]), torch.cat([i, u])])  # (2, 2M) both directions
-    _, w2 = gcn_norm(edge_index, None, n, add_self_loops=False)  # (2M,)
-    w = w2[: len(u)].numpy()  # (M,) d_u^-1/2 d_i^-1/2 (the reverse edges hold the same values)
-    u, i = u.numpy(), i.numpy()
-    both = (np.concatenate([u, i]), np.concatenate([i, u]))  # (2M,) rows and columns
-    adj = sp.coo_matrix((np.concatenate([w, w]), both), shape=(n, n))
-    r_hat = sp.coo_matrix((w, (u, i - n_users)), shape=(n_users, n_items))
+    _, w = gcn_norm(edge_index, None, n, add_self_loops=False)  # (2M,) d_u^-1/2 d_i^-1/2
+    adj = sp.coo_matrix((w.numpy(), tuple(edge_index.numpy())), shape=(n, n))
+    # the first M edges are the user -> item ones, in the order of pairs
+    r_hat = sp.coo_matrix((w[: len(u)].numpy(), tuple(pairs.T)), shape=(n_users, n_items))
     return to_torch_csr(adj), to_torch_csr(r_hat)
 
 

@@ -116,7 +116,7 @@ def run_grid(
     *,
     progress: bool | None = None,
     on_cell: Callable[[dict[str, Any], TrainResult, bool], None] | None = None,
-    feature_fn_factory: Callable[[], torch.nn.Module] | None = None,
+    feature_fn: torch.nn.Module | None = None,
     done: Sequence[dict[str, Any]] = (),
     best: TrainResult | None = None,
 ) -> GridResult:
@@ -131,8 +131,8 @@ def run_grid(
         progress: tqdm bars.
         on_cell: Called after each trained cell with its record, its result and whether it
             is the best so far.
-        feature_fn_factory: Makes a fresh fine-tuned encoder top for each cell (joint
-            fine-tuning), or None.
+        feature_fn: The jointly fine-tuned encoder top, or None; every cell starts from its
+            weights at the call.
         done: Records of cells finished earlier (resume): they are kept, not retrained.
         best: The best result among ``done`` (resume).
 
@@ -150,8 +150,11 @@ def run_grid(
     ]
     if done:
         logger.info("grid %s: %d cells done earlier, %d to train", model, len(done), len(todo))
+    if feature_fn is not None:
+        initial = {k: v.detach().clone() for k, v in feature_fn.state_dict().items()}
     for cfg in tqdm(todo, desc=f"grid {model}", disable=no_bar(progress)):
-        feature_fn = feature_fn_factory() if feature_fn_factory else None
+        if feature_fn is not None:
+            feature_fn.load_state_dict(initial)  # every cell starts from the stage-1 encoder
         net = build_model(model, data, cfg, features, feature_fn=feature_fn)
         result = fit(net, data, cfg, name=model, features=variant, progress=progress)
         scores = {f: getattr(result, f) for f in ("best_epoch", "epochs", "valid", "test")}
@@ -267,8 +270,6 @@ def grid_dataset(
     config: TrainConfig,
     model: str = "alignrec",
     features: str | None = None,
-    *,
-    progress: bool | None = None,
 ) -> GridResult:
     """Run the grid on a prepared dataset; write the chosen checkpoint and ``grid-<run>.json``.
 
@@ -288,16 +289,14 @@ def grid_dataset(
         raise UsageError(EMPTY_GRID)
     progress_files = GridProgress(run, grid_fingerprint(config, model, run))
     done, best = progress_files.load(config, model)
-    top = encoder_top(run.paths, config, model, run.variant, run.matrix)
     result = run_grid(
         run.data,
         config,
         model,
         run.matrix,
         run.variant,
-        progress=progress,
         on_cell=progress_files.record,
-        feature_fn_factory=_fresh_encoder_top(top),
+        feature_fn=encoder_top(run.paths, config, model, run.variant, run.matrix),
         done=done,
         best=best,
     )
@@ -306,16 +305,3 @@ def grid_dataset(
     write_json(run.paths.metrics / f"grid-{run.name}.json", result.to_json())
     progress_files.clear()
     return result
-
-
-def _fresh_encoder_top(top: torch.nn.Module | None) -> Callable[[], torch.nn.Module] | None:
-    """A factory that resets ``top`` to its stage-1 weights for each cell (None: no top)."""
-    if top is None:
-        return None
-    initial = {k: v.detach().clone() for k, v in top.state_dict().items()}
-
-    def factory() -> torch.nn.Module:
-        top.load_state_dict(initial)  # every cell starts from the stage-1 encoder
-        return top
-
-    return factory

@@ -20,6 +20,7 @@ pairs.
 
 from __future__ import annotations
 
+import functools
 import logging
 from itertools import product
 from pathlib import Path
@@ -31,6 +32,7 @@ from tqdm.auto import tqdm
 from alignrec_data.atomic import write_json, write_text
 from alignrec_data.errors import UsageError
 from alignrec_data.feature_info import FeatureInfo, feature_info
+from alignrec_data.integrity import sha256_file
 from alignrec_data.markdown import markdown_table
 from alignrec_data.paths import DatasetPaths
 from alignrec_model.leaderboard_cells import (
@@ -331,11 +333,11 @@ def build_leaderboard(
     if not variants and any(p not in ID_ONLY for p in board.protocols):
         logger.warning("%s has no features/*.parquet: only the ID-only rows", dataset)
     notes: list[str] = []
-    memo: dict[Path, str] = {}
+    digest = functools.cache(sha256_file)  # each input file is hashed once per run
     configs = (train, evaluate, board)
 
     def zero_shot_valid(v: str) -> float:
-        res, _ = run_cell(Cell("zero-shot", (v,)), data_dir, dataset, configs, memo, force)
+        res, _ = run_cell(Cell("zero-shot", (v,)), data_dir, dataset, configs, digest, force)
         return res["valid"]["recall@20"]
 
     pairs = choose_pairs(variants, board, zero_shot_valid) if "freedom" in board.protocols else []
@@ -347,10 +349,9 @@ def build_leaderboard(
     bar = tqdm(cells, desc=f"leaderboard {dataset}", unit="cell", disable=progress is False)
     for cell in bar:
         bar.set_postfix_str(cell.filename.removesuffix(".json"))
-        res, fresh = run_cell(cell, data_dir, dataset, configs, memo, force)
+        res, fresh = run_cell(cell, data_dir, dataset, configs, digest, force)
         computed += fresh
         results.append((cell, res))
-    bar.close()
     rows = aggregate(results, variants)
     doc = {
         "dataset": dataset,

@@ -16,13 +16,13 @@ import dataclasses
 import hashlib
 import json
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from alignrec_data.atomic import write_json
 from alignrec_data.config import check_ranges, to_dict
-from alignrec_data.integrity import sha256_file
 from alignrec_data.paths import DatasetPaths
 
 logger = logging.getLogger(__name__)
@@ -121,13 +121,6 @@ class Cell:
         return f"{proto}__{self.variant}__{seed}.json"
 
 
-def file_digest(path: Path, memo: dict[Path, str]) -> str:
-    """sha256 of ``path``, computed once per run."""
-    if path not in memo:
-        memo[path] = sha256_file(path)
-    return memo[path]
-
-
 def _train_keys(train: Any, model: str) -> dict[str, Any]:
     """The ``train`` keys ``model`` reads (from the registry), as plain values."""
     from alignrec_model.recommenders import param_keys
@@ -159,13 +152,13 @@ def cell_key(cell: Cell, settings: dict[str, Any], digests: dict[str, str]) -> s
     return hashlib.sha256(json.dumps(doc, sort_keys=True, default=str).encode()).hexdigest()
 
 
-def cell_inputs(cell: Cell, paths: DatasetPaths, memo: dict[Path, str]) -> dict[str, str]:
-    """``{file name: sha256}`` of the interactions and every feature file the cell reads."""
+def cell_inputs(cell: Cell, paths: DatasetPaths, digest: Callable[[Path], str]) -> dict[str, str]:
+    """``{file name: digest(file)}`` of the interactions and every feature file the cell reads."""
     files = [paths.prepared / "interactions.parquet"]
     files += [paths.feature_file(v) for v in cell.variants]
     if cell.replacement:
         files.append(paths.feature_file(cell.replacement))
-    return {f.name: file_digest(f, memo) for f in files}
+    return {f.name: digest(f) for f in files}
 
 
 def read_cell(path: Path, key: str) -> dict[str, Any] | None:
@@ -216,10 +209,12 @@ def run_cell(
     data_dir: Path,
     ds: str,
     configs: tuple[Any, Any, LeaderboardConfig],
-    memo: dict[Path, str],
+    digest: Callable[[Path], str],
     force: bool = False,
 ) -> tuple[dict[str, Any], bool]:
     """The cell's result from the cache, or computed and cached.
+
+    ``digest`` is the sha256 of a file (one run shares a cached one, so each file is hashed once).
 
     Returns:
         ``(result, computed)``; ``computed`` is False when the cache had it.
@@ -230,7 +225,7 @@ def run_cell(
     epochs = min(train.epochs, board.epochs) if board.epochs else train.epochs
     config = dataclasses.replace(train, seed=seed, epochs=epochs)  # the board's epoch cap
     settings = cell_settings(cell, config, evaluate)
-    inputs = cell_inputs(cell, paths, memo)
+    inputs = cell_inputs(cell, paths, digest)
     key = cell_key(cell, settings, inputs)
     path = paths.root / "leaderboard" / "cells" / cell.filename
     cached = None if force else read_cell(path, key)

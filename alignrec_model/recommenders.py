@@ -41,7 +41,7 @@ class RecommenderSpec:
     Attributes:
         name: The ``--model`` name (also the stem of its run: ``<name>[-<variant>]``).
         summary: One line for the docs.
-        build: ``(data, config, features, seed, feature_fn) -> Recommender``.
+        build: ``(data, config, features, feature_fn) -> Recommender``.
         keys: The ``train:`` keys it reads besides the loop's (``alignrec`` is a sub-section).
         uses_features: Reads a feature variant (``features/<variant>.parquet``).
         finetunes_encoder: Accepts a jointly fine-tuned encoder top (``feature_fn``).
@@ -62,37 +62,37 @@ class RecommenderSpec:
     trains: bool = True
 
 
-def _alignrec(data, config, features, seed, feature_fn):
+def _alignrec(data, config, features, feature_fn):
     from alignrec_model.alignrec import AlignRec
 
-    return AlignRec(data, features, config.alignrec, seed=seed, feature_fn=feature_fn)
+    return AlignRec(data, features, config.alignrec, seed=config.seed, feature_fn=feature_fn)
 
 
-def _freedom(data, config, features, seed, feature_fn):
+def _freedom(data, config, features, feature_fn):
     from alignrec_model.freedom import Freedom
 
-    return Freedom(data, features, config.freedom, seed=seed)
+    return Freedom(data, features, config.freedom, seed=config.seed)
 
 
-def _lightgcn(data, config, features, seed, feature_fn):
+def _lightgcn(data, config, features, feature_fn):
     from alignrec_model.baselines import LightGCN
 
-    return LightGCN(data, config.embedding_dim, config.n_layers, config.reg_weight, seed)
+    return LightGCN(data, config.embedding_dim, config.n_layers, config.reg_weight, config.seed)
 
 
-def _mf(data, config, features, seed, feature_fn):
+def _mf(data, config, features, feature_fn):
     from alignrec_model.baselines import MFBPR
 
-    return MFBPR(data, config.embedding_dim, config.reg_weight, seed)
+    return MFBPR(data, config.embedding_dim, config.reg_weight, config.seed)
 
 
-def _itemknn(data, config, features, seed, feature_fn):
+def _itemknn(data, config, features, feature_fn):
     from alignrec_model.baselines import ItemKNNCBF
 
     return ItemKNNCBF(data, features, k=config.knn_k, shrink=config.knn_shrink)
 
 
-def _pop(data, config, features, seed, feature_fn):
+def _pop(data, config, features, feature_fn):
     from alignrec_model.baselines import Popularity
 
     return Popularity(data)
@@ -213,7 +213,6 @@ def build_model(
     data: InteractionData,
     config: TrainConfig,
     features: np.ndarray | None = None,
-    seed: int | None = None,
     feature_fn: torch.nn.Module | None = None,
 ) -> Recommender:
     """Build a recommender by name.
@@ -221,10 +220,9 @@ def build_model(
     Args:
         name: One of :data:`MODELS`.
         data: The interactions.
-        config: The train config (model hyper-parameters).
+        config: The train config (model hyper-parameters; ``seed`` seeds the initialisation).
         features: (N_items, d) features, required by the models of :data:`FEATURE_MODELS`;
             a tuple of one or two such matrices for the ``multi_features`` models (FREEDOM).
-        seed: Initialisation seed; default ``config.seed``.
         feature_fn: AlignRec's jointly fine-tuned encoder top
             (:func:`alignrec_model.finetune.encoder_top_for_dataset`), or None.
 
@@ -235,7 +233,6 @@ def build_model(
         UsageError: Unknown name, or features missing.
         DataFormatError: Features of the wrong shape.
     """
-    seed = config.seed if seed is None else seed
     spec = get_spec(name)
     if spec.uses_features:
         if features is None:
@@ -249,4 +246,4 @@ def build_model(
                     "items; extract the features for this dataset again"
                 )
                 raise DataFormatError(msg)
-    return spec.build(data, config, features, seed, feature_fn)
+    return spec.build(data, config, features, feature_fn)

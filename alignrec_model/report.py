@@ -86,13 +86,12 @@ def item_categories(items_path: Path) -> np.ndarray:
     return out
 
 
-def build_report(dataset_root: Path, out_dir: Path, *, title: str | None = None) -> Path:
+def build_report(dataset_root: Path, out_dir: Path) -> Path:
     """Write ``report.md`` and its figures for one dataset.
 
     Args:
         dataset_root: ``<data-dir>/<dataset>``.
         out_dir: Folder for ``report.md`` and ``figures/``.
-        title: Page title (default: the dataset id).
 
     Returns:
         The path of ``report.md``.
@@ -104,7 +103,7 @@ def build_report(dataset_root: Path, out_dir: Path, *, title: str | None = None)
     metrics_dir = dataset_root / "metrics"
     fig_dir = out_dir / "figures"
     fig_dir.mkdir(parents=True, exist_ok=True)
-    sections = [f"# Report: {title or dataset_root.name}", ""]
+    sections = [f"# Report: {dataset_root.name}", ""]
     sections += _recommendation_section(metrics_dir, fig_dir)
     sections += _curves_section(metrics_dir, fig_dir)
     sections += _pretraining_section(metrics_dir, fig_dir)

@@ -348,7 +348,7 @@ def _train(model, data, config, name, on_epoch, progress) -> tuple[_Best, list[d
     rng = np.random.default_rng(config.seed)
     sampler = NegativeSampler(data, rng)
     optimizer, scheduler = make_optimizer(model, config)
-    n_batches = math.ceil(data.n_train / config.batch_size)
+    n_batches = math.ceil(len(data.train_pairs) / config.batch_size)
     best = _Best()
     bar = tqdm(range(config.epochs), desc=f"train {name}", unit="epoch", disable=no_bar(progress))
     for epoch in bar:
@@ -390,7 +390,6 @@ def train_dataset(
     model: str = "alignrec",
     features: str | None = None,
     *,
-    progress: bool | None = None,
     write: bool = True,
 ) -> TrainResult:
     """Train one model on a prepared dataset and write its checkpoint and metrics.
@@ -402,7 +401,6 @@ def train_dataset(
         model: One of :data:`~alignrec_model.recommenders.MODELS`.
         features: Feature variant of the models that read features (default
             ``config.features``); ignored by the ID-only models.
-        progress: tqdm bar on stderr (None: on a terminal only).
         write: Write ``models/<run>.pt``, ``metrics/train-<run>.json`` and
             ``metrics/history-<run>.json`` (run = ``<model>[-<variant>]``).
 
@@ -418,7 +416,7 @@ def train_dataset(
             write_json(run.paths.metrics / f"history-{run.name}.json", history)
 
     logger.info("train %s on %s: %s", run.name, dataset, run.data.summary())
-    result = fit_run(run, config, model, on_epoch=on_epoch, progress=progress)
+    result = fit_run(run, config, model, on_epoch=on_epoch)
     if write:
         save_checkpoint(run.paths.models / f"{run.name}.pt", result, run.data)
         write_json(run.paths.metrics / f"train-{run.name}.json", result.to_json())
