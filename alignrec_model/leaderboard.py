@@ -43,6 +43,7 @@ from alignrec_model.leaderboard_cells import (
     LeaderboardConfig,
     run_cell,
 )
+from alignrec_model.train import no_bar
 
 logger = logging.getLogger(__name__)
 
@@ -346,7 +347,7 @@ def build_leaderboard(
         logger.info("leaderboard %s: %s", dataset, note)
     results = []
     computed = 0
-    bar = tqdm(cells, desc=f"leaderboard {dataset}", unit="cell", disable=progress is False)
+    bar = tqdm(cells, desc=f"leaderboard {dataset}", unit="cell", disable=no_bar(progress))
     for cell in bar:
         bar.set_postfix_str(cell.filename.removesuffix(".json"))
         res, fresh = run_cell(cell, data_dir, dataset, configs, digest, force)

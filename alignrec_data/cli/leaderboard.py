@@ -75,17 +75,14 @@ def command(
       alignrec-data leaderboard amazon-baby --format json
       alignrec-data leaderboard amazon-mini --force
     """  # noqa: D301 (click needs a real \b)
-    import dataclasses
-
     from alignrec_data.config import load_settings
     from alignrec_model.feature_eval import EvaluateConfig
     from alignrec_model.leaderboard import build_leaderboard
     from alignrec_model.leaderboard_cells import LeaderboardConfig
     from alignrec_model.train import TrainConfig
 
-    board = load_settings(params, "leaderboard", LeaderboardConfig, dataset)
     given = {"seeds": seeds, "features": _names(features), "protocols": _names(protocols)}
-    board = dataclasses.replace(board, **{k: v for k, v in given.items() if v is not None})
+    board = load_settings(params, "leaderboard", LeaderboardConfig, dataset, given=given)
     train = load_settings(params, "train", TrainConfig, dataset)
     evaluate = load_settings(params, "evaluate", EvaluateConfig, dataset)
     doc = build_leaderboard(data_dir, dataset, train, evaluate, board, force=force)

@@ -75,11 +75,10 @@ def command(
     from alignrec_data.export_features import parse_feature_specs
     from alignrec_data.release import ReleaseConfig, build_release
 
-    config = load_settings(params, "release", ReleaseConfig, dataset)
     options = {"images": images, "shard_size_mb": shard_size_mb, "repo_id": repo_id}
     if features is not None:
         options["features"] = tuple(parse_feature_specs(features))
-    config = dataclasses.replace(config, **{k: v for k, v in options.items() if v is not None})
+    config = load_settings(params, "release", ReleaseConfig, dataset, given=options)
     result = build_release(data_dir, dataset, out, config, params_path=params, overwrite=overwrite)
     lines = [
         f"release of {dataset} -> {result.out} ({result.files} files, {result.total_bytes:,} bytes)"

@@ -220,6 +220,17 @@ def test_bad_variant_protocol_or_seed_is_one_error_line_exit_2(toy, args, messag
     assert "Traceback" not in result.output
 
 
+def test_settings_log_names_the_options_and_no_bar_off_a_terminal(toy) -> None:
+    data_dir, params = toy
+    args = ["leaderboard", "toy", "--data-dir", str(data_dir), "--params", str(params)]
+    result = CliRunner().invoke(cli, [*args, "--protocols", "pop", "--seeds", "3"])
+    assert result.exit_code == 0, result.output
+    log = result.stderr
+    assert "protocols=['pop'] [command line; not ['zero-shot', 'lightgcn', 'pop'] in" in log
+    assert f"seeds=[3] [command line; not [7] in {params}:leaderboard]" in log
+    assert "cell/s" not in log and "100%" not in log  # CliRunner's stderr is no terminal
+
+
 def test_freedom_cells_follow_the_registry_and_pairs(toy) -> None:
     data_dir, params = toy
     train, evaluate, _ = _configs(params)

@@ -259,8 +259,10 @@ def test_cli(tmp_path: Path) -> None:
 
     out = tmp_path / "elsewhere"
     args = ["release", "amazon-mini", "--data-dir", str(data_dir), "--params", str(params)]
-    res = CliRunner().invoke(cli, [*args, "--out", str(out)])
+    res = CliRunner().invoke(cli, [*args, "--out", str(out), "--shard-size-mb", "2"])
     assert res.exit_code == 0, res.output
+    # the settings log names the command-line value and the params value it replaced
+    assert f"shard_size_mb=2.0 [command line; not 5 in {params}:release]" in res.stderr
     assert sorted(p.name for p in out.iterdir()) == [
         "README.md",
         MANIFEST_NAME,
