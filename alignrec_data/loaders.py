@@ -239,11 +239,12 @@ def load_features(
     result = _as_type(matrix, return_type)
     if not with_keys:
         return result
-    keys: list[str] = []
+    keys = np.empty(matrix.shape[0], dtype=object)  # row i of the matrix is item_id i
     for path, _ in shards:
         rel = f"{config}/{path.name}"
-        keys += read_shard(path, src.label, rel, ["item_key"]).column("item_key").to_pylist()
-    return result, keys
+        table = read_shard(path, src.label, rel, ["item_id", "item_key"])
+        keys[table.column("item_id").to_numpy()] = table.column("item_key").to_pylist()
+    return result, keys.tolist()
 
 
 # ----------------------------------------------------------------------------- tables

@@ -42,6 +42,24 @@ def test_load_features_numpy_and_torch(rel, tmp_path: Path) -> None:
     assert keys == b.item_keys
 
 
+def test_keys_follow_the_rows_when_shards_are_listed_out_of_id_order(rel, tmp_path: Path) -> None:
+    import json
+
+    from alignrec_data.release_layout import MANIFEST_NAME
+
+    b, original = rel
+    out = tmp_path / "release"
+    shutil.copytree(original, out)
+    manifest = json.loads((out / MANIFEST_NAME).read_text())
+    train = manifest["configs"]["features-effnet-image"]["splits"]["train"]
+    assert len(train["shards"]) > 1
+    train["shards"].reverse()  # a release written by another tool: the last ids come first
+    (out / MANIFEST_NAME).write_text(json.dumps(manifest))
+    x, keys = loaders.load_features(out, "effnet-image", with_keys=True, cache_dir=tmp_path)
+    np.testing.assert_array_equal(x, b.features["effnet-image"])
+    assert keys == b.item_keys
+
+
 def test_cached_load_is_memory_mapped_and_skips_parquet(
     rel, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
