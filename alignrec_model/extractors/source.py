@@ -120,7 +120,7 @@ def entry_source(entry: VariantEntry, paths: DatasetPaths) -> ModelSource:
         from alignrec_model.pretrain import CHECKPOINT_FILE
 
         if entry.model:
-            return ModelSource(Path(entry.model), label=entry.model)
+            return ModelSource(Path(entry.model).expanduser(), label=entry.model)
         return ModelSource(paths.models / CHECKPOINT_FILE, label=f"models/{CHECKPOINT_FILE}")
     if entry.kind == "effnet":
         from alignrec_model.hybrid import efficientnet_weights_path

@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
+import pytest
 import yaml
 
 from alignrec_data.config import load_section
@@ -53,3 +54,16 @@ def test_mmenc_outputs_with_empty_texts_and_missing_images(tmp_path: Path) -> No
         "sha256": sha256_file(paths.models / "mmenc.pt"),
     }
     assert (info.kind, info.pooling, info.dim) == ("mmenc", "cls", 32)
+
+
+@pytest.mark.parametrize("kind", ["mmenc", "effnet"])
+def test_a_home_relative_model_path_is_expanded(kind, tmp_path, monkeypatch) -> None:
+    from alignrec_data.paths import DatasetPaths
+    from alignrec_model.extractors.entry import VariantEntry
+    from alignrec_model.extractors.source import entry_source
+
+    monkeypatch.setenv("HOME", str(tmp_path))
+    entry = VariantEntry(name="mine", kind=kind, model="~/weights.pt")
+    source = entry_source(entry, DatasetPaths.of(tmp_path / "data", "toy"))
+    assert source.path == tmp_path / "weights.pt"
+    assert source.label == "~/weights.pt"
