@@ -29,13 +29,13 @@ def sha256_file(path: str | Path) -> str:
 class GzipStreamCheck:
     """Incremental gzip validation with the rules of :mod:`gzip` (an empty file is no gzip file).
 
-    Multi-member files are accepted, as is zero padding after the last member; zlib checks
-    each member's CRC32 and length (``wbits=31``). Decompressed bytes are discarded.
+    Multi-member files are accepted, as is zero padding after or between members (wherever a
+    chunk ends); zlib checks each member's CRC32 and length (``wbits=31``). Decompressed bytes
+    are discarded.
     """
 
     def __init__(self) -> None:
         self._d: zlib._Decompress | None = zlib.decompressobj(31)
-        self._padding = False
         self.members = 0
 
     def feed(self, data: bytes) -> None:
@@ -49,9 +49,8 @@ class GzipStreamCheck:
             if self._d is None:
                 stripped = data.lstrip(b"\x00")
                 if not stripped:
-                    self._padding = True
                     return
-                if self._padding or not stripped.startswith(_GZIP_MAGIC[: len(stripped)]):
+                if not stripped.startswith(_GZIP_MAGIC[: len(stripped)]):
                     msg = "trailing garbage after the last gzip member"
                     raise ValueError(msg)
                 self._d, data = zlib.decompressobj(31), stripped

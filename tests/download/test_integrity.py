@@ -32,6 +32,8 @@ CASES = {
     "one member": GOOD,
     "two members": GOOD + gzip.compress(b"second member\n", mtime=0),
     "zero padding": GOOD + bytes(512),
+    "padding between members": GOOD + bytes(512) + gzip.compress(b"second member\n", mtime=0),
+    "padding then garbage": GOOD + bytes(512) + b"garbage",
     "truncated": GOOD[:-9],
     "bad crc": GOOD[:-8] + bytes(4) + GOOD[-4:],
     "trailing garbage": GOOD + b"garbage",
@@ -65,3 +67,14 @@ def test_gzip_check_counts_members():
     check.feed(CASES["two members"])
     check.close()
     assert check.members == 2
+
+
+def test_padding_between_members_is_accepted_wherever_a_chunk_ends():
+    second = gzip.compress(b"second member\n", mtime=0)
+    assert _gzip_module_accepts(GOOD + bytes(512) + second)
+    for chunks in ([GOOD + bytes(512), second], [GOOD, bytes(512), second[:1], second[1:]]):
+        check = GzipStreamCheck()
+        for chunk in chunks:
+            check.feed(chunk)
+        check.close()
+        assert check.members == 2
