@@ -167,7 +167,8 @@ def check_ranges(config: Any, section: str, checks: Mapping[str, tuple[bool, str
         if not holds
     ]
     if problems:
-        raise UsageError("; ".join(problems) + "; fix params.yaml or the command-line override")
+        msg = "; ".join(problems) + "; fix params.yaml or the command-line override"
+        raise UsageError(msg)
 
 
 def _shown(value: Any) -> Any:

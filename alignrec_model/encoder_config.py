@@ -118,7 +118,8 @@ class MMEncConfig:
         if not 0 <= self.vl_layers <= self.layers:
             problems.append(f"vl_layers {self.vl_layers} is not in 0..{self.layers}")
         if problems:
-            raise UsageError("invalid encoder config: " + "; ".join(problems))
+            msg = "invalid encoder config: " + "; ".join(problems)
+            raise UsageError(msg)
         return self
 
     @property

@@ -92,10 +92,8 @@ def check_engine(command: str, dataset: str, engine: str, address: str | None, w
             ``pip install 'alignrec[scale]'`` hint), before any input is read.
     """
     if engine == "local" and (address is not None or workers is not None):
-        raise UsageError(
-            "--address and --workers need --engine ray",
-            hint=f"alignrec-data {command} {dataset} --engine ray --workers N",
-        )
+        msg = "--address and --workers need --engine ray"
+        raise UsageError(msg, hint=f"alignrec-data {command} {dataset} --engine ray --workers N")
     if engine == "ray":
         from alignrec_data.engine.ray_images import require_ray
 

@@ -13,7 +13,8 @@ def _int_list(ctx: click.Context, param: click.Parameter, value: str | None):
     try:
         return None if value is None else tuple(int(s) for s in _names(value))
     except ValueError as err:
-        raise click.BadParameter(f"expected integers separated by commas, found {value!r}") from err
+        msg = f"expected integers separated by commas, found {value!r}"
+        raise click.BadParameter(msg) from err
 
 
 def _names(value: str | None) -> tuple[str, ...] | None:

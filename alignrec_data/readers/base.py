@@ -52,7 +52,8 @@ def get_key(obj: dict, name: str) -> str:
     value = obj.get(name)
     if not isinstance(value, str) or not value:
         found = "missing" if value is None else repr(value)[:40]
-        raise BadRecord(f"field {name!r} must be a non-empty string, found {found}")
+        msg = f"field {name!r} must be a non-empty string, found {found}"
+        raise BadRecord(msg)
     return value
 
 
@@ -61,11 +62,11 @@ def get_number(obj: dict, name: str) -> float:
     value = obj.get(name)
     if isinstance(value, bool) or not isinstance(value, int | float):
         found = "missing" if value is None else repr(value)[:40]
-        raise BadRecord(f"field {name!r} must be a number, found {found}")
+        msg = f"field {name!r} must be a number, found {found}"
+        raise BadRecord(msg)
     if not -MAX_ABS_NUMBER < value < MAX_ABS_NUMBER:  # also False for NaN; no float overflow
-        raise BadRecord(
-            f"field {name!r} must be a finite number below 2**62 in size, found {str(value)[:40]}"
-        )
+        msg = f"field {name!r} must be a finite number below 2**62 in size, found {str(value)[:40]}"
+        raise BadRecord(msg)
     return value
 
 
@@ -83,7 +84,8 @@ def parse_review(
         BadRecord: Not an object, or a field is missing or of the wrong type.
     """
     if not isinstance(obj, dict):
-        raise BadRecord(f"expected an object, found {type(obj).__name__}")
+        msg = f"expected an object, found {type(obj).__name__}"
+        raise BadRecord(msg)
     user_f, item_f, rating_f, ts_f = fields
     ts = get_number(obj, ts_f)
     return (

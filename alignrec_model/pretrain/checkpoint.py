@@ -72,16 +72,17 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     """
     path = Path(path)
     if not path.is_file():
-        raise UsageError(
-            f"checkpoint {path} does not exist", hint="run `alignrec-data pretrain` first"
-        )
+        msg = f"checkpoint {path} does not exist"
+        raise UsageError(msg, hint="run `alignrec-data pretrain` first")
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # unpickling errors come in many types
-        raise DataFormatError(f"cannot load {path} as a weights-only checkpoint: {err}") from err
+        msg = f"cannot load {path} as a weights-only checkpoint: {err}"
+        raise DataFormatError(msg) from err
     if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
         found = ckpt.get("format") if isinstance(ckpt, dict) else type(ckpt).__name__
-        raise DataFormatError(f"{path} is not an {CHECKPOINT_FORMAT} checkpoint (found {found!r})")
+        msg = f"{path} is not an {CHECKPOINT_FORMAT} checkpoint (found {found!r})"
+        raise DataFormatError(msg)
     return ckpt
 
 
@@ -95,12 +96,14 @@ def encoder_from_checkpoint(ckpt: dict[str, Any], source: str = "checkpoint") ->
     raw = dict(ckpt["encoder_config"])
     unknown = sorted(set(raw) - names)
     if unknown:
-        raise DataFormatError(f"{source}: unknown encoder config key(s) {unknown}")
+        msg = f"{source}: unknown encoder config key(s) {unknown}"
+        raise DataFormatError(msg)
     model = MMEnc(MMEncConfig(**raw))  # checks the values fit together
     try:
         model.load_state_dict(ckpt["encoder"], strict=True)
     except RuntimeError as err:
-        raise DataFormatError(f"{source}: weights do not fit its encoder config: {err}") from err
+        msg = f"{source}: weights do not fit its encoder config: {err}"
+        raise DataFormatError(msg) from err
     return model
 
 
@@ -118,9 +121,9 @@ def check_resume_config(saved: dict[str, Any], current: dict[str, Any], source: 
         detail = ", ".join(
             f"{k} (checkpoint {saved.get(k)!r}, params {current.get(k)!r})" for k in diff
         )
+        msg = f"{source} was written with other pretrain params: {detail}"
         raise UsageError(
-            f"{source} was written with other pretrain params: {detail}",
-            hint=f"delete {source} to start afresh, or set pretrain.resume: false",
+            msg, hint=f"delete {source} to start afresh, or set pretrain.resume: false"
         )
 
 

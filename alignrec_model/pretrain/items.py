@@ -49,17 +49,17 @@ def read_items(paths: DatasetPaths, max_items: int = 0) -> pd.DataFrame:
     """
     path = paths.prepared / ITEMS_FILE
     if not path.is_file():
-        raise UsageError(
-            f"items table {path} does not exist",
-            hint=f"run `alignrec-data prepare {paths.name}` first",
-        )
+        msg = f"items table {path} does not exist"
+        raise UsageError(msg, hint=f"run `alignrec-data prepare {paths.name}` first")
     items = pd.read_parquet(path)
     lacking = {"item_id", "item_key", "text"} - set(items.columns)
     if lacking:
-        raise DataFormatError(f"{path} lacks column(s) {sorted(lacking)}")
+        msg = f"{path} lacks column(s) {sorted(lacking)}"
+        raise DataFormatError(msg)
     items = items.sort_values("item_id").reset_index(drop=True)
     if not np.array_equal(items["item_id"].to_numpy(), np.arange(len(items))):
-        raise DataFormatError(f"{path}: item_id must be 0..N-1")
+        msg = f"{path}: item_id must be 0..N-1"
+        raise DataFormatError(msg)
     return items.iloc[:max_items] if max_items > 0 else items
 
 
@@ -71,7 +71,8 @@ def load_item_data(paths: DatasetPaths, cfg: MMEncConfig, max_items: int = 0) ->
     ids, pad = preprocess.tokenize(tok, items["text"].fillna("").tolist(), cfg.max_text_len)
     valid = ~pad & ~torch.isin(ids, torch.tensor(specials))
     if int(ids.max()) >= cfg.vocab_size:
-        raise UsageError(f"tokenizer ids reach {int(ids.max())} but vocab_size is {cfg.vocab_size}")
+        msg = f"tokenizer ids reach {int(ids.max())} but vocab_size is {cfg.vocab_size}"
+        raise UsageError(msg)
     images, has = preprocess.load_item_images(
         paths.images, items["item_id"].tolist(), cfg.image_size
     )

@@ -179,10 +179,11 @@ def _plan(n_per_rank: int, cfg: PretrainConfig, world: int) -> tuple[int, int]:
     """Optimizer steps per epoch and in all (``max_steps`` caps the latter)."""
     steps_per_epoch = (n_per_rank // cfg.batch_size) // cfg.grad_accum
     if steps_per_epoch < 1:
-        raise UsageError(
+        msg = (
             f"{n_per_rank} items per process cannot fill one step of batch_size {cfg.batch_size} x "
             f"grad_accum {cfg.grad_accum} (x {world} processes); lower pretrain.batch_size"
         )
+        raise UsageError(msg)
     total = steps_per_epoch * cfg.epochs
     return steps_per_epoch, min(total, cfg.max_steps) if cfg.max_steps > 0 else total
 
@@ -239,10 +240,8 @@ def _train_step(run: _Run) -> tuple[dict[str, Any], float, float]:
     sums = _backward(run, micro_parts, n_text, n_patch)
     mlm, mim = float(sums[0]) / n_text, float(sums[2]) / n_patch
     if not (math.isfinite(mlm) and math.isfinite(mim)):
-        raise NonFiniteLossError(
-            f"non-finite loss at step {step} (mlm {mlm}, mim {mim}); the run stops",
-            hint="lower pretrain.lr or check the inputs",
-        )
+        msg = f"non-finite loss at step {step} (mlm {mlm}, mim {mim}); the run stops"
+        raise NonFiniteLossError(msg, hint="lower pretrain.lr or check the inputs")
     _optimizer_step(run)
     record = {
         "step": step + 1,
